@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import polars as pl
+from rich.table import Table
+
+from curate import schemas
+from curate.info import counts, frames_for
+from curate.progress import console
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON lines instead of tables.")
+def info(paths, as_json):
+    """Row counts by schema (kind), source and language.
+
+    Works on curate datasets (a directory of <kind>.parquet files, or one file) and on raw
+    source files, which are ingested in memory first.
+
+    \b
+    Example:
+      curate info datasets/normalized
+      curate info ../shared/fixtures/malay_alpaca.json
+    """
+    frames = {}
+    for p in paths:
+        for kind, f in frames_for(p).items():
+            frames[kind] = pl.concat([frames[kind].lazy(), f.lazy()]) if kind in frames else f
+    df = counts(frames)
+    if as_json:
+        for row in df.iter_rows(named=True):
+            click.echo(pl.DataFrame([row]).write_ndjson().strip())
+        return
+    for title, keys in (("by kind", ["kind"]), ("by source", ["kind", "source", "format"]), ("by language", ["lang"])):
+        agg = df.group_by(keys).agg(pl.col("rows").sum()).sort(keys)
+        table = Table(title=title)
+        for k in keys:
+            table.add_column(k)
+        table.add_column("rows", justify="right")
+        for row in agg.iter_rows():
+            table.add_row(*[Path(str(v)).name if k == "source" else str(v) for k, v in zip(keys, row[:-1])],
+                          f"{row[-1]:,}")
+        console.print(table)
+    console.print(f"total rows: {df['rows'].sum():,}")
+
+
+@click.command("schemas")
+def schemas_cmd():
+    """Print the canonical schemas (columns and types of sft, chat, rm and ppo rows).
+
+    \b
+    Example:
+      curate schemas
+    """
+    click.echo(schemas.describe())

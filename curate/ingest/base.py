@@ -1,0 +1,124 @@
+"""What a source format is, and the shared checks every JSON record goes through."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+from curate.ingest.readers import Item
+from curate.text import fix_literal_newlines
+
+
+class Reject(Exception):
+    """A record that cannot become a row; it goes to quarantine with this reason and evidence."""
+
+    def __init__(self, code: str, reason: str, evidence: Any = None):
+        super().__init__(reason)
+        self.code, self.reason, self.evidence = code, reason, evidence
+
+
+class Record:
+    """Accumulates what a format's ``convert`` learns about one record besides its content."""
+
+    __slots__ = ("recovered", "extra", "info")
+
+    def __init__(self, recovered: list[str] | None = None):
+        self.recovered = list(recovered or [])
+        self.extra: dict[str, Any] = {}
+        self.info: dict[str, Any] = {}
+
+    def meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = dict(self.info)
+        if self.recovered:
+            meta["recovered"] = self.recovered
+        if self.extra:
+            meta["extra"] = self.extra
+        return meta
+
+
+class SourceFormat:
+    """One source format: how to recognise it and how to turn one record into canonical rows.
+
+    Subclasses set ``name``, ``kind`` and ``summary`` and implement ``score`` and ``convert``
+    (JSON formats) or ``items`` (text formats, ``container = "text"``).
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    summary: ClassVar[str]
+    container: ClassVar[str] = "json"
+
+    # -- detection -------------------------------------------------------------------------
+    def score(self, sample: list[Any]) -> float:
+        """0..1: how well a sample of parsed records (or, for text formats, the head text) fits."""
+        raise NotImplementedError
+
+    # -- conversion ------------------------------------------------------------------------
+    def convert(self, obj: dict[str, Any], rec: Record) -> list[dict[str, Any]]:
+        """Content fields of the row(s) this record becomes; raise :class:`Reject` if none."""
+        raise NotImplementedError
+
+    def items(self, path: Path) -> Iterator[Item]:
+        """Text formats: yield one Item per record with ``obj`` already structured."""
+        raise NotImplementedError
+
+
+# -- helpers formats share -----------------------------------------------------------------
+
+def data_objects(sample: list[Any]) -> list[dict]:
+    """The records of a sample that carry data (not ``{}``, not ``{"message": ...}``)."""
+    return [o for o in sample if isinstance(o, dict) and o and set(o) != {"message"}]
+
+
+def key_score(sample: list[Any], required: set[str], forbidden: set[str] = frozenset()) -> float:
+    objs = data_objects(sample)
+    if not objs:
+        return 0.0
+    hits = sum(1 for o in objs if required <= o.keys() and not (forbidden & o.keys()))
+    return hits / len(objs)
+
+
+def precheck(obj: Any) -> dict[str, Any]:
+    """Checks common to every JSON format. Returns the object to convert, or raises Reject."""
+    if not isinstance(obj, dict):
+        raise Reject("not_an_object", f"expected a JSON object, got {type(obj).__name__}", obj)
+    if not obj:
+        raise Reject("empty_object", "empty object {}", "{}")
+    if set(obj) == {"message"}:
+        raise Reject("message_row", "a {\"message\": ...} row (refusal or note), not data", obj["message"])
+    return obj
+
+
+def unwrap_nested(obj: dict[str, Any], keys: set[str], rec: Record) -> dict[str, Any]:
+    """``{"prompt": {"prompt": ..., "response": ...}}``: the real record was nested in a field."""
+    if len(obj) == 1:
+        (key, inner), = obj.items()
+        if isinstance(inner, dict) and keys & inner.keys():
+            rec.recovered.append(f"unwrapped the record nested inside '{key}'")
+            return inner
+    return obj
+
+
+def text(obj: dict[str, Any], key: str, rec: Record, *, required: bool = True, default: str = "") -> str:
+    """A string field, with literal ``\\n`` repaired (and recorded)."""
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise Reject(f"missing_{key}", f"missing '{key}'", sorted(obj))
+        return default
+    if not isinstance(value, str):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+            rec.recovered.append(f"'{key}' was a number; kept as text")
+        else:
+            raise Reject(f"bad_{key}", f"'{key}' is {type(value).__name__}, not text", value)
+    fixed, n = fix_literal_newlines(value)
+    if n:
+        rec.recovered.append(f"'{key}': {n} literal \\n turned into newlines")
+    return fixed
+
+
+def keep_extra(obj: dict[str, Any], known: set[str], rec: Record) -> None:
+    for key, value in obj.items():
+        if key not in known:
+            rec.extra[key] = value

@@ -1,0 +1,25 @@
+"""Stanford-Alpaca JSON: ``[{"instruction", "input", "output"}]``, extra keys kept in meta."""
+
+from __future__ import annotations
+
+from curate.ingest.base import Record, SourceFormat, key_score, keep_extra, text
+
+KEYS = {"instruction", "input", "output"}
+
+
+class Alpaca(SourceFormat):
+    name = "alpaca"
+    kind = "sft"
+    summary = "Stanford-Alpaca style {instruction, input, output} (also malay.json with similarity keys)"
+
+    def score(self, sample):
+        return key_score(sample, {"instruction", "output"}, {"instances", "messages", "conversations"})
+
+    def convert(self, obj, rec: Record):
+        row = {
+            "instruction": text(obj, "instruction", rec),
+            "input": text(obj, "input", rec, required=False),
+            "output": text(obj, "output", rec),
+        }
+        keep_extra(obj, KEYS, rec)
+        return [row]

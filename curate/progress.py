@@ -1,0 +1,50 @@
+"""Progress bars for long work (rich), quiet when output is not a terminal or when asked."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
+
+console = Console(stderr=True)
+
+
+class RateColumn(ProgressColumn):
+    """Items per second."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+
+
+class _Bar:
+    def __init__(self, progress: Progress | None, task):
+        self._progress, self._task = progress, task
+
+    def advance(self, n: int = 1) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
+
+    def update(self, **kw) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, **kw)
+
+
+@contextlib.contextmanager
+def bar(description: str, total: int | None = None, enabled: bool | None = None) -> Iterator[_Bar]:
+    """``with bar("ingest", total=n) as b: b.advance(k)``: shows rate and ETA on a terminal."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield _Bar(None, None)
+        return
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(description, total=total)
+        yield _Bar(progress, task)

@@ -1,0 +1,36 @@
+"""The ``lang`` column: the language of each row's text, from :mod:`curate.langid`."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from curate import schemas
+
+SAMPLE_CHARS = 600  # enough text to decide; keeps language id fast on long rows
+
+
+def text_expr(kind: str) -> pl.Expr:
+    """An expression giving the text that decides a row's language."""
+    if kind == "sft":
+        expr = pl.concat_str([pl.col("instruction"), pl.col("input"), pl.col("output")],
+                             separator="\n", ignore_nulls=True)
+    elif kind == "chat":
+        expr = pl.col("messages").list.eval(pl.element().struct.field("content")).list.join("\n")
+    elif kind == "rm":
+        expr = pl.concat_str([pl.col("prompt"), pl.col("completions").list.join("\n")],
+                             separator="\n", ignore_nulls=True)
+    else:
+        expr = pl.col("prompt")
+    return expr.str.slice(0, SAMPLE_CHARS)
+
+
+def add_lang(df: pl.DataFrame, kind: str | None = None) -> pl.DataFrame:
+    """Fill the ``lang`` column by language identification of each row's text."""
+    from curate import langid
+
+    kind = kind or schemas.kind_of(df)
+    if df.height == 0:
+        return df
+    texts = df.select(text_expr(kind).fill_null("").alias("t"))["t"].to_list()
+    langs = [lang for lang, _ in langid.detect_many(texts)]
+    return df.with_columns(pl.Series("lang", langs, dtype=pl.String))
