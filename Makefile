@@ -1,0 +1,51 @@
+# curate pipeline over datasets/. Each stage reads the previous stage's directory:
+#   make demo                      install into .venv and run every stage that works offline
+#   make clean translate reflect   the pipeline, stage by stage
+#   make test                      the test suite
+PY         ?= python3
+VENV       ?= .venv
+BIN        := $(VENV)/bin
+CURATE     := $(BIN)/curate
+RAW        ?= datasets/raw
+NORMALIZED ?= datasets/normalized
+CLEANED    ?= datasets/clean
+TRANSLATED ?= datasets/translated
+REFLECTED  ?= datasets/reflected
+EXPORTED   ?= datasets/export
+TEST_SIZE  ?= 0.05
+# the last stage that ran before export (override: make export EXPORT_FROM=datasets/translated)
+EXPORT_FROM ?= $(NORMALIZED)
+
+.PHONY: install demo ingest export info test distclean bench
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+ingest: install
+	$(CURATE) ingest $(RAW) -o $(NORMALIZED)
+
+export: install
+	$(CURATE) export $(EXPORT_FROM) -o $(EXPORTED) --test-size $(TEST_SIZE)
+
+info: install
+	$(CURATE) info $(NORMALIZED)
+
+demo: ingest info export
+	@echo
+	@echo "Demo done. Outputs:"
+	@echo "  $(NORMALIZED)/   canonical rows (<kind>.parquet), quarantine.jsonl, report.json"
+	@echo "  $(EXPORTED)/     training files (TRL / OpenAI / Alpaca / RM pairs / PPO), manifest.json"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/ingest.py
+
+distclean:
+	rm -rf $(NORMALIZED) $(CLEANED) $(TRANSLATED) $(REFLECTED) $(EXPORTED) bench/out
