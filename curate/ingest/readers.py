@@ -131,6 +131,7 @@ def iter_json_array(path: Path) -> Iterator[Item]:
                 return
             if buf[pos] == "]":
                 return
+            indent = buf[buf.rfind("\n", 0, pos) + 1:pos]  # to resynchronise after a broken element
             while True:
                 try:
                     value, end = _DECODER.raw_decode(buf, pos)
@@ -140,7 +141,7 @@ def iter_json_array(path: Path) -> Iterator[Item]:
                     if not eof and len(buf) - pos < MAX_ELEMENT:
                         buf, pos, eof = _refill(fh, buf, pos, grow=True)
                         continue
-                    end = _resync(buf, pos)
+                    end = _resync(buf, pos, indent)
                     raw = buf[pos:end]
                     yield Item(line, raw=raw[:2000], error=f"invalid JSON element: {exc.msg}")
                     line += raw.count("\n")
@@ -162,12 +163,9 @@ def _refill(fh, buf: str, pos: int, grow: bool = False) -> tuple[str, int, bool]
     return buf[pos:] + more, 0, not more
 
 
-def _resync(buf: str, pos: int) -> int:
+def _resync(buf: str, pos: int, indent: str) -> int:
     """Index of the next array element after a broken one: a '{' at the indentation it started at."""
-    line_start = buf.rfind("\n", 0, pos) + 1
-    indent = buf[line_start:pos]
-    marker = "\n" + indent + "{"
-    nxt = buf.find(marker, pos + 1)
+    nxt = buf.find("\n" + indent + "{", pos + 1)
     return len(buf) if nxt < 0 else nxt + 1
 
 

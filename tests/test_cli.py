@@ -1,0 +1,78 @@
+"""The CLI through click's runner, and once as the installed console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+from click.testing import CliRunner
+
+from curate.cli import COMMANDS, cli
+
+
+def test_help_lists_every_command():
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert name in result.output
+
+
+def test_every_command_help_has_an_example():
+    runner = CliRunner()
+    for name in COMMANDS:
+        result = runner.invoke(cli, [name, "--help"])
+        assert result.exit_code == 0, (name, result.output)
+        assert "Example" in result.output, name
+
+
+def test_ingest_info_export(fixtures, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "norm"
+    files = [str(fixtures / n) for n in ("malay_gpt4all_anomalies.jsonl", "malay_kochatgpt_rm.jsonl", "sharegpt.json")]
+    result = runner.invoke(cli, ["ingest", *files, "-o", str(out), "--no-lang", "-q"])
+    assert result.exit_code == 0, result.output
+    assert pl.read_parquet(out / "sft.parquet").height == 10
+    assert pl.read_parquet(out / "rm.parquet").height == 199
+    assert pl.read_parquet(out / "chat.parquet").height == 3
+    quarantine = (out / "quarantine.jsonl").read_text().splitlines()
+    assert len(quarantine) == 2
+
+    result = runner.invoke(cli, ["info", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert sum(r["rows"] for r in rows) == 212
+
+    exp = tmp_path / "export"
+    result = runner.invoke(cli, ["export", str(out), "-o", str(exp), "--test-size", "0.1"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((exp / "manifest.json").read_text())
+    assert {f["kind"] for f in manifest["files"]} == {"sft", "rm", "chat"}
+
+
+def test_errors_are_messages_not_tracebacks(tmp_path):
+    runner = CliRunner()
+    weird = tmp_path / "weird.jsonl"
+    weird.write_text('{"foo": 1}\n')
+    result = runner.invoke(cli, ["ingest", str(weird), "-o", str(tmp_path / "o")])
+    assert result.exit_code != 0
+    assert "could not recognise the format" in result.output and "--format" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(cli, ["export", str(tmp_path), "-o", str(tmp_path / "e")])
+    assert result.exit_code != 0 and "curate ingest" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_installed_console_script(fixtures, tmp_path):
+    exe = shutil.which("curate", path=str(Path(sys.executable).parent))
+    assert exe, "the curate console script is not installed in this environment"
+    out = tmp_path / "norm"
+    proc = subprocess.run([exe, "ingest", str(fixtures / "kochatgpt_seed_data.txt"), "-o", str(out), "--no-lang"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert pl.read_parquet(out / "ppo.parquet").height == 200
+    proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "ingest" in proc.stdout

@@ -1,0 +1,309 @@
+"""Ingest of every real source format in ../shared/fixtures, anomalies included."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import orjson
+import polars as pl
+import pytest
+
+from curate import schemas
+from curate.errors import UserError
+from curate.ingest import detect_format, ingest, ingest_to_dir
+
+# fixture file -> (format it must be detected as, kind)
+EXPECTED = {
+    "alpaca_seed_tasks.jsonl": ("seed_tasks", "sft"),
+    "malay_seed_tasks.jsonl": ("seed_tasks", "sft"),
+    "alpacacleaned_gsm8k.json": ("alpaca", "sft"),
+    "malay_alpaca.json": ("alpaca", "sft"),
+    "malay_alpaca_anomalies.json": ("alpaca", "sft"),
+    "chatdoctor.json": ("chatdoctor", "sft"),
+    "chatdoctor_anomalies.json": ("chatdoctor", "sft"),
+    "malay_chatdoctor.jsonl": ("chatdoctor", "sft"),
+    "malay_gpt4all.jsonl": ("gpt4all", "sft"),
+    "malay_gpt4all_anomalies.jsonl": ("gpt4all", "sft"),
+    "malay_kochatgpt_sft.jsonl": ("kochatgpt_sft", "sft"),
+    "malay_kochatgpt_sft_anomalies.jsonl": ("kochatgpt_sft", "sft"),
+    "malay_kochatgpt_rm.jsonl": ("kochatgpt_rm", "rm"),
+    "kochatgpt_ppo.jsonl": ("kochatgpt_ppo", "ppo"),
+    "kochatgpt_ppo_anomalies.jsonl": ("kochatgpt_ppo", "ppo"),
+    "malay_kochatgpt_ppo.jsonl": ("kochatgpt_ppo", "ppo"),
+    "malay_kochatgpt_ppo_anomalies.jsonl": ("kochatgpt_ppo", "ppo"),
+    "kochatgpt_conversation.jsonl": ("kochatgpt_conversation", "chat"),
+    "malay_kochatgpt_conversation.jsonl": ("kochatgpt_conversation", "chat"),
+    "malay_kochatgpt_conversation_anomalies.jsonl": ("kochatgpt_conversation", "chat"),
+    "kochatgpt_seed_data.txt": ("question_list", "ppo"),
+    "sharegpt.json": ("sharegpt", "chat"),
+    "sharegpt_fastchat_identity.json": ("sharegpt", "chat"),
+}
+
+
+def _count_json_records(path):
+    """Independent count of records in a fixture, to check the summary accounts for all of them."""
+    text = path.read_text(encoding="utf-8-sig")
+    if text.lstrip().startswith("["):
+        return len(json.loads(text))
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_fixture_is_detected_and_accounted_for(fixtures, name):
+    path = fixtures / name
+    fmt, kind = EXPECTED[name]
+    assert detect_format(path).name == fmt
+    result = ingest([path], detect_lang=False)
+    summary = result.files[0]
+    assert (summary.format, summary.kind) == (fmt, kind)
+    # every record is either kept or quarantined; nothing vanishes
+    assert summary.records == summary.kept + summary.quarantined
+    assert len(result.quarantine) == summary.quarantined
+    expected_records = _count_json_records(path)
+    if expected_records is not None:
+        assert summary.records == expected_records
+    if summary.kept:
+        df = result.frames[kind]
+        assert df.schema == schemas.schema(kind)
+        assert df.height == summary.rows
+        assert df["id"].null_count() == 0
+        assert df["line"].min() >= 1
+        assert (df["format"] == fmt).all()
+
+
+def test_jsonl_record_counts_match_lines(fixtures):
+    for name in ("malay_gpt4all.jsonl", "malay_kochatgpt_sft.jsonl", "malay_kochatgpt_rm.jsonl",
+                 "malay_chatdoctor.jsonl", "alpaca_seed_tasks.jsonl"):
+        lines = [ln for ln in (fixtures / name).read_bytes().splitlines() if ln.strip()]
+        summary = ingest([fixtures / name], detect_lang=False).files[0]
+        assert summary.records == len(lines), name
+
+
+def test_two_objects_on_one_line_are_split(fixtures):
+    result = ingest([fixtures / "malay_gpt4all_anomalies.jsonl"], detect_lang=False)
+    first_line = result.frames["sft"].filter(pl.col("line") == 1)
+    assert first_line.height == 2
+    assert first_line["instruction"][0].startswith("Pemimpin Pembangkang Zimbabwe")
+    assert first_line["instruction"][1].startswith("No. 4 Auburn")
+    for meta in first_line["meta"]:
+        assert "split 2 JSON values" in " ".join(schemas.meta_of(meta)["recovered"])
+
+
+def test_missing_brace_and_nested_record_are_recovered(fixtures):
+    result = ingest([fixtures / "malay_gpt4all_anomalies.jsonl"], detect_lang=False)
+    row = result.frames["sft"].filter(pl.col("instruction").str.starts_with("Blair akan")).row(0, named=True)
+    assert row["output"] == "politik dunia"
+    recovered = schemas.meta_of(row["meta"])["recovered"]
+    assert any("closing brace" in r for r in recovered) and any("nested" in r for r in recovered)
+
+
+def test_message_rows_and_empty_objects_go_to_quarantine(fixtures):
+    result = ingest([fixtures / "malay_gpt4all_anomalies.jsonl", fixtures / "malay_kochatgpt_sft.jsonl",
+                     fixtures / "malay_chatdoctor_anomalies.jsonl"], detect_lang=False)
+    codes = [q["code"] for q in result.quarantine]
+    assert codes.count("message_row") == 2
+    assert codes.count("empty_object") == 7
+    assert codes.count("missing_completion") == 3
+    for q in result.quarantine:
+        assert q["where"] == f"{q['source']}:{q['line']}" and q["line"] >= 1
+        assert q["reason"] and q["raw"] is not None
+
+
+def test_statement_key_merged_into_prompt(fixtures):
+    df = ingest([fixtures / "malay_gpt4all_anomalies.jsonl"], detect_lang=False).frames["sft"]
+    row = df.filter(pl.col("instruction").str.starts_with("Google Menggunakan Froogle")).row(0, named=True)
+    assert "Nicolaou mengatakan" in row["instruction"]
+    assert "statement" in " ".join(schemas.meta_of(row["meta"])["recovered"])
+
+
+def test_kochatgpt_sft_token_variants_and_swallowed_field(fixtures):
+    df = ingest([fixtures / "malay_kochatgpt_sft_anomalies.jsonl"], detect_lang=False).frames["sft"]
+    metas = [schemas.meta_of(m) for m in df["meta"]]
+    assert [m["tokens"] for m in metas] == [39, 197, 87, 94, 38]
+    swallowed = df.filter(pl.col("instruction").str.contains("Cheonan")).row(0, named=True)
+    assert '"tokens"' not in swallowed["output"] and swallowed["output"].endswith('"korban Cheonan".')
+
+
+def test_literal_newlines_become_newlines(fixtures):
+    df = ingest([fixtures / "malay_kochatgpt_sft.jsonl"], detect_lang=False).frames["sft"]
+    fixed = df.filter(pl.col("meta").str.contains("literal"))
+    assert fixed.height > 0
+    assert not fixed["output"].str.contains(r"\\n", literal=True).any()
+    assert fixed["output"].str.contains("\n", literal=True).all()
+
+
+def test_literal_newline_kept_inside_code(fixtures):
+    from curate.text import fix_literal_newlines
+    code = 'print("a\\nb")'
+    assert fix_literal_newlines(code) == (code, 0)
+
+
+def test_rm_rankings(fixtures):
+    result = ingest([fixtures / "malay_kochatgpt_rm.jsonl"], detect_lang=False)
+    df = result.frames["rm"]
+    raw = [json.loads(line) for line in (fixtures / "malay_kochatgpt_rm.jsonl").read_text().splitlines()]
+    full = [r for r in raw if r.get("ranking") and "completion_2" in r]
+    assert df.filter(pl.col("ranks").is_not_null()).height == len(full)
+    first = df.row(0, named=True)
+    assert first["ranks"] == raw[0]["ranking"] and first["completions"][2] == raw[0]["completion_2"]
+    unranked = df.filter(pl.col("ranks").is_null())
+    assert unranked.height == len([r for r in raw if r]) - len(full)
+    assert all("unranked" in " ".join(schemas.meta_of(m)["issues"]) for m in unranked["meta"])
+
+
+def test_ppo_array_inside_jsonl_and_empty_prompts(fixtures):
+    result = ingest([fixtures / "kochatgpt_ppo.jsonl", fixtures / "kochatgpt_ppo_anomalies.jsonl"], detect_lang=False)
+    assert result.frames["ppo"].height == 200
+    assert [q["code"] for q in result.quarantine] == ["empty_prompt"] * 3
+    # lines point at each element's opening brace in the pretty-printed array
+    lines = (fixtures / "kochatgpt_ppo.jsonl").read_text().splitlines()
+    for line in result.frames["ppo"]["line"].head(5):
+        assert lines[line - 1].strip() == "{"
+
+
+def test_ppo_rows_with_extra_keys_keep_them(fixtures):
+    df = ingest([fixtures / "malay_kochatgpt_ppo_anomalies.jsonl"], detect_lang=False).frames["ppo"]
+    assert df.height == 6
+    extras = [schemas.meta_of(m).get("extra", {}) for m in df["meta"]]
+    assert sum("completion" in e for e in extras) == 2
+    assert sum("output" in e for e in extras) == 4
+
+
+def test_conversations_roles_and_labels(fixtures):
+    result = ingest([fixtures / "malay_kochatgpt_conversation.jsonl", fixtures / "kochatgpt_conversation.jsonl",
+                     fixtures / "malay_kochatgpt_conversation_anomalies.jsonl"], detect_lang=False)
+    chats = result.frames["chat"]
+    assert chats.height == 403
+    roles = chats.select(pl.col("messages").list.eval(pl.element().struct.field("role"))).explode("messages")
+    assert set(roles["messages"].to_list()) == {"user", "assistant"}
+    # no speaker label survives inside the text
+    contents = chats.select(pl.col("messages").list.eval(pl.element().struct.field("content"))).explode("messages")
+    assert not contents["messages"].str.contains(r"^<(사람|챗봇|Orang|orang|Chatbot|Chabot|AI)>:").any()
+    ai = chats.filter(pl.col("meta").str.contains("'AI'"))
+    assert ai.height == 1
+    assert [q["code"] for q in result.quarantine] == ["bad_record", "bad_record"]
+    assert all("empty conversation block" in q["reason"] for q in result.quarantine)
+
+
+def test_sharegpt(fixtures):
+    df = ingest([fixtures / "sharegpt.json"], detect_lang=False).frames["chat"]
+    assert df["messages"].list.len().to_list() == [10, 2, 2]
+    first = df.row(0, named=True)
+    assert first["messages"][0]["role"] == "user" and first["messages"][1]["role"] == "assistant"
+    assert schemas.meta_of(first["meta"])["origin_id"] == "QWJhYvA_0"
+
+
+def test_openai_messages(tmp_path):
+    path = tmp_path / "chat.jsonl"
+    rows = [{"messages": [{"role": "system", "content": "Anda pembantu."}, {"role": "user", "content": "Hai"},
+                          {"role": "assistant", "content": [{"type": "text", "text": "Hai juga!"}]}]},
+            {"messages": [{"role": "wizard", "content": "?"}]}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = ingest([path], detect_lang=False)
+    assert result.files[0].format == "openai_messages"
+    msgs = result.frames["chat"]["messages"][0].to_list()
+    assert msgs[2] == {"role": "assistant", "content": "Hai juga!"}
+    assert [q["code"] for q in result.quarantine] == ["unknown_role"]
+
+
+def test_question_list_with_bom(fixtures):
+    df = ingest([fixtures / "kochatgpt_seed_data.txt"], detect_lang=False).frames["ppo"]
+    assert df.height == 200
+    assert not df["prompt"][0].startswith("\ufeff")
+
+
+def test_seed_tasks_meta(fixtures):
+    df = ingest([fixtures / "alpaca_seed_tasks.jsonl"], detect_lang=False).frames["sft"]
+    meta = schemas.meta_of(df["meta"][0])
+    assert meta["seed"]["id"] == "seed_task_0" and meta["seed"]["name"] == "breakfast_suggestion"
+
+
+def test_format_override_and_unknown_format(fixtures, tmp_path):
+    res = ingest([fixtures / "malay_chatdoctor.jsonl"], "alpaca", detect_lang=False)
+    assert res.files[0].format == "alpaca"
+    weird = tmp_path / "weird.jsonl"
+    weird.write_text('{"foo": 1}\n{"bar": 2}\n')
+    with pytest.raises(UserError, match="--format"):
+        detect_format(weird)
+
+
+def test_truncated_json_array_is_reported_not_crashed(fixtures, tmp_path):
+    text = (fixtures / "malay_alpaca.json").read_text()
+    cut = tmp_path / "cut.json"
+    cut.write_text(text[: len(text) // 2])
+    result = ingest([cut], detect_lang=False)
+    summary = result.files[0]
+    assert summary.kept > 50 and summary.quarantined >= 1
+    assert summary.records == summary.kept + summary.quarantined
+
+
+def test_broken_element_in_array_is_quarantined_and_rest_read(fixtures, tmp_path):
+    data = json.loads((fixtures / "chatdoctor.json").read_text())[:5]
+    text = json.dumps(data, indent=6)
+    # break the third element's closing quote
+    marker = json.dumps(data[2]["output"])
+    broken = text.replace(marker, marker[:-1], 1)
+    path = tmp_path / "broken.json"
+    path.write_text(broken)
+    result = ingest([path], detect_lang=False)
+    assert result.frames["sft"].height == 4
+    assert len(result.quarantine) == 1 and result.quarantine[0]["code"] == "parse_error"
+
+
+def test_ids_are_stable_and_content_based(fixtures, tmp_path):
+    a = ingest([fixtures / "malay_alpaca.json"], detect_lang=False).frames["sft"]
+    # same content in another container (JSONL) under another name gives the same ids
+    other = tmp_path / "copy.jsonl"
+    rows = json.loads((fixtures / "malay_alpaca.json").read_text())
+    other.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
+    b = ingest([other], detect_lang=False).frames["sft"]
+    assert a["id"].to_list() == b["id"].to_list()
+    # the id is a pure function of kind + content: recompute it independently
+    row = a.row(0, named=True)
+    assert row["id"] == schemas.content_id("sft", row)
+    import hashlib
+    payload = orjson.dumps(["sft", row["instruction"], row["input"], row["output"]])
+    assert row["id"] == hashlib.blake2b(payload, digest_size=8).hexdigest()
+
+
+def test_ingest_to_dir_streams_in_batches(fixtures, tmp_path):
+    out = tmp_path / "norm"
+    files = [fixtures / n for n in ("malay_alpaca.json", "malay_gpt4all_anomalies.jsonl", "malay_kochatgpt_rm.jsonl")]
+    summary = ingest_to_dir(files, out, detect_lang=False, batch_size=37)
+    sft = pl.read_parquet(out / "sft.parquet")
+    assert sft.height == summary["rows_by_kind"]["sft"] == 210
+    assert pl.read_parquet(out / "rm.parquet").height == 199
+    quarantine = [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
+    assert len(quarantine) == summary["total"]["quarantined"] == 2
+    report = json.loads((out / "report.json").read_text())
+    assert report["total"]["accounted"] is True
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+    # same input, same output
+    in_memory = ingest(files, detect_lang=False).frames["sft"]
+    assert sft["id"].to_list() == in_memory["id"].to_list()
+
+
+def test_ingest_to_dir_failure_leaves_no_partial_output(fixtures, tmp_path, monkeypatch):
+    out = tmp_path / "norm"
+    ingest_to_dir([fixtures / "malay_alpaca.json"], out, detect_lang=False)
+    before = (out / "sft.parquet").read_bytes()
+    import curate.ingest.pipeline as pipeline
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "summarize", boom)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_to_dir([fixtures / "malay_alpaca.json", fixtures / "chatdoctor.json"], out, detect_lang=False)
+    # the earlier complete output is untouched or replaced whole; never half-written, no temp files
+    pl.read_parquet(out / "sft.parquet")
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert (out / "sft.parquet").read_bytes() in (before, (out / "sft.parquet").read_bytes())
+
+
+def test_lang_column_filled(fixtures):
+    pytest.importorskip("curate.langid")
+    res = ingest([fixtures / "kochatgpt_ppo.jsonl", fixtures / "chatdoctor.json"])
+    assert set(res.frames["ppo"]["lang"].unique().to_list()) == {"ko"}
+    assert (res.frames["sft"]["lang"] == "en").mean() > 0.95
