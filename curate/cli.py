@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "info": "curate.commands.info:info",
     "export": "curate.commands.export:export",
     "schemas": "curate.commands.info:schemas_cmd",
+    "tokens": "curate.commands.tokens:tokens",
 }
 
 
