@@ -83,6 +83,15 @@ def content_id(kind: str, row: dict[str, Any]) -> str:
     return hashlib.blake2b(orjson.dumps(payload), digest_size=8).hexdigest()
 
 
+def content_ids(kind: str, cols: dict[str, list]) -> list[str]:
+    """:func:`content_id` for whole columns at once (the same ids, faster)."""
+    blake, dumps = hashlib.blake2b, orjson.dumps
+    fields = [cols[f] for f in ID_FIELDS[kind]]
+    if kind == "chat":
+        fields = [[None if m is None else [[x["role"], x["content"]] for x in m] for m in fields[0]]]
+    return [blake(dumps([kind, *values]), digest_size=8).hexdigest() for values in zip(*fields)]
+
+
 def empty(kind: str) -> pl.DataFrame:
     return pl.DataFrame(schema=schema(kind))
 

@@ -54,6 +54,15 @@ class SourceFormat:
         raise NotImplementedError
 
     # -- conversion ------------------------------------------------------------------------
+    #: Optional fast path for flat JSONL formats: given a chunk parsed by polars, a Boolean Series
+    #: of the rows that need nothing but reading (no repair, no extra key), or None if the chunk's
+    #: columns don't fit. ``fast_content`` then maps those rows to the content columns; the result
+    #: must equal what ``convert`` gives for the same rows.
+    fast_columns = None
+
+    def fast_content(self, df):
+        raise NotImplementedError
+
     def convert(self, obj: dict[str, Any], rec: Record) -> list[dict[str, Any]]:
         """Content fields of the row(s) this record becomes; raise :class:`Reject` if none."""
         raise NotImplementedError
@@ -116,6 +125,22 @@ def text(obj: dict[str, Any], key: str, rec: Record, *, required: bool = True, d
     if n:
         rec.recovered.append(f"'{key}': {n} literal \\n turned into newlines")
     return fixed
+
+
+def plain_text_rows(df, required: tuple[str, ...], optional: tuple[str, ...] = ()):
+    """For fast paths: rows whose fields are all plain strings needing no repair, or None when the
+    chunk has other columns or types. A backslash anywhere sends the row to the general path,
+    which knows about literal ``\\n``."""
+    import polars as pl
+
+    allowed = set(required) | set(optional)
+    if not set(required) <= set(df.columns) or not set(df.columns) <= allowed:
+        return None
+    if any(df.schema[c] != pl.String for c in df.columns):
+        return None
+    ok = pl.all_horizontal([pl.col(c).is_not_null() for c in required])
+    ok = ok & ~pl.any_horizontal([pl.col(c).str.contains("\\", literal=True).fill_null(False) for c in df.columns])
+    return df.select(ok.alias("ok"))["ok"]
 
 
 def keep_extra(obj: dict[str, Any], known: set[str], rec: Record) -> None:

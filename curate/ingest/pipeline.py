@@ -6,6 +6,7 @@ a file of several GB needs memory for one batch, not for the file.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
@@ -19,7 +20,8 @@ import polars as pl
 from curate import schemas
 from curate.ingest.base import Record, Reject, SourceFormat, data_objects, precheck, unwrap_nested
 from curate.ingest.formats import BY_NAME, FORMATS
-from curate.ingest.readers import iter_json_array, iter_jsonl, peek_objects, read_head, sniff_container
+from curate.ingest.readers import (iter_json_array, iter_jsonl, iter_jsonl_lines, parse_line, peek_objects, read_head,
+                                   sniff_container)
 from curate.io import DatasetError, atomic_path, write_json
 from curate.rowlang import add_lang
 
@@ -97,47 +99,44 @@ RECORD_KEYS = {"instruction", "input", "output", "prompt", "response", "completi
 
 
 def iter_source(path: str | os.PathLike, fmt: str | SourceFormat | None = None,
-                summary: FileSummary | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield ``("row", row)`` and ``("quarantine", entry)`` events for one source file."""
+                summary: FileSummary | None = None) -> Iterator[tuple[str, Any]]:
+    """Events for one source file: ``("rows", (line, meta_json, [content, ...]))`` for a record
+    that became rows, ``("quarantine", entry)`` for one that did not."""
     path = Path(path)
     fmt = _format(path, fmt)
     source = path.as_posix()
     summary = summary or FileSummary(source, fmt.name, fmt.kind)
-    kind = fmt.kind
     for item in _items(path, fmt):
-        summary.records += 1
-        if item.error is not None:
-            summary.quarantined += 1
-            code = "parse_error" if "JSON" in item.error else "bad_record"
-            summary.reasons[code] = summary.reasons.get(code, 0) + 1
-            yield "quarantine", _qentry(source, fmt, item.line, code, item.error, item.raw, item.raw)
-            continue
-        rec = Record(item.recovered)
-        try:
-            obj = item.obj
-            if fmt.container == "json":
-                obj = unwrap_nested(precheck(obj), RECORD_KEYS, rec)
-            contents = fmt.convert(obj, rec)
-        except Reject as rej:
-            summary.quarantined += 1
-            summary.reasons[rej.code] = summary.reasons.get(rej.code, 0) + 1
-            raw = item.raw if item.raw is not None else orjson.dumps(item.obj).decode()
-            yield "quarantine", _qentry(source, fmt, item.line, rej.code, rej.reason, rej.evidence, raw)
-            continue
-        summary.kept += 1
+        yield _convert(item, fmt, source, summary)
+
+
+def _convert(item, fmt: SourceFormat, source: str, summary: FileSummary) -> tuple[str, Any]:
+    """One record -> ``("rows", (line, meta_json, contents))`` or ``("quarantine", entry)``."""
+    summary.records += 1
+    if item.error is not None:
+        summary.quarantined += 1
+        code = "parse_error" if "JSON" in item.error else "bad_record"
+        summary.reasons[code] = summary.reasons.get(code, 0) + 1
+        return "quarantine", _qentry(source, fmt, item.line, code, item.error, item.raw, item.raw)
+    rec = Record(item.recovered)
+    try:
+        obj = item.obj
+        if fmt.container == "json":
+            obj = unwrap_nested(precheck(obj), RECORD_KEYS, rec)
+        contents = fmt.convert(obj, rec)
+    except Reject as rej:
+        summary.quarantined += 1
+        summary.reasons[rej.code] = summary.reasons.get(rej.code, 0) + 1
+        raw = item.raw if item.raw is not None else orjson.dumps(item.obj).decode()
+        return "quarantine", _qentry(source, fmt, item.line, rej.code, rej.reason, rej.evidence, raw)
+    summary.kept += 1
+    summary.rows += len(contents)
+    meta_text = None
+    if rec.recovered or rec.extra or rec.info:
         if rec.recovered:
             summary.recovered += 1
-        meta = rec.meta()
-        meta_text = orjson.dumps(meta).decode() if meta else None
-        for content in contents:
-            summary.rows += 1
-            content["id"] = schemas.content_id(kind, content)
-            content["kind"] = kind
-            content["source"] = source
-            content["format"] = fmt.name
-            content["line"] = item.line
-            content["meta"] = meta_text
-            yield "row", content
+        meta_text = orjson.dumps(rec.meta()).decode()
+    return "rows", (item.line, meta_text, contents)
 
 
 def _qentry(source, fmt, line, code, reason, evidence, raw) -> dict[str, Any]:
@@ -153,23 +152,43 @@ def _short(value: Any, limit: int = 500) -> Any:
 
 
 class _Batcher:
-    """Collects rows of one kind column-wise and turns them into frames of ``size`` rows."""
+    """Collects the rows of one source file column-wise and turns them into frames."""
 
-    def __init__(self, kind: str, size: int):
-        self.kind, self.size = kind, size
-        self.schema = schemas.schema(kind)
-        self.cols: dict[str, list] = {n: [] for n in self.schema}
+    def __init__(self, kind: str, source: str, fmt: str, size: int):
+        self.kind, self.source, self.fmt, self.size = kind, source, fmt, size
+        self.fields = tuple(schemas.CONTENT[kind])
+        self._reset()
 
-    def add(self, row: dict[str, Any]) -> pl.DataFrame | None:
-        for name, col in self.cols.items():
-            col.append(row.get(name))
-        return self.flush() if len(self.cols["id"]) >= self.size else None
+    def _reset(self) -> None:
+        self.content: list[list] = [[] for _ in self.fields]
+        self.lines: list[int] = []
+        self.metas: list[str | None] = []
+
+    def add(self, line: int, meta: str | None, contents: list[dict[str, Any]]) -> pl.DataFrame | None:
+        for content in contents:
+            for col, name in zip(self.content, self.fields):
+                col.append(content.get(name))
+            self.lines.append(line)
+            self.metas.append(meta)
+        return self.flush() if len(self.lines) >= self.size else None
 
     def flush(self) -> pl.DataFrame | None:
-        if not self.cols["id"]:
+        if not self.lines:
             return None
-        df = pl.DataFrame(self.cols, schema=self.schema)
-        self.cols = {n: [] for n in self.schema}
+        n = len(self.lines)
+        sch = schemas.schema(self.kind)
+        cols = dict(zip(self.fields, self.content))
+        df = pl.DataFrame({
+            "id": schemas.content_ids(self.kind, cols),
+            "kind": [self.kind] * n,
+            "lang": pl.Series("lang", [None] * n, dtype=pl.String),
+            "source": [self.source] * n,
+            "format": [self.fmt] * n,
+            "line": self.lines,
+            "meta": pl.Series("meta", self.metas, dtype=pl.String),
+            **cols,
+        }, schema=sch)
+        self._reset()
         return df
 
 
@@ -178,28 +197,87 @@ def iter_batches(paths: Iterable[str | os.PathLike], fmt: str | None = None, *, 
                  summaries: list[FileSummary] | None = None,
                  on_progress: Callable[[int], None] | None = None) -> Iterator[tuple[str, pl.DataFrame]]:
     """Stream ``(kind, frame)`` batches from source files. Quarantine entries go to ``on_quarantine``."""
-    batchers: dict[str, _Batcher] = {}
     for path in paths:
         path = Path(path)
         f = _format(path, fmt)
         summary = FileSummary(path.as_posix(), f.name, f.kind)
         if summaries is not None:
             summaries.append(summary)
-        for n, (event, payload) in enumerate(iter_source(path, f, summary), 1):
-            if event == "quarantine":
-                if on_quarantine:
-                    on_quarantine(payload)
-                continue
-            b = batchers.get(f.kind) or batchers.setdefault(f.kind, _Batcher(f.kind, batch_size))
-            df = b.add(payload)
+        batcher = _Batcher(f.kind, summary.source, f.name, batch_size)
+        if f.container == "json" and f.fast_columns is not None and \
+                sniff_container(path, read_head(path)) == "jsonl":
+            frames = _fast_jsonl(path, f, summary, batch_size, on_quarantine, on_progress)
+        else:
+            frames = _slow(path, f, summary, batcher, on_quarantine, on_progress)
+        for df in frames:
+            yield f.kind, (add_lang(df, f.kind) if detect_lang else df)
+
+
+def _slow(path, fmt, summary, batcher, on_quarantine, on_progress) -> Iterator[pl.DataFrame]:
+    """The general path: every record through its format's Python ``convert``."""
+    for n, (event, payload) in enumerate(iter_source(path, fmt, summary), 1):
+        if event == "quarantine":
+            if on_quarantine:
+                on_quarantine(payload)
+        else:
+            df = batcher.add(*payload)
             if df is not None:
-                yield f.kind, (add_lang(df) if detect_lang else df)
-            if on_progress and n % 10_000 == 0:
-                on_progress(10_000)
-    for kind, b in batchers.items():
-        df = b.flush()
-        if df is not None:
-            yield kind, (add_lang(df) if detect_lang else df)
+                yield df
+        if on_progress and n % 10_000 == 0:
+            on_progress(10_000)
+    df = batcher.flush()
+    if df is not None:
+        yield df
+
+
+def _fast_jsonl(path, fmt, summary, batch_size, on_quarantine, on_progress) -> Iterator[pl.DataFrame]:
+    """JSONL of a flat format: polars parses each chunk of lines at once, and only the lines that
+    need more than plain reading (repairs, extra keys, empty or refusal rows, broken JSON) take the
+    general path. Both give identical rows; rows keep file order."""
+    source = summary.source
+    for nums, lines in iter_jsonl_lines(path, batch_size):
+        if not lines[-1].endswith(b"\n"):
+            lines[-1] += b"\n"
+        try:
+            parsed = pl.read_ndjson(io.BytesIO(b"".join(lines)), infer_schema_length=None)
+            ok = fmt.fast_columns(parsed) if parsed.height == len(lines) else None
+        except pl.exceptions.PolarsError:
+            ok = None
+        if ok is None:  # the chunk needs the general path (e.g. a broken line)
+            ok_mask = [False] * len(lines)
+        else:
+            ok_mask = ok.to_list()
+        batcher = _Batcher(fmt.kind, source, fmt.name, len(lines) + 1)
+        for lineno, raw, good in zip(nums, lines, ok_mask):
+            if good:
+                continue
+            for item in parse_line(lineno, raw):
+                event, payload = _convert(item, fmt, source, summary)
+                if event == "quarantine":
+                    if on_quarantine:
+                        on_quarantine(payload)
+                else:
+                    batcher.add(*payload)
+        slow = batcher.flush()
+        frames = [] if slow is None else [slow]
+        if ok is not None and ok.any():
+            content = fmt.fast_content(parsed.filter(ok))
+            n = content.height
+            summary.records += n
+            summary.kept += n
+            summary.rows += n
+            fields = list(schemas.CONTENT[fmt.kind])
+            cols = {name: content[name].to_list() for name in fields}
+            frames.append(pl.DataFrame({
+                "id": schemas.content_ids(fmt.kind, cols), "kind": [fmt.kind] * n,
+                "lang": pl.Series([None] * n, dtype=pl.String), "source": [source] * n,
+                "format": [fmt.name] * n, "line": pl.Series(nums).filter(ok),
+                "meta": pl.Series([None] * n, dtype=pl.String), **{f: content[f] for f in fields},
+            }, schema=schemas.schema(fmt.kind)))
+        if frames:
+            yield pl.concat(frames).sort("line", maintain_order=True) if len(frames) > 1 else frames[0]
+        if on_progress:
+            on_progress(len(lines))
 
 
 @dataclass

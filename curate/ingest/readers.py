@@ -77,28 +77,49 @@ def repair_line(text: str) -> tuple[list[Any], list[str]]:
     raise ValueError("unrepairable JSON")
 
 
-def iter_jsonl(path: Path) -> Iterator[Item]:
-    """One JSON value per line; blank lines are skipped (they hold no record)."""
-    loads = orjson.loads
+def parse_line(lineno: int, raw: bytes) -> list[Item]:
+    """The record(s) on one JSONL line: normally one; several if objects were glued together;
+    one Item with an ``error`` if the line can't be repaired."""
+    try:
+        return [Item(lineno, orjson.loads(raw))]
+    except orjson.JSONDecodeError as exc:
+        err = str(exc)
+    text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+    try:
+        values, how = repair_line(text)
+    except ValueError:
+        return [Item(lineno, raw=text, error=f"invalid JSON: {err}")]
+    return [Item(lineno, value, raw=text, recovered=list(how)) for value in values]
+
+
+def iter_jsonl_lines(path: Path, size: int) -> Iterator[tuple[list[int], list[bytes]]]:
+    """Non-blank lines in chunks of ``size``: (line numbers, raw lines). A leading BOM is removed."""
+    nums: list[int] = []
+    lines: list[bytes] = []
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             if not raw.strip():
                 continue
+            nums.append(lineno)
+            lines.append(raw)
+            if len(lines) >= size:
+                yield nums, lines
+                nums, lines = [], []
+    if lines:
+        yield nums, lines
+
+
+def iter_jsonl(path: Path) -> Iterator[Item]:
+    """One JSON value per line; blank lines are skipped (they hold no record)."""
+    loads = orjson.loads
+    for nums, lines in iter_jsonl_lines(path, 4096):
+        for lineno, raw in zip(nums, lines):
             try:
                 yield Item(lineno, loads(raw))
-                continue
-            except orjson.JSONDecodeError as exc:
-                err = str(exc)
-            text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            try:
-                values, how = repair_line(text)
-            except ValueError:
-                yield Item(lineno, raw=text, error=f"invalid JSON: {err}")
-                continue
-            for value in values:
-                yield Item(lineno, value, raw=text, recovered=list(how))
+            except orjson.JSONDecodeError:
+                yield from parse_line(lineno, raw)
 
 
 def iter_json_array(path: Path) -> Iterator[Item]:

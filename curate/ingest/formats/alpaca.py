@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from curate.ingest.base import Record, SourceFormat, key_score, keep_extra, text
+import polars as pl
+
+from curate.ingest.base import Record, SourceFormat, key_score, keep_extra, plain_text_rows, text
 
 KEYS = {"instruction", "input", "output"}
 
@@ -23,3 +25,11 @@ class Alpaca(SourceFormat):
         }
         keep_extra(obj, KEYS, rec)
         return [row]
+
+    def fast_columns(self, df):
+        return plain_text_rows(df, ("instruction", "output"), ("input",))
+
+    def fast_content(self, df):
+        if "input" not in df.columns:
+            df = df.with_columns(pl.lit("").alias("input"))
+        return df.select("instruction", pl.col("input").fill_null(""), "output")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from curate.ingest.base import Record, Reject, SourceFormat, key_score, keep_extra, text
+from curate.ingest.base import Record, Reject, SourceFormat, key_score, keep_extra, plain_text_rows, text
 
 # A completion that swallowed the next field: '..."korban".", "tokens": 87'
 _SWALLOWED = re.compile(r'^"?(?P<text>.*?)"?,\s*"(?P<key>tokens?)"\s*:\s*(?P<n>\d+)\s*$', re.S)
@@ -95,3 +95,10 @@ class KoChatGPTPPO(SourceFormat):
         _tokens(obj, rec)
         keep_extra(obj, {"prompt", "tokens", "token"}, rec)
         return [{"prompt": prompt}]
+
+    def fast_columns(self, df):
+        ok = plain_text_rows(df, ("prompt",))
+        return None if ok is None else ok & (df["prompt"].str.strip_chars() != "")
+
+    def fast_content(self, df):
+        return df.select("prompt")

@@ -1,0 +1,94 @@
+"""Benchmark `curate ingest` on a large Alpaca-style JSONL built from the real fixtures.
+
+Builds N rows (default 1,000,000) by cycling the SFT rows of the fixtures (each row made unique
+with a counter, as real datasets have few exact repeats), then times whole processes and reads
+each one's peak memory (ru_maxrss from wait4):
+
+* floor: polars reading the JSONL and writing it as parquet (what any tool must at least do)
+* curate ingest --no-lang (parsing, validation, repairs, ids, quarantine, parquet)
+* curate ingest (the same plus language identification of every row)
+
+Rerun: .venv/bin/python bench/ingest.py [--rows 1000000] [--skip-lang]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+OUT = ROOT / "bench" / "out"
+SOURCES = ["malay_alpaca.json", "alpacacleaned_gsm8k.json", "chatdoctor.json", "malay_chatdoctor.jsonl",
+           "malay_gpt4all.jsonl", "malay_kochatgpt_sft.jsonl"]
+
+
+def build_corpus(path: Path, rows: int) -> None:
+    sys.path.insert(0, str(ROOT))
+    from curate.ingest import ingest
+
+    base = ingest([FIXTURES / s for s in SOURCES], detect_lang=False).frames["sft"]
+    records = base.select("instruction", "input", "output").to_dicts()
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as fh:
+        for i in range(rows):
+            r = records[i % len(records)]
+            fh.write(orjson.dumps({"instruction": f"{r['instruction']} ({i})", "input": r["input"],
+                                   "output": r["output"]}) + b"\n")
+    tmp.replace(path)
+
+
+def run(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t0
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{err}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+FLOOR = """
+import polars as pl, sys
+pl.read_ndjson(sys.argv[1]).write_parquet(sys.argv[2])
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--skip-lang", action="store_true", help="skip the run with language identification")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    corpus = OUT / f"alpaca_{args.rows}.jsonl"
+    if not corpus.exists():
+        print(f"building {corpus} ...", flush=True)
+        build_corpus(corpus, args.rows)
+    size_mb = corpus.stat().st_size / 1e6
+    py = sys.executable
+    curate = [py, "-m", "curate.cli"]
+    runs = [("polars read+write (floor)", [py, "-c", FLOOR, str(corpus), str(OUT / "floor.parquet")]),
+            ("curate ingest --no-lang", curate + ["ingest", str(corpus), "-o", str(OUT / "ingest_nolang"),
+                                                  "--no-lang", "-q"])]
+    if not args.skip_lang:
+        runs.append(("curate ingest", curate + ["ingest", str(corpus), "-o", str(OUT / "ingest"), "-q"]))
+    print(f"corpus: {args.rows:,} rows, {size_mb:,.0f} MB, on {os.cpu_count()} cores "
+          f"(load average {os.getloadavg()[0]:.1f})")
+    print(f"{'run':<28} {'seconds':>8} {'rows/s':>10} {'peak MB':>8} {'x floor':>8}")
+    floor = None
+    for name, cmd in runs:
+        secs, peak = run(cmd)
+        floor = floor or secs
+        print(f"{name:<28} {secs:>8.2f} {args.rows / secs:>10,.0f} {peak:>8,.0f} {secs / floor:>8.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
