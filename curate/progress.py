@@ -11,7 +11,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.text import Text
 
-console = Console(stderr=True)
+# Wide enough for the tables when output goes to a file or a CI log.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
 class RateColumn(ProgressColumn):

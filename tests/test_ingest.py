@@ -307,3 +307,18 @@ def test_lang_column_filled(fixtures):
     res = ingest([fixtures / "kochatgpt_ppo.jsonl", fixtures / "chatdoctor.json"])
     assert set(res.frames["ppo"]["lang"].unique().to_list()) == {"ko"}
     assert (res.frames["sft"]["lang"] == "en").mean() > 0.95
+
+
+def test_ingest_to_dir_jsonl_output(fixtures, tmp_path):
+    from curate import io
+
+    out = tmp_path / "norm"
+    ingest_to_dir([fixtures / "malay_kochatgpt_rm.jsonl"], out, detect_lang=False)
+    summary = ingest_to_dir([fixtures / "malay_kochatgpt_rm.jsonl", fixtures / "sharegpt.json"], out,
+                            detect_lang=False, output_format="jsonl")
+    assert not (out / "rm.parquet").exists()  # no stale file of the other format
+    frames = {k: v.collect() for k, v in io.read_dataset(out).items()}
+    assert frames["rm"].height == summary["rows_by_kind"]["rm"] == 199
+    assert frames["chat"]["messages"][0][0]["role"] == "user"
+    expected = ingest([fixtures / "malay_kochatgpt_rm.jsonl"], detect_lang=False).frames["rm"]
+    assert frames["rm"]["ranks"].to_list() == expected["ranks"].to_list()

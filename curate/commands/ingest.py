@@ -27,8 +27,10 @@ def _list_formats(ctx, _param, value):
 @click.option("--no-lang", is_flag=True, help="Skip language identification (the lang column stays empty).")
 @click.option("--list-formats", is_flag=True, expose_value=False, is_eager=True, callback=_list_formats,
               help="List the formats curate reads and exit.")
+@click.option("--output-format", type=click.Choice(["parquet", "jsonl"]), default="parquet", show_default=True,
+              help="Parquet is the working format between stages; JSONL for reading by eye or other tools.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or table.")
-def ingest(paths, out_dir, fmt, no_lang, quiet):
+def ingest(paths, out_dir, fmt, no_lang, output_format, quiet):
     """Read source files in any known format into the canonical schemas.
 
     Every record ends up either as a row (repairs recorded in its meta) or in
@@ -50,6 +52,6 @@ def ingest(paths, out_dir, fmt, no_lang, quiet):
         raise click.UsageError("no input files (.json, .jsonl, .txt) found in the given paths")
     with bar("ingest", enabled=None if not quiet else False) as b:
         summary = ingest_to_dir(files, out_dir, None if fmt == "auto" else fmt, detect_lang=not no_lang,
-                                on_progress=b.advance)
+                                output_format=output_format, on_progress=b.advance)
     if not quiet:
         print_ingest_summary(summary, out_dir)

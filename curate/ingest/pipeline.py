@@ -309,7 +309,7 @@ def summarize(files: list[FileSummary], rows_by_kind: dict[str, int]) -> dict[st
 
 
 def ingest_to_dir(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, fmt: str | None = None, *,
-                  detect_lang: bool = True, batch_size: int = BATCH,
+                  detect_lang: bool = True, batch_size: int = BATCH, output_format: str = "parquet",
                   on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Streaming ingest into ``out_dir/<kind>.parquet`` + ``quarantine.jsonl`` + ``report.json``.
 
@@ -337,18 +337,23 @@ def ingest_to_dir(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike
                 parts.setdefault(kind, []).append(part)
             qfh.flush()
         rows_by_kind = {}
+        if output_format not in ("parquet", "jsonl"):
+            raise DatasetError(f"unknown output format {output_format!r}; use parquet or jsonl")
         for kind, kind_parts in parts.items():
-            target = out_dir / f"{kind}.parquet"
+            rows_by_kind[kind] = pl.scan_parquet(kind_parts).select(pl.len()).collect().item()
+            target = out_dir / f"{kind}.{output_format}"
             with atomic_path(target) as tmp:
-                if len(kind_parts) == 1:
+                if output_format == "jsonl":
+                    pl.scan_parquet(kind_parts).sink_ndjson(tmp)
+                elif len(kind_parts) == 1:
                     shutil.move(kind_parts[0], tmp)
                 else:
                     pl.scan_parquet(kind_parts).sink_parquet(tmp)
-            rows_by_kind[kind] = pl.scan_parquet(target).select(pl.len()).collect().item()
-        # kinds this run did not produce must not linger from an earlier run
+        # files this run did not produce must not linger from an earlier run
         for kind in schemas.KINDS:
-            if kind not in parts:
-                (out_dir / f"{kind}.parquet").unlink(missing_ok=True)
+            for ext in ("parquet", "jsonl"):
+                if not (kind in parts and ext == output_format):
+                    (out_dir / f"{kind}.{ext}").unlink(missing_ok=True)
         summary = summarize(files, rows_by_kind)
         write_json(out_dir / "report.json", {"stage": "ingest", **summary})
         return summary
