@@ -1,0 +1,58 @@
+"""The LLM engine every LLM stage uses (translate, localize, reflect, judge, generate).
+
+Usage::
+
+    from curate.llm import Engine, Request, Invalid, resolve
+
+    class Verdict(pydantic.BaseModel):
+        score: int
+        rationale: str
+
+    def check(v: Verdict, reply) -> Verdict:          # optional extra checks
+        if not 1 <= v.score <= 5:
+            raise Invalid("score must be 1-5")       # fed back to the model, then retried
+        return v
+
+    engine = Engine(resolve(base_url=..., model=..., concurrency=32), description="judge")
+    results = engine.run([Request(key=row_id, messages=[...], params={"temperature": 0},
+                                  schema=Verdict, validate=check, data=row) for ...])
+    for r in results:            # same order as the requests
+        if r.ok: use(r.value)    # a Verdict
+        else: quarantine(r.data, code=r.code, reason=r.error, raw=r.text)
+    report["llm"] = engine.report()                  # requests, retries, tokens, cost
+    if engine.batch_files: print(engine.batch_notice("judge"))
+
+What it does for you:
+
+* **Endpoint**: the official ``openai`` AsyncOpenAI client, any OpenAI-compatible server
+  (``--base-url``/``--model``/``--api-key`` or ``OPENAI_BASE_URL``/``OPENAI_API_KEY``/config file;
+  :func:`resolve`). Click commands get every option at once with
+  :func:`curate.llm.options.llm_options` and build the config with
+  :func:`curate.llm.options.config_from_options`.
+* **Concurrency** bounded by ``concurrency``; **retries** with exponential backoff on 5xx,
+  timeouts, connection errors and malformed bodies (``max_retries``); on 429 it honours
+  ``Retry-After``/``retry-after-ms``, pauses every worker, and keeps trying for up to
+  ``rate_limit_wait`` seconds (so sustained rate limits do not lose rows). A per-request
+  ``timeout``; a request budget ``max_requests`` (requests beyond it end as ``code="budget"``).
+* **Cache**: every reply is committed to SQLite (WAL) as it arrives, keyed by a hash of the full
+  request body (model, messages, params), so a re-run makes zero requests, and a killed run resumes
+  where it stopped. Failed requests are never cached. The validator runs on cached replies too; with
+  ``retry_failed`` replies that fail it are asked again.
+* **Structured output**: ``schema`` (pydantic) and/or ``validate``; a rejected reply is retried
+  ``max_fix`` times with the error fed back as a user turn, then the result fails with
+  ``code="invalid"`` and the raw reply in ``text``.
+* **Batch API**: with ``batch_out`` set, or with no endpoint configured, uncached requests are
+  written as Batch API input (``custom_id`` = the cache key) and their results come back with
+  ``code="batch"``; ``batch_in`` files are merged into the cache (any order; error lines become
+  ``code="batch_error"`` results) before the run, so the normal path picks them up.
+* **Accounting and progress**: ``engine.report()`` and a progress bar with rate and ETA.
+* **Secrets**: the API key is never printed, logged, stored in the cache or in batch files; error
+  messages are redacted (:meth:`EngineConfig.redact`).
+"""
+
+from curate.llm.cache import Cache, Reply, request_key
+from curate.llm.config import EngineConfig, resolve
+from curate.llm.engine import Engine, Invalid, Request, Result, extract_json
+
+__all__ = ["Cache", "Engine", "EngineConfig", "Invalid", "Reply", "Request", "Result", "extract_json",
+           "request_key", "resolve"]

@@ -1,0 +1,118 @@
+"""OpenAI Batch API files: write request JSONL, read result JSONL.
+
+Input lines are ``{"custom_id", "method": "POST", "url": "/v1/chat/completions", "body"}``; the
+``custom_id`` is the request's cache key (a hash of the body), so results can be merged back in any
+order and land in the same cache the live path reads. Files are split at 50,000 requests or 200 MB
+(the Batch API limits) and written atomically.
+
+Result lines are ``{"id", "custom_id", "response": {"status_code", "request_id", "body"}, "error"}``;
+a line with an error or a non-200 status becomes a stored batch error (the stage quarantines it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import orjson
+
+from curate import io
+from curate.errors import UserError
+from curate.llm.cache import Cache, Reply
+
+URL = "/v1/chat/completions"
+
+
+def batch_line(key: str, body: dict[str, Any]) -> bytes:
+    return orjson.dumps({"custom_id": key, "method": "POST", "url": URL, "body": body}) + b"\n"
+
+
+def part_paths(path: Path, n: int) -> list[Path]:
+    if n <= 1:
+        return [path]
+    return [path.with_name(f"{path.stem}-{i:03d}{path.suffix}") for i in range(1, n + 1)]
+
+
+def write_requests(path: str | Path, items: Iterable[tuple[str, dict[str, Any]]],
+                   max_requests: int = 50_000, max_bytes: int = 200_000_000) -> list[Path]:
+    """Write ``(custom_id, body)`` pairs as Batch API input, split by count and size; return the files."""
+    path = Path(path)
+    parts: list[list[bytes]] = [[]]
+    size = 0
+    seen: set[str] = set()
+    for key, body in items:
+        if key in seen:
+            continue
+        seen.add(key)
+        line = batch_line(key, body)
+        if parts[-1] and (len(parts[-1]) >= max_requests or size + len(line) > max_bytes):
+            parts.append([])
+            size = 0
+        parts[-1].append(line)
+        size += len(line)
+    if not parts[-1]:
+        return []
+    paths = part_paths(path, len(parts))
+    for p, lines in zip(paths, parts):
+        io.write_bytes(p, b"".join(lines))
+    # remove stale parts of an earlier, larger write so nobody submits them twice
+    stale = [path] if len(parts) > 1 else []
+    stale += list(path.parent.glob(f"{path.stem}-[0-9][0-9][0-9]{path.suffix}"))
+    for p in stale:
+        if p not in paths:
+            p.unlink(missing_ok=True)
+    return paths
+
+
+def reply_from_body(body: dict[str, Any], origin: str = "batch") -> Reply:
+    """A :class:`Reply` from a chat.completion JSON body (live or from a batch result)."""
+    choice = (body.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    text = message.get("content")
+    if text is None:
+        text = message.get("refusal") or ""
+    usage = body.get("usage") or {}
+    return Reply(text=text, finish_reason=choice.get("finish_reason"),
+                 prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                 completion_tokens=int(usage.get("completion_tokens") or 0), origin=origin)
+
+
+def merge_results(paths: Iterable[str | Path], cache: Cache, model: str | None = None) -> dict[str, int]:
+    """Store every result of Batch API output/error files into ``cache``; count replies and errors."""
+    counts = {"replies": 0, "errors": 0, "lines": 0}
+    if cache.path is None:
+        raise UserError("--batch-in needs the reply cache (do not combine it with --no-cache)")
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise UserError(f"{path}: batch results file not found")
+        with open(path, "rb") as fh:
+            for n, raw in enumerate(fh, 1):
+                if not raw.strip():
+                    continue
+                counts["lines"] += 1
+                try:
+                    rec = orjson.loads(raw)
+                    key = rec["custom_id"]
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    raise UserError(f"{path}:{n}: not a Batch API result line (no custom_id)") from None
+                response = rec.get("response") or {}
+                status = response.get("status_code")
+                body = response.get("body")
+                error = rec.get("error")
+                if not error and status == 200 and isinstance(body, dict) and body.get("choices"):
+                    cache.put(key, body.get("model") or model or "", reply_from_body(body))
+                    counts["replies"] += 1
+                else:
+                    if isinstance(error, dict):
+                        msg = f"{error.get('code') or 'error'}: {error.get('message') or ''}".strip()
+                    elif error:
+                        msg = str(error)
+                    else:
+                        detail = (body or {}).get("error") if isinstance(body, dict) else body
+                        if isinstance(detail, dict):
+                            detail = detail.get("message")
+                        msg = f"HTTP {status}: {detail or 'no reply'}"
+                    cache.put_error(key, f"batch {path.name}:{n}: {msg}")
+                    counts["errors"] += 1
+    return counts

@@ -1,0 +1,129 @@
+"""Where the engine sends requests and how: endpoint, model, limits, cache and Batch API files.
+
+Resolution order for the endpoint: explicit arguments (``--base-url``, ``--model``, ``--api-key``),
+then the environment (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``CURATE_MODEL``), then a TOML config
+file (``--llm-config FILE`` or ``$CURATE_LLM_CONFIG``) with keys ``base_url``, ``model``,
+``api_key_env`` (the *name* of an environment variable holding the key; a key itself is never read
+from or written to any file), ``concurrency``, ``timeout``, ``price_in``, ``price_out``.
+
+An endpoint is configured when there is a base URL or an API key. Without one, LLM stages write
+OpenAI Batch API request files instead of calling anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from curate.errors import UserError
+
+DEFAULT_MODEL = "gpt-4o-mini"
+
+# USD per 1M tokens (input, output), list prices; override with --price-in/--price-out.
+PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-3.5-turbo": (0.50, 1.50),
+}
+
+
+def default_cache_path() -> Path:
+    if os.environ.get("CURATE_LLM_CACHE"):
+        return Path(os.environ["CURATE_LLM_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "curate" / "llm.sqlite"
+
+
+@dataclasses.dataclass
+class EngineConfig:
+    """Everything the engine needs; build it with :func:`resolve` (CLI/env/config) or directly."""
+
+    base_url: str | None = None
+    api_key: str | None = dataclasses.field(default=None, repr=False)  # never printed
+    model: str = DEFAULT_MODEL
+    concurrency: int = 16
+    timeout: float = 120.0  # seconds per HTTP request
+    max_retries: int = 8  # transport retries per request (5xx, timeouts, malformed bodies)
+    rate_limit_wait: float = 900.0  # total seconds a request may spend waiting on 429s
+    max_fix: int = 2  # extra requests with the validation error fed back
+    max_requests: int | None = None  # budget of HTTP requests for the run
+    cache_path: Path | None = dataclasses.field(default_factory=default_cache_path)  # None: no cache
+    batch_out: Path | None = None  # write Batch API input instead of calling the endpoint
+    batch_in: tuple[Path, ...] = ()  # Batch API output/error files to merge into the cache first
+    retry_failed: bool = False  # ask again for cached replies that fail validation / batch errors
+    price_in: float | None = None  # USD per 1M input tokens
+    price_out: float | None = None
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    batch_max_requests: int = 50_000
+    batch_max_bytes: int = 200_000_000
+    progress: bool | None = None  # None: only on a terminal
+
+    @property
+    def has_endpoint(self) -> bool:
+        return bool(self.base_url or self.api_key)
+
+    def prices(self) -> tuple[float, float] | None:
+        if self.price_in is not None or self.price_out is not None:
+            return (self.price_in or 0.0, self.price_out or 0.0)
+        if self.base_url and "api.openai.com" not in self.base_url:
+            return None  # a local or third-party server: unknown price
+        return PRICES.get(self.model)
+
+    def redact(self, text: str) -> str:
+        """``text`` with the API key (if any) replaced by ``***``."""
+        if self.api_key and len(self.api_key) >= 4:
+            text = text.replace(self.api_key, "***")
+        return text
+
+    def public(self) -> dict[str, Any]:
+        """The settings safe to print or store in a report (no API key)."""
+        return {"base_url": self.base_url or ("https://api.openai.com/v1" if self.api_key else None),
+                "model": self.model, "concurrency": self.concurrency, "timeout": self.timeout,
+                "max_requests": self.max_requests, "cache": str(self.cache_path) if self.cache_path else None,
+                "api_key": "set" if self.api_key else "not set"}
+
+
+def _load_toml(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise UserError(f"{path}: LLM config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML: {exc}") from None
+    if "api_key" in data:
+        raise UserError(f"{path}: put the API key in an environment variable and name it with api_key_env; "
+                        "curate never reads keys from files")
+    return data.get("llm", data)
+
+
+def resolve(base_url: str | None = None, api_key: str | None = None, model: str | None = None,
+            config_file: str | os.PathLike | None = None, **overrides: Any) -> EngineConfig:
+    """Build an :class:`EngineConfig` from arguments, then environment, then a config file."""
+    file_cfg: dict[str, Any] = {}
+    config_file = config_file or os.environ.get("CURATE_LLM_CONFIG")
+    if config_file:
+        file_cfg = _load_toml(config_file)
+    base_url = base_url or os.environ.get("OPENAI_BASE_URL") or file_cfg.get("base_url")
+    if api_key is None:
+        api_key = os.environ.get("OPENAI_API_KEY")
+        if not api_key and file_cfg.get("api_key_env"):
+            api_key = os.environ.get(file_cfg["api_key_env"])
+    model = model or os.environ.get("CURATE_MODEL") or file_cfg.get("model") or DEFAULT_MODEL
+    fields = {f.name for f in dataclasses.fields(EngineConfig)}
+    kw = {k: v for k, v in file_cfg.items() if k in fields and k not in ("base_url", "api_key", "model")}
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(kw) - fields
+    if unknown:
+        raise TypeError(f"unknown engine settings: {sorted(unknown)}")
+    for key in ("cache_path", "batch_out"):
+        if isinstance(kw.get(key), str):
+            kw[key] = Path(kw[key])
+    return EngineConfig(base_url=base_url or None, api_key=api_key or None, model=model, **kw)

@@ -1,0 +1,505 @@
+"""The engine: run many chat-completion requests concurrently, cached, retried and validated.
+
+See :mod:`curate.llm` for the API summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email.utils
+import json
+import random
+import re
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import orjson
+
+from curate.errors import UserError
+from curate.llm import batch as batchfile
+from curate.llm.cache import Cache, Reply, request_key
+from curate.llm.config import EngineConfig
+from curate.progress import bar
+
+FIX_PROMPT = ("Your previous reply was rejected: {error}\n"
+              "Reply again, following the original instructions exactly, with the corrected answer only.")
+
+
+class Invalid(Exception):
+    """Raised by a validator to reject a reply; the message is fed back to the model on retry."""
+
+
+@dataclasses.dataclass
+class Request:
+    """One unit of work: a conversation to complete and the contract its reply must meet.
+
+    * ``key``       the caller's id for it (unique within a run), e.g. ``f"{row_id}:{part}"``
+    * ``messages``  OpenAI chat messages (``[{"role": ..., "content": ...}, ...]``)
+    * ``params``    request parameters beside model and messages (temperature, max_tokens,
+      response_format, seed, ...); they are part of the cache key
+    * ``schema``    optional pydantic model: the reply is parsed as JSON (code fences and prose
+      around the object are tolerated) and validated into an instance
+    * ``validate``  optional ``validate(value, reply) -> value``: ``value`` is the schema instance
+      (or the reply text without a schema), ``reply`` the :class:`Reply` (``.text``,
+      ``.finish_reason``); return the accepted value or raise :class:`Invalid` with a message
+    * ``data``      anything the caller wants back on the :class:`Result`
+    * ``model``     optional per-request model (defaults to the engine's)
+    """
+
+    key: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    schema: Any = None
+    validate: Callable[[Any, Reply], Any] | None = None
+    data: Any = None
+    model: str | None = None
+
+
+@dataclasses.dataclass
+class Result:
+    """The outcome of one :class:`Request`.
+
+    ``ok`` with ``value`` (validated), or not ok with ``code`` and ``error``:
+    ``invalid`` (every attempt failed validation; ``text`` is the last raw reply), ``http`` (the
+    endpoint kept failing or refused the request), ``budget`` (not sent: ``max_requests`` reached),
+    ``batch`` (written to a Batch API file, answer pending), ``batch_error`` (the Batch API
+    returned an error for it).
+    """
+
+    key: str
+    ok: bool
+    value: Any = None
+    text: str | None = None
+    code: str = "ok"
+    error: str | None = None
+    attempts: int = 0  # model replies seen (1 + fix-up rounds)
+    cached: bool = False  # every reply came from the cache
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    request: Request | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def data(self) -> Any:
+        return self.request.data if self.request is not None else None
+
+
+class _Failed(Exception):
+    def __init__(self, code: str, error: str):
+        super().__init__(error)
+        self.code, self.error = code, error
+
+
+class _Fatal(Exception):
+    pass
+
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
+
+
+def extract_json(text: str) -> Any:
+    """Parse the JSON value in a reply: bare, inside a code fence, or the outermost ``{...}``/``[...]``."""
+    text = text.strip()
+    candidates = [text]
+    candidates += [m.group(1).strip() for m in _FENCE.finditer(text)]
+    for open_, close in (("{", "}"), ("[", "]")):
+        i, j = text.find(open_), text.rfind(close)
+        if 0 <= i < j:
+            candidates.append(text[i:j + 1])
+    err = None
+    for cand in candidates:
+        try:
+            return orjson.loads(cand)
+        except orjson.JSONDecodeError as exc:
+            err = exc
+        try:
+            return json.loads(cand, strict=False)  # tolerates raw newlines inside strings
+        except json.JSONDecodeError:
+            pass
+    raise Invalid(f"the reply is not valid JSON ({err}); reply with one JSON object only")
+
+
+def _schema_error(exc) -> str:
+    parts = []
+    for e in exc.errors()[:8]:
+        loc = ".".join(str(p) for p in e.get("loc", ())) or "(root)"
+        parts.append(f"{loc}: {e.get('msg')}")
+    return "the JSON does not match the required shape: " + "; ".join(parts)
+
+
+def _retry_after(headers) -> float | None:
+    if headers is None:
+        return None
+    for name, div in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / div)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+                return max(0.0, when.timestamp() - time.time())
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+@dataclasses.dataclass
+class Stats:
+    requests: int = 0  # HTTP requests sent (including retries)
+    replies_live: int = 0
+    replies_cached: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    server_errors: int = 0
+    timeouts: int = 0
+    fix_rounds: int = 0  # re-asks with a validation error fed back
+    prompt_tokens: int = 0  # live
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    cached_completion_tokens: int = 0
+    batch_merged: int = 0
+    batch_merge_errors: int = 0
+    elapsed: float = 0.0
+    outcomes: Counter = dataclasses.field(default_factory=Counter)
+
+
+class Engine:
+    """Run :class:`Request` lists against an OpenAI-compatible endpoint (or into Batch API files).
+
+    ``Engine(config).run(requests) -> list[Result]`` (same order as ``requests``); ``await
+    engine.arun(requests)`` inside an event loop. ``engine.report()`` gives the accounting for a
+    stage's report.json; ``engine.batch_files`` the Batch API files written by the last run.
+    """
+
+    def __init__(self, config: EngineConfig | None = None, *, description: str = "llm"):
+        self.config = config or EngineConfig()
+        self.description = description
+        self.stats = Stats()
+        self.batch_files: list[Path] = []
+        self.batch_pending = 0
+        self._cache: Cache | None = None
+        self._lock = threading.Lock()
+
+    # ---- public -------------------------------------------------------------------------
+    @property
+    def batch_mode(self) -> bool:
+        """True when requests go to Batch API files instead of an endpoint."""
+        return self.config.batch_out is not None or not self.config.has_endpoint
+
+    def run(self, requests: Sequence[Request], on_result: Callable[[Result], None] | None = None) -> list[Result]:
+        """Synchronous facade over :meth:`arun` (usable with or without a running event loop)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.arun(requests, on_result))
+        box: dict[str, Any] = {}
+
+        def target():
+            try:
+                box["r"] = asyncio.run(self.arun(requests, on_result))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                box["e"] = exc
+        t = threading.Thread(target=target)
+        t.start()
+        t.join()
+        if "e" in box:
+            raise box["e"]
+        return box["r"]
+
+    async def arun(self, requests: Sequence[Request], on_result: Callable[[Result], None] | None = None) -> list[Result]:
+        cfg = self.config
+        keys = [r.key for r in requests]
+        if len(set(keys)) != len(keys):
+            dup = next(k for k, n in Counter(keys).items() if n > 1)
+            raise ValueError(f"request keys must be unique within a run; {dup!r} repeats")
+        if self.batch_mode and cfg.batch_out is None:
+            raise UserError("no LLM endpoint configured and no Batch API output file given "
+                            "(set --base-url/OPENAI_API_KEY, or --batch-out FILE)")
+        t0 = time.perf_counter()
+        self._cache = Cache(cfg.cache_path)
+        self._pending_batch: list[tuple[str, dict]] = []
+        self._pause_until = 0.0
+        self._client = None
+        results: list[Result | None] = [None] * len(requests)
+        try:
+            if cfg.batch_in:
+                counts = batchfile.merge_results(cfg.batch_in, self._cache, cfg.model)
+                self.stats.batch_merged += counts["replies"]
+                self.stats.batch_merge_errors += counts["errors"]
+            bodies = [self._body(r, r.messages) for r in requests]
+            first_keys = [request_key(b) for b in bodies]
+            prefetched = self._cache.get_many(first_keys)
+            todo: list[int] = []
+            with bar(self.description, total=len(requests), enabled=cfg.progress) as progress:
+                def finish(i: int, res: Result) -> None:
+                    results[i] = res
+                    self.stats.outcomes[res.code] += 1
+                    progress.advance(1)
+                    if on_result is not None:
+                        on_result(res)
+
+                # fast path: replies already cached that validate need no task at all
+                for i, req in enumerate(requests):
+                    reply = prefetched.get(first_keys[i])
+                    if reply is not None:
+                        res = self._accept(req, reply, attempts=1)
+                        if res is not None:
+                            self._count_reply(reply)
+                            finish(i, res)
+                            continue
+                    todo.append(i)
+                if todo:
+                    if not self.batch_mode:
+                        self._client = self._make_client()
+                    it = iter(todo)
+                    fatal: list[BaseException] = []
+
+                    async def worker():
+                        for i in it:
+                            if fatal:
+                                return
+                            try:
+                                res = await self._process(requests[i], bodies[i], first_keys[i],
+                                                          prefetched.get(first_keys[i]))
+                            except _Fatal as exc:
+                                fatal.append(exc)
+                                return
+                            finish(i, res)
+                    n_workers = 1 if self.batch_mode else max(1, min(cfg.concurrency, len(todo)))
+                    await asyncio.gather(*(worker() for _ in range(n_workers)))
+                    if fatal:
+                        raise UserError(str(fatal[0]))
+            self.batch_files = []
+            self.batch_pending = len({k for k, _ in self._pending_batch})
+            if self._pending_batch:
+                self.batch_files = batchfile.write_requests(cfg.batch_out, self._pending_batch,
+                                                            cfg.batch_max_requests, cfg.batch_max_bytes)
+        finally:
+            if self._client is not None:
+                await self._client.close()
+            self._cache.close()
+            self.stats.elapsed += time.perf_counter() - t0
+        return results  # type: ignore[return-value]
+
+    def report(self) -> dict[str, Any]:
+        """Token, request and cost accounting (no secrets) for a stage's report.json."""
+        s = self.stats
+        out: dict[str, Any] = {
+            "endpoint": self.config.public(),
+            "mode": "batch-files" if self.batch_mode else "live",
+            "requests_sent": s.requests, "retries": s.retries, "rate_limited": s.rate_limited,
+            "server_errors": s.server_errors, "timeouts": s.timeouts, "fix_rounds": s.fix_rounds,
+            "replies_live": s.replies_live, "replies_cached": s.replies_cached,
+            "tokens": {"prompt": s.prompt_tokens, "completion": s.completion_tokens,
+                       "cached_prompt": s.cached_prompt_tokens, "cached_completion": s.cached_completion_tokens},
+            "outcomes": dict(s.outcomes), "seconds": round(s.elapsed, 3),
+            "requests_per_second": round(s.requests / s.elapsed, 2) if s.elapsed and s.requests else None,
+        }
+        if s.batch_merged or s.batch_merge_errors:
+            out["batch_in"] = {"replies": s.batch_merged, "errors": s.batch_merge_errors}
+        if self.batch_files:
+            out["batch_out"] = {"files": [str(p) for p in self.batch_files], "requests": self.batch_pending}
+        prices = self.config.prices()
+        if prices:
+            pin, pout = prices
+            out["cost_usd"] = {
+                "spent": round((s.prompt_tokens * pin + s.completion_tokens * pout) / 1e6, 6),
+                "saved_by_cache": round((s.cached_prompt_tokens * pin + s.cached_completion_tokens * pout) / 1e6, 6),
+                "price_per_1m": {"input": pin, "output": pout, "model": self.config.model},
+            }
+        else:
+            out["cost_usd"] = None
+        return out
+
+    def batch_notice(self, stage: str = "") -> str:
+        """Two lines telling the user what was written and how to get it answered."""
+        if not self.batch_files:
+            return ""
+        files = ", ".join(str(p) for p in self.batch_files)
+        why = "No LLM endpoint configured" if not self.config.has_endpoint else "Batch mode"
+        cmd = f"curate {stage} ... --batch-in RESULTS.jsonl" if stage else "the same command with --batch-in RESULTS.jsonl"
+        return (f"{why}: wrote {self.batch_pending} requests to {files} (OpenAI Batch API input); nothing was sent.\n"
+                f"Submit them (`openai api files.create -p batch -f FILE`, then create a batch for {batchfile.URL}) and re-run "
+                f"{cmd}; or use a server: --base-url http://127.0.0.1:8000/v1 --model NAME (vLLM, Ollama, llama.cpp).")
+
+    # ---- internals ----------------------------------------------------------------------
+    def _make_client(self):
+        from openai import AsyncOpenAI
+
+        cfg = self.config
+        return AsyncOpenAI(base_url=cfg.base_url, api_key=cfg.api_key or "EMPTY", max_retries=0,
+                           timeout=cfg.timeout)
+
+    def _body(self, req: Request, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"model": req.model or self.config.model, "messages": messages, **req.params}
+
+    def _count_reply(self, reply: Reply) -> None:
+        s = self.stats
+        if reply.cached:
+            s.replies_cached += 1
+            s.cached_prompt_tokens += reply.prompt_tokens
+            s.cached_completion_tokens += reply.completion_tokens
+        else:
+            s.replies_live += 1
+            s.prompt_tokens += reply.prompt_tokens
+            s.completion_tokens += reply.completion_tokens
+
+    def _check(self, req: Request, reply: Reply) -> Any:
+        value: Any = reply.text
+        if req.schema is not None:
+            from pydantic import ValidationError
+
+            data = extract_json(reply.text)
+            try:
+                value = req.schema.model_validate(data)
+            except ValidationError as exc:
+                raise Invalid(_schema_error(exc)) from None
+        if req.validate is not None:
+            value = req.validate(value, reply)
+        return value
+
+    def _accept(self, req: Request, reply: Reply, attempts: int) -> Result | None:
+        try:
+            value = self._check(req, reply)
+        except Invalid:
+            return None
+        return Result(req.key, True, value=value, text=reply.text, attempts=attempts, cached=reply.cached,
+                      finish_reason=reply.finish_reason, prompt_tokens=reply.prompt_tokens,
+                      completion_tokens=reply.completion_tokens, request=req)
+
+    async def _process(self, req: Request, body: dict, key: str, reply: Reply | None) -> Result:
+        cfg = self.config
+        messages = req.messages
+        tokens = [0, 0]
+        all_cached = True
+        last_text: str | None = None
+        last_error = ""
+        for attempt in range(cfg.max_fix + 1):
+            if attempt:
+                body = self._body(req, messages)
+                key = request_key(body)
+                reply = self._cache.get(key)
+            if reply is not None and cfg.retry_failed and self._failed_before(req, reply):
+                reply = None  # asked to re-ask for replies that did not pass last time
+            if reply is None:
+                err = self._cache.get_error(key)
+                if err is not None and not cfg.retry_failed:
+                    return Result(req.key, False, code="batch_error", error=err, attempts=attempt,
+                                  text=last_text, request=req)
+                if self.batch_mode:
+                    self._pending_batch.append((key, body))
+                    return Result(req.key, False, code="batch", attempts=attempt, text=last_text, request=req,
+                                  error=f"written to the Batch API file {cfg.batch_out}; merge its results with --batch-in")
+                try:
+                    reply = await self._call(body)
+                except _Failed as exc:
+                    return Result(req.key, False, code=exc.code, error=exc.error, attempts=attempt,
+                                  text=last_text, request=req, cached=False)
+                self._cache.put(key, body["model"], reply)
+                all_cached = False
+            self._count_reply(reply)
+            tokens[0] += reply.prompt_tokens
+            tokens[1] += reply.completion_tokens
+            last_text = reply.text
+            try:
+                value = self._check(req, reply)
+            except Invalid as exc:
+                last_error = str(exc)
+                if attempt < cfg.max_fix:
+                    self.stats.fix_rounds += 1
+                    messages = [*messages, {"role": "assistant", "content": reply.text},
+                                {"role": "user", "content": FIX_PROMPT.format(error=last_error)}]
+                continue
+            return Result(req.key, True, value=value, text=reply.text, attempts=attempt + 1,
+                          cached=all_cached, finish_reason=reply.finish_reason, prompt_tokens=tokens[0],
+                          completion_tokens=tokens[1], request=req)
+        return Result(req.key, False, code="invalid", error=last_error, text=last_text,
+                      attempts=cfg.max_fix + 1, cached=all_cached, prompt_tokens=tokens[0],
+                      completion_tokens=tokens[1], request=req)
+
+    def _failed_before(self, req: Request, reply: Reply) -> bool:
+        try:
+            self._check(req, reply)
+            return False
+        except Invalid:
+            return True
+
+    def _backoff(self, attempt: int) -> float:
+        cfg = self.config
+        return min(cfg.backoff_max, cfg.backoff_base * (2 ** attempt)) * (0.5 + random.random() / 2)
+
+    async def _call(self, body: dict[str, Any]) -> Reply:
+        import openai
+
+        cfg = self.config
+        attempt = 0
+        waited_429 = 0.0
+        extra = {k: v for k, v in body.items() if k not in ("model", "messages")}
+        while True:
+            now = time.monotonic()
+            if self._pause_until > now:  # a 429 told everyone to wait
+                await asyncio.sleep(self._pause_until - now)
+            if cfg.max_requests is not None and self.stats.requests >= cfg.max_requests:
+                raise _Failed("budget", f"not sent: the request budget (--max-requests {cfg.max_requests}) "
+                                        "is spent; re-run to continue (answered requests are cached)")
+            self.stats.requests += 1
+            delay: float | None = None
+            try:
+                raw = await self._client.chat.completions.with_raw_response.create(
+                    model=body["model"], messages=body["messages"], extra_body=extra or None)
+                data = orjson.loads(raw.http_response.content)
+                if not isinstance(data, dict) or not data.get("choices"):
+                    raise ValueError("no choices in the reply")
+                return batchfile.reply_from_body(data, origin="live")
+            except openai.RateLimitError as exc:
+                self.stats.rate_limited += 1
+                ra = _retry_after(exc.response.headers)
+                delay = ra if ra is not None else self._backoff(attempt)
+                self._pause_until = max(self._pause_until, time.monotonic() + delay)
+                waited_429 += delay
+                if waited_429 > cfg.rate_limit_wait:
+                    raise _Failed("http", f"rate limited (429) for {waited_429:.0f}s; giving up for now, "
+                                          "re-run to continue") from None
+                self.stats.retries += 1
+                await asyncio.sleep(delay)
+                continue
+            except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+                raise _Fatal(cfg.redact(f"the endpoint refused the credentials (HTTP {exc.status_code}); "
+                                        "check OPENAI_API_KEY / --api-key")) from None
+            except openai.APIStatusError as exc:
+                msg = cfg.redact(f"HTTP {exc.status_code}: {str(exc.message)[:300]}")
+                if exc.status_code < 500 and exc.status_code not in (408, 409):
+                    if exc.status_code == 404:
+                        raise _Fatal(cfg.redact(f"the endpoint answered 404 for chat completions of model "
+                                                f"{body['model']!r}: wrong --base-url or --model?")) from None
+                    raise _Failed("http", msg) from None
+                self.stats.server_errors += 1
+                last = msg
+            except openai.APITimeoutError:
+                self.stats.timeouts += 1
+                last = f"timed out after {cfg.timeout}s"
+            except openai.APIConnectionError as exc:
+                last = cfg.redact(f"connection error: {exc.__cause__ or exc}")
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+                self.stats.server_errors += 1
+                last = f"malformed response body: {exc}"[:300]
+            if attempt >= cfg.max_retries:
+                raise _Failed("http", f"{last} (gave up after {attempt + 1} attempts; re-run to retry)")
+            self.stats.retries += 1
+            await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
+
+
+def run(requests: Sequence[Request], config: EngineConfig | None = None, **kw) -> list[Result]:
+    """One-shot helper: ``run(requests, config)`` -> results."""
+    return Engine(config, **kw).run(requests)
+
+
+def iter_ok(results: Iterable[Result]):
+    return (r for r in results if r.ok)

@@ -1,0 +1,311 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks.
+
+It speaks HTTP/1.1 (keep-alive) on an asyncio loop in a background thread and implements
+``POST /v1/chat/completions`` and ``GET /v1/models`` the way OpenAI does (same JSON shapes, error
+bodies ``{"error": {...}}``, ``Retry-After`` on 429), so the real ``openai`` client talks to it.
+
+Replies come from ``server.handler(request_json)``, which may return:
+
+* a ``str``: the assistant message content (wrapped in a ``chat.completion`` with usage),
+* a ``dict``: a full response body (sent as JSON with status 200),
+* a :class:`Reply` (status, headers, body, delay) or a tuple ``(status, headers, body)``.
+
+The default handler is :func:`default_model`, a deterministic rule-based "model" that answers
+curate's translate/localize JSON contracts (a tiny English/Korean -> Malay word list, sentinel
+tokens ``⟦...⟧`` echoed in order) and echoes anything else. Tests plug their own handlers
+(``server.handler = ...``), queue one-off faults (``server.script(Reply(429, {"Retry-After": "1"}),
+Reply(500), HANG, ...)``: the next requests get them in order, before the handler), add latency
+(``server.latency = 0.2``), and read what arrived (``server.count``, ``server.requests``,
+``server.auth``).
+
+Use the ``openai_server`` fixture (``from tests.servers.openai_server import openai_server``): a
+fresh server per test, stopped afterwards. ``python tests/servers/openai_server.py`` serves it on
+a free port until Ctrl-C (handy for ``curate translate --base-url ...`` by hand).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import re
+import threading
+import time
+from typing import Any, Callable
+
+import pytest
+
+SENTINEL = re.compile(r"⟦[^⟧]{1,12}⟧")
+
+
+@dataclasses.dataclass
+class Reply:
+    status: int = 200
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    body: Any = None  # str content (status 200), dict (JSON body), bytes (raw)
+    delay: float = 0.0
+
+
+HANG = Reply(200, body="(too late)", delay=3600.0)  # never answers in time: the client times out
+
+
+def completion(content: str, model: str = "loopback", prompt_tokens: int = 0, finish: str = "stop") -> dict:
+    return {
+        "id": f"chatcmpl-{int(time.time() * 1e6)}", "object": "chat.completion", "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish,
+                     "logprobs": None}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": max(1, len(content) // 4),
+                  "total_tokens": prompt_tokens + max(1, len(content) // 4)},
+    }
+
+
+def error_body(status: int, message: str) -> dict:
+    kind = {429: "rate_limit_exceeded", 401: "invalid_api_key"}.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": kind}}
+
+
+# ---- the deterministic "model" -----------------------------------------------------------------
+EN_MS = {
+    "the": "", "a": "", "an": "", "is": "ialah", "are": "adalah", "i": "saya", "you": "anda", "we": "kami",
+    "he": "dia", "she": "dia", "it": "ia", "they": "mereka", "my": "saya", "your": "anda", "and": "dan",
+    "or": "atau", "not": "tidak", "no": "tidak", "yes": "ya", "to": "ke", "of": "daripada", "in": "dalam",
+    "on": "pada", "for": "untuk", "with": "dengan", "this": "ini", "that": "itu", "what": "apakah",
+    "how": "bagaimana", "why": "mengapa", "can": "boleh", "have": "mempunyai", "has": "mempunyai",
+    "do": "buat", "write": "tulis", "give": "berikan", "list": "senarai", "explain": "terangkan",
+    "good": "baik", "bad": "buruk", "doctor": "doktor", "patient": "pesakit", "pain": "sakit",
+    "hello": "helo", "hi": "hai", "thank": "terima kasih", "thanks": "terima kasih", "please": "sila",
+    "question": "soalan", "answer": "jawapan", "help": "bantuan", "time": "masa", "day": "hari",
+    "code": "kod", "function": "fungsi", "number": "nombor", "numbers": "nombor", "people": "orang",
+    "money": "wang", "house": "rumah", "school": "sekolah", "water": "air", "food": "makanan",
+    "book": "buku", "very": "sangat", "more": "lebih", "will": "akan", "be": "", "if": "jika",
+    "but": "tetapi", "because": "kerana", "from": "dari", "about": "tentang", "also": "juga",
+    "should": "patut", "take": "ambil", "medicine": "ubat", "health": "kesihatan", "car": "kereta",
+}
+KO_MS = {"안녕하세요": "helo", "질문": "soalan", "답변": "jawapan", "사람": "orang", "물": "air", "음식": "makanan",
+         "학교": "sekolah", "집": "rumah", "돈": "wang", "시간": "masa", "의사": "doktor", "책": "buku"}
+MS_TAIL = "Sila ambil perhatian bahawa ini ialah jawapan yang lengkap dan boleh digunakan."
+ID_TAIL = "Silakan perhatikan bahwa ini adalah jawaban yang lengkap dan bisa dipakai sekarang juga."
+EN_TAIL = "Please note that this is the complete answer and it can be used right away."
+WORD = re.compile(r"⟦[^⟧]{1,12}⟧|[A-Za-z']+|[\uac00-\ud7a3]+|\n")
+
+
+def fake_translate(text: str, lang: str = "ms", drop_sentinels: bool = False) -> str:
+    """Deterministic pseudo-translation: known words mapped, sentinels kept in order, a tail in ``lang``."""
+    out: list[str] = []
+    for tok in WORD.findall(text):
+        if tok.startswith("⟦"):
+            if not drop_sentinels:
+                out.append(tok)
+        elif tok == "\n":
+            out.append("\n")
+        else:
+            low = tok.lower()
+            word = EN_MS.get(low) or KO_MS.get(tok)
+            if word:
+                out.append(word)
+    body = " ".join(out).replace(" \n ", "\n").strip()
+    tail = {"ms": MS_TAIL, "id": ID_TAIL, "en": EN_TAIL}[lang]
+    return f"{body} {tail}".strip()
+
+
+def _contract(request: dict) -> tuple[str, dict | None]:
+    """(system prompt, the JSON object in the last user message or None)."""
+    msgs = request.get("messages") or []
+    system = next((m.get("content") or "" for m in msgs if m.get("role") == "system"), "")
+    users = [m for m in msgs if m.get("role") == "user"]
+    if not users:
+        return system, None
+    # on a fix-up round the last user turn is the error; the payload is the first user turn
+    try:
+        data = json.loads(users[0].get("content") or "")
+    except (json.JSONDecodeError, TypeError):
+        return system, None
+    return system, data if isinstance(data, dict) else None
+
+
+def translator(lang: str = "ms", drop_sentinels: bool = False) -> Callable[[dict], str]:
+    """A handler answering translate (and localize) requests; ``lang``/``drop_sentinels`` script faults."""
+    def handle(request: dict) -> str:
+        system, data = _contract(request)
+        if data is None:
+            return fake_translate(str(request.get("messages", [{}])[-1].get("content", "")), lang, drop_sentinels)
+        if "LOCALIZE" in system:
+            texts = data.get("texts", data)
+            out, changes = {}, []
+            for k, v in texts.items():
+                new = v.replace("$", "RM ").replace("dollars", "ringgit").replace("Seoul", "Kuala Lumpur")
+                if new != v:
+                    changes.append({"field": k, "from": v[:40], "to": new[:40], "kind": "currency"})
+                out[k] = new
+            return json.dumps({"texts": out, "changes": changes}, ensure_ascii=False)
+        return json.dumps({k: fake_translate(v, lang, drop_sentinels) for k, v in data.items()}, ensure_ascii=False)
+    return handle
+
+
+def default_model(request: dict) -> str:
+    return translator()(request)
+
+
+# ---- the server -----------------------------------------------------------------------------
+class OpenAIServer:
+    """``with OpenAIServer() as s: s.url`` -> ``http://127.0.0.1:<port>/v1``."""
+
+    def __init__(self, handler: Callable[[dict], Any] | None = None, latency: float = 0.0, port: int = 0):
+        self.handler = handler or default_model
+        self.latency = latency
+        self.port = port
+        self.requests: list[dict] = []
+        self.auth: list[str | None] = []
+        self._script: list[Reply] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server = None
+
+    # -- test API
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def count(self) -> int:
+        return len(self.requests)
+
+    def script(self, *replies: Reply) -> None:
+        """Queue replies for the next requests (before the handler is asked)."""
+        with self._lock:
+            self._script.extend(replies)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.auth.clear()
+            self._script.clear()
+
+    # -- lifecycle
+    def start(self) -> "OpenAIServer":
+        ready = threading.Event()
+
+        def run():
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            self._server = loop.run_until_complete(
+                asyncio.start_server(self._conn, "127.0.0.1", self.port, backlog=512))
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+            self._server.close()
+            loop.run_until_complete(self._server.wait_closed())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="openai-loopback", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            self._loop = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- HTTP
+    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                n = int(headers.get("content-length") or 0)
+                body = await reader.readexactly(n) if n else b""
+                status, extra, payload, delay = self._route(method, path, headers, body)
+                if delay:
+                    await asyncio.sleep(delay)
+                out = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}",
+                       "content-type: application/json", f"content-length: {len(payload)}",
+                       f"x-request-id: req_{len(self.requests)}"]
+                out += [f"{k}: {v}" for k, v in extra.items()]
+                writer.write(("\r\n".join(out) + "\r\n\r\n").encode() + payload)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _route(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, dict, bytes, float]:
+        path = path.split("?", 1)[0]
+        if method == "GET" and path.rstrip("/") == "/v1/models":
+            data = {"object": "list", "data": [{"id": "loopback", "object": "model", "created": 0, "owned_by": "curate"}]}
+            return 200, {}, json.dumps(data).encode(), 0.0
+        if method != "POST" or path.rstrip("/") != "/v1/chat/completions":
+            return 404, {}, json.dumps(error_body(404, f"no route {method} {path}")).encode(), 0.0
+        try:
+            request = json.loads(body)
+        except json.JSONDecodeError:
+            return 400, {}, json.dumps(error_body(400, "body is not JSON")).encode(), 0.0
+        with self._lock:
+            self.requests.append(request)
+            self.auth.append(headers.get("authorization"))
+            scripted = self._script.pop(0) if self._script else None
+        reply = scripted if scripted is not None else self.handler(request)
+        if isinstance(reply, tuple):
+            reply = Reply(*reply)
+        elif isinstance(reply, (str, dict)):
+            reply = Reply(200, {}, reply)
+        prompt_tokens = sum(len(str(m.get("content") or "")) for m in request.get("messages", [])) // 4
+        if reply.status == 200 and isinstance(reply.body, str):
+            payload = json.dumps(completion(reply.body, request.get("model", "loopback"), prompt_tokens)).encode()
+        elif isinstance(reply.body, (dict, list)):
+            payload = json.dumps(reply.body).encode()
+        elif isinstance(reply.body, bytes):
+            payload = reply.body
+        elif reply.status != 200:
+            payload = json.dumps(error_body(reply.status, str(reply.body or f"scripted {reply.status}"))).encode()
+        else:
+            payload = b"{}"
+        return reply.status, reply.headers, payload, self.latency + reply.delay
+
+
+@pytest.fixture
+def openai_server():
+    """A fresh loopback OpenAI-compatible server for one test (``.url``, ``.handler``, ``.count``)."""
+    server = OpenAIServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--latency", type=float, default=0.0)
+    args = ap.parse_args()
+    with OpenAIServer(latency=args.latency, port=args.port) as s:
+        print(f"serving {s.url} (Ctrl-C to stop)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
