@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "export": "curate.commands.export:export",
     "schemas": "curate.commands.info:schemas_cmd",
     "tokens": "curate.commands.tokens:tokens",
+    "report": "curate.commands.report:report",
 }
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io as _io
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -256,11 +257,9 @@ def train(frames: dict[str, pl.LazyFrame | pl.DataFrame], out_model: str | os.Pa
         spm.SentencePieceTrainer.Train(sentence_iterator=lines(), model_writer=buf,
                                        minloglevel=0 if verbose else 2, **settings)
     except RuntimeError as exc:
-        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
         if seen["lines"] == 0:
             raise UserError("no text to train on: the dataset has no non-empty text fields") from None
-        raise UserError(f"SentencePiece could not train on {seen['lines']:,} lines: {msg}. "
-                        "Try a smaller --vocab-size, or --character-coverage 1.0 for mostly non-Latin text.") from None
+        raise UserError(_train_error(str(exc), seen["lines"], vocab_size, character_coverage)) from None
     data = buf.getvalue()
     if not data:
         raise UserError("SentencePiece returned no model (no text to train on?)")
@@ -270,6 +269,20 @@ def train(frames: dict[str, pl.LazyFrame | pl.DataFrame], out_model: str | os.Pa
     return {"model": out_model.as_posix(), "lines": seen["lines"], "chars": seen["chars"],
             "vocab_size": sp.GetPieceSize(), "requested_vocab_size": vocab_size,
             **{k: v for k, v in settings.items() if k not in ("vocab_size", "unk_surface")}}
+
+
+def _train_error(msg: str, lines: int, vocab_size: int, coverage: float) -> str:
+    """SentencePiece's failure as advice a user can act on."""
+    m = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", msg)
+    if m:
+        return (f"--vocab-size {vocab_size} is too small: covering {coverage} of the characters in this text "
+                f"takes {m.group(2)} pieces (many distinct characters, e.g. Hangul or CJK). Use --vocab-size "
+                f"{int(m.group(2)) + 300} or more, or a lower --character-coverage (e.g. 0.995).")
+    m = re.search(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)", msg)
+    if m:
+        return f"--vocab-size {vocab_size} is too large for {lines:,} lines of text; use {m.group(2)} or less."
+    last = msg.strip().splitlines()[-1] if msg.strip() else "unknown error"
+    return f"SentencePiece could not train on {lines:,} lines: {last}"
 
 
 # ----------------------------------------------------------------------------- estimates

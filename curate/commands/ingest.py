@@ -30,7 +30,9 @@ def _list_formats(ctx, _param, value):
 @click.option("--output-format", type=click.Choice(["parquet", "jsonl"]), default="parquet", show_default=True,
               help="Parquet is the working format between stages; JSONL for reading by eye or other tools.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or table.")
-def ingest(paths, out_dir, fmt, no_lang, output_format, quiet):
+@click.option("--report", "report_html", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write an HTML report of the output here (see `curate report`).")
+def ingest(paths, out_dir, fmt, no_lang, output_format, quiet, report_html):
     """Read source files in any known format into the canonical schemas.
 
     Every record ends up either as a row (repairs recorded in its meta) or in
@@ -55,3 +57,7 @@ def ingest(paths, out_dir, fmt, no_lang, output_format, quiet):
                                 output_format=output_format, on_progress=b.advance)
     if not quiet:
         print_ingest_summary(summary, out_dir)
+    if report_html:
+        from curate.report_html import write_report
+
+        write_report(out_dir, report_html)
