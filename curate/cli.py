@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "info": "curate.commands.info:info",
     "export": "curate.commands.export:export",
     "schemas": "curate.commands.info:schemas_cmd",
+    "seeds": "curate.commands.seeds:seeds",
     "tokens": "curate.commands.tokens:tokens",
     "report": "curate.commands.report:report",
 }
