@@ -1,0 +1,246 @@
+"""Exact and near-duplicate detection (curate.dedupe) on real fixture rows."""
+
+from __future__ import annotations
+
+import random
+
+import polars as pl
+import pytest
+
+from curate import dedupe
+from curate.ingest import ingest
+
+TEXT = pl.concat_str([pl.col("instruction"), pl.col("input"), pl.col("output")], separator="\n",
+                     ignore_nulls=True)
+
+
+@pytest.fixture(scope="module")
+def sft(fixtures) -> pl.DataFrame:
+    files = ["malay_alpaca.json", "alpacacleaned_gsm8k.json", "chatdoctor.json", "malay_chatdoctor.jsonl",
+             "malay_gpt4all.jsonl", "malay_kochatgpt_sft.jsonl"]
+    return ingest([fixtures / f for f in files], detect_lang=False).frames["sft"]
+
+
+def by_source(sft: pl.DataFrame, name: str) -> pl.DataFrame:
+    return sft.filter(pl.col("source").str.ends_with(name))
+
+
+# Independent reference: the Jaccard of the 5-byte shingle sets, in plain Python.
+def norm(texts: list[str | None]) -> list[str]:
+    return pl.DataFrame({"t": texts}, schema={"t": pl.String}).select(dedupe.normalize("t")).to_series().to_list()
+
+
+def shingles(t: str) -> set[bytes]:
+    b = t.ljust(dedupe.SHINGLE).encode()
+    return {b[i:i + dedupe.SHINGLE] for i in range(len(b) - dedupe.SHINGLE + 1)}
+
+
+def jaccard(x: str, y: str) -> float:
+    a, b = (shingles(t) for t in norm([x, y]))
+    return len(a & b) / len(a | b)
+
+
+def texts_of(df: pl.DataFrame) -> list[str]:
+    return df.select(TEXT.alias("t"))["t"].to_list()
+
+
+def mutate(text: str, rng: random.Random, edits: int) -> str:
+    words = text.split(" ")
+    for _ in range(edits):
+        i = rng.randrange(1, len(words) - 1)
+        op = rng.randrange(3)
+        if op == 0:
+            del words[i]
+        elif op == 1:
+            words[i], words[i + 1] = words[i + 1], words[i]
+        else:
+            words.insert(i, words[i - 1])
+    return " ".join(words)
+
+
+def check_contract(res: pl.DataFrame, n: int) -> None:
+    assert res.columns == ["row", "cluster", "keep", "similarity", "dup_kind"]
+    assert res.height == n
+    assert res["row"].to_list() == list(range(n))
+    assert res.schema["cluster"] == pl.Int64 and res.schema["keep"] == pl.Boolean
+    assert res.schema["similarity"] == pl.Float64 and res.schema["dup_kind"] == pl.String
+    clustered = res.filter(pl.col("cluster").is_not_null())
+    per = clustered.group_by("cluster").agg(pl.col("keep").sum().alias("kept"), pl.len().alias("size"),
+                                             pl.col("row").min().alias("first"))
+    assert (per["kept"] == 1).all() and (per["size"] >= 2).all()
+    assert (per["cluster"] == per["first"].cast(pl.Int64)).all()  # the first row in input order is kept
+    unique = res.filter(pl.col("cluster").is_null())
+    assert unique["keep"].all() and unique["similarity"].is_null().all() and unique["dup_kind"].is_null().all()
+    kept = clustered.filter(pl.col("keep"))
+    assert (kept["similarity"] == 1.0).all() and kept["dup_kind"].is_null().all()
+    dropped = clustered.filter(~pl.col("keep"))
+    assert set(dropped["dup_kind"].to_list()) <= {"exact", "near"}
+    assert (dropped.filter(pl.col("dup_kind") == "exact")["similarity"] == 1.0).all()
+
+
+def test_exact_duplicates_with_case_space_punctuation_differences(sft):
+    rows = by_source(sft, "malay_alpaca.json").head(30)
+    base = texts_of(rows)
+    variants = [
+        base[3].upper(),
+        "  " + base[3].replace(" ", "   ") + " ",
+        base[3].replace(",", " ,").replace(".", "!!") + "?",
+        base[7].lower().replace(" ", "\t"),
+    ]
+    texts = base + variants
+    res = dedupe.find_duplicates(pl.DataFrame({"t": texts}), "t")
+    check_contract(res, len(texts))
+    n = len(base)
+    assert res["cluster"][3] == 3 and res["keep"][3]
+    for i in (n, n + 1, n + 2):
+        assert res.row(i, named=True) == {"row": i, "cluster": 3, "keep": False, "similarity": 1.0, "dup_kind": "exact"}
+    assert res.row(n + 3, named=True)["cluster"] == 7
+    assert res.row(n + 3, named=True)["dup_kind"] == "exact"
+
+
+def test_injected_near_duplicates_are_found_with_their_true_similarity(sft):
+    rng = random.Random(7)
+    src = by_source(sft, "malay_chatdoctor.jsonl").head(40)
+    base = texts_of(src)
+    dups = [mutate(t, rng, edits=2) for t in base[:20]]
+    texts = base + dups
+    res = dedupe.find_duplicates(pl.DataFrame({"t": texts}), "t", threshold=0.8)
+    check_contract(res, len(texts))
+    for i, dup in enumerate(dups):
+        truth = jaccard(base[i], dup)
+        row = res.row(len(base) + i, named=True)
+        if truth >= 0.8:
+            assert row["cluster"] is not None, f"missed near duplicate {i} (true Jaccard {truth:.3f})"
+            assert row["dup_kind"] == "near" and not row["keep"]
+            assert row["similarity"] == pytest.approx(truth)
+    found = sum(1 for i in range(20) if res["cluster"][len(base) + i] is not None)
+    assert found >= 18  # two edits in a ~100-word text stay well above 0.8
+
+
+def test_every_reported_pair_really_is_similar(sft):
+    """Precision: over all fixture rows, each near duplicate's reported similarity to its kept row is
+    its exact shingle Jaccard, and rows directly linked to the kept row are >= threshold."""
+    res = dedupe.find_duplicates(sft, TEXT, threshold=0.8)
+    check_contract(res, sft.height)
+    texts = texts_of(sft)
+    near = res.filter(pl.col("dup_kind") == "near")
+    for r in near.iter_rows(named=True):
+        assert r["similarity"] == pytest.approx(jaccard(texts[r["row"]], texts[r["cluster"]]))
+
+
+def test_distinct_gsm8k_rows_are_not_clustered(sft):
+    gsm = by_source(sft, "alpacacleaned_gsm8k.json")
+    res = dedupe.find_duplicates(gsm, TEXT, threshold=0.8)
+    check_contract(res, gsm.height)
+    assert res["cluster"].null_count() == gsm.height
+    # and at a lower threshold a pair is only clustered if it really is that similar
+    res = dedupe.find_duplicates(gsm, TEXT, threshold=0.5)
+    texts = texts_of(gsm)
+    for r in res.filter(~pl.col("keep")).iter_rows(named=True):
+        assert jaccard(texts[r["row"]], texts[r["cluster"]]) == pytest.approx(r["similarity"])
+
+
+def test_threshold_is_configurable(sft):
+    rng = random.Random(3)
+    a = texts_of(by_source(sft, "malay_alpaca.json").filter(pl.col("output").str.len_chars() > 400).head(1))[0]
+    b = a
+    while jaccard(a, b) > 0.9:
+        b = mutate(b, rng, edits=1)
+    j = jaccard(a, b)
+    assert 0.6 < j <= 0.9
+    df = pl.DataFrame({"t": [a, b]})
+    low = dedupe.find_duplicates(df, "t", threshold=j - 0.05)
+    high = dedupe.find_duplicates(df, "t", threshold=min(1.0, j + 0.05))
+    assert low["cluster"].to_list() == [0, 0] and low["similarity"][1] == pytest.approx(j)
+    assert high["cluster"].null_count() == 2
+
+
+def test_clusters_are_transitive_and_report_similarity_to_the_kept_row(sft):
+    rng = random.Random(11)
+    a = texts_of(by_source(sft, "chatdoctor.json").filter(pl.col("output").str.len_chars() > 500).head(1))[0]
+    chain = [a]
+    while jaccard(a, chain[-1]) >= 0.8 or len(chain) < 3:
+        nxt = mutate(chain[-1], rng, edits=3)
+        if jaccard(chain[-1], nxt) >= 0.85:
+            chain.append(nxt)
+    # the last link is >= 0.85 to its predecessor but < 0.8 to the first row
+    res = dedupe.find_duplicates(pl.DataFrame({"t": chain}), "t", threshold=0.8)
+    check_contract(res, len(chain))
+    assert res["cluster"].to_list() == [0] * len(chain)
+    last = res.row(len(chain) - 1, named=True)
+    assert last["similarity"] == pytest.approx(jaccard(a, chain[-1])) and last["similarity"] < 0.8
+
+
+def test_keep_is_deterministic_and_follows_input_order(sft):
+    rng = random.Random(5)
+    src = by_source(sft, "malay_gpt4all.jsonl").head(60)
+    texts = texts_of(src)
+    texts = texts + [mutate(t, rng, 1) for t in texts[:15]] + [t.upper() for t in texts[10:20]]
+    df = pl.DataFrame({"t": texts})
+    first = dedupe.find_duplicates(df, "t")
+    assert first.equals(dedupe.find_duplicates(df, "t"))
+    check_contract(first, len(texts))
+    assert first["cluster"].null_count() < len(texts)
+    # reversed input: the kept row is again the first (in the new order) of each cluster
+    rev = dedupe.find_duplicates(df.reverse(), "t")
+    check_contract(rev, len(texts))
+    n = len(texts)
+    groups_fwd = {frozenset(g) for g in first.filter(pl.col("cluster").is_not_null())
+                  .group_by("cluster").agg("row")["row"].to_list()}
+    groups_rev = {frozenset(n - 1 - r for r in g) for g in rev.filter(pl.col("cluster").is_not_null())
+                  .group_by("cluster").agg("row")["row"].to_list()}
+    assert groups_fwd == groups_rev
+
+
+def test_empty_and_very_short_texts(sft):
+    real = texts_of(by_source(sft, "malay_kochatgpt_sft.jsonl").head(5))
+    texts = ["", None, "a", "ab", "!!!", "ok", "OK!", "  ", "ya", "Ya.", "x y", "한국", "한국!"] + real
+    res = dedupe.find_duplicates(pl.DataFrame({"t": texts}, schema={"t": pl.String}), "t")
+    check_contract(res, len(texts))
+    got = dict(zip(range(len(texts)), res["cluster"].to_list()))
+    for i in (0, 1, 4, 7):  # nothing left after normalization: never clustered
+        assert got[i] is None
+    assert got[5] == got[6] == 5 and got[8] == got[9] == 8 and got[11] == got[12] == 11
+    assert got[2] is None and got[3] is None
+    for size in (0, 1):
+        out = dedupe.find_duplicates(pl.DataFrame({"t": texts[:size]}, schema={"t": pl.String}), "t")
+        check_contract(out, size)
+
+
+def test_exact_only_mode(sft):
+    rng = random.Random(2)
+    base = texts_of(by_source(sft, "malay_alpaca.json").head(20))
+    texts = base + [mutate(base[0], rng, 1), base[1].upper()]
+    res = dedupe.find_duplicates(pl.DataFrame({"t": texts}), "t", near=False)
+    check_contract(res, len(texts))
+    assert res["dup_kind"].drop_nulls().to_list() == ["exact"]
+    assert res["cluster"][21] == 1 and res["cluster"][20] is None
+
+
+def test_clusters_report_lists_biggest_clusters_first(sft):
+    rng = random.Random(9)
+    rows = by_source(sft, "malay_alpaca.json").head(30)
+    extra = pl.concat([rows.slice(2, 1)] * 3 + [rows.slice(5, 1)]).with_columns(
+        pl.col("output").map_elements(lambda t: mutate(t, rng, 1) if len(t.split()) > 30 else t.upper(),
+                                      return_dtype=pl.String),
+        (pl.col("id") + pl.format("-dup{}", pl.int_range(pl.len()))).alias("id"),
+    )
+    df = pl.concat([rows, extra])
+    res = dedupe.find_duplicates(df, TEXT)
+    report = dedupe.clusters_report(res, df, TEXT, limit=5)
+    sizes = [c["size"] for c in report]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] >= 3
+    ids = df["id"].to_list()
+    for c in report:
+        assert c["kept"]["row"] == c["cluster"] and c["kept"]["id"] == ids[c["cluster"]]
+        assert c["exact"] + c["near"] == c["size"] - 1
+        assert {m["id"] for m in c["members"]} <= set(ids)
+        assert all(len(m["text"]) <= 120 for m in c["members"])
+    assert dedupe.clusters_report(dedupe.find_duplicates(df.head(3), TEXT), df.head(3), TEXT) == []
+
+
+def test_lsh_parameters_keep_recall_at_the_threshold():
+    for t in (0.5, 0.7, 0.8, 0.9, 0.95):
+        bands, r = dedupe.lsh_params(t, 128)
+        assert bands * r <= 128
+        assert 1 - (1 - t ** r) ** bands >= 0.999
