@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "seeds": "curate.commands.seeds:seeds",
     "tokens": "curate.commands.tokens:tokens",
     "report": "curate.commands.report:report",
+    "translate": "curate.commands.translate:translate",
+    "localize": "curate.commands.translate:localize",
 }
 
 

@@ -87,7 +87,7 @@ KO_MS = {"안녕하세요": "helo", "질문": "soalan", "답변": "jawapan", "�
 MS_TAIL = "Sila ambil perhatian bahawa ini ialah jawapan yang lengkap dan boleh digunakan."
 ID_TAIL = "Silakan perhatikan bahwa ini adalah jawaban yang lengkap dan bisa dipakai sekarang juga."
 EN_TAIL = "Please note that this is the complete answer and it can be used right away."
-WORD = re.compile(r"⟦[^⟧]{1,12}⟧|[A-Za-z']+|[\uac00-\ud7a3]+|\n")
+WORD = re.compile(r"⟦[^⟧]{1,12}⟧|[\w']*\d(?:[\w']|[.,]\d)*|[A-Za-z']+|[\uac00-\ud7a3]+|\n")
 
 
 def fake_translate(text: str, lang: str = "ms", drop_sentinels: bool = False) -> str:
@@ -97,8 +97,8 @@ def fake_translate(text: str, lang: str = "ms", drop_sentinels: bool = False) ->
         if tok.startswith("⟦"):
             if not drop_sentinels:
                 out.append(tok)
-        elif tok == "\n":
-            out.append("\n")
+        elif tok == "\n" or any(c.isdigit() for c in tok):
+            out.append(tok)
         else:
             low = tok.lower()
             word = EN_MS.get(low) or KO_MS.get(tok)
@@ -130,13 +130,13 @@ def translator(lang: str = "ms", drop_sentinels: bool = False) -> Callable[[dict
         system, data = _contract(request)
         if data is None:
             return fake_translate(str(request.get("messages", [{}])[-1].get("content", "")), lang, drop_sentinels)
-        if "LOCALIZE" in system:
+        if "localiz" in system.lower():
             texts = data.get("texts", data)
             out, changes = {}, []
             for k, v in texts.items():
                 new = v.replace("$", "RM ").replace("dollars", "ringgit").replace("Seoul", "Kuala Lumpur")
                 if new != v:
-                    changes.append({"field": k, "from": v[:40], "to": new[:40], "kind": "currency"})
+                    changes.append({"key": k, "from": v[:40], "to": new[:40], "kind": "currency"})
                 out[k] = new
             return json.dumps({"texts": out, "changes": changes}, ensure_ascii=False)
         return json.dumps({k: fake_translate(v, lang, drop_sentinels) for k, v in data.items()}, ensure_ascii=False)

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from curate.llm.options import config_from_options, llm_options, pop_llm_options
+from curate.progress import console
+
+
+def _summary(stage: str, outcome, engine, out_dir: Path, quiet: bool) -> None:
+    rep = outcome.report
+    llm = rep["llm"]
+    notice = engine.batch_notice(stage)
+    if quiet and not notice:
+        return
+    if not quiet:
+        codes = ", ".join(f"{k}: {v}" for k, v in rep.get("quarantine_codes", {}).items()) or "none"
+        console.print(f"{stage}: {rep['rows_in']} rows in, {rep['rows_out']} out, {rep['quarantined']} quarantined "
+                      f"({codes})")
+        tokens = llm["tokens"]
+        cost = llm.get("cost_usd")
+        console.print(f"requests sent {llm['requests_sent']} (retries {llm['retries']}), replies from cache "
+                      f"{llm['replies_cached']}, tokens in/out {tokens['prompt']}/{tokens['completion']}"
+                      + (f", cost ${cost['spent']:.4f}" if cost else ""))
+        console.print(f"outputs in {out_dir}/ (report.json, quarantine.jsonl)")
+    if notice:
+        click.echo(notice, err=True)
+
+
+@click.command()
+@click.argument("inp", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output dataset directory.")
+@click.option("--to", "to", default="ms", show_default=True, help="Target language code (ms, en, id, ko).")
+@click.option("--from", "src", default="auto", show_default=True, help="Source language code, or auto.")
+@click.option("--glossary", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Required translations: JSON {term: translation} or 'term<TAB>translation' lines.")
+@click.option("--localize", "localize", metavar="COUNTRY", help="Then adapt culture-specific references (MY).")
+@click.option("--max-chars", type=click.IntRange(200), default=2500, show_default=True,
+              help="Characters of source text per request (short fields are packed together).")
+@llm_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+def translate(inp, out_dir, to, src, glossary, localize, max_chars, quiet, **kwargs):
+    """Translate every text field (SFT, chat, RM, PPO) into the target language.
+
+    Code, URLs, placeholders and math are protected and checked, numbers kept, the
+    reply's language verified (Malay, not Indonesian); originals go to meta.orig.
+    Replies are cached: a re-run pays for nothing twice. With no endpoint configured,
+    the requests are written as OpenAI Batch API files instead.
+
+    \b
+    Examples:
+      curate translate datasets/clean -o datasets/translated --to ms \\
+          --base-url http://127.0.0.1:8000/v1 --model qwen2.5-7b-instruct
+      OPENAI_API_KEY=... curate translate data/ -o out/ --glossary terms.tsv --localize MY
+      curate translate data/ -o out/ --batch-out out/batch/requests.jsonl
+      curate translate data/ -o out/ --batch-in batch_results.jsonl
+    """
+    from curate.translate import translate_dataset
+
+    opts = pop_llm_options(kwargs)
+    cfg = config_from_options(opts, default_batch_out=out_dir / "batch" / "translate-requests.jsonl",
+                              progress=False if quiet else None)
+    outcome, engine = translate_dataset(inp, out_dir, cfg, to=to, src=src, glossary=glossary,
+                                        localize=localize, max_chars=max_chars)
+    _summary("translate", outcome, engine, out_dir, quiet)
+
+
+@click.command()
+@click.argument("inp", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output dataset directory.")
+@click.option("--country", default="MY", show_default=True, help="Target country.")
+@click.option("--lang", default="ms", show_default=True, help="Language the texts are (and stay) in.")
+@llm_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+def localize(inp, out_dir, country, lang, quiet, **kwargs):
+    """Adapt currency, names, places, institutions, holidays and units to a country.
+
+    Only where the text depends on them; changed rows are flagged with the list of changes.
+
+    \b
+    Example:
+      curate localize datasets/translated -o datasets/localized --country MY \\
+          --base-url http://127.0.0.1:8000/v1 --model qwen2.5-7b-instruct
+    """
+    from curate.localize import localize_dataset
+
+    opts = pop_llm_options(kwargs)
+    cfg = config_from_options(opts, default_batch_out=out_dir / "batch" / "localize-requests.jsonl",
+                              progress=False if quiet else None)
+    outcome, engine = localize_dataset(inp, out_dir, cfg, country=country, lang=lang)
+    _summary("localize", outcome, engine, out_dir, quiet)
