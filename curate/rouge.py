@@ -145,7 +145,7 @@ class RougeIndex:
         lens = self._lens[:n]
         order = np.argsort(-lens, kind="stable")
         max_len = int(lens.max()) if n else 0
-        block = np.zeros((max_len, n), dtype=np.uint32)
+        block = np.zeros((max_len, n), dtype=np.intp)
         for col, i in enumerate(order.tolist()):
             ids = self._items[i]
             block[: len(ids), col] = ids
@@ -179,15 +179,22 @@ class RougeIndex:
         """
         n = cols.shape[1]
         if words == 1:
+            # V' = (V + U) | (V - U) with U = V & match; U is a submask of V, so V - U = V ^ U.
+            # In-place ufuncs on preallocated buffers: no temporaries in the inner loop.
             v = np.full(n, _ONES, dtype=np.uint64)
+            u_buf = np.empty(n, dtype=np.uint64)
+            s_buf = np.empty(n, dtype=np.uint64)
             t0 = table[0]
             for k in range(cols.shape[0]):
                 a = int(active[k])
                 if a == 0:
                     break
-                vv = v[:a]
-                u = vv & t0[cols[k, :a]]
-                v[:a] = (vv + u) | (vv - u)
+                vv, u, sm = v[:a], u_buf[:a], s_buf[:a]
+                np.take(t0, cols[k, :a], out=u)
+                np.bitwise_and(u, vv, out=u)
+                np.add(vv, u, out=sm)
+                np.bitwise_xor(vv, u, out=vv)
+                np.bitwise_or(vv, sm, out=vv)
             low = _ONES if m == 64 else np.uint64((1 << m) - 1)
             return m - np.bitwise_count(v & low).astype(np.int64)
         v = np.full((words, n), _ONES, dtype=np.uint64)
@@ -219,7 +226,7 @@ class RougeIndex:
         order = np.argsort(-lens, kind="stable")
         idx, lens = idx[order], lens[order]
         max_len = int(lens[0]) if len(lens) else 0
-        cols = np.zeros((max_len, len(idx)), dtype=np.uint32)
+        cols = np.zeros((max_len, len(idx)), dtype=np.intp)
         for c, i in enumerate(idx.tolist()):
             ids = self._items[i]
             cols[: len(ids), c] = ids
