@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from curate import io
+from curate.card import write_card
 from curate.errors import UserError
 
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -151,4 +152,5 @@ def export(frames: dict[str, pl.DataFrame | pl.LazyFrame], out_dir: str | Path, 
                                           "rows_in": part.height, "records": records.height,
                                           "skipped": skipped})
     io.write_json(out_dir / "manifest.json", manifest)
+    write_card(frames, out_dir, manifest)
     return manifest
