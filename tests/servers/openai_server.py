@@ -158,6 +158,8 @@ class OpenAIServer:
         self.requests: list[dict] = []
         self.auth: list[str | None] = []
         self._script: list[Reply] = []
+        self.inflight = 0
+        self.max_inflight = 0  # most chat requests being served at once
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -182,6 +184,7 @@ class OpenAIServer:
             self.requests.clear()
             self.auth.clear()
             self._script.clear()
+            self.max_inflight = 0
 
     # -- lifecycle
     def start(self) -> "OpenAIServer":
@@ -235,8 +238,13 @@ class OpenAIServer:
                 n = int(headers.get("content-length") or 0)
                 body = await reader.readexactly(n) if n else b""
                 status, extra, payload, delay = self._route(method, path, headers, body)
-                if delay:
-                    await asyncio.sleep(delay)
+                self.inflight += 1
+                self.max_inflight = max(self.max_inflight, self.inflight)
+                try:
+                    if delay:
+                        await asyncio.sleep(delay)
+                finally:
+                    self.inflight -= 1
                 out = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}",
                        "content-type: application/json", f"content-length: {len(payload)}",
                        f"x-request-id: req_{len(self.requests)}"]
