@@ -1,0 +1,149 @@
+"""``push``: rows -> records of an Argilla dataset, idempotently (the record id is the row id)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import polars as pl
+
+from curate import schemas
+from curate.errors import UserError
+from curate.label import settings as S
+from curate.label.client import client_errors
+
+DEFAULT_WORKSPACE = "curate"
+BATCH = 200
+TASK_KINDS = {"review": ("sft", "chat"), "ranking": ("rm",), "reflect": ("sft", "rm")}
+
+
+def _rows(frame: pl.DataFrame | pl.LazyFrame) -> list[dict[str, Any]]:
+    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    return df.to_dicts()
+
+
+def plan(frames: dict[str, pl.DataFrame | pl.LazyFrame], dataset: str, kind: str | None = None
+         ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Which rows go to which dataset with which task: ``(jobs, skipped kinds)``.
+
+    One kind of row -> the dataset ``dataset``; several -> ``dataset-<kind>`` each (an Argilla
+    dataset has one set of fields and questions).
+    """
+    if kind is not None and kind not in S.TASKS:
+        raise UserError(f"--kind {kind!r}: expected one of {', '.join(S.TASKS)}")
+    jobs, skipped = [], []
+    for row_kind, frame in frames.items():
+        rows = _rows(frame)
+        if not rows:
+            continue
+        task = kind or S.infer_task(row_kind, rows)
+        if task is None or row_kind not in TASK_KINDS[task]:
+            reason = ("PPO rows have no answer to review" if row_kind == "ppo"
+                      else f"{row_kind} rows cannot be pushed as {task}")
+            skipped.append({"kind": row_kind, "rows": len(rows), "reason": reason})
+            continue
+        if task == "reflect":
+            not_reflected = [r for r in rows if not S.is_reflect_row(row_kind, r)]
+            if not_reflected:
+                raise UserError(
+                    f"--kind reflect: {len(not_reflected)} of {len(rows)} {row_kind} rows have no critique and old "
+                    f"answer in meta (e.g. id {not_reflected[0]['id']}); push the output of `curate reflect`.")
+        jobs.append({"kind": row_kind, "task": task, "rows": rows})
+    if not jobs:
+        what = ", ".join(f"{s['rows']} {s['kind']} ({s['reason']})" for s in skipped) or "no rows"
+        raise UserError(f"nothing to push: {what}.")
+    for job in jobs:
+        job["dataset"] = dataset if len(jobs) == 1 else f"{dataset}-{job['kind']}"
+    return jobs, skipped
+
+
+def _workspace(client, name: str):
+    import argilla as rg
+    ws = client.workspaces(name)
+    if ws is None:
+        ws = rg.Workspace(name=name, client=client).create()
+    return ws
+
+
+def _dataset(client, ws, job: dict[str, Any], overlap: int) -> tuple[Any, bool]:
+    """The existing dataset (checked for compatibility) or a new one."""
+    import argilla as rg
+    width = max((len(r.get("completions") or []) for r in job["rows"]), default=0) if job["task"] == "ranking" else 0
+    ds = client.datasets(job["dataset"], workspace=ws)
+    if ds is not None:
+        task, row_kind = S.task_of_dataset(ds)
+        want = "reflect" if job["task"] == "reflect" else job["task"]
+        if task != want or (task == "review" and row_kind != job["kind"]):
+            raise UserError(f"dataset {job['dataset']!r} in workspace {ws.name!r} holds {task} records of "
+                            f"{row_kind} rows, not {job['task']} of {job['kind']}; choose another --dataset.")
+        if task == "ranking" and S.ranking_width(ds) < width:
+            raise UserError(f"dataset {job['dataset']!r} ranks up to {S.ranking_width(ds)} completions, but a row "
+                            f"has {width}; push these rows to a new --dataset.")
+        return ds, False
+    codes = None
+    if job["task"] == "review":
+        seen = {c for r in job["rows"] for c in S.flag_codes(schemas.meta_of(r.get("meta")))}
+        codes = sorted(set(S.rule_codes()) | seen)
+    settings = S.build_settings(job["task"], job["kind"], completions=width, codes=codes, overlap=overlap)
+    ds = rg.Dataset(name=job["dataset"], workspace=ws, settings=settings, client=client).create()
+    return ds, True
+
+
+def push(frames: dict[str, pl.DataFrame | pl.LazyFrame], dataset: str, client, kind: str | None = None,
+         workspace: str | None = None, *, batch_size: int = BATCH, overlap: int = 1,
+         on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Push every row of ``frames`` to Argilla; pushing the same rows again updates them in place.
+
+    ``kind`` is the task (review / ranking / reflect; inferred from the rows when None).
+    ``overlap`` is how many annotators must submit a record before it counts as done.
+    Returns a summary: per dataset the task, rows, records created and updated.
+    """
+    jobs, skipped = plan(frames, dataset, kind)
+    ws_name = workspace or DEFAULT_WORKSPACE
+    summary: dict[str, Any] = {"workspace": ws_name, "datasets": [], "skipped": skipped}
+    with client_errors(client, "pushing"):
+        ws = _workspace(client, ws_name)
+        for job in jobs:
+            ds, created_dataset = _dataset(client, ws, job, overlap)
+            labels = set(S.labels_of(ds, "flags"))
+            width = S.ranking_width(ds)
+            rows, seen, duplicates = [], set(), 0
+            for row in job["rows"]:
+                if row["id"] in seen:
+                    duplicates += 1
+                    continue
+                seen.add(row["id"])
+                rows.append(row)
+            unknown_flags = sorted({c for r in rows for c in S.flag_codes(schemas.meta_of(r.get("meta")))} - labels)
+            before = record_count(client, ds)
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start:start + batch_size]
+                records = [S.record_of(job["task"], job["kind"], r, labels=labels, width=width) for r in batch]
+                for rec in records:
+                    rec.dataset = ds
+                client.api.records.bulk_upsert(ds.id, [rec.api_model() for rec in records])
+                if on_progress:
+                    on_progress(len(batch))
+            created = record_count(client, ds) - before   # the server does not say which were updates
+            updated = len(rows) - created
+            entry = {"dataset": job["dataset"], "task": job["task"], "kind": job["kind"], "rows": len(rows),
+                     "created": created, "updated": updated, "new_dataset": created_dataset,
+                     "duplicate_ids": duplicates, "id": str(ds.id)}
+            if unknown_flags:
+                entry["flags_not_offered"] = unknown_flags
+            summary["datasets"].append(entry)
+    return summary
+
+
+def record_count(client, ds) -> int:
+    resp = client.http_client.get(f"/api/v1/datasets/{ds.id}/records", params={"limit": 1})
+    resp.raise_for_status()
+    return int(resp.json()["total"])
+
+
+def count_rows(frames: dict[str, pl.DataFrame | pl.LazyFrame]) -> int:
+    total = 0
+    for kind, frame in frames.items():
+        if kind == "ppo":
+            continue
+        total += (frame.select(pl.len()).collect().item() if isinstance(frame, pl.LazyFrame) else frame.height)
+    return total
