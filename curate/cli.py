@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "ingest": "curate.commands.ingest:ingest",
     "info": "curate.commands.info:info",
     "export": "curate.commands.export:export",
+    "clean": "curate.commands.clean:clean",
     "schemas": "curate.commands.info:schemas_cmd",
     "seeds": "curate.commands.seeds:seeds",
     "tokens": "curate.commands.tokens:tokens",

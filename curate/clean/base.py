@@ -1,0 +1,146 @@
+"""The rule contract.
+
+A rule has one job. It looks at *cells* (one row per text field of a dataset row, see
+:mod:`curate.clean.cells`) or at whole rows, and says which ones it matched, with the matched text
+as evidence. A fix rule also returns the new text. The engine decides what happens to a match from
+the rule's action (``fix``, ``drop``, ``flag`` or ``off``); rules never drop anything themselves.
+
+Rules work on whole polars columns (regex via ``str.contains``/``str.extract``). Python per row is
+used only where it cannot be avoided, and then only on the few cells a vectorized pre-filter chose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import polars as pl
+
+from curate.schemas import KINDS
+
+ACTIONS = ("fix", "drop", "flag", "off")
+ROLES = ("prompt", "input", "response", "system")
+
+# Columns a cell rule's ``match`` returns.
+MATCH_SCHEMA = {"_cell": pl.UInt32, "evidence": pl.String}
+FIX_SCHEMA = {"_cell": pl.UInt32, "evidence": pl.String, "after": pl.String}
+ROW_MATCH_SCHEMA = {"_row": pl.UInt32, "evidence": pl.String}
+
+
+@dataclass
+class Context:
+    """What a rule may need besides the cells: the run's target language and the frame's kind."""
+    kind: str
+    target_lang: str = "ms"
+    langs: Any = None       # row languages (``_row, lang, conf``), computed once by the language rules
+
+
+class Rule:
+    """Base class. Subclasses set the class attributes and implement ``match``.
+
+    * ``scope = "cell"``: ``match(cells, ctx)`` gets the cells of the rule's kinds and roles (columns
+      ``_cell, _row, field, pos, role, text, given, question``) and returns ``_cell, evidence`` (and
+      ``after`` for a rule whose ``fixes`` is true).
+    * ``scope = "row"``: ``match_rows(rows, ctx)`` gets ``_row, text`` (the row's whole text after
+      fixes, plus the frame's ``lang`` column) and returns ``_row, evidence``.
+    """
+
+    code: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    default_action: ClassVar[str] = "flag"
+    actions: ClassVar[tuple[str, ...]] = ("drop", "flag")   # actions that make sense for this rule
+    fixes: ClassVar[bool] = False                            # match() also returns ``after``
+    kinds: ClassVar[tuple[str, ...]] = KINDS
+    roles: ClassVar[tuple[str, ...]] = ROLES
+    scope: ClassVar[str] = "cell"
+    stage: ClassVar[int] = 50       # order: fixes < 50 <= cheap detectors < 80 <= language < 90 <= duplicates
+    params: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **params: Any):
+        unknown = set(params) - set(self.params)
+        if unknown:
+            from curate.errors import UserError
+            raise UserError(f"rule {self.code}: unknown setting(s) {', '.join(sorted(unknown))}; "
+                            f"known: {', '.join(self.params) or 'none'}")
+        self.p: dict[str, Any] = {**self.params}
+        for key, value in params.items():
+            self.p[key] = _coerce(value, self.params[key])
+
+    def applies_to(self, kind: str) -> bool:
+        return kind in self.kinds
+
+    def match(self, cells: pl.DataFrame, ctx: Context) -> pl.DataFrame:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def match_rows(self, rows: pl.DataFrame, ctx: Context) -> pl.DataFrame:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _coerce(value: Any, default: Any) -> Any:
+    """Turn a CLI string into the type of the parameter's default."""
+    if not isinstance(value, str) or isinstance(default, str):
+        return value
+    if isinstance(default, bool):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    return value
+
+
+def regex_match(cells: pl.DataFrame, pattern: str, *, mask: pl.Expr | None = None) -> pl.DataFrame:
+    """Cells whose text matches ``pattern``; evidence is the first matched text."""
+    cond = pl.col("text").str.contains(pattern)
+    if mask is not None:
+        cond = mask & cond
+    return (cells.filter(cond)
+            .select(pl.col("_cell"), pl.col("text").str.extract(f"({pattern})", 1).alias("evidence")))
+
+
+def empty_matches(fix: bool = False) -> pl.DataFrame:
+    return pl.DataFrame(schema=FIX_SCHEMA if fix else MATCH_SCHEMA)
+
+
+def python_fix(cells: pl.DataFrame, prefilter: pl.Expr, fn) -> pl.DataFrame:
+    """Run ``fn(text) -> (after, evidence) | None`` on the cells ``prefilter`` selects."""
+    sub = cells.filter(prefilter).select("_cell", "text")
+    out_cell, out_ev, out_after = [], [], []
+    for cell, text in sub.iter_rows():
+        res = fn(text)
+        if res is None:
+            continue
+        after, evidence = res
+        if after != text:
+            out_cell.append(cell)
+            out_ev.append(evidence)
+            out_after.append(after)
+    return pl.DataFrame({"_cell": out_cell, "evidence": out_ev, "after": out_after}, schema=FIX_SCHEMA)
+
+
+def python_match(cells: pl.DataFrame, prefilter: pl.Expr, fn, columns=("text",)) -> pl.DataFrame:
+    """Run ``fn(*columns) -> evidence | None`` on the cells ``prefilter`` selects."""
+    sub = cells.filter(prefilter).select("_cell", *columns)
+    out_cell, out_ev = [], []
+    for cell, *values in sub.iter_rows():
+        ev = fn(*values)
+        if ev is not None:
+            out_cell.append(cell)
+            out_ev.append(ev)
+    return pl.DataFrame({"_cell": out_cell, "evidence": out_ev}, schema=MATCH_SCHEMA)
+
+
+def fmt(template: str, *args) -> pl.Expr:
+    """Like ``pl.format`` (built on ``concat_str``; polars 1.x/2.x ``format`` can panic on
+    literal-broadcast columns after a filter). Plain values become literals."""
+    pieces = template.split("{}")
+    if len(pieces) - 1 != len(args):
+        raise ValueError("fmt: placeholders and arguments differ")
+    parts: list[pl.Expr] = []
+    for text, arg in zip(pieces, [*args, None]):
+        if text:
+            parts.append(pl.lit(text))
+        if arg is not None:
+            expr = pl.col(arg) if isinstance(arg, str) else arg if isinstance(arg, pl.Expr) else pl.lit(str(arg))
+            parts.append(expr.cast(pl.String).fill_null(""))
+    return pl.concat_str(parts)

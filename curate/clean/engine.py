@@ -1,0 +1,345 @@
+"""The clean stage: run the registered rules over frames of any kind; fix, flag or drop.
+
+``clean(frames, config)`` is the Python API; ``clean_dir(in, out, config)`` reads and writes datasets
+(used by ``curate clean``). Order of work per kind:
+
+1. fixes (mojibake, escapes, control characters, empty-input markers ...) change the cells' text
+   in turn, each fix seeing the previous ones' output; every change is recorded;
+2. cheap detectors (regex and the arithmetic checker) run on every row;
+3. language identification and then duplicate detection run on the rows still kept, so an
+   expensive check never runs on a row already dropped and the kept copy of a duplicate cluster is
+   never a row another rule drops.
+
+Every input row ends up either in the output (with ``meta.fixes`` and ``meta.flags``) or in the
+quarantine (code, reason, evidence, the full original row): rows in = rows out + rows dropped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+
+from curate import io, schemas
+from curate.clean import cells as cellmod
+from curate.clean.base import Context, Rule, fmt
+from curate.clean.config import CleanConfig
+from curate.clean.registry import RULES
+
+HIT_SCHEMA = {"_row": pl.UInt32, "rule": pl.String, "field": pl.String, "evidence": pl.String}
+EVIDENCE_CHARS = 300
+
+
+@dataclass
+class CleanResult:
+    frames: dict[str, pl.DataFrame]
+    quarantine: dict[str, pl.DataFrame]   # kind -> one row per dropped row (see quarantine_rows())
+    report: dict[str, Any]
+
+    def quarantine_rows(self) -> list[dict]:
+        """The quarantine entries as dicts, in kind order then input order."""
+        return [orjson.loads(line) for line in self.quarantine_ndjson().splitlines() if line.strip()]
+
+    def quarantine_ndjson(self) -> bytes:
+        return b"".join(q.write_ndjson().encode() for q in self.quarantine.values() if q.height)
+
+    @property
+    def dropped(self) -> int:
+        return sum(q.height for q in self.quarantine.values())
+
+
+@dataclass
+class _Active:
+    rule: Rule
+    action: str
+
+
+def active_rules(config: CleanConfig) -> list[_Active]:
+    out = []
+    for cls in sorted(RULES, key=lambda r: r.stage):  # sorted() is stable: registry order within a stage
+        action = config.action_for(cls.code, cls.default_action)
+        if action == "off":
+            continue
+        out.append(_Active(cls(**config.params.get(cls.code, {})), action))
+    return out
+
+
+def row_text_expr(kind: str) -> pl.Expr:
+    """A row's whole text (no truncation), as language id and duplicate detection read it."""
+    if kind == "sft":
+        return pl.concat_str([pl.col("instruction"), pl.col("input"), pl.col("output")], separator="\n",
+                             ignore_nulls=True)
+    if kind == "chat":
+        return pl.col("messages").list.eval(pl.element().struct.field("content")).list.join("\n")
+    if kind == "rm":
+        return pl.concat_str([pl.col("prompt"), pl.col("completions").list.join("\n")], separator="\n",
+                             ignore_nulls=True)
+    return pl.col("prompt")
+
+
+class _Stats:
+    """Per-rule counts and examples for the report."""
+
+    def __init__(self, active: list[_Active], examples: int):
+        self.examples = examples
+        self.rules: dict[str, dict[str, Any]] = {
+            a.rule.code: {"code": a.rule.code, "action": a.action, "description": a.rule.description,
+                          "matched": 0, "fixed": 0, "flagged": 0, "dropped": 0, "quarantined": 0,
+                          "seconds": 0.0, "examples": []} for a in active}
+
+    def add(self, code: str, action: str, rows: int, examples: list[dict], seconds: float) -> None:
+        r = self.rules[code]
+        r["matched"] += rows
+        r[{"fix": "fixed", "flag": "flagged", "drop": "dropped"}[action]] += rows
+        r["seconds"] = round(r["seconds"] + seconds, 3)
+        room = self.examples - len(r["examples"])
+        if room > 0:
+            r["examples"].extend(_around_change(e) for e in examples[:room])
+
+
+def _around_change(example: dict, context: int = 30) -> dict:
+    """For a fix example, cut before/after to the region around the first change."""
+    before, after = example.get("before"), example.get("after")
+    if not isinstance(before, str) or not isinstance(after, str):
+        return example
+    i = 0
+    while i < min(len(before), len(after)) and before[i] == after[i]:
+        i += 1
+    j = 0
+    while j < min(len(before), len(after)) - i and before[-1 - j] == after[-1 - j]:
+        j += 1
+    start = max(0, i - context)
+
+    def cut(t: str) -> str:
+        end = min(len(t), len(t) - j + context)
+        return ("…" if start else "") + t[start:end] + ("…" if end < len(t) else "")
+
+    return {**example, "before": cut(before), "after": cut(after)}
+
+
+def _short(expr: pl.Expr, n: int = EVIDENCE_CHARS) -> pl.Expr:
+    return pl.when(expr.str.len_chars() > n).then(expr.str.slice(0, n) + pl.lit("…")).otherwise(expr)
+
+
+def _examples(hits: pl.DataFrame, df: pl.DataFrame, n: int, extra: list[str] = ()) -> list[dict]:
+    if n <= 0 or hits.height == 0:
+        return []
+    first = hits.unique("_row", keep="first", maintain_order=True).head(n)
+    info = df.select("_row", "id", fmt("{}:{}", pl.col("source"), pl.col("line")).alias("where"))
+    cols = ["id", "where", "field", "evidence", *extra]
+    return first.join(info, on="_row", how="left").select(
+        [_short(pl.col(c)).alias(c) if c in ("evidence", "field") else pl.col(c) for c in cols]).to_dicts()
+
+
+def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: CleanConfig, stats: _Stats):
+    n = df.height
+    df = df.with_row_index("_row")
+    cells = cellmod.build(df, kind)
+    ctx = Context(kind=kind, target_lang=config.target_lang)
+    fix_frames: list[pl.DataFrame] = []
+    hits: list[tuple[_Active, pl.DataFrame]] = []
+    dropped = pl.Series("_row", [], dtype=pl.UInt32)
+
+    for a in active:
+        rule = a.rule
+        if not rule.applies_to(kind):
+            continue
+        t0 = time.perf_counter()
+        if rule.scope == "cell":
+            sub = cells if set(rule.roles) >= {"prompt", "input", "response", "system"} else \
+                cells.filter(pl.col("role").is_in(list(rule.roles)))
+            if sub.height == 0:
+                continue
+            m = rule.match(sub, ctx)
+            if m.height == 0:
+                stats.add(rule.code, a.action, 0, [], time.perf_counter() - t0)
+                continue
+            m = m.unique("_cell", keep="first", maintain_order=True)
+            where = cells.select("_cell", "_row", "field", "pos").join(m, on="_cell", how="inner")
+            if rule.fixes and a.action == "fix":
+                before = cells["text"].gather(m["_cell"])
+                text = cells["text"].clone()
+                text.scatter(m["_cell"], m["after"])
+                cells = cells.with_columns(text)
+                log = where.with_columns(before.alias("before"), pl.lit(rule.code).alias("rule"))
+                fix_frames.append(log.select("_cell", "_row", "rule", "field", "pos", "before", "after",
+                                             "evidence"))
+                hit = log.select("_row", "rule", "field", "evidence", "before", "after")
+                stats.add(rule.code, "fix", hit["_row"].n_unique(),
+                          _examples(hit, df, config.examples, ["before", "after"]), time.perf_counter() - t0)
+                continue
+            hit = where.select("_row", pl.lit(rule.code).alias("rule"),
+                               pl.when(pl.col("pos").is_null()).then(pl.col("field"))
+                               .otherwise(fmt("{}[{}]", pl.col("field"), pl.col("pos"))).alias("field"),
+                               "evidence")
+        else:
+            alive = cells if dropped.len() == 0 else cells.filter(~pl.col("_row").is_in(dropped.implode()))
+            rows = _row_frame(df, kind, alive, fix_frames)
+            m = rule.match_rows(rows, ctx)
+            hit = m.select("_row", pl.lit(rule.code).alias("rule"), pl.lit("row").alias("field"), "evidence")
+            extra = getattr(rule, "clusters", None)
+            if extra:
+                stats.rules[rule.code]["clusters"] = extra
+        hit = hit.cast(HIT_SCHEMA).with_columns(_short(pl.col("evidence").fill_null("")).alias("evidence"))
+        hits.append((a, hit))
+        rows_hit = hit["_row"].unique()
+        if a.action == "drop":
+            dropped = pl.concat([dropped, rows_hit]).unique()
+        stats.add(rule.code, a.action, rows_hit.len(), _examples(hit, df, config.examples),
+                  time.perf_counter() - t0)
+
+    fixes = pl.concat(fix_frames) if fix_frames else None
+    if fixes is not None:
+        df = cellmod.rebuild(df, kind, cells, fixes["_cell"].unique())
+    drop_hits = [h for a, h in hits if a.action == "drop"]
+    flag_hits = [h for a, h in hits if a.action == "flag"]
+    df = _add_meta(df, fixes, flag_hits)
+
+    keep = ~pl.col("_row").is_in(dropped.implode())
+    out = df.filter(keep).drop("_row")
+    quarantine = _quarantine(df.filter(~keep), drop_hits, [h for _, h in hits], kind, stats)
+    assert out.height + quarantine.height == n, "clean lost rows"
+    return out, quarantine
+
+
+def _row_frame(df: pl.DataFrame, kind: str, alive_cells: pl.DataFrame, fix_frames) -> pl.DataFrame:
+    """``_row, id, text, lang_text, _lang_cache`` for the rows still kept, with the text after fixes.
+
+    ``text`` is the whole row (for duplicates). ``lang_text`` is what language id reads: the whole
+    row, except when the prompt asks for a translation or another language, where the foreign input
+    and output are the task, so only the prompt is read.
+    """
+    from curate.clean.rules.language import WANTS_OTHER
+
+    rows = alive_cells["_row"].unique().sort()
+    fixed_rows = pl.concat([f.select("_row") for f in fix_frames])["_row"].unique() if fix_frames else None
+    if kind == "sft" and not fix_frames:
+        base = df.filter(pl.col("_row").is_in(rows.implode())).select(
+            "_row", "id", row_text_expr(kind).alias("text"), pl.col("instruction").fill_null("").alias("_prompt"),
+            pl.col("lang"))
+    else:
+        text = cellmod.row_text(alive_cells)
+        prompt = (alive_cells.filter(pl.col("role") == "prompt").group_by("_row").agg(pl.col("text").first())
+                  .rename({"text": "_prompt"}))
+        base = (df.filter(pl.col("_row").is_in(rows.implode())).select("_row", "id", "lang")
+                .join(text, on="_row", how="left").join(prompt, on="_row", how="left"))
+    other = pl.col("_prompt").fill_null("").str.contains(WANTS_OTHER)
+    lang = pl.when(other).then(None).otherwise(pl.col("lang"))
+    if fixed_rows is not None and fixed_rows.len():
+        lang = pl.when(pl.col("_row").is_in(fixed_rows.implode())).then(None).otherwise(lang)
+    return base.select("_row", "id", pl.col("text").fill_null(""),
+                       pl.when(other).then(pl.col("_prompt")).otherwise(pl.col("text")).fill_null("").alias("lang_text"),
+                       lang.alias("_lang_cache"))
+
+
+def _add_meta(df: pl.DataFrame, fixes: pl.DataFrame | None, flag_hits: list[pl.DataFrame]) -> pl.DataFrame:
+    per_row: dict[int, dict[str, list]] = {}
+    if fixes is not None and fixes.height:
+        f = fixes.select("_row", "rule",
+                         pl.when(pl.col("pos").is_null()).then(pl.col("field"))
+                         .otherwise(fmt("{}[{}]", pl.col("field"), pl.col("pos"))).alias("field"),
+                         "before", "after", "evidence")
+        for r in f.iter_rows(named=True):
+            rec = {"rule": r["rule"], "field": r["field"], "before": r["before"], "after": r["after"]}
+            if r["rule"] == "fix_indonesian" and r["evidence"]:
+                rec["substitutions"] = r["evidence"].split("; ")
+            per_row.setdefault(r["_row"], {}).setdefault("fixes", []).append(rec)
+    if flag_hits:
+        for r in pl.concat(flag_hits).iter_rows(named=True):
+            per_row.setdefault(r["_row"], {}).setdefault("flags", []).append(
+                {"rule": r["rule"], "field": r["field"], "evidence": r["evidence"]})
+    if not per_row:
+        return df
+    idx = sorted(per_row)
+    current = df["meta"].gather(idx).to_list()
+    new = [schemas.merge_meta(cur, **per_row[i]) for i, cur in zip(idx, current)]
+    meta = df["meta"].clone()
+    meta.scatter(idx, new)
+    return df.with_columns(meta)
+
+
+Q_SCHEMA = {"stage": pl.String, "code": pl.String, "reason": pl.String, "evidence": pl.String}
+
+
+def _quarantine(gone: pl.DataFrame, drop_hits, all_hits, kind: str, stats: _Stats) -> pl.DataFrame:
+    if gone.height == 0:
+        return pl.DataFrame()
+    hits = pl.concat(all_hits)
+    first = pl.concat(drop_hits).unique("_row", keep="first", maintain_order=True)
+    for code, count in first["rule"].value_counts().iter_rows():
+        stats.rules[code]["quarantined"] += count
+    desc = {code: r["description"] for code, r in stats.rules.items()}
+    matches = (hits.filter(pl.col("_row").is_in(gone["_row"].implode()))
+               .group_by("_row", maintain_order=True)
+               .agg(pl.struct("rule", "field", "evidence").alias("matches")))
+    content = [c for c in gone.columns if c != "_row"]
+    return (gone.join(first.select("_row", pl.col("rule").alias("code"), pl.col("evidence")), on="_row", how="left")
+            .join(matches, on="_row", how="left")
+            .sort("_row")
+            .select(pl.lit("clean").alias("stage"), "code",
+                    pl.col("code").replace_strict(desc, default=None, return_dtype=pl.String).alias("reason"),
+                    "evidence", "matches", "id", "source", "line",
+                    fmt("{}:{}", pl.col("source"), pl.col("line")).alias("where"),
+                    pl.lit(kind).alias("kind"), pl.struct(content).alias("row")))
+
+
+def clean(frames: dict[str, pl.DataFrame | pl.LazyFrame], config: CleanConfig | None = None) -> CleanResult:
+    """Run every active rule over ``{kind: frame}``; returns the kept frames, the quarantine and the report."""
+    config = config or CleanConfig()
+    config.validate()
+    active = active_rules(config)
+    stats = _Stats(active, config.examples)
+    out, quarantined, rows_in = {}, {}, {}
+    t0 = time.perf_counter()
+    for kind, df in frames.items():
+        if isinstance(df, pl.LazyFrame):
+            df = df.collect()
+        df = schemas.conform(df, kind)
+        rows_in[kind] = df.height
+        kept, q = _clean_kind(df, kind, active, config, stats)
+        out[kind] = kept
+        if q.height:
+            quarantined[kind] = q
+    result = CleanResult(out, quarantined, {})
+    n_in, n_out, n_dropped = sum(rows_in.values()), sum(f.height for f in out.values()), result.dropped
+    report = {
+        "stage": "clean",
+        "target_lang": config.target_lang,
+        "rows_in": n_in, "rows_out": n_out, "rows_dropped": n_dropped,
+        "accounted": n_in == n_out + n_dropped,
+        "by_kind": {k: {"in": rows_in[k], "out": out[k].height,
+                        "dropped": quarantined[k].height if k in quarantined else 0} for k in out},
+        "seconds": round(time.perf_counter() - t0, 3),
+        "rules": list(stats.rules.values()),
+    }
+    result.report = report
+    return result
+
+
+def clean_dir(inp: str | Path, out: str | Path, config: CleanConfig | None = None, *, dry_run: bool = False,
+              report_json: str | Path | None = None) -> CleanResult:
+    """Read a dataset, clean it, write ``out/<kind>.parquet``, ``quarantine.jsonl`` and ``report.json``."""
+    out = io.output_dir_for(inp, out)
+    frames = {k: lf.collect() for k, lf in io.read_dataset(inp).items()}
+    result = clean(frames, config)
+    result.report["input"] = str(inp)
+    if not dry_run:
+        out.mkdir(parents=True, exist_ok=True)
+        io.write_dataset(result.frames, out)
+        for kind in schemas.KINDS:  # kinds this run did not produce must not linger from an earlier run
+            if kind not in result.frames:
+                (out / f"{kind}.parquet").unlink(missing_ok=True)
+        with io.atomic_path(out / "quarantine.jsonl") as tmp, open(tmp, "wb") as fh:
+            for q in result.quarantine.values():
+                if q.height:
+                    q.write_ndjson(fh)
+        result.report["output"] = str(out)
+        io.write_json(out / "report.json", result.report)
+    if report_json:
+        io.write_json(report_json, result.report)
+    return result

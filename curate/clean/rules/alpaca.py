@@ -1,0 +1,152 @@
+"""The AlpacaDataCleaned list: tasks a text model cannot do, merged and broken instructions."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from curate.clean.base import Rule, empty_matches, regex_match
+
+URL = r"(?:https?://|www\.)[^\s<>\"')\]]+"
+
+# The prompt refers to a web page / article / link whose text is not in the row.
+REFERS_TO_WEB = (
+    r"(?i)(?:\b(?:this|the|following|given|above|below|attached|linked|provided|that)\s+(?:news\s+|web\s+|online\s+|blog\s+)?"
+    r"(?:article|blog\s+post|post|web\s*page|website|site|link|url|news\s+story|news\s+report)s?\b"
+    r"|\b(?:visit|go\s+to|browse|click|open|read)\s+(?:the\s+|this\s+)?(?:link|url|website|site|page)\b"
+    r"|\b(?:artikel|rencana|pautan|laman\s+web|laman\s+sesawang|tapak\s+web|situs(?:\s+web)?|tautan|berita|url)\s+"
+    r"(?:ini|berikut|tersebut|itu|yang\s+(?:diberikan|disediakan|dilampirkan|dipautkan)|di\s+atas|di\s+bawah)\b"
+    rf"|{URL})"
+)
+# A field that is only a URL, possibly with a label ("Article: https://...").
+URL_ONLY = rf"(?i)^\s*(?:[^\n:/]{{1,25}}:\s*)?<?{URL}>?\s*$"
+
+
+class NeedsInternet(Rule):
+    code = "needs_internet"
+    description = "the task needs a web page, article or link whose text is not given (URL-only inputs)"
+    default_action = "drop"
+    roles = ("prompt", "input")
+    params = {"min_words": 25}
+
+    def match(self, cells, ctx):
+        url_only = cells.filter(pl.col("text").str.contains(URL_ONLY)).select(
+            "_cell", pl.col("text").str.strip_chars().alias("evidence"))
+        # prompt refers to an article/link; the words after the reference plus the given input
+        # are too few to be the article itself
+        ref = pl.col("text").str.extract(f"({REFERS_TO_WEB})", 1)
+        after = pl.col("text").str.split_exact(ref, 1).struct.field("field_1").fill_null("")
+        words = (after.str.count_matches(r"\w+") + pl.col("given").str.count_matches(r"\w+"))
+        given_is_url = pl.col("given").str.contains(URL_ONLY)
+        refs = (cells.filter((pl.col("role") == "prompt") & pl.col("text").str.contains(REFERS_TO_WEB))
+                .filter((words < self.p["min_words"]) | given_is_url)
+                .select("_cell", ref.alias("evidence")))
+        return pl.concat([url_only, refs]).unique("_cell", keep="first", maintain_order=True)
+
+
+# Another task glued into a field: "2. Instruction:", "### Instruction", "Instruksi: ..." after text.
+MERGED = (r"(?im)(?:^\s*(?:#{1,4}\s*)?\d{1,2}\s*[.)]\s*(?:instruction|instruksi|arahan)\s*:"
+          r"|^\s*#{2,4}\s*(?:instruction|instruksi|arahan|input|response|respons)\b"
+          r"|\S[^\n]*\n\s*(?:instruction|instruksi|arahan)\s*:)")
+# a response that carries the next task's empty-input marker
+MERGED_RESPONSE = r"(?i)<\s*no\s*input\s*>"
+
+
+class MergedInstruction(Rule):
+    code = "merged_instruction"
+    description = "another task merged into the field (\"2. Instruction:\", \"### Instruction\", a stray <noinput>)"
+    default_action = "drop"
+    roles = ("prompt", "response")
+
+    def match(self, cells, ctx):
+        return pl.concat([regex_match(cells, MERGED),
+                          regex_match(cells, MERGED_RESPONSE, mask=pl.col("role") == "response")]
+                         ).unique("_cell", keep="first", maintain_order=True)
+
+
+# A response that promises code and gives none.
+EMPTY_FENCE = r"```[\w+#.-]*[ \t]*\r?\n?\s*```"
+EMPTY_TAG = r"(?i)<code>\s*</code>|<pre>\s*</pre>"
+PROMISE = (r"(?i)(?:here\s+is|here's|below\s+is|berikut\s+(?:adalah|ialah|merupakan|ini)?|ini\s+(?:adalah|ialah))"
+           r"[^\n]{0,60}\b(?:code|kod|program|script|skrip|function|fungsi|snippet|query|pertanyaan\s+sql|sql)\b"
+           r"[^\n]{0,40}:\s*$")
+CODE_ASK = (r"(?i)\b(?:write|create|generate|implement|give|provide|tulis(?:kan|lah)?|hasilkan|buat(?:kan|lah)?|bina(?:kan)?)\b"
+            r"[^\n]{0,60}\b(?:code|kod|program|script|skrip|function|fungsi|query|class|kelas|algorithm|algoritma)\b")
+CODEISH = r"[{};=()\[\]]|\bdef\b|\breturn\b|\bimport\b|\bSELECT\b|\bprint\b|\bfunction\b|<\w+>|```"
+
+
+class EmptyCode(Rule):
+    code = "empty_code"
+    description = "empty code example: an empty ``` block or <code></code>, or code promised/asked for and none given"
+    default_action = "drop"
+    roles = ("response",)
+    kinds = ("sft", "chat", "rm")
+
+    def match(self, cells, ctx):
+        fence = regex_match(cells, rf"{EMPTY_FENCE}|{EMPTY_TAG}")
+        promise = regex_match(cells, PROMISE)
+        asked = (cells.filter(pl.col("question").str.contains(CODE_ASK) & ~pl.col("text").str.contains(CODEISH)
+                              & (pl.col("text").str.len_chars() < 300) & (pl.col("text").str.strip_chars() != ""))
+                 .select("_cell", (pl.lit("code asked for, none given: ")
+                                   + pl.col("text").str.slice(0, 80)).alias("evidence")))
+        return pl.concat([fence, promise, asked]).unique("_cell", keep="first", maintain_order=True)
+
+
+MEDIA_EN = r"(?:image|picture|photo|photograph|drawing|painting|logo|poster|illustration|video|audio|animation|gif|meme|banner|flyer|infographic|sketch|cartoon|comic|voice\s+recording|sound\s+clip|mp3|mp4|3d\s+model)s?"
+MEDIA_MS = r"(?:gambar|imej|foto|gambar\s+foto|lukisan|logo|poster|ilustrasi|video|audio|rakaman|animasi|infografik|risalah|sepanduk|kartun|komik|lakaran|klip\s+suara|mp3|mp4)"
+MAKE_EN = r"\b(?:draw|paint|sketch|design|create|generate|make|produce|render|record|film|shoot|take|compose|upload|attach|send)\b"
+MAKE_MS = r"\b(?:lukis(?:kan|lah)?|lakar(?:kan|lah)?|reka(?:kan|lah)?|reka\s+bentuk(?:kan)?|mereka\s+bentuk|cipta(?:kan|lah)?|hasil(?:kan|lah)?|menghasilkan|buat(?:kan|lah)?|membuat|rakam(?:kan|lah)?|merakam|ambil(?:kan|lah)?|muat\s+naik|lampirkan|hantar(?:kan)?|bina(?:kan|lah)?)\b"
+# Asking to make media, or working on an image/recording that a text row cannot carry.
+_GAP = r"(?:\s+[^\s.?!,;:]+){0,3}?\s+"   # up to three words between the verb and its object
+MEDIA_MAKE = (rf"(?i)(?:{MAKE_EN}{_GAP}{MEDIA_EN}\b|{MAKE_MS}{_GAP}{MEDIA_MS}\b)")
+MEDIA_PLACEHOLDER = (r"(?i)<\s*(?:img|image|gambar|foto|photo|picture|video|audio|imej)\b[^>]*>"
+                     r"|\[\s*(?:image|gambar|foto|photo|picture|imej)\b[^\]]*\]"
+                     r"|(?:https?://|www\.)\S+\.(?:jpe?g|png|gif|bmp|webp|svg|mp3|mp4|wav|avi|mov)\b")
+MEDIA_GIVEN = (rf"(?i)\b(?:the|this|following|given|attached|above|below|provided|that)\s+{MEDIA_EN}\b"
+               rf"|\b{MEDIA_MS}\s+(?:yang\s+)?(?:diberikan|berikut|ini|di\s+atas|di\s+bawah|dilampirkan|disediakan|tersebut)\b")
+# "describe the painting Mona Lisa" is fine; these words say the image is *here*.
+_GIVEN_EXCUSE = r"(?i)\b(?:mona\s+lisa|starry\s+night|famous)\b"
+
+
+class MediaRequest(Rule):
+    code = "media_request"
+    description = "asks to make or look at an image, audio, video, logo or poster (<gambar ...>, <img src>, lukis ...)"
+    default_action = "drop"
+    roles = ("prompt", "input")
+    params = {"given_max_words": 60}
+
+    def match(self, cells, ctx):
+        placeholder = regex_match(cells, MEDIA_PLACEHOLDER)
+        make = regex_match(cells, MEDIA_MAKE, mask=pl.col("role") == "prompt")
+        # "describe the given image": only when nothing but a short text accompanies it
+        given = regex_match(cells, MEDIA_GIVEN,
+                            mask=(pl.col("role") == "prompt")
+                            & (pl.col("given").str.count_matches(r"\w+") < self.p["given_max_words"])
+                            & ~pl.col("text").str.contains(_GIVEN_EXCUSE))
+        return pl.concat([placeholder, make, given]).unique("_cell", keep="first", maintain_order=True)
+
+
+# Placeholders left unfilled by a template (#이름#, #nama#, {name}, [NAME], <NAME>).
+PLACEHOLDER = r"#[^\s#]{1,20}#|\{\{?\s*[A-Za-z_]{2,20}\s*\}?\}|\[(?:NAME|NAMA|nama|name|PLACEHOLDER|TEMPAT|X+)\]"
+
+
+class UnclearInstruction(Rule):
+    code = "unclear_instruction"
+    description = "nonsensical or unclear prompt: too few words, no letters, a repeated character, an unfilled #placeholder#"
+    default_action = "flag"
+    roles = ("prompt",)
+    params = {"min_words": 2}
+
+    def match(self, cells, ctx):
+        text = pl.col("text").str.strip_chars()
+        words = text.str.count_matches(r"[\p{L}\p{N}]+")
+        letters = text.str.count_matches(r"\p{L}")
+        reason = (pl.when(text == "").then(None)
+                  .when(letters == 0).then(pl.lit("no letters: ") + text.str.slice(0, 60))
+                  .when(words < self.p["min_words"]).then(pl.lit("too short: ") + text.str.slice(0, 60))
+                  .when(text.str.contains(PLACEHOLDER))
+                  .then(pl.lit("unfilled placeholder: ") + text.str.extract(f"({PLACEHOLDER})", 1))
+                  .when((text.str.len_chars() > 12) & (letters < text.str.len_chars() * 0.3))
+                  .then(pl.lit("mostly symbols: ") + text.str.slice(0, 60))
+                  .otherwise(None))
+        out = cells.select("_cell", reason.alias("evidence")).filter(pl.col("evidence").is_not_null())
+        return out if out.height else empty_matches()

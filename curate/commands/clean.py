@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from curate.clean import CleanConfig, clean_dir, rule_rows
+from curate.clean.config import LANGS
+
+
+def _list_rules(ctx, _param, value):
+    if not value or ctx.resilient_parsing:
+        return
+    from rich.table import Table
+
+    from curate.progress import console
+
+    table = Table(title="clean rules (in the order they run)")
+    for col in ("code", "default", "kinds", "applies to", "params", "description"):
+        table.add_column(col, overflow="fold")
+    for r in rule_rows():
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        table.add_row(r["code"], r["default_action"], ",".join(r["kinds"]), ",".join(r["roles"]), params,
+                      r["description"])
+    console.print(table)
+    ctx.exit()
+
+
+@click.command()
+@click.argument("inp", metavar="IN", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory: <kind>.parquet, quarantine.jsonl and report.json.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TOML file: target_lang, examples and [rules.CODE] tables (action = ..., params).")
+@click.option("--rule", "rules", multiple=True, metavar="CODE=ACTION",
+              help="Set a rule's action: fix, drop, flag or off (repeatable), e.g. --rule refusal=flag.")
+@click.option("--set", "sets", multiple=True, metavar="CODE.PARAM=VALUE",
+              help="Set a rule parameter (repeatable), e.g. --set near_duplicate.threshold=0.85.")
+@click.option("--target-lang", type=click.Choice(LANGS), default=None,
+              help="Language the dataset should be in (default ms, or the config file's).")
+@click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing (except --report-json).")
+@click.option("--report-json", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the report to this path.")
+@click.option("--list-rules", is_flag=True, expose_value=False, is_eager=True, callback=_list_rules,
+              help="List every rule (code, default action, kinds, parameters) and exit.")
+@click.option("-q", "--quiet", is_flag=True, help="No table.")
+def clean(inp, out_dir, config_path, rules, sets, target_lang, dry_run, report_json, quiet):
+    """Fix, flag or drop rows by registered rules; dropped rows go to quarantine.jsonl.
+
+    Fixes are recorded before/after in each row's meta.fixes, flags in meta.flags; every
+    dropped row is in quarantine.jsonl with the rule code, reason, evidence and the full row.
+
+    \b
+    Example:
+      curate clean datasets/normalized -o datasets/clean
+      curate clean datasets/normalized -o datasets/clean --rule fix_indonesian=fix \\
+          --rule indonesian=flag --set near_duplicate.threshold=0.85 --target-lang ms
+      curate clean datasets/normalized --dry-run --config clean.toml
+      curate clean --list-rules
+    """
+    if out_dir is None and not dry_run:
+        raise click.UsageError("give -o OUT (or --dry-run to only report)")
+    config = CleanConfig.load(config_path, rules=rules, sets=sets, target_lang=target_lang)
+    result = clean_dir(inp, out_dir or Path(str(inp).rstrip("/") + ".clean-dry-run"), config, dry_run=dry_run,
+                       report_json=report_json)
+    if not quiet:
+        from curate.clean.report import print_clean_report
+
+        print_clean_report(result.report, dry_run=dry_run)
+        if not dry_run:
+            from curate.progress import console
+
+            console.print(f"outputs in {out_dir}/ (quarantine.jsonl holds the {result.report['rows_dropped']:,} "
+                          f"dropped rows, report.json the figures)")
