@@ -240,25 +240,35 @@ def rules_of(rep: Any) -> list[dict[str, Any]]:
 
 
 def duplicates_of(rep: Any) -> dict[str, Any] | None:
-    """Duplicate clusters from a stage report: {clusters, rows_in_clusters, removed, sizes, examples}."""
+    """Duplicate clusters from a stage report: {clusters, rows_in_clusters, removed, sizes, examples}.
+
+    Looks for a top-level ``duplicates``-like key, else for rules (a dict or a list) that carry
+    ``clusters`` (the clean engine's exact/near duplicate rules: their biggest clusters).
+    """
     if not isinstance(rep, dict):
         return None
-    found = None
+    found: Any = None
     for key in ("duplicates", "dedup", "near_duplicates", "near_duplicate", "exact_duplicates", "clusters"):
         if key in rep:
             found = rep[key]
             break
     if found is None:
-        for r in (rep.get("rules") or {}).values() if isinstance(rep.get("rules"), dict) else []:
-            if isinstance(r, dict) and isinstance(r.get("clusters"), (list, int)):
-                found = r
-                break
-    if found is None:
-        return None
+        rules = rep.get("rules")
+        items = list(rules.values()) if isinstance(rules, dict) else rules if isinstance(rules, list) else []
+        dup_rules = [r for r in items if isinstance(r, dict) and "clusters" in r]
+        if not dup_rules:
+            return None
+        clusters: list = []
+        for r in dup_rules:
+            if isinstance(r.get("clusters"), list):
+                clusters.extend(r["clusters"])
+        found = {"clusters": clusters, "removed": sum(_num(r, _DROP_KEYS) for r in dup_rules),
+                 "partial": True}
     if isinstance(found, list):
         found = {"clusters": found}
     if not isinstance(found, dict):
-        return {"clusters": int(found) if isinstance(found, (int, float)) else 0, "sizes": {}, "examples": []}
+        n = int(found) if isinstance(found, (int, float)) and not isinstance(found, bool) else 0
+        return {"clusters": n, "rows_in_clusters": 0, "removed": 0, "sizes": {}, "examples": [], "partial": False}
     clusters = found.get("clusters")
     sizes: dict[int, int] = {}
     examples = []
@@ -266,16 +276,19 @@ def duplicates_of(rep: Any) -> dict[str, Any] | None:
     if isinstance(clusters, list):
         n_clusters = len(clusters)
         for c in clusters:
-            members = None
             if isinstance(c, dict):
-                members = c.get("ids") or c.get("members") or c.get("rows")
+                members = c.get("members") or c.get("ids") or c.get("rows")
                 size = c.get("size") or (len(members) if isinstance(members, list) else 1)
             elif isinstance(c, list):
-                members, size = c, len(c)
+                size = len(c)
             else:
                 continue
-            sizes[int(size)] = sizes.get(int(size), 0) + 1
-            if len(examples) < 8:
+            try:
+                size = int(size)
+            except (TypeError, ValueError):
+                continue
+            sizes[size] = sizes.get(size, 0) + 1
+            if len(examples) < 10:
                 examples.append(c)
     elif isinstance(clusters, (int, float)):
         n_clusters = int(clusters)
@@ -284,7 +297,7 @@ def duplicates_of(rep: Any) -> dict[str, Any] | None:
     return {"clusters": n_clusters or int(found.get("n_clusters") or 0),
             "rows_in_clusters": int(found.get("rows_in_clusters") or sum(k * v for k, v in sizes.items())),
             "removed": _num(found, ("removed", "dropped", "rows_removed")),
-            "sizes": dict(sorted(sizes.items())), "examples": examples}
+            "sizes": dict(sorted(sizes.items())), "examples": examples, "partial": bool(found.get("partial"))}
 
 
 def _scalars(obj: Any, prefix: str = "", depth: int = 0, limit: int = 40) -> list[tuple[str, Any]]:
@@ -388,7 +401,7 @@ def hbar_chart(chart_id: str, rows: list[tuple[str, dict[str, float]]], series: 
                        f'class="seg" data-series="{_e(name)}"><title>{_e(label)} · {_e(name)}: '
                        f'{_fmt(v)}{share}</title></rect>')
             if w > 34 and (percent or len(series) > 1):
-                txt = f"{v / total:.0%}" if percent else _short(v)
+                txt = f"{v / total:.0%}" if percent else _fmt(v) if len(_fmt(v)) * 6.5 + 8 < w else _short(v)
                 out.append(f'<text x="{x + w / 2:.1f}" y="{y + bar * 0.7:.1f}" class="in" '
                            f'text-anchor="middle">{txt}</text>')
             x += w
@@ -568,6 +581,8 @@ th{color:var(--muted);font-weight:600;font-size:12px;background:#fafbfc}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.total td{font-weight:650;border-top:2px solid var(--line)}
 .ev{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px;color:#374151;white-space:pre-wrap;word-break:break-word}
+.desc{color:var(--muted);font-size:12px}
+td:first-child{min-width:150px}
 .where{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px;color:var(--muted)}
 .pill{display:inline-block;padding:0 7px;border-radius:9px;font-size:11px;background:#eef2ff;color:#3730a3}
 .ok{color:#15803d}.bad{color:#b91c1c}
@@ -603,6 +618,12 @@ def _ev(text: Any, limit: int = 220) -> str:
 
 def _src(source: str) -> str:
     return Path(source).name or source
+
+
+def _where(where: Any) -> str:
+    """``/long/path/file.jsonl:12`` -> ``file.jsonl:12`` (the full text stays in the tooltip)."""
+    w = str(where)
+    return f'<span class="where" title="{_e(w)}">{_e(Path(w).name or w)}</span>'
 
 
 def _pct(a: float, b: float) -> str:
@@ -759,21 +780,24 @@ def _section_rules(doc: _Doc, rules: list[dict[str, Any]], rep: dict[str, Any]) 
         series.append(("matched", "#64748b"))
     body = hbar_chart("clean-rules", rows, series) if rows else '<p class="empty">no rule matched any row</p>'
     table = []
-    for r in rules:
+    for r in active:
         ex = ""
         for x in r["examples"][:2]:
             if isinstance(x, dict):
                 where = x.get("where") or x.get("id") or ""
                 ev = x.get("evidence") or x.get("before") or x.get("text") or orjson.dumps(x).decode()
                 after = f' → {_ev(x["after"], 120)}' if x.get("after") else ""
-                ex += f'<div><span class="where">{_e(where)}</span> {_ev(ev, 160)}{after}</div>'
+                ex += f'<div>{_where(where)} {_ev(ev, 160)}{after}</div>'
             else:
                 ex += f"<div>{_ev(x, 160)}</div>"
-        table.append([f"<b>{_e(r['code'])}</b><br><span class='ev'>{_e(r['description'])}</span>",
+        table.append([f"<b>{_e(r['code'])}</b><br><span class='desc'>{_e(r['description'])}</span>",
                       f'<span class="pill">{_e(r["action"])}</span>' if r["action"] else "",
                       r["fixed"], r["flagged"], r["dropped"], ex])
     body += _table(["rule", "action", "fixed", "flagged", "dropped", "examples"], table, numeric=[2, 3, 4],
                    raw=[0, 1, 5])
+    idle = [r["code"] for r in rules if r not in active]
+    if idle:
+        body += f'<p class="note">No match: {_e(", ".join(idle))}.</p>'
     extra = [(k, v) for k, v in _scalars(rep) if k not in ("stage",)]
     if extra:
         body += "<details><summary>all figures of the stage report</summary>" + _table(
@@ -783,11 +807,23 @@ def _section_rules(doc: _Doc, rules: list[dict[str, Any]], rep: dict[str, Any]) 
             "(kept, marked in meta) or dropped (moved to quarantine.jsonl).")
 
 
+def _member_label(m: Any) -> str:
+    if isinstance(m, dict):
+        label = str(m.get("id") or m.get("row") or "?")
+        if m.get("dup_kind"):
+            label += f" ({m['dup_kind']}" + (f" {m['similarity']:.2f}" if isinstance(m.get("similarity"), float)
+                                              else "") + ")"
+        return label
+    return str(m)
+
+
 def _section_dups(doc: _Doc, d: dict[str, Any]) -> None:
-    cards = [("clusters", _fmt(d["clusters"]), "groups of duplicate rows"),
-             ("rows in clusters", _fmt(d["rows_in_clusters"]), "including the one kept per cluster")]
+    shown = "clusters shown" if d["partial"] else "clusters"
+    cards = [(shown, _fmt(d["clusters"]), "the biggest, as the stage reported them" if d["partial"]
+              else "groups of duplicate rows"),
+             ("rows in them", _fmt(d["rows_in_clusters"]), "including the one kept per cluster")]
     if d["removed"]:
-        cards.append(("removed", _fmt(d["removed"]), "rows dropped as duplicates"))
+        cards.append(("removed", _fmt(d["removed"]), "rows dropped as duplicates (all clusters)"))
     body = _cards(cards)
     if d["sizes"]:
         rows = [(f"{size} rows", {"clusters": n}) for size, n in d["sizes"].items()]
@@ -796,15 +832,19 @@ def _section_dups(doc: _Doc, d: dict[str, Any]) -> None:
         ex_rows = []
         for c in d["examples"]:
             if isinstance(c, dict):
-                members = c.get("ids") or c.get("members") or c.get("rows") or []
-                text = c.get("text") or c.get("example") or c.get("kept") or ""
-                ex_rows.append([len(members) if isinstance(members, list) else c.get("size", ""),
-                                _ev(", ".join(map(str, members[:6])) if isinstance(members, list) else members, 120),
-                                _ev(text, 200)])
+                members = c.get("members") or c.get("ids") or c.get("rows") or []
+                kept = c.get("kept")
+                text = (kept.get("text") if isinstance(kept, dict) else None) or c.get("text") or c.get("example") \
+                    or (members[0].get("text") if members and isinstance(members[0], dict) else "") or ""
+                size = c.get("size") or (len(members) if isinstance(members, list) else "")
+                ids = ", ".join(_member_label(m) for m in members[:6]) if isinstance(members, list) else str(members)
+                ex_rows.append([size, _ev(ids, 160), _ev(text, 200)])
             else:
-                ex_rows.append([len(c), _ev(", ".join(map(str, c[:6])), 120), ""])
-        body += "<h3>examples</h3>" + _table(["size", "members", "text"], ex_rows, numeric=[0], raw=[1, 2])
-    doc.add("duplicates", "Duplicate clusters", body, "Exact and near-duplicate groups found by the clean stage.")
+                ex_rows.append([len(c), _ev(", ".join(map(_member_label, c[:6])), 160), ""])
+        body += "<h3>examples (kept row first)</h3>" + _table(["size", "members", "text"], ex_rows, numeric=[0],
+                                                              raw=[1, 2])
+    doc.add("duplicates", "Duplicate clusters", body, "Exact and near-duplicate groups found by the clean stage; "
+            "one row per cluster is kept.")
 
 
 def _section_quarantine(doc: _Doc, q: dict[str, Any]) -> None:
@@ -815,7 +855,7 @@ def _section_quarantine(doc: _Doc, q: dict[str, Any]) -> None:
     body = hbar_chart("quarantine", rows, [("rows", "#dc2626")])
     table = []
     for g in q["groups"]:
-        ex = "".join(f'<div><span class="where">{_e(x["where"])}</span> {_ev(x["evidence"], 160)}</div>'
+        ex = "".join(f'<div>{_where(x["where"])} {_ev(x["evidence"], 160)}</div>'
                      for x in g["examples"])
         table.append([g["stage"], f"<b>{_e(g['code'])}</b><br>{_e(g['reason'])}", g["rows"], ex])
     body += _table(["stage", "code / reason", "rows", "examples"], table, numeric=[2], raw=[1, 3])

@@ -215,3 +215,21 @@ def test_report_renders_in_headless_chromium(stages, model, tmp_path):
     assert pixels(report_html.ACTION_COLORS["dropped"]) > 500
     assert pixels(report_html.LANG_COLORS["ms"]) > 500
     assert pixels(report_html.AFTER) > 500
+
+
+def test_report_of_a_real_clean_run(stages, tmp_path):
+    """The clean engine's own report.json and quarantine, whatever rules it has today."""
+    engine = pytest.importorskip("curate.clean.engine", reason="the clean stage is not in this tree")
+    out = tmp_path / "cleaned"
+    result = engine.clean_dir(stages["norm"], out)
+    html = report_html.write_report(out, tmp_path / "c.html", compare=stages["norm"]).read_text()
+    rules = report_html.rules_of(orjson.loads((out / "report.json").read_bytes()))
+    assert rules, "the clean report has per-rule figures"
+    busy = [r for r in rules if r["fixed"] or r["flagged"] or r["dropped"]]
+    assert busy and 'data-chart="clean-rules"' in html
+    for r in busy:
+        assert f"<b>{r['code']}</b>" in html
+    dropped = sum(df.height for df in stages["frames"].values()) - sum(df.height for df in result.frames.values())
+    q = report_html._quarantine(out / "quarantine.jsonl")
+    assert q["rows"] == dropped > 0
+    assert f"{q['rows']:,} rows set aside" in html
