@@ -21,10 +21,13 @@ COMMANDS: dict[str, str] = {
     "clean": "curate.commands.clean:clean",
     "schemas": "curate.commands.info:schemas_cmd",
     "seeds": "curate.commands.seeds:seeds",
+    "generate": "curate.commands.generate:generate",
     "tokens": "curate.commands.tokens:tokens",
     "report": "curate.commands.report:report",
     "translate": "curate.commands.translate:translate",
     "localize": "curate.commands.translate:localize",
+    "push": "curate.commands.label:push",
+    "pull": "curate.commands.label:pull",
 }
 
 
