@@ -162,3 +162,39 @@ def test_cli_train_stats_estimate(fixtures, tmp_path):
     assert est["cost"] == pytest.approx(round(est["input_tokens"] / 1e6 + 2 * est["output_tokens"] / 1e6, 4))
     res = runner.invoke(cli, ["tokens", "stats", str(fixtures / "malay_alpaca.json"), "-m", str(tmp_path)])
     assert res.exit_code != 0
+
+
+def test_too_many_tokens_clean_rule(malay, model, sp):
+    from curate.clean.config import CleanConfig
+    from curate.clean.engine import clean, row_text_expr
+    from curate.clean.registry import BY_CODE
+
+    df = malay["sft"]
+    texts = df.select(row_text_expr("sft").alias("t"))["t"].to_list()
+    counts = [len(sp.encode(t)) for t in texts]
+    limit = sorted(counts)[int(len(counts) * 0.8)]
+    want = {i for i, n in enumerate(counts) if n > limit}
+    assert 0 < len(want) < len(counts)
+    only = {code: "off" for code in BY_CODE if code != "too_many_tokens"}
+    cfg = CleanConfig(actions=only, params={"too_many_tokens": {"max_tokens": str(limit), "model": str(model)}})
+    res = clean({"sft": df}, cfg)
+    ids = df["id"].to_list()
+    assert set(res.frames["sft"]["id"]) == {ids[i] for i in range(len(ids)) if i not in want}
+    q = res.quarantine_rows()
+    assert {r["id"] for r in q} == {ids[i] for i in want}
+    assert all(r["code"] == "too_many_tokens" and "sentencepiece" in r["evidence"] for r in q)
+    rule = next(r for r in res.report["rules"] if r["code"] == "too_many_tokens")
+    assert rule["dropped"] == len(want)
+    # off by default (max_tokens 0), and the heuristic without a model
+    assert clean({"sft": df}, CleanConfig(actions=only)).frames["sft"].height == df.height
+    cfg = CleanConfig(actions=only, params={"too_many_tokens": {"max_tokens": "150"}})
+    heur = tokens.load_model(None).count(pl.Series(texts))
+    kept = clean({"sft": df}, cfg).frames["sft"]
+    assert kept.height == int((heur <= 150).sum())
+
+
+def test_too_small_vocab_for_hangul_is_explained(fixtures, tmp_path):
+    korean = ingest([fixtures / "kochatgpt_conversation.jsonl"], detect_lang=False).frames
+    with pytest.raises(UserError, match=r"--vocab-size 300 is too small: .* takes \d+ pieces"):
+        tokens.train(korean, tmp_path / "ko.model", vocab_size=300)
+    assert not (tmp_path / "ko.model").exists()

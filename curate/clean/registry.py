@@ -11,13 +11,14 @@ from curate.clean.rules.language import FixIndonesian, Indonesian, UntranslatedF
 from curate.clean.rules.length import LengthLimit
 from curate.clean.rules.markers import EmptyOutput, EmptyPrompt, LabelPrefix, NAOutput, NoInputMarker
 from curate.clean.rules.refusal import Refusal
+from curate.clean.rules.tokens import TooManyTokens
 
 RULES: tuple[type[Rule], ...] = (
     # fixes, in the order they run
     Mojibake, LiteralEscapes, ControlChars, NoInputMarker, LabelPrefix, FixIndonesian,
     # cheap detectors on every row
     EmptyPrompt, EmptyOutput, NAOutput, NeedsInternet, MergedInstruction, EmptyCode, MediaRequest,
-    Refusal, WrongMath, UntranslatedField, LengthLimit, UnclearInstruction,
+    Refusal, WrongMath, UntranslatedField, LengthLimit, TooManyTokens, UnclearInstruction,
     # on the rows still kept: language identification, then duplicates
     WrongLanguage, Indonesian, ExactDuplicate, NearDuplicate,
 )
