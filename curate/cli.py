@@ -28,8 +28,6 @@ COMMANDS: dict[str, str] = {
     "localize": "curate.commands.translate:localize",
     "push": "curate.commands.label:push",
     "pull": "curate.commands.label:pull",
-    "push": "curate.commands.label:push",
-    "pull": "curate.commands.label:pull",
 }
 
 
