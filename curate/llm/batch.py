@@ -50,7 +50,9 @@ def write_requests(path: str | Path, items: Iterable[tuple[str, dict[str, Any]]]
             size = 0
         parts[-1].append(line)
         size += len(line)
-    if not parts[-1]:
+    if not parts[-1]:  # nothing left to submit: remove files of an earlier run so nobody submits them twice
+        for p in [path, *path.parent.glob(f"{path.stem}-[0-9][0-9][0-9]{path.suffix}")]:
+            p.unlink(missing_ok=True)
         return []
     paths = part_paths(path, len(parts))
     for p, lines in zip(paths, parts):

@@ -277,7 +277,7 @@ class Engine:
                         raise UserError(str(fatal[0]))
             self.batch_files = []
             self.batch_pending = len({k for k, _ in self._pending_batch})
-            if self._pending_batch:
+            if self.batch_mode:
                 self.batch_files = batchfile.write_requests(cfg.batch_out, self._pending_batch,
                                                             cfg.batch_max_requests, cfg.batch_max_bytes)
         finally:
