@@ -1,0 +1,605 @@
+"""Language identification for curate: Malay vs Indonesian first, plus en/ko/other.
+
+Labels: ``ms`` Malay, ``id`` Indonesian, ``en`` English, ``ko`` Korean,
+``other`` anything else, ``und`` nothing to decide on (empty / only code or URLs).
+
+How a text is decided (cheap steps first, lingua only as a fallback):
+
+1. Code blocks, inline code, URLs, e-mails and HTML tags are stripped.
+2. Script: Hangul -> ``ko``; another non-Latin script (CJK, Cyrillic, Arabic,
+   Thai, ...) -> ``other``.
+3. Latin text: English vs the Malay/Indonesian family by counting function
+   words of each (``_EN_STOP`` / ``_MSID_STOP``). Texts with too little
+   evidence (labels, headings, other Latin-script languages) go to lingua,
+   restricted to a handful of languages.
+4. Malay vs Indonesian: a linear score summed over words,
+   ``score = bias + sum_w (a*lex(w) + b*nb(w) + c*wf(w))`` where
+
+   * ``lex``: hand lexicon ``data/ms_id_lexicon.tsv`` (+1 Malay marker,
+     -1 Indonesian marker, half for weak markers), written from general
+     knowledge of the two standards (kerana/karena, wang/uang, ...);
+   * ``wf``: log frequency ratio Malay/Indonesian from the wordfreq word
+     lists (``data/msid_wordfreq.tsv.gz``, independent of any fixture);
+   * ``nb``: naive-Bayes log ratio learned from parallel ms/id sentences
+     (``data/msid_model.json``), and ``a, b, c, bias`` fitted by logistic
+     regression on inner cross-validation scores (see :func:`train_msid`).
+
+   The three tables collapse into one weight per word, so scoring a row is a
+   regex ``findall`` plus dictionary look-ups. A capitalised ``Anda`` in the
+   middle of a sentence (the Indonesian convention) becomes the pseudo-word
+   ``andacap``.
+
+Public API: :func:`detect`, :func:`detect_many`, :func:`detect_frame`,
+:func:`detect_expr`, :data:`MS_ID_MARKERS`, :func:`fix_indonesian`,
+:func:`train_msid` / :func:`cross_validate` (used by ``bench/langid.py`` to
+rebuild and evaluate the model).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import random
+import re
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import polars as pl
+
+__all__ = [
+    "LANGS",
+    "MS_ID_MARKERS",
+    "detect",
+    "detect_many",
+    "detect_frame",
+    "detect_expr",
+    "fix_indonesian",
+    "train_msid",
+    "cross_validate",
+    "balanced_accuracy",
+    "MsIdScorer",
+]
+
+LANGS = ("ms", "id", "en", "ko", "other", "und")
+UND: tuple[str, float] = ("und", 0.0)
+
+_DATA = Path(__file__).with_name("data")
+_LEXICON_PATH = _DATA / "ms_id_lexicon.tsv"
+_VOCAB_PATH = _DATA / "langid_vocab.tsv.gz"
+_MODEL_PATH = _DATA / "msid_model.json"
+
+_MAX_CHARS = 4000  # only the first few thousand characters are looked at (< 8192)
+
+# ---------------------------------------------------------------- cleaning --
+
+_FENCE = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.S)
+_INLINE_CODE = re.compile(r"`[^`\n]*`")
+_URL = re.compile(r"(?:https?://|ftp://|www\.)\S+", re.I)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
+_HTML = re.compile(r"</?[A-Za-z][^<>\n]{0,200}>")
+
+
+def _clean(text: str) -> str:
+    """Drop code, URLs, e-mail addresses and HTML tags (each only if present)."""
+    if "`" in text:
+        text = _INLINE_CODE.sub(" ", _FENCE.sub(" ", text))
+    if "~~~" in text:
+        text = _FENCE.sub(" ", text)
+    if "://" in text or "www." in text:
+        text = _URL.sub(" ", text)
+    if "@" in text:
+        text = _EMAIL.sub(" ", text)
+    if "<" in text:
+        text = _HTML.sub(" ", text)
+    return text
+
+
+# ------------------------------------------------------------------ script --
+
+_WORD = re.compile(r"[^\W\d_]+")
+_NON_LATIN = re.compile(r"[^\W\d_A-Za-z\u00C0-\u024F\u1E00-\u1EFF]")
+_HANGUL = re.compile(r"[\uAC00-\uD7A3\u1100-\u11FF\u3130-\u318F]")
+_CJK = re.compile(r"[\u3040-\u30FF\u3400-\u4DBF\u4E00-\u9FFF\uF900-\uFAFF]")
+_LATIN = re.compile(r"[A-Za-z\u00C0-\u024F\u1E00-\u1EFF]")
+_ANDA_MID = re.compile(r"(?<=[^\W_])([,;:]?\s+)Anda\b")
+
+
+def _script(text: str) -> tuple[str, float] | None:
+    """Decide non-Latin texts: ('ko'|'other', conf), or None if Latin wins.
+
+    Hangul and CJK characters count 3x (one syllable ~ three Latin letters).
+    """
+    hangul = len(_HANGUL.findall(text)) * 3
+    cjk = len(_CJK.findall(text)) * 3
+    other = len(_NON_LATIN.findall(text)) - (hangul + cjk) // 3
+    latin = len(_LATIN.findall(text))
+    total = hangul + cjk + other + latin
+    if total == 0:
+        return None
+    if hangul < max(cjk + other, latin) and cjk + other <= latin:
+        return None
+    label, share = ("ko", hangul) if hangul >= cjk + other else ("other", cjk + other)
+    n_words = max(len(text.split()), cjk // 6)  # Chinese/Japanese: ~2 characters a word
+    conf = min(1.0, 0.5 + share / total / 2) * _length_factor(n_words)
+    return label, round(conf, 3)
+
+
+def _length_factor(n_words: int) -> float:
+    """Confidence cap for short texts: 1 word -> 0.3, 5+ words -> 1."""
+    return min(1.0, 0.3 + 0.7 * (n_words - 1) / 4) if n_words > 0 else 0.0
+
+
+# --------------------------------------------------- English vs ms/id family --
+
+_EN_STOP = frozenset(
+    """the of and to is in that for it with as was on are be this by you not or
+    have has had from at but an they which we he she his her their there what can
+    will would should could if your my do does did how who all been were more also
+    about than then them these those some into out when where why i me our us just
+    any each its may such very a is isn don doesn didn won can't i'm it's let
+    here because only other most many much well being over after before between
+    through while both same own again any few"""
+    .split()
+)
+_MSID_STOP = frozenset(
+    """yang dan di ini itu untuk dengan tidak ada dalam akan pada ke dari kepada oleh
+    atau juga saya anda kami kita mereka dia ia adalah ialah telah sudah boleh bisa
+    dapat lebih sangat seperti kerana karena bahawa bahwa tetapi jika kalau apa
+    bagaimana mengapa kenapa hanya lagi masih sebagai antara serta namun para semua
+    setiap banyak tersebut agar supaya bagi tentang mengenai daripada belum bukan
+    saja sahaja pun sebuah seorang iaitu yaitu sedang harus perlu ingin mahu mau
+    begitu kamu aku tak tiada nya lah sini sana kerja yg dgn utk tdk sebab oleh
+    selepas setelah apabila ketika beliau mempunyai memiliki berkata mengatakan
+    secara sehingga hingga sejak selama semasa kemudian walaupun meskipun kini
+    sekarang diri sendiri jadi menjadi merupakan terhadap iaitu ataupun maka"""
+    .split()
+)
+_EN_SAFE = _EN_STOP - _MSID_STOP
+
+# lingua fallback: English, the pair, Korean and common Latin-script languages
+_LINGUA_FALLBACK = (
+    "ENGLISH MALAY INDONESIAN KOREAN FRENCH GERMAN SPANISH PORTUGUESE ITALIAN "
+    "DUTCH TAGALOG VIETNAMESE TURKISH SWAHILI LATIN"
+).split()
+_LINGUA_CODE = {"ENGLISH": "en", "MALAY": "ms", "INDONESIAN": "id", "KOREAN": "ko"}
+
+
+@lru_cache(maxsize=1)
+def _lingua():
+    from lingua import Language, LanguageDetectorBuilder
+
+    langs = [getattr(Language, name) for name in _LINGUA_FALLBACK]
+    return LanguageDetectorBuilder.from_languages(*langs).build()
+
+
+def _lingua_guess(text: str) -> tuple[str, float, float]:
+    """(label, confidence, p_malay_given_family) from lingua for hard texts."""
+    values = _lingua().compute_language_confidence_values(text)
+    if not values:
+        return "other", 0.0, 0.5
+    conf = {v.language.name: v.value for v in values}
+    best = values[0]
+    label = _LINGUA_CODE.get(best.language.name, "other")
+    ms, idn = conf.get("MALAY", 0.0), conf.get("INDONESIAN", 0.0)
+    if label in ("ms", "id"):
+        return label, ms + idn, ms / (ms + idn)
+    return label, best.value, 0.5
+
+
+# ------------------------------------------------------------ ms/id lexicon --
+
+
+def _split_flags(line: str) -> tuple[str, str, str] | None:
+    line = line.rstrip("\n")
+    if not line.strip() or line.startswith("#"):
+        return None
+    idw, msw, flags = line.split("\t")
+    return idw, msw, flags
+
+
+@lru_cache(maxsize=1)
+def _lexicon() -> tuple[dict[str, str], dict[str, float]]:
+    """Parse ``ms_id_lexicon.tsv`` -> (fix pairs id->ms, marker weights)."""
+    fixes: dict[str, str] = {}
+    weights: Counter[str] = Counter()
+    for line in _LEXICON_PATH.read_text(encoding="utf-8").splitlines():
+        row = _split_flags(line)
+        if row is None:
+            continue
+        idw, msw, flags = row
+        strength = 0.5 if "w" in flags else 1.0
+        if "f" in flags and idw != "-" and msw != "-":
+            fixes[idw] = msw
+        if "i" in flags and _WORD.fullmatch(idw):
+            weights[idw] -= strength
+        if "m" in flags and _WORD.fullmatch(msw):
+            weights[msw] += strength
+    weights["andacap"] -= 1.0  # mid-sentence "Anda" (Indonesian convention)
+    return fixes, {w: v for w, v in weights.items() if v}
+
+
+MS_ID_MARKERS: dict[str, str] = dict(_lexicon()[0])
+"""Unambiguous Indonesian -> Malay swaps (lower case; some keys are phrases)."""
+
+
+@lru_cache(maxsize=1)
+def _vocab() -> tuple[dict[str, float], frozenset[str], frozenset[str]]:
+    """wordfreq-derived tables: (log f_ms/f_id per word, ms/id vocabulary, English vocabulary)."""
+    ratio: dict[str, float] = {}
+    fam: set[str] = set()
+    eng: set[str] = set()
+    with gzip.open(_VOCAB_PATH, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("#"):
+                continue
+            word, value, flag = line.rstrip("\n").split("\t")
+            if value != "0.00":
+                ratio[word] = float(value)
+            if flag == "f":
+                fam.add(word)
+            elif flag == "e":
+                eng.add(word)
+    return ratio, frozenset(fam), frozenset(eng)
+
+
+def _wordfreq() -> dict[str, float]:
+    return _vocab()[0]
+
+
+@lru_cache(maxsize=1)
+def _family_words() -> tuple[frozenset[str], frozenset[str]]:
+    """(words that mark the ms/id family, words that mark English)."""
+    _, fam, eng = _vocab()
+    lex = {w for w in _lexicon()[1] if w not in eng and w != "andacap"}
+    return frozenset(fam | lex | (_MSID_STOP - _EN_STOP)), frozenset(eng | _EN_SAFE)
+
+
+def _words(text: str) -> list[str]:
+    """Lower-cased words; mid-sentence 'Anda' becomes the pseudo-word 'andacap'."""
+    if "Anda" in text:
+        text = _ANDA_MID.sub(r"\1andacap", text)
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+# ------------------------------------------------------------------ training --
+
+_NB_ALPHA = 0.3
+
+
+def _nb_weights(pairs: Sequence[tuple[str, str]], alpha: float = _NB_ALPHA) -> dict[str, float]:
+    """Naive-Bayes log ratio log P(w|ms)/P(w|id) over words of parallel pairs."""
+    cm: Counter[str] = Counter()
+    ci: Counter[str] = Counter()
+    for ms, idn in pairs:
+        cm.update(_words(ms))
+        ci.update(_words(idn))
+    vocab = set(cm) | set(ci)
+    nm = sum(cm.values()) + alpha * len(vocab)
+    ni = sum(ci.values()) + alpha * len(vocab)
+    return {w: math.log((cm[w] + alpha) / nm) - math.log((ci[w] + alpha) / ni) for w in vocab}
+
+
+def _component_sums(words: list[str], tables: Sequence[dict[str, float]]) -> list[float]:
+    return [sum(t.get(w, 0.0) for w in words) for t in tables]
+
+
+def _fit_logistic(x: list[list[float]], y: list[int], l2: float = 1e-3, iters: int = 25) -> list[float]:
+    """Logistic regression by Newton's method (few features, pure Python).
+
+    Returns weights with the intercept last.
+    """
+    k = len(x[0]) + 1
+    rows = [r + [1.0] for r in x]
+    w = [0.0] * k
+    for _ in range(iters):
+        grad = [0.0] * k
+        hess = [[0.0] * k for _ in range(k)]
+        for r, t in zip(rows, y):
+            z = max(-30.0, min(30.0, sum(a * b for a, b in zip(w, r))))
+            p = 1.0 / (1.0 + math.exp(-z))
+            s = p * (1 - p)
+            for i in range(k):
+                grad[i] += (p - t) * r[i]
+                for j in range(k):
+                    hess[i][j] += s * r[i] * r[j]
+        for i in range(k - 1):  # no penalty on the intercept
+            grad[i] += l2 * len(rows) * w[i]
+            hess[i][i] += l2 * len(rows)
+        step = _solve(hess, grad)
+        w = [a - b for a, b in zip(w, step)]
+        if max(abs(s) for s in step) < 1e-7:
+            break
+    return w
+
+
+def _solve(a: list[list[float]], b: list[float]) -> list[float]:
+    """Solve a small linear system by Gaussian elimination with pivoting."""
+    n = len(b)
+    m = [row[:] + [b[i]] for i, row in enumerate(a)]
+    for c in range(n):
+        p = max(range(c, n), key=lambda r: abs(m[r][c]))
+        m[c], m[p] = m[p], m[c]
+        if abs(m[c][c]) < 1e-12:
+            continue
+        for r in range(n):
+            if r != c:
+                f = m[r][c] / m[c][c]
+                m[r] = [x - f * y for x, y in zip(m[r], m[c])]
+    return [m[i][n] / m[i][i] if abs(m[i][i]) >= 1e-12 else 0.0 for i in range(n)]
+
+
+def train_msid(pairs: Sequence[tuple[str, str]], folds: int = 5, seed: int = 0) -> dict:
+    """Learn the data-dependent part of the Malay/Indonesian scorer.
+
+    ``pairs`` are (Malay, Indonesian) translations of the same sentence.
+    Naive-Bayes word weights are learned on all pairs; the combination
+    coefficients (lexicon, naive Bayes, wordfreq, bias) are fitted by logistic
+    regression on *out-of-fold* naive-Bayes scores (inner ``folds``-fold CV by
+    pair), so they are not fooled by the NB table's fit to its own data.
+    """
+    lex, wf = _lexicon()[1], _wordfreq()
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    x: list[list[float]] = []
+    y: list[int] = []
+    for k in range(folds):
+        held = set(order[k::folds])
+        nb = _nb_weights([p for i, p in enumerate(pairs) if i not in held])
+        for i in held:
+            for label, text in ((1, pairs[i][0]), (0, pairs[i][1])):
+                x.append(_component_sums(_words(text), (lex, nb, wf)))
+                y.append(label)
+    a, b, c, bias = _fit_logistic(x, y)
+    nb = _nb_weights(pairs)
+    return {
+        "about": "ms/id scorer: score = bias + sum_w(lex*lex_w + nb*nb_w + wf*wf_w); "
+        "rebuild with `python bench/langid.py --train`",
+        "n_pairs": len(pairs),
+        "nb_alpha": _NB_ALPHA,
+        "coef": {"lex": round(a, 5), "nb": round(b, 5), "wf": round(c, 5), "bias": round(bias, 5)},
+        "nb": {w: round(v, 3) for w, v in sorted(nb.items()) if abs(v) >= 0.005},
+    }
+
+
+def cross_validate(pairs: Sequence[tuple[str, str]], folds: int = 5, seed: int = 0) -> list[tuple[str, str]]:
+    """Held-out predictions of the full :func:`detect` pipeline, ``folds``-fold CV by pair.
+
+    For each fold the fixture-dependent part is retrained (:func:`train_msid`)
+    on the other folds. Returns ``[(true_label, predicted_label), ...]`` for
+    both sentences of every pair.
+    """
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    out: list[tuple[str, str]] = []
+    for k in range(folds):
+        held = set(order[k::folds])
+        model = train_msid([p for i, p in enumerate(pairs) if i not in held], folds=folds, seed=seed)
+        det = _Detector(MsIdScorer(model))
+        for i in sorted(held):
+            out.append(("ms", det.detect(pairs[i][0])[0]))
+            out.append(("id", det.detect(pairs[i][1])[0]))
+    return out
+
+
+def balanced_accuracy(preds: Iterable[tuple[str, str]], labels: Sequence[str] = ("ms", "id")) -> tuple[float, dict[str, float]]:
+    """(mean per-class recall over ``labels``, {label: recall}) for (true, predicted) pairs."""
+    hits: Counter[str] = Counter()
+    seen: Counter[str] = Counter()
+    for true, pred in preds:
+        seen[true] += 1
+        hits[true] += true == pred
+    per = {lab: hits[lab] / seen[lab] for lab in labels if seen[lab]}
+    return sum(per.values()) / len(per), per
+
+
+# ------------------------------------------------------------------- scorer --
+
+
+class MsIdScorer:
+    """Per-word weight table for Malay (+) vs Indonesian (-)."""
+
+    def __init__(self, model: dict):
+        coef = model["coef"]
+        lex, wf, nb = _lexicon()[1], _wordfreq(), model["nb"]
+        self.bias = coef["bias"]
+        weights: dict[str, float] = {}
+        for table, scale in ((lex, coef["lex"]), (nb, coef["nb"]), (wf, coef["wf"])):
+            for w, v in table.items():
+                weights[w] = weights.get(w, 0.0) + scale * v
+        self.weights = weights
+
+    def score(self, text: str) -> float:
+        """Log-odds that ``text`` is Malay rather than Indonesian."""
+        get = self.weights.get
+        return self.bias + sum(get(w, 0.0) for w in _words(text))
+
+    def predict(self, text: str) -> str:
+        return "ms" if self.score(text) > 0 else "id"
+
+
+@lru_cache(maxsize=1)
+def _default_scorer() -> MsIdScorer:
+    return MsIdScorer(json.loads(_MODEL_PATH.read_text(encoding="utf-8")))
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+# ------------------------------------------------------------------ detect --
+
+
+_FAMILY_SHARE = 0.4  # share of words that must be ms/id (or English) vocabulary
+
+
+class _TokenCache(dict):
+    """Whitespace-delimited chunk -> packed facts, computed on first sight.
+
+    A chunk (``"kerana,"``, ``"kanak-kanak"``, ``"“Saya"``) holds zero or more
+    words (letter runs). Its value is a complex number so that a whole row is
+    summed by one C-level ``sum(map(cache.__getitem__, text.split()))``:
+
+    * real part: summed ms/id weight of its words;
+    * imaginary part: three counters packed in 12-bit fields,
+      ``n_english + n_msid << 12 + n_counted << 24``. ``n_counted`` skips
+      capitalised words found in neither vocabulary (mostly names), which do
+      not enter the vocabulary shares. Rows are cut to ``_MAX_CHARS`` (< 2*4096
+      characters), so no field can overflow.
+    """
+
+    LIMIT = 500_000
+
+    def __init__(self, weights: dict[str, float], fam: frozenset[str], eng: frozenset[str]):
+        super().__init__()
+        self.weights, self.fam, self.eng = weights, fam, eng
+
+    def __missing__(self, chunk: str) -> complex:
+        weight, packed = 0.0, 0
+        for word in _WORD.findall(chunk):
+            low = word.lower()
+            en, fam = low in self.eng, low in self.fam
+            weight += self.weights.get(low, 0.0)
+            packed += en + (fam << 12) + ((en or fam or word[0].islower()) << 24)
+        value = complex(weight, packed)
+        if len(self) >= self.LIMIT:
+            self.clear()
+        self[chunk] = value
+        return value
+
+
+class _Detector:
+    """Per-row decision logic; :meth:`detect` is the hot path."""
+
+    def __init__(self, scorer: MsIdScorer):
+        self.scorer = scorer
+        self.cache = _TokenCache(scorer.weights, *_family_words())
+
+    def detect(self, text: str | None) -> tuple[str, float]:
+        if not text:
+            return UND
+        text = _clean(text[:_MAX_CHARS])
+        if _NON_LATIN.search(text):
+            decided = _script(text)
+            if decided is not None:
+                return decided
+        marked = _ANDA_MID.sub(r"\1andacap", text) if "Anda" in text else text
+        total = sum(map(self.cache.__getitem__, marked.split()))
+        score = self.scorer.bias + total.real
+        packed = int(total.imag)
+        n_en, n_fam, n = packed & 4095, (packed >> 12) & 4095, packed >> 24
+        if n == 0:
+            words = _WORD.findall(text)
+            if not words:
+                return UND
+            n = len(words)
+        if n_fam >= _FAMILY_SHARE * n and n_fam >= 2 * n_en:
+            return self._msid(score, (n_fam + 1) / (n_fam + n_en + 2) * _length_factor(n))
+        if n_en >= _FAMILY_SHARE * n and n_en >= 2 * n_fam:
+            return "en", round((n_en + 1) / (n_fam + n_en + 2) * _length_factor(n), 3)
+        # little or mixed evidence: ask lingua (restricted to a few languages)
+        label, conf, p_ms = _lingua_guess(text)
+        conf *= _length_factor(n)
+        if label not in ("ms", "id"):
+            return label, round(conf, 3)
+        if abs(score - self.scorer.bias) < 1e-9:  # no informative word: trust lingua
+            return ("ms" if p_ms >= 0.5 else "id"), round(conf * max(p_ms, 1 - p_ms), 3)
+        return self._msid(score, conf)
+
+    @staticmethod
+    def _msid(score: float, fam_conf: float) -> tuple[str, float]:
+        p = _sigmoid(score)
+        label = "ms" if p >= 0.5 else "id"
+        return label, round(fam_conf * max(p, 1 - p), 3)
+
+
+@lru_cache(maxsize=1)
+def _default_detector() -> _Detector:
+    return _Detector(_default_scorer())
+
+
+def detect(text: str) -> tuple[str, float]:
+    """Return (label, confidence) with label in :data:`LANGS`.
+
+    Empty or code/URL-only text gives ``("und", 0.0)``. Short texts (a word or
+    two) get a confidence of at most ~0.5.
+    """
+    return _default_detector().detect(text)
+
+
+def detect_many(texts: Iterable[str | None]) -> list[tuple[str, float]]:
+    """:func:`detect` over many texts (shares the per-token cache; fast path)."""
+    run = _default_detector().detect
+    return [run(t) for t in texts]
+
+
+def detect_frame(df: pl.DataFrame, column: str) -> pl.DataFrame:
+    """Return ``df`` with ``lang`` (str) and ``lang_conf`` (f64) columns added.
+
+    Runs :func:`detect_many` over the column (the per-row work is dictionary
+    look-ups in Python; it is already faster than polars string kernels plus
+    joins for this job).
+    """
+    results = detect_many(df.get_column(column).to_list())
+    return df.with_columns(
+        pl.Series("lang", [r[0] for r in results], dtype=pl.String),
+        pl.Series("lang_conf", [r[1] for r in results], dtype=pl.Float64),
+    )
+
+
+def detect_expr(col: str | pl.Expr) -> pl.Expr:
+    """Polars expression giving a struct ``{lang: str, lang_conf: f64}`` per row.
+
+    Use as ``df.with_columns(detect_expr("text").alias("l")).unnest("l")``.
+    """
+    expr = pl.col(col) if isinstance(col, str) else col
+    dtype = pl.Struct({"lang": pl.String, "lang_conf": pl.Float64})
+
+    def run(s: pl.Series) -> pl.Series:
+        res = detect_many(s.to_list())
+        return pl.Series(s.name, [{"lang": a, "lang_conf": b} for a, b in res], dtype=dtype)
+
+    return expr.map_batches(run, return_dtype=dtype, is_elementwise=True)
+
+
+# ------------------------------------------------------------------- fixer --
+
+
+@lru_cache(maxsize=1)
+def _fix_pattern() -> re.Pattern[str]:
+    keys = sorted(MS_ID_MARKERS, key=len, reverse=True)  # phrases before words
+    alts = "|".join(r"\s+".join(map(re.escape, re.split(r"\s+", k))) for k in keys)
+    return re.compile(rf"(?<![\w-])(?:{alts})(?![\w-])", re.I)  # whole words only
+
+
+def _match_case(src: str, dst: str) -> str:
+    if src.isupper() and len(src) > 1:
+        return dst.upper()
+    if src[:1].isupper():
+        if all(w[:1].isupper() for w in src.split()):  # "Amerika Serikat"
+            return " ".join(w[:1].upper() + w[1:] for w in dst.split(" "))
+        return dst[:1].upper() + dst[1:]
+    return dst
+
+
+def fix_indonesian(text: str) -> tuple[str, list[dict]]:
+    """Swap unambiguous Indonesian words for their Malay equivalents.
+
+    Returns ``(fixed_text, substitutions)``; each substitution is
+    ``{"from": original, "to": replacement, "pos": offset in the input}``.
+    Case is preserved (``Karena`` -> ``Kerana``, ``UANG`` -> ``WANG``). Only
+    :data:`MS_ID_MARKERS` entries are used; everything else is left alone.
+    """
+    subs: list[dict] = []
+
+    def repl(m: re.Match[str]) -> str:
+        src = m.group(0)
+        key = " ".join(src.lower().split())
+        dst = _match_case(src, MS_ID_MARKERS[key])
+        subs.append({"from": src, "to": dst, "pos": m.start()})
+        return dst
+
+    fixed = _fix_pattern().sub(repl, text)
+    return fixed, subs
