@@ -232,7 +232,9 @@ def _row_frame(df: pl.DataFrame, kind: str, alive_cells: pl.DataFrame, fix_frame
     lang = pl.when(other).then(None).otherwise(pl.col("lang"))
     if fixed_rows is not None and fixed_rows.len():
         lang = pl.when(pl.col("_row").is_in(fixed_rows.implode())).then(None).otherwise(lang)
-    return base.select("_row", "id", pl.col("text").fill_null(""),
+    where = df.select("_row", fmt("{}:{}", pl.col("source").str.split("/").list.last(), pl.col("line")).alias("where"))
+    base = base.join(where, on="_row", how="left")
+    return base.select("_row", "id", "where", pl.col("text").fill_null(""),
                        pl.when(other).then(pl.col("_prompt")).otherwise(pl.col("text")).fill_null("").alias("lang_text"),
                        lang.alias("_lang_cache"))
 

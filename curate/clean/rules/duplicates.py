@@ -15,10 +15,12 @@ def _dups(rule: Rule, rows: pl.DataFrame, *, near: bool, threshold: float, kind:
         return pl.DataFrame(schema=ROW_MATCH_SCHEMA)
     res = dedupe.find_duplicates(rows, "text", threshold=threshold, near=near)
     ids = rows["id"].fill_null("") if "id" in rows.columns else rows["_row"].cast(pl.String)
-    kept = pl.when(pl.col("_kid") != "").then(pl.col("_kid")).otherwise(fmt("row {}", pl.col("_krow")))
+    where = rows["where"].fill_null("") if "where" in rows.columns else rows["_row"].cast(pl.String)
+    kept = fmt("{} ({})", pl.col("_kid"), pl.col("_kwhere"))
     res = res.with_columns(rows["_row"].gather(res["row"]).alias("_row"),
                            rows["_row"].gather(res["cluster"].fill_null(0)).alias("_krow"),
-                           ids.gather(res["cluster"].fill_null(0)).alias("_kid"))
+                           ids.gather(res["cluster"].fill_null(0)).alias("_kid"),
+                           where.gather(res["cluster"].fill_null(0)).alias("_kwhere"))
     dropped = res.filter(~pl.col("keep") & (pl.col("dup_kind") == kind))
     if dropped.height:
         mine = res.filter(pl.col("cluster").is_in(dropped["cluster"].unique().implode()))

@@ -16,6 +16,11 @@ WANTS_OTHER = (r"(?i)terjemah|translat|inggeris|inggris|english|bahasa\s+(?:kore
                r"|korean|한국어|영어|번역|\bin\s+(?:english|korean)\b")
 
 
+# Code reads as English to a function-word count; a field that looks like code is not judged.
+CODE_LIKE = (r"(?im)^\s*(?:select|insert\s+into|update|delete\s+from|create\s+table|def|class|import|from\s+\S+\s+import"
+             r"|#include|function|public|private|var|let|const|return)\b|[{};]\s*$")
+
+
 def _signals() -> list[pl.Expr]:
     text = pl.col("text").str.replace_all(_CODE, " ")
     return [
@@ -39,9 +44,9 @@ class UntranslatedField(Rule):
         target = ctx.target_lang
         c = cells.filter(pl.col("text").str.len_chars() >= 12).with_columns(_signals())
         korean = (pl.col("_ko") >= 0.3 * pl.col("_letters")) & (pl.col("_ko") >= 4)
-        english = ((pl.col("_w") >= min_words) & (pl.col("_en") >= 3) & (pl.col("_en") >= share * pl.col("_w"))
+        english = ((pl.col("_w") >= min_words) & (pl.col("_en") >= 2) & (pl.col("_en") >= share * pl.col("_w"))
                    & (pl.col("_ms") * 4 <= pl.col("_en")) & ~korean)
-        malay = ((pl.col("_w") >= min_words) & (pl.col("_ms") >= 3) & (pl.col("_ms") >= share * pl.col("_w"))
+        malay = ((pl.col("_w") >= min_words) & (pl.col("_ms") >= 2) & (pl.col("_ms") >= share * pl.col("_w"))
                  & (pl.col("_en") * 4 <= pl.col("_ms")) & ~korean)
         if target in ("ms", "id"):
             wrong = pl.when(korean).then(pl.lit("ko")).when(english).then(pl.lit("en"))
@@ -49,7 +54,8 @@ class UntranslatedField(Rule):
             wrong = pl.when(korean).then(pl.lit("ko")).when(malay).then(pl.lit("ms/id"))
         else:  # ko
             wrong = (pl.when(~korean & english).then(pl.lit("en")).when(~korean & malay).then(pl.lit("ms/id")))
-        excused = (pl.col("role") == "response") & pl.col("question").str.contains(WANTS_OTHER)
+        excused = (((pl.col("role") == "response") & pl.col("question").str.contains(WANTS_OTHER))
+                   | pl.col("text").str.contains(CODE_LIKE))
         out = (c.with_columns(wrong.alias("_lang"))
                .filter(pl.col("_lang").is_not_null() & ~excused)
                .select("_cell", fmt("{} is {}: {}", pl.col("field"), pl.col("_lang"),

@@ -1,0 +1,190 @@
+"""The clean engine on all fixtures: accounting, meta records, quarantine, config, files, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from curate import io, schemas
+from curate.cli import cli
+from curate.clean import BY_CODE, RULES, CleanConfig, clean, clean_dir, rule_rows
+from curate.errors import UserError
+from curate.ingest import ingest, ingest_to_dir
+
+
+@pytest.fixture(scope="session")
+def everything(fixtures):
+    files = sorted(p for p in fixtures.iterdir() if p.is_file() and p.suffix in (".json", ".jsonl", ".txt"))
+    frames = ingest(files).frames
+    return frames, clean(frames, CleanConfig())
+
+
+def test_every_row_accounted_for(everything):
+    frames, res = everything
+    rows_in = sum(f.height for f in frames.values())
+    q = res.quarantine_rows()
+    assert res.report["accounted"] and res.report["rows_in"] == rows_in
+    assert rows_in == sum(f.height for f in res.frames.values()) + len(q)
+    for kind, f in frames.items():
+        by = res.report["by_kind"][kind]
+        assert by["in"] == f.height == by["out"] + by["dropped"]
+    # every kind has rules that matched
+    kinds_dropped = {e["kind"] for e in q}
+    assert kinds_dropped == set(frames)
+
+
+def test_quarantine_entries_carry_code_reason_evidence_and_row(everything):
+    frames, res = everything
+    q = res.quarantine_rows()
+    kept_ids = {i for f in res.frames.values() for i in f["id"].to_list()}
+    for e in q:
+        assert e["stage"] == "clean" and e["code"] in BY_CODE
+        assert e["reason"] == BY_CODE[e["code"]].description
+        assert e["evidence"] and e["code"] in [m["rule"] for m in e["matches"]]
+        assert e["where"] == f"{e['source']}:{e['line']}"
+        assert e["row"]["id"] == e["id"]
+        # the row is the kind's own row, nothing from other kinds
+        assert set(schemas.CONTENT[e["kind"]]) <= set(e["row"]) and set(e["row"]) <= set(schemas.schema(e["kind"]))
+    # a dropped row is not in the output (unless an identical row was kept: same content id)
+    dup_codes = {"exact_duplicate"}
+    assert all(e["id"] not in kept_ids for e in q if e["code"] not in dup_codes)
+
+
+def test_report_counts_and_examples(everything):
+    _, res = everything
+    rules = {r["code"]: r for r in res.report["rules"]}
+    assert set(rules) == {c for c, r in BY_CODE.items() if r.default_action != "off"}
+    total_first = sum(r["quarantined"] for r in rules.values())
+    assert total_first == res.report["rows_dropped"]
+    for r in rules.values():
+        assert len(r["examples"]) <= 3
+        if r["matched"]:
+            assert r["examples"]
+    assert rules["noinput_marker"]["fixed"] >= 5
+    assert rules["mojibake"]["fixed"] >= 5
+    assert rules["refusal"]["dropped"] > 0
+    assert rules["unclear_instruction"]["flagged"] > 0
+
+
+def test_fixes_and_flags_recorded_in_meta(everything):
+    _, res = everything
+    n_fix = n_flag = 0
+    for f in res.frames.values():
+        for m in f["meta"].to_list():
+            meta = schemas.meta_of(m)
+            for fx in meta.get("fixes", []):
+                assert set(fx) >= {"rule", "field", "before", "after"} and fx["before"] != fx["after"]
+                n_fix += 1
+            for fl in meta.get("flags", []):
+                assert set(fl) == {"rule", "field", "evidence"}
+                n_flag += 1
+    assert n_fix and n_flag
+
+
+def test_ingest_meta_is_kept(fixtures):
+    frames = ingest([fixtures / "malay_alpaca_anomalies.json", fixtures / "chatdoctor.json"], detect_lang=False).frames
+    frames["sft"] = frames["sft"].with_columns(
+        pl.when(pl.col("line") == 2).then(pl.lit('{"recovered": ["x"]}')).otherwise(pl.col("meta")).alias("meta"))
+    res = clean(frames, CleanConfig(actions={c: "off" for c in BY_CODE if c != "noinput_marker"}))
+    metas = [schemas.meta_of(m) for m in res.frames["sft"]["meta"].to_list()]
+    assert any(m.get("recovered") == ["x"] for m in metas)
+
+
+def test_chat_fix_rebuilds_messages(fixtures):
+    frames = ingest([fixtures / "malay_kochatgpt_conversation.jsonl"], detect_lang=False).frames
+    chat = frames["chat"]
+    # put a zero-width space into one real message: the fix must land in that message only
+    msgs = chat["messages"].to_list()
+    msgs[3][1]["content"] = msgs[3][1]["content"] + "\u200b"
+    chat = chat.with_columns(pl.Series("messages", msgs, dtype=chat.schema["messages"]))
+    res = clean({"chat": chat}, CleanConfig(actions={c: "off" for c in BY_CODE if c != "control_chars"}))
+    out = res.frames["chat"]
+    assert out["messages"].to_list()[3] == frames["chat"]["messages"].to_list()[3]
+    assert out["messages"].to_list()[4] == frames["chat"]["messages"].to_list()[4]
+    fx = schemas.meta_of(out["meta"][3])["fixes"][0]
+    assert fx["field"] == "messages[1]" and fx["rule"] == "control_chars"
+
+
+def test_drops_on_all_four_kinds(fixtures):
+    frames = ingest([fixtures / "malay_kochatgpt_sft.jsonl", fixtures / "malay_kochatgpt_rm.jsonl",
+                     fixtures / "malay_kochatgpt_ppo.jsonl", fixtures / "malay_kochatgpt_conversation.jsonl",
+                     fixtures / "kochatgpt_ppo.jsonl"], detect_lang=False).frames
+    res = clean(frames, CleanConfig(actions={"wrong_language": "off", "indonesian": "off"}))
+    kinds = {e["kind"] for e in res.quarantine_rows()}
+    assert kinds == {"sft", "chat", "rm", "ppo"}
+
+
+def test_config_file_and_overrides(tmp_path):
+    toml = tmp_path / "clean.toml"
+    toml.write_text('target_lang = "id"\nexamples = 1\n[rules.refusal]\naction = "flag"\n'
+                    '[rules.near_duplicate]\nthreshold = 0.9\n', encoding="utf-8")
+    cfg = CleanConfig.load(toml, rules=["mojibake=off"], sets=["length_limit.output_max=100"])
+    assert cfg.target_lang == "id" and cfg.examples == 1
+    assert cfg.actions == {"refusal": "flag", "mojibake": "off"}
+    assert cfg.params == {"near_duplicate": {"threshold": 0.9}, "length_limit": {"output_max": "100"}}
+    assert CleanConfig.load(toml, target_lang="ms").target_lang == "ms"
+    for bad in (dict(rules=["nosuch=drop"]), dict(rules=["refusal=explode"]), dict(rules=["refusal"]),
+                dict(sets=["near_duplicate=0.5"]), dict(target_lang="xx"), dict(rules=["empty_output=fix"])):
+        with pytest.raises(UserError):
+            CleanConfig.load(None, **bad)
+    with pytest.raises(UserError):
+        clean({}, CleanConfig(params={"refusal": {"nope": 1}}))
+
+
+def test_clean_dir_writes_atomically_and_dry_run_writes_nothing(fixtures, tmp_path):
+    norm = tmp_path / "norm"
+    ingest_to_dir([fixtures / "malay_alpaca_anomalies.json", fixtures / "malay_kochatgpt_rm.jsonl"], norm,
+                  detect_lang=False)
+    out = tmp_path / "clean"
+    res = clean_dir(norm, out, CleanConfig(actions={"wrong_language": "off", "indonesian": "off"}), dry_run=True)
+    assert not out.exists() and res.report["rows_dropped"] > 0
+    res = clean_dir(norm, out, CleanConfig(actions={"wrong_language": "off", "indonesian": "off"}))
+    assert sorted(p.name for p in out.iterdir()) == ["quarantine.jsonl", "report.json", "rm.parquet", "sft.parquet"]
+    back = io.read_dataset(out)
+    assert {k: v.collect().height for k, v in back.items()} == {k: v.height for k, v in res.frames.items()}
+    q = io.read_jsonl(out / "quarantine.jsonl")
+    assert len(q) == res.report["rows_dropped"]
+    assert orjson.loads((out / "report.json").read_bytes())["accounted"] is True
+    with pytest.raises(UserError):
+        clean_dir(norm, norm, CleanConfig())
+
+
+def test_cli_list_rules_help_and_run(fixtures, tmp_path):
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["clean", "--list-rules"], terminal_width=400)
+    assert listed.exit_code == 0
+    for r in rule_rows():
+        assert r["code"] in listed.output
+    helped = runner.invoke(cli, ["clean", "--help"])
+    assert helped.exit_code == 0 and "Example:" in helped.output and "curate clean" in helped.output
+    norm = tmp_path / "norm"
+    ingest_to_dir([fixtures / "malay_alpaca_anomalies.json"], norm, detect_lang=False)
+    rep = tmp_path / "r.json"
+    res = runner.invoke(cli, ["clean", str(norm), "-o", str(tmp_path / "c"), "--rule", "media_request=flag",
+                              "--rule", "wrong_language=off", "--rule", "indonesian=off",
+                              "--set", "length_limit.output_max=200", "--report-json", str(rep)])
+    assert res.exit_code == 0, res.output
+    report = orjson.loads(rep.read_bytes())
+    rules = {r["code"]: r for r in report["rules"]}
+    assert rules["media_request"]["action"] == "flag" and rules["media_request"]["flagged"] > 0
+    assert "wrong_language" not in rules and rules["length_limit"]["dropped"] > 0
+    bad = runner.invoke(cli, ["clean", str(norm), "-o", str(tmp_path / "d"), "--rule", "bogus=drop"])
+    assert bad.exit_code != 0 and "unknown rule 'bogus'" in bad.output
+    dry = runner.invoke(cli, ["clean", str(norm), "--dry-run"])
+    assert dry.exit_code == 0 and "dry run" in dry.output
+
+
+def test_registry_is_complete():
+    codes = [r.code for r in RULES]
+    assert len(codes) == len(set(codes))
+    for r in RULES:
+        assert r.description and r.default_action in (*r.actions, "off")
+    wanted = {"noinput_marker", "na_output", "empty_output", "needs_internet", "merged_instruction", "empty_code",
+              "media_request", "wrong_math", "unclear_instruction", "literal_escapes", "control_chars", "mojibake",
+              "refusal", "wrong_language", "indonesian", "fix_indonesian", "exact_duplicate", "near_duplicate",
+              "length_limit", "untranslated_field"}
+    assert wanted <= set(codes)
