@@ -35,6 +35,16 @@ export: install
 info: install
 	$(CURATE) info $(NORMALIZED)
 
+# translate: reads the clean stage when it exists, else the normalized rows. Endpoint from BASE_URL/MODEL
+# or OPENAI_BASE_URL/OPENAI_API_KEY; with none it writes OpenAI Batch API files and says how to go on.
+TO       ?= ms
+BASE_URL ?=
+MODEL    ?=
+.PHONY: translate
+translate: install
+	$(CURATE) translate $(if $(wildcard $(CLEANED)),$(CLEANED),$(NORMALIZED)) -o $(TRANSLATED) --to $(TO) \
+	    $(if $(BASE_URL),--base-url $(BASE_URL)) $(if $(MODEL),--model $(MODEL))
+
 demo: ingest info export
 	@echo
 	@echo "Demo done. Outputs:"

@@ -323,10 +323,11 @@ class Engine:
             return ""
         files = ", ".join(str(p) for p in self.batch_files)
         why = "No LLM endpoint configured" if not self.config.has_endpoint else "Batch mode"
-        cmd = f"curate {stage} ... --batch-in RESULTS.jsonl" if stage else "the same command with --batch-in RESULTS.jsonl"
+        cmd = f"`curate {stage} ... --batch-in FILE`" if stage else "the same command with --batch-in FILE"
         return (f"{why}: wrote {self.batch_pending} requests to {files} (OpenAI Batch API input); nothing was sent.\n"
-                f"Submit them (`openai api files.create -p batch -f FILE`, then create a batch for {batchfile.URL}) and re-run "
-                f"{cmd}; or use a server: --base-url http://127.0.0.1:8000/v1 --model NAME (vLLM, Ollama, llama.cpp).")
+                f"Next: upload them (purpose \"batch\"), create a batch for {batchfile.URL}, and re-run {cmd} "
+                f"with its output file; or use a server: --base-url http://127.0.0.1:8000/v1 --model NAME "
+                f"(vLLM, Ollama, llama.cpp).")
 
     # ---- internals ----------------------------------------------------------------------
     def _make_client(self):
