@@ -92,9 +92,12 @@ class RougeIndex:
     def __init__(self, texts: Iterable[str] = ()):
         self.texts: list[str] = []
         self._vocab: dict[str, int] = {}
-        self._items: list[np.ndarray] = []          # token ids per stored text (int32)
         self._lens = np.zeros(1024, dtype=np.int64)
-        self._postings: list[list[int]] = [[]]      # token id -> stored indices containing it
+        self._starts = np.zeros(1024, dtype=np.int64)  # offset of each text in _flat
+        self._flat = np.zeros(16384, dtype=np.int64)   # every stored token id, text after text
+        self._n_flat = 0
+        self._postings: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]  # token id -> indices (buffer)
+        self._post_n: list[int] = [0]                                     # used length of each buffer
         self._df = np.zeros(1024, dtype=np.int64)   # token id -> len(postings)
         # Column-major, length-sorted (descending) block of the stored texts, rebuilt lazily;
         # texts added since the last rebuild are scanned separately ("pending").
@@ -121,7 +124,8 @@ class RougeIndex:
                 else:
                     tid = len(vocab) + 1
                     vocab[tok] = tid
-                    self._postings.append([])
+                    self._postings.append(np.zeros(4, dtype=np.int64))
+                    self._post_n.append(0)
             out.append(tid)
         return np.asarray(out, dtype=np.int64)
 
@@ -129,33 +133,33 @@ class RougeIndex:
         idx = len(self.texts)
         ids = self._ids(tokenize(text) if tokens is None else tokens, grow=True)
         self.texts.append(text)
-        self._items.append(ids.astype(np.int32))
         if idx >= len(self._lens):
             self._lens = np.concatenate([self._lens, np.zeros(len(self._lens), dtype=np.int64)])
+            self._starts = np.concatenate([self._starts, np.zeros(len(self._starts), dtype=np.int64)])
         self._lens[idx] = len(ids)
+        self._starts[idx] = self._n_flat
+        while self._n_flat + len(ids) > len(self._flat):
+            self._flat = np.concatenate([self._flat, np.zeros(len(self._flat), dtype=np.int64)])
+        self._flat[self._n_flat:self._n_flat + len(ids)] = ids
+        self._n_flat += len(ids)
         if len(self._vocab) + 2 > len(self._df):
             self._df = np.concatenate([self._df, np.zeros(len(self._vocab) + 2 + len(self._df), dtype=np.int64)])
         for tid in set(ids.tolist()):
-            self._postings[tid].append(idx)
+            buf, k = self._postings[tid], self._post_n[tid]
+            if k == len(buf):
+                buf = self._postings[tid] = np.concatenate([buf, np.zeros(len(buf), dtype=np.int64)])
+            buf[k] = idx
+            self._post_n[tid] = k + 1
             self._df[tid] += 1
         return idx
 
     def _rebuild(self) -> None:
-        n = len(self._items)
-        lens = self._lens[:n]
-        order = np.argsort(-lens, kind="stable")
-        max_len = int(lens.max()) if n else 0
-        block = np.zeros((max_len, n), dtype=np.intp)
-        for col, i in enumerate(order.tolist()):
-            ids = self._items[i]
-            block[: len(ids), col] = ids
-        self._block, self._block_order, self._n_block = block, order, n
-        sorted_lens = lens[order]
-        # active[k] = number of columns with length > k (lengths are sorted descending)
-        self._block_active = np.searchsorted(-sorted_lens, -np.arange(max_len), side="left") if max_len else np.zeros(0, np.int64)
+        n = len(self.texts)
+        block, active, order = self._subset_columns(np.arange(n))
+        self._block, self._block_active, self._block_order, self._n_block = block, active, order, n
 
     def _maybe_rebuild(self) -> None:
-        pending = len(self._items) - self._n_block
+        pending = len(self.texts) - self._n_block
         if self._block is None or pending > max(256, self._n_block // 8):
             self._rebuild()
 
@@ -190,7 +194,7 @@ class RougeIndex:
                 if a == 0:
                     break
                 vv, u, sm = v[:a], u_buf[:a], s_buf[:a]
-                np.take(t0, cols[k, :a], out=u)
+                t0.take(cols[k, :a], out=u)
                 np.bitwise_and(u, vv, out=u)
                 np.add(vv, u, out=sm)
                 np.bitwise_xor(vv, u, out=vv)
@@ -227,16 +231,24 @@ class RougeIndex:
         idx, lens = idx[order], lens[order]
         max_len = int(lens[0]) if len(lens) else 0
         cols = np.zeros((max_len, len(idx)), dtype=np.intp)
-        for c, i in enumerate(idx.tolist()):
-            ids = self._items[i]
-            cols[: len(ids), c] = ids
+        tok, col, within = self._gather(idx, lens)
+        cols[within, col] = tok
+        # active[k] = number of columns with length > k (lengths are sorted descending)
         active = np.searchsorted(-lens, -np.arange(max_len), side="left")
         return cols, active, idx
+
+    def _gather(self, idx: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every token of the stored texts ``idx``: (token id, column = position in idx, position in text)."""
+        total = int(lens.sum())
+        col = np.repeat(np.arange(len(idx)), lens)
+        within = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
+        tok = self._flat[np.repeat(self._starts[idx], lens) + within]
+        return tok, col, within
 
     # -- queries ---------------------------------------------------------------------------------
     def scores(self, text: str, tokens: list[str] | None = None) -> np.ndarray:
         """Exact ROUGE-L F of ``text`` against every stored text (aligned with insertion order)."""
-        n = len(self._items)
+        n = len(self.texts)
         out = np.zeros(n, dtype=np.float64)
         q = self._ids(tokenize(text) if tokens is None else tokens, grow=False)
         self.stats["queries"] += 1
@@ -263,7 +275,7 @@ class RougeIndex:
         Exact (same decision as ``scores(text).max() > threshold``) but only scores candidates
         that can pass: length window, rare-token probe of the inverted index, bag-of-words bound.
         """
-        n = len(self._items)
+        n = len(self.texts)
         self.stats["queries"] += 1
         self.stats["pairs"] += n
         q = self._ids(tokenize(text) if tokens is None else tokens, grow=False)
@@ -286,8 +298,8 @@ class RougeIndex:
         rare = rare[rare > 0]
         if len(rare) == 0:
             return -1, 0.0
-        postings = [self._postings[tid] for tid in set(rare.tolist())]
-        cand = np.unique(np.concatenate([np.asarray(ps, dtype=np.int64) for ps in postings]))
+        postings = [self._postings[tid][: self._post_n[tid]] for tid in set(rare.tolist())]
+        cand = np.unique(np.concatenate(postings)) if len(postings) > 1 else postings[0]
         self.stats["probed"] += len(cand)
         lens = self._lens[cand]
         lo, hi = la * ratio - 1e-9, la / ratio + 1e-9
@@ -295,13 +307,12 @@ class RougeIndex:
         self.stats["length_ok"] += len(cand)
         if len(cand) == 0:
             return -1, 0.0
-        cols, active, cand = self._subset_columns(cand)
-        # bag-of-words bound: LCS <= number of the candidate's tokens that occur in the query,
-        # and <= number of the query's tokens that occur in the candidate
-        in_q = np.zeros(len(self._vocab) + 2, dtype=np.int64)
-        in_q[known] = 1
-        hits_c = in_q[cols].sum(axis=0)
+        # bag-of-words bound: LCS <= number of the candidate's tokens that occur in the query
         clens = self._lens[cand]
+        in_q = np.zeros(len(self._vocab) + 2, dtype=np.float64)
+        in_q[known] = 1
+        tok, col, _ = self._gather(cand, clens)
+        hits_c = np.bincount(col, weights=in_q[tok], minlength=len(cand)).astype(np.int64)
         bound = np.minimum(hits_c, la)
         bound_f = _fmeasure_many(bound, la, clens)
         keep = bound_f > t - 1e-12
