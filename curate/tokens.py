@@ -229,7 +229,8 @@ def train(frames: dict[str, pl.LazyFrame | pl.DataFrame], out_model: str | os.Pa
 
     Lines are streamed to the trainer (``sentence_iterator``), which keeps a random sample of at
     most ``input_sentence_size`` of them. The vocabulary size is a soft limit: on a small corpus
-    the model may come out smaller. Returns a summary (lines, vocab size, settings).
+    the model may come out smaller (then the text is read twice). Returns a summary (lines, vocab
+    size, settings).
     """
     import sentencepiece as spm
 
@@ -237,6 +238,7 @@ def train(frames: dict[str, pl.LazyFrame | pl.DataFrame], out_model: str | os.Pa
     seen = {"lines": 0, "chars": 0}
 
     def lines() -> Iterator[str]:
+        seen["lines"] = seen["chars"] = 0
         for line in training_lines(iter_texts(frames)):
             seen["lines"] += 1
             seen["chars"] += len(line)
@@ -247,15 +249,24 @@ def train(frames: dict[str, pl.LazyFrame | pl.DataFrame], out_model: str | os.Pa
     settings = dict(model_type=model_type, vocab_size=vocab_size, character_coverage=character_coverage,
                     byte_fallback=byte_fallback, split_digits=split_digits,
                     normalization_rule_name=normalization, input_sentence_size=input_sentence_size,
-                    shuffle_input_sentence=True, hard_vocab_limit=False, num_threads=num_threads,
+                    shuffle_input_sentence=True, hard_vocab_limit=True, num_threads=num_threads,
                     max_sentence_length=DEFAULT_MAX_SENTENCE, unk_surface=" \u2047 ")
     symbols = [s for s in user_symbols if s]
     if symbols:
         settings["user_defined_symbols"] = symbols
     buf = _io.BytesIO()
     try:
-        spm.SentencePieceTrainer.Train(sentence_iterator=lines(), model_writer=buf,
-                                       minloglevel=0 if verbose else 2, **settings)
+        try:
+            spm.SentencePieceTrainer.Train(sentence_iterator=lines(), model_writer=buf,
+                                           minloglevel=0 if verbose else 2, **settings)
+        except RuntimeError as exc:
+            if "Vocabulary size too high" not in str(exc):
+                raise
+            # a small corpus: the vocabulary size becomes a soft limit (the text is read again)
+            settings["hard_vocab_limit"] = False
+            buf = _io.BytesIO()
+            spm.SentencePieceTrainer.Train(sentence_iterator=lines(), model_writer=buf,
+                                           minloglevel=0 if verbose else 2, **settings)
     except RuntimeError as exc:
         if seen["lines"] == 0:
             raise UserError("no text to train on: the dataset has no non-empty text fields") from None

@@ -39,7 +39,7 @@ def sp(model):
 
 
 def test_train_writes_a_working_model(model, sp, malay):
-    assert 256 < sp.get_piece_size() <= VOCAB
+    assert sp.get_piece_size() == VOCAB  # enough text: the size asked for, exactly
     assert not [p for p in model.parent.iterdir() if p.name.startswith(".")], "temp files left behind"
     text = malay["sft"]["output"][0]
     ids = sp.encode(text)
@@ -198,3 +198,11 @@ def test_too_small_vocab_for_hangul_is_explained(fixtures, tmp_path):
     with pytest.raises(UserError, match=r"--vocab-size 300 is too small: .* takes \d+ pieces"):
         tokens.train(korean, tmp_path / "ko.model", vocab_size=300)
     assert not (tmp_path / "ko.model").exists()
+
+
+def test_vocab_size_is_a_soft_limit_on_little_text(fixtures, tmp_path):
+    little = ingest([fixtures / "malay_alpaca.json"], detect_lang=False).frames
+    summary = tokens.train(little, tmp_path / "s.model", vocab_size=6000)
+    assert summary["hard_vocab_limit"] is False
+    assert 256 < summary["vocab_size"] < 6000
+    assert spm.SentencePieceProcessor(model_file=str(tmp_path / "s.model")).get_piece_size() == summary["vocab_size"]
