@@ -8,24 +8,27 @@ How a text is decided (cheap steps first, lingua only as a fallback):
 1. Code blocks, inline code, URLs, e-mails and HTML tags are stripped.
 2. Script: Hangul -> ``ko``; another non-Latin script (CJK, Cyrillic, Arabic,
    Thai, ...) -> ``other``.
-3. Latin text: English vs the Malay/Indonesian family by counting function
-   words of each (``_EN_STOP`` / ``_MSID_STOP``). Texts with too little
-   evidence (labels, headings, other Latin-script languages) go to lingua,
-   restricted to a handful of languages.
+3. Latin text: English vs the Malay/Indonesian family by the share of words
+   that belong to each vocabulary (wordfreq-derived lists of words at least
+   10x rarer in the other languages, plus function-word lists). Texts with
+   too little evidence (labels, headings, other Latin-script languages) go
+   to lingua, restricted to 15 languages. A text of a few words gets a
+   confidence of at most ~0.5.
 4. Malay vs Indonesian: a linear score summed over words,
    ``score = bias + sum_w (a*lex(w) + b*nb(w) + c*wf(w))`` where
 
    * ``lex``: hand lexicon ``data/ms_id_lexicon.tsv`` (+1 Malay marker,
      -1 Indonesian marker, half for weak markers), written from general
      knowledge of the two standards (kerana/karena, wang/uang, ...);
-   * ``wf``: log frequency ratio Malay/Indonesian from the wordfreq word
-     lists (``data/msid_wordfreq.tsv.gz``, independent of any fixture);
+   * ``wf``: clipped log frequency ratio Malay/Indonesian from the wordfreq
+     word lists (``data/langid_vocab.tsv.gz``, independent of any fixture);
    * ``nb``: naive-Bayes log ratio learned from parallel ms/id sentences
      (``data/msid_model.json``), and ``a, b, c, bias`` fitted by logistic
      regression on inner cross-validation scores (see :func:`train_msid`).
 
-   The three tables collapse into one weight per word, so scoring a row is a
-   regex ``findall`` plus dictionary look-ups. A capitalised ``Anda`` in the
+   The tables collapse into one weight per word; a row is scored with
+   ``str.split`` and cached per-chunk look-ups (see :class:`_TokenCache`),
+   which is what makes ``detect_many`` fast. A capitalised ``Anda`` in the
    middle of a sentence (the Indonesian convention) becomes the pseudo-word
    ``andacap``.
 
@@ -139,9 +142,9 @@ _EN_STOP = frozenset(
     have has had from at but an they which we he she his her their there what can
     will would should could if your my do does did how who all been were more also
     about than then them these those some into out when where why i me our us just
-    any each its may such very a is isn don doesn didn won can't i'm it's let
+    any each its may such very a isn don doesn didn won let
     here because only other most many much well being over after before between
-    through while both same own again any few"""
+    through while both same own again few"""
     .split()
 )
 _MSID_STOP = frozenset(
@@ -151,10 +154,10 @@ _MSID_STOP = frozenset(
     bagaimana mengapa kenapa hanya lagi masih sebagai antara serta namun para semua
     setiap banyak tersebut agar supaya bagi tentang mengenai daripada belum bukan
     saja sahaja pun sebuah seorang iaitu yaitu sedang harus perlu ingin mahu mau
-    begitu kamu aku tak tiada nya lah sini sana kerja yg dgn utk tdk sebab oleh
+    begitu kamu aku tak tiada nya lah sini sana kerja yg dgn utk tdk sebab
     selepas setelah apabila ketika beliau mempunyai memiliki berkata mengatakan
     secara sehingga hingga sejak selama semasa kemudian walaupun meskipun kini
-    sekarang diri sendiri jadi menjadi merupakan terhadap iaitu ataupun maka"""
+    sekarang diri sendiri jadi menjadi merupakan terhadap ataupun maka"""
     .split()
 )
 _EN_SAFE = _EN_STOP - _MSID_STOP
@@ -450,7 +453,7 @@ class _TokenCache(dict):
       characters), so no field can overflow.
     """
 
-    LIMIT = 500_000
+    LIMIT = 200_000  # entries; cleared when full (bounded memory)
 
     def __init__(self, weights: dict[str, float], fam: frozenset[str], eng: frozenset[str]):
         super().__init__()
@@ -481,7 +484,7 @@ class _Detector:
         if not text:
             return UND
         text = _clean(text[:_MAX_CHARS])
-        if _NON_LATIN.search(text):
+        if not text.isascii() and _NON_LATIN.search(text):
             decided = _script(text)
             if decided is not None:
                 return decided
@@ -569,9 +572,11 @@ def detect_expr(col: str | pl.Expr) -> pl.Expr:
 
 @lru_cache(maxsize=1)
 def _fix_pattern() -> re.Pattern[str]:
-    keys = sorted(MS_ID_MARKERS, key=len, reverse=True)  # phrases before words
-    alts = "|".join(r"\s+".join(map(re.escape, re.split(r"\s+", k))) for k in keys)
-    return re.compile(rf"(?<![\w-])(?:{alts})(?![\w-])", re.I)  # whole words only
+    """Whole-word matcher for MS_ID_MARKERS keys, phrases first; also ``X-X``."""
+    keys = sorted(MS_ID_MARKERS, key=len, reverse=True)
+    alts = "|".join(r"\s+".join(map(re.escape, k.split())) for k in keys)
+    words = "|".join(re.escape(k) for k in keys if " " not in k and "-" not in k)
+    return re.compile(rf"(?<![\w-])(?:(?P<dup>{words})-(?P=dup)|{alts})(?![\w-])", re.I)
 
 
 def _match_case(src: str, dst: str) -> str:
@@ -589,15 +594,22 @@ def fix_indonesian(text: str) -> tuple[str, list[dict]]:
 
     Returns ``(fixed_text, substitutions)``; each substitution is
     ``{"from": original, "to": replacement, "pos": offset in the input}``.
-    Case is preserved (``Karena`` -> ``Kerana``, ``UANG`` -> ``WANG``). Only
-    :data:`MS_ID_MARKERS` entries are used; everything else is left alone.
+    Case is preserved (``Karena`` -> ``Kerana``, ``UANG`` -> ``WANG``) and
+    reduplications follow (``mobil-mobil`` -> ``kereta-kereta``). Only whole
+    words listed in :data:`MS_ID_MARKERS` are touched; nothing else changes.
     """
     subs: list[dict] = []
 
     def repl(m: re.Match[str]) -> str:
         src = m.group(0)
-        key = " ".join(src.lower().split())
-        dst = _match_case(src, MS_ID_MARKERS[key])
+        if m.group("dup"):  # reduplication: mobil-mobil -> kereta-kereta
+            first, second = src.split("-")
+            target = MS_ID_MARKERS[first.lower()]
+            if " " in target:
+                return src  # "lapangan terbang-lapangan terbang" is not Malay
+            dst = f"{_match_case(first, target)}-{_match_case(second, target)}"
+        else:
+            dst = _match_case(src, MS_ID_MARKERS[" ".join(src.lower().split())])
         subs.append({"from": src, "to": dst, "pos": m.start()})
         return dst
 

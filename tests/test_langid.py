@@ -187,6 +187,12 @@ def test_fix_indonesian_records_and_preserves_case():
         assert text[s["pos"] : s["pos"] + len(s["from"])] == s["from"]
 
 
+def test_fix_indonesian_reduplication():
+    fixed, subs = langid.fix_indonesian("Mobil-mobil itu mahal. Laki-laki itu datang.")
+    assert fixed == "Kereta-kereta itu mahal. Lelaki itu datang."
+    assert [s["from"] for s in subs] == ["Mobil-mobil", "Laki-laki"]
+
+
 def test_fix_indonesian_is_conservative():
     text = "Saya tidak tahu apa yang dia mahu; bisanya uang2 berbeda-beda."
     fixed, subs = langid.fix_indonesian(text)
