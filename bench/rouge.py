@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from curate.rouge import RougeIndex, fmeasure, lcs_len, tokenize  # noqa: E402
+from curate.rouge import RougeIndex, fmeasure, lcs_len, tokenize, top_k  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 FLOOR_SECONDS = 300.0  # 50,000 generated tasks filtered "in minutes"
@@ -120,7 +120,7 @@ def main() -> None:
     full_keep = []
     for c in cands[:m]:
         s = idx2.scores(c)
-        top = np.argsort(-s)[:10]  # noqa: F841 (what generate reports)
+        top = top_k(s, 10)  # noqa: F841 (what generate reports)
         _ = float(s.mean())
         keep = not (len(s) and s.max() > THRESHOLD)
         full_keep.append(keep)

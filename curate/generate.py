@@ -46,7 +46,7 @@ import numpy as np
 from curate import io, schemas
 from curate.errors import UserError
 from curate.llm import Engine, Request
-from curate.rouge import THRESHOLD, RougeIndex, tokenize
+from curate.rouge import THRESHOLD, RougeIndex, tokenize, top_k
 from curate.seeds import Task
 
 # The original stanford_alpaca prompt.txt (Apache-2.0), verbatim, typos and numbering included.
@@ -345,7 +345,7 @@ def generate(tasks: list[Task], n: int, engine: Engine, lang: str = "ms", *, see
                                           f"{'a seed' if best < n_seeds else 'a kept task'}", row, i,
                                {"most_similar": index.texts[best], "rouge_l": round(float(scores[best]), 4)})
                         continue
-                    top = np.argsort(-scores, kind="stable")[:10]
+                    top = top_k(scores, 10)
                     row["most_similar_instructions"] = {index.texts[j]: float(scores[j]) for j in top}
                     row["avg_similarity_score"] = float(scores.mean()) if len(scores) else 0.0
                 else:

@@ -334,7 +334,13 @@ class RougeIndex:
         s = self.scores(text, tokens)
         if len(s) == 0:
             return [], 0.0
-        k = min(k, len(s))
-        part = np.argpartition(-s, k - 1)[:k]
-        part = part[np.lexsort((part, -s[part]))]
-        return [(int(i), float(s[i])) for i in part], float(s.mean())
+        return [(int(i), float(s[i])) for i in top_k(s, k)], float(s.mean())
+
+
+def top_k(scores: np.ndarray, k: int = 10) -> np.ndarray:
+    """Indices of the ``k`` highest scores, best first (ties: lower index first), in O(n)."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-scores, k - 1)[:k]
+    return part[np.lexsort((part, -scores[part]))]
