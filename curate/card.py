@@ -255,14 +255,19 @@ def render_card(frames: dict[str, pl.LazyFrame | pl.DataFrame], manifest: dict[s
     md = ["", f"# {title}", ""]
     kinds_txt = ", ".join(f"{n:,} {KIND_NAMES.get(k, k)}" for k, n in by_kind.items())
     ms_share = by_lang.get("ms", 0) / total if total else 0
-    md.append(f"{total:,} rows: {kinds_txt}. {ms_share:.0%} of rows are Malay (`ms`). Built with "
+    md.append(f"{total:,} row{'s' if total != 1 else ''}: {kinds_txt}. {ms_share:.0%} of rows are Malay (`ms`). Built with "
               "curate from the public sources below; "
               f"card written {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d}.")
-    restricted = [lic for lic in licenses if lic in NON_COMMERCIAL or lic in ("unknown", "other")]
-    if restricted:
-        md += ["", "> **License warning:** some sources are non-commercial / research-only "
-               f"({', '.join(sorted(set(restricted)))}). The whole dataset inherits the most restrictive terms: "
-               "use it for research only, and do not redistribute it as a product dataset."]
+    nc = sorted(lic for lic in licenses if lic in NON_COMMERCIAL)
+    unclear = sorted(lic for lic in licenses if lic in ("unknown", "other"))
+    if nc or unclear:
+        why = []
+        if nc:
+            why.append(f"non-commercial / research-only ({', '.join(nc)})")
+        if unclear:
+            why.append(f"without a stated or standard license ({', '.join(unclear)}: see the table)")
+        md += ["", f"> **License warning:** some sources are {' and some '.join(why)}. The whole dataset inherits the "
+               "most restrictive terms: use it for research only, and do not redistribute it as a product dataset."]
 
     md += ["", "## Key figures", ""]
     key = [["rows", total]] + [[f"rows: {k}", n] for k, n in by_kind.items()]
@@ -359,11 +364,18 @@ def render_card(frames: dict[str, pl.LazyFrame | pl.DataFrame], manifest: dict[s
         md += ["", "Translation: none applied by curate (the Malay sources were machine-translated upstream by "
                "their authors)." if "ms" in by_lang else "Translation: none applied."]
 
-    md += ["", "## Limitations", "",
-           "- Much of the Malay text is machine translation (ChatGPT) and can read unnaturally; some rows may still "
-           "be Indonesian or English despite cleaning.",
-           "- Medical conversations (ChatDoctor) are not medical advice.",
-           "- Licenses differ per source (above); the most restrictive one applies to the whole.", ""]
+    names = " ".join(Path(str(src)).name for src, *_ in src_rows)
+    limits = []
+    if "malay_" in names or "ms" in by_lang:
+        limits.append("Much of the Malay text is machine translation (ChatGPT) and can read unnaturally; some rows "
+                      "may still be Indonesian or English despite cleaning.")
+    if "chatdoctor" in names:
+        limits.append("Medical conversations (ChatDoctor) are not medical advice.")
+    if len(licenses) > 1:
+        limits.append("Licenses differ per source (above); the most restrictive one applies to the whole.")
+    if limits:
+        md += ["", "## Limitations", ""] + [f"- {x}" for x in limits]
+    md.append("")
     return "\n".join(y + md)
 
 
