@@ -285,7 +285,17 @@ def render_card(frames: dict[str, pl.LazyFrame | pl.DataFrame], manifest: dict[s
                     [f"{stage}: rows dropped", sum(r["dropped"] for r in rules)]]
         dups = duplicates_of(rep)
         if dups:
-            key += [["duplicate clusters", dups["clusters"]]]
+            key += [["duplicate rows removed", dups["removed"]]]
+        llm = rep.get("llm") if isinstance(rep.get("llm"), dict) else None
+        if llm:
+            stage = rep.get("stage", "llm")
+            tok = llm.get("tokens") if isinstance(llm.get("tokens"), dict) else {}
+            key += [[f"{stage}: LLM requests", int(llm.get("requests_sent") or 0)],
+                    [f"{stage}: prompt / completion tokens",
+                     f"{int(tok.get('prompt') or 0):,} / {int(tok.get('completion') or 0):,}"]]
+            spent = (llm.get("cost_usd") or {}).get("spent") if isinstance(llm.get("cost_usd"), dict) else None
+            if spent is not None:
+                key.append([f"{stage}: cost (USD)", f"{spent:,.4f}"])
     meta_keys = facts["meta"].get("keys", {})
     if meta_keys.get("orig"):
         key.append(["rows machine-translated (original kept in meta.orig)", meta_keys["orig"]])
@@ -357,7 +367,12 @@ def render_card(frames: dict[str, pl.LazyFrame | pl.DataFrame], manifest: dict[s
     if codes.get("flags"):
         md += ["", "Flags on rows kept (`meta.flags`): " + ", ".join(
             f"`{c}` {n:,}" for c, n in sorted(codes["flags"].items(), key=lambda kv: -kv[1])) + "."]
-    if meta_keys.get("orig"):
+    trans = facts["meta"].get("translations") or []
+    if trans:
+        md += ["", "Translation by curate (original text kept in `meta.orig`, so both languages stay aligned):", ""]
+        md += _md_table(["from", "to", "model", "rows"],
+                        [[f"`{t['from'] or '?'}`", f"`{t['to'] or '?'}`", t["model"] or "", t["rows"]] for t in trans])
+    elif meta_keys.get("orig"):
         md += ["", f"Translation: {meta_keys['orig']:,} rows were machine-translated; the original text is kept in "
                "`meta.orig` so both languages stay aligned."]
     else:

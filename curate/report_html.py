@@ -114,7 +114,19 @@ def _meta_summary(df: pl.DataFrame) -> dict[str, Any]:
                 for code in _codes_in(value):
                     codes[key][code] = codes[key].get(code, 0) + scale
     return {"rows_with_meta": n, "keys": {k: round(v) for k, v in keys.items()},
-            "codes": {k: {c: round(v) for c, v in d.items()} for k, d in codes.items()}}
+            "codes": {k: {c: round(v) for c, v in d.items()} for k, d in codes.items()},
+            "translations": translations(df["meta"])}
+
+
+def translations(meta: pl.Series) -> list[dict[str, Any]]:
+    """Rows translated by curate, by (from, to, model): from ``meta.translated`` (all rows, vectorized)."""
+    df = pl.DataFrame({"m": meta}).filter(pl.col("m").str.contains('"translated"', literal=True))
+    if df.height == 0:
+        return []
+    df = df.select(*(pl.col("m").str.json_path_match(f"$.translated.{k}").alias(k) for k in ("from", "to", "model")))
+    df = df.filter(pl.col("to").is_not_null() | pl.col("from").is_not_null())
+    return (df.group_by("from", "to", "model").agg(pl.len().alias("rows"))
+            .sort("rows", "from", descending=[True, False]).to_dicts())
 
 
 def _codes_in(value: Any) -> set[str]:
@@ -879,6 +891,11 @@ def _section_meta(doc: _Doc, meta: dict[str, Any], rows: int) -> None:
             body += f"<h3>{key} by rule</h3>" + hbar_chart(
                 f"meta-{key}", [(c, {"rows": n}) for c, n in sorted(codes.items(), key=lambda kv: -kv[1])],
                 [("rows", ACTION_COLORS["fixed" if key == "fixes" else "flagged"])])
+    tr = meta.get("translations") or []
+    if tr:
+        body += "<h3>translated by curate</h3>" + _table(
+            ["from", "to", "model", "rows"], [[t["from"] or "?", t["to"] or "?", t["model"] or "", t["rows"]] for t in tr],
+            numeric=[3])
     doc.add("meta", "What stages recorded on rows", body,
             f"Keys of the <code>meta</code> column: how many of the {_fmt(rows)} rows carry each.")
 

@@ -103,3 +103,20 @@ def test_cli_export_writes_readme(normalized, tmp_path):
     assert res.exit_code == 0, res.output
     text = (tmp_path / "e" / "README.md").read_text()
     assert text.startswith("---\n") and "## Sources and licenses" in text
+
+
+def test_translation_and_llm_figures(fixtures, tmp_path):
+    from curate import schemas
+
+    rows = [{"prompt": "Apa khabar?", "meta": {"orig": {"prompt": "How are you?"},
+                                               "translated": {"from": "en", "to": "ms", "model": "m1",
+                                                              "fields": ["prompt"]}}, "lang": "ms",
+             "source": "x.jsonl", "line": i} for i in range(3)]
+    rows.append({"prompt": "Terima kasih", "lang": "ms", "source": "x.jsonl", "line": 9})
+    frames = {"ppo": schemas.from_rows("ppo", rows)}
+    rep = {"stage": "translate", "llm": {"requests_sent": 2, "tokens": {"prompt": 120, "completion": 80},
+                                         "cost_usd": {"spent": 0.0123}}}
+    text = card.write_card(frames, tmp_path, {"files": []}, [rep]).read_text()
+    assert "| `en` | `ms` | m1 | 3 |" in text
+    assert "| translate: LLM requests | 2 |" in text and "| translate: prompt / completion tokens | 120 / 80 |" in text
+    assert "| translate: cost (USD) | 0.0123 |" in text

@@ -233,3 +233,17 @@ def test_report_of_a_real_clean_run(stages, tmp_path):
     q = report_html._quarantine(out / "quarantine.jsonl")
     assert q["rows"] == dropped > 0
     assert f"{q['rows']:,} rows set aside" in html
+
+
+def test_translations_are_counted_from_meta(tmp_path):
+    from curate import schemas
+
+    rows = [{"prompt": f"Soalan {i}", "lang": "ms", "source": "t.jsonl", "line": i,
+             "meta": {"orig": {"prompt": f"Question {i}"}, "translated": {"from": "en" if i % 3 else "ko", "to": "ms",
+                                                                         "model": "m"}}} for i in range(9)]
+    io.write_dataset({"ppo": schemas.from_rows("ppo", rows)}, tmp_path / "tr")
+    got = {(t["from"], t["to"]): t["rows"] for t in report_html.translations(
+        pl.Series([orjson.dumps(r["meta"]).decode() for r in rows] + [None, "{}"]))}
+    assert got == {("en", "ms"): 6, ("ko", "ms"): 3}
+    html = report_html.write_report(tmp_path / "tr", tmp_path / "tr.html").read_text()
+    assert "translated by curate" in html and "<td class=\"n\">6</td>" in html
