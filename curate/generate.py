@@ -15,7 +15,9 @@
    audio, music, flow chart, diagram, and the target language's words: gambar, graf, foto, fail,
    peta, lukis, video, audio, muzik, carta alir, rajah ...); starting with "Write a program" (or
    its translation); starting with punctuation (or, for Latin-script languages, a non-ASCII
-   character); ROUGE-L F above 0.7 against any seed or kept task.
+   character); then (not in the original) an instruction+output that ``curate.langid`` reads
+   confidently as another language (Indonesian when generating Malay: malay.json has many such
+   rows); then ROUGE-L F above 0.7 against any seed or kept task.
 4. Kept tasks get ``most_similar_instructions`` (the 10 most similar of all earlier instructions,
    seeds included, with their ROUGE-L F) and ``avg_similarity_score`` (mean F over all of them),
    exactly like malay.json. :class:`curate.rouge.RougeIndex` computes those with a vectorised
@@ -235,6 +237,32 @@ def check_instruction(inst: str, lang: str, blacklist: re.Pattern | None = None)
     return None
 
 
+LANG_CONFIDENT = 0.8
+
+
+def wrong_language(items: list[Item], lang: str) -> dict[int, tuple[str, float]] | None:
+    """Items (by position) confidently in another language than ``lang``; None without langid.
+
+    Instruction and output are read together; an item whose instruction alone reads as ``lang``
+    passes (a translation task may answer in another language), except Indonesian for Malay, the
+    confusion this check is for (malay.json has many Indonesian rows).
+    """
+    from curate.seeds import detect_languages
+
+    if lang not in ("ms", "id", "en", "ko"):
+        return {}
+    found = detect_languages([it.instruction + "\n" + it.output for it in items])
+    if found is None:
+        return None
+    odd = [k for k, (l, c) in enumerate(found) if l not in (lang, "und") and c >= LANG_CONFIDENT]
+    keep_by_instruction = set()
+    check = [k for k in odd if not (lang == "ms" and found[k][0] == "id")]
+    if check:
+        alone = detect_languages([items[k].instruction for k in check]) or []
+        keep_by_instruction = {k for k, (l, c) in zip(check, alone) if l in (lang, "und") or c < LANG_CONFIDENT}
+    return {k: found[k] for k in odd if k not in keep_by_instruction}
+
+
 # ---- the stage ---------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Generated:
@@ -272,8 +300,8 @@ def make_request(i: int, pool: list[dict[str, str]], lang: str, seed: int, num_e
 def generate(tasks: list[Task], n: int, engine: Engine, lang: str = "ms", *, seed: int = 0,
              num_examples: int = 3, per_request: int = 20, threshold: float = THRESHOLD,
              prompt: str | None = None, params: dict[str, Any] | None = None,
-             similarity_fields: bool = True, max_rounds: int = 1000, source: str = "seeds",
-             progress=None) -> Generated:
+             similarity_fields: bool = True, lang_check: bool = True, max_rounds: int = 1000,
+             source: str = "seeds", progress=None) -> Generated:
     """Grow ``n`` tasks from seed ``tasks`` (see the module docstring). Deterministic given ``seed``."""
     if n <= 0:
         raise UserError("-n must be at least 1")
@@ -296,6 +324,7 @@ def generate(tasks: list[Task], n: int, engine: Engine, lang: str = "ms", *, see
     yield_per_request = 8.0  # first guess; updated from what the replies give
     first = num_examples + 1
     rounds = 0
+    lang_note = "on" if lang_check else "off"
 
     def reject(code: str, reason: str, item: dict[str, str], request: int, evidence: Any = None) -> None:
         codes[code] += 1
@@ -313,6 +342,7 @@ def generate(tasks: list[Task], n: int, engine: Engine, lang: str = "ms", *, see
         results = engine.run(requests)
         kept_before = len(rows)
         ok = 0
+        candidates: list[tuple[int, Item, dict[str, str]]] = []
         t0 = time.perf_counter()
         for res in results:
             i = res.request.data["request"]
@@ -328,37 +358,49 @@ def generate(tasks: list[Task], n: int, engine: Engine, lang: str = "ms", *, see
             for code, reason, raw in rejects:
                 reject(code, reason, {"raw": raw}, i)
             for item in items:
-                if len(rows) >= n:
-                    break
                 parsed += 1
                 row = {"instruction": item.instruction, "input": item.input, "output": item.output}
                 bad = check_instruction(item.instruction, lang, blacklist)
                 if bad:
                     reject(bad[0], bad[1], row, i)
                     continue
-                toks = tokenize(item.instruction)
-                if similarity_fields:
-                    scores = index.scores(item.instruction, toks)
-                    best = int(np.argmax(scores)) if len(scores) else -1
-                    if best >= 0 and scores[best] > threshold:
-                        reject("similar", f"ROUGE-L F {scores[best]:.3f} > {threshold} against "
-                                          f"{'a seed' if best < n_seeds else 'a kept task'}", row, i,
-                               {"most_similar": index.texts[best], "rouge_l": round(float(scores[best]), 4)})
-                        continue
-                    top = top_k(scores, 10)
-                    row["most_similar_instructions"] = {index.texts[j]: float(scores[j]) for j in top}
-                    row["avg_similarity_score"] = float(scores.mean()) if len(scores) else 0.0
-                else:
-                    j, f = index.most_similar_above(item.instruction, threshold, toks)
-                    if j >= 0:
-                        reject("similar", f"ROUGE-L F {f:.3f} > {threshold} against "
-                                          f"{'a seed' if j < n_seeds else 'a kept task'}", row, i,
-                               {"most_similar": index.texts[j], "rouge_l": round(f, 4)})
-                        continue
-                index.add(item.instruction, toks)
-                rows.append(row)
-                if progress is not None:
-                    progress(len(rows), n)
+                candidates.append((i, item, row))
+        if lang_check and candidates:
+            wrong = wrong_language([c[1] for c in candidates], lang)
+            if wrong is None:
+                lang_note = "skipped: curate.langid could not run"
+            else:
+                for k in sorted(wrong, reverse=True):
+                    i, item, row = candidates.pop(k)
+                    got, conf = wrong[k]
+                    reject("wrong_language", f"reads as {got!r} ({conf:.2f}), not {lang!r}", row, i,
+                           {"lang": got, "confidence": conf})
+        for i, item, row in candidates:
+            if len(rows) >= n:
+                break
+            toks = tokenize(item.instruction)
+            if similarity_fields:
+                scores = index.scores(item.instruction, toks)
+                best = int(np.argmax(scores)) if len(scores) else -1
+                if best >= 0 and scores[best] > threshold:
+                    reject("similar", f"ROUGE-L F {scores[best]:.3f} > {threshold} against "
+                                      f"{'a seed' if best < n_seeds else 'a kept task'}", row, i,
+                           {"most_similar": index.texts[best], "rouge_l": round(float(scores[best]), 4)})
+                    continue
+                top = top_k(scores, 10)
+                row["most_similar_instructions"] = {index.texts[j]: float(scores[j]) for j in top}
+                row["avg_similarity_score"] = float(scores.mean()) if len(scores) else 0.0
+            else:
+                j, f = index.most_similar_above(item.instruction, threshold, toks)
+                if j >= 0:
+                    reject("similar", f"ROUGE-L F {f:.3f} > {threshold} against "
+                                      f"{'a seed' if j < n_seeds else 'a kept task'}", row, i,
+                           {"most_similar": index.texts[j], "rouge_l": round(f, 4)})
+                    continue
+            index.add(item.instruction, toks)
+            rows.append(row)
+            if progress is not None:
+                progress(len(rows), n)
         t_filter += time.perf_counter() - t0
         if pending:
             break  # Batch API files written: the answers come back with --batch-in
@@ -375,6 +417,7 @@ def generate(tasks: list[Task], n: int, engine: Engine, lang: str = "ms", *, see
         "seed_tasks": len(tasks), "seed_pool": len(pool), "requests": next_i, "rounds": rounds,
         "pending_batch_requests": pending, "parsed_items": parsed, "dropped": dict(codes),
         "llm_failures": dict(failed), "threshold": threshold, "similarity_fields": similarity_fields,
+        "lang_check": lang_note,
         "filter_seconds": round(t_filter, 3),
         "rouge": {k: int(v) for k, v in index.stats.items()},
         "llm": engine.report(),

@@ -128,6 +128,10 @@ def test_generate_over_loopback(openai_server, model, tmp_path):  # noqa: F811
     assert any(q["evidence"]["rouge_l"] == 1.0 and q["evidence"]["most_similar"] in seeds for q in sim)
     report = json.loads((tmp_path / "gen" / "report.json").read_text())
     assert report["kept"] == 60 and report["dropped"]["truncated"] == len(truncated)
+    if report["lang_check"] == "on":
+        # malay_alpaca.json has Indonesian rows (e.g. "Tulis satu paragraf deskripsi tentang lagu favorit anda")
+        wrong = [q for q in quarantine if q["code"] == "wrong_language"]
+        assert wrong and all(q["evidence"]["lang"] != "ms" for q in wrong)
     assert report["llm"]["requests_sent"] == openai_server.count
     # the canonical rows for the next stages
     import polars as pl

@@ -33,14 +33,18 @@ from curate.progress import console
 @click.option("--no-similarity-fields", is_flag=True,
               help="Skip most_similar_instructions/avg_similarity_score (pruned similarity check only; "
                    "for very large runs).")
+@click.option("--no-lang-check", is_flag=True,
+              help="Keep tasks that curate.langid reads as another language (by default dropped: "
+                   "e.g. Indonesian when generating Malay).")
 @llm_options
 def generate(seeds_file, n, out_dir, lang, seed, prompt_file, threshold, temperature, max_tokens,
-             no_similarity_fields, **kwargs):
+             no_similarity_fields, no_lang_check, **kwargs):
     """Grow N new tasks from seed tasks with self-instruct, as Stanford Alpaca did, in any language.
 
     Each request shows 3 random seed tasks and asks for a list of 20; replies are parsed, the last
     item of a reply cut by length is dropped, and tasks are filtered (length, things a text model
-    can't do, "Write a program", punctuation, ROUGE-L > 0.7 against seeds and kept tasks).
+    can't do, "Write a program", punctuation, wrong language, ROUGE-L > 0.7 against seeds and
+    kept tasks).
     Replies are cached: re-running the same command sends nothing. Without an endpoint the
     requests are written as Batch API input; re-run with --batch-in RESULTS.jsonl.
 
@@ -59,7 +63,8 @@ def generate(seeds_file, n, out_dir, lang, seed, prompt_file, threshold, tempera
     engine = Engine(cfg, description="generate")
     result = run_generate(tasks, n, engine, lang=lang, seed=seed, threshold=threshold, prompt=prompt,
                           params={"temperature": temperature, "max_tokens": max_tokens},
-                          similarity_fields=not no_similarity_fields, source=str(seeds_file))
+                          similarity_fields=not no_similarity_fields, lang_check=not no_lang_check,
+                          source=str(seeds_file))
     paths = write_outputs(result, out_dir, lang, str(seeds_file))
     rep = result.report
     console.print(f"kept {rep['kept']:,} of {rep['requested']:,} requested from {rep['requests']:,} requests "
