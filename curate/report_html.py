@@ -412,7 +412,7 @@ def hbar_chart(chart_id: str, rows: list[tuple[str, dict[str, float]]], series: 
             out.append(f'<rect x="{x:.2f}" y="{y}" width="{max(w, 0.8):.2f}" height="{bar}" fill="{color}" '
                        f'class="seg" data-series="{_e(name)}"><title>{_e(label)} · {_e(name)}: '
                        f'{_fmt(v)}{share}</title></rect>')
-            if w > 34 and (percent or len(series) > 1):
+            if w > 34 and (percent or len(series) > 1) and (percent or v != total):
                 txt = f"{v / total:.0%}" if percent else _fmt(v) if len(_fmt(v)) * 6.5 + 8 < w else _short(v)
                 out.append(f'<text x="{x + w / 2:.1f}" y="{y + bar * 0.7:.1f}" class="in" '
                            f'text-anchor="middle">{txt}</text>')
