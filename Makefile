@@ -45,6 +45,28 @@ translate: install
 	$(CURATE) translate $(if $(wildcard $(CLEANED)),$(CLEANED),$(NORMALIZED)) -o $(TRANSLATED) --to $(TO) \
 	    $(if $(BASE_URL),--base-url $(BASE_URL)) $(if $(MODEL),--model $(MODEL))
 
+# push / pull: human review in Argilla. Needs ARGILLA_API_URL and ARGILLA_API_KEY (owner/admin key).
+# push reads the last stage that exists (override: make push PUSH_FROM=datasets/clean DATASET=review-ms).
+DATASET   ?= curate-review
+WORKSPACE ?=
+LABELLED  ?= datasets/labelled
+PUSH_FROM ?= $(firstword $(wildcard $(REFLECTED) $(TRANSLATED) $(CLEANED)) $(NORMALIZED))
+.PHONY: push pull argilla-env
+argilla-env:
+	@if [ -z "$$ARGILLA_API_URL" ] || [ -z "$$ARGILLA_API_KEY" ]; then \
+	  echo "push/pull need an Argilla server. Set, for example:"; \
+	  echo "  export ARGILLA_API_URL=http://localhost:6900   # your Argilla server"; \
+	  echo "  export ARGILLA_API_KEY=...                     # Argilla UI -> My settings -> API key"; \
+	  echo "then: make push DATASET=$(DATASET)   (annotate in the UI)   make pull DATASET=$(DATASET)"; \
+	  exit 1; fi
+
+push: argilla-env install
+	$(CURATE) push $(PUSH_FROM) --dataset $(DATASET) $(if $(WORKSPACE),--workspace $(WORKSPACE))
+
+pull: argilla-env install
+	$(CURATE) pull --dataset $(DATASET) -o $(LABELLED) $(if $(WORKSPACE),--workspace $(WORKSPACE))
+	@echo "next: make export EXPORT_FROM=$(LABELLED)   (RM pairs and PPO prompts from the answers)"
+
 demo: ingest info export
 	@echo
 	@echo "Demo done. Outputs:"

@@ -7,6 +7,7 @@ scrubbed from any error text that passes through here.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import warnings
 from typing import Iterator
@@ -82,6 +83,10 @@ def argilla_errors(api_url: str, api_key: str | None = None, doing: str = "talki
             f"HTTP error while {doing} at {api_url}: {type(exc).__name__}: {_scrub(str(exc), api_key)}") from None
     except ArgillaError as exc:
         raise ArgillaConnectionError(f"Argilla error while {doing}: {_scrub(str(exc), api_key)}") from None
+    except json.JSONDecodeError as exc:   # something else answers at that URL
+        raise ArgillaConnectionError(
+            f"{api_url} answered with something that is not Argilla's JSON while {doing} "
+            f"({type(exc).__name__}). Is this the Argilla server's base URL? {_settings_hint()}.") from None
 
 
 def resolve(api_url: str | None = None, api_key: str | None = None) -> tuple[str, str]:
@@ -102,6 +107,12 @@ def connect(api_url: str | None = None, api_key: str | None = None, timeout: int
     import argilla as rg
     url, key = resolve(api_url, api_key)
     with argilla_errors(url, key, "connecting"):
+        # one plain request first: the SDK retries a refused connection with backoff for ~15 s
+        status = httpx.get(f"{url}/api/v1/status", timeout=10)
+        if status.status_code != 200 or "json" not in status.headers.get("content-type", ""):
+            raise ArgillaConnectionError(
+                f"{url} does not answer like an Argilla server (HTTP {status.status_code} on /api/v1/status). "
+                f"Is this the server's base URL? {_settings_hint()}.")
         client = rg.Argilla(api_url=url, api_key=key, timeout=timeout)
         client.me  # noqa: B018 - validates the key
     return client

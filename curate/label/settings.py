@@ -27,6 +27,7 @@ import argilla as rg
 import orjson
 
 from curate import schemas
+from curate.errors import UserError
 
 TASKS = ("review", "ranking", "reflect")
 ROW_KEY = "curate_row"          # extra metadata holding the whole row as JSON
@@ -232,7 +233,7 @@ def task_of_dataset(dataset: rg.Dataset) -> tuple[str, str]:
         return "reflect", "reflect"
     if "quality" in questions:
         return "review", "chat" if "conversation" in fields else "sft"
-    raise ValueError(f"dataset {dataset.name!r} was not made by curate push (questions: {sorted(questions)})")
+    raise UserError(f"dataset {dataset.name!r} was not made by curate push (its questions: {sorted(questions)}).")
 
 
 def ranking_width(dataset: rg.Dataset) -> int:
