@@ -397,6 +397,9 @@ def add_task(path: str | Path, instruction: str, output: str, input: str = "", n
     if any(x.code in ("json", "schema") for x in before.findings):
         raise UserError(f"{path} has broken lines; fix them first (curate seeds validate {path}).")
     tasks = before.tasks
+    if name and name in {t.name for t in tasks}:
+        other = next(t for t in tasks if t.name == name)
+        raise UserError(f"not added: the name {name!r} is already used by {other.id} (line {other.line}); choose another")
     name = name or slug(instruction)
     if name in {t.name for t in tasks}:
         base, k = name, 2
@@ -618,7 +621,7 @@ def stats(path: str | Path) -> dict[str, Any]:
     tasks = f.tasks
     ins = [len(tokenize(t.instruction)) for t in tasks]
     verbs = Counter(tokenize(t.instruction)[0] for t in tasks if tokenize(t.instruction))
-    found = detect_languages([t.text for t in tasks]) if tasks else []
+    found = detect_languages([_lang_text(t) for t in tasks]) if tasks else []
     return {
         "file": str(path),
         "tasks": len(tasks),

@@ -142,6 +142,8 @@ def test_add_refuses_a_near_duplicate_and_leaves_the_file(tmp_path):
         S.add_task(f, "Tulis satu jenaka knock knock tentang pisang.", "Tok tok. Siapa tu? Pisang.")
     with pytest.raises(UserError, match="noinput_marker"):
         S.add_task(f, "Namakan ibu negeri Sabah dan Sarawak.", "Kota Kinabalu dan Kuching.", input="Tiada input")
+    with pytest.raises(UserError, match="already used by seed_task_0"):
+        S.add_task(f, "Namakan ibu negeri Sabah dan Sarawak.", "Kota Kinabalu dan Kuching.", name="cadangan_sarapan")
     assert f.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
