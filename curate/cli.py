@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "localize": "curate.commands.translate:localize",
     "push": "curate.commands.label:push",
     "pull": "curate.commands.label:pull",
+    "reflect": "curate.commands.reflect:reflect",
 }
 
 
