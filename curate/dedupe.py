@@ -48,18 +48,20 @@ is stable within a version; the shingles themselves do not depend on it).
 
 from __future__ import annotations
 
+import functools
 import math
+import time
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 SHINGLE = 5              # shingle width in bytes of normalized UTF-8 text
-DEFAULT_PERM = 128       # MinHash bins (one-permutation hashing)
-_CHUNK_ROWS = 32_768     # representatives hashed per chunk (bounds memory)
-_WIN_BLOCK = 1 << 20     # windows per numpy block (cache-sized)
+DEFAULT_PERM = 256       # MinHash bins (one-permutation hashing)
+_EST_BINS = 128          # bins kept (8 bits each) to estimate the Jaccard of candidates
+_CHUNK_ROWS = 4_096      # representatives hashed per chunk (bounds memory)
 _CLIQUE = 32             # buckets up to this size give all pairs; bigger ones star + chain
-_VERIFY_BATCH = 20_000   # candidate pairs verified per polars join
+_VERIFY_WINDOWS = 4_000_000  # shingles sorted per verification batch
 _SENT = np.uint32(0xFFFFFFFF)
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
@@ -88,7 +90,7 @@ def normalize(text: pl.Expr | str) -> pl.Expr:
 
 # --------------------------------------------------------------------------- LSH parameters
 
-def lsh_params(threshold: float, num_perm: int, target: float = 0.999) -> tuple[int, int]:
+def lsh_params(threshold: float, num_perm: int, target: float = 0.995) -> tuple[int, int]:
     """(bands, rows per band): the longest band whose collision probability at ``threshold`` is
     still >= ``target``."""
     best = (num_perm, 1)
@@ -121,24 +123,23 @@ def _buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return data, offsets - start
 
 
-def _windows(data: np.ndarray, offsets: np.ndarray):
-    """Yield (row_local int64, shingle uint64) blocks for every full window inside each text."""
-    n = len(offsets) - 1
-    lens = np.diff(offsets)
-    nwin = np.maximum(lens - SHINGLE + 1, 0)  # texts are padded to >= SHINGLE bytes by the caller
+def _windows(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(shingle uint64 at every byte position, bool: the window lies inside its text).
+
+    Texts are padded to >= SHINGLE bytes by the caller, so the invalid windows are exactly the
+    last SHINGLE - 1 positions of each text."""
     total = int(offsets[-1])
-    if total == 0:
-        return
-    row_of_byte = np.repeat(np.arange(n, dtype=np.int64), lens)
-    win_end = offsets[:-1] + nwin  # first invalid start position of each row
-    for s in range(0, total, _WIN_BLOCK):
-        e = min(total, s + _WIN_BLOCK)
-        v = np.ndarray(shape=(e - s,), dtype="<u8", buffer=data, offset=s, strides=(1,)) & _MASK
-        rows = row_of_byte[s:e]
-        valid = np.arange(s, e, dtype=np.int64) < win_end[rows]
-        if not valid.all():
-            v, rows = v[valid], rows[valid]
-        yield rows, v
+    v = np.ndarray(shape=(total,), dtype="<u8", buffer=data, offset=0, strides=(1,)) & _MASK
+    valid = np.ones(total, dtype=bool)
+    if total:
+        valid[(offsets[1:, None] - np.arange(1, SHINGLE, dtype=np.int64)).ravel()] = False
+    return v, valid
+
+
+def _row_ids(offsets: np.ndarray, shift: int = 0) -> np.ndarray:
+    """Row index (shifted left by ``shift``) of every byte."""
+    n = len(offsets) - 1
+    return np.repeat(np.arange(n, dtype=np.int64) << shift, np.diff(offsets))
 
 
 def _mix(v: np.ndarray, seed: int) -> np.ndarray:
@@ -161,113 +162,159 @@ def _signatures(texts: pl.Series, num_perm: int, seed: int) -> np.ndarray:
     bits = int(math.log2(num_perm))
     sig = np.full(n * num_perm, _SENT, dtype=np.uint32)
     data, offsets = _buffers(_prepare(texts))
-    shift_bin = np.uint64(64 - bits)
-    for rows, v in _windows(data, offsets):
-        h = _mix(v, seed)
-        key = (h >> shift_bin).astype(np.int64)
-        key += rows * num_perm
-        val = np.minimum((h & np.uint64(0xFFFFFFFF)).astype(np.uint32), _SENT - np.uint32(1))
-        np.minimum.at(sig, key, val)
+    v, valid = _windows(data, offsets)
+    h = _mix(v, seed)
+    del v
+    key = (h >> np.uint64(64 - bits)).astype(np.int64)
+    key += _row_ids(offsets, bits)
+    val = h.astype(np.uint32)
+    del h
+    np.minimum(val, _SENT - np.uint32(1), out=val)
+    val[~valid] = _SENT  # windows running into the next text change nothing
+    np.minimum.at(sig, key, val)
+    del key, val
     sig = sig.reshape(n, num_perm)
-    empty = sig == _SENT
-    if empty.any():
-        k = num_perm
-        ne = ~np.concatenate([empty, empty], axis=1)
-        pos = np.where(ne, np.arange(2 * k, dtype=np.int32), np.int32(2 * k))
-        nxt = np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1][:, :k]
-        dist = (nxt - np.arange(k, dtype=np.int32)).astype(np.uint32)
-        filled = np.take_along_axis(sig, nxt % k, axis=1) + dist * np.uint32(0x9E3779B1)
-        sig = np.where(empty, filled, sig)
+    # Densification (Shrivastava 2017, "optimal densification"): an empty bin j takes the value of
+    # bin g(j, 1), g(j, 2), ... (a fixed pseudo-random probe sequence, the same for every row),
+    # the first non-empty one. Two rows agree on a densified bin with probability = Jaccard, and,
+    # unlike copying the next bin to the right, neighbouring empty bins are not copies of one
+    # another, so the bins of a band stay nearly independent even for short texts.
+    flat = sig.ravel()
+    holes = np.flatnonzero(flat == _SENT)
+    if len(holes):
+        col = holes & (num_perm - 1)
+        base = holes - col
+        fill = np.empty(len(holes), dtype=np.uint32)
+        todo = np.arange(len(holes))
+        attempt = 0
+        while len(todo):
+            vals = flat[base[todo] + _probe(num_perm, attempt, seed)[col[todo]]]
+            ok = vals != _SENT
+            fill[todo[ok]] = vals[ok]
+            todo = todo[~ok]
+            attempt += 1
+        flat[holes] = fill
     return sig
+
+
+@functools.lru_cache(maxsize=1024)
+def _probe(num_perm: int, attempt: int, seed: int) -> np.ndarray:
+    """Bin probed by every bin at this attempt (the same for every row)."""
+    bins = np.arange(num_perm, dtype=np.uint64)
+    h = _mix(bins * np.uint64(0x100000001B3) + np.uint64(attempt + 1), seed + 1)
+    return (h & np.uint64(num_perm - 1)).astype(np.int64)
 
 
 def _band_keys(sig: np.ndarray, bands: int, r: int, seed: int) -> np.ndarray:
     n = sig.shape[0]
-    out = np.empty((n, bands), dtype=np.uint64)
+    out = np.empty((n, bands), dtype=np.uint32)
     for j in range(bands):
         h = np.full(n, (seed * 0x9E3779B97F4A7C15 + j * 0xD6E8FEB86659FD93) & 0xFFFFFFFFFFFFFFFF,
                     dtype=np.uint64)
-        for c in range(j * r, (j + 1) * r):
+        for c in range(j, bands * r, bands):  # bins j, j+b, j+2b...: no two neighbours in a band
             h ^= sig[:, c].astype(np.uint64)
             h *= _M1
             h ^= h >> np.uint64(32)
-        out[:, j] = h
+        out[:, j] = h >> np.uint64(32)
     return out
-
-
-def _shingle_table(texts: pl.Series) -> pl.DataFrame:
-    """Unique (row, shingle) pairs of a series of normalized texts."""
-    data, offsets = _buffers(_prepare(texts))
-    parts = [pl.DataFrame({"r": rows.astype(np.uint32), "s": v}) for rows, v in _windows(data, offsets)]
-    if not parts:
-        return pl.DataFrame(schema={"r": pl.UInt32, "s": pl.UInt64})
-    return pl.concat(parts).unique()
 
 
 # --------------------------------------------------------------------------- candidates & verification
 
 def _candidates(bandkeys: np.ndarray) -> pl.DataFrame:
-    """Candidate pairs (a < b, local indices) of rows sharing a band key."""
+    """Candidate pairs (a < b, local indices) of rows sharing a band key, band by band.
+
+    Buckets of up to ``_CLIQUE`` rows give all their pairs; a bigger bucket (many rows sharing a
+    template, say) gives each member paired with the bucket's first row and with its predecessor,
+    enough to connect a cluster without a quadratic blow-up. A 32-bit key collision between two
+    unrelated rows only adds a candidate, which the checks below throw away."""
     n, bands = bandkeys.shape
-    bk = pl.DataFrame({
-        "r": np.repeat(np.arange(n, dtype=np.uint32), bands),
-        "k": bandkeys.ravel(),
-    })
-    buckets = (
-        bk.filter(pl.col("k").is_duplicated())
-        .group_by("k").agg(pl.col("r").sort())
-        .with_columns(pl.col("r").list.len().alias("size"))
-        .filter(pl.col("size") > 1)
-    )
-    if buckets.height == 0:
-        return pl.DataFrame(schema={"a": pl.UInt32, "b": pl.UInt32})
-    buckets = buckets.with_row_index("g")
-    small = buckets.filter(pl.col("size") <= _CLIQUE).select("g", "r").explode("r")
-    pairs = [
-        small.join(small, on="g", suffix="_b").filter(pl.col("r") < pl.col("r_b"))
-        .select(pl.col("r").alias("a"), pl.col("r_b").alias("b"))
-    ]
-    big = buckets.filter(pl.col("size") > _CLIQUE)
-    if big.height:
-        m = big.select("g", "r").explode("r")
-        m = m.with_columns(
-            pl.col("r").first().over("g").alias("first"),
-            pl.col("r").shift(1).over("g").alias("prev"),
+    rows = pl.Series("r", np.arange(n, dtype=np.uint32))
+    pairs: list[pl.DataFrame] = []
+    for j in range(bands):
+        bk = pl.DataFrame([rows, pl.Series("k", bandkeys[:, j])])
+        buckets = (
+            bk.filter(pl.col("k").is_duplicated())
+            .group_by("k").agg(pl.col("r").sort())
+            .with_columns(pl.col("r").list.len().alias("size"))
         )
-        pairs.append(m.filter(pl.col("r") != pl.col("first")).select(pl.col("first").alias("a"), pl.col("r").alias("b")))
-        pairs.append(m.filter(pl.col("prev").is_not_null() & (pl.col("prev") != pl.col("first")))
-                     .select(pl.col("prev").alias("a"), pl.col("r").alias("b")))
-    return pl.concat(pairs).unique()
+        if buckets.height == 0:
+            continue
+        buckets = buckets.with_row_index("g")
+        small = buckets.filter(pl.col("size") <= _CLIQUE).select("g", "r").explode("r")
+        pairs.append(small.join(small, on="g", suffix="_b").filter(pl.col("r") < pl.col("r_b"))
+                     .select(pl.col("r").alias("a"), pl.col("r_b").alias("b")))
+        big = buckets.filter(pl.col("size") > _CLIQUE)
+        if big.height:
+            m = big.select("g", "r").explode("r").with_columns(
+                pl.col("r").first().over("g").alias("first"),
+                pl.col("r").shift(1).over("g").alias("prev"),
+            )
+            pairs.append(m.filter(pl.col("r") != pl.col("first"))
+                         .select(pl.col("first").alias("a"), pl.col("r").alias("b")))
+            pairs.append(m.filter(pl.col("prev").is_not_null() & (pl.col("prev") != pl.col("first")))
+                         .select(pl.col("prev").alias("a"), pl.col("r").alias("b")))
+        if len(pairs) > 8:
+            pairs = [pl.concat(pairs).unique()]
+    if not pairs:
+        return pl.DataFrame(schema={"a": pl.UInt32, "b": pl.UInt32})
+    return pl.concat(pairs).unique().sort("a", "b")
 
 
 def _jaccard(pairs: pl.DataFrame, texts: pl.Series) -> pl.DataFrame:
-    """Exact shingle Jaccard of pairs (a, b) of indices into ``texts``; adds column ``j``."""
+    """Exact Jaccard of the shingle sets of pairs (a, b) of indices into ``texts``; adds ``j``.
+
+    Per batch of pairs: the windows of A (tagged side 0) and B (side 1) of every pair are keyed
+    ``pair << 41 | shingle << 1 | side`` and sorted once; a run of equal ``(pair, shingle)`` is one
+    distinct shingle, in A if its first key has side 0, in B if its last has side 1."""
     if pairs.height == 0:
         return pairs.with_columns(pl.lit(None, dtype=pl.Float64).alias("j"))
-    out = []
-    for start in range(0, pairs.height, _VERIFY_BATCH):
-        batch = pairs.slice(start, _VERIFY_BATCH)
-        ids = pl.concat([batch["a"], batch["b"]]).unique().sort()
-        local = pl.DataFrame({"orig": ids, "loc": np.arange(len(ids), dtype=np.uint32)})
-        table = _shingle_table(texts.gather(ids))  # r = local index
-        sizes = table.group_by("r").len().rename({"len": "n"})
-        table = table.join(local, left_on="r", right_on="loc").select(pl.col("orig").alias("r"), "s")
-        sizes = sizes.join(local, left_on="r", right_on="loc").select(pl.col("orig").alias("r"), "n")
-        inter = (
-            batch.join(table, left_on="a", right_on="r")
-            .join(table, left_on=["b", "s"], right_on=["r", "s"], how="semi")
-            .group_by("a", "b").len().rename({"len": "i"})
-        )
-        res = (
-            batch.join(inter, on=["a", "b"], how="left")
-            .join(sizes.rename({"r": "a", "n": "na"}), on="a", how="left")
-            .join(sizes.rename({"r": "b", "n": "nb"}), on="b", how="left")
-            .with_columns(pl.col("i").fill_null(0))
-            .with_columns((pl.col("i") / (pl.col("na") + pl.col("nb") - pl.col("i"))).alias("j"))
-            .select("a", "b", "j")
-        )
-        out.append(res)
-    return pl.concat(out)
+    a_all, b_all = pairs["a"].to_numpy(), pairs["b"].to_numpy()
+    lens = texts.str.len_bytes().to_numpy().astype(np.int64)
+    wins = np.maximum(lens, SHINGLE) - SHINGLE + 1
+    cost = np.cumsum(wins[a_all] + wins[b_all])
+    out = np.empty(len(a_all), dtype=np.float64)
+    start = 0
+    while start < len(a_all):
+        stop = int(np.searchsorted(cost, (cost[start - 1] if start else 0) + _VERIFY_WINDOWS, "right"))
+        stop = max(stop, start + 1)
+        out[start:stop] = _jaccard_batch(a_all[start:stop], b_all[start:stop], texts)
+        start = stop
+    return pairs.with_columns(pl.Series("j", out))
+
+
+def _jaccard_batch(a: np.ndarray, b: np.ndarray, texts: pl.Series) -> np.ndarray:
+    ids, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+    la, lb = inv[: len(a)], inv[len(a):]
+    data, offsets = _buffers(_prepare(texts.gather(ids)))
+    v, valid = _windows(data, offsets)
+    starts = offsets[:-1]
+    nwin = np.diff(offsets) - (SHINGLE - 1)  # valid windows are the first nwin of each text
+    p = len(a)
+    keys = []
+    for side, loc in ((0, la), (1, lb)):
+        cnt = nwin[loc]
+        pair = np.repeat(np.arange(p, dtype=np.uint64), cnt)
+        pos = np.arange(int(cnt.sum()), dtype=np.int64) + np.repeat(starts[loc] - (np.cumsum(cnt) - cnt), cnt)
+        keys.append((pair << np.uint64(41)) | (v[pos] << np.uint64(1)) | np.uint64(side))
+    del v, valid
+    k = np.concatenate(keys)
+    del keys
+    k.sort()
+    body = k >> np.uint64(1)
+    first = np.empty(len(k), dtype=bool)
+    first[0] = True
+    np.not_equal(body[1:], body[:-1], out=first[1:])
+    last = np.empty(len(k), dtype=bool)
+    last[-1] = True
+    last[:-1] = first[1:]
+    pf = (k[first] >> np.uint64(41)).astype(np.int64)
+    in_a = (k[first] & np.uint64(1)) == 0
+    in_b = (k[last] & np.uint64(1)) == 1
+    size_a = np.bincount(pf, weights=in_a, minlength=p)
+    size_b = np.bincount(pf, weights=in_b, minlength=p)
+    inter = np.bincount(pf, weights=in_a & in_b, minlength=p)
+    return inter / (size_a + size_b - inter)
 
 
 def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -303,32 +350,43 @@ def near_pairs(texts: pl.Series, *, threshold: float = 0.8, num_perm: int = DEFA
     if num_perm < 8 or num_perm & (num_perm - 1):
         raise ValueError(f"num_perm must be a power of two >= 8, got {num_perm}")
     bands, r = lsh_params(threshold, num_perm)
-    keys = np.empty((n, bands), dtype=np.uint64)
-    small = np.empty((n, num_perm), dtype=np.uint8)  # low byte of each bin, for the estimate
+    clock = [(time.perf_counter(), time.process_time())]
+
+    def lap(name: str) -> None:  # wall and CPU seconds of each step, for the bench
+        clock.append((time.perf_counter(), time.process_time()))
+        if stats is not None:
+            stats[f"s_{name}"] = (round(clock[-1][0] - clock[-2][0], 3), round(clock[-1][1] - clock[-2][1], 3))
+    keys = np.empty((n, bands), dtype=np.uint32)
+    est_bins = min(num_perm, _EST_BINS)
+    small = np.empty((n, est_bins), dtype=np.uint8)  # low byte of some bins, for the estimate
     for s in range(0, n, _CHUNK_ROWS):
         e = min(n, s + _CHUNK_ROWS)
         sig = _signatures(texts.slice(s, e - s), num_perm, seed)
         keys[s:e] = _band_keys(sig, bands, r, seed)
-        small[s:e] = sig.astype(np.uint8)
+        small[s:e] = sig[:, :est_bins].astype(np.uint8)
         del sig
+    lap("signatures")
     cand = _candidates(keys)
     del keys
+    lap("candidates")
     # Cheap filter before the exact check: the share of equal signature bins estimates the
     # Jaccard (an 8-bit bin collides by chance 1/256 of the time, a tiny upward bias). A pair is
     # dropped only when its estimate is more than 4.5 standard errors below the threshold; the
-    # error is that of min(num_perm, shingles of the shorter text) independent bins.
+    # error is that of min(est_bins, shingles of the shorter text) independent bins.
     nshingles = np.maximum(texts.str.len_bytes().to_numpy().astype(np.int64) - SHINGLE + 1, 1)
     a, b = cand["a"].to_numpy(), cand["b"].to_numpy()
     keep = np.zeros(len(a), dtype=bool)
     for s in range(0, len(a), 65_536):
         aa, bb = a[s:s + 65_536], b[s:s + 65_536]
         est = (small[aa] == small[bb]).mean(axis=1)
-        k_eff = np.minimum(num_perm, np.minimum(nshingles[aa], nshingles[bb]))
+        k_eff = np.minimum(est_bins, np.minimum(nshingles[aa], nshingles[bb]))
         margin = 4.5 * np.sqrt(threshold * (1 - threshold) / k_eff) + 0.02
         keep[s:s + 65_536] = est >= threshold - margin
     del small
+    lap("prefilter")
     verified = _jaccard(cand.filter(pl.Series(keep)), texts)
     edges = verified.filter(pl.col("j") >= threshold).sort("a", "b")
+    lap("verify")
     if stats is not None:
         stats.update(bands=bands, rows_per_band=r, candidates=cand.height,
                      verified=int(keep.sum()), edges=edges.height)

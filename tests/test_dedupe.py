@@ -241,6 +241,6 @@ def test_clusters_report_lists_biggest_clusters_first(sft):
 
 def test_lsh_parameters_keep_recall_at_the_threshold():
     for t in (0.5, 0.7, 0.8, 0.9, 0.95):
-        bands, r = dedupe.lsh_params(t, 128)
-        assert bands * r <= 128
-        assert 1 - (1 - t ** r) ** bands >= 0.999
+        bands, r = dedupe.lsh_params(t, dedupe.DEFAULT_PERM)
+        assert bands * r <= dedupe.DEFAULT_PERM
+        assert 1 - (1 - t ** r) ** bands >= 0.995
