@@ -351,7 +351,8 @@ def generate(tasks: list[Task], n: int, engine: Engine, lang: str = "ms", *, see
                     pending += 1
                 else:
                     failed[res.code] += 1
-                    reject(f"llm_{res.code}", res.error or res.code, {"reply": res.text or ""}, i)
+                    if res.code != "budget":  # not sent at all: nothing to quarantine
+                        reject(f"llm_{res.code}", res.error or res.code, {"reply": res.text or ""}, i)
                 continue
             ok += 1
             items, rejects = parse_reply(res.value, first, lang, res.finish_reason)
@@ -404,6 +405,8 @@ def generate(tasks: list[Task], n: int, engine: Engine, lang: str = "ms", *, see
         t_filter += time.perf_counter() - t0
         if pending:
             break  # Batch API files written: the answers come back with --batch-in
+        if failed.get("budget"):
+            break  # --max-requests spent: a re-run continues from the cache
         new = len(rows) - kept_before
         if ok == 0 or new == 0:
             if ok == 0 and failed:

@@ -146,6 +146,27 @@ def test_generate_over_loopback(openai_server, model, tmp_path):  # noqa: F811
     assert (tmp_path / "gen2" / "generated.json").read_bytes() == (tmp_path / "gen" / "generated.json").read_bytes()
 
 
+def test_budget_stop_then_resume_from_cache(openai_server, model, tmp_path):  # noqa: F811
+    res = _run(openai_server, tmp_path / "gen", tmp_path, "--max-requests", "4")
+    assert res.exit_code == 1 and "request budget" in res.output
+    assert openai_server.count == 4
+    partial = json.loads((tmp_path / "gen" / "generated.json").read_text())
+    assert 0 < len(partial) < 60
+    res = _run(openai_server, tmp_path / "gen", tmp_path)
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "gen" / "generated.json").read_text())
+    assert len(rows) == 60 and rows[:len(partial)] == partial
+    # an uninterrupted run of the same command sends the same requests: none was asked twice
+    bodies = [json.dumps(r, sort_keys=True) for r in openai_server.requests]
+    assert len(set(bodies)) == len(bodies)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    res = _run(openai_server, tmp_path / "gen3", fresh)
+    assert res.exit_code == 0
+    assert (tmp_path / "gen3" / "generated.json").read_bytes() == (tmp_path / "gen" / "generated.json").read_bytes()
+    assert openai_server.count == 2 * len(bodies)
+
+
 def test_pruned_mode_keeps_the_same_tasks(openai_server, model, tmp_path):  # noqa: F811
     assert _run(openai_server, tmp_path / "full", tmp_path, n=40).exit_code == 0
     res = _run(openai_server, tmp_path / "fast", tmp_path, "--no-similarity-fields", n=40)

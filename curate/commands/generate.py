@@ -72,6 +72,9 @@ def generate(seeds_file, n, out_dir, lang, seed, prompt_file, threshold, tempera
     console.print(f"wrote {paths['alpaca']} and {paths['sft']} ({paths['quarantine'].name}, {paths['report'].name})")
     if result.pending:
         console.print(engine.batch_notice("generate"))
+    elif rep["kept"] < n and rep["llm_failures"].get("budget"):
+        raise UserError(f"stopped at the request budget (--max-requests) with {rep['kept']} of {n} tasks; run the "
+                        "same command again to continue: answered requests come from the cache")
     elif rep["kept"] < n:
         raise UserError(f"only {rep['kept']} of {n} tasks kept: the model stopped giving new tasks "
                         f"(see {paths['quarantine']}); re-run with another --seed to continue")
