@@ -407,3 +407,34 @@ class socket_closed_port:
 
     def __exit__(self, *exc) -> None:
         return None
+
+
+# --------------------------------------------------------------------------- with the real clean stage
+
+def test_clean_flags_become_suggestions_and_filters(owner, fixtures):
+    from curate.clean.config import CleanConfig
+    from curate.clean.engine import clean
+    from curate.clean.registry import RULES
+
+    frames = ingest([fixtures / "malay_alpaca_anomalies.json", fixtures / "malay_alpaca.json"], detect_lang=False).frames
+    cleaned = clean(frames, CleanConfig(actions={r.code: "flag" for r in RULES if "flag" in r.actions})).frames["sft"]
+    codes = [flag_codes(schemas.meta_of(m)) for m in cleaned["meta"]]
+    flagged = [i for i, c in enumerate(codes) if c]
+    assert flagged, "the clean stage flagged nothing on the anomalies fixture"
+    sample = cleaned[sorted(flagged[:30] + [i for i, c in enumerate(codes) if not c][:10])]
+
+    summary = push({"sft": sample}, "clean-flags", owner, workspace="label-clean")
+    assert "flags_not_offered" not in summary["datasets"][0]       # every rule code is a label
+    ds = _dataset(owner, "clean-flags", "label-clean")
+    questions = {str(q.id): q.name for q in ds.settings.questions}
+    raw = _raw_records(owner, ds.id)
+    for row in sample.to_dicts():
+        want = flag_codes(schemas.meta_of(row["meta"]))
+        got = [s["value"] for s in raw[row["id"]]["suggestions"] if questions[s["question_id"]] == "flags"]
+        assert (sorted(got[0]) if got else []) == want
+        assert sorted(raw[row["id"]]["metadata"].get("rule_flags", [])) == want
+    code = max({c for r in sample["meta"] for c in flag_codes(schemas.meta_of(r))},
+               key=lambda c: sum(c in flag_codes(schemas.meta_of(m)) for m in sample["meta"]))
+    hits = ds.records(query=rg.Query(filter=rg.Filter(("metadata.rule_flags", "in", [code]))))
+    want_ids = {r["id"] for r in sample.to_dicts() if code in flag_codes(schemas.meta_of(r["meta"]))}
+    assert {r.id for r in hits} == want_ids
