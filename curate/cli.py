@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "push": "curate.commands.label:push",
     "pull": "curate.commands.label:pull",
     "reflect": "curate.commands.reflect:reflect",
+    "judge": "curate.commands.judge:judge",
 }
 
 
