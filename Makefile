@@ -45,6 +45,19 @@ translate: install
 	$(CURATE) translate $(if $(wildcard $(CLEANED)),$(CLEANED),$(NORMALIZED)) -o $(TRANSLATED) --to $(TO) \
 	    $(if $(BASE_URL),--base-url $(BASE_URL)) $(if $(MODEL),--model $(MODEL))
 
+# reflect: chats from the translate stage (else clean, else normalized) rewritten in hindsight -> SFT + RM rows.
+# judge: pairwise win rate of the reflected answers over the originals (JUDGED dir, report.json).
+JUDGED   ?= datasets/judged
+REFLECT_FROM = $(firstword $(wildcard $(TRANSLATED) $(CLEANED)) $(NORMALIZED))
+.PHONY: reflect judge
+reflect: install
+	$(CURATE) reflect $(REFLECT_FROM) -o $(REFLECTED) \
+	    $(if $(BASE_URL),--base-url $(BASE_URL)) $(if $(MODEL),--model $(MODEL))
+
+judge: install
+	$(CURATE) judge $(REFLECTED) -o $(JUDGED) --pairwise \
+	    $(if $(BASE_URL),--base-url $(BASE_URL)) $(if $(MODEL),--model $(MODEL))
+
 # push / pull: human review in Argilla. Needs ARGILLA_API_URL and ARGILLA_API_KEY (owner/admin key).
 # push reads the last stage that exists (override: make push PUSH_FROM=datasets/clean DATASET=review-ms).
 DATASET   ?= curate-review
