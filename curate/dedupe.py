@@ -27,23 +27,27 @@ Algorithm
      comparable (a word 3-gram set of a 10-word prompt loses a third of its shingles per edit)
      and tolerate word swaps, typos and Malay affix variants;
    * **one-permutation MinHash** (Li, Owen & Zhang 2012): each shingle is hashed once
-     (xor-shift-multiply mixer); the top bits choose one of ``num_perm`` bins and the row's
-     signature keeps the minimum of the other bits per bin (``np.minimum.at``); empty bins are
-     filled by rotation densification (Shrivastava & Li 2014). Cost is O(shingles), not
+     (xor-shift-multiply mixer); the top bits choose one of ``num_perm`` (256) bins and the row's
+     signature keeps the minimum of the low 32 bits per bin (``np.minimum.at``). Empty bins are
+     filled by optimal densification (Shrivastava 2017: a fixed pseudo-random probe sequence per
+     bin), so densified bins are not copies of their neighbours. Cost is O(shingles), not
      O(shingles x permutations);
-   * **LSH banding**: ``b`` bands of ``r`` bins, ``r`` the largest value whose collision
-     probability at the threshold, ``1 - (1 - t**r)**b``, is still >= 0.999 (0.8 and 64 bins give
-     16 bands of 4). Rows sharing a band key are candidates (all pairs in buckets of up to
-     ``_CLIQUE`` rows, star + chain in bigger ones);
-   * **verification**: the exact Jaccard of the shingle sets of every candidate pair (polars
-     join); only pairs with Jaccard >= threshold become edges;
+   * **LSH banding**: ``b`` bands of ``r`` bins (bins ``j, j+b, j+2b, ...``), ``r`` the largest
+     value whose collision probability at the threshold, ``1 - (1 - t**r)**b``, is >= 0.995
+     (threshold 0.8 and 256 bins give 32 bands of 8: a pair at Jaccard 0.8 becomes a candidate
+     with probability 0.997, at 0.85 0.99996, at 0.3 0.002). Rows sharing a band key are
+     candidates (all pairs in buckets of up to ``_CLIQUE`` rows, star + chain in bigger ones);
+   * **prefilter**: the share of equal bins in 128 bins (8 bits each) estimates each candidate's
+     Jaccard; pairs more than 4.5 standard errors below the threshold are dropped;
+   * **verification**: the exact Jaccard of the shingle *sets* of every remaining pair (numpy:
+     one sort of ``pair | shingle | side`` keys per batch); only pairs >= threshold become edges;
    * **clustering**: connected components of the edges (vectorized union-find: root hooking +
      pointer jumping in numpy), so a cluster is transitive; the first row in input order is kept
      and every member's exact Jaccard *to the kept row* is reported (it can be below the
      threshold for a member reached through a chain).
 
-Everything is deterministic for the same input, ``seed`` and polars version (polars' string hash
-is stable within a version; the shingles themselves do not depend on it).
+Everything is deterministic for the same input and ``seed``, on any machine: the hashing is
+numpy integer arithmetic on the text's bytes (no dependence on polars' or Python's hash).
 """
 
 from __future__ import annotations
