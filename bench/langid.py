@@ -22,6 +22,7 @@ import random
 import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +84,16 @@ def _json_records(raw: str):
             continue
 
 
+def fixture_texts(name: str, keys: tuple[str, ...]) -> list[str]:
+    """Strings under ``keys`` in the records of one fixture file."""
+    out = []
+    for rec in _json_records((FIXTURES / name).read_text(encoding="utf-8")):
+        for r in rec if isinstance(rec, list) else [rec]:
+            if isinstance(r, dict):
+                out.extend(r[k] for k in keys if isinstance(r.get(k), str) and r[k].strip())
+    return out
+
+
 def real_rows(limit=6000):
     """Distinct real rows from the project fixtures (ms, id-ish, en, ko)."""
     texts = []
@@ -128,7 +139,7 @@ def speed(pairs, n_rows):
     return {
         "sentences": (len(sent_rows), rate(fresh_detect_many, sent_rows)),
         "paragraphs (4 sent.)": (len(para_rows), rate(fresh_detect_many, para_rows)),
-        "real fixture rows": (len(mixed), rate(fresh_detect_many, mixed)),
+        "real fixture rows (all distinct)": (len(mixed), rate(fresh_detect_many, mixed)),
         "lingua ms/id/en, sentences": (len(lingua_rows), rate(lambda r: [lingua.detect_language_of(t) for t in r], lingua_rows)),
     }
 
@@ -148,6 +159,18 @@ def bench(quick: bool) -> None:
         ("langdetect (no 'ms' label)", ld),
     ):
         print(f"{name:<34}{b:>9.4f}{m:>8.4f}{i:>8.4f}")
+    print()
+    print(f"{'real fixture rows':<34}{'rows':>9}  labels (detect_many)")
+    for name, keys in (
+        ("chatdoctor.json", ("input", "output")),
+        ("kochatgpt_ppo.jsonl", ("prompt",)),
+        ("malay_chatdoctor.jsonl", ("input", "output")),
+        ("malay_kochatgpt_sft.jsonl", ("prompt", "completion")),
+    ):
+        texts = fixture_texts(name, keys)
+        counts = Counter(lab for lab, _ in langid.detect_many(texts))
+        shares = " ".join(f"{lab}={n / len(texts):.3f}" for lab, n in counts.most_common(4))
+        print(f"{name:<34}{len(texts):>9}  {shares}")
     print()
     print(f"{'speed (detect_many)':<34}{'rows':>9}{'rows/s cpu':>12}{'wall':>9}")
     for name, (n, (cpu, wall)) in speed(pairs, 40_000 if quick else 200_000).items():

@@ -12,7 +12,7 @@ How a text is decided (cheap steps first, lingua only as a fallback):
    that belong to each vocabulary (wordfreq-derived lists of words at least
    10x rarer in the other languages, plus function-word lists). Texts with
    too little evidence (labels, headings, other Latin-script languages) go
-   to lingua, restricted to 15 languages. A text of a few words gets a
+   to lingua, restricted to 12 languages. A text of a few words gets a
    confidence of at most ~0.5.
 4. Malay vs Indonesian: a linear score summed over words,
    ``score = bias + sum_w (a*lex(w) + b*nb(w) + c*wf(w))`` where
@@ -162,12 +162,14 @@ _MSID_STOP = frozenset(
 )
 _EN_SAFE = _EN_STOP - _MSID_STOP
 
-# lingua fallback: English, the pair, Korean and common Latin-script languages
+# lingua fallback: English, the pair and common Latin-script languages (Korean
+# never gets here: Hangul is decided by script). Built on first use; loading
+# these models takes a few seconds and ~250 MB once per process (the low
+# accuracy mode is lighter but confuses short texts, which is what it gets).
 _LINGUA_FALLBACK = (
-    "ENGLISH MALAY INDONESIAN KOREAN FRENCH GERMAN SPANISH PORTUGUESE ITALIAN "
-    "DUTCH TAGALOG VIETNAMESE TURKISH SWAHILI LATIN"
+    "ENGLISH MALAY INDONESIAN FRENCH GERMAN SPANISH PORTUGUESE ITALIAN DUTCH TAGALOG VIETNAMESE TURKISH"
 ).split()
-_LINGUA_CODE = {"ENGLISH": "en", "MALAY": "ms", "INDONESIAN": "id", "KOREAN": "ko"}
+_LINGUA_CODE = {"ENGLISH": "en", "MALAY": "ms", "INDONESIAN": "id"}
 
 
 @lru_cache(maxsize=1)
