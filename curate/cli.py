@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "export": "curate.commands.export:export",
     "clean": "curate.commands.clean:clean",
     "schemas": "curate.commands.info:schemas_cmd",
+    "lang": "curate.commands.lang:lang",
     "seeds": "curate.commands.seeds:seeds",
     "generate": "curate.commands.generate:generate",
     "tokens": "curate.commands.tokens:tokens",
