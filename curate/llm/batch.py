@@ -16,7 +16,6 @@ from typing import Any, Iterable
 
 import orjson
 
-from curate import io
 from curate.errors import UserError
 from curate.llm.cache import Cache, Reply
 
@@ -54,6 +53,8 @@ def write_requests(path: str | Path, items: Iterable[tuple[str, dict[str, Any]]]
         for p in [path, *path.parent.glob(f"{path.stem}-[0-9][0-9][0-9]{path.suffix}")]:
             p.unlink(missing_ok=True)
         return []
+    from curate import io  # polars comes with it: imported only when batch files are written
+
     paths = part_paths(path, len(parts))
     for p, lines in zip(paths, parts):
         io.write_bytes(p, b"".join(lines))

@@ -13,7 +13,9 @@ Several processes may share one cache file (WAL allows concurrent readers and on
 from __future__ import annotations
 
 import hashlib
+import queue
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,11 +72,73 @@ class Cache:
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed reply survives kill -9
             db.executescript(SCHEMA)
             self._db = db
+            self._has_errors = db.execute("SELECT 1 FROM batch_errors LIMIT 1").fetchone() is not None
 
     def close(self) -> None:
+        self.flush()
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    # -- writes off the event loop: a writer thread commits each reply as soon as it is queued
+    #    (replies queued together share one transaction), so the loop never waits on the disk.
+    _writer: threading.Thread | None = None
+
+    def put_soon(self, key: str, model: str, reply: Reply) -> None:
+        """Queue ``reply`` for a commit within milliseconds, from a writer thread."""
+        if self._db is None:
+            return
+        if self._writer is None:
+            self._queue: queue.Queue = queue.Queue()
+            self._write_error: BaseException | None = None
+            self._writer = threading.Thread(target=self._write_loop, name="curate-llm-cache", daemon=True)
+            self._writer.start()
+        self._queue.put((key, model, reply))
+
+    def flush(self) -> None:
+        """Wait until every queued reply is committed."""
+        if self._writer is not None:
+            self._queue.join()
+            if self._write_error is not None:
+                raise self._write_error
+
+    def _write_loop(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=60)
+        db.execute("PRAGMA synchronous=NORMAL")
+        while True:
+            item = self._queue.get()
+            if item is None:
+                self._queue.task_done()
+                break
+            items = [item]
+            while True:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    self._queue.task_done()
+                    break
+                items.append(nxt)
+            try:
+                db.execute("BEGIN")
+                db.executemany("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                               [(k, m, r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens, r.origin,
+                                 time.time()) for k, m, r in items])
+                if self._has_errors:
+                    db.executemany("DELETE FROM batch_errors WHERE key = ?", [(k,) for k, _, _ in items])
+                db.execute("COMMIT")
+            except BaseException as exc:  # noqa: BLE001 - surfaced by flush()
+                self._write_error = exc
+            finally:
+                for _ in items:
+                    self._queue.task_done()
+        db.close()
 
     def __enter__(self):
         return self
@@ -113,15 +177,17 @@ class Cache:
         self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (key, model, reply.text, reply.finish_reason, reply.prompt_tokens,
                           reply.completion_tokens, reply.origin, time.time()))
-        self._db.execute("DELETE FROM batch_errors WHERE key = ?", (key,))
+        if self._has_errors:  # one statement (one commit) per reply on the common path
+            self._db.execute("DELETE FROM batch_errors WHERE key = ?", (key,))
 
     def put_error(self, key: str, error: str) -> None:
         if self._db is None:
             return
         self._db.execute("INSERT OR REPLACE INTO batch_errors VALUES (?, ?, ?)", (key, error, time.time()))
+        self._has_errors = True
 
     def get_error(self, key: str) -> str | None:
-        if self._db is None:
+        if self._db is None or not self._has_errors:
             return None
         row = self._db.execute("SELECT error FROM batch_errors WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None

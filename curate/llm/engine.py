@@ -23,7 +23,6 @@ from curate.errors import UserError
 from curate.llm import batch as batchfile
 from curate.llm.cache import Cache, Reply, request_key
 from curate.llm.config import EngineConfig
-from curate.progress import bar
 
 FIX_PROMPT = ("Your previous reply was rejected: {error}\n"
               "Reply again, following the original instructions exactly, with the corrected answer only.")
@@ -221,6 +220,8 @@ class Engine:
         if self.batch_mode and cfg.batch_out is None:
             raise UserError("no LLM endpoint configured and no Batch API output file given "
                             "(set --base-url/OPENAI_API_KEY, or --batch-out FILE)")
+        from curate.progress import bar
+
         t0 = time.perf_counter()
         self._cache = Cache(cfg.cache_path)
         self._pending_batch: list[tuple[str, dict]] = []
@@ -402,7 +403,7 @@ class Engine:
                 except _Failed as exc:
                     return Result(req.key, False, code=exc.code, error=exc.error, attempts=attempt,
                                   text=last_text, request=req, cached=False)
-                self._cache.put(key, body["model"], reply)
+                self._cache.put_soon(key, body["model"], reply)
                 all_cached = False
             self._count_reply(reply)
             tokens[0] += reply.prompt_tokens
