@@ -145,10 +145,11 @@ def rm_prompt(context: list[dict[str, str]], k: str) -> str:
     return k if not context else f"{render_transcript(context)}\n\nUser: {k}"
 
 
-def _refusal_re() -> re.Pattern[str]:
+def is_refusal(text: str) -> bool:
+    """The clean stage's refusal rule pattern (a polars/Rust regex), applied to one text."""
     from curate.clean.rules.refusal import REFUSAL
 
-    return re.compile(REFUSAL)
+    return bool(pl.Series([text], dtype=pl.String).str.contains(REFUSAL).item())
 
 
 # ---- what is reviewed -------------------------------------------------------------------------------
@@ -292,7 +293,7 @@ class Checker:
                 if want == "ms" and got == "id":
                     msg += ". " + MALAY_RULES
                 out.append(("wrong_language", msg))
-        if _refusal_re().search(new):
+        if is_refusal(new):
             out.append(("refusal", "\"L_new\" is a refusal or assistant boilerplate (\"as an AI language "
                                    "model\", \"I cannot help with that\"); answer K directly and helpfully"))
         return out
@@ -358,7 +359,7 @@ def reflect_rows(chats: list[dict[str, Any]], engine: Engine, *, max_context: in
     codes: Counter = Counter()
     stats: Counter = Counter()
     items: list[Item] = []
-    for row in chats:
+    for ri, row in enumerate(chats):
         msgs = [{"role": m["role"], "content": m["content"] or ""} for m in row.get("messages") or []]
         points = review_points(msgs)
         stats["chats"] += 1
@@ -367,7 +368,7 @@ def reflect_rows(chats: list[dict[str, Any]], engine: Engine, *, max_context: in
             continue
         target = chat_lang(row, keep_indonesian, lang)
         for k in points:
-            it = Item(row=row, k=k, lang=target, messages=msgs, key=f"{row['id']}:{k + 1}")
+            it = Item(row=row, k=k, lang=target, messages=msgs, key=f"{ri}:{row['id']}:{k + 1}")
             stats["answers"] += 1
             if not fit(it, max_context):
                 quarantine.append(_quarantine(row, "too_long", f"turn {k + 2}: K, L and the next user turn alone "
