@@ -54,7 +54,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -62,6 +64,7 @@ import polars as pl
 
 SHINGLE = 5              # shingle width in bytes of normalized UTF-8 text
 DEFAULT_PERM = 256       # MinHash bins (one-permutation hashing)
+_THREADS = max(1, min(2, os.cpu_count() or 1))  # signature threads (each holds one chunk)
 _EST_BINS = 128          # bins kept (8 bits each) to estimate the Jaccard of candidates
 _CHUNK_ROWS = 4_096      # representatives hashed per chunk (bounds memory)
 _CLIQUE = 32             # buckets up to this size give all pairs; bigger ones star + chain
@@ -278,12 +281,20 @@ def _jaccard(pairs: pl.DataFrame, texts: pl.Series) -> pl.DataFrame:
     wins = np.maximum(lens, SHINGLE) - SHINGLE + 1
     cost = np.cumsum(wins[a_all] + wins[b_all])
     out = np.empty(len(a_all), dtype=np.float64)
+    spans = []
     start = 0
     while start < len(a_all):
         stop = int(np.searchsorted(cost, (cost[start - 1] if start else 0) + _VERIFY_WINDOWS, "right"))
         stop = max(stop, start + 1)
-        out[start:stop] = _jaccard_batch(a_all[start:stop], b_all[start:stop], texts)
+        spans.append((start, stop))
         start = stop
+
+    def batch(span: tuple[int, int]) -> None:
+        lo, hi = span
+        out[lo:hi] = _jaccard_batch(a_all[lo:hi], b_all[lo:hi], texts)
+
+    with ThreadPoolExecutor(_THREADS) as pool:
+        list(pool.map(batch, spans))
     return pairs.with_columns(pl.Series("j", out))
 
 
@@ -363,12 +374,15 @@ def near_pairs(texts: pl.Series, *, threshold: float = 0.8, num_perm: int = DEFA
     keys = np.empty((n, bands), dtype=np.uint32)
     est_bins = min(num_perm, _EST_BINS)
     small = np.empty((n, est_bins), dtype=np.uint8)  # low byte of some bins, for the estimate
-    for s in range(0, n, _CHUNK_ROWS):
+
+    def chunk(s: int) -> None:  # numpy releases the GIL in its loops: chunks run in parallel
         e = min(n, s + _CHUNK_ROWS)
         sig = _signatures(texts.slice(s, e - s), num_perm, seed)
         keys[s:e] = _band_keys(sig, bands, r, seed)
         small[s:e] = sig[:, :est_bins].astype(np.uint8)
-        del sig
+
+    with ThreadPoolExecutor(_THREADS) as pool:
+        list(pool.map(chunk, range(0, n, _CHUNK_ROWS)))
     lap("signatures")
     cand = _candidates(keys)
     del keys
