@@ -189,6 +189,30 @@ def test_without_endpoint_writes_batch_requests(tmp_path):
     assert json.loads((tmp_path / "gen" / "report.json").read_text())["pending_batch_requests"] == len(lines)
 
 
+def test_batch_api_round_trip(fixtures, tmp_path):
+    """No endpoint: requests go to a Batch API file; its results merged with --batch-in complete the run."""
+    out = tmp_path / "gen"
+    base = ["generate", "--seeds", str(MS_SEEDS), "-n", "30", "-o", str(out), "--cache", str(tmp_path / "c.sqlite")]
+    res = CliRunner().invoke(cli, base, env=NO_ENV)
+    assert res.exit_code == 0, res.output
+    model = SelfInstructModel(fixtures)
+    results = tmp_path / "batch-results.jsonl"
+    with open(results, "w", encoding="utf-8") as fh:
+        for f in sorted((out / "batch").glob("*.jsonl")):
+            for line in f.read_text().splitlines():
+                req = json.loads(line)
+                reply = model(req["body"])
+                body = reply if isinstance(reply, dict) else completion(reply, req["body"]["model"])
+                fh.write(json.dumps({"id": "batch_req_1", "custom_id": req["custom_id"], "error": None,
+                                     "response": {"status_code": 200, "request_id": "r1", "body": body}}) + "\n")
+    res = CliRunner().invoke(cli, [*base, "--batch-in", str(results)], env=NO_ENV)
+    assert res.exit_code == 0, res.output
+    rows = json.loads((out / "generated.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    assert len(rows) == 30 and report["pending_batch_requests"] == 0
+    assert report["llm"]["batch_in"]["replies"] > 0
+
+
 def test_english_prompt_is_the_original(fixtures):
     assert ALPACA_PROMPT == (fixtures / "alpaca_prompt.txt").read_text(encoding="utf-8")
     assert "The instructions, inputs and outputs should be in Korean." in prompt_for("ko")
