@@ -115,19 +115,14 @@ def lsh_params(threshold: float, num_perm: int, target: float = 0.995) -> tuple[
 # --------------------------------------------------------------------------- shingles
 
 def _buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(data bytes padded with 8 zero bytes, int64 offsets) of a String series."""
-    arr = texts.rechunk().to_arrow(compat_level=pl.CompatLevel.oldest())
-    import pyarrow as pa
-
-    if not pa.types.is_large_string(arr.type):
-        arr = arr.cast(pa.large_string())
-    _, off_buf, data_buf = arr.buffers()
-    offsets = np.frombuffer(off_buf, dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
-    start, end = int(offsets[0]), int(offsets[-1])
-    data = np.zeros(end - start + 8, dtype=np.uint8)
-    if data_buf is not None and end > start:
-        data[: end - start] = np.frombuffer(data_buf, dtype=np.uint8)[start:end]
-    return data, offsets - start
+    """(UTF-8 bytes of all texts back to back, padded with 8 zero bytes; int64 offsets)."""
+    lens = texts.str.len_bytes().fill_null(0).to_numpy().astype(np.int64)
+    offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    joined = texts.fill_null("").str.join("").cast(pl.Binary).item() if len(texts) else b""
+    data = np.zeros(len(joined) + 8, dtype=np.uint8)
+    data[: len(joined)] = np.frombuffer(joined, dtype=np.uint8)
+    return data, offsets
 
 
 def _windows(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
