@@ -244,3 +244,21 @@ def test_lsh_parameters_keep_recall_at_the_threshold():
         bands, r = dedupe.lsh_params(t, dedupe.DEFAULT_PERM)
         assert bands * r <= dedupe.DEFAULT_PERM
         assert 1 - (1 - t ** r) ** bands >= 0.995
+
+
+def test_exact_copies_of_a_near_duplicate_join_its_cluster(sft):
+    rng = random.Random(4)
+    src = texts_of(by_source(sft, "malay_chatdoctor.jsonl").slice(50, 10))
+    a = src[0]
+    near = mutate(a, rng, edits=2)
+    texts = [near.upper()] + src + [a.lower(), near]  # the near copy comes first in input order
+    res = dedupe.find_duplicates(pl.DataFrame({"t": texts}), "t")
+    check_contract(res, len(texts))
+    rows = res.rows(named=True)
+    j = jaccard(a, near)
+    assert j >= 0.8
+    assert rows[0]["keep"] and rows[0]["cluster"] == 0            # first row of the cluster
+    assert rows[1]["dup_kind"] == "near" and rows[1]["similarity"] == pytest.approx(j)
+    assert rows[len(src) + 1]["dup_kind"] == "near"                  # exact copy of the original
+    assert rows[len(src) + 2]["dup_kind"] == "exact" and rows[len(src) + 2]["similarity"] == 1.0
+    assert {r["cluster"] for r in rows[2:len(src) + 1]} == {None}

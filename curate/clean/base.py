@@ -90,12 +90,26 @@ def _coerce(value: Any, default: Any) -> Any:
 
 
 def regex_match(cells: pl.DataFrame, pattern: str, *, mask: pl.Expr | None = None) -> pl.DataFrame:
-    """Cells whose text matches ``pattern``; evidence is the first matched text."""
-    cond = pl.col("text").str.contains(pattern)
+    """Cells whose text matches ``pattern``; evidence is the first matched text.
+
+    ``mask`` (a cheap condition) is applied first, so the regex only runs on the cells it keeps."""
     if mask is not None:
-        cond = mask & cond
-    return (cells.filter(cond)
+        cells = cells.filter(mask)
+    return (cells.filter(pl.col("text").str.contains(pattern))
             .select(pl.col("_cell"), pl.col("text").str.extract(f"({pattern})", 1).alias("evidence")))
+
+
+def fast(pattern: str) -> str:
+    """A regex for polars with ASCII word boundaries and ``\\W`` spelled as a class.
+
+    Unicode ``\\b`` keeps Rust's regex off its fast DFA (10-25x slower here); the fields these
+    rules read put boundaries next to ASCII words, so the ASCII boundary is what they mean."""
+    return pattern.replace(r"\b", r"(?-u:\b)").replace(r"\W", r"[^\p{L}\p{N}_]")
+
+
+def any_of(words: list[str], column: str = "text") -> pl.Expr:
+    """Cheap literal prefilter (Aho-Corasick, ASCII case-insensitive) run before a costly regex."""
+    return pl.col(column).str.contains_any(list(words), ascii_case_insensitive=True)
 
 
 def empty_matches(fix: bool = False) -> pl.DataFrame:

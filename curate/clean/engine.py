@@ -145,6 +145,7 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
     hits: list[tuple[_Active, pl.DataFrame]] = []
     dropped = pl.Series("_row", [], dtype=pl.UInt32)
 
+    rowbase: pl.DataFrame | None = None     # row texts after fixes, built once for the row rules
     for a in active:
         rule = a.rule
         if not rule.applies_to(kind):
@@ -166,20 +167,24 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
                 text = cells["text"].clone()
                 text.scatter(m["_cell"], m["after"])
                 cells = cells.with_columns(text)
+                rowbase = None
                 log = where.with_columns(before.alias("before"), pl.lit(rule.code).alias("rule"))
                 fix_frames.append(log.select("_cell", "_row", "rule", "field", "pos", "before", "after",
                                              "evidence"))
                 hit = log.select("_row", "rule", "field", "evidence", "before", "after")
                 stats.add(rule.code, "fix", hit["_row"].n_unique(),
                           _examples(hit, df, config.examples, ["before", "after"]), time.perf_counter() - t0)
+                # a fixed row that is dropped later lists the fix among its quarantine matches
+                hits.append((a, hit.select("_row", "rule", "field", "evidence").cast(HIT_SCHEMA)))
                 continue
             hit = where.select("_row", pl.lit(rule.code).alias("rule"),
                                pl.when(pl.col("pos").is_null()).then(pl.col("field"))
                                .otherwise(fmt("{}[{}]", pl.col("field"), pl.col("pos"))).alias("field"),
                                "evidence")
         else:
-            alive = cells if dropped.len() == 0 else cells.filter(~pl.col("_row").is_in(dropped.implode()))
-            rows = _row_frame(df, kind, alive, fix_frames)
+            if rowbase is None:
+                rowbase = _row_frame(df, kind, cells, fix_frames)
+            rows = rowbase if dropped.len() == 0 else rowbase.filter(~pl.col("_row").is_in(dropped.implode()))
             m = rule.match_rows(rows, ctx)
             hit = m.select("_row", pl.lit(rule.code).alias("rule"), pl.lit("row").alias("field"), "evidence")
             extra = getattr(rule, "clusters", None)
@@ -197,7 +202,7 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
     if fixes is not None:
         df = cellmod.rebuild(df, kind, cells, fixes["_cell"].unique())
     drop_hits = [h for a, h in hits if a.action == "drop"]
-    flag_hits = [h for a, h in hits if a.action == "flag"]
+    flag_hits = [h for a, h in hits if a.action == "flag" and not (a.rule.fixes and a.action == "fix")]
     df = _add_meta(df, fixes, flag_hits)
 
     keep = ~pl.col("_row").is_in(dropped.implode())
@@ -207,35 +212,30 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
     return out, quarantine
 
 
-def _row_frame(df: pl.DataFrame, kind: str, alive_cells: pl.DataFrame, fix_frames) -> pl.DataFrame:
-    """``_row, id, text, lang_text, _lang_cache`` for the rows still kept, with the text after fixes.
+def _row_frame(df: pl.DataFrame, kind: str, cells: pl.DataFrame, fix_frames) -> pl.DataFrame:
+    """``_row, id, source, line, text, lang_text, _lang_cache`` for every row, with the text after fixes.
 
     ``text`` is the whole row (for duplicates). ``lang_text`` is what language id reads: the whole
     row, except when the prompt asks for a translation or another language, where the foreign input
-    and output are the task, so only the prompt is read.
+    and output are the task, so only the prompt is read. ``_lang_cache`` is the ``lang`` of ingest
+    for rows no fix changed.
     """
     from curate.clean.rules.language import WANTS_OTHER
 
-    rows = alive_cells["_row"].unique().sort()
     fixed_rows = pl.concat([f.select("_row") for f in fix_frames])["_row"].unique() if fix_frames else None
-    if kind == "sft" and not fix_frames:
-        base = df.filter(pl.col("_row").is_in(rows.implode())).select(
-            "_row", "id", row_text_expr(kind).alias("text"), pl.col("instruction").fill_null("").alias("_prompt"),
-            pl.col("lang"))
-    else:
-        text = cellmod.row_text(alive_cells)
-        prompt = (alive_cells.filter(pl.col("role") == "prompt").group_by("_row").agg(pl.col("text").first())
-                  .rename({"text": "_prompt"}))
-        base = (df.filter(pl.col("_row").is_in(rows.implode())).select("_row", "id", "lang")
-                .join(text, on="_row", how="left").join(prompt, on="_row", how="left"))
-    other = pl.col("_prompt").fill_null("").str.contains(WANTS_OTHER)
+    if fixed_rows is not None and fixed_rows.len():
+        df = cellmod.rebuild(df, kind, cells, pl.concat([f.select("_cell") for f in fix_frames])["_cell"].unique())
+    prompt = {"sft": pl.col("instruction"), "rm": pl.col("prompt"), "ppo": pl.col("prompt"),
+              "chat": pl.col("messages").list.eval(pl.element().filter(pl.element().struct.field("role") == "user")
+                                                   .struct.field("content")).list.first()}[kind]
+    base = df.select("_row", "id", "source", "line", row_text_expr(kind).fill_null("").alias("text"),
+                     prompt.fill_null("").alias("_prompt"), pl.col("lang"))
+    other = pl.col("_prompt").str.contains(WANTS_OTHER)
     lang = pl.when(other).then(None).otherwise(pl.col("lang"))
     if fixed_rows is not None and fixed_rows.len():
         lang = pl.when(pl.col("_row").is_in(fixed_rows.implode())).then(None).otherwise(lang)
-    where = df.select("_row", fmt("{}:{}", pl.col("source").str.split("/").list.last(), pl.col("line")).alias("where"))
-    base = base.join(where, on="_row", how="left")
-    return base.select("_row", "id", "where", pl.col("text").fill_null(""),
-                       pl.when(other).then(pl.col("_prompt")).otherwise(pl.col("text")).fill_null("").alias("lang_text"),
+    return base.select("_row", "id", "source", "line", "text",
+                       pl.when(other).then(pl.col("_prompt")).otherwise(pl.col("text")).alias("lang_text"),
                        lang.alias("_lang_cache"))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from curate.clean.base import Rule, empty_matches, regex_match
+from curate.clean.base import Rule, any_of, empty_matches, fast, regex_match
 
 URL = r"(?:https?://|www\.)[^\s<>\"')\]]+"
 
@@ -17,6 +17,7 @@ REFERS_TO_WEB = (
     r"(?:ini|berikut|tersebut|itu|yang\s+(?:diberikan|disediakan|dilampirkan|dipautkan)|di\s+atas|di\s+bawah)\b"
     rf"|{URL})"
 )
+REFERS_TO_WEB = fast(REFERS_TO_WEB)
 # A field that is only a URL, possibly with a label ("Article: https://...").
 URL_ONLY = rf"(?i)^\s*(?:[^\n:/]{{1,25}}:\s*)?<?{URL}>?\s*$"
 
@@ -47,6 +48,7 @@ class NeedsInternet(Rule):
 MERGED = (r"(?im)(?:^\s*(?:#{1,4}\s*)?\d{1,2}\s*[.)]\s*(?:instruction|instruksi|arahan)\s*:"
           r"|^\s*#{2,4}\s*(?:instruction|instruksi|arahan|input|response|respons)\b"
           r"|\S[^\n]*\n\s*(?:instruction|instruksi|arahan)\s*:)")
+MERGED = fast(MERGED)
 # a response that carries the next task's empty-input marker
 MERGED_RESPONSE = r"(?i)<\s*no\s*input\s*>"
 
@@ -58,8 +60,9 @@ class MergedInstruction(Rule):
     roles = ("prompt", "response")
 
     def match(self, cells, ctx):
-        return pl.concat([regex_match(cells, MERGED),
-                          regex_match(cells, MERGED_RESPONSE, mask=pl.col("role") == "response")]
+        cand = cells.filter(any_of(["instruction", "instruksi", "arahan", "##", "input"]))
+        return pl.concat([regex_match(cand, MERGED),
+                          regex_match(cand, MERGED_RESPONSE, mask=pl.col("role") == "response")]
                          ).unique("_cell", keep="first", maintain_order=True)
 
 
@@ -72,6 +75,7 @@ PROMISE = (r"(?i)(?:here\s+is|here's|below\s+is|berikut\s+(?:adalah|ialah|merupa
 CODE_ASK = (r"(?i)\b(?:write|create|generate|implement|give|provide|tulis(?:kan|lah)?|hasilkan|buat(?:kan|lah)?|bina(?:kan)?)\b"
             r"[^\n]{0,60}\b(?:code|kod|program|script|skrip|function|fungsi|query|class|kelas|algorithm|algoritma)\b")
 CODEISH = r"[{};=()\[\]]|\bdef\b|\breturn\b|\bimport\b|\bSELECT\b|\bprint\b|\bfunction\b|<\w+>|```"
+PROMISE, CODE_ASK, CODEISH = fast(PROMISE), fast(CODE_ASK), fast(CODEISH)
 
 
 class EmptyCode(Rule):
@@ -82,10 +86,12 @@ class EmptyCode(Rule):
     kinds = ("sft", "chat", "rm")
 
     def match(self, cells, ctx):
-        fence = regex_match(cells, rf"{EMPTY_FENCE}|{EMPTY_TAG}")
-        promise = regex_match(cells, PROMISE)
-        asked = (cells.filter(pl.col("question").str.contains(CODE_ASK) & ~pl.col("text").str.contains(CODEISH)
-                              & (pl.col("text").str.len_chars() < 300) & (pl.col("text").str.strip_chars() != ""))
+        fence = regex_match(cells, rf"{EMPTY_FENCE}|{EMPTY_TAG}", mask=any_of(["```", "<code", "<pre"]))
+        code_words = ["code", "kod", "program", "script", "skrip", "function", "fungsi", "snippet", "query", "sql"]
+        promise = regex_match(cells, PROMISE, mask=any_of(code_words))
+        short = cells.filter((pl.col("text").str.len_chars() < 300) & (pl.col("text").str.strip_chars() != "")
+                             & any_of([*code_words, "class", "kelas", "algorithm", "algoritma"], "question"))
+        asked = (short.filter(pl.col("question").str.contains(CODE_ASK) & ~pl.col("text").str.contains(CODEISH))
                  .select("_cell", (pl.lit("code asked for, none given: ")
                                    + pl.col("text").str.slice(0, 80)).alias("evidence")))
         return pl.concat([fence, promise, asked]).unique("_cell", keep="first", maintain_order=True)
@@ -103,8 +109,14 @@ MEDIA_PLACEHOLDER = (r"(?i)<\s*(?:img|image|gambar|foto|photo|picture|video|audi
                      r"|(?:https?://|www\.)\S+\.(?:jpe?g|png|gif|bmp|webp|svg|mp3|mp4|wav|avi|mov)\b")
 MEDIA_GIVEN = (rf"(?i)\b(?:the|this|following|given|attached|above|below|provided|that)\s+{MEDIA_EN}\b"
                rf"|\b{MEDIA_MS}\s+(?:yang\s+)?(?:diberikan|berikut|ini|di\s+atas|di\s+bawah|dilampirkan|disediakan|tersebut)\b")
+# every media noun above, for a literal prefilter
+MEDIA_WORDS = ["image", "picture", "photo", "drawing", "painting", "logo", "poster", "illustration", "video", "audio",
+               "animation", "gif", "meme", "banner", "flyer", "infographic", "sketch", "cartoon", "comic", "recording",
+               "sound", "mp3", "mp4", "3d", "gambar", "imej", "foto", "lukisan", "ilustrasi", "rakaman", "animasi",
+               "infografik", "risalah", "sepanduk", "kartun", "komik", "lakaran", "klip"]
 # "describe the painting Mona Lisa" is fine; these words say the image is *here*.
-_GIVEN_EXCUSE = r"(?i)\b(?:mona\s+lisa|starry\s+night|famous)\b"
+_GIVEN_EXCUSE = fast(r"(?i)\b(?:mona\s+lisa|starry\s+night|famous)\b")
+MEDIA_MAKE, MEDIA_PLACEHOLDER, MEDIA_GIVEN = fast(MEDIA_MAKE), fast(MEDIA_PLACEHOLDER), fast(MEDIA_GIVEN)
 
 
 class MediaRequest(Rule):
@@ -115,7 +127,8 @@ class MediaRequest(Rule):
     params = {"given_max_words": 60}
 
     def match(self, cells, ctx):
-        placeholder = regex_match(cells, MEDIA_PLACEHOLDER)
+        placeholder = regex_match(cells, MEDIA_PLACEHOLDER, mask=any_of(["<", "[", "http", "www."]))
+        cells = cells.filter(any_of(MEDIA_WORDS))
         make = regex_match(cells, MEDIA_MAKE, mask=pl.col("role") == "prompt")
         # "describe the given image": only when nothing but a short text accompanies it
         given = regex_match(cells, MEDIA_GIVEN,
@@ -137,16 +150,19 @@ class UnclearInstruction(Rule):
     params = {"min_words": 2}
 
     def match(self, cells, ctx):
-        text = pl.col("text").str.strip_chars()
-        words = text.str.count_matches(r"[\p{L}\p{N}]+")
-        letters = text.str.count_matches(r"\p{L}")
-        reason = (pl.when(text == "").then(None)
-                  .when(letters == 0).then(pl.lit("no letters: ") + text.str.slice(0, 60))
-                  .when(words < self.p["min_words"]).then(pl.lit("too short: ") + text.str.slice(0, 60))
-                  .when(text.str.contains(PLACEHOLDER))
-                  .then(pl.lit("unfilled placeholder: ") + text.str.extract(f"({PLACEHOLDER})", 1))
-                  .when((text.str.len_chars() > 12) & (letters < text.str.len_chars() * 0.3))
-                  .then(pl.lit("mostly symbols: ") + text.str.slice(0, 60))
-                  .otherwise(None))
-        out = cells.select("_cell", reason.alias("evidence")).filter(pl.col("evidence").is_not_null())
+        text = pl.col("_t")
+        c = cells.select("_cell", "text", pl.col("text").str.slice(0, 300).str.strip_chars().alias("_t"))
+        c = c.filter(text != "")
+        c = c.with_columns(text.str.count_matches(r"[\p{L}\p{N}]+").alias("_w"))
+        short = c.filter(pl.col("_w") < self.p["min_words"]).with_columns(text.str.count_matches(r"\p{L}").alias("_l"))
+        short = short.select("_cell", pl.when(pl.col("_l") == 0).then(pl.lit("no letters: ") + text.str.slice(0, 60))
+                             .otherwise(pl.lit("too short: ") + text.str.slice(0, 60)).alias("evidence"))
+        rest = c.filter(pl.col("_w") >= self.p["min_words"])
+        ph = rest.filter(pl.col("text").str.contains_any(["#", "{", "["]))
+        ph = ph.filter(pl.col("text").str.contains(PLACEHOLDER)).select(
+            "_cell", (pl.lit("unfilled placeholder: ") + pl.col("text").str.extract(f"({PLACEHOLDER})", 1)).alias("evidence"))
+        sym = rest.filter(text.str.len_chars() > 12).with_columns(text.str.count_matches(r"\p{L}").alias("_l"))
+        sym = sym.filter(pl.col("_l") < text.str.len_chars() * 0.3).select(
+            "_cell", (pl.lit("mostly symbols: ") + text.str.slice(0, 60)).alias("evidence"))
+        out = pl.concat([short, ph, sym]).unique("_cell", keep="first", maintain_order=True)
         return out if out.height else empty_matches()

@@ -215,9 +215,14 @@ class WrongMath(Rule):
     params = {"max_equations": 2}
 
     def match(self, cells, ctx):
-        pre = pl.col("text").str.contains(EQUATION_RS) | pl.col("question").str.contains(QUESTION_RS)
+        # cheap literal/length filters first; the regexes run only on what they keep
+        eq = cells.filter(pl.col("text").str.contains("=", literal=True))
+        eq = eq.filter(pl.col("text").str.contains(EQUATION_RS))
+        q = cells.filter((pl.col("question").str.len_chars() < 200) & pl.col("question").str.contains(r"\d"))
+        q = q.filter(pl.col("question").str.contains(QUESTION_RS))
+        cand = pl.concat([eq, q]).unique("_cell", keep="first", maintain_order=True)
 
         def judge(text: str, question: str) -> str | None:
             return check_answer(question, text) or check_equations(text, self.p["max_equations"])
 
-        return python_match(cells, pre, judge, columns=("text", "question"))
+        return python_match(cand, pl.lit(True), judge, columns=("text", "question"))

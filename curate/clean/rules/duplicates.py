@@ -14,22 +14,26 @@ def _dups(rule: Rule, rows: pl.DataFrame, *, near: bool, threshold: float, kind:
     if rows.height < 2:
         return pl.DataFrame(schema=ROW_MATCH_SCHEMA)
     res = dedupe.find_duplicates(rows, "text", threshold=threshold, near=near)
-    ids = rows["id"].fill_null("") if "id" in rows.columns else rows["_row"].cast(pl.String)
-    where = rows["where"].fill_null("") if "where" in rows.columns else rows["_row"].cast(pl.String)
-    kept = fmt("{} ({})", pl.col("_kid"), pl.col("_kwhere"))
-    res = res.with_columns(rows["_row"].gather(res["row"]).alias("_row"),
-                           rows["_row"].gather(res["cluster"].fill_null(0)).alias("_krow"),
-                           ids.gather(res["cluster"].fill_null(0)).alias("_kid"),
-                           where.gather(res["cluster"].fill_null(0)).alias("_kwhere"))
     dropped = res.filter(~pl.col("keep") & (pl.col("dup_kind") == kind))
-    if dropped.height:
-        mine = res.filter(pl.col("cluster").is_in(dropped["cluster"].unique().implode()))
-        rule.clusters = dedupe.clusters_report(mine.with_columns(
-            pl.when(pl.col("dup_kind").is_null() | (pl.col("dup_kind") == kind)).then(pl.col("dup_kind"))),
-            rows, "text", limit=rule.p.get("report_clusters", 10), members=5)
-    return dropped.select(
-        "_row", fmt("{} duplicate of {} (similarity {})", pl.col("dup_kind"), kept,
-                          pl.col("similarity").round(3)).alias("evidence")).cast(ROW_MATCH_SCHEMA)
+    if dropped.height == 0:
+        return pl.DataFrame(schema=ROW_MATCH_SCHEMA)
+    kept_idx = dropped["cluster"].cast(pl.UInt32)
+    kept = rows.select("id", "source", "line").gather(kept_idx) if "source" in rows.columns else \
+        rows.select(pl.col("_row").cast(pl.String).alias("id"), pl.lit(None, pl.String).alias("source"),
+                    pl.lit(None, pl.Int64).alias("line")).gather(kept_idx)
+    where = pl.when(pl.col("source").is_null()).then(pl.col("id")).otherwise(
+        fmt("{} ({}:{})", pl.col("id").fill_null("?"), pl.col("source").str.split("/").list.last(), pl.col("line")))
+    out = pl.DataFrame({
+        "_row": rows["_row"].gather(dropped["row"]),
+        "evidence": dropped.select(pl.col("dup_kind"), pl.col("similarity").round(3)).hstack(
+            kept.select(where.alias("kept"))).select(
+            fmt("{} duplicate of {} (similarity {})", pl.col("dup_kind"), pl.col("kept"), pl.col("similarity"))).to_series(),
+    })
+    mine = res.filter(pl.col("cluster").is_in(dropped["cluster"].unique().implode()))
+    rule.clusters = dedupe.clusters_report(mine.with_columns(
+        pl.when(pl.col("dup_kind").is_null() | (pl.col("dup_kind") == kind)).then(pl.col("dup_kind"))),
+        rows, "text", limit=int(rule.p.get("report_clusters", 10)), members=5)
+    return out.cast(ROW_MATCH_SCHEMA)
 
 
 class ExactDuplicate(Rule):

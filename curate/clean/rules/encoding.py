@@ -23,6 +23,15 @@ def _py_pattern(rust: str) -> re.Pattern:
 _MOJIBAKE_PY = _py_pattern(MOJIBAKE)
 
 
+def _whole_cp1252(text: str) -> str | None:
+    """The common case, a whole field decoded as cp1252: undo it directly (fast; ftfy otherwise)."""
+    try:
+        fixed = text.encode("cp1252").decode("utf-8")
+    except UnicodeError:
+        return None
+    return fixed if fixed != text and not _MOJIBAKE_PY.search(fixed) else None
+
+
 class Mojibake(Rule):
     code = "mojibake"
     description = "repair UTF-8 read as cp1252/latin-1 (â€™, Â+no-break space) with ftfy, on suspicious text only"
@@ -48,11 +57,12 @@ class Mojibake(Rule):
             m = _MOJIBAKE_PY.search(text)
             if not m:
                 return None
-            after = self._ftfy.fix_text(text, self._config)
+            after = _whole_cp1252(text) or self._ftfy.fix_text(text, self._config)
             start = max(0, m.start() - 20)
             return after, text[start:m.end() + 20]
 
-        return python_fix(cells, pl.col("text").str.contains(MOJIBAKE), fix)
+        nonascii = cells.filter(pl.col("text").str.len_bytes() != pl.col("text").str.len_chars())
+        return python_fix(nonascii, pl.col("text").str.contains(MOJIBAKE), fix)
 
 
 class LiteralEscapes(Rule):

@@ -6,30 +6,41 @@ import re
 
 import polars as pl
 
-from curate.clean.base import ROW_MATCH_SCHEMA, Rule, empty_matches, python_fix, fmt
+from curate.clean.base import ROW_MATCH_SCHEMA, Rule, empty_matches, fast, fmt, python_fix
 
-_EN_WORDS = r"(?i)\b(?:the|and|of|to|is|are|was|were|that|it|for|with|as|on|this|be|by|you|your|what|which|how|from|an|or|not|can|will|have|has|i|it's|do|does|these|those|there|their|they|would|should|could|about|into)\b"
-_MS_WORDS = r"(?i)\b(?:yang|dan|di|ke|dari|daripada|untuk|dengan|ini|itu|adalah|ialah|tidak|akan|dalam|pada|saya|anda|kita|kami|mereka|ada|boleh|bisa|juga|atau|sebagai|oleh|kepada|bagi|apa|bagaimana|berikut|sila|tolong|kerana|karena|merupakan|mana|telah|sudah|lebih|satu|sebuah|seorang|tersebut|jika|kalau|seperti|tentang|mengenai|supaya|agar)\b"
+# Function words, matched on lowercased text with ASCII word boundaries (fast DFA matching).
+_EN = ("the|and|of|to|is|are|was|were|that|it|for|with|as|on|this|be|by|you|your|what|which|how|from|an|or|not"
+       "|can|will|have|has|i|it's|do|does|these|those|there|their|they|would|should|could|about|into")
+_MS = ("yang|dan|di|ke|dari|daripada|untuk|dengan|ini|itu|adalah|ialah|tidak|akan|dalam|pada|saya|anda|kita|kami"
+       "|mereka|ada|boleh|bisa|juga|atau|sebagai|oleh|kepada|bagi|apa|bagaimana|berikut|sila|tolong|kerana|karena"
+       "|merupakan|mana|telah|sudah|lebih|satu|sebuah|seorang|tersebut|jika|kalau|seperti|tentang|mengenai|supaya|agar")
+_EN_WORDS = rf"(?-u:\b)(?:{_EN})(?-u:\b)"
+_MS_WORDS = rf"(?-u:\b)(?:{_MS})(?-u:\b)"
+_HANGUL = r"[\x{AC00}-\x{D7A3}\x{1100}-\x{11FF}\x{3130}-\x{318F}]"
 _CODE = r"(?s)```.*?(?:```|$)|`[^`\n]*`|(?:https?://|www\.)\S+"
+# literal prefilters: a field of five words or more in the language holds at least one of these
+_EN_HINTS = [f" {w} " for w in _EN.split("|")] + [f"{w} " for w in ("The", "What", "How", "Why", "Is", "Can", "Please")]
+_MS_HINTS = [f" {w} " for w in _MS.split("|")]
+SAMPLE_CHARS = 500  # a field's language shows in its first few hundred characters
 # A response may be English on purpose when the question asks for a translation or for English.
 WANTS_OTHER = (r"(?i)terjemah|translat|inggeris|inggris|english|bahasa\s+(?:korea|asing|jerman|perancis|jepun|cina|arab|sepanyol)"
                r"|korean|한국어|영어|번역|\bin\s+(?:english|korean)\b")
-
-
 # Code reads as English to a function-word count; a field that looks like code is not judged.
 CODE_LIKE = (r"(?im)^\s*(?:select|insert\s+into|update|delete\s+from|create\s+table|def|class|import|from\s+\S+\s+import"
              r"|#include|function|public|private|var|let|const|return)\b|[{};]\s*$")
 
 
-def _signals() -> list[pl.Expr]:
-    text = pl.col("text").str.replace_all(_CODE, " ")
-    return [
-        text.str.count_matches(r"[\p{L}\p{N}]+").alias("_w"),
-        text.str.count_matches(_EN_WORDS).alias("_en"),
-        text.str.count_matches(_MS_WORDS).alias("_ms"),
-        text.str.count_matches(r"\p{Hangul}").alias("_ko"),
-        text.str.count_matches(r"\p{L}").alias("_letters"),
-    ]
+WANTS_OTHER, CODE_LIKE = fast(WANTS_OTHER), fast(CODE_LIKE)
+
+
+def _sample(cells: pl.DataFrame) -> pl.DataFrame:
+    """``_t``: the lowercased start of each cell, with code blocks, inline code and URLs blanked."""
+    c = cells.with_columns(pl.col("text").str.slice(0, SAMPLE_CHARS).str.to_lowercase().alias("_t"))
+    has_code = pl.col("_t").str.contains_any(["`", "http", "www."])
+    coded = c.filter(has_code)
+    if coded.height:
+        c = pl.concat([c.filter(~has_code), coded.with_columns(pl.col("_t").str.replace_all(_CODE, " "))])
+    return c.with_columns((pl.col("_t").str.count_matches(" ", literal=True) + 1).alias("_w"))
 
 
 class UntranslatedField(Rule):
@@ -42,24 +53,47 @@ class UntranslatedField(Rule):
     def match(self, cells, ctx):
         min_words, share = int(self.p["min_words"]), float(self.p["min_share"])
         target = ctx.target_lang
-        c = cells.filter(pl.col("text").str.len_chars() >= 12).with_columns(_signals())
-        korean = (pl.col("_ko") >= 0.3 * pl.col("_letters")) & (pl.col("_ko") >= 4)
-        english = ((pl.col("_w") >= min_words) & (pl.col("_en") >= 2) & (pl.col("_en") >= share * pl.col("_w"))
-                   & (pl.col("_ms") * 4 <= pl.col("_en")) & ~korean)
-        malay = ((pl.col("_w") >= min_words) & (pl.col("_ms") >= 2) & (pl.col("_ms") >= share * pl.col("_w"))
-                 & (pl.col("_en") * 4 <= pl.col("_ms")) & ~korean)
+        cells = cells.filter(pl.col("text").str.len_chars() >= 12)
+        parts = []
+        # Korean: a third of the letters are Hangul (only non-ASCII cells holding Hangul are counted)
+        ko = cells.filter(pl.col("text").str.len_bytes() != pl.col("text").str.len_chars())
+        ko = ko.filter(pl.col("text").str.contains(_HANGUL))
+        if ko.height:
+            t = pl.col("text").str.slice(0, SAMPLE_CHARS)
+            ko = ko.with_columns(t.str.count_matches(_HANGUL).alias("_ko"), t.str.count_matches(r"\p{L}").alias("_l"))
+            is_ko = (pl.col("_ko") >= 0.3 * pl.col("_l")) & (pl.col("_ko") >= 4)
+            if target != "ko":
+                parts.append(ko.filter(is_ko).with_columns(pl.lit("ko").alias("_lang")))
+            korean_cells = ko.filter(is_ko)["_cell"]
+        else:
+            korean_cells = pl.Series("_cell", [], dtype=pl.UInt32)
+        latin = cells.filter(~pl.col("_cell").is_in(korean_cells.implode()))
+        hints = {"ms": _EN_HINTS, "id": _EN_HINTS, "en": _MS_HINTS}.get(target, _EN_HINTS + _MS_HINTS)
+        latin = latin.filter(pl.col("text").str.slice(0, SAMPLE_CHARS).str.contains_any(hints, ascii_case_insensitive=True))
+        latin = _sample(latin).filter(pl.col("_w") >= min_words)
+
+        def dominant(df: pl.DataFrame, words: str, others: str) -> pl.DataFrame:
+            # many of ``words``; the other language's function words at most a quarter as many
+            df = df.with_columns(pl.col("_t").str.count_matches(words).alias("_a"))
+            df = df.filter((pl.col("_a") >= 2) & (pl.col("_a") >= share * pl.col("_w")))
+            df = df.with_columns(pl.col("_t").str.count_matches(others).alias("_b"))
+            return df.filter(pl.col("_b") * 4 <= pl.col("_a"))
+
         if target in ("ms", "id"):
-            wrong = pl.when(korean).then(pl.lit("ko")).when(english).then(pl.lit("en"))
+            parts.append(dominant(latin, _EN_WORDS, _MS_WORDS).with_columns(pl.lit("en").alias("_lang")))
         elif target == "en":
-            wrong = pl.when(korean).then(pl.lit("ko")).when(malay).then(pl.lit("ms/id"))
-        else:  # ko
-            wrong = (pl.when(~korean & english).then(pl.lit("en")).when(~korean & malay).then(pl.lit("ms/id")))
+            parts.append(dominant(latin, _MS_WORDS, _EN_WORDS).with_columns(pl.lit("ms/id").alias("_lang")))
+        else:  # ko: any field in English or Malay
+            parts.append(dominant(latin, _EN_WORDS, _MS_WORDS).with_columns(pl.lit("en").alias("_lang")))
+            parts.append(dominant(latin, _MS_WORDS, _EN_WORDS).with_columns(pl.lit("ms/id").alias("_lang")))
+        parts = [p.select("_cell", "field", "role", "text", "question", "_lang") for p in parts if p.height]
+        if not parts:
+            return empty_matches()
+        found = pl.concat(parts)
         excused = (((pl.col("role") == "response") & pl.col("question").str.contains(WANTS_OTHER))
                    | pl.col("text").str.contains(CODE_LIKE))
-        out = (c.with_columns(wrong.alias("_lang"))
-               .filter(pl.col("_lang").is_not_null() & ~excused)
-               .select("_cell", fmt("{} is {}: {}", pl.col("field"), pl.col("_lang"),
-                                          pl.col("text").str.slice(0, 80)).alias("evidence")))
+        out = found.filter(~excused).select(
+            "_cell", fmt("{} is {}: {}", pl.col("field"), pl.col("_lang"), pl.col("text").str.slice(0, 80)).alias("evidence"))
         return out if out.height else empty_matches()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from curate.clean.base import Rule, empty_matches, regex_match
+from curate.clean.base import Rule, empty_matches, fast, regex_match
 
 # One "there is no input" marker, in the spellings the self-instruct data uses.
 MARK = (r"(?:<\s*/?\s*(?:no|tiada|tidak\s+ada|tanpa|tak\s+ada)[\s_-]*input\s*/?\s*>"
@@ -15,6 +15,7 @@ _NEEDED = r"(?:\s+(?:yang\s+|is\s+)?(?:diperlukan|required|needed|diberikan|prov
 # "Tidak ada input yang diperlukan. <noinput>".
 WHOLE = (rf"(?is)^\s*(?:<p>\s*)?(?:[^\n:<>]{{1,30}}:\s*)?{MARK}{_NEEDED}[\s.]*(?:{MARK}[\s.]*)?"
          r"(?:</p>)?\s*$")
+WHOLE = fast(WHOLE)
 # One line "Label: <noinput>" inside a longer input.
 LINE = r"(?im)^[^\n:<>]{1,30}:[ \t]*<\s*no[\s_-]*input\s*>[ \t]*(?:\r?\n|$)"
 
@@ -98,6 +99,7 @@ class EmptyPrompt(Rule):
 NA = (r"(?is)^\s*[\"'(\[]?\s*(?:n\s*/\s*a|n\.a\.?|<\s*no\s*output\s*>|no\s+output|none|null|nil"
       r"|tiada\s+(?:output|jawapan)|tidak\s+ada\s+(?:output|jawapan)|tidak\s+berkenaan|not\s+applicable"
       r"|<\s*tiada\s+output\s*>|-+)\s*[\"')\]]?\s*\.?\s*$")
+NA = fast(NA)
 
 
 class NAOutput(Rule):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from curate.clean.base import Rule, regex_match
+from curate.clean.base import Rule, any_of, fast, regex_match
 
 _EN = (
     r"\bas\s+an?\s+(?:ai|artificial\s+intelligence)(?:\s+language)?(?:\s+model|\s+assistant|\s+chatbot)?\s*,"
@@ -31,7 +31,16 @@ _KO = (
     r"|(?:저는|나는)\s*(?:AI|인공\s*지능|언어\s*모델)(?:\s*언어\s*모델)?(?:이기\s*때문에|이므로|로서|입니다|일\s*뿐)"
     r"|^\W*죄송(?:하지만|합니다만|합니다)[,.]?\s*(?:저는|제가)?\s*(?:AI|인공\s*지능)"
 )
-REFUSAL = rf"(?im)(?:{_EN}|{_MS}|{_KO})"
+REFUSAL = fast(rf"(?im)(?:{_EN}|{_MS}|{_KO})")
+# Every alternative above contains one of these; only texts holding one are given to the regex.
+KEYWORDS = [
+    "language model", "artificial intelligence", " ai ", " ai,", " ai.", " ai-", " ai\n", "sorry", "apologi",
+    "cannot", "can't", "unable", "not able", "knowledge", "training data", "real-time", "personal opinion", "browse",
+    "model bahasa", "kecerdasan buatan", "pembantu", "asisten", "chatbot", "program komputer", "program ai", "maaf",
+    "terjemahan", "tidak dapat memberi", "tidak boleh memberi", "tidak bisa memberi", "tidak mampu memberi",
+    "tidak dapat menyedia", "tidak dapat membantu", "tidak boleh menyedia", "tidak boleh membantu",
+    "언어", "인공", "죄송", "저는", "나는",
+]
 
 
 class Refusal(Rule):
@@ -42,4 +51,4 @@ class Refusal(Rule):
     kinds = ("sft", "chat", "rm")
 
     def match(self, cells, ctx):
-        return regex_match(cells, REFUSAL)
+        return regex_match(cells, REFUSAL, mask=any_of(KEYWORDS))
