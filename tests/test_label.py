@@ -300,7 +300,8 @@ def _reflected(chat: pl.DataFrame, n: int) -> pl.DataFrame:
     rows = []
     for i, conv in enumerate(chat.head(n).to_dicts()):
         msgs = conv["messages"]
-        k = next(j for j, m in enumerate(msgs) if m["role"] == "user" and j + 1 < len(msgs))
+        answered = [j for j, m in enumerate(msgs) if m["role"] == "user" and j + 1 < len(msgs)]
+        k = answered[1] if len(answered) > 2 else answered[0]    # a turn with turns before and after it
         old = msgs[k + 1]["content"]
         rows.append({"kind": "sft", "lang": "ms", "source": conv["source"], "format": conv["format"], "line": conv["line"],
                      "instruction": msgs[k]["content"], "input": "", "output": f"Jawapan baharu {i}: {old[:60]}",
@@ -309,18 +310,41 @@ def _reflected(chat: pl.DataFrame, n: int) -> pl.DataFrame:
     return schemas.from_rows("sft", rows)
 
 
+def _reflected_rm(sft: pl.DataFrame) -> pl.DataFrame:
+    """RM rows shaped like `curate reflect` output: the rewrite ranked over the original (order varies)."""
+    rows = []
+    for i, r in enumerate(sft.to_dicts()):
+        meta = schemas.meta_of(r["meta"])
+        new, old = (r["output"] if i == 0 else f"Jawapan ketiga {i}: lebih ringkas."), meta["old_answer"]
+        completions, ranks = ([new, old], [0, 1]) if i % 2 == 0 else ([old, new], [1, 0])
+        rows.append({"kind": "rm", "lang": "ms", "source": r["source"], "format": r["format"], "line": r["line"],
+                     "prompt": r["instruction"], "completions": completions, "ranks": ranks,
+                     "meta": {"critique": meta["critique"]}})
+    return schemas.from_rows("rm", rows)
+
+
 def test_reflect_preferences_to_rm_and_sft(owner, annotator, fixtures, tmp_path):
     ws = "label-reflect"
     _join(owner, annotator, ws)
     chat = ingest([fixtures / "malay_kochatgpt_conversation.jsonl"], detect_lang=False).frames["chat"]
     sft = _reflected(chat, 6)
-    summary = push({"sft": sft}, "reflect-ms", owner, workspace=ws)
-    assert summary["datasets"][0]["task"] == "reflect"           # inferred from meta.critique + old answer
-    raw = _raw_records(owner, _dataset(owner, "reflect-ms", ws).id)
-    rows = sft.to_dicts()
-    fields = raw[rows[0]["id"]]["fields"]
-    assert fields["prompt"] == rows[0]["instruction"] and "Old answer" in fields["comparison"]
+    rm_in = _reflected_rm(sft.head(4))
+    summary = push({"sft": sft, "rm": rm_in}, "reflect-ms", owner, workspace=ws)
+    # two kinds -> one dataset each; both inferred as reflect (meta.critique + the old answer)
+    assert [(d["dataset"], d["task"], d["created"]) for d in summary["datasets"]] == [
+        ("reflect-ms-sft", "reflect", 6), ("reflect-ms-rm", "reflect", 4)]
+    raw = _raw_records(owner, _dataset(owner, "reflect-ms-sft", ws).id)
+    raw_rm = _raw_records(owner, _dataset(owner, "reflect-ms-rm", ws).id)
+    rows, rm_rows = sft.to_dicts(), rm_in.to_dicts()
+    with_context = next(row for row in rows if schemas.meta_of(row["meta"])["context"])
+    fields = raw[with_context["id"]]["fields"]
+    assert fields["prompt"] == with_context["instruction"] and "Old answer" in fields["comparison"]
     assert fields["critique"].startswith("Pengguna")
+    assert fields["context"] == schemas.meta_of(with_context["meta"])["context"]
+    # the new answer is in the right column whatever the RM row's order
+    for row in rm_rows:
+        new = row["completions"][row["ranks"].index(0)]
+        assert raw_rm[row["id"]]["fields"]["comparison"].split("<td")[2].find(new[:20]) > 0
 
     me, other = owner, annotator["client"]
     r = [raw[row["id"]]["id"] for row in rows]
@@ -331,22 +355,41 @@ def test_reflect_preferences_to_rm_and_sft(owner, annotator, fixtures, tmp_path)
     _respond(me, r[2], "submitted", {"preference": "new"})
     _respond(other, r[2], "submitted", {"preference": "old"})
     _respond(other, r[3], "draft", {"preference": "new"})
+    q = [raw_rm[row["id"]]["id"] for row in rm_rows]
+    _respond(other, q[0], "submitted", {"preference": "old"})   # order [new, old] -> [1, 0]
+    _respond(other, q[1], "submitted", {"preference": "old"})   # order [old, new] -> [0, 1]
+    _respond(me, q[2], "submitted", {"preference": "new"})      # order [new, old] -> [0, 1]
 
-    frames, report = pull(owner, "reflect-ms", workspace=ws)
+    frames, report = pull(owner, "reflect-ms", workspace=ws)     # finds reflect-ms-sft and reflect-ms-rm
+    assert sorted(d["dataset"] for d in report["datasets"]) == ["reflect-ms-rm", "reflect-ms-sft"]
     assert sorted(frames["sft"]["id"].to_list()) == sorted([rows[0]["id"], rows[2]["id"]])
-    rm = {schemas.meta_of(x["meta"])["from_id"]: x for x in frames["rm"].to_dicts()}
-    for i, ranks in ((0, [0, 1]), (1, [1, 0]), (2, [0, 0])):
+    pulled_rm = frames["rm"].to_dicts()
+    rm = {schemas.meta_of(x["meta"])["from_id"]: x for x in pulled_rm if "from_id" in schemas.meta_of(x["meta"])}
+    # rm_rows[0] is the very pair reflected SFT row 0 makes: it comes back once, as the RM record's answer
+    assert rows[0]["id"] not in rm and report["total"]["duplicate_pairs"] == 1
+    assert len({x["id"] for x in pulled_rm}) == len(pulled_rm) == 2 + 3
+    for i, ranks in ((1, [1, 0]), (2, [0, 0])):
         got = rm[rows[i]["id"]]
         assert got["completions"] == [rows[i]["output"], schemas.meta_of(rows[i]["meta"])["old_answer"]]
         assert got["ranks"] == ranks and got["prompt"] == rows[i]["instruction"]
     assert schemas.meta_of(rm[rows[2]["id"]]["meta"])["annotation"]["preference_agreement"] == 0.5
+    direct = {x["id"]: x for x in pulled_rm}
+    for row, ranks in ((rm_rows[0], [1, 0]), (rm_rows[1], [0, 1]), (rm_rows[2], [0, 1])):
+        got = direct[row["id"]]
+        assert got["completions"] == row["completions"] and got["ranks"] == ranks
+        assert schemas.meta_of(got["meta"])["annotation"]["original_ranks"] == row["ranks"]
+    assert rm_rows[3]["id"] not in direct
     assert report["total"]["rejected_rewrites"] == 1 and report["total"]["draft"] == 1
-    assert [x["status"] for x in report["discarded"]] == ["old_answer_preferred"]
-    write_pulled(frames, report, tmp_path / "pulled")
+    assert report["total"]["discarded"] == 0 and report["total"]["merged"] == 6
+    assert [x["status"] for x in report["rejected"]] == ["old_answer_preferred"]
+    written = write_pulled(frames, report, tmp_path / "pulled")
+    assert written["side_files"]["rejected"]["records"] == 1 and written["side_files"]["discarded"]["records"] == 0
     manifest = export_mod.export({k: pl.scan_parquet(tmp_path / "pulled" / f"{k}.parquet") for k in ("rm", "ppo")},
                                  tmp_path / "exp", formats=["pairs", "prompt"])
     files = {(f["kind"], f["format"]): f["records"] for f in manifest["files"]}
-    assert files[("rm", "pairs")] == 2 and files[("ppo", "prompt")] == 3   # the tie gives no pair
+    assert files[("rm", "pairs")] == 1 + 3           # the tie gives no pair
+    # PPO: one per distinct prompt (reflect RM rows share the prompts of their SFT rows)
+    assert files[("ppo", "prompt")] == len({x["prompt"] for x in pulled_rm})
 
 
 # --------------------------------------------------------------------------- errors

@@ -12,7 +12,7 @@ ranks on read). What happens to the record:
   - ranking: the Borda ranks become the row's ``ranks`` (the pushed ranks are kept in
     ``meta.annotation.original_ranks``), Kendall's W and pairwise agreement in ``meta.annotation``.
   - reflect: the preference vote decides the RM row (new answer over old, old over new, or a tie);
-    a reflected SFT row is kept when the new answer won or tied and set aside otherwise.
+    a reflected SFT row is kept when the new answer won or tied, else written to ``rejected.jsonl``.
 * more discards than submissions, or only discards: **discarded**, written to ``discarded.jsonl``.
 * only drafts: **draft**, written to ``drafts.jsonl``. Records nobody answered are **pending**.
 
@@ -36,6 +36,8 @@ from curate.label import settings as S
 from curate.label.client import client_errors
 
 PAGE = 500
+# records set aside, each written to <name>.jsonl by write_pulled
+SIDE_FILES = ("drafts", "discarded", "rejected")
 
 
 def find_datasets(client, name: str, workspace: str | None = None) -> list:
@@ -215,11 +217,11 @@ def _mean(values: list[float | None]) -> float | None:
     return round(statistics.fmean(vals), 4) if vals else None
 
 
-def pull_dataset(client, ds, users: dict[str, str], on_progress=None) -> tuple[dict[str, list[dict]], dict, list, list]:
+def pull_dataset(client, ds, users: dict[str, str], on_progress=None) -> tuple[dict[str, list[dict]], dict, dict]:
     task, row_kind = S.task_of_dataset(ds)
     records = fetch_records(client, ds, on_progress)
     rows: dict[str, list[dict]] = {}
-    drafts, discarded = [], []
+    drafts, discarded, rejected = [], [], []
     counts = {"records": len(records), "merged": 0, "pending": 0, "draft": 0, "discarded": 0, "not_curate": 0,
               "unusable_answers": 0, "corrected": 0, "rejected_rewrites": 0}
     agreement: dict[str, list] = {}
@@ -272,12 +274,12 @@ def pull_dataset(client, ds, users: dict[str, str], on_progress=None) -> tuple[d
                     rows.setdefault("sft", []).append(_with_annotation(sft, ann, ds.name))
                 else:
                     counts["rejected_rewrites"] += 1
-                    discarded.append(_side(row, rec, "old_answer_preferred", users, ds.name))
+                    rejected.append(_side(row, rec, "old_answer_preferred", users, ds.name))
         counts["merged"] += 1
     report = {"dataset": ds.name, "workspace": ds.workspace.name, "task": task, **counts,
               "responses": responses_by_status, "annotators": sorted(annotators),
               "mean_agreement": {k: _mean(v) for k, v in agreement.items()}}
-    return rows, report, drafts, discarded
+    return rows, report, {"drafts": drafts, "discarded": discarded, "rejected": rejected}
 
 
 def _ppo_rows(rm_rows: list[dict]) -> list[dict]:
@@ -300,30 +302,43 @@ def pull(client, dataset: str, workspace: str | None = None, *, ppo: bool = True
     """Read the answers of ``dataset`` (or the ``dataset-<kind>`` datasets of one push) back as rows.
 
     Returns ``({kind: DataFrame}, report)``. The report has per-dataset counts (merged, pending,
-    draft, discarded), mean agreement figures, and under ``drafts`` / ``discarded`` the records
-    set aside (with every annotator's answer), which :func:`write_pulled` writes to side files.
+    draft, discarded), mean agreement figures, and under ``drafts`` / ``discarded`` / ``rejected``
+    the records set aside (with every annotator's answer), which :func:`write_pulled` writes to
+    side files.
     """
     with client_errors(client, "pulling"):
         datasets = find_datasets(client, dataset, workspace)
         users = _users(client)
         all_rows: dict[str, list[dict]] = {}
-        reports, drafts, discarded = [], [], []
+        reports, side = [], {name: [] for name in SIDE_FILES}
         for ds in datasets:
-            rows, rep, d, x = pull_dataset(client, ds, users, on_progress)
+            rows, rep, aside = pull_dataset(client, ds, users, on_progress)
             for k, v in rows.items():
                 all_rows.setdefault(k, []).extend(v)
             reports.append(rep)
-            drafts += d
-            discarded += x
+            for name in SIDE_FILES:
+                side[name] += aside[name]
+    duplicates = 0
+    if all_rows.get("rm"):
+        # a pair can come back twice (a reflected SFT row and its RM row both pushed): the RM record,
+        # annotated as a pair, wins over the pair derived from the SFT record
+        kept: dict[str, dict] = {}
+        for row in sorted(all_rows["rm"], key=lambda r: "from_id" in schemas.meta_of(r.get("meta"))):
+            if row["id"] in kept:
+                duplicates += 1
+                continue
+            kept[row["id"]] = row
+        all_rows["rm"] = list(kept.values())
     if ppo and all_rows.get("rm"):
         all_rows["ppo"] = _ppo_rows(all_rows["rm"])
     frames = {k: schemas.from_rows(k, v) for k, v in all_rows.items() if v}
     total = {key: sum(r[key] for r in reports) for key in
              ("records", "merged", "pending", "draft", "discarded", "not_curate", "unusable_answers", "corrected",
               "rejected_rewrites")}
+    total["duplicate_pairs"] = duplicates
     report = {"stage": "pull", "dataset": dataset, "datasets": reports, "total": total,
               "rows_by_kind": {k: f.height for k, f in frames.items()}, "merge_rules": MERGE_RULES,
-              "drafts": drafts, "discarded": discarded}
+              **side}
     return frames, report
 
 
@@ -342,16 +357,17 @@ MERGE_RULES = {
 
 def write_pulled(frames: dict[str, pl.DataFrame], report: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     """Write a curate dataset directory: ``<kind>.parquet``, ``drafts.jsonl``, ``discarded.jsonl``,
-    ``report.json`` (without the side records themselves). Returns the report as written."""
+    ``rejected.jsonl`` (reflected rows whose old answer won) and ``report.json`` (counts, without
+    the side records themselves). Returns the report as written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for kind in schemas.KINDS:          # a re-pull must not leave a kind that is gone now
         if kind not in frames:
             (out_dir / f"{kind}.parquet").unlink(missing_ok=True)
     io.write_dataset(frames, out_dir)
-    written = {k: v for k, v in report.items() if k not in ("drafts", "discarded")}
+    written = {k: v for k, v in report.items() if k not in SIDE_FILES}
     written["side_files"] = {}
-    for name in ("drafts", "discarded"):
+    for name in SIDE_FILES:
         path = out_dir / f"{name}.jsonl"
         io.write_jsonl(path, report.get(name) or [])
         written["side_files"][name] = {"path": path.as_posix(), "records": len(report.get(name) or [])}
