@@ -7,6 +7,8 @@ The server runs in its own process (tests/servers/openai_server.py) with a fixed
 * ``bare``    the reference: a bare asyncio loop with ``AsyncOpenAI`` and a semaphore
 * ``engine``  ``curate.llm.Engine`` (cache on, a fresh cache file) at concurrency 1, 8, 32, 64
 * ``cached``  the same engine run again over the now full cache (zero requests)
+* ``translate`` the translate stage over the same texts as PPO rows (short fields packed into
+  shared requests, every reply checked: placeholders, numbers, language), rows/s
 
 Floor (issue 4): at concurrency 64 the engine reaches at least 90% of the bare loop's requests/s.
 
@@ -58,6 +60,18 @@ def child(args) -> None:
     if args.child == "bare":
         done = asyncio.run(_bare(args.url, args.n, args.concurrency))
         sent = done
+    elif args.child == "translate":
+        from curate import schemas
+        from curate.llm import Engine, resolve
+        from curate.translate import translate_rows
+
+        cfg = resolve(base_url=args.url, api_key="bench", model="loopback", concurrency=args.concurrency,
+                      cache_path=Path(args.cache), progress=False)
+        rows = {"ppo": schemas.from_rows("ppo", [{"prompt": t} for t in texts(args.n)]).to_dicts()}
+        engine = Engine(cfg)
+        out = translate_rows(rows, engine, to="ms")
+        done = out.frames["ppo"].height
+        sent = engine.stats.requests
     else:
         from curate.llm import Engine, Request, resolve
 
@@ -123,6 +137,8 @@ def main() -> None:
             n = args.n if conc >= 32 else min(args.n, max(50, int(conc / args.latency * 4)))
             res = run_child("engine", url, n, conc, str(tmp / f"c{conc}.sqlite"))
             rows.append(("engine (cache on)", conc, n, res["sent"], res["wall"]))
+        tr = run_child("translate", url, args.n, 64, str(tmp / "translate.sqlite"))
+        rows.append(("translate stage (packed fields)", 64, args.n, tr["sent"], tr["wall"]))
         print(f"\nbench/llm: loopback server latency {args.latency * 1000:.0f} ms/request; load average "
               f"{load:.2f} at start, {os.getloadavg()[0]:.2f} at end, on {os.cpu_count()} cores; every variant a "
               f"whole process; bare and engine at 64: best of {args.repeat} alternating runs\n")

@@ -459,7 +459,19 @@ def translate_rows(rows_by_kind: dict[str, list[dict]], engine: Engine, to: str 
             parts.append(u)
         fields.append(Field(ri, path, text, parts))
         stats["fields_sent"] += 1
-    chunks = pack(units, max_chars, max_units)
+    # identical texts (a shared instruction, a repeated system prompt) are translated once
+    first: dict[tuple, Unit] = {}
+    copies: list[tuple[Unit, Unit]] = []
+    unique: list[Unit] = []
+    for u in units:
+        ident = (u.text, tuple(u.mapping.items()))
+        if ident in first:
+            copies.append((u, first[ident]))
+        else:
+            first[ident] = u
+            unique.append(u)
+    stats["units_deduplicated"] = len(copies)
+    chunks = pack(unique, max_chars, max_units)
     requests = []
     for ci, chunk in enumerate(chunks):
         requests.append(Request(
@@ -475,6 +487,8 @@ def translate_rows(rows_by_kind: dict[str, list[dict]], engine: Engine, to: str 
                 u.out = res.value[str(i + 1)]
         else:
             contract.salvage(chunk, res)
+    for u, rep in copies:
+        u.out, u.code, u.error = rep.out, rep.code, rep.error
     # assemble rows
     failed: dict[int, list[tuple[str, str, str]]] = {}
     new_text: dict[int, list[tuple[tuple, str]]] = {}

@@ -372,3 +372,14 @@ def test_translate_then_localize_dataset(openai_server, tmp_path):
     assert meta["orig"]["prompt"].startswith("The book costs $20") and meta["translated"]["to"] == "ms"
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["localize"]["stage"] == "localize" and report["rows_out"] == 1
+
+
+def test_identical_texts_are_translated_once(dataset, openai_server, tmp_path):
+    rows = {"sft": small(dataset, 12)["sft"]}
+    instruction = rows["sft"][0]["instruction"]
+    assert all(r["instruction"] == instruction for r in rows["sft"])  # chatdoctor repeats its instruction
+    out, _ = run(rows, openai_server, tmp_path)
+    sent = [json.loads(req["messages"][1]["content"]) for req in openai_server.requests]
+    assert sum(v == instruction for payload in sent for v in payload.values()) == 1
+    assert out.report["fields"]["units_deduplicated"] == 11
+    assert out.frames["sft"]["instruction"].n_unique() == 1 and out.frames["sft"].height == 12
