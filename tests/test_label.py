@@ -427,7 +427,9 @@ def test_errors_wrong_key_server_down_no_url(argilla_server, fixtures, tmp_path,
 
 def test_api_key_never_written(owner, fixtures, tmp_path, argilla_server):  # noqa: F811
     rm = ingest([fixtures / "malay_kochatgpt_rm.jsonl"], detect_lang=False).frames["rm"].head(5)
-    push({"rm": rm}, "keycheck", owner, workspace="label-keys")
+    summary = push({"rm": pl.concat([rm, rm.head(1)])}, "keycheck", owner, workspace="label-keys")
+    [d] = summary["datasets"]
+    assert (d["rows"], d["created"], d["duplicate_ids"]) == (5, 5, 1)   # a repeated id is sent once
     frames, report = pull(owner, "keycheck", workspace="label-keys")
     write_pulled(frames, report, tmp_path / "p")
     assert report["total"]["pending"] == 5 and not frames

@@ -16,9 +16,21 @@ BATCH = 200
 TASK_KINDS = {"review": ("sft", "chat"), "ranking": ("rm",), "reflect": ("sft", "rm")}
 
 
-def _rows(frame: pl.DataFrame | pl.LazyFrame) -> list[dict[str, Any]]:
-    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-    return df.to_dicts()
+def _frame(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+
+
+def _metas(df: pl.DataFrame) -> list[dict[str, Any]]:
+    return [schemas.meta_of(m) for m in df["meta"].to_list()]
+
+
+def _reflected(kind: str, df: pl.DataFrame) -> list[bool]:
+    """Per row: does it look like `curate reflect` output (critique and old answer in meta)?"""
+    if kind not in ("sft", "rm"):
+        return [False] * df.height
+    lens = df["completions"].list.len().to_list() if kind == "rm" else [0] * df.height
+    return [S.is_reflect_row(kind, {"meta": m, "completions": [None] * (n or 0)})
+            for m, n in zip(df["meta"].to_list(), lens)]
 
 
 def plan(frames: dict[str, pl.DataFrame | pl.LazyFrame], dataset: str, kind: str | None = None
@@ -26,28 +38,30 @@ def plan(frames: dict[str, pl.DataFrame | pl.LazyFrame], dataset: str, kind: str
     """Which rows go to which dataset with which task: ``(jobs, skipped kinds)``.
 
     One kind of row -> the dataset ``dataset``; several -> ``dataset-<kind>`` each (an Argilla
-    dataset has one set of fields and questions).
+    dataset has one set of fields and questions). Task inference: sft/chat -> review, rm -> ranking,
+    and reflect when every row of the kind carries a critique and the old answer in ``meta``.
     """
     if kind is not None and kind not in S.TASKS:
         raise UserError(f"--kind {kind!r}: expected one of {', '.join(S.TASKS)}")
     jobs, skipped = [], []
     for row_kind, frame in frames.items():
-        rows = _rows(frame)
-        if not rows:
+        df = _frame(frame)
+        if df.height == 0:
             continue
-        task = kind or S.infer_task(row_kind, rows)
+        reflected = _reflected(row_kind, df)
+        task = kind or ("reflect" if all(reflected) and row_kind in ("sft", "rm")
+                        else {"sft": "review", "chat": "review", "rm": "ranking"}.get(row_kind))
         if task is None or row_kind not in TASK_KINDS[task]:
             reason = ("PPO rows have no answer to review" if row_kind == "ppo"
                       else f"{row_kind} rows cannot be pushed as {task}")
-            skipped.append({"kind": row_kind, "rows": len(rows), "reason": reason})
+            skipped.append({"kind": row_kind, "rows": df.height, "reason": reason})
             continue
-        if task == "reflect":
-            not_reflected = [r for r in rows if not S.is_reflect_row(row_kind, r)]
-            if not_reflected:
-                raise UserError(
-                    f"--kind reflect: {len(not_reflected)} of {len(rows)} {row_kind} rows have no critique and old "
-                    f"answer in meta (e.g. id {not_reflected[0]['id']}); push the output of `curate reflect`.")
-        jobs.append({"kind": row_kind, "task": task, "rows": rows})
+        if task == "reflect" and not all(reflected):
+            bad = [i for i, ok in enumerate(reflected) if not ok]
+            raise UserError(
+                f"--kind reflect: {len(bad)} of {df.height} {row_kind} rows have no critique and old "
+                f"answer in meta (e.g. id {df['id'][bad[0]]}); push the output of `curate reflect`.")
+        jobs.append({"kind": row_kind, "task": task, "frame": df})
     if not jobs:
         what = ", ".join(f"{s['rows']} {s['kind']} ({s['reason']})" for s in skipped) or "no rows"
         raise UserError(f"nothing to push: {what}.")
@@ -67,7 +81,8 @@ def _workspace(client, name: str):
 def _dataset(client, ws, job: dict[str, Any], overlap: int) -> tuple[Any, bool]:
     """The existing dataset (checked for compatibility) or a new one."""
     import argilla as rg
-    width = max((len(r.get("completions") or []) for r in job["rows"]), default=0) if job["task"] == "ranking" else 0
+    df = job["frame"]
+    width = int(df["completions"].list.len().max() or 0) if job["task"] == "ranking" else 0
     ds = client.datasets(job["dataset"], workspace=ws)
     if ds is not None:
         task, row_kind = S.task_of_dataset(ds)
@@ -81,7 +96,7 @@ def _dataset(client, ws, job: dict[str, Any], overlap: int) -> tuple[Any, bool]:
         return ds, False
     codes = None
     if job["task"] == "review":
-        seen = {c for r in job["rows"] for c in S.flag_codes(schemas.meta_of(r.get("meta")))}
+        seen = {c for m in _metas(df) for c in S.flag_codes(m)}
         codes = sorted(set(S.rule_codes()) | seen)
     settings = S.build_settings(job["task"], job["kind"], completions=width, codes=codes, overlap=overlap)
     ds = rg.Dataset(name=job["dataset"], workspace=ws, settings=settings, client=client).create()
@@ -106,17 +121,12 @@ def push(frames: dict[str, pl.DataFrame | pl.LazyFrame], dataset: str, client, k
             ds, created_dataset = _dataset(client, ws, job, overlap)
             labels = set(S.labels_of(ds, "flags"))
             width = S.ranking_width(ds)
-            rows, seen, duplicates = [], set(), 0
-            for row in job["rows"]:
-                if row["id"] in seen:
-                    duplicates += 1
-                    continue
-                seen.add(row["id"])
-                rows.append(row)
-            unknown_flags = sorted({c for r in rows for c in S.flag_codes(schemas.meta_of(r.get("meta")))} - labels)
+            df = job["frame"].unique("id", keep="first", maintain_order=True)
+            duplicates = job["frame"].height - df.height
+            unknown_flags = sorted({c for m in _metas(df) for c in S.flag_codes(m)} - labels)
             before = record_count(client, ds)
-            for start in range(0, len(rows), batch_size):
-                batch = rows[start:start + batch_size]
+            for start in range(0, df.height, batch_size):
+                batch = df.slice(start, batch_size).to_dicts()
                 records = [S.record_of(job["task"], job["kind"], r, labels=labels, width=width) for r in batch]
                 for rec in records:
                     rec.dataset = ds
@@ -124,8 +134,8 @@ def push(frames: dict[str, pl.DataFrame | pl.LazyFrame], dataset: str, client, k
                 if on_progress:
                     on_progress(len(batch))
             created = record_count(client, ds) - before   # the server does not say which were updates
-            updated = len(rows) - created
-            entry = {"dataset": job["dataset"], "task": job["task"], "kind": job["kind"], "rows": len(rows),
+            updated = df.height - created
+            entry = {"dataset": job["dataset"], "task": job["task"], "kind": job["kind"], "rows": df.height,
                      "created": created, "updated": updated, "new_dataset": created_dataset,
                      "duplicate_ids": duplicates, "id": str(ds.id)}
             if unknown_flags:

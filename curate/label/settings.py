@@ -156,13 +156,6 @@ def is_reflect_row(kind: str, row: dict[str, Any]) -> bool:
     return kind == "rm" and len(row.get("completions") or []) == 2
 
 
-def infer_task(kind: str, rows: list[dict[str, Any]]) -> str | None:
-    """The task for rows of one kind: sft/chat -> review, rm -> ranking, reflected rows -> reflect."""
-    if kind in ("sft", "rm") and rows and all(is_reflect_row(kind, r) for r in rows):
-        return "reflect"
-    return {"sft": "review", "chat": "review", "rm": "ranking"}.get(kind)
-
-
 # ---------------------------------------------------------------- settings
 
 def _metadata(task: str) -> list:
