@@ -14,7 +14,7 @@ REFLECTED  ?= datasets/reflected
 EXPORTED   ?= datasets/export
 TEST_SIZE  ?= 0.05
 # the last stage that ran before export (override: make export EXPORT_FROM=datasets/translated)
-EXPORT_FROM ?= $(NORMALIZED)
+EXPORT_FROM ?= $(CLEANED)
 
 .PHONY: install demo ingest export info test distclean bench
 
@@ -34,6 +34,13 @@ export: install
 
 info: install
 	$(CURATE) info $(NORMALIZED)
+
+# clean: registered rules fix, flag or drop rows (curate clean --list-rules); dropped rows go to
+# $(CLEANED)/quarantine.jsonl. Extra options: make clean CLEAN_ARGS="--rule fix_indonesian=fix --target-lang ms"
+CLEAN_ARGS ?=
+.PHONY: clean
+clean: install
+	$(CURATE) clean $(NORMALIZED) -o $(CLEANED) $(CLEAN_ARGS)
 
 # translate: reads the clean stage when it exists, else the normalized rows. Endpoint from BASE_URL/MODEL
 # or OPENAI_BASE_URL/OPENAI_API_KEY; with none it writes OpenAI Batch API files and says how to go on.
@@ -80,10 +87,11 @@ pull: argilla-env install
 	$(CURATE) pull --dataset $(DATASET) -o $(LABELLED) $(if $(WORKSPACE),--workspace $(WORKSPACE))
 	@echo "next: make export EXPORT_FROM=$(LABELLED)   (RM pairs and PPO prompts from the answers)"
 
-demo: ingest info export
+demo: ingest clean info export
 	@echo
 	@echo "Demo done. Outputs:"
 	@echo "  $(NORMALIZED)/   canonical rows (<kind>.parquet), quarantine.jsonl, report.json"
+	@echo "  $(CLEANED)/        rows after the clean rules, quarantine.jsonl (dropped rows), report.json"
 	@echo "  $(EXPORTED)/     training files (TRL / OpenAI / Alpaca / RM pairs / PPO), manifest.json"
 
 test: install
