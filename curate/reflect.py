@@ -130,9 +130,12 @@ def similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, wa, wb, autojunk=False).ratio()
 
 
+_WIDE = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
+
+
 def estimate_tokens(text: str) -> int:
-    """Token estimate as ``curate tokens`` without a model: ceil(narrow chars / 4) + wide chars."""
-    wide = sum(1 for c in text if "\uac00" <= c <= "\ud7a3" or "\u3040" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff")
+    """Token estimate as ``curate tokens`` without a model: ceil(narrow chars / 4) + wide (Hangul/CJK) chars."""
+    wide = len(_WIDE.findall(text))
     return -(-(len(text) - wide) // 4) + wide
 
 
@@ -196,7 +199,9 @@ def chat_lang(row: dict[str, Any], keep_indonesian: bool = False, forced: str | 
     """The language L' must be in (see the module docstring)."""
     from curate import langid
 
-    lang = forced or row.get("lang")
+    if forced:
+        return forced
+    lang = row.get("lang")
     if not lang or lang == "und":
         text = "\n".join(m["content"] or "" for m in row.get("messages") or [])
         lang = langid.detect(text)[0]
@@ -239,7 +244,7 @@ def system_message(lang: str) -> str:
                          lang_rules=(" " + MALAY_RULES) if lang == "ms" else "")
 
 
-def fit(item: Item, max_context: int | None) -> bool:
+def fit(item: Item, max_context: int | None, costs: list[int] | None = None) -> bool:
     """Choose the turns that fit ``max_context`` tokens: far future cut first, then the oldest context.
 
     Keeps K, L and at least the first later user turn (with the turns between); False when even that
@@ -251,7 +256,7 @@ def fit(item: Item, max_context: int | None) -> bool:
         return True
     first_q = next(i for i in range(item.k + 2, len(msgs)) if msgs[i]["role"] == "user")
     overhead = estimate_tokens(system_message(item.lang)) + 60
-    cost = [estimate_tokens(m["content"]) + 12 for m in msgs]
+    cost = costs if costs is not None else turn_costs(msgs)
     total = overhead + sum(cost)
     while total > max_context and item.last_later > first_q + 1:
         item.last_later -= 1
@@ -260,6 +265,11 @@ def fit(item: Item, max_context: int | None) -> bool:
         total -= cost[item.first_ctx]
         item.first_ctx += 1
     return total <= max_context
+
+
+def turn_costs(msgs: list[dict[str, str]]) -> list[int]:
+    """Estimated prompt tokens of each turn (its text plus the tag around it)."""
+    return [estimate_tokens(m["content"]) + 12 for m in msgs]
 
 
 # ---- the contract ---------------------------------------------------------------------------------
@@ -367,10 +377,11 @@ def reflect_rows(chats: list[dict[str, Any]], engine: Engine, *, max_context: in
             stats["chats_without_reviewable_answer"] += 1
             continue
         target = chat_lang(row, keep_indonesian, lang)
+        costs = turn_costs(msgs) if max_context else None
         for k in points:
             it = Item(row=row, k=k, lang=target, messages=msgs, key=f"{ri}:{row['id']}:{k + 1}")
             stats["answers"] += 1
-            if not fit(it, max_context):
+            if not fit(it, max_context, costs):
                 quarantine.append(_quarantine(row, "too_long", f"turn {k + 2}: K, L and the next user turn alone "
                                               f"exceed --max-context {max_context} tokens",
                                               evidence={"turn": k + 1}))

@@ -21,7 +21,7 @@ import pytest
 from curate import io, langid, schemas
 from curate.ingest import ingest
 from curate.llm import Engine, resolve
-from curate.reflect import estimate_tokens, reflect_rows, render_transcript, review_points
+from curate.reflect import chat_lang, estimate_tokens, reflect_rows, render_transcript, review_points
 from tests.servers.openai_server import openai_server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,7 +175,8 @@ def test_rows_are_what_curate_push_reads_as_reflect(chats, openai_server, tmp_pa
     openai_server.handler = model()
     out = reflect_rows(chats["ms"][:2], engine(openai_server, tmp_path))
     sft, rm = out.frames["sft"].to_dicts(), out.frames["rm"].to_dicts()
-    assert settings.infer_task("sft", sft) == "reflect" and settings.infer_task("rm", rm) == "reflect"
+    assert sft and all(settings.is_reflect_row("sft", r) for r in sft)
+    assert all(settings.is_reflect_row("rm", r) for r in rm)
     for s, r in zip(sft, rm):
         prompt, new, old, _ = settings.reflect_pair("rm", r)
         assert new == s["output"] and old == schemas.meta_of(s["meta"])["old_answer"]
@@ -243,6 +244,16 @@ def test_k_whitespace_differences_are_accepted(chats, openai_server, tmp_path):
     openai_server.handler = model(spaced)
     out = reflect_rows(chats["ms"][:1], engine(openai_server, tmp_path))
     assert not out.quarantine and openai_server.count == answers_of(chats["ms"][:1])
+
+
+def test_target_language_of_a_chat(chats):
+    ms_as_id = chats["ms"][1]  # the Malay translation of KoChatGPT reads as Indonesian to curate.langid
+    assert langid.detect("\n".join(m["content"] for m in ms_as_id["messages"]))[0] == "id"
+    assert chat_lang(ms_as_id) == "ms"  # Malay-first: answered in Malay
+    assert chat_lang(ms_as_id, keep_indonesian=True) == "id"
+    assert chat_lang(chats["ko"][0]) == "ko" and chat_lang(chats["sharegpt"][0]) == "en"
+    assert chat_lang({**chats["ko"][0], "lang": "ms"}) == "ms"  # the row's lang (e.g. after translate) wins
+    assert chat_lang(chats["ko"][0], forced="id") == "id"
 
 
 def test_korean_chat_needs_a_korean_answer(chats, openai_server, tmp_path):
