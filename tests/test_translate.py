@@ -383,3 +383,36 @@ def test_identical_texts_are_translated_once(dataset, openai_server, tmp_path):
     assert sum(v == instruction for payload in sent for v in payload.values()) == 1
     assert out.report["fields"]["units_deduplicated"] == 11
     assert out.frames["sft"]["instruction"].n_unique() == 1 and out.frames["sft"].height == 12
+
+
+def test_rm_prompt_and_completions_translated_ranks_kept(openai_server, tmp_path):
+    rows = {"rm": schemas.from_rows("rm", [{
+        "prompt": "What should I take for the pain in my head, doctor?",
+        "completions": ["You should take the medicine 2 times a day with water.",
+                        "I have no answer for you because it is not good.",
+                        "Please help the people with food and water."],
+        "ranks": [0, 2, 1]}]).to_dicts()}
+    out, _ = run(rows, openai_server, tmp_path)
+    r = out.frames["rm"].row(0, named=True)
+    meta = schemas.meta_of(r["meta"])
+    assert r["ranks"] == [0, 2, 1] and r["id"] == rows["rm"][0]["id"]
+    assert meta["orig"] == {"prompt": rows["rm"][0]["prompt"], "completions": rows["rm"][0]["completions"]}
+    assert len(r["completions"]) == 3 and "ubat" in r["completions"][0] and "2" in r["completions"][0]
+    assert meta["translated"]["fields"] == ["prompt", "completions.0", "completions.1", "completions.2"]
+
+
+def test_llm_config_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("CURATE_MODEL", raising=False)
+    conf = tmp_path / "llm.toml"
+    conf.write_text('base_url = "http://127.0.0.1:9/v1"\nmodel = "qwen"\napi_key_env = "MY_KEY"\nconcurrency = 3\n')
+    monkeypatch.setenv("MY_KEY", SECRET)
+    c = resolve(config_file=conf)
+    assert (c.base_url, c.model, c.concurrency, c.api_key) == ("http://127.0.0.1:9/v1", "qwen", 3, SECRET)
+    assert SECRET not in repr(c) and SECRET not in json.dumps(c.public())
+    assert resolve(config_file=conf, model="other", concurrency=7).model == "other"
+    conf.write_text(f'api_key = "{SECRET}"\n')
+    from curate.errors import UserError
+    with pytest.raises(UserError, match="never reads keys from files"):
+        resolve(config_file=conf)

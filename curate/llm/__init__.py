@@ -38,7 +38,8 @@ What it does for you:
   request body (model, messages, params), so a re-run makes zero requests, and a killed run resumes
   where it stopped. Failed requests are never cached. The validator runs on cached replies too; with
   ``retry_failed`` replies that fail it are asked again.
-* **Structured output**: ``schema`` (pydantic) and/or ``validate``; a rejected reply is retried
+* **Structured output**: ``schema`` (pydantic) and/or ``validate`` (``params={"response_format":
+  response_format(Model)}`` also asks the server for it); a rejected reply is retried
   ``max_fix`` times with the error fed back as a user turn, then the result fails with
   ``code="invalid"`` and the raw reply in ``text``.
 * **Batch API**: with ``batch_out`` set, or with no endpoint configured, uncached requests are
@@ -52,7 +53,7 @@ What it does for you:
 
 from curate.llm.cache import Cache, Reply, request_key
 from curate.llm.config import EngineConfig, resolve
-from curate.llm.engine import Engine, Invalid, Request, Result, extract_json
+from curate.llm.engine import Engine, Invalid, Request, Result, extract_json, response_format
 
 __all__ = ["Cache", "Engine", "EngineConfig", "Invalid", "Reply", "Request", "Result", "extract_json",
-           "request_key", "resolve"]
+           "request_key", "resolve", "response_format"]

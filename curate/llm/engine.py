@@ -122,6 +122,13 @@ def extract_json(text: str) -> Any:
     raise Invalid(f"the reply is not valid JSON ({err}); reply with one JSON object only")
 
 
+def response_format(model, strict: bool = False) -> dict[str, Any]:
+    """``params={"response_format": response_format(MyModel)}``: OpenAI structured outputs for a pydantic
+    model (servers without json_schema support may need ``{"type": "json_object"}`` instead)."""
+    return {"type": "json_schema",
+            "json_schema": {"name": model.__name__, "schema": model.model_json_schema(), "strict": strict}}
+
+
 def _schema_error(exc) -> str:
     parts = []
     for e in exc.errors()[:8]:
