@@ -264,7 +264,8 @@ def test_kill_9_then_resume_every_row_once(dataset, tmp_path):
     assert not committed & set(second_run)  # nothing answered before the kill is asked again
     assert len(second_run) == len(set(second_run))
     total = set(first_run) | set(second_run)
-    assert len(set(first_run) & set(second_run)) <= 2  # at most the requests in flight at the kill
+    # asked twice: at most what was in flight at the kill (2 workers) or answered but not yet committed
+    assert len(set(first_run) & set(second_run)) <= 4
     src = pl.read_parquet(inp)
     got = pl.read_parquet(out_dir / "ppo.parquet")
     assert got.height == src.height and sorted(got["id"].to_list()) == sorted(src["id"].to_list())
