@@ -396,3 +396,27 @@ def test_reflect_refuses_a_dataset_without_chats(tmp_path):
     res = subprocess.run([*CURATE, "reflect", str(inp), "-o", str(tmp_path / "o"), "-q"], cwd=ROOT, env=_env(),
                          capture_output=True, text=True)
     assert res.returncode != 0 and "no chat rows" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_batch_results_complete_the_run(chats, tmp_path):
+    """No endpoint: Batch API requests out; their results (answered here by the same rule-based model) in."""
+    from tests.servers.openai_server import completion
+
+    inp, out, cache = tmp_path / "in", tmp_path / "out", tmp_path / "c.sqlite"
+    rows = chats["ko"][:2] + chats["ms"][:1]
+    io.write_dataset({"chat": schemas.from_rows("chat", rows)}, inp)
+    cmd = [*CURATE, "reflect", str(inp), "-o", str(out), "--cache", str(cache), "-q"]
+    assert subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True).returncode == 0
+    requests = [orjson.loads(x) for x in (out / "batch" / "reflect-requests.jsonl").read_bytes().splitlines()]
+    results = tmp_path / "results.jsonl"
+    handler = model()
+    lines = [{"id": f"batch_req_{i}", "custom_id": r["custom_id"],
+              "response": {"status_code": 200, "request_id": str(i), "body": completion(handler(r["body"]))},
+              "error": None} for i, r in enumerate(reversed(requests))]  # any order
+    results.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
+    res = subprocess.run([*cmd, "--batch-in", str(results)], cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    n = answers_of(rows)
+    assert io.read_dataset(out)["rm"].collect().height == n
+    assert io.read_jsonl(out / "quarantine.jsonl") == []
+    assert not (out / "batch" / "reflect-requests.jsonl").exists()  # nothing left to submit
