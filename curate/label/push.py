@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 import polars as pl
@@ -61,6 +62,14 @@ def plan(frames: dict[str, pl.DataFrame | pl.LazyFrame], dataset: str, kind: str
             raise UserError(
                 f"--kind reflect: {len(bad)} of {df.height} {row_kind} rows have no critique and old "
                 f"answer in meta (e.g. id {df['id'][bad[0]]}); push the output of `curate reflect`.")
+        if task == "ranking":
+            short = df.filter(pl.col("completions").list.len().fill_null(0) < 2)
+            if short.height:
+                skipped.append({"kind": row_kind, "rows": short.height,
+                                "reason": "fewer than 2 completions: nothing to rank"})
+                df = df.filter(pl.col("completions").list.len().fill_null(0) >= 2)
+                if df.height == 0:
+                    continue
         jobs.append({"kind": row_kind, "task": task, "frame": df})
     if not jobs:
         what = ", ".join(f"{s['rows']} {s['kind']} ({s['reason']})" for s in skipped) or "no rows"
@@ -130,7 +139,7 @@ def push(frames: dict[str, pl.DataFrame | pl.LazyFrame], dataset: str, client, k
                 records = [S.record_of(job["task"], job["kind"], r, labels=labels, width=width) for r in batch]
                 for rec in records:
                     rec.dataset = ds
-                client.api.records.bulk_upsert(ds.id, [rec.api_model() for rec in records])
+                _upsert(client, ds, records, batch, done=start)
                 if on_progress:
                     on_progress(len(batch))
             created = record_count(client, ds) - before   # the server does not say which were updates
@@ -142,6 +151,22 @@ def push(frames: dict[str, pl.DataFrame | pl.LazyFrame], dataset: str, client, k
                 entry["flags_not_offered"] = unknown_flags
             summary["datasets"].append(entry)
     return summary
+
+
+def _upsert(client, ds, records, batch: list[dict], done: int) -> None:
+    """One bulk upsert; a refused record is named (id, source:line) instead of a batch position."""
+    from argilla._exceptions import UnprocessableEntityError
+    try:
+        client.api.records.bulk_upsert(ds.id, [rec.api_model() for rec in records])
+    except UnprocessableEntityError as exc:
+        detail = str(exc).split("Details:", 1)[-1].strip()
+        m = re.search(r"position (\d+)", detail)
+        where = ""
+        if m and int(m.group(1)) < len(batch):
+            row = batch[int(m.group(1))]
+            where = f" row {row['id']} ({row.get('source')}:{row.get('line')})"
+        raise UserError(f"Argilla refused{where}: {detail[:400]}. The {done:,} rows before this batch were "
+                        "pushed; fix or drop the row and push again (a second push updates, never duplicates).") from None
 
 
 def record_count(client, ds) -> int:
