@@ -149,6 +149,8 @@ def build(n: int, seed: int, out: Path) -> tuple[Path, Path]:
                 else:
                     words.insert(k, rng.choice(rng.choice(sents).split(" ")))
             o = " ".join(words)
+            if norm(o) == norm(outp[src]):  # the edits cancelled out: make it a real edit
+                o = o + " " + rng.choice(rng.choice(sents).split(" "))
         elif issue == "noinput":
             x = rng.choice(NOINPUT)
         elif issue == "mojibake":
@@ -211,6 +213,10 @@ def build(n: int, seed: int, out: Path) -> tuple[Path, Path]:
     truth_path = out / "truth.parquet"
     pl.DataFrame({"line": pl.int_range(1, n + 1, eager=True), "issue": truth}, schema={"line": pl.Int64, "issue": pl.String}).write_parquet(truth_path)
     return corpus, truth_path
+
+
+def norm(text: str) -> str:
+    return " ".join(re.sub(r"[^\w]+|_", " ", text.lower()).split())
 
 
 def timed(cmd: list[str], label: str) -> dict:

@@ -30,4 +30,4 @@ def rule_rows() -> list[dict]:
     """One dict per rule for ``--list-rules``: code, default action, actions, kinds, params, description."""
     return [{"code": r.code, "default_action": r.default_action, "actions": [*r.actions, "off"],
              "kinds": list(r.kinds), "roles": list(r.roles) if r.scope == "cell" else ["row"],
-             "params": dict(r.params), "description": r.description} for r in RULES]
+             "params": dict(r.params), "description": r.description} for r in sorted(RULES, key=lambda r: r.stage)]

@@ -144,7 +144,7 @@ PLACEHOLDER = r"#[^\s#]{1,20}#|\{\{?\s*[A-Za-z_]{2,20}\s*\}?\}|\[(?:NAME|NAMA|na
 
 class UnclearInstruction(Rule):
     code = "unclear_instruction"
-    description = "nonsensical or unclear prompt: too few words, no letters, a repeated character, an unfilled #placeholder#"
+    description = "nonsensical or unclear prompt: too few words, no letters, mostly symbols, an unfilled #placeholder#"
     default_action = "flag"
     roles = ("prompt",)
     params = {"min_words": 2}

@@ -97,6 +97,9 @@ class UntranslatedField(Rule):
         return out if out.height else empty_matches()
 
 
+_LANG_BATCH = 50_000
+
+
 def _detect(rows: pl.DataFrame, reuse: bool) -> pl.DataFrame:
     """``_row, lang, conf`` for ``rows`` (``_row, text`` and optionally ``_lang_cache``, the ``lang``
     set at ingest for rows no fix changed; reused when ``reuse``)."""
@@ -111,9 +114,10 @@ def _detect(rows: pl.DataFrame, reuse: bool) -> pl.DataFrame:
         parts.append(rows.filter(known).select("_row", pl.col("_lang_cache").alias("lang"),
                                                pl.lit(1.0).alias("conf")).cast(schema))
         todo = rows.filter(~known)
-    if todo.height:
-        res = langid.detect_many(todo["lang_text"].str.slice(0, SAMPLE_CHARS).to_list())
-        parts.append(pl.DataFrame({"_row": todo["_row"], "lang": [r[0] for r in res],
+    for start in range(0, todo.height, _LANG_BATCH):  # batches bound the Python strings alive at once
+        part = todo.slice(start, _LANG_BATCH)
+        res = langid.detect_many(part["lang_text"].str.slice(0, SAMPLE_CHARS).to_list())
+        parts.append(pl.DataFrame({"_row": part["_row"], "lang": [r[0] for r in res],
                                    "conf": [float(r[1]) for r in res]}, schema=schema))
     return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
