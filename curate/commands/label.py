@@ -113,7 +113,8 @@ def pull(dataset, out_dir, no_ppo, api_url, api_key, workspace):
     _quiet_sdk()
     client = connect(api_url, api_key)
     with bar("pull") as b:
-        frames, report = pull_rows(client, dataset, workspace, ppo=not no_ppo, on_progress=b.advance)
+        frames, report = pull_rows(client, dataset, workspace, ppo=not no_ppo, on_progress=b.advance,
+                                   on_total=lambda n: b.update(total=n))
     written = write_pulled(frames, report, out_dir)
     t = written["total"]
     console.print(f"{t['records']:,} records: {t['merged']:,} merged, {t['pending']:,} pending, "

@@ -83,6 +83,12 @@ def fetch_records(client, ds, on_progress: Callable[[int], None] | None = None) 
         offset += len(items)
 
 
+def _total(client, ds) -> int:
+    resp = client.http_client.get(f"/api/v1/datasets/{ds.id}/records", params={"limit": 1})
+    resp.raise_for_status()
+    return int(resp.json()["total"])
+
+
 def _value(response: dict[str, Any], question: str) -> Any:
     values = response.get("values") or {}
     v = values.get(question)
@@ -298,7 +304,8 @@ def _ppo_rows(rm_rows: list[dict]) -> list[dict]:
 
 
 def pull(client, dataset: str, workspace: str | None = None, *, ppo: bool = True,
-         on_progress: Callable[[int], None] | None = None) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+         on_progress: Callable[[int], None] | None = None,
+         on_total: Callable[[int], None] | None = None) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
     """Read the answers of ``dataset`` (or the ``dataset-<kind>`` datasets of one push) back as rows.
 
     Returns ``({kind: DataFrame}, report)``. The report has per-dataset counts (merged, pending,
@@ -309,6 +316,8 @@ def pull(client, dataset: str, workspace: str | None = None, *, ppo: bool = True
     with client_errors(client, "pulling"):
         datasets = find_datasets(client, dataset, workspace)
         users = _users(client)
+        if on_total:
+            on_total(sum(_total(client, ds) for ds in datasets))
         all_rows: dict[str, list[dict]] = {}
         reports, side = [], {name: [] for name in SIDE_FILES}
         for ds in datasets:
