@@ -221,37 +221,28 @@ class Field:
     done: bool = False
 
 
-def split_segments(text: str, max_chars: int) -> list[str]:
-    """Split at blank lines into pieces of at most ``max_chars`` (separators kept as own items)."""
-    if len(text) <= max_chars:
+_SPLITS = (r"(\n\s*\n)", r"(\n)")  # blank lines first, then line breaks
+
+
+def split_segments(text: str, max_chars: int, level: int = 0) -> list[str]:
+    """Split at blank lines (then at line breaks) into segments of at most ``max_chars`` where possible
+    (a longer line stays whole); separators between segments are items of their own. Lossless:
+    ``"".join(split_segments(t, n)) == t``."""
+    if len(text) <= max_chars or level >= len(_SPLITS):
         return [text]
-    pieces = re.split(r"(\n\s*\n)", text)
+    pieces = re.split(_SPLITS[level], text)  # text, sep, text, sep, ..., text
     out: list[str] = []
-    cur = ""
-    for i, p in enumerate(pieces):
-        if i % 2 == 1:  # separator
-            if cur:
-                out.append(cur)
-                cur = ""
-            out.append(p)
-            continue
-        if cur and len(cur) + len(p) > max_chars:
-            out.append(cur)
-            cur = p
+    cur = pieces[0]
+    for i in range(1, len(pieces), 2):
+        sep, nxt = pieces[i], pieces[i + 1]
+        if cur and len(cur) + len(sep) + len(nxt) > max_chars:
+            out += [*split_segments(cur, max_chars, level + 1), sep]
+            cur = nxt
         else:
-            cur += p
+            cur += sep + nxt
     if cur:
-        out.append(cur)
-    # merge small neighbours across separators where they fit
-    merged: list[str] = []
-    for p in out:
-        if merged and len(merged) >= 2 and not p.strip() == "" and merged[-1].strip() == "" \
-                and len(merged[-2]) + len(merged[-1]) + len(p) <= max_chars and merged[-2].strip():
-            sep = merged.pop()
-            merged[-1] = merged[-1] + sep + p
-        else:
-            merged.append(p)
-    return merged
+        out += split_segments(cur, max_chars, level + 1)
+    return out
 
 
 class Contract:

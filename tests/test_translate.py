@@ -417,3 +417,16 @@ def test_llm_config_file(tmp_path, monkeypatch):
     from curate.errors import UserError
     with pytest.raises(UserError, match="never reads keys from files"):
         resolve(config_file=conf)
+
+
+def test_long_field_split_at_blank_lines_and_rejoined(dataset, openai_server, tmp_path):
+    from curate.translate import split_segments
+    rows = {"chat": small(dataset, 1)["chat"]}
+    longest = max((m["content"] for m in rows["chat"][0]["messages"]), key=len)
+    segs = split_segments(longest, 300)
+    assert "".join(segs) == longest and len(segs) > 3
+    out, _ = run(rows, openai_server, tmp_path, max_chars=300)
+    assert out.report["units"] > len(rows["chat"][0]["messages"])
+    new = {schemas.meta_of(r["meta"])["orig"]["messages"].index(longest): r for r in out.frames["chat"].iter_rows(named=True)}
+    translated = list(new.values())[0]["messages"][list(new)[0]]["content"]
+    assert len(re.findall(r"\n\s*\n", translated)) == len(re.findall(r"\n\s*\n", longest))
