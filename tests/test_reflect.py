@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import orjson
-import polars as pl
 import pytest
 
 from curate import io, langid, schemas
