@@ -20,9 +20,10 @@
    rows); then ROUGE-L F above 0.7 against any seed or kept task.
 4. Kept tasks get ``most_similar_instructions`` (the 10 most similar of all earlier instructions,
    seeds included, with their ROUGE-L F) and ``avg_similarity_score`` (mean F over all of them),
-   exactly like malay.json. :class:`curate.rouge.RougeIndex` computes those with a vectorised
-   bit-parallel LCS; with ``similarity_fields=False`` only the pruned threshold check runs (no
-   scan of all pairs), for very large runs.
+   exactly like malay.json. :class:`curate.rouge.RougeIndex` decides keep/drop with its pruned
+   (exact) threshold check, then computes those two fields for kept tasks only, with a vectorised
+   bit-parallel LCS against all earlier instructions; ``similarity_fields=False`` skips that scan
+   for very large runs.
 
 Requests go through the LLM engine (:mod:`curate.llm`): cached (a re-run sends nothing and gives the
 same output: the seed sample and the ``seed`` parameter of request ``i`` depend only on ``--seed``
@@ -380,24 +381,19 @@ def generate(tasks: list[Task], n: int, engine: Engine, lang: str = "ms", *, see
             if len(rows) >= n:
                 break
             toks = tokenize(item.instruction)
+            # the keep/drop decision with the pruned check (exact); only kept tasks pay for the
+            # scan of all pairs that their most_similar_instructions/avg_similarity_score need
+            j, f = index.most_similar_above(item.instruction, threshold, toks)
+            if j >= 0:
+                reject("similar", f"ROUGE-L F {f:.3f} > {threshold} against "
+                                  f"{'a seed' if j < n_seeds else 'a kept task'}", row, i,
+                       {"most_similar": index.texts[j], "rouge_l": round(f, 4)})
+                continue
             if similarity_fields:
                 scores = index.scores(item.instruction, toks)
-                best = int(np.argmax(scores)) if len(scores) else -1
-                if best >= 0 and scores[best] > threshold:
-                    reject("similar", f"ROUGE-L F {scores[best]:.3f} > {threshold} against "
-                                      f"{'a seed' if best < n_seeds else 'a kept task'}", row, i,
-                           {"most_similar": index.texts[best], "rouge_l": round(float(scores[best]), 4)})
-                    continue
                 top = top_k(scores, 10)
-                row["most_similar_instructions"] = {index.texts[j]: float(scores[j]) for j in top}
+                row["most_similar_instructions"] = {index.texts[k]: float(scores[k]) for k in top}
                 row["avg_similarity_score"] = float(scores.mean()) if len(scores) else 0.0
-            else:
-                j, f = index.most_similar_above(item.instruction, threshold, toks)
-                if j >= 0:
-                    reject("similar", f"ROUGE-L F {f:.3f} > {threshold} against "
-                                      f"{'a seed' if j < n_seeds else 'a kept task'}", row, i,
-                           {"most_similar": index.texts[j], "rouge_l": round(f, 4)})
-                    continue
             index.add(item.instruction, toks)
             rows.append(row)
             if progress is not None:
