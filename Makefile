@@ -101,4 +101,4 @@ bench: install
 	$(BIN)/python bench/ingest.py
 
 distclean:
-	rm -rf $(NORMALIZED) $(CLEANED) $(TRANSLATED) $(REFLECTED) $(EXPORTED) bench/out
+	rm -rf $(NORMALIZED) $(CLEANED) $(TRANSLATED) $(REFLECTED) $(EXPORTED) $(JUDGED) $(LABELLED) bench/out
