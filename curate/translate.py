@@ -463,21 +463,32 @@ def translate_rows(rows_by_kind: dict[str, list[dict]], engine: Engine, to: str 
             unique.append(u)
     stats["units_deduplicated"] = len(copies)
     chunks = pack(unique, max_chars, max_units)
-    requests = []
-    for ci, chunk in enumerate(chunks):
-        requests.append(Request(
-            key=f"chunk{ci}",
-            messages=[{"role": "system", "content": contract.system(chunk)},
-                      {"role": "user", "content": contract.user(chunk)}],
-            params={"temperature": 0, "response_format": {"type": "json_object"}},
-            validate=contract.validator(chunk), data=chunk))
-    results = engine.run(requests) if requests else []
-    for chunk, res in zip(chunks, results):
-        if res.ok:
-            for i, u in enumerate(chunk):
-                u.out = res.value[str(i + 1)]
-        else:
-            contract.salvage(chunk, res)
+    def requests_for(chunks: list[list[Unit]], prefix: str) -> list[Request]:
+        return [Request(key=f"{prefix}{ci}",
+                        messages=[{"role": "system", "content": contract.system(chunk)},
+                                  {"role": "user", "content": contract.user(chunk)}],
+                        params={"temperature": 0, "response_format": {"type": "json_object"}},
+                        validate=contract.validator(chunk), data=chunk) for ci, chunk in enumerate(chunks)]
+
+    def apply(chunks: list[list[Unit]], results: list[Result]) -> None:
+        for chunk, res in zip(chunks, results):
+            if res.ok:
+                for i, u in enumerate(chunk):
+                    u.out, u.code, u.error = res.value[str(i + 1)], None, None
+            else:
+                contract.salvage(chunk, res)
+
+    requests = requests_for(chunks, "chunk")
+    apply(chunks, engine.run(requests) if requests else [])
+    # a shared reply that was broken as a whole (cut off, not JSON, keys missing): each of its
+    # failed fields gets one request of its own
+    solo = [[u] for chunk in chunks if len(chunk) > 1 for u in chunk
+            if u.out is None and u.code == "invalid_reply"]
+    if solo and not engine.batch_mode:
+        stats["units_retried_alone"] = len(solo)
+        solo_requests = requests_for(solo, "solo")
+        requests += solo_requests
+        apply(solo, engine.run(solo_requests))
     for u, rep in copies:
         u.out, u.code, u.error = rep.out, rep.code, rep.error
     # assemble rows

@@ -430,3 +430,19 @@ def test_long_field_split_at_blank_lines_and_rejoined(dataset, openai_server, tm
     new = {schemas.meta_of(r["meta"])["orig"]["messages"].index(longest): r for r in out.frames["chat"].iter_rows(named=True)}
     translated = list(new.values())[0]["messages"][list(new)[0]]["content"]
     assert len(re.findall(r"\n\s*\n", translated)) == len(re.findall(r"\n\s*\n", longest))
+
+
+def test_broken_shared_reply_falls_back_to_one_field_per_request(openai_server, tmp_path):
+    rows = {"ppo": schemas.from_rows("ppo", [{"prompt": f"Why is the water {i} good for the people?"}
+                                             for i in range(4)]).to_dicts()}
+
+    def long_json_breaks(req):
+        _, data = _contract(req)
+        if len(data) > 1:  # the model truncates whenever several fields share a reply
+            return json.dumps({k: fake_translate(v) for k, v in data.items()})[:-40]
+        return json.dumps({k: fake_translate(v) for k, v in data.items()})
+    openai_server.handler = long_json_breaks
+    out, _ = run(rows, openai_server, tmp_path, max_fix=1)
+    assert out.quarantine == [] and out.frames["ppo"].height == 4
+    assert out.report["fields"]["units_retried_alone"] == 4
+    assert openai_server.count == 2 + 4
