@@ -306,7 +306,8 @@ def _reflected(chat: pl.DataFrame, n: int) -> pl.DataFrame:
         rows.append({"kind": "sft", "lang": "ms", "source": conv["source"], "format": conv["format"], "line": conv["line"],
                      "instruction": msgs[k]["content"], "input": "", "output": f"Jawapan baharu {i}: {old[:60]}",
                      "meta": {"critique": f"Pengguna bertanya lagi kemudian; jawapan {i} kurang jelas.",
-                              "old_answer": old, "context": msgs[:k]}})
+                              "old_answer": old, "context": msgs[:k],
+                              **({"judge": {"winner": "old", "score": 2}} if i == 1 else {})}})
     return schemas.from_rows("sft", rows)
 
 
@@ -341,6 +342,10 @@ def test_reflect_preferences_to_rm_and_sft(owner, annotator, fixtures, tmp_path)
     assert fields["prompt"] == with_context["instruction"] and "Old answer" in fields["comparison"]
     assert fields["critique"].startswith("Pengguna")
     assert fields["context"] == schemas.meta_of(with_context["meta"])["context"]
+    # the pairwise judge's verdict is the suggested preference; its score a filter
+    questions = {str(q.id): q.name for q in _dataset(owner, "reflect-ms-sft", ws).settings.questions}
+    assert [(questions[x["question_id"]], x["value"]) for x in raw[rows[1]["id"]]["suggestions"]] == [("preference", "old")]
+    assert raw[rows[1]["id"]]["metadata"]["judge_score"] == 2 and raw[rows[0]["id"]]["suggestions"] == []
     # the new answer is in the right column whatever the RM row's order
     for row in rm_rows:
         new = row["completions"][row["ranks"].index(0)]

@@ -308,8 +308,8 @@ def record_of(task: str, kind: str, row: dict[str, Any], *, labels: set[str], wi
             fields["context"] = context
         preferred = None
         judge = meta.get("judge")
-        if isinstance(judge, dict) and judge.get("preferred") in PREFERENCES:
-            preferred = judge["preferred"]
+        if isinstance(judge, dict):
+            preferred = next((judge[k] for k in ("preferred", "winner") if judge.get(k) in PREFERENCES), None)
         if preferred:
             suggestions.append(rg.Suggestion("preference", preferred, agent="curate judge"))
     else:
