@@ -22,7 +22,10 @@ How a field is translated:
    :func:`curate.langid.detect` (Malay must be Malay, not Indonesian), and every glossary term of
    the source rendered with its required translation. A failing reply is re-asked with the errors
    fed back (engine ``max_fix``); when it still fails, the keys that passed are kept and only rows
-   with a failing field go to quarantine, with the field and the reason.
+   with a failing field go to quarantine, with the field and the reason. When a shared reply was
+   broken as a whole (cut off, not JSON, keys missing), each of its fields is asked alone once more.
+5. **Dedupe**: identical texts (chatdoctor's shared instruction, a repeated system prompt) are sent
+   once and the translation reused.
 
 Rows whose requests were written to Batch API files (no endpoint) are quarantined with code
 ``pending``; the same command with ``--batch-in`` (or with an endpoint) completes them from the cache.
