@@ -44,7 +44,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-
 from curate import io, schemas
 from curate.errors import UserError
 from curate.llm import Engine, Request
