@@ -43,12 +43,12 @@ SIDE_FILES = ("drafts", "discarded", "rejected")
 def find_datasets(client, name: str, workspace: str | None = None) -> list:
     """The dataset ``name``, or the ``name-<kind>`` datasets one push of several kinds made."""
     candidates = [name] + [f"{name}-{k}" for k in ("sft", "chat", "rm")]
-    found = []
-    for ds in client.datasets.list():
-        if ds.name in candidates and (workspace is None or ds.workspace.name == workspace):
-            found.append(ds)
-    exact = [d for d in found if d.name == name]
-    found = exact or found
+    # the bare listings (the SDK's datasets.list() also fetches every dataset's settings)
+    spaces_by_id = {w["id"]: w["name"] for w in _items(client, "/api/v1/me/workspaces")}
+    found = [d for d in _items(client, "/api/v1/me/datasets")
+             if d["name"] in candidates and (workspace is None or spaces_by_id.get(d["workspace_id"]) == workspace)]
+    exact = [d for d in found if d["name"] == name]
+    found = [client.datasets(id=d["id"]).get() for d in (exact or found)]   # .get() loads the settings
     spaces = {d.workspace.name for d in found}
     if len(spaces) > 1:
         raise UserError(f"dataset {name!r} exists in several workspaces ({', '.join(sorted(spaces))}); "
@@ -57,6 +57,12 @@ def find_datasets(client, name: str, workspace: str | None = None) -> list:
         where = f" in workspace {workspace!r}" if workspace else ""
         raise UserError(f"no Argilla dataset {name!r}{where}. Push one first: curate push IN --dataset {name}")
     return sorted(found, key=lambda d: d.name)
+
+
+def _items(client, path: str) -> list[dict[str, Any]]:
+    resp = client.http_client.get(path)
+    resp.raise_for_status()
+    return resp.json().get("items", [])
 
 
 def _users(client) -> dict[str, str]:
