@@ -95,11 +95,12 @@ def pull(dataset, out_dir, no_ppo, api_url, api_key, workspace):
              labels and agreement in meta.annotation
     ranking: merged ranks into `ranks` (RM rows); their prompts also go to ppo.parquet
     reflect: the preference decides each RM pair; reflected SFT rows kept when the new answer won
-    \b
+
     Several annotators are merged: rankings by Borda count (agreement: Kendall's W and pairwise
     agreement), ratings by median, labels by majority (agreement: share agreeing), corrections by
     the most frequent one. Drafts and discarded records are not mixed in: they are counted in
-    report.json and written to drafts.jsonl / discarded.jsonl. Needs an owner or admin key.
+    report.json and written to drafts.jsonl / discarded.jsonl (reflected rows whose old answer
+    won: rejected.jsonl). Needs an owner or admin key.
 
     \b
     Example:
