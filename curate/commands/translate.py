@@ -4,28 +4,11 @@ from pathlib import Path
 
 import click
 
-from curate.llm.options import config_from_options, llm_options, pop_llm_options
-from curate.progress import console
+from curate.llm.options import config_from_options, echo_summary, llm_options, pop_llm_options
 
 
 def _summary(stage: str, outcome, engine, out_dir: Path, quiet: bool) -> None:
-    rep = outcome.report
-    llm = rep["llm"]
-    notice = engine.batch_notice(stage)
-    if quiet and not notice:
-        return
-    if not quiet:
-        codes = ", ".join(f"{k}: {v}" for k, v in rep.get("quarantine_codes", {}).items()) or "none"
-        console.print(f"{stage}: {rep['rows_in']} rows in, {rep['rows_out']} out, {rep['quarantined']} quarantined "
-                      f"({codes})")
-        tokens = llm["tokens"]
-        cost = llm.get("cost_usd")
-        console.print(f"requests sent {llm['requests_sent']} (retries {llm['retries']}), replies from cache "
-                      f"{llm['replies_cached']}, tokens in/out {tokens['prompt']}/{tokens['completion']}"
-                      + (f", cost ${cost['spent']:.4f}" if cost else ""))
-        console.print(f"outputs in {out_dir}/ (report.json, quarantine.jsonl)")
-    if notice:
-        click.echo(notice, err=True)
+    echo_summary(stage, outcome.report, engine, out_dir, quiet)
 
 
 @click.command()

@@ -28,7 +28,14 @@ What it does for you:
   (``--base-url``/``--model``/``--api-key`` or ``OPENAI_BASE_URL``/``OPENAI_API_KEY``/config file;
   :func:`resolve`). Click commands get every option at once with
   :func:`curate.llm.options.llm_options` and build the config with
-  :func:`curate.llm.options.config_from_options`.
+  :func:`curate.llm.options.config_from_options` (pass ``default_batch_out=out_dir / "batch" /
+  "<stage>-requests.jsonl"`` so a machine without an endpoint gets Batch API files), and print the
+  result with :func:`curate.llm.options.echo_summary`.
+* **Tests**: ``from tests.servers.openai_server import openai_server`` (a fixture: a real HTTP
+  server on 127.0.0.1; set ``openai_server.handler = fn(request_json) -> str | dict | Reply``,
+  queue faults with ``openai_server.script(Reply(429, {"Retry-After": "1"}), ...)``, assert on
+  ``openai_server.count`` / ``.requests``); build configs with ``resolve(base_url=server.url,
+  api_key="test", cache_path=tmp_path / "cache.sqlite", progress=False)``.
 * **Concurrency** bounded by ``concurrency``; **retries** with exponential backoff on 5xx,
   timeouts, connection errors and malformed bodies (``max_retries``); on 429 it honours
   ``Retry-After``/``retry-after-ms``, pauses every worker, and keeps trying for up to

@@ -73,3 +73,24 @@ def config_from_options(opts: dict[str, Any], default_batch_out: Path | None = N
     elif not cfg.has_endpoint:
         cfg.batch_out = default_batch_out
     return cfg
+
+
+def echo_summary(stage: str, report: dict[str, Any], engine, out_dir: Path, quiet: bool = False) -> None:
+    """Print a stage's summary (rows, quarantine codes, requests, cache hits, tokens, cost) and, when
+    requests went to Batch API files, the two-line notice. ``report`` needs ``rows_in``, ``rows_out``,
+    ``quarantined``, optionally ``quarantine_codes``; the LLM part comes from ``engine.report()``."""
+    from curate.progress import console
+
+    notice = engine.batch_notice(stage)
+    if not quiet:
+        llm = engine.report()
+        codes = ", ".join(f"{k}: {v}" for k, v in (report.get("quarantine_codes") or {}).items()) or "none"
+        console.print(f"{stage}: {report['rows_in']} rows in, {report['rows_out']} out, {report['quarantined']} "
+                      f"quarantined ({codes})")
+        tokens, cost = llm["tokens"], llm.get("cost_usd")
+        console.print(f"requests sent {llm['requests_sent']} (retries {llm['retries']}), replies from cache "
+                      f"{llm['replies_cached']}, tokens in/out {tokens['prompt']}/{tokens['completion']}"
+                      + (f", cost ${cost['spent']:.4f}" if cost and llm["requests_sent"] else ""))
+        console.print(f"outputs in {out_dir}/ (report.json, quarantine.jsonl)")
+    if notice:
+        click.echo(notice, err=True)

@@ -7,7 +7,8 @@ bodies ``{"error": {...}}``, ``Retry-After`` on 429), so the real ``openai`` cli
 Replies come from ``server.handler(request_json)``, which may return:
 
 * a ``str``: the assistant message content (wrapped in a ``chat.completion`` with usage),
-* a ``dict``: a full response body (sent as JSON with status 200),
+* a ``dict``: a full response body (sent as JSON with status 200), e.g.
+  ``completion(text, finish="length")`` for a reply cut by the token limit,
 * a :class:`Reply` (status, headers, body, delay) or a tuple ``(status, headers, body)``.
 
 The default handler is :func:`default_model`, a deterministic rule-based "model" that answers
