@@ -293,3 +293,15 @@ def test_sync_facade_inside_a_running_loop(openai_server, tmp_path):
 def test_duplicate_keys_rejected(tmp_path, openai_server):
     with pytest.raises(ValueError, match="unique"):
         Engine(cfg(openai_server, tmp_path)).run([Request("a", [{"role": "user", "content": "x"}])] * 2)
+
+
+def test_unreachable_endpoint_fails_fast_with_a_clear_message(tmp_path):
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again on exit: nothing listens there
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match="cannot reach the LLM endpoint"):
+        Engine(resolve(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", cache_path=tmp_path / "c.sqlite",
+                       backoff_base=0.01, progress=False)).run(reqs(TEXTS))
+    assert time.monotonic() - t0 < 10

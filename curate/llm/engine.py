@@ -495,6 +495,10 @@ class Engine:
                 last = f"timed out after {cfg.timeout}s"
             except openai.APIConnectionError as exc:
                 last = cfg.redact(f"connection error: {exc.__cause__ or exc}")
+                if self.stats.replies_live == 0 and attempt >= 2:  # never reached it: say so, once
+                    raise _Fatal(cfg.redact(f"cannot reach the LLM endpoint {cfg.base_url or 'api.openai.com'} "
+                                            f"({exc.__cause__ or exc}); is the server running? Or leave "
+                                            "--base-url unset to write Batch API files instead")) from None
             except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
                 self.stats.server_errors += 1
                 last = f"malformed response body: {exc}"[:300]
