@@ -86,8 +86,11 @@ def push(inp, dataset, task, overlap, batch_size, api_url, api_key, workspace):
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output curate dataset directory.")
 @click.option("--no-ppo", is_flag=True, help="Do not write the RM prompts as ppo.parquet.")
+@click.option("--min-quality", type=click.FloatRange(1, 5), default=None,
+              help="Reviewed rows whose merged quality is below this and that nobody corrected go to "
+                   "rejected.jsonl instead of the output. Default: keep every submitted row.")
 @connection_options
-def pull(dataset, out_dir, no_ppo, api_url, api_key, workspace):
+def pull(dataset, out_dir, no_ppo, min_quality, api_url, api_key, workspace):
     """Pull submitted answers from Argilla back into curate rows.
 
     \b
@@ -114,14 +117,15 @@ def pull(dataset, out_dir, no_ppo, api_url, api_key, workspace):
     _quiet_sdk()
     client = connect(api_url, api_key)
     with bar("pull") as b:
-        frames, report = pull_rows(client, dataset, workspace, ppo=not no_ppo, on_progress=b.advance,
+        frames, report = pull_rows(client, dataset, workspace, ppo=not no_ppo, min_quality=min_quality, on_progress=b.advance,
                                    on_total=lambda n: b.update(total=n))
     written = write_pulled(frames, report, out_dir)
     t = written["total"]
     console.print(f"{t['records']:,} records: {t['merged']:,} merged, {t['pending']:,} pending, "
                   f"{t['draft']:,} drafts, {t['discarded']:,} discarded"
                   + (f", {t['corrected']:,} corrected" if t["corrected"] else "")
-                  + (f", {t['rejected_rewrites']:,} rewrites rejected" if t["rejected_rewrites"] else ""))
+                  + (f", {t['rejected_rewrites']:,} rewrites rejected" if t["rejected_rewrites"] else "")
+                  + (f", {t['low_quality']:,} below --min-quality" if t["low_quality"] else ""))
     for rep in written["datasets"]:
         agree = ", ".join(f"{k} {v}" for k, v in rep["mean_agreement"].items() if v is not None)
         console.print(f"  {rep['workspace']}/{rep['dataset']} ({rep['task']}): {rep['merged']:,} merged"

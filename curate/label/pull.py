@@ -13,6 +13,8 @@ ranks on read). What happens to the record:
     ``meta.annotation.original_ranks``), Kendall's W and pairwise agreement in ``meta.annotation``.
   - reflect: the preference vote decides the RM row (new answer over old, old over new, or a tie);
     a reflected SFT row is kept when the new answer won or tied, else written to ``rejected.jsonl``.
+  - with ``min_quality``, a reviewed row whose merged quality is below it and that nobody
+    corrected goes to ``rejected.jsonl`` too.
 * more discards than submissions, or only discards: **discarded**, written to ``discarded.jsonl``.
 * only drafts: **draft**, written to ``drafts.jsonl``. Records nobody answered are **pending**.
 
@@ -229,13 +231,14 @@ def _mean(values: list[float | None]) -> float | None:
     return round(statistics.fmean(vals), 4) if vals else None
 
 
-def pull_dataset(client, ds, users: dict[str, str], on_progress=None) -> tuple[dict[str, list[dict]], dict, dict]:
+def pull_dataset(client, ds, users: dict[str, str], on_progress=None, min_quality: float | None = None
+                 ) -> tuple[dict[str, list[dict]], dict, dict]:
     task, row_kind = S.task_of_dataset(ds)
     records = fetch_records(client, ds, on_progress)
     rows: dict[str, list[dict]] = {}
     drafts, discarded, rejected = [], [], []
     counts = {"records": len(records), "merged": 0, "pending": 0, "draft": 0, "discarded": 0, "not_curate": 0,
-              "unusable_answers": 0, "corrected": 0, "rejected_rewrites": 0}
+              "unusable_answers": 0, "corrected": 0, "rejected_rewrites": 0, "low_quality": 0}
     agreement: dict[str, list] = {}
     responses_by_status: dict[str, int] = {}
     annotators: set[str] = set()
@@ -260,8 +263,17 @@ def pull_dataset(client, ds, users: dict[str, str], on_progress=None) -> tuple[d
             continue
         subs = [r for r in resps if r.get("status") == "submitted"]
         if task == "review":
+            original = dict(row)
             row, ann = _merge_review(row, kind, subs, users)
             counts["corrected"] += bool(ann.get("corrected"))
+            if (min_quality is not None and not ann.get("corrected") and ann.get("quality") is not None
+                    and ann["quality"] < min_quality):
+                # rated below the bar and nobody fixed it: set aside, not trained on
+                counts["low_quality"] += 1
+                side = _side(original, rec, "low_quality", users, ds.name)
+                side["annotation"] = ann
+                rejected.append(side)
+                continue
             for key in ("quality_agreement", "label_agreement", "correction_agreement"):
                 agreement.setdefault(key, []).append(ann.get(key))
             rows.setdefault(kind, []).append(_with_annotation(row, ann, ds.name))
@@ -309,7 +321,7 @@ def _ppo_rows(rm_rows: list[dict]) -> list[dict]:
     return out
 
 
-def pull(client, dataset: str, workspace: str | None = None, *, ppo: bool = True,
+def pull(client, dataset: str, workspace: str | None = None, *, ppo: bool = True, min_quality: float | None = None,
          on_progress: Callable[[int], None] | None = None,
          on_total: Callable[[int], None] | None = None) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
     """Read the answers of ``dataset`` (or the ``dataset-<kind>`` datasets of one push) back as rows.
@@ -327,7 +339,7 @@ def pull(client, dataset: str, workspace: str | None = None, *, ppo: bool = True
         all_rows: dict[str, list[dict]] = {}
         reports, side = [], {name: [] for name in SIDE_FILES}
         for ds in datasets:
-            rows, rep, aside = pull_dataset(client, ds, users, on_progress)
+            rows, rep, aside = pull_dataset(client, ds, users, on_progress, min_quality)
             for k, v in rows.items():
                 all_rows.setdefault(k, []).extend(v)
             reports.append(rep)
@@ -349,7 +361,7 @@ def pull(client, dataset: str, workspace: str | None = None, *, ppo: bool = True
     frames = {k: schemas.from_rows(k, v) for k, v in all_rows.items() if v}
     total = {key: sum(r[key] for r in reports) for key in
              ("records", "merged", "pending", "draft", "discarded", "not_curate", "unusable_answers", "corrected",
-              "rejected_rewrites")}
+              "rejected_rewrites", "low_quality")}
     total["duplicate_pairs"] = duplicates
     report = {"stage": "pull", "dataset": dataset, "datasets": reports, "total": total,
               "rows_by_kind": {k: f.height for k, f in frames.items()}, "merge_rules": MERGE_RULES,
@@ -372,7 +384,8 @@ MERGE_RULES = {
 
 def write_pulled(frames: dict[str, pl.DataFrame], report: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     """Write a curate dataset directory: ``<kind>.parquet``, ``drafts.jsonl``, ``discarded.jsonl``,
-    ``rejected.jsonl`` (reflected rows whose old answer won) and ``report.json`` (counts, without
+    ``rejected.jsonl`` (reflected rows whose old answer won, reviewed rows rated below
+    ``min_quality`` and not corrected) and ``report.json`` (counts, without
     the side records themselves). Returns the report as written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
