@@ -112,6 +112,23 @@ def test_language_of_rows(tmp_path):
     assert [x.severity for x in found if x.code == "wrong_language" and x.line == 4] == ["warning"]
 
 
+def test_a_pull_request_adding_an_indonesian_task_fails(tmp_path):
+    """Shipped Indonesian lines are grandfathered; the same defect on a new line fails CI."""
+    if S.detect_languages(["Saya suka makan nasi lemak pada waktu pagi."]) is None:
+        pytest.skip("curate.langid cannot run here yet")
+    f = tmp_path / "malay_seed_tasks.jsonl"
+    shutil.copy(SEEDS / "malay_seed_tasks.jsonl", f)
+    shutil.copy(SEEDS / "seeds.toml", tmp_path / "seeds.toml")
+    with open(f, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(_task(162, "Bagaimana cara membuat nasi goreng yang enak di rumah?",
+                                  output="Kamu bisa memakai nasi sisa kemarin karena teksturnya lebih kering, "
+                                         "lalu tambahkan bawang putih, kecap manis, dan telur.")) + "\n")
+    res = CliRunner().invoke(cli, ["seeds", "validate", "-q", str(f)])
+    assert res.exit_code == 1
+    assert f"{f}:141: error: task reads as 'id'" in res.output
+    assert [l for l in res.output.splitlines() if ": error: " in l and not l.startswith(f"{f}:141:")] == []
+
+
 def test_add_by_flags_assigns_next_id_and_keeps_existing_bytes(tmp_path):
     f = tmp_path / "malay_seed_tasks.jsonl"
     shutil.copy(SEEDS / "malay_seed_tasks.jsonl", f)
