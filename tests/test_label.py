@@ -446,6 +446,15 @@ def test_errors_wrong_key_server_down_no_url(argilla_server, fixtures, tmp_path,
     assert res.exit_code == 1 and "rm rows cannot be pushed as review" in res.output
 
 
+def test_annotator_key_cannot_push_or_pull(annotator):
+    client = annotator["client"]
+    sft = schemas.from_rows("sft", [{"instruction": "Apa khabar?", "input": "", "output": "Baik."}])
+    with pytest.raises(UserError, match="owner or admin"):
+        push({"sft": sft}, "by-annotator", client, workspace="label-review")
+    with pytest.raises(UserError, match="owner or admin API key: 'ann2' is an annotator"):
+        pull(client, "review-ms")
+
+
 def test_api_key_never_written(owner, fixtures, tmp_path, argilla_server):  # noqa: F811
     rm = ingest([fixtures / "malay_kochatgpt_rm.jsonl"], detect_lang=False).frames["rm"].head(5)
     summary = push({"rm": pl.concat([rm, rm.head(1)])}, "keycheck", owner, workspace="label-keys")

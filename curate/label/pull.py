@@ -332,6 +332,10 @@ def pull(client, dataset: str, workspace: str | None = None, *, ppo: bool = True
     side files.
     """
     with client_errors(client, "pulling"):
+        me = client.me
+        if me.role == "annotator":
+            raise UserError(f"pull needs an owner or admin API key: {me.username!r} is an annotator, whose key "
+                            "sees only their own answers. Use the key of the user who pushed the dataset.")
         datasets = find_datasets(client, dataset, workspace)
         users = _users(client)
         if on_total:
