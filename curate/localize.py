@@ -22,15 +22,13 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
-import polars as pl
 from pydantic import BaseModel, Field as PField
 
 from curate import io, schemas
 from curate.llm import Engine, EngineConfig, Invalid, Request
-from curate.translate import (LANG_NAMES, SENTINEL, Contract, Outcome, _quarantine_row, needs_model, orig_meta,
-                              path_name, protect, read_rows, restore, set_field, text_fields, write_outcome)
+from curate.translate import (LANG_NAMES, SENTINEL, Contract, Outcome, _quarantine_row, needs_model, path_name,
+                              protect, read_rows, restore, set_field, text_fields, write_outcome)
 
 COUNTRIES = {
     "MY": ("Malaysia", "ringgit (RM), Malaysian names (Malay, Chinese and Indian Malaysian names), Malaysian "

@@ -305,3 +305,15 @@ def test_unreachable_endpoint_fails_fast_with_a_clear_message(tmp_path):
         Engine(resolve(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", cache_path=tmp_path / "c.sqlite",
                        backoff_base=0.01, progress=False)).run(reqs(TEXTS))
     assert time.monotonic() - t0 < 10
+
+
+def test_loopback_server_speaks_openai(openai_server):
+    """The fixture other stages reuse: /v1/models and /v1/chat/completions through the real client."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=openai_server.url, api_key="test", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["loopback"]
+    openai_server.handler = lambda req: {**completion("cut off", req["model"], 3, finish="length")}
+    r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert r.choices[0].message.content == "cut off" and r.choices[0].finish_reason == "length"
+    assert r.usage.prompt_tokens == 3 and openai_server.count == 1

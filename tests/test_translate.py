@@ -22,7 +22,7 @@ from curate.llm import Engine, request_key, resolve
 from curate.localize import localize_rows
 from curate.translate import (Glossary, load_glossary, needs_model, protect, restore, translate_dataset,
                               translate_rows)
-from tests.servers.openai_server import (OpenAIServer, Reply, _contract, completion, default_model, fake_translate,
+from tests.servers.openai_server import (OpenAIServer, _contract, completion, default_model, fake_translate,
                                          openai_server, translator)  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
