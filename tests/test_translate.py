@@ -446,3 +446,17 @@ def test_broken_shared_reply_falls_back_to_one_field_per_request(openai_server, 
     assert out.quarantine == [] and out.frames["ppo"].height == 4
     assert out.report["fields"]["units_retried_alone"] == 4
     assert openai_server.count == 2 + 4
+
+
+def test_localize_command(tmp_path):
+    inp = tmp_path / "in"
+    io.write_dataset({"ppo": schemas.from_rows("ppo", [
+        {"prompt": "Harga buku ini ialah $20 di kedai di Seoul dan saya mahu membelinya sekarang juga.", "lang": "ms"}])}, inp)
+    with OpenAIServer() as server:
+        res = subprocess.run([*CURATE, "localize", str(inp), "-o", str(tmp_path / "out"), "--country", "MY",
+                              "--base-url", server.url, "--model", "loopback", "--cache", str(tmp_path / "c.sqlite")],
+                             cwd=ROOT, env=_clean_env(), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    row = pl.read_parquet(tmp_path / "out" / "ppo.parquet").row(0, named=True)
+    assert "RM 20" in row["prompt"] and "localized" in schemas.meta_of(row["meta"])["flags"]
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["rows"]["rows_localized"] == 1
