@@ -256,7 +256,9 @@ def check_tasks(f: SeedFile, lang: str | None = None, near_dup: float = NEAR_DUP
                 value = inst[key]
                 if value and NOINPUT_RE.search(value):
                     out.append(Finding(name, t.line, "noinput_marker",
-                                       f"instances[{i}].{key} is {value.strip()[:30]!r}: an empty input is \"\"", t.id))
+                                       f"instances[{i}].{key} is {value.strip()[:30]!r}: "
+                                       + ("an empty input is \"\"" if key == "input" else "a placeholder, not an answer"),
+                                       t.id))
                 if '\\"' in value or ("\\n" in value and not looks_like_code(value)):
                     out.append(Finding(name, t.line, "escaped_text",
                                        f"instances[{i}].{key} has literal \\n or \\\" (escaped twice?)", t.id, "warning"))
