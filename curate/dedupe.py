@@ -66,6 +66,7 @@ SHINGLE = 5              # shingle width in bytes of normalized UTF-8 text
 DEFAULT_PERM = 256       # MinHash bins (one-permutation hashing)
 _THREADS = max(1, min(2, os.cpu_count() or 1))  # signature threads (each holds one chunk)
 _EST_BINS = 128          # bins kept (8 bits each) to estimate the Jaccard of candidates
+_NORM_ROWS = 131_072     # rows normalized per slice
 _CHUNK_ROWS = 4_096      # representatives hashed per chunk (bounds memory)
 _CLIQUE = 32             # buckets up to this size give all pairs; bigger ones star + chain
 _VERIFY_WINDOWS = 4_000_000  # shingles sorted per verification batch
@@ -310,7 +311,7 @@ def _jaccard_batch(a: np.ndarray, b: np.ndarray, texts: pl.Series) -> np.ndarray
     del v, valid
     k = np.concatenate(keys)
     del keys
-    k.sort()
+    k.sort(kind="stable")  # timsort: the keys come in long pair-major runs
     body = k >> np.uint64(1)
     first = np.empty(len(k), dtype=bool)
     first[0] = True
@@ -411,9 +412,16 @@ def find_duplicates(df: pl.DataFrame, text: pl.Expr | str, *, threshold: float =
     """Exact and near-duplicate clusters of ``df`` by ``text`` (see the module docstring)."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    base = df.lazy().select(normalize(text).alias("norm")).with_row_index("row").with_columns(
+    # Normalized in slices so the intermediate copies (joined fields, lowercase...) of only one slice
+    # are alive at a time; ``text`` must be a row-wise expression.
+    norm = pl.concat([
+        df.slice(s, _NORM_ROWS).lazy().select(normalize(text).alias("norm")).collect()
+        for s in range(0, max(df.height, 1), _NORM_ROWS)
+    ])
+    base = norm.with_row_index("row").with_columns(
         pl.when(pl.col("norm") != "").then(pl.col("row").min().over("norm")).alias("rep"),
-    ).collect()
+    )
+    del norm
     n = base.height
     reps = base.filter(pl.col("rep") == pl.col("row")).select("row", "norm")
 
