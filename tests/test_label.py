@@ -505,3 +505,21 @@ def test_clean_flags_become_suggestions_and_filters(owner, fixtures):
     hits = ds.records(query=rg.Query(filter=rg.Filter(("metadata.rule_flags", "in", [code]))))
     want_ids = {r["id"] for r in sample.to_dicts() if code in flag_codes(schemas.meta_of(r["meta"]))}
     assert {r.id for r in hits} == want_ids
+
+
+def test_make_push_pull_explain_the_server_settings(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("ARGILLA_API_URL", "ARGILLA_API_KEY")}
+    for target in ("push", "pull"):
+        res = subprocess.run(["make", "-s", "-C", str(root), target, "DATASET=review-ms"], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode != 0
+        assert "export ARGILLA_API_URL=" in res.stdout and "ARGILLA_API_KEY" in res.stdout
+        assert "make push DATASET=review-ms" in res.stdout
