@@ -353,3 +353,14 @@ def test_near_duplicate_threshold(load):
     assert q and all(e["evidence"].startswith("near duplicate of ") for e in q)
     strict = clean(frames, only("near_duplicate", threshold=0.99))
     assert len(dropped(strict, "near_duplicate")) < len(q)
+
+
+def test_exact_and_near_share_one_pass(load):
+    frames = load("malay_seed_tasks.jsonl", "malay_gpt4all.jsonl", "kochatgpt_seed_data.txt")
+    off = {c: "off" for c in BY_CODE if c not in ("exact_duplicate", "near_duplicate")}
+    both = clean(frames, CleanConfig(actions=off))
+    exact = clean(frames, CleanConfig(actions={**off, "near_duplicate": "off"}))
+    near = clean(frames, CleanConfig(actions={**off, "exact_duplicate": "off"}))
+    ids = lambda res, code: sorted((e["source"], e["line"]) for e in dropped(res, code))
+    assert ids(both, "exact_duplicate") == ids(exact, "exact_duplicate") and ids(exact, "exact_duplicate")
+    assert ids(both, "near_duplicate") == ids(near, "near_duplicate")

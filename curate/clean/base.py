@@ -33,6 +33,8 @@ class Context:
     kind: str
     target_lang: str = "ms"
     langs: Any = None       # row languages (``_row, lang, conf``), computed once by the language rules
+    near_threshold: float | None = None   # set when near_duplicate is active (exact + near in one pass)
+    dups: Any = None        # (rows' _row ids, find_duplicates result) shared by the duplicate rules
 
 
 class Rule:

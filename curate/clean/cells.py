@@ -11,8 +11,9 @@ ppo      prompt                                      prompt
 
 Columns: ``_cell`` (index in this frame), ``_row`` (index of the row in its kind's frame),
 ``field``, ``pos`` (null for a scalar field), ``role``, ``text`` (null read as ""), ``given``
-(for prompt cells: the sft input, "" elsewhere) and ``question`` (for response cells: the text
-it answers: instruction + input, the previous user message, or the rm prompt).
+(the sft input on sft prompt and response cells, "" elsewhere) and ``question`` (for response
+cells: the text it answers: the sft instruction, the previous user message, or the rm prompt).
+Columns taken from the frame are string views of its buffers, not copies.
 """
 
 from __future__ import annotations
@@ -42,11 +43,9 @@ def build(df: pl.DataFrame, kind: str) -> pl.DataFrame:
     if kind == "sft":
         instr = pl.col("instruction").fill_null("")
         inp = pl.col("input").fill_null("")
-        question = pl.when(inp.str.strip_chars() == "").then(instr).otherwise(
-            pl.concat_str([instr, inp], separator="\n"))
         parts = [_scalar(df, "instruction", "prompt", given=inp),
                  _scalar(df, "input", "input"),
-                 _scalar(df, "output", "response", question=question)]
+                 _scalar(df, "output", "response", given=inp, question=instr)]
     elif kind == "chat":
         m = (df.select("_row", pl.col("messages"))
              .with_columns(pl.int_ranges(0, pl.col("messages").list.len(), dtype=pl.Int32).alias("pos"))

@@ -129,8 +129,9 @@ def _short(expr: pl.Expr, n: int = EVIDENCE_CHARS) -> pl.Expr:
 def _examples(hits: pl.DataFrame, df: pl.DataFrame, n: int, extra: list[str] = ()) -> list[dict]:
     if n <= 0 or hits.height == 0:
         return []
-    first = hits.unique("_row", keep="first", maintain_order=True).head(n)
-    info = df.select("_row", "id", fmt("{}:{}", pl.col("source"), pl.col("line")).alias("where"))
+    first = hits.head(n * 8).unique("_row", keep="first", maintain_order=True).head(n)
+    info = df.select("_row", "id", "source", "line").gather(first["_row"]).select(
+        "_row", "id", fmt("{}:{}", pl.col("source"), pl.col("line")).alias("where"))
     cols = ["id", "where", "field", "evidence", *extra]
     return first.join(info, on="_row", how="left").select(
         [_short(pl.col(c)).alias(c) if c in ("evidence", "field") else pl.col(c) for c in cols]).to_dicts()
@@ -141,11 +142,15 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
     df = df.with_row_index("_row")
     cells = cellmod.build(df, kind)
     ctx = Context(kind=kind, target_lang=config.target_lang)
+    near = next((x.rule for x in active if x.rule.code == "near_duplicate" and x.action == "drop"), None)
+    if near is not None and any(x.rule.code == "exact_duplicate" and x.action == "drop" for x in active):
+        ctx.near_threshold = float(near.p["threshold"])
     fix_frames: list[pl.DataFrame] = []
     hits: list[tuple[_Active, pl.DataFrame]] = []
     dropped = pl.Series("_row", [], dtype=pl.UInt32)
 
     rowbase: pl.DataFrame | None = None     # row texts after fixes, built once for the row rules
+    rebuilt = 0                             # fix frames already written back into df
     for a in active:
         rule = a.rule
         if not rule.applies_to(kind):
@@ -161,7 +166,7 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
                 stats.add(rule.code, a.action, 0, [], time.perf_counter() - t0)
                 continue
             m = m.unique("_cell", keep="first", maintain_order=True)
-            where = cells.select("_cell", "_row", "field", "pos").join(m, on="_cell", how="inner")
+            where = cells.select("_row", "field", "pos").gather(m["_cell"]).hstack(m)
             if rule.fixes and a.action == "fix":
                 before = cells["text"].gather(m["_cell"])
                 text = cells["text"].clone()
@@ -183,7 +188,10 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
                                "evidence")
         else:
             if rowbase is None:
-                rowbase = _row_frame(df, kind, cells, fix_frames)
+                if fix_frames:
+                    df = cellmod.rebuild(df, kind, cells, pl.concat([f.select("_cell") for f in fix_frames])["_cell"].unique())
+                    rebuilt = len(fix_frames)
+                rowbase = _row_frame(df, kind, fix_frames)
             rows = rowbase if dropped.len() == 0 else rowbase.filter(~pl.col("_row").is_in(dropped.implode()))
             m = rule.match_rows(rows, ctx)
             hit = m.select("_row", pl.lit(rule.code).alias("rule"), pl.lit("row").alias("field"), "evidence")
@@ -199,8 +207,8 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
                   time.perf_counter() - t0)
 
     fixes = pl.concat(fix_frames) if fix_frames else None
-    if fixes is not None:
-        df = cellmod.rebuild(df, kind, cells, fixes["_cell"].unique())
+    if len(fix_frames) > rebuilt:
+        df = cellmod.rebuild(df, kind, cells, pl.concat(fix_frames[rebuilt:])["_cell"].unique())
     drop_hits = [h for a, h in hits if a.action == "drop"]
     flag_hits = [h for a, h in hits if a.action == "flag" and not (a.rule.fixes and a.action == "fix")]
     df = _add_meta(df, fixes, flag_hits)
@@ -212,7 +220,7 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
     return out, quarantine
 
 
-def _row_frame(df: pl.DataFrame, kind: str, cells: pl.DataFrame, fix_frames) -> pl.DataFrame:
+def _row_frame(df: pl.DataFrame, kind: str, fix_frames) -> pl.DataFrame:
     """``_row, id, source, line, text, lang_text, _lang_cache`` for every row, with the text after fixes.
 
     ``text`` is the whole row (for duplicates). ``lang_text`` is what language id reads: the whole
@@ -220,17 +228,15 @@ def _row_frame(df: pl.DataFrame, kind: str, cells: pl.DataFrame, fix_frames) -> 
     and output are the task, so only the prompt is read. ``_lang_cache`` is the ``lang`` of ingest
     for rows no fix changed.
     """
-    from curate.clean.rules.language import WANTS_OTHER
+    from curate.clean.rules.language import wants_other_rows
 
     fixed_rows = pl.concat([f.select("_row") for f in fix_frames])["_row"].unique() if fix_frames else None
-    if fixed_rows is not None and fixed_rows.len():
-        df = cellmod.rebuild(df, kind, cells, pl.concat([f.select("_cell") for f in fix_frames])["_cell"].unique())
     prompt = {"sft": pl.col("instruction"), "rm": pl.col("prompt"), "ppo": pl.col("prompt"),
               "chat": pl.col("messages").list.eval(pl.element().filter(pl.element().struct.field("role") == "user")
                                                    .struct.field("content")).list.first()}[kind]
     base = df.select("_row", "id", "source", "line", row_text_expr(kind).fill_null("").alias("text"),
                      prompt.fill_null("").alias("_prompt"), pl.col("lang"))
-    other = pl.col("_prompt").str.contains(WANTS_OTHER)
+    other = pl.col("_row").is_in(wants_other_rows(base, "_prompt").implode())
     lang = pl.when(other).then(None).otherwise(pl.col("lang"))
     if fixed_rows is not None and fixed_rows.len():
         lang = pl.when(pl.col("_row").is_in(fixed_rows.implode())).then(None).otherwise(lang)

@@ -60,7 +60,7 @@ class MergedInstruction(Rule):
     roles = ("prompt", "response")
 
     def match(self, cells, ctx):
-        cand = cells.filter(any_of(["instruction", "instruksi", "arahan", "##", "input"]))
+        cand = cells.filter(any_of(["instruction", "instruksi", "arahan", "##", "input>", "input >"]))
         return pl.concat([regex_match(cand, MERGED),
                           regex_match(cand, MERGED_RESPONSE, mask=pl.col("role") == "response")]
                          ).unique("_cell", keep="first", maintain_order=True)
@@ -89,8 +89,9 @@ class EmptyCode(Rule):
         fence = regex_match(cells, rf"{EMPTY_FENCE}|{EMPTY_TAG}", mask=any_of(["```", "<code", "<pre"]))
         code_words = ["code", "kod", "program", "script", "skrip", "function", "fungsi", "snippet", "query", "sql"]
         promise = regex_match(cells, PROMISE, mask=any_of(code_words))
-        short = cells.filter((pl.col("text").str.len_chars() < 300) & (pl.col("text").str.strip_chars() != "")
-                             & any_of([*code_words, "class", "kelas", "algorithm", "algoritma"], "question"))
+        short = cells.filter(pl.col("text").str.len_bytes() < 1200).filter(pl.col("text").str.len_chars() < 300)
+        short = short.filter(any_of([*code_words, "class", "kelas", "algorithm", "algoritma"], "question"))
+        short = short.filter(pl.col("text").str.strip_chars() != "")
         asked = (short.filter(pl.col("question").str.contains(CODE_ASK) & ~pl.col("text").str.contains(CODEISH))
                  .select("_cell", (pl.lit("code asked for, none given: ")
                                    + pl.col("text").str.slice(0, 80)).alias("evidence")))
@@ -151,17 +152,21 @@ class UnclearInstruction(Rule):
 
     def match(self, cells, ctx):
         text = pl.col("_t")
-        c = cells.select("_cell", "text", pl.col("text").str.slice(0, 300).str.strip_chars().alias("_t"))
-        c = c.filter(text != "")
-        c = c.with_columns(text.str.count_matches(r"[\p{L}\p{N}]+").alias("_w"))
-        short = c.filter(pl.col("_w") < self.p["min_words"]).with_columns(text.str.count_matches(r"\p{L}").alias("_l"))
+        c = cells.select("_cell", "text")
+        # too short / no letters: only short prompts can have fewer than min_words words
+        c_short = c.filter(pl.col("text").str.len_bytes() < 60 * int(self.p["min_words"])).with_columns(
+            pl.col("text").str.strip_chars().alias("_t")).filter(text != "")
+        c_short = c_short.with_columns(text.str.count_matches(r"[\p{L}\p{N}]+").alias("_w"))
+        short = c_short.filter(pl.col("_w") < self.p["min_words"]).with_columns(text.str.count_matches(r"\p{L}").alias("_l"))
         short = short.select("_cell", pl.when(pl.col("_l") == 0).then(pl.lit("no letters: ") + text.str.slice(0, 60))
                              .otherwise(pl.lit("too short: ") + text.str.slice(0, 60)).alias("evidence"))
-        rest = c.filter(pl.col("_w") >= self.p["min_words"])
+        rest = c.filter(~pl.col("_cell").is_in(short["_cell"].implode()))
         ph = rest.filter(pl.col("text").str.contains_any(["#", "{", "["]))
         ph = ph.filter(pl.col("text").str.contains(PLACEHOLDER)).select(
             "_cell", (pl.lit("unfilled placeholder: ") + pl.col("text").str.extract(f"({PLACEHOLDER})", 1)).alias("evidence"))
-        sym = rest.filter(text.str.len_chars() > 12).with_columns(text.str.count_matches(r"\p{L}").alias("_l"))
+        # mostly symbols: judged on the first 100 characters
+        sym = rest.filter(pl.col("text").str.len_chars() > 12).with_columns(pl.col("text").str.slice(0, 100).alias("_t"))
+        sym = sym.with_columns(text.str.count_matches(r"\p{L}").alias("_l"))
         sym = sym.filter(pl.col("_l") < text.str.len_chars() * 0.3).select(
             "_cell", (pl.lit("mostly symbols: ") + text.str.slice(0, 60)).alias("evidence"))
         out = pl.concat([short, ph, sym]).unique("_cell", keep="first", maintain_order=True)

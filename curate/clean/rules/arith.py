@@ -218,11 +218,14 @@ class WrongMath(Rule):
         # cheap literal/length filters first; the regexes run only on what they keep
         eq = cells.filter(pl.col("text").str.contains("=", literal=True))
         eq = eq.filter(pl.col("text").str.contains(EQUATION_RS))
-        q = cells.filter((pl.col("question").str.len_chars() < 200) & pl.col("question").str.contains(r"\d"))
-        q = q.filter(pl.col("question").str.contains(QUESTION_RS))
-        cand = pl.concat([eq, q]).unique("_cell", keep="first", maintain_order=True)
+        qs = []
+        for col in ("question", "given"):  # the expression may be the instruction or the sft input
+            q = cells.filter((pl.col(col).str.len_chars() < 200) & pl.col(col).str.contains(r"\d"))
+            qs.append(q.filter(pl.col(col).str.contains(QUESTION_RS)))
+        cand = pl.concat([eq, *qs]).unique("_cell", keep="first", maintain_order=True)
 
-        def judge(text: str, question: str) -> str | None:
-            return check_answer(question, text) or check_equations(text, self.p["max_equations"])
+        def judge(text: str, question: str, given: str) -> str | None:
+            return (check_answer(question, text) or (check_answer(given, text) if given else None)
+                    or check_equations(text, self.p["max_equations"]))
 
-        return python_match(cand, pl.lit(True), judge, columns=("text", "question"))
+        return python_match(cand, pl.lit(True), judge, columns=("text", "question", "given"))

@@ -7,13 +7,26 @@ import polars as pl
 from curate.clean.base import ROW_MATCH_SCHEMA, Rule, fmt
 
 
-def _dups(rule: Rule, rows: pl.DataFrame, *, near: bool, threshold: float, kind: str) -> pl.DataFrame:
+def _dups(rule: Rule, rows: pl.DataFrame, ctx, *, near: bool, threshold: float, kind: str) -> pl.DataFrame:
+    """Rows of ``kind`` ('exact' | 'near') that duplicate an earlier row, with the kept row as evidence.
+
+    When both rules are on, one ``find_duplicates`` pass (exact groups, then near duplicates among
+    their representatives) serves both: the exact rule computes it and the near rule reuses it."""
     from curate import dedupe
 
     rule.clusters = []
-    if rows.height < 2:
-        return pl.DataFrame(schema=ROW_MATCH_SCHEMA)
-    res = dedupe.find_duplicates(rows, "text", threshold=threshold, near=near)
+    cached = getattr(ctx, "dups", None)
+    if kind == "near" and cached is not None and cached[0] == threshold:
+        _, rows, res = cached
+    else:
+        if rows.height < 2:
+            return pl.DataFrame(schema=ROW_MATCH_SCHEMA)
+        both = kind == "exact" and getattr(ctx, "near_threshold", None) is not None
+        if both:
+            threshold, near = float(ctx.near_threshold), True
+        res = dedupe.find_duplicates(rows, "text", threshold=threshold, near=near)
+        if both:
+            ctx.dups = (threshold, rows, res)
     dropped = res.filter(~pl.col("keep") & (pl.col("dup_kind") == kind))
     if dropped.height == 0:
         return pl.DataFrame(schema=ROW_MATCH_SCHEMA)
@@ -45,7 +58,7 @@ class ExactDuplicate(Rule):
     params = {"report_clusters": 10}
 
     def match_rows(self, rows, ctx):
-        return _dups(self, rows, near=False, threshold=1.0, kind="exact")
+        return _dups(self, rows, ctx, near=False, threshold=1.0, kind="exact")
 
 
 class NearDuplicate(Rule):
@@ -57,4 +70,4 @@ class NearDuplicate(Rule):
     params = {"threshold": 0.8, "report_clusters": 10}
 
     def match_rows(self, rows, ctx):
-        return _dups(self, rows, near=True, threshold=float(self.p["threshold"]), kind="near")
+        return _dups(self, rows, ctx, near=True, threshold=float(self.p["threshold"]), kind="near")

@@ -80,12 +80,16 @@ class LiteralEscapes(Rule):
                 return None
             return after, f"{n} literal escape(s)"
 
-        return python_fix(cells, pl.col("text").str.contains(r"\\[nt]"), fix)
+        return python_fix(cells, pl.col("text").str.contains_any(["\\n", "\\t"]), fix)
 
 
 # C0 controls except tab/newline/CR, DEL, C1 controls, zero-width space, BOM, bidi marks, and the
 # Unicode line/paragraph separators (turned into newlines).
 CONTROL = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F\x{80}-\x{9F}\x{200B}\x{200E}\x{200F}\x{202A}-\x{202E}\x{2060}\x{FEFF}]"
+
+
+CONTROL_CHARS = ([chr(c) for c in [*range(0x00, 0x09), 0x0B, 0x0C, 0x0D, *range(0x0E, 0x20), 0x7F, *range(0x80, 0xA0)]]
+                 + ["\u200b", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)), "\u2060", "\ufeff", "\u2028", "\u2029"])
 
 
 class ControlChars(Rule):
@@ -98,7 +102,7 @@ class ControlChars(Rule):
 
     def match(self, cells, ctx):
         pattern = rf"{CONTROL}|\r|[\x{{2028}}\x{{2029}}]"
-        sub = cells.filter(pl.col("text").str.contains(pattern))
+        sub = cells.filter(pl.col("text").str.contains_any(CONTROL_CHARS))
         if sub.height == 0:
             return empty_matches(fix=True)
         after = (pl.col("text").str.replace_all(r"\r\n?", "\n").str.replace_all(r"[\x{2028}\x{2029}]", "\n")

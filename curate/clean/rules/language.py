@@ -19,8 +19,8 @@ _MS_WORDS = rf"(?-u:\b)(?:{_MS})(?-u:\b)"
 _HANGUL = r"[\x{AC00}-\x{D7A3}\x{1100}-\x{11FF}\x{3130}-\x{318F}]"
 _CODE = r"(?s)```.*?(?:```|$)|`[^`\n]*`|(?:https?://|www\.)\S+"
 # literal prefilters: a field of five words or more in the language holds at least one of these
-_EN_HINTS = [f" {w} " for w in _EN.split("|")] + [f"{w} " for w in ("The", "What", "How", "Why", "Is", "Can", "Please")]
-_MS_HINTS = [f" {w} " for w in _MS.split("|")]
+_EN_HINTS = [f" {w} " for w in _EN.split("|")] + [f"\n{w} " for w in _EN.split("|")]
+_MS_HINTS = [f" {w} " for w in _MS.split("|")] + [f"\n{w} " for w in _MS.split("|")]
 SAMPLE_CHARS = 500  # a field's language shows in its first few hundred characters
 # A response may be English on purpose when the question asks for a translation or for English.
 WANTS_OTHER = (r"(?i)terjemah|translat|inggeris|inggris|english|bahasa\s+(?:korea|asing|jerman|perancis|jepun|cina|arab|sepanyol)"
@@ -31,6 +31,18 @@ CODE_LIKE = (r"(?im)^\s*(?:select|insert\s+into|update|delete\s+from|create\s+ta
 
 
 WANTS_OTHER, CODE_LIKE = fast(WANTS_OTHER), fast(CODE_LIKE)
+WANTS_OTHER_WORDS = ["terjemah", "translat", "inggeris", "inggris", "english", "bahasa", "korea", "한국어", "영어", "번역"]
+
+
+def wants_other(column: str) -> pl.Expr:
+    """The text asks for a translation or for another language."""
+    return pl.col(column).str.contains(WANTS_OTHER)
+
+
+def wants_other_rows(df: pl.DataFrame, column: str) -> pl.Series:
+    """``_row`` of the rows whose ``column`` asks for another language (literal prefilter first)."""
+    cand = df.select("_row", column).filter(pl.col(column).str.contains_any(WANTS_OTHER_WORDS, ascii_case_insensitive=True))
+    return cand.filter(pl.col(column).str.contains(WANTS_OTHER))["_row"]
 
 
 def _sample(cells: pl.DataFrame) -> pl.DataFrame:
@@ -69,7 +81,7 @@ class UntranslatedField(Rule):
             korean_cells = pl.Series("_cell", [], dtype=pl.UInt32)
         latin = cells.filter(~pl.col("_cell").is_in(korean_cells.implode()))
         hints = {"ms": _EN_HINTS, "id": _EN_HINTS, "en": _MS_HINTS}.get(target, _EN_HINTS + _MS_HINTS)
-        latin = latin.filter(pl.col("text").str.slice(0, SAMPLE_CHARS).str.contains_any(hints, ascii_case_insensitive=True))
+        latin = latin.filter(pl.col("text").str.contains_any(hints, ascii_case_insensitive=True))
         latin = _sample(latin).filter(pl.col("_w") >= min_words)
 
         def dominant(df: pl.DataFrame, words: str, others: str) -> pl.DataFrame:
@@ -90,7 +102,7 @@ class UntranslatedField(Rule):
         if not parts:
             return empty_matches()
         found = pl.concat(parts)
-        excused = (((pl.col("role") == "response") & pl.col("question").str.contains(WANTS_OTHER))
+        excused = (((pl.col("role") == "response") & wants_other("question"))
                    | pl.col("text").str.contains(CODE_LIKE))
         out = found.filter(~excused).select(
             "_cell", fmt("{} is {}: {}", pl.col("field"), pl.col("_lang"), pl.col("text").str.slice(0, 80)).alias("evidence"))

@@ -18,20 +18,21 @@ class LengthLimit(Rule):
               "instruction_max": 8_000}
 
     def match(self, cells, ctx):
+        lo = {f: int(self.p[f"{f}_min"]) for f in FIELDS}
+        hi = {f: int(self.p[f"{f}_max"]) for f in FIELDS}
         n = pl.col("text").str.len_chars()
-        parts = []
-        for f in FIELDS:
-            lo, hi = int(self.p[f"{f}_min"]), int(self.p[f"{f}_max"])
-            if lo <= 0 and hi <= 0:
-                continue
-            cond = pl.lit(False)
-            if lo > 0:
-                cond = cond | (n < lo)
-            if hi > 0:
-                cond = cond | (n > hi)
-            sub = cells.filter((pl.col("field") == f) & cond)
-            if sub.height:
-                parts.append(sub.select("_cell", fmt("{} has {} characters (limits {}..{})", pl.col("field"), n,
-                                                           pl.lit(lo), pl.lit(hi if hi > 0 else "none"))
-                                        .alias("evidence")))
-        return pl.concat(parts) if parts else empty_matches()
+        lo_e = pl.col("field").replace_strict(lo, default=0, return_dtype=pl.Int64)
+        hi_e = pl.col("field").replace_strict(hi, default=0, return_dtype=pl.Int64)
+        # bytes bound chars from above (and from below by bytes/4): a cheap first cut
+        max_hi = max([v for v in hi.values() if v > 0], default=0)
+        min_lo = max(lo.values())
+        b = pl.col("text").str.len_bytes()
+        cand = cells.filter(((b > min(v for v in hi.values() if v > 0)) if max_hi else pl.lit(False))
+                            | ((b < min_lo * 4) if min_lo else pl.lit(False)))
+        bad = cand.with_columns(n.alias("_n"), lo_e.alias("_lo"), hi_e.alias("_hi")).filter(
+            ((pl.col("_lo") > 0) & (pl.col("_n") < pl.col("_lo"))) | ((pl.col("_hi") > 0) & (pl.col("_n") > pl.col("_hi"))))
+        if bad.height == 0:
+            return empty_matches()
+        return bad.select("_cell", fmt("{} has {} characters (limits {}..{})", pl.col("field"), pl.col("_n"),
+                                       pl.col("_lo"), pl.when(pl.col("_hi") > 0).then(pl.col("_hi").cast(pl.String))
+                                       .otherwise(pl.lit("none"))).alias("evidence"))

@@ -60,6 +60,8 @@ class LabelPrefix(Rule):
 
     def match(self, cells, ctx):
         parts = []
+        any_label = "|".join(_LABELS.values())
+        cells = cells.filter(pl.col("text").str.contains(rf"(?i)^\s*(?:#{{1,4}}\s*)?(?:{any_label})\s*:"))
         for role, label in _LABELS.items():
             pattern = rf"(?i)^\s*(?:#{{1,4}}\s*)?{label}\s*:[ \t]*\n?"
             sub = cells.filter((pl.col("role") == role) & pl.col("text").str.contains(pattern))
