@@ -205,9 +205,25 @@ def localize_rows(rows_by_kind: dict[str, list[dict]], engine: Engine, country: 
 
 
 def localize_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig, country: str = "MY",
-                     lang: str = "ms") -> tuple[Outcome, Engine]:
+                     lang: str = "ms", block_rows: int = 20_000) -> tuple[Outcome, Engine]:
+    """Read ``inp`` (``block_rows`` rows at a time), localize, write ``out_dir``; return (outcome, engine)."""
+    import polars as pl
+
+    from curate.translate import _add_reports, iter_blocks
+
     out_dir = io.output_dir_for(inp, out_dir)
     engine = Engine(config, description=f"localize -> {country}")
-    outcome = localize_rows(read_rows(inp), engine, country=country, lang=lang)
+    frames: dict[str, list] = {}
+    quarantine: list[dict] = []
+    report = None
+    for block in iter_blocks(inp, block_rows):
+        part = localize_rows(block, engine, country=country, lang=lang)
+        quarantine += part.quarantine
+        report = _add_reports(report, part.report)
+        for kind, df in part.frames.items():
+            frames.setdefault(kind, []).append(df)
+    report = report or {}
+    report["llm"] = engine.report()
+    outcome = Outcome({k: pl.concat(v) for k, v in frames.items()}, quarantine, report)
     write_outcome(outcome, Path(out_dir))
     return outcome, engine

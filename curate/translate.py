@@ -561,31 +561,81 @@ def write_outcome(outcome: Outcome, out_dir: Path) -> None:
     io.write_json(out_dir / "report.json", outcome.report)
 
 
+def _add_reports(total: dict[str, Any] | None, part: dict[str, Any]) -> dict[str, Any]:
+    """Sum the counts of two stage reports (numbers and dicts of numbers); other keys: the latest."""
+    if total is None:
+        return dict(part)
+    out = dict(total)
+    for key, value in part.items():
+        if isinstance(value, bool) or key == "llm":
+            out[key] = value
+        elif isinstance(value, (int, float)) and isinstance(out.get(key), (int, float)):
+            out[key] = out[key] + value
+        elif isinstance(value, dict) and isinstance(out.get(key), dict) and key != "llm":
+            out[key] = _add_reports(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def iter_blocks(inp: str | Path, block_rows: int) -> Iterable[dict[str, list[dict]]]:
+    """The dataset ``{kind: rows}`` in blocks of at most ``block_rows`` rows (bounded memory)."""
+    for kind, lf in io.read_dataset(inp).items():
+        n = lf.select(pl.len()).collect().item()
+        for off in range(0, max(n, 1), block_rows):
+            rows = lf.slice(off, block_rows).collect().to_dicts()
+            if rows or off == 0:
+                yield {kind: rows}
+
+
 def translate_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig, to: str = "ms",
                       src: str = "auto", glossary: str | Path | None = None, localize: str | None = None,
-                      max_chars: int = 2500, max_units: int = 16) -> tuple[Outcome, Engine]:
-    """Read ``inp``, translate (and optionally localize), write ``out_dir``; return (outcome, engine)."""
+                      max_chars: int = 2500, max_units: int = 16, block_rows: int = 20_000) -> tuple[Outcome, Engine]:
+    """Read ``inp``, translate (and optionally localize), write ``out_dir``; return (outcome, engine).
+
+    Rows are read and translated ``block_rows`` at a time, so memory holds one block of Python rows
+    (the translated frames are kept as polars frames until the atomic write at the end).
+    """
     out_dir = io.output_dir_for(inp, out_dir)
     gl = load_glossary(glossary)
-    rows = read_rows(inp)
     engine = Engine(config, description=f"translate -> {to}")
-    outcome = translate_rows(rows, engine, to=to, src=src, glossary=gl, max_chars=max_chars, max_units=max_units)
+    loc_engine = None
     if localize:
         from curate.localize import localize_rows
 
-        kept = {k: df.to_dicts() for k, df in outcome.frames.items()}
         loc_cfg = config
         if config.batch_out is not None:
             bo = Path(config.batch_out)
             loc_cfg = dataclasses.replace(config, batch_out=bo.with_name(f"{bo.stem}-localize{bo.suffix}"))
         loc_engine = Engine(loc_cfg, description=f"localize -> {localize}")
-        loc = localize_rows(kept, loc_engine, country=localize, lang=to)
-        outcome = Outcome(loc.frames, outcome.quarantine + loc.quarantine,
-                          {**outcome.report, "localize": loc.report,
-                           "rows_out": loc.report["rows_out"],
-                           "quarantined": outcome.report["quarantined"] + loc.report["quarantined"]})
-        engine = _merge_engines(engine, loc_engine)
+    frames: dict[str, list[pl.DataFrame]] = {}
+    quarantine: list[dict] = []
+    report: dict[str, Any] | None = None
+    loc_report: dict[str, Any] | None = None
+    for block in iter_blocks(inp, block_rows):
+        part = translate_rows(block, engine, to=to, src=src, glossary=gl, max_chars=max_chars, max_units=max_units)
+        quarantine += part.quarantine
+        report = _add_reports(report, part.report)
+        block_frames = part.frames
+        if loc_engine is not None:
+            loc = localize_rows({k: df.to_dicts() for k, df in part.frames.items()}, loc_engine,
+                                country=localize, lang=to)
+            quarantine += loc.quarantine
+            loc_report = _add_reports(loc_report, loc.report)
+            block_frames = loc.frames
+        for kind, df in block_frames.items():
+            frames.setdefault(kind, []).append(df)
+    report = report or {}
+    report["llm"] = engine.report()
+    if loc_report is not None:
+        loc_report["llm"] = loc_engine.report()
+        report["localize"] = loc_report
+        report["rows_out"] = loc_report["rows_out"]
+        report["quarantined"] = report["quarantined"] + loc_report["quarantined"]
+    outcome = Outcome({k: pl.concat(v) for k, v in frames.items()}, quarantine, report)
     write_outcome(outcome, out_dir)
+    if loc_engine is not None:
+        engine = _merge_engines(engine, loc_engine)
     return outcome, engine
 
 

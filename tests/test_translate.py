@@ -460,3 +460,27 @@ def test_localize_command(tmp_path):
     row = pl.read_parquet(tmp_path / "out" / "ppo.parquet").row(0, named=True)
     assert "RM 20" in row["prompt"] and "localized" in schemas.meta_of(row["meta"])["flags"]
     assert json.loads((tmp_path / "out" / "report.json").read_text())["rows"]["rows_localized"] == 1
+
+
+def test_blocks_give_the_same_output_and_one_batch_file(dataset, tmp_path):
+    """Reading in small blocks changes nothing: same rows; without an endpoint, one request file."""
+    inp = tmp_path / "in"
+    rows = small(dataset, 7)
+    io.write_dataset({k: pl.DataFrame(v, schema=schemas.schema(k)) for k, v in rows.items()}, inp)
+    with OpenAIServer() as server:
+        whole, _ = translate_dataset(inp, tmp_path / "a", cfg(server, tmp_path))
+        n = server.count
+        server.reset()
+        blocks, _ = translate_dataset(inp, tmp_path / "b", cfg(server, tmp_path), block_rows=3)
+        assert server.count <= n  # packed differently, but identical fields are cached or shared
+    for kind in whole.frames:
+        assert blocks.frames[kind].sort("id").equals(whole.frames[kind].sort("id"))
+    assert blocks.report["rows_in"] == whole.report["rows_in"] == sum(len(v) for v in rows.values())
+    assert blocks.report["rows_out"] == whole.report["rows_out"]
+    batch = tmp_path / "batch.jsonl"
+    out, engine = translate_dataset(inp, tmp_path / "c", cfg(None, tmp_path, cache_path=tmp_path / "empty.sqlite",
+                                                             batch_out=batch), block_rows=3)
+    lines = batch.read_bytes().splitlines()
+    assert engine.batch_files == [batch] and len(lines) == engine.batch_pending > 3
+    assert {r["code"] for r in out.quarantine} == {"pending"} and len(out.quarantine) == out.report["rows_in"] - \
+        out.report["rows_out"]

@@ -189,6 +189,9 @@ class Engine:
         self.stats = Stats()
         self.batch_files: list[Path] = []
         self.batch_pending = 0
+        # Batch API requests accumulate over every run of this engine (a stage may run it block by
+        # block); each run rewrites the request files with everything pending so far.
+        self._pending_batch: list[tuple[str, dict]] = []
         self._cache: Cache | None = None
         self._lock = threading.Lock()
 
@@ -231,7 +234,6 @@ class Engine:
 
         t0 = time.perf_counter()
         self._cache = Cache(cfg.cache_path)
-        self._pending_batch: list[tuple[str, dict]] = []
         self._pause_until = 0.0
         self._client = None
         results: list[Result | None] = [None] * len(requests)

@@ -201,6 +201,10 @@ class OpenAIServer:
             ready.set()
             loop.run_forever()
             self._server.close()
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in pending:  # open keep-alive connections
+                t.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(self._server.wait_closed())
             loop.close()
 
