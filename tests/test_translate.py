@@ -484,3 +484,24 @@ def test_blocks_give_the_same_output_and_one_batch_file(dataset, tmp_path):
     assert engine.batch_files == [batch] and len(lines) == engine.batch_pending > 3
     assert {r["code"] for r in out.quarantine} == {"pending"} and len(out.quarantine) == out.report["rows_in"] - \
         out.report["rows_out"]
+
+
+def test_ctrl_c_then_resume(dataset, tmp_path):
+    cache, out_dir, inp = tmp_path / "cache.sqlite", tmp_path / "out", dataset / "ppo.parquet"
+    with OpenAIServer(latency=0.05) as server:
+        cmd = [*CURATE, "translate", str(inp), "-o", str(out_dir), "--base-url", server.url, "--model", "loopback",
+               "--cache", str(cache), "--concurrency", "2", "--max-chars", "200"]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and server.count < 6:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130 and "run the same command again to resume" in err
+        assert not (out_dir / "ppo.parquet").exists()
+        committed = {k for (k,) in sqlite3.connect(cache).execute("SELECT key FROM replies")}
+        assert committed
+        server.reset()
+        subprocess.run(cmd, cwd=ROOT, env=_clean_env(), check=True, capture_output=True)
+        assert not committed & {request_key(b) for b in server.requests}
+    assert pl.read_parquet(out_dir / "ppo.parquet").height == pl.read_parquet(inp).height
