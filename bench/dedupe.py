@@ -15,8 +15,9 @@ are pair-counting figures over clusters (pairs of rows in the same predicted clu
 true cluster); "inj recall" is the share of injected duplicates put in their source's cluster.
 
 Each method runs in a fresh process; time is wall time of the method only (normalization,
-shingling, hashing, LSH, clustering; not reading the file), peak memory is the process's max RSS
-(includes the Python interpreter, polars and the loaded corpus).
+shingling, hashing, LSH, clustering; not reading the file), CPU is that process's CPU time over
+the same span (all threads; a fairer figure on a shared machine), peak memory is the process's
+VmHWM (includes the Python interpreter, polars and the loaded corpus).
 
     .venv/bin/python bench/dedupe.py                      # 100k rows both, then 1M rows curate
     .venv/bin/python bench/dedupe.py --rows 20000 --big-rows 0
@@ -215,19 +216,31 @@ def build_corpus(n: int, threshold: float, seed: int = 0):
 
 # --------------------------------------------------------------------------- workers (subprocess)
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM). Not ru_maxrss from wait4: Linux carries the
+    forking parent's high-water mark across exec, which would charge the bench's own corpus."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def worker_curate(data: Path, out: Path, threshold: float) -> None:
     df = pl.read_parquet(data)
+    loaded = peak_rss_mib()
     t0, c0 = time.perf_counter(), time.process_time()
     res = dedupe.find_duplicates(df, TEXT, threshold=threshold)
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     res.select("row", pl.col("cluster").alias("label")).write_parquet(out)
-    print(f"{dt:.3f} {cpu:.3f}")
+    print(f"{dt:.3f} {cpu:.3f} {peak_rss_mib():.1f} {loaded:.1f}")
 
 
 def worker_datasketch(data: Path, out: Path, threshold: float) -> None:
     from datasketch import MinHash, MinHashLSH
 
     df = pl.read_parquet(data)
+    loaded = peak_rss_mib()
     t0, c0 = time.perf_counter(), time.process_time()
     norms = df.select(dedupe.normalize(TEXT)).to_series().to_list()
     sets = [shingles(t) if t else None for t in norms]
@@ -254,21 +267,20 @@ def worker_datasketch(data: Path, out: Path, threshold: float) -> None:
     lab = pl.DataFrame({"row": range(len(norms)), "label": labels})
     lab = lab.with_columns(pl.when(pl.len().over("label") > 1).then(pl.col("label")).alias("label"))
     lab.write_parquet(out)
-    print(f"{dt:.3f} {cpu:.3f}")
+    print(f"{dt:.3f} {cpu:.3f} {peak_rss_mib():.1f} {loaded:.1f}")
 
 
-def run_worker(method: str, data: Path, out: Path, threshold: float) -> tuple[float, float, float]:
-    """(wall seconds, CPU seconds, peak RSS MiB) of one method in a fresh process."""
+def run_worker(method: str, data: Path, out: Path, threshold: float) -> tuple[float, float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS MiB, RSS MiB once the corpus is loaded) of one method in
+    a fresh process."""
     proc = subprocess.Popen([sys.executable, __file__, "--worker", method, "--data", str(data),
                              "--out", str(out), "--threshold", str(threshold)],
                             stdout=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    stdout = proc.stdout.read()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    stdout, _ = proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"{method} worker failed ({proc.returncode})")
-    wall, cpu = stdout.strip().splitlines()[-1].split()
-    return float(wall), float(cpu), usage.ru_maxrss / 1024
+    wall, cpu, peak, loaded = stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu), float(peak), float(loaded)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -352,10 +364,12 @@ def bench(rows: int, methods: list[str], threshold: float, tmp: Path) -> list[di
     for m in methods:
         out = tmp / f"{m}-{rows}.parquet"
         load0 = os.getloadavg()[0]
-        secs, cpu, mem = run_worker(m, data, out, threshold)
+        secs, cpu, mem, loaded = run_worker(m, data, out, threshold)
         labels[m] = pl.read_parquet(out)
-        results.append({"method": m, "rows": df.height, "seconds": secs, "cpu": cpu, "peak_mib": mem, "load": load0})
-        print(f"#   {m}: {secs:.1f} s wall, {cpu:.1f} s CPU, {mem:.0f} MiB (load avg {load0:.2f})", flush=True)
+        results.append({"method": m, "rows": df.height, "seconds": secs, "cpu": cpu, "peak_mib": mem,
+                        "loaded_mib": loaded, "load": load0})
+        print(f"#   {m}: {secs:.1f} s wall, {cpu:.1f} s CPU, peak {mem:.0f} MiB ({loaded:.0f} MiB with just the "
+              f"corpus loaded; load avg {load0:.2f})", flush=True)
     found = discover(df.with_columns(TEXT.alias(TEXT_COL)), list(labels.values()), threshold)
     edges = pl.concat([injected.select("a", "b"), found]).unique()
     truth = components(df.height, edges["a"].to_numpy(), edges["b"].to_numpy())
@@ -391,10 +405,10 @@ def main() -> None:
         if args.big_rows:
             results += bench(args.big_rows, ["curate"], args.threshold, Path(tmp))
     print()
-    print(f"{'method':<11}{'rows':>10}{'wall s':>8}{'CPU s':>7}{'peak MiB':>10}{'load':>6}{'clusters':>10}{'removed':>9}"
+    print(f"{'method':<11}{'rows':>10}{'wall s':>8}{'CPU s':>7}{'peak MiB':>10}{'loaded':>8}{'load':>6}{'clusters':>10}{'removed':>9}"
           f"{'precision':>11}{'recall':>8}{'inj rec':>9}")
     for r in results:
-        print(f"{r['method']:<11}{r['rows']:>10,}{r['seconds']:>8.1f}{r['cpu']:>7.1f}{r['peak_mib']:>10.0f}{r['load']:>6.2f}"
+        print(f"{r['method']:<11}{r['rows']:>10,}{r['seconds']:>8.1f}{r['cpu']:>7.1f}{r['peak_mib']:>10.0f}{r['loaded_mib']:>8.0f}{r['load']:>6.2f}"
               f"{r['clusters']:>10,}{r['removed']:>9,}{r['precision']:>11.3f}{r['recall']:>8.3f}{r['inj_recall']:>9.3f}")
     print(f"floor/targets: datasketch in the issue {ISSUE_DATASKETCH_S:.0f} s on 100k rows -> curate <= "
           f"{ISSUE_DATASKETCH_S / 10:.1f} s (10x); precision and recall >= 0.95; 1M rows well under 60 s, "
