@@ -252,9 +252,9 @@ class Contract:
     """Builds the prompt for a chunk of units and checks the reply, per key."""
 
     def __init__(self, to: str, src: str = "auto", glossary: Glossary | None = None,
-                 check_numbers: bool = True, min_letters: int = 20):
+                 check_numbers: bool = True, min_letters: int = 20, min_conf: float = 0.5):
         self.to, self.src, self.glossary = to, src, glossary
-        self.check_numbers, self.min_letters = check_numbers, min_letters
+        self.check_numbers, self.min_letters, self.min_conf = check_numbers, min_letters, min_conf
 
     def system(self, units: list[Unit]) -> str:
         target = LANG_NAMES.get(self.to, self.to)
@@ -302,11 +302,11 @@ class Contract:
             return "placeholder", "protected tokens not kept exactly: " + ", ".join(bits)
         if self.check_numbers:
             a, b = numbers_of(unit.text), numbers_of(out)
-            if a != b:
-                lost = sorted((a - b).elements())
+            lost = sorted((a - b).elements())
+            if lost:  # a number written out as digits ("three" -> "3") is fine; a lost or changed one is not
                 added = sorted((b - a).elements())
-                return "number", (f"numbers changed: missing {lost or '-'}, added {added or '-'}; "
-                                  "keep every number exactly")
+                return "number", (f"numbers changed: missing {lost}" + (f", added {added}" if added else "")
+                                  + "; keep every number exactly as written")
         lang_err = self.check_lang(out)
         if lang_err:
             return "language", lang_err
@@ -323,7 +323,7 @@ class Contract:
         if len(_LETTER.findall(plain)) < self.min_letters:
             return None
         lang, conf = langid.detect(plain)
-        if lang in (self.to, "und"):
+        if lang in (self.to, "und") or conf < self.min_conf:  # short texts: too little evidence to reject
             return None
         name = LANG_NAMES.get(lang, lang)
         return (f"the translation is in {name} ({lang}), not {LANG_NAMES.get(self.to, self.to)} ({self.to})"

@@ -505,3 +505,18 @@ def test_ctrl_c_then_resume(dataset, tmp_path):
         subprocess.run(cmd, cwd=ROOT, env=_clean_env(), check=True, capture_output=True)
         assert not committed & {request_key(b) for b in server.requests}
     assert pl.read_parquet(out_dir / "ppo.parquet").height == pl.read_parquet(inp).height
+
+
+def test_number_lost_is_caught_number_spelled_as_digits_is_fine(openai_server, tmp_path):
+    rows = {"ppo": schemas.from_rows("ppo", [{"prompt": "Take the medicine 3 times a day for 10 days, doctor said."},
+                                             {"prompt": "I have three books and two houses for the people here."}]).to_dicts()}
+
+    def numbers(req):
+        _, data = _contract(req)
+        return json.dumps({k: fake_translate(v).replace("10", "100").replace("three", "3") if "10" in v
+                           else fake_translate(v) + " 3" for k, v in data.items()})
+    openai_server.handler = numbers
+    out, _ = run(rows, openai_server, tmp_path, max_fix=0)
+    assert [r["code"] for r in out.quarantine] == ["number"]
+    assert "missing ['10'], added ['100']" in out.quarantine[0]["reason"]
+    assert out.frames["ppo"]["prompt"][0].endswith(" 3")
