@@ -331,6 +331,13 @@ class Contract:
 
     def parse(self, text: str, n: int) -> dict[str, Any]:
         data = extract_json(text)
+        keys = {str(i + 1) for i in range(n)}
+        if isinstance(data, list) and len(data) == n and all(isinstance(v, str) for v in data):
+            data = {str(i + 1): v for i, v in enumerate(data)}  # a bare list in input order
+        if isinstance(data, dict) and len(data) == 1 and not keys & set(data):
+            inner = next(iter(data.values()))  # {"translations": {...}}
+            if isinstance(inner, dict) and keys & set(inner):
+                data = inner
         if not isinstance(data, dict):
             raise Invalid("the reply must be a JSON object keyed like the input")
         return data
