@@ -317,3 +317,12 @@ def test_loopback_server_speaks_openai(openai_server):
     r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
     assert r.choices[0].message.content == "cut off" and r.choices[0].finish_reason == "length"
     assert r.usage.prompt_tokens == 3 and openai_server.count == 1
+
+
+def test_per_request_max_fix(openai_server, tmp_path):
+    openai_server.handler = lambda req: "not json"
+    out = Engine(cfg(openai_server, tmp_path, max_fix=2)).run(
+        [Request("a", [{"role": "user", "content": "x"}], schema=Score, max_fix=0),
+         Request("b", [{"role": "user", "content": "y"}], schema=Score)])
+    assert [r.attempts for r in out] == [1, 3] and {r.code for r in out} == {"invalid"}
+    assert openai_server.count == 4

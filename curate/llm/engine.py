@@ -47,6 +47,7 @@ class Request:
       ``.finish_reason``); return the accepted value or raise :class:`Invalid` with a message
     * ``data``      anything the caller wants back on the :class:`Result`
     * ``model``     optional per-request model (defaults to the engine's)
+    * ``max_fix``   optional per-request number of fix-up rounds (defaults to the engine's)
     """
 
     key: str
@@ -56,6 +57,7 @@ class Request:
     validate: Callable[[Any, Reply], Any] | None = None
     data: Any = None
     model: str | None = None
+    max_fix: int | None = None  # fix-up rounds for this request (default: the engine's max_fix)
 
 
 @dataclasses.dataclass
@@ -391,7 +393,8 @@ class Engine:
         all_cached = True
         last_text: str | None = None
         last_error = ""
-        for attempt in range(cfg.max_fix + 1):
+        max_fix = cfg.max_fix if req.max_fix is None else req.max_fix
+        for attempt in range(max_fix + 1):
             if attempt:
                 body = self._body(req, messages)
                 key = request_key(body)
@@ -422,7 +425,7 @@ class Engine:
                 value = self._check(req, reply)
             except Invalid as exc:
                 last_error = str(exc)
-                if attempt < cfg.max_fix:
+                if attempt < max_fix:
                     self.stats.fix_rounds += 1
                     messages = [*messages, {"role": "assistant", "content": reply.text},
                                 {"role": "user", "content": FIX_PROMPT.format(error=last_error)}]
@@ -431,7 +434,7 @@ class Engine:
                           cached=all_cached, finish_reason=reply.finish_reason, prompt_tokens=tokens[0],
                           completion_tokens=tokens[1], request=req)
         return Result(req.key, False, code="invalid", error=last_error, text=last_text,
-                      attempts=cfg.max_fix + 1, cached=all_cached, prompt_tokens=tokens[0],
+                      attempts=max_fix + 1, cached=all_cached, prompt_tokens=tokens[0],
                       completion_tokens=tokens[1], request=req)
 
     def _failed_before(self, req: Request, reply: Reply) -> bool:
