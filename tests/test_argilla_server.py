@@ -3,7 +3,6 @@
 import argilla as rg
 import pytest
 
-from tests.servers.argilla_fixture import argilla_server  # noqa: F401  (session fixture)
 
 RANKING = ["a", "b", "c"]
 

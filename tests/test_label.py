@@ -25,7 +25,6 @@ from curate.ingest import ingest
 from curate.label import connect, pull, push, write_pulled
 from curate.label import merge as M
 from curate.label.settings import flag_codes
-from tests.servers.argilla_fixture import argilla_server  # noqa: F401  (session fixture)
 
 PASSWORD = "annotator-pass-123"
 

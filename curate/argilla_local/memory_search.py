@@ -1,11 +1,16 @@
-"""In-memory search engine for argilla-server 2.8 (tests only; no Elasticsearch needed).
+"""In-memory search engine for argilla-server 2.8 (no Elasticsearch needed).
 
 Importing this module registers the engine as ``ARGILLA_SEARCH_ENGINE=memory``.
 Each record is kept as a small document built from the ORM objects the server
 hands over (the same attributes the Elasticsearch engine reads), so search,
 filters, sorting, progress, metadata metrics and similarity work for the SDK.
-State lives in the server process and is lost when it stops. Scores are 1.0
-except for similarity search (cosine similarity).
+State lives in the server process and is lost when it stops; launcher.py rebuilds
+it from the database at start-up. Scores are 1.0 except for similarity search
+(cosine similarity). Every operation scans the dataset's documents: fine for
+thousands of records, not millions.
+
+This file runs inside the server venv (launcher.py imports it by path): it
+imports only the standard library and argilla_server - never curate.
 """
 
 from __future__ import annotations
