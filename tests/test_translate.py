@@ -520,3 +520,39 @@ def test_number_lost_is_caught_number_spelled_as_digits_is_fine(openai_server, t
     assert [r["code"] for r in out.quarantine] == ["number"]
     assert "missing ['10'], added ['100']" in out.quarantine[0]["reason"]
     assert out.frames["ppo"]["prompt"][0].endswith(" 3")
+
+
+def test_fault_mix_loses_no_row(dataset, tmp_path):
+    """Every fault at once, at random: each input row ends exactly once, translated or quarantined."""
+    import random as _random
+
+    from tests.servers.openai_server import HANG, Reply
+    rng = _random.Random(11)
+    good, indo, drop = translator(), translator(lang="id"), translator(drop_sentinels=True)
+
+    def chaos(req):
+        roll = rng.random()
+        if roll < 0.10:
+            return Reply(429, {"Retry-After": "0.05"}, "slow down")
+        if roll < 0.20:
+            return Reply(500, body="oops")
+        if roll < 0.25:
+            return HANG
+        if roll < 0.35:
+            return "I'm sorry, here is {broken json"
+        if roll < 0.45:
+            return indo(req)
+        if roll < 0.55:
+            return drop(req)
+        return good(req)
+    rows = small(dataset, 30)
+    with OpenAIServer(handler=chaos) as server:
+        engine = Engine(cfg(server, tmp_path, timeout=1.0, max_retries=3, backoff_max=0.05))
+        out = translate_rows(rows, engine, max_chars=600)
+    ids_in = sorted(r["id"] for v in rows.values() for r in v)
+    ids_out = sorted([i for df in out.frames.values() for i in df["id"].to_list()] + [q["id"] for q in out.quarantine])
+    assert ids_out == ids_in
+    assert out.report["rows_in"] == out.report["rows_out"] + out.report["quarantined"]
+    rep = out.report["llm"]
+    assert rep["rate_limited"] and rep["server_errors"] and rep["timeouts"] and rep["fix_rounds"]
+    assert out.report["rows_out"] > 0
