@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "pull": "curate.commands.label:pull",
     "reflect": "curate.commands.reflect:reflect",
     "judge": "curate.commands.judge:judge",
+    "argilla": "curate.commands.argilla:argilla",
 }
 
 
