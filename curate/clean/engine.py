@@ -20,7 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 import polars as pl
@@ -30,6 +30,7 @@ from curate.clean import cells as cellmod
 from curate.clean.base import Context, Rule, fmt
 from curate.clean.config import CleanConfig
 from curate.clean.registry import RULES
+from curate.progress import bar
 
 HIT_SCHEMA = {"_row": pl.UInt32, "rule": pl.String, "field": pl.String, "evidence": pl.String}
 EVIDENCE_CHARS = 300
@@ -137,7 +138,8 @@ def _examples(hits: pl.DataFrame, df: pl.DataFrame, n: int, extra: list[str] = (
         [_short(pl.col(c)).alias(c) if c in ("evidence", "field") else pl.col(c) for c in cols]).to_dicts()
 
 
-def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: CleanConfig, stats: _Stats):
+def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: CleanConfig, stats: _Stats,
+                on_rule: Callable[[str, str], None] | None = None):
     n = df.height
     df = df.with_row_index("_row")
     cells = cellmod.build(df, kind)
@@ -153,6 +155,8 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
     rebuilt = 0                             # fix frames already written back into df
     for a in active:
         rule = a.rule
+        if on_rule:
+            on_rule(kind, rule.code)
         if not rule.applies_to(kind):
             continue
         t0 = time.perf_counter()
@@ -296,8 +300,11 @@ def _quarantine(gone: pl.DataFrame, drop_hits, all_hits, kind: str, stats: _Stat
                     pl.lit(kind).alias("kind"), pl.struct(content).alias("row")))
 
 
-def clean(frames: dict[str, pl.DataFrame | pl.LazyFrame], config: CleanConfig | None = None) -> CleanResult:
-    """Run every active rule over ``{kind: frame}``; returns the kept frames, the quarantine and the report."""
+def clean(frames: dict[str, pl.DataFrame | pl.LazyFrame], config: CleanConfig | None = None, *,
+          on_rule: Callable[[str, str], None] | None = None) -> CleanResult:
+    """Run every active rule over ``{kind: frame}``; returns the kept frames, the quarantine and the report.
+
+    ``on_rule(kind, code)`` is called as each rule starts (progress)."""
     config = config or CleanConfig()
     config.validate()
     active = active_rules(config)
@@ -309,7 +316,7 @@ def clean(frames: dict[str, pl.DataFrame | pl.LazyFrame], config: CleanConfig | 
             df = df.collect()
         df = schemas.conform(df, kind)
         rows_in[kind] = df.height
-        kept, q = _clean_kind(df, kind, active, config, stats)
+        kept, q = _clean_kind(df, kind, active, config, stats, on_rule)
         out[kind] = kept
         if q.height:
             quarantined[kind] = q
@@ -330,11 +337,18 @@ def clean(frames: dict[str, pl.DataFrame | pl.LazyFrame], config: CleanConfig | 
 
 
 def clean_dir(inp: str | Path, out: str | Path, config: CleanConfig | None = None, *, dry_run: bool = False,
-              report_json: str | Path | None = None) -> CleanResult:
+              report_json: str | Path | None = None, progress: bool | None = None) -> CleanResult:
     """Read a dataset, clean it, write ``out/<kind>.parquet``, ``quarantine.jsonl`` and ``report.json``."""
     out = io.output_dir_for(inp, out)
+    config = config or CleanConfig()
     frames = {k: lf.collect() for k, lf in io.read_dataset(inp).items()}
-    result = clean(frames, config)
+    n_rules = len(active_rules(config)) * len(frames)
+    with bar("clean (rules x kinds)", total=n_rules, enabled=progress) as b:
+        def step(kind: str, code: str) -> None:
+            b.advance(1)
+            b.update(description=f"clean {kind}: {code}")
+
+        result = clean(frames, config, on_rule=step)
     result.report["input"] = str(inp)
     if not dry_run:
         out.mkdir(parents=True, exist_ok=True)

@@ -154,8 +154,11 @@ class UnclearInstruction(Rule):
         text = pl.col("_t")
         c = cells.select("_cell", "text")
         # too short / no letters: only short prompts can have fewer than min_words words
-        c_short = c.filter(pl.col("text").str.len_bytes() < 60 * int(self.p["min_words"])).with_columns(
-            pl.col("text").str.strip_chars().alias("_t")).filter(text != "")
+        c_short = c.filter(pl.col("text").str.len_bytes() < 60 * int(self.p["min_words"]))
+        c_short = c_short.filter(~pl.col("text").str.strip_chars().str.contains(" ", literal=True)
+                                 | (pl.col("text").str.len_bytes() < 12 * int(self.p["min_words"]))) \
+            if int(self.p["min_words"]) <= 2 else c_short
+        c_short = c_short.with_columns(pl.col("text").str.strip_chars().alias("_t")).filter(text != "")
         c_short = c_short.with_columns(text.str.count_matches(r"[\p{L}\p{N}]+").alias("_w"))
         short = c_short.filter(pl.col("_w") < self.p["min_words"]).with_columns(text.str.count_matches(r"\p{L}").alias("_l"))
         short = short.select("_cell", pl.when(pl.col("_l") == 0).then(pl.lit("no letters: ") + text.str.slice(0, 60))
@@ -164,10 +167,13 @@ class UnclearInstruction(Rule):
         ph = rest.filter(pl.col("text").str.contains_any(["#", "{", "["]))
         ph = ph.filter(pl.col("text").str.contains(PLACEHOLDER)).select(
             "_cell", (pl.lit("unfilled placeholder: ") + pl.col("text").str.extract(f"({PLACEHOLDER})", 1)).alias("evidence"))
-        # mostly symbols: judged on the first 100 characters
-        sym = rest.filter(pl.col("text").str.len_chars() > 12).with_columns(pl.col("text").str.slice(0, 100).alias("_t"))
-        sym = sym.with_columns(text.str.count_matches(r"\p{L}").alias("_l"))
-        sym = sym.filter(pl.col("_l") < text.str.len_chars() * 0.3).select(
+        # mostly symbols: letters under 30% (letters counted as what removing letter runs takes away,
+        # one regex match per word instead of one per letter)
+        sym = rest.filter(pl.col("text").str.len_bytes() > 12)
+        sym = sym.with_columns(pl.col("text").str.len_chars().alias("_n"))
+        sym = sym.with_columns((pl.col("_n") - pl.col("text").str.replace_all(r"\p{L}+", "").str.len_chars()).alias("_l"))
+        sym = sym.filter((pl.col("_n") > 12) & (pl.col("_l") < pl.col("_n") * 0.3)).with_columns(
+            pl.col("text").alias("_t")).select(
             "_cell", (pl.lit("mostly symbols: ") + text.str.slice(0, 60)).alias("evidence"))
         out = pl.concat([short, ph, sym]).unique("_cell", keep="first", maintain_order=True)
         return out if out.height else empty_matches()
