@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# Install a self-contained argilla-server for the test suite.
+# Install a self-contained argilla-server (for the test suite, or for `curate argilla serve --venv`).
 #
-#   scripts/argilla-server-setup.sh [VENV_DIR]      (default: <repo>/.argilla-venv)
+#   scripts/argilla-server-setup.sh [VENV_DIR]      (default: $CURATE_ARGILLA_VENV or <repo>/.argilla-venv)
 #
-# The server gets its own venv so that its pins (notably click<8.2, needed by
-# argilla-server 2.8's CLI) never leak into the project venv. Redis is provided
-# by Debian's redis-server, installed via apt-get when it is missing.
+# The server gets its own venv so that its pins (notably click<8.2, needed by argilla-server 2.8's
+# CLI) never leak into the project venv. The venv logic (pins, check, pip install) lives in
+# curate/argilla_local/venv.py, the same code `curate argilla serve` runs; this script adds
+# Debian's redis-server via apt-get when it is missing (`curate argilla serve` only says so).
 # Idempotent: does nothing when everything is already installed.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${1:-${CURATE_ARGILLA_VENV:-$repo/.argilla-venv}}"
 python="${PYTHON:-python3}"
-pkgs=("argilla-server==2.8.0" "argilla==2.8.0" "click<8.2")
 
 if ! command -v redis-server >/dev/null 2>&1; then
     echo "argilla-server-setup: installing redis-server (apt-get)" >&2
@@ -24,21 +24,5 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 command -v redis-server >/dev/null || { echo "argilla-server-setup: redis-server still missing" >&2; exit 1; }
 
-check='import importlib.metadata as m, sys
-click = tuple(int(x) for x in m.version("click").split(".")[:2])
-ok = m.version("argilla-server") == "2.8.0" and m.version("argilla") == "2.8.0" and click < (8, 2)
-sys.exit(0 if ok else 1)'
-if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "$check" 2>/dev/null; then
-    exit 0
-fi
-
-echo "argilla-server-setup: installing ${pkgs[*]} into $venv" >&2
-log="$(mktemp)"; trap 'rm -f "$log"' EXIT
-if ! { [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"; } >"$log" 2>&1 \
-    || ! "$venv/bin/python" -m pip install -q --disable-pip-version-check "${pkgs[@]}" >>"$log" 2>&1; then
-    cat "$log" >&2
-    echo "argilla-server-setup: FAILED to install into $venv" >&2
-    exit 1
-fi
-"$venv/bin/python" -c "$check" || { echo "argilla-server-setup: install check failed" >&2; exit 1; }
-echo "argilla-server-setup: ready ($venv)" >&2
+# venv.py is stdlib only and does not import curate, so any python3 runs it.
+PYTHON="$python" exec "$python" "$repo/curate/argilla_local/venv.py" "$venv"

@@ -90,7 +90,8 @@ def ensure(venv: Path, python: str | None = None, log=None) -> Path:
             detail = "\n".join("  " + line for line in tail) or "  (no output)"
             raise VenvError(
                 f"could not install the Argilla server into {venv}:\n{detail}\n"
-                f"Check the network / pip configuration and run again, or make the venv yourself:\n"
+                f"Fix what it says (network, pip configuration, disk space, permissions) and run again, "
+                f"or make the venv yourself:\n"
                 f"  {manual_steps(venv)}\nthen pass it with --venv (or CURATE_ARGILLA_VENV)."
             )
     return python_of(venv)
