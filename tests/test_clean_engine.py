@@ -188,3 +188,16 @@ def test_registry_is_complete():
               "refusal", "wrong_language", "indonesian", "fix_indonesian", "exact_duplicate", "near_duplicate",
               "length_limit", "untranslated_field"}
     assert wanted <= set(codes)
+
+
+def test_fixed_then_dropped_row_keeps_its_fix_record(fixtures):
+    frames = ingest([fixtures / "malay_alpaca_anomalies.json"], detect_lang=False).frames
+    only = {c: "off" for c in BY_CODE if c not in ("noinput_marker", "needs_internet")}
+    res = clean(frames, CleanConfig(actions=only))
+    # "Beri tajuk untuk rencana berikut" with input "Tidak ada input yang diperlukan. <noinput>":
+    # the marker is fixed to "", then the article is missing
+    e = next(q for q in res.quarantine_rows() if q["row"]["instruction"].startswith("Beri tajuk untuk rencana"))
+    assert e["code"] == "needs_internet"
+    assert [m["rule"] for m in e["matches"]] == ["noinput_marker", "needs_internet"]
+    fx = schemas.meta_of(e["row"]["meta"])["fixes"][0]
+    assert fx["before"] == "Tidak ada input yang diperlukan. <noinput>" and fx["after"] == "" and e["row"]["input"] == ""

@@ -11,7 +11,8 @@
    never a row another rule drops.
 
 Every input row ends up either in the output (with ``meta.fixes`` and ``meta.flags``) or in the
-quarantine (code, reason, evidence, the full original row): rows in = rows out + rows dropped.
+quarantine (code, reason, evidence, every match, the full row with its meta.fixes): rows in = rows out +
+rows dropped.
 """
 
 from __future__ import annotations
@@ -196,12 +197,18 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
                     df = cellmod.rebuild(df, kind, cells, pl.concat([f.select("_cell") for f in fix_frames])["_cell"].unique())
                     rebuilt = len(fix_frames)
                 rowbase = _row_frame(df, kind, fix_frames)
+                if all(x.rule.scope == "row" for x in active[active.index(a):]):
+                    cells = None  # no cell rule left: free the cells before the heavy row rules
             rows = rowbase if dropped.len() == 0 else rowbase.filter(~pl.col("_row").is_in(dropped.implode()))
             m = rule.match_rows(rows, ctx)
             hit = m.select("_row", pl.lit(rule.code).alias("rule"), pl.lit("row").alias("field"), "evidence")
             extra = getattr(rule, "clusters", None)
             if extra:
                 stats.rules[rule.code]["clusters"] = extra
+            if rule.code == "exact_duplicate" and ctx.near_threshold is not None:
+                stats.rules[rule.code]["note"] = "one dedupe pass found exact and near duplicates; timed here"
+            if rule.code == "near_duplicate":
+                ctx.dups = None
         hit = hit.cast(HIT_SCHEMA).with_columns(_short(pl.col("evidence").fill_null("")).alias("evidence"))
         hits.append((a, hit))
         rows_hit = hit["_row"].unique()
