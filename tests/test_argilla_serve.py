@@ -175,6 +175,11 @@ def test_serve_push_restart_keeps_records_and_search(fixtures, tmp_path):
         res = runner.invoke(cli, ["argilla", "key", "--home", str(home)])
         assert res.exit_code == 0 and res.output.strip() == key
         assert f"export ARGILLA_API_URL={url}" in first.output()
+        login = re.search(r"Web UI login: owner / (\S+)", first.output())
+        assert login, first.output()
+        token = httpx.post(f"{url}/api/v1/token", data={"username": "owner", "password": login.group(1)})
+        assert token.status_code == 201, token.text
+        assert httpx.post(f"{url}/api/v1/token", data={"username": "owner", "password": "wrong-pass-1"}).status_code == 401
         redis_port = _launcher_redis_port(home)
 
         env = {"ARGILLA_API_URL": url, "ARGILLA_API_KEY": key}
@@ -213,11 +218,14 @@ def test_serve_push_restart_keeps_records_and_search(fixtures, tmp_path):
     assert after == before
     assert "search index rebuilt from the database: 1 datasets, 200 records" in (home / "logs" / "server.log").read_text()
 
-    # the key lives only in the server's database
+    # the key lives only in the server's database, the password nowhere (the database has its hash)
     for f in tmp_path.rglob("*"):
-        if f.is_file() and not f.name.startswith("argilla.db"):
-            assert key.encode() not in f.read_bytes(), f"the API key was written to {f}"
-    assert key not in second.output() and key not in res.output
+        if f.is_file():
+            data = f.read_bytes()
+            assert login.group(1).encode() not in data, f"the password was written to {f}"
+            assert f.name.startswith("argilla.db") or key.encode() not in data, f"the API key was written to {f}"
+    assert key not in second.output() and key not in res.output and login.group(1) not in second.output()
+    assert second.output().count("Web UI login") == 0
     print(f"\n[serve test] two starts, push, restart: {time.perf_counter() - t0:.1f}s", file=sys.stderr)
 
 
