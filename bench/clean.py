@@ -331,6 +331,7 @@ def main() -> None:
     print(f"per rule, from {final}/report.json (seconds inside the process):")
     print(table([{k: r[k] for k in ("code", "action", "fixed", "flagged", "dropped", "seconds")} for r in report["rules"]],
                 ["code", "action", "fixed", "flagged", "dropped", "seconds"]))
+    print(f"outside the rules (s): {report.get('engine_seconds')}; whole clean() {report['seconds']} s")
     langs = next((r for r in report["rules"] if r["code"] == "wrong_language"), None)
     near = next((r for r in report["rules"] if r["code"] == "near_duplicate"), None)
     if langs and langs["seconds"]:

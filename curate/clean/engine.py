@@ -89,6 +89,7 @@ class _Stats:
 
     def __init__(self, active: list[_Active], examples: int):
         self.examples = examples
+        self.engine: dict[str, float] = {}   # seconds spent outside the rules (building row texts, ...)
         self.rules: dict[str, dict[str, Any]] = {
             a.rule.code: {"code": a.rule.code, "action": a.action, "description": a.rule.description,
                           "matched": 0, "fixed": 0, "flagged": 0, "dropped": 0, "quarantined": 0,
@@ -143,7 +144,9 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
                 on_rule: Callable[[str, str], None] | None = None):
     n = df.height
     df = df.with_row_index("_row")
+    t_c = time.perf_counter()
     cells = cellmod.build(df, kind)
+    stats.engine["cells"] = round(stats.engine.get("cells", 0.0) + time.perf_counter() - t_c, 3)
     ctx = Context(kind=kind, target_lang=config.target_lang)
     near = next((x.rule for x in active if x.rule.code == "near_duplicate" and x.action == "drop"), None)
     if near is not None and any(x.rule.code == "exact_duplicate" and x.action == "drop" for x in active):
@@ -193,12 +196,15 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
                                "evidence")
         else:
             if rowbase is None:
+                t_rb = time.perf_counter()
                 if fix_frames:
                     df = cellmod.rebuild(df, kind, cells, pl.concat([f.select("_cell") for f in fix_frames])["_cell"].unique())
                     rebuilt = len(fix_frames)
                 rowbase = _row_frame(df, kind, fix_frames)
                 if all(x.rule.scope == "row" for x in active[active.index(a):]):
                     cells = None  # no cell rule left: free the cells before the heavy row rules
+                stats.engine["row_texts"] = round(stats.engine.get("row_texts", 0.0) + time.perf_counter() - t_rb, 3)
+                t0 = time.perf_counter()
             rows = rowbase if dropped.len() == 0 else rowbase.filter(~pl.col("_row").is_in(dropped.implode()))
             m = rule.match_rows(rows, ctx)
             hit = m.select("_row", pl.lit(rule.code).alias("rule"), pl.lit("row").alias("field"), "evidence")
@@ -217,6 +223,7 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
         stats.add(rule.code, a.action, rows_hit.len(), _examples(hit, df, config.examples),
                   time.perf_counter() - t0)
 
+    t_end = time.perf_counter()
     fixes = pl.concat(fix_frames) if fix_frames else None
     if len(fix_frames) > rebuilt:
         df = cellmod.rebuild(df, kind, cells, pl.concat(fix_frames[rebuilt:])["_cell"].unique())
@@ -227,6 +234,8 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
     keep = ~pl.col("_row").is_in(dropped.implode())
     out = df.filter(keep).drop("_row")
     quarantine = _quarantine(df.filter(~keep), drop_hits, [h for _, h in hits], kind, stats)
+    stats.engine["meta_and_quarantine"] = round(stats.engine.get("meta_and_quarantine", 0.0)
+                                                + time.perf_counter() - t_end, 3)
     assert out.height + quarantine.height == n, "clean lost rows"
     return out, quarantine
 
@@ -337,6 +346,7 @@ def clean(frames: dict[str, pl.DataFrame | pl.LazyFrame], config: CleanConfig | 
         "by_kind": {k: {"in": rows_in[k], "out": out[k].height,
                         "dropped": quarantined[k].height if k in quarantined else 0} for k in out},
         "seconds": round(time.perf_counter() - t0, 3),
+        "engine_seconds": stats.engine,
         "rules": list(stats.rules.values()),
     }
     result.report = report
