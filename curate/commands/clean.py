@@ -62,7 +62,7 @@ def clean(inp, out_dir, config_path, rules, sets, target_lang, dry_run, report_j
         raise click.UsageError("give -o OUT (or --dry-run to only report)")
     config = CleanConfig.load(config_path, rules=rules, sets=sets, target_lang=target_lang)
     result = clean_dir(inp, out_dir or Path(str(inp).rstrip("/") + ".clean-dry-run"), config, dry_run=dry_run,
-                       report_json=report_json)
+                       report_json=report_json, progress=None if not quiet else False)
     if not quiet:
         from curate.clean.report import print_clean_report
 
