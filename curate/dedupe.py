@@ -13,8 +13,9 @@
 
 Algorithm
 ---------
-1. **Normalize** (polars expressions): lowercase, every run of characters that are not letters,
-   digits or combining marks (punctuation, symbols, whitespace) becomes one space, strip.
+1. **Normalize** (polars expressions): case-fold (lowercase, ß -> ss, final sigma, ligatures),
+   every run of characters that are not letters, digits or combining marks (punctuation,
+   symbols, whitespace) becomes one space, strip.
    Rows whose normalized text is empty (or null) are never clustered.
 2. **Exact duplicates**: rows with the same normalized text (polars window ``min().over()`` on the
    string, so equality is exact, not just a hash) form a cluster; the first row is kept.
@@ -84,14 +85,23 @@ RESULT_SCHEMA = pl.Schema({
 
 # --------------------------------------------------------------------------- normalization
 
+# A run of characters that are not letters, digits or combining marks, unless it is already a
+# single space (matching every word gap would cost three times as much for the same result).
+_SEPARATORS = r"[^\p{L}\p{N}\p{M}]*[^\p{L}\p{N}\p{M} ][^\p{L}\p{N}\p{M}]*| {2,}"
+# Case folding beyond lowercase for the letters where they differ (Python's str.casefold).
+_FOLD = (["ß", "ẞ", "ς", "ﬁ", "ﬂ", "ﬀ", "ﬃ", "ﬄ", "ﬅ", "ﬆ"], ["ss", "ss", "σ", "fi", "fl", "ff", "ffi", "ffl", "st", "st"])
+
+
 def normalize(text: pl.Expr | str) -> pl.Expr:
-    """Normalized text for duplicate detection: lowercase, punctuation/symbols/whitespace runs -> one
-    space, stripped. Null becomes the empty string."""
+    """Normalized text for duplicate detection: case-folded (lowercase plus ß -> ss, final sigma,
+    ligatures), every run of punctuation, symbols and whitespace -> one space, stripped. Null
+    becomes the empty string."""
     expr = pl.col(text) if isinstance(text, str) else text
     return (
         expr.cast(pl.String).fill_null("")
         .str.to_lowercase()
-        .str.replace_all(r"[^\p{L}\p{N}\p{M}]+", " ")
+        .str.replace_many(*_FOLD)
+        .str.replace_all(_SEPARATORS, " ")
         .str.strip_chars(" ")
     )
 

@@ -262,3 +262,23 @@ def test_exact_copies_of_a_near_duplicate_join_its_cluster(sft):
     assert rows[len(src) + 1]["dup_kind"] == "near"                  # exact copy of the original
     assert rows[len(src) + 2]["dup_kind"] == "exact" and rows[len(src) + 2]["similarity"] == 1.0
     assert {r["cluster"] for r in rows[2:len(src) + 1]} == {None}
+
+
+def _reference_normalize(t: str | None) -> str:
+    import unicodedata
+
+    out, gap = [], False
+    for c in (t or "").casefold():
+        if unicodedata.category(c)[0] in "LNM":
+            if gap and out:
+                out.append(" ")
+            out.append(c)
+            gap = False
+        else:
+            gap = True
+    return "".join(out)
+
+
+def test_normalization_matches_casefold_and_punctuation_stripping(sft):
+    texts = texts_of(sft) + ["Straße STRASSE", "ΣΟΦΟΣ σοφος", "ﬁne", "a\t\t_b", " -- ", None, "한국어, 테스트!"]
+    assert norm(texts) == [_reference_normalize(t) for t in texts]
