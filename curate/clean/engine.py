@@ -157,6 +157,7 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
 
     rowbase: pl.DataFrame | None = None     # row texts after fixes, built once for the row rules
     rebuilt = 0                             # fix frames already written back into df
+    subs: dict[tuple, pl.DataFrame] = {}    # cells of a role set
     for a in active:
         rule = a.rule
         if on_rule:
@@ -165,8 +166,11 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
             continue
         t0 = time.perf_counter()
         if rule.scope == "cell":
-            sub = cells if set(rule.roles) >= {"prompt", "input", "response", "system"} else \
-                cells.filter(pl.col("role").is_in(list(rule.roles)))
+            key = tuple(sorted(rule.roles))
+            if key not in subs:  # one filter per role set while the text does not change
+                subs[key] = cells if set(key) >= {"prompt", "input", "response", "system"} else \
+                    cells.filter(pl.col("role").is_in(list(key)))
+            sub = subs[key]
             if sub.height == 0:
                 continue
             m = rule.match(sub, ctx)
@@ -181,6 +185,7 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
                 text.scatter(m["_cell"], m["after"])
                 cells = cells.with_columns(text)
                 rowbase = None
+                subs.clear()
                 log = where.with_columns(before.alias("before"), pl.lit(rule.code).alias("rule"))
                 fix_frames.append(log.select("_cell", "_row", "rule", "field", "pos", "before", "after",
                                              "evidence"))
@@ -203,6 +208,7 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
                 rowbase = _row_frame(df, kind, fix_frames)
                 if all(x.rule.scope == "row" for x in active[active.index(a):]):
                     cells = None  # no cell rule left: free the cells before the heavy row rules
+                    subs.clear()
                 stats.engine["row_texts"] = round(stats.engine.get("row_texts", 0.0) + time.perf_counter() - t_rb, 3)
                 t0 = time.perf_counter()
             rows = rowbase if dropped.len() == 0 else rowbase.filter(~pl.col("_row").is_in(dropped.implode()))

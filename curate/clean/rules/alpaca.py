@@ -18,6 +18,9 @@ REFERS_TO_WEB = (
     rf"|{URL})"
 )
 REFERS_TO_WEB = fast(REFERS_TO_WEB)
+# every alternative of REFERS_TO_WEB and URL_ONLY holds one of these
+WEB_WORDS = ["http", "www.", "article", "post", "page", "site", "link", "url", "story", "report", "artikel",
+             "rencana", "pautan", "laman", "tapak", "situs", "tautan", "berita"]
 # A field that is only a URL, possibly with a label ("Article: https://...").
 URL_ONLY = rf"(?i)^\s*(?:[^\n:/]{{1,25}}:\s*)?<?{URL}>?\s*$"
 
@@ -30,6 +33,7 @@ class NeedsInternet(Rule):
     params = {"min_words": 25}
 
     def match(self, cells, ctx):
+        cells = cells.filter(any_of(WEB_WORDS))
         url_only = cells.filter(pl.col("text").str.contains(URL_ONLY)).select(
             "_cell", pl.col("text").str.strip_chars().alias("evidence"))
         # prompt refers to an article/link; the words after the reference plus the given input
@@ -60,7 +64,9 @@ class MergedInstruction(Rule):
     roles = ("prompt", "response")
 
     def match(self, cells, ctx):
-        cand = cells.filter(any_of(["instruction", "instruksi", "arahan", "##", "input>", "input >"]))
+        # every alternative needs "label:" (or "label :"), "##" or "input>"
+        labels = [f"{w}{sep}:" for w in ("instruction", "instruksi", "arahan") for sep in ("", " ")]
+        cand = cells.filter(any_of([*labels, "##", "input>", "input >"]))
         return pl.concat([regex_match(cand, MERGED),
                           regex_match(cand, MERGED_RESPONSE, mask=pl.col("role") == "response")]
                          ).unique("_cell", keep="first", maintain_order=True)
@@ -88,7 +94,8 @@ class EmptyCode(Rule):
     def match(self, cells, ctx):
         fence = regex_match(cells, rf"{EMPTY_FENCE}|{EMPTY_TAG}", mask=any_of(["```", "<code", "<pre"]))
         code_words = ["code", "kod", "program", "script", "skrip", "function", "fungsi", "snippet", "query", "sql"]
-        promise = regex_match(cells, PROMISE, mask=any_of(code_words))
+        promise = cells.filter(pl.col("text").str.contains(r":\s*$"))
+        promise = regex_match(promise, PROMISE, mask=any_of(code_words))
         short = cells.filter(pl.col("text").str.len_bytes() < 1200).filter(pl.col("text").str.len_chars() < 300)
         short = short.filter(any_of([*code_words, "class", "kelas", "algorithm", "algoritma"], "question"))
         short = short.filter(pl.col("text").str.strip_chars() != "")

@@ -102,7 +102,7 @@ class ControlChars(Rule):
 
     def match(self, cells, ctx):
         pattern = rf"{CONTROL}|\r|[\x{{2028}}\x{{2029}}]"
-        sub = cells.filter(pl.col("text").str.contains_any(CONTROL_CHARS))
+        sub = cells.filter(pl.col("text").str.contains(pattern))
         if sub.height == 0:
             return empty_matches(fix=True)
         after = (pl.col("text").str.replace_all(r"\r\n?", "\n").str.replace_all(r"[\x{2028}\x{2029}]", "\n")

@@ -19,8 +19,9 @@ _MS_WORDS = rf"(?-u:\b)(?:{_MS})(?-u:\b)"
 _HANGUL = r"[\x{AC00}-\x{D7A3}\x{1100}-\x{11FF}\x{3130}-\x{318F}]"
 _CODE = r"(?s)```.*?(?:```|$)|`[^`\n]*`|(?:https?://|www\.)\S+"
 # literal prefilters: a field of five words or more in the language holds at least one of these
-_EN_HINTS = [f" {w} " for w in _EN.split("|")] + [f"\n{w} " for w in _EN.split("|")]
-_MS_HINTS = [f" {w} " for w in _MS.split("|")] + [f"\n{w} " for w in _MS.split("|")]
+_EN_HINTS = [f" {w} " for w in ("the", "and", "of", "to", "is", "a", "in", "for", "you", "that", "with", "are", "this", "it")]
+_MS_HINTS = [f" {w} " for w in ("yang", "dan", "di", "untuk", "dengan", "ini", "itu", "adalah", "ialah", "tidak",
+                                "dalam", "pada", "saya", "anda", "kepada", "dari", "akan")]
 SAMPLE_CHARS = 500  # a field's language shows in its first few hundred characters
 # A response may be English on purpose when the question asks for a translation or for English.
 WANTS_OTHER = (r"(?i)terjemah|translat|inggeris|inggris|english|bahasa\s+(?:korea|asing|jerman|perancis|jepun|cina|arab|sepanyol)"
