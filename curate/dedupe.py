@@ -68,6 +68,7 @@ DEFAULT_PERM = 256       # MinHash bins (one-permutation hashing)
 _THREADS = max(1, min(2, os.cpu_count() or 1))  # signature threads (each holds one chunk)
 _EST_BINS = 128          # bins kept (8 bits each) to estimate the Jaccard of candidates
 _NORM_ROWS = 131_072     # rows normalized per slice
+_SPAN_ROWS = 16_384      # representatives read from polars at a time
 _CHUNK_ROWS = 1_024      # representatives hashed per chunk (cache-sized temporaries)
 _CLIQUE = 32             # buckets up to this size give all pairs; bigger ones star + chain
 _VERIFY_WINDOWS = 4_000_000  # shingles sorted per verification batch
@@ -156,12 +157,12 @@ def _row_ids(offsets: np.ndarray, shift: int = 0) -> np.ndarray:
 
 
 def _mix(v: np.ndarray, seed: int) -> np.ndarray:
+    """64-bit mixer (multiply / xor-shift, as in murmur3's finalizer) of 40-bit shingles."""
     h = v ^ np.uint64((seed * 0x632BE59BD9B4E019 + 0x2545F4914F6CDD1D) & 0xFFFFFFFFFFFFFFFF)
-    h ^= h >> np.uint64(31)
     h *= _M2
-    h ^= h >> np.uint64(29)
-    h *= _M3
     h ^= h >> np.uint64(32)
+    h *= _M3
+    h ^= h >> np.uint64(29)
     return h
 
 
@@ -171,10 +172,15 @@ def _prepare(texts: pl.Series) -> pl.Series:
 
 def _signatures(texts: pl.Series, num_perm: int, seed: int) -> np.ndarray:
     """One-permutation MinHash signatures (n, num_perm) uint32, densified."""
-    n = len(texts)
+    data, offsets = _buffers(_prepare(texts))
+    return _signatures_of(data, offsets, num_perm, seed)
+
+
+def _signatures_of(data: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    """Signatures of the texts at ``offsets`` (from 0) in ``data`` (followed by >= 8 more bytes)."""
+    n = len(offsets) - 1
     bits = int(math.log2(num_perm))
     sig = np.full(n * num_perm, _SENT, dtype=np.uint32)
-    data, offsets = _buffers(_prepare(texts))
     v, valid = _windows(data, offsets)
     h = _mix(v, seed)
     del v
@@ -219,17 +225,17 @@ def _probe(num_perm: int, attempt: int, seed: int) -> np.ndarray:
 
 
 def _band_keys(sig: np.ndarray, bands: int, r: int, seed: int) -> np.ndarray:
+    """32-bit key of each band; band j hashes bins j, j+b, j+2b, ... (no two neighbours)."""
     n = sig.shape[0]
-    out = np.empty((n, bands), dtype=np.uint32)
-    for j in range(bands):
-        h = np.full(n, (seed * 0x9E3779B97F4A7C15 + j * 0xD6E8FEB86659FD93) & 0xFFFFFFFFFFFFFFFF,
-                    dtype=np.uint64)
-        for c in range(j, bands * r, bands):  # bins j, j+b, j+2b...: no two neighbours in a band
-            h ^= sig[:, c].astype(np.uint64)
-            h *= _M1
-            h ^= h >> np.uint64(32)
-        out[:, j] = h >> np.uint64(32)
-    return out
+    grid = sig[:, : bands * r].reshape(n, r, bands)  # grid[:, i, j] = bin i * bands + j
+    h = np.empty((n, bands), dtype=np.uint64)
+    h[:] = np.array([(seed * 0x9E3779B97F4A7C15 + j * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+                     for j in range(bands)], dtype=np.uint64)
+    for i in range(r):
+        h ^= grid[:, i, :]
+        h *= _M1
+        h ^= h >> np.uint64(32)
+    return (h >> np.uint64(32)).astype(np.uint32)
 
 
 # --------------------------------------------------------------------------- candidates & verification
@@ -244,8 +250,14 @@ def _candidates(bandkeys: np.ndarray) -> pl.DataFrame:
     n, bands = bandkeys.shape
     rows = pl.Series("r", np.arange(n, dtype=np.uint32))
     pairs: list[pl.DataFrame] = []
+    slots = 1 << max(10, min(22, (2 * n).bit_length()))
+    shift = np.uint32(32 - slots.bit_length() + 1)
     for j in range(bands):
-        bk = pl.DataFrame([rows, pl.Series("k", bandkeys[:, j])])
+        key = np.ascontiguousarray(bandkeys[:, j])
+        # cheap first pass: only keys whose top bits are shared by another row can be duplicates
+        slot = key >> shift
+        maybe = np.bincount(slot, minlength=slots)[slot] > 1
+        bk = pl.DataFrame([rows.filter(maybe), pl.Series("k", key[maybe])])
         buckets = (
             bk.filter(pl.col("k").is_duplicated())
             .group_by("k").agg(pl.col("r").sort())
@@ -381,14 +393,18 @@ def near_pairs(texts: pl.Series, *, threshold: float = 0.8, num_perm: int = DEFA
     est_bins = min(num_perm, _EST_BINS)
     small = np.empty((n, est_bins), dtype=np.uint8)  # low byte of some bins, for the estimate
 
-    def chunk(s: int) -> None:  # numpy releases the GIL in its loops: chunks run in parallel
-        e = min(n, s + _CHUNK_ROWS)
-        sig = _signatures(texts.slice(s, e - s), num_perm, seed)
-        keys[s:e] = _band_keys(sig, bands, r, seed)
-        small[s:e] = sig[:, :est_bins].astype(np.uint8)
+    def span(s: int) -> None:  # numpy releases the GIL in its loops: spans run in parallel
+        data, offsets = _buffers(_prepare(texts.slice(s, _SPAN_ROWS)))
+        m = len(offsets) - 1
+        for c in range(0, m, _CHUNK_ROWS):
+            d = min(m, c + _CHUNK_ROWS)
+            lo = int(offsets[c])
+            sig = _signatures_of(data[lo: int(offsets[d]) + 8], offsets[c: d + 1] - lo, num_perm, seed)
+            keys[s + c: s + d] = _band_keys(sig, bands, r, seed)
+            small[s + c: s + d] = sig[:, :est_bins].astype(np.uint8)
 
     with ThreadPoolExecutor(_THREADS) as pool:
-        list(pool.map(chunk, range(0, n, _CHUNK_ROWS)))
+        list(pool.map(span, range(0, n, _SPAN_ROWS)))
     lap("signatures")
     cand = _candidates(keys)
     del keys
