@@ -201,3 +201,9 @@ def test_fixed_then_dropped_row_keeps_its_fix_record(fixtures):
     assert [m["rule"] for m in e["matches"]] == ["noinput_marker", "needs_internet"]
     fx = schemas.meta_of(e["row"]["meta"])["fixes"][0]
     assert fx["before"] == "Tidak ada input yang diperlukan. <noinput>" and fx["after"] == "" and e["row"]["input"] == ""
+
+
+def test_empty_frames_of_every_kind():
+    res = clean({k: schemas.empty(k) for k in schemas.KINDS}, CleanConfig())
+    assert res.report["rows_in"] == 0 and res.report["accounted"]
+    assert all(f.height == 0 for f in res.frames.values()) and res.quarantine_rows() == []

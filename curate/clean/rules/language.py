@@ -144,7 +144,7 @@ class _LangRule(Rule):
         """Language of each row, computed once per run and shared by the language rules."""
         have = ctx.langs
         need = rows if have is None else rows.join(have, on="_row", how="anti")
-        if need.height:
+        if need.height or have is None:
             got = _detect(need, bool(self.p["reuse_lang"]))
             ctx.langs = got if have is None else pl.concat([have, got])
         return rows.select("_row").join(ctx.langs, on="_row", how="left")
