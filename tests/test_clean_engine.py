@@ -207,3 +207,12 @@ def test_empty_frames_of_every_kind():
     res = clean({k: schemas.empty(k) for k in schemas.KINDS}, CleanConfig())
     assert res.report["rows_in"] == 0 and res.report["accounted"]
     assert all(f.height == 0 for f in res.frames.values()) and res.quarantine_rows() == []
+
+
+def test_clean_dir_on_a_single_jsonl_file(fixtures, tmp_path):
+    frames = ingest([fixtures / "malay_alpaca_anomalies.json"], detect_lang=False).frames
+    src = tmp_path / "sft.jsonl"
+    io.write_frame(frames["sft"], src)
+    res = clean_dir(src, tmp_path / "out", CleanConfig(actions={"wrong_language": "off", "indonesian": "off"}))
+    assert res.report["rows_in"] == frames["sft"].height and res.report["accounted"]
+    assert (tmp_path / "out" / "sft.parquet").exists() and res.report["rows_dropped"] > 0

@@ -364,7 +364,11 @@ def clean_dir(inp: str | Path, out: str | Path, config: CleanConfig | None = Non
     """Read a dataset, clean it, write ``out/<kind>.parquet``, ``quarantine.jsonl`` and ``report.json``."""
     out = io.output_dir_for(inp, out)
     config = config or CleanConfig()
-    frames = {k: lf.collect() for k, lf in io.read_dataset(inp).items()}
+    if Path(inp).is_file():  # one file: scan it once (read_dataset would infer a JSONL schema twice)
+        lf = io.scan_frame(inp)
+        frames = {schemas.kind_of(lf): lf.collect()}
+    else:
+        frames = {k: lf.collect() for k, lf in io.read_dataset(inp).items()}
     n_rules = len(active_rules(config)) * len(frames)
     with bar("clean (rules x kinds)", total=n_rules, enabled=progress) as b:
         def step(kind: str, code: str) -> None:
