@@ -435,7 +435,16 @@ def near_pairs(texts: pl.Series, *, threshold: float = 0.8, num_perm: int = DEFA
 
 def find_duplicates(df: pl.DataFrame, text: pl.Expr | str, *, threshold: float = 0.8, near: bool = True,
                     num_perm: int = DEFAULT_PERM, seed: int = 0) -> pl.DataFrame:
-    """Exact and near-duplicate clusters of ``df`` by ``text`` (see the module docstring)."""
+    """Exact and near-duplicate clusters of ``df`` by ``text`` (see the module docstring).
+
+    ``text``: a column name or a row-wise expression (e.g. ``pl.concat_str([...])``).
+    ``threshold``: Jaccard of the character 5-gram shingle sets at or above which two rows are
+    near duplicates. ``near=False``: exact duplicates only. ``num_perm``: MinHash bins (a power of
+    two; more bins -> sharper LSH, fewer candidates, more hashing). ``seed`` changes the hash
+    functions (results may differ only for pairs close to the threshold).
+
+    Returns one row per input row, in input order: ``row``, ``cluster`` (= ``row`` of the kept row,
+    null when unique), ``keep``, ``similarity``, ``dup_kind``."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     # Normalized in slices so the intermediate copies (joined fields, lowercase...) of only one slice
