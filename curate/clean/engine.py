@@ -205,7 +205,8 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
                 if fix_frames:
                     df = cellmod.rebuild(df, kind, cells, pl.concat([f.select("_cell") for f in fix_frames])["_cell"].unique())
                     rebuilt = len(fix_frames)
-                rowbase = _row_frame(df, kind, fix_frames)
+                rowbase = _row_frame(df, kind, fix_frames,
+                                     need_lang=any(x.rule.code in ("wrong_language", "indonesian") for x in active))
                 if all(x.rule.scope == "row" for x in active[active.index(a):]):
                     cells = None  # no cell rule left: free the cells before the heavy row rules
                     subs.clear()
@@ -246,15 +247,18 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
     return out, quarantine
 
 
-def _row_frame(df: pl.DataFrame, kind: str, fix_frames) -> pl.DataFrame:
+def _row_frame(df: pl.DataFrame, kind: str, fix_frames, need_lang: bool = True) -> pl.DataFrame:
     """``_row, id, source, line, text, lang_text, _lang_cache`` for every row, with the text after fixes.
 
     ``text`` is the whole row (for duplicates). ``lang_text`` is what language id reads: the whole
     row, except when the prompt asks for a translation or another language, where the foreign input
     and output are the task, so only the prompt is read. ``_lang_cache`` is the ``lang`` of ingest
-    for rows no fix changed.
+    for rows no fix changed. Without ``need_lang`` (no language rule active) the last two are left out.
     """
     from curate.clean.rules.language import wants_other_rows
+
+    if not need_lang:
+        return df.select("_row", "id", "source", "line", row_text_expr(kind).fill_null("").alias("text"))
 
     fixed_rows = pl.concat([f.select("_row") for f in fix_frames])["_row"].unique() if fix_frames else None
     prompt = {"sft": pl.col("instruction"), "rm": pl.col("prompt"), "ppo": pl.col("prompt"),

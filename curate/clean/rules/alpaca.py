@@ -162,7 +162,7 @@ class UnclearInstruction(Rule):
         c = cells.select("_cell", "text")
         # too short / no letters: only short prompts can have fewer than min_words words
         c_short = c.filter(pl.col("text").str.len_bytes() < 60 * int(self.p["min_words"]))
-        c_short = c_short.filter(~pl.col("text").str.strip_chars().str.contains(" ", literal=True)
+        c_short = c_short.filter(~pl.col("text").str.contains(" ", literal=True)
                                  | (pl.col("text").str.len_bytes() < 12 * int(self.p["min_words"]))) \
             if int(self.p["min_words"]) <= 2 else c_short
         c_short = c_short.with_columns(pl.col("text").str.strip_chars().alias("_t")).filter(text != "")
