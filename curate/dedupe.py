@@ -170,8 +170,9 @@ def _prepare(texts: pl.Series) -> pl.Series:
     return texts.str.pad_end(SHINGLE, " ")
 
 
-def _signatures(texts: pl.Series, num_perm: int, seed: int) -> np.ndarray:
-    """One-permutation MinHash signatures (n, num_perm) uint32, densified."""
+def signatures(texts: pl.Series, num_perm: int = DEFAULT_PERM, seed: int = 0) -> np.ndarray:
+    """One-permutation MinHash signatures (n, num_perm) uint32, densified, of normalized texts;
+    the share of equal bins of two rows estimates the Jaccard of their shingle sets."""
     data, offsets = _buffers(_prepare(texts))
     return _signatures_of(data, offsets, num_perm, seed)
 

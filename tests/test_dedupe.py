@@ -282,3 +282,27 @@ def _reference_normalize(t: str | None) -> str:
 def test_normalization_matches_casefold_and_punctuation_stripping(sft):
     texts = texts_of(sft) + ["Straße STRASSE", "ΣΟΦΟΣ σοφος", "ﬁne", "a\t\t_b", " -- ", None, "한국어, 테스트!"]
     assert norm(texts) == [_reference_normalize(t) for t in texts]
+
+
+def test_signature_agreement_estimates_the_jaccard(sft):
+    """One-permutation MinHash with densification: the share of equal bins tracks the true
+    Jaccard, for long and for short texts."""
+    rng = random.Random(8)
+    base = texts_of(by_source(sft, "malay_alpaca.json").head(40)) + texts_of(by_source(sft, "malay_kochatgpt_sft.jsonl").head(20))
+    pairs = []
+    for t in base:
+        u = t
+        for _ in range(rng.randrange(1, 12)):
+            u = mutate(u, rng, 1) if len(u.split(" ")) > 3 else u + " x"
+        pairs.append((t, u))
+    short = [(t.split(".")[0][:40], t.split(".")[0][:40] + " lagi") for t in base[:20]]
+    pairs += short
+    pairs += [(base[i], base[i + 25]) for i in range(15)]  # unrelated rows: low Jaccard
+    texts = pl.Series(norm([x for p in pairs for x in p]))
+    sig = dedupe.signatures(texts)
+    errors = []
+    for i, (a, b) in enumerate(pairs):
+        est = float((sig[2 * i] == sig[2 * i + 1]).mean())
+        errors.append(abs(est - jaccard(a, b)))
+    assert max(errors) < 0.15
+    assert sum(errors) / len(errors) < 0.05
