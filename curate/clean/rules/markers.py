@@ -82,7 +82,7 @@ class EmptyOutput(Rule):
     kinds = ("sft", "chat", "rm")
 
     def match(self, cells, ctx):
-        sub = cells.filter(pl.col("text").str.len_bytes() < 64).filter(pl.col("text").str.strip_chars() == "")
+        sub = cells.filter(pl.col("text").str.len_bytes() < 64).filter(pl.col("text").str.contains(r"^\s*$"))
         return sub.select("_cell", (pl.col("field") + pl.lit(" is empty")).alias("evidence"))
 
 
@@ -93,7 +93,7 @@ class EmptyPrompt(Rule):
     roles = ("prompt",)
 
     def match(self, cells, ctx):
-        sub = cells.filter(pl.col("text").str.len_bytes() < 64).filter(pl.col("text").str.strip_chars() == "")
+        sub = cells.filter(pl.col("text").str.len_bytes() < 64).filter(pl.col("text").str.contains(r"^\s*$"))
         return sub.select("_cell", (pl.col("field") + pl.lit(" is empty")).alias("evidence"))
 
 
