@@ -38,7 +38,7 @@ Algorithm
      (threshold 0.8 and 256 bins give 32 bands of 8: a pair at Jaccard 0.8 becomes a candidate
      with probability 0.997, at 0.85 0.99996, at 0.3 0.002). Rows sharing a band key are
      candidates (all pairs in buckets of up to ``_CLIQUE`` rows, star + chain in bigger ones);
-   * **prefilter**: the share of equal bins in 128 bins (8 bits each) estimates each candidate's
+   * **prefilter**: the share of equal bins (low 8 bits of up to 256 bins) estimates each candidate's
      Jaccard; pairs more than 4.5 standard errors below the threshold are dropped;
    * **verification**: the exact Jaccard of the shingle *sets* of every remaining pair (numpy:
      one sort of ``pair | shingle | side`` keys per batch); only pairs >= threshold become edges;
@@ -66,7 +66,7 @@ import polars as pl
 SHINGLE = 5              # shingle width in bytes of normalized UTF-8 text
 DEFAULT_PERM = 256       # MinHash bins (one-permutation hashing)
 _THREADS = max(1, min(2, os.cpu_count() or 1))  # signature threads (each holds one chunk)
-_EST_BINS = 128          # bins kept (8 bits each) to estimate the Jaccard of candidates
+_EST_BINS = 256          # bins kept (8 bits each) to estimate the Jaccard of candidates
 _NORM_ROWS = 131_072     # rows normalized per slice
 _SPAN_ROWS = 16_384      # representatives read from polars at a time
 _CHUNK_ROWS = 1_024      # representatives hashed per chunk (cache-sized temporaries)
