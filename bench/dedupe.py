@@ -409,7 +409,7 @@ def main() -> None:
           f"{'precision':>11}{'recall':>8}{'inj rec':>9}")
     for r in results:
         print(f"{r['method']:<11}{r['rows']:>10,}{r['seconds']:>8.1f}{r['cpu']:>7.1f}{r['peak_mib']:>10.0f}{r['loaded_mib']:>8.0f}{r['load']:>6.2f}"
-              f"{r['clusters']:>10,}{r['removed']:>9,}{r['precision']:>11.3f}{r['recall']:>8.3f}{r['inj_recall']:>9.3f}")
+              f"{r['clusters']:>10,}{r['removed']:>9,}{r['precision']:>11.4f}{r['recall']:>8.4f}{r['inj_recall']:>9.4f}")
     print(f"floor/targets: datasketch in the issue {ISSUE_DATASKETCH_S:.0f} s on 100k rows -> curate <= "
           f"{ISSUE_DATASKETCH_S / 10:.1f} s (10x); precision and recall >= 0.95; 1M rows well under 60 s, "
           f"whole clean < 4 GB")
