@@ -2,7 +2,7 @@
 
 tests/data/clean_cases.jsonl holds the few cases the fixtures lack, each built from a real fixture
 row and saying how (a changed answer, an N/A output, a merged task, a literal \\n as in the full
-malay_kochatgpt_sft file); it is loaded with schemas.from_rows, bypassing ingest (which would already
+malay_kochatgpt_sft file, double-escaped quotes); it is loaded with schemas.from_rows, bypassing ingest (which would already
 repair the literal \\n).
 """
 
@@ -137,6 +137,13 @@ def test_literal_escapes_become_newlines(cases):
     assert "\\n" not in out and "\n\nAngkatan Bersenjata" in out
     rec = fixes(res.frames["sft"], "literal_escapes")[0]
     assert "\\n" in rec["before"] and rec["field"] == "output"
+
+
+def test_escaped_quotes_restored(cases, load):
+    # malay_alpaca row 0 with its quotes double-escaped (\" as two characters)
+    res = clean(case_frames(cases, "escaped_quotes"), only("literal_escapes"))
+    original = load("malay_alpaca.json")["sft"]["output"][0]
+    assert res.frames["sft"]["output"][0] == original and '\\"' in cases["escaped_quotes"]["output"]
 
 
 def test_literal_escapes_leave_code_alone(load):

@@ -7,7 +7,7 @@ import re
 import polars as pl
 
 from curate.clean.base import Rule, empty_matches, python_fix
-from curate.text import fix_literal_newlines
+from curate.text import fix_literal_newlines, looks_like_code
 
 # UTF-8 bytes read as cp1252/latin-1: a lead byte (Â..ð) followed by a continuation byte shown as
 # U+0080..U+00BF or one of the cp1252 specials (€ ‚ ƒ „ … † ‡ ˆ ‰ Š ‹ Œ Ž ‘ ’ “ ” • – — ˜ ™ š › œ ž Ÿ).
@@ -65,9 +65,30 @@ class Mojibake(Rule):
         return python_fix(nonascii, pl.col("text").str.contains(MOJIBAKE), fix)
 
 
+_ESCAPED_QUOTE = re.compile(r"(?<!\\)\\([\"'])")
+_ESCAPED_UNICODE = re.compile(r"(?<!\\)\\u([0-9a-fA-F]{4})")
+
+
+def _unicode(m: re.Match) -> str:
+    cp = int(m.group(1), 16)
+    return m.group(0) if 0xD800 <= cp <= 0xDFFF else chr(cp)
+
+
+def fix_escapes(text: str) -> tuple[str, int]:
+    """Literal ``\\n``/``\\t`` (via :func:`curate.text.fix_literal_newlines`), ``\\"``, ``\\'`` and
+    ``\\uXXXX`` left by double JSON encoding, turned back into the characters; text that looks like
+    code is left alone (there ``"\\n"`` means what it says)."""
+    if "\\" not in text or looks_like_code(text):
+        return text, 0
+    fixed, n = fix_literal_newlines(text)
+    fixed, q = _ESCAPED_QUOTE.subn(r"\1", fixed)
+    fixed, u = _ESCAPED_UNICODE.subn(_unicode, fixed)
+    return fixed, n + q + u
+
+
 class LiteralEscapes(Rule):
     code = "literal_escapes"
-    description = r"turn literal \n and \t (two characters) into real newlines and tabs, except in code"
+    description = r"literal \n, \t, \", \uXXXX left by double JSON encoding -> the characters, except in code"
     default_action = "fix"
     actions = ("fix", "drop", "flag")
     fixes = True
@@ -75,12 +96,12 @@ class LiteralEscapes(Rule):
 
     def match(self, cells, ctx):
         def fix(text):
-            after, n = fix_literal_newlines(text)
+            after, n = fix_escapes(text)
             if not n:
                 return None
             return after, f"{n} literal escape(s)"
 
-        return python_fix(cells, pl.col("text").str.contains_any(["\\n", "\\t"]), fix)
+        return python_fix(cells, pl.col("text").str.contains_any(["\\n", "\\t", "\\\"", "\\'", "\\u"]), fix)
 
 
 # C0 controls except tab/newline/CR, DEL, C1 controls, zero-width space, BOM, bidi marks, and the
