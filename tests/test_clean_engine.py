@@ -216,3 +216,16 @@ def test_clean_dir_on_a_single_jsonl_file(fixtures, tmp_path):
     res = clean_dir(src, tmp_path / "out", CleanConfig(actions={"wrong_language": "off", "indonesian": "off"}))
     assert res.report["rows_in"] == frames["sft"].height and res.report["accounted"]
     assert (tmp_path / "out" / "sft.parquet").exists() and res.report["rows_dropped"] > 0
+
+
+def test_rows_without_any_answer_are_empty_output():
+    chat = schemas.from_rows("chat", [
+        {"messages": None}, {"messages": []},
+        {"messages": [{"role": "user", "content": "Terangkan fotosintesis dengan ringkas."}]},
+        {"messages": [{"role": "user", "content": "Terangkan fotosintesis."},
+                      {"role": "assistant", "content": "Fotosintesis ialah proses tumbuhan menghasilkan makanan."}]},
+    ])
+    rm = schemas.from_rows("rm", [{"prompt": "Soalan mudah untuk anda?", "completions": [], "ranks": []}])
+    res = clean({"chat": chat, "rm": rm}, CleanConfig(actions={c: "off" for c in BY_CODE if c != "empty_output"}))
+    assert [e["code"] for e in res.quarantine_rows()] == ["empty_output"] * 4
+    assert res.frames["chat"].height == 1 and res.frames["rm"].height == 0

@@ -72,6 +72,16 @@ def build(df: pl.DataFrame, kind: str) -> pl.DataFrame:
         parts = [_scalar(df, "prompt", "prompt")]
     else:
         raise ValueError(f"unknown kind {kind!r}")
+    if kind in ("chat", "rm"):
+        # a conversation with no assistant message (or an rm row with no completion) gets one empty
+        # response cell, so the empty-output rule sees it
+        field = "messages" if kind == "chat" else "completions"
+        has = pl.concat([p.filter(pl.col("role") == "response").select("_row") for p in parts])["_row"].unique()
+        missing = df.select("_row").filter(~pl.col("_row").is_in(has.implode()))
+        if missing.height:
+            parts.append(missing.select("_row", pl.lit(field).alias("field"), pl.lit(None, dtype=pl.Int32).alias("pos"),
+                                        pl.lit("response").alias("role"), pl.lit("").alias("text"),
+                                        pl.lit("").alias("given"), pl.lit("").alias("question")))
     cells = pl.concat([p.cast(CELL_SCHEMA) for p in parts], how="vertical")
     return cells.with_row_index("_cell")
 
