@@ -85,7 +85,8 @@ def rm_pairs(df: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     ranked = df.filter(pl.col("ranks").is_not_null() & (pl.col("ranks").list.len() >= 2))
     skipped = df.height - ranked.height
     if ranked.height == 0:
-        return pl.DataFrame(schema={"prompt": pl.String, "chosen": pl.String, "rejected": pl.String}), skipped
+        return pl.DataFrame(schema={"id": pl.String, "prompt": pl.String, "chosen": pl.String,
+                                    "rejected": pl.String}), skipped
     long = (ranked.select("id", "prompt", "completions", "ranks")
             .with_columns(pl.int_ranges(pl.col("completions").list.len()).alias("i"))
             .explode("completions", "ranks", "i"))

@@ -97,3 +97,13 @@ def test_wrong_format_for_kind_is_a_user_error(frames, tmp_path):
         ex.records_for("ppo", frames["ppo"], "pairs")
     with pytest.raises(UserError):
         ex.export({"sft": frames["sft"]}, tmp_path, test_size=1.5)
+
+
+def test_rm_split_without_ranked_rows(frames, tmp_path):
+    # a split can hold only unranked rows (or none at all): that gives empty files, not a crash
+    unranked = frames["rm"].filter(pl.col("ranks").is_null())
+    manifest = ex.export({"rm": unranked}, tmp_path, test_size=0.5)
+    pairs = [f for f in manifest["files"] if f["format"] == "pairs"]
+    assert {f["split"] for f in pairs} == {"train", "test"}
+    assert sum(f["records"] for f in pairs) == 0
+    assert sum(f["skipped"] for f in pairs) == unranked.height
