@@ -36,11 +36,14 @@ info: install
 	$(CURATE) info $(NORMALIZED)
 
 # clean: registered rules fix, flag or drop rows (curate clean --list-rules); dropped rows go to
-# $(CLEANED)/quarantine.jsonl. Extra options: make clean CLEAN_ARGS="--rule fix_indonesian=fix --target-lang ms"
+# $(CLEANED)/quarantine.jsonl. Extra options: make clean CLEAN_ARGS="--rule fix_indonesian=fix"
+# Before translation no language is wanted yet (CLEAN_LANG=any keeps English/Korean/Indonesian rows
+# for translate); on data already in the target language use CLEAN_LANG=ms.
+CLEAN_LANG ?= any
 CLEAN_ARGS ?=
 .PHONY: clean
 clean: install
-	$(CURATE) clean $(NORMALIZED) -o $(CLEANED) $(CLEAN_ARGS)
+	$(CURATE) clean $(NORMALIZED) -o $(CLEANED) --target-lang $(CLEAN_LANG) $(CLEAN_ARGS)
 
 # translate: reads the clean stage when it exists, else the normalized rows. Endpoint from BASE_URL/MODEL
 # or OPENAI_BASE_URL/OPENAI_API_KEY; with none it writes OpenAI Batch API files and says how to go on.
@@ -87,12 +90,20 @@ pull: argilla-env install
 	$(CURATE) pull --dataset $(DATASET) -o $(LABELLED) $(if $(WORKSPACE),--workspace $(WORKSPACE))
 	@echo "next: make export EXPORT_FROM=$(LABELLED)   (RM pairs and PPO prompts from the answers)"
 
-demo: ingest clean info export
+# demo: offline. translate writes its requests as OpenAI Batch API files (it never calls an API here,
+# even with OPENAI_API_KEY set); the HTML report and the export read the cleaned rows.
+demo: ingest clean info
+	$(CURATE) translate $(CLEANED) -o $(TRANSLATED) --to $(TO) --batch-out $(TRANSLATED)/batch/translate-requests.jsonl -q
+	$(CURATE) report $(CLEANED) --compare $(NORMALIZED) -o $(CLEANED)/report.html
+	$(MAKE) --no-print-directory export
 	@echo
 	@echo "Demo done. Outputs:"
 	@echo "  $(NORMALIZED)/   canonical rows (<kind>.parquet), quarantine.jsonl, report.json"
-	@echo "  $(CLEANED)/        rows after the clean rules, quarantine.jsonl (dropped rows), report.json"
-	@echo "  $(EXPORTED)/     training files (TRL / OpenAI / Alpaca / RM pairs / PPO), manifest.json"
+	@echo "  $(CLEANED)/        rows after the clean rules, quarantine.jsonl (dropped rows), report.json,"
+	@echo "                          report.html (open it in a browser)"
+	@echo "  $(TRANSLATED)/batch/  translation requests as OpenAI Batch API files (no endpoint was called);"
+	@echo "                          point at a server instead: make translate BASE_URL=http://127.0.0.1:8000/v1 MODEL=..."
+	@echo "  $(EXPORTED)/     training files (TRL / OpenAI / Alpaca / RM pairs / PPO), manifest.json, README.md card"
 
 test: install
 	$(BIN)/python -m pytest -q

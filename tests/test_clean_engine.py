@@ -229,3 +229,19 @@ def test_rows_without_any_answer_are_empty_output():
     res = clean({"chat": chat, "rm": rm}, CleanConfig(actions={c: "off" for c in BY_CODE if c != "empty_output"}))
     assert [e["code"] for e in res.quarantine_rows()] == ["empty_output"] * 4
     assert res.frames["chat"].height == 1 and res.frames["rm"].height == 0
+
+
+def test_target_any_keeps_every_language_for_translation(fixtures):
+    """Before translation (--target-lang any) no row is dropped for its language."""
+    from curate.clean import CleanConfig, clean
+    from curate.ingest import ingest
+
+    frames = ingest([fixtures / "chatdoctor.json", fixtures / "kochatgpt_ppo.jsonl",
+                     fixtures / "malay_kochatgpt_sft.jsonl"]).frames
+    any_lang = clean(frames, CleanConfig.load(None, target_lang="any"))
+    malay = clean(frames, CleanConfig.load(None, target_lang="ms"))
+    lang_rules = {"wrong_language", "untranslated_field", "indonesian"}
+    dropped_any = {q["code"] for q in any_lang.quarantine_rows()}
+    dropped_ms = {q["code"] for q in malay.quarantine_rows()}
+    assert not dropped_any & lang_rules
+    assert dropped_ms & lang_rules

@@ -26,7 +26,8 @@ from typing import Any, Iterable
 
 from curate.errors import UserError
 
-LANGS = ("ms", "id", "en", "ko")
+# "any": no language is wanted yet (e.g. before translation): the language rules match nothing
+LANGS = ("ms", "id", "en", "ko", "any")
 
 
 @dataclass

@@ -37,7 +37,8 @@ def _list_rules(ctx, _param, value):
 @click.option("--set", "sets", multiple=True, metavar="CODE.PARAM=VALUE",
               help="Set a rule parameter (repeatable), e.g. --set near_duplicate.threshold=0.85.")
 @click.option("--target-lang", type=click.Choice(LANGS), default=None,
-              help="Language the dataset should be in (default ms, or the config file's).")
+              help="Language the dataset should be in (default ms, or the config file's); 'any' before "
+                   "translation, so English/Korean/Indonesian rows are kept for `curate translate`.")
 @click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing (except --report-json).")
 @click.option("--report-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the report to this path.")

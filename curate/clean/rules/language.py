@@ -66,6 +66,8 @@ class UntranslatedField(Rule):
     def match(self, cells, ctx):
         min_words, share = int(self.p["min_words"]), float(self.p["min_share"])
         target = ctx.target_lang
+        if target == "any":
+            return empty_matches()
         cells = cells.filter(pl.col("text").str.len_chars() >= 12)
         parts = []
         # Korean: a third of the letters are Hangul (only non-ASCII cells holding Hangul are counted)
@@ -156,6 +158,8 @@ class WrongLanguage(_LangRule):
     default_action = "drop"
 
     def match_rows(self, rows, ctx):
+        if ctx.target_lang == "any":
+            return pl.DataFrame(schema=ROW_MATCH_SCHEMA)
         langs = self.langs(rows, ctx)
         ok = {ctx.target_lang, "und"} | ({"id"} if ctx.target_lang == "ms" else set()) \
             | ({"ms"} if ctx.target_lang == "id" else set())
