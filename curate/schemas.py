@@ -89,7 +89,7 @@ def content_ids(kind: str, cols: dict[str, list]) -> list[str]:
     fields = [cols[f] for f in ID_FIELDS[kind]]
     if kind == "chat":
         fields = [[None if m is None else [[x["role"], x["content"]] for x in m] for m in fields[0]]]
-    return [blake(dumps([kind, *values]), digest_size=8).hexdigest() for values in zip(*fields)]
+    return [blake(dumps((kind, *values)), digest_size=8).hexdigest() for values in zip(*fields)]
 
 
 def empty(kind: str) -> pl.DataFrame:

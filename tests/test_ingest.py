@@ -322,3 +322,52 @@ def test_ingest_to_dir_jsonl_output(fixtures, tmp_path):
     assert frames["chat"]["messages"][0][0]["role"] == "user"
     expected = ingest([fixtures / "malay_kochatgpt_rm.jsonl"], detect_lang=False).frames["rm"]
     assert frames["rm"]["ranks"].to_list() == expected["ranks"].to_list()
+
+
+def test_fast_path_equals_general_path_on_tricky_lines(fixtures, tmp_path, monkeypatch):
+    """The polars fast path for flat JSONL must give exactly what the per-record path gives."""
+    from curate.ingest.formats.alpaca import Alpaca
+
+    good = json.loads((fixtures / "malay_alpaca.json").read_text())[:40]
+    rows = [json.dumps({k: r[k] for k in ("instruction", "input", "output")}, ensure_ascii=i % 2 == 0)
+            for i, r in enumerate(good)]
+    tricky = [
+        '{"instruction": "Kira 2+2", "input": "", "output": 4}',                      # number value
+        '{"instruction": "Senarai", "input": "", "output": ["a", "b"]}',              # list value
+        '{"instruction": "Objek", "input": {"x": "y"}, "output": "z"}',               # nested object
+        '{"instruction": "Nol", "input": null, "output": "z"}',                       # null value
+        '{"instruction": "Lebih", "input": "", "output": "z", "extra": "kunci"}',     # extra key
+        '{"instruction": "Petik \\"a\\": \\"b\\"", "input": "", "output": "z"}',      # quotes and colons inside text
+        '{"instruction": "Baris\\\\nbaru", "input": "", "output": "a\\\\nb"}',        # literal \n
+        '{}', '{"message": "Maaf, saya tidak boleh"}',
+        '{"instruction": "Dua", "output": "a"}{"instruction": "Tiga", "output": "b"}',  # glued
+        '{"instruction": "Patah", "output": "a"',                                    # missing brace
+        '   ', '',
+    ]
+    lines = rows[:20] + tricky + rows[20:]
+    path = tmp_path / "tricky.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    import curate.ingest.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "_MIN_SPLIT", 1)  # isolate broken lines down to one line
+    general = []
+    real_parse_line = pipeline.parse_line
+    monkeypatch.setattr(pipeline, "parse_line", lambda n, raw: general.append(n) or real_parse_line(n, raw))
+    fast = ingest([path], "alpaca", detect_lang=False)
+    # only the tricky lines (not the blank ones, not the 40 plain rows) took the general path;
+    # the quoted-colon line may go either way (it is safe to send it to the general path)
+    assert set(range(21, 32)) <= set(general) <= set(range(21, 32))
+    monkeypatch.setattr(Alpaca, "fast_columns", None)
+    slow = ingest([path], "alpaca", detect_lang=False)
+    assert fast.frames["sft"].equals(slow.frames["sft"])
+    assert [(q["line"], q["code"]) for q in fast.quarantine] == [(q["line"], q["code"]) for q in slow.quarantine]
+    assert fast.files[0].as_dict() == slow.files[0].as_dict()
+    assert fast.files[0].records == fast.files[0].kept + fast.files[0].quarantined
+
+
+def test_invalid_utf8_line_does_not_lose_the_block(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"instruction": "a", "output": "b"}\n\xff\xfe\n{"instruction": "c", "output": "d"}\n')
+    res = ingest([path], "alpaca", detect_lang=False)
+    assert res.frames["sft"]["output"].to_list() == ["b", "d"]
+    assert [(q["line"], q["code"]) for q in res.quarantine] == [(2, "parse_error")]

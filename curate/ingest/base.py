@@ -59,6 +59,8 @@ class SourceFormat:
     #: columns don't fit. ``fast_content`` then maps those rows to the content columns; the result
     #: must equal what ``convert`` gives for the same rows.
     fast_columns = None
+    #: The polars schema the fast path parses with (every key the format knows, as String).
+    fast_schema: ClassVar[dict] = {}
 
     def fast_content(self, df):
         raise NotImplementedError

@@ -20,7 +20,7 @@ import polars as pl
 from curate import schemas
 from curate.ingest.base import Record, Reject, SourceFormat, data_objects, precheck, unwrap_nested
 from curate.ingest.formats import BY_NAME, FORMATS
-from curate.ingest.readers import (iter_json_array, iter_jsonl, iter_jsonl_lines, parse_line, peek_objects, read_head,
+from curate.ingest.readers import (iter_json_array, iter_jsonl, iter_jsonl_blocks, parse_line, peek_objects, read_head,
                                    sniff_container)
 from curate.io import DatasetError, atomic_path, write_json
 from curate.rowlang import add_lang
@@ -230,54 +230,96 @@ def _slow(path, fmt, summary, batcher, on_quarantine, on_progress) -> Iterator[p
         yield df
 
 
+# In a raw JSON line: every key is followed by `"<ws>:`, and every key holding a string by
+# `"<ws>:<ws>"`. When both counts equal the number of fields polars filled in, the line has no
+# other key and no non-string value (text that merely contains such characters only sends a line
+# to the general path, never the other way round).
+_KEY = r'"\s*:'
+_STR_KEY = r'"\s*:\s*"'
+
+
+_MIN_SPLIT = 256  # a block polars can't parse is halved until it is this small, then read per line
+
+
 def _fast_jsonl(path, fmt, summary, batch_size, on_quarantine, on_progress) -> Iterator[pl.DataFrame]:
-    """JSONL of a flat format: polars parses each chunk of lines at once, and only the lines that
-    need more than plain reading (repairs, extra keys, empty or refusal rows, broken JSON) take the
-    general path. Both give identical rows; rows keep file order."""
-    source = summary.source
-    for nums, lines in iter_jsonl_lines(path, batch_size):
-        if not lines[-1].endswith(b"\n"):
-            lines[-1] += b"\n"
+    """JSONL of a flat format: polars parses whole blocks of lines with the format's schema, and
+    only the lines that need more than plain reading (repairs, extra keys, non-text values, empty or
+    refusal rows, broken JSON) take the general path. Both give identical rows, in file order."""
+    for first, block in iter_jsonl_blocks(path):
         try:
-            parsed = pl.read_ndjson(io.BytesIO(b"".join(lines)), infer_schema_length=None)
-            ok = fmt.fast_columns(parsed) if parsed.height == len(lines) else None
+            lines = pl.read_lines(io.BytesIO(block))["line"]
         except pl.exceptions.PolarsError:
-            ok = None
-        if ok is None:  # the chunk needs the general path (e.g. a broken line)
-            ok_mask = [False] * len(lines)
+            lines = None
+        if lines is None:  # invalid UTF-8 somewhere: every line of the block takes the general path
+            raw_lines = block.split(b"\n")[:-1]
+            frames = [_general_lines(fmt, summary, on_quarantine,
+                                     [(first + i, line) for i, line in enumerate(raw_lines) if line.strip()])]
         else:
-            ok_mask = ok.to_list()
-        batcher = _Batcher(fmt.kind, source, fmt.name, len(lines) + 1)
-        for lineno, raw, good in zip(nums, lines, ok_mask):
-            if good:
-                continue
-            for item in parse_line(lineno, raw):
-                event, payload = _convert(item, fmt, source, summary)
-                if event == "quarantine":
-                    if on_quarantine:
-                        on_quarantine(payload)
-                else:
-                    batcher.add(*payload)
-        slow = batcher.flush()
-        frames = [] if slow is None else [slow]
-        if ok is not None and ok.any():
-            content = fmt.fast_content(parsed.filter(ok))
-            n = content.height
-            summary.records += n
-            summary.kept += n
-            summary.rows += n
-            fields = list(schemas.CONTENT[fmt.kind])
-            cols = {name: content[name].to_list() for name in fields}
-            frames.append(pl.DataFrame({
-                "id": schemas.content_ids(fmt.kind, cols), "kind": [fmt.kind] * n,
-                "lang": pl.Series([None] * n, dtype=pl.String), "source": [source] * n,
-                "format": [fmt.name] * n, "line": pl.Series(nums).filter(ok),
-                "meta": pl.Series([None] * n, dtype=pl.String), **{f: content[f] for f in fields},
-            }, schema=schemas.schema(fmt.kind)))
+            frames = _fast_block(fmt, summary, on_quarantine, first, lines, block)
+        frames = [f for f in frames if f is not None and f.height]
         if frames:
             yield pl.concat(frames).sort("line", maintain_order=True) if len(frames) > 1 else frames[0]
         if on_progress:
-            on_progress(len(lines))
+            on_progress(sum(f.height for f in frames))
+
+
+def _general_lines(fmt, summary, on_quarantine, numbered: list[tuple[int, bytes]]) -> pl.DataFrame | None:
+    """The per-record path for the given (line number, raw line) pairs."""
+    batcher = _Batcher(fmt.kind, summary.source, fmt.name, 1 << 62)  # one frame for these lines
+    for lineno, raw in numbered:
+        for item in parse_line(lineno, raw):
+            event, payload = _convert(item, fmt, summary.source, summary)
+            if event == "quarantine":
+                if on_quarantine:
+                    on_quarantine(payload)
+            else:
+                batcher.add(*payload)
+    return batcher.flush()
+
+
+def _numbered(raw: pl.Series, idx: pl.Series, first: int) -> list[tuple[int, bytes]]:
+    return [(first + i, line.encode("utf-8")) for i, line in zip(idx.to_list(), raw.gather(idx).to_list())]
+
+
+def _fast_block(fmt, summary, on_quarantine, first: int, raw: pl.Series,
+                data: bytes | None = None) -> list[pl.DataFrame | None]:
+    """Rows of a block of lines (``raw``, a String Series; ``data`` the same lines as bytes)."""
+    if data is None:
+        data = ("\n".join(raw.to_list()) + "\n").encode("utf-8")
+    try:
+        parsed = pl.read_ndjson(io.BytesIO(data), schema=fmt.fast_schema)
+    except pl.exceptions.PolarsError:
+        parsed = None
+    # polars skips blank lines; find them only when there are some
+    nonblank = (pl.int_range(raw.len(), dtype=pl.UInt32, eager=True)
+                if parsed is not None and parsed.height == raw.len()
+                else (raw.str.strip_chars() != "").arg_true())
+    if parsed is None or parsed.height != nonblank.len():
+        if raw.len() > _MIN_SPLIT:  # a broken line inside: halve the block to isolate it
+            mid = raw.len() // 2
+            return (_fast_block(fmt, summary, on_quarantine, first, raw.slice(0, mid))
+                    + _fast_block(fmt, summary, on_quarantine, first + mid, raw.slice(mid)))
+        return [_general_lines(fmt, summary, on_quarantine, _numbered(raw, nonblank, first))]
+    body = raw.gather(nonblank)
+    present = parsed.select(pl.sum_horizontal(pl.all().is_not_null()).alias("n"))["n"]
+    ok = (fmt.fast_columns(parsed) & (body.str.count_matches(_KEY) == present)
+          & (body.str.count_matches(_STR_KEY) == present))
+    frames = [_general_lines(fmt, summary, on_quarantine, _numbered(raw, nonblank.filter(~ok), first))]
+    n = int(ok.sum())
+    if n:
+        fields = list(schemas.CONTENT[fmt.kind])
+        content = fmt.fast_content(parsed.filter(ok))
+        summary.records += n
+        summary.kept += n
+        summary.rows += n
+        cols = {name: content[name].to_list() for name in fields}
+        frames.append(pl.DataFrame({
+            "id": schemas.content_ids(fmt.kind, cols), "kind": [fmt.kind] * n,
+            "lang": pl.Series([None] * n, dtype=pl.String), "source": [summary.source] * n,
+            "format": [fmt.name] * n, "line": (nonblank.filter(ok) + first).cast(pl.Int64),
+            "meta": pl.Series([None] * n, dtype=pl.String), **{f: content[f] for f in fields},
+        }, schema=schemas.schema(fmt.kind)))
+    return frames
 
 
 @dataclass

@@ -111,6 +111,30 @@ def iter_jsonl_lines(path: Path, size: int) -> Iterator[tuple[list[int], list[by
         yield nums, lines
 
 
+def iter_jsonl_blocks(path: Path, size: int = 16 << 20) -> Iterator[tuple[int, bytes]]:
+    """Blocks of whole lines: (1-based number of the block's first line, bytes ending in a newline).
+    A leading BOM is removed."""
+    lineno, rest, first = 1, b"", True
+    with open(path, "rb") as fh:
+        while True:
+            data = fh.read(size)
+            if first:
+                data = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+                first = False
+            if not data:
+                if rest.strip():
+                    yield lineno, rest + b"\n"
+                return
+            buf = rest + data
+            cut = buf.rfind(b"\n")
+            if cut < 0:
+                rest = buf
+                continue
+            block, rest = buf[:cut + 1], buf[cut + 1:]
+            yield lineno, block
+            lineno += block.count(b"\n")
+
+
 def iter_jsonl(path: Path) -> Iterator[Item]:
     """One JSON value per line; blank lines are skipped (they hold no record)."""
     loads = orjson.loads

@@ -26,6 +26,8 @@ class Alpaca(SourceFormat):
         keep_extra(obj, KEYS, rec)
         return [row]
 
+    fast_schema = {"instruction": pl.String, "input": pl.String, "output": pl.String}
+
     def fast_columns(self, df):
         return plain_text_rows(df, ("instruction", "output"), ("input",))
 

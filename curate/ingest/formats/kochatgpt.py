@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import polars as pl
+
 from curate.ingest.base import Record, Reject, SourceFormat, key_score, keep_extra, plain_text_rows, text
 
 # A completion that swallowed the next field: '..."korban".", "tokens": 87'
@@ -95,6 +97,8 @@ class KoChatGPTPPO(SourceFormat):
         _tokens(obj, rec)
         keep_extra(obj, {"prompt", "tokens", "token"}, rec)
         return [{"prompt": prompt}]
+
+    fast_schema = {"prompt": pl.String}
 
     def fast_columns(self, df):
         ok = plain_text_rows(df, ("prompt",))
