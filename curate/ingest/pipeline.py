@@ -196,19 +196,22 @@ def iter_batches(paths: Iterable[str | os.PathLike], fmt: str | None = None, *, 
                  detect_lang: bool = True, on_quarantine: Callable[[dict], None] | None = None,
                  summaries: list[FileSummary] | None = None,
                  on_progress: Callable[[int], None] | None = None) -> Iterator[tuple[str, pl.DataFrame]]:
-    """Stream ``(kind, frame)`` batches from source files. Quarantine entries go to ``on_quarantine``."""
+    """Stream ``(kind, frame)`` batches from source files. Quarantine entries go to ``on_quarantine``.
+
+    ``batch_size`` is the rows per frame on the per-record path; the JSONL fast path yields one
+    frame per 16 MB block of lines."""
     for path in paths:
         path = Path(path)
         f = _format(path, fmt)
         summary = FileSummary(path.as_posix(), f.name, f.kind)
         if summaries is not None:
             summaries.append(summary)
-        batcher = _Batcher(f.kind, summary.source, f.name, batch_size)
         if f.container == "json" and f.fast_columns is not None and \
                 sniff_container(path, read_head(path)) == "jsonl":
-            frames = _fast_jsonl(path, f, summary, batch_size, on_quarantine, on_progress)
+            frames = _fast_jsonl(path, f, summary, on_quarantine, on_progress)
         else:
-            frames = _slow(path, f, summary, batcher, on_quarantine, on_progress)
+            frames = _slow(path, f, summary, _Batcher(f.kind, summary.source, f.name, batch_size),
+                           on_quarantine, on_progress)
         for df in frames:
             yield f.kind, (add_lang(df, f.kind) if detect_lang else df)
 
@@ -241,7 +244,7 @@ _STR_KEY = r'"\s*:\s*"'
 _MIN_SPLIT = 256  # a block polars can't parse is halved until it is this small, then read per line
 
 
-def _fast_jsonl(path, fmt, summary, batch_size, on_quarantine, on_progress) -> Iterator[pl.DataFrame]:
+def _fast_jsonl(path, fmt, summary, on_quarantine, on_progress) -> Iterator[pl.DataFrame]:
     """JSONL of a flat format: polars parses whole blocks of lines with the format's schema, and
     only the lines that need more than plain reading (repairs, extra keys, non-text values, empty or
     refusal rows, broken JSON) take the general path. Both give identical rows, in file order."""
