@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import polars as pl  # noqa: E402
 
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = ROOT / "tests" / "data" / "fixtures"
 PY = sys.executable
 CURATE = str(Path(PY).with_name("curate"))
 

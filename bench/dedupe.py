@@ -1,6 +1,6 @@
 """Benchmark: exact + near-duplicate detection, curate vs datasketch MinHashLSH.
 
-Builds an Alpaca-style corpus from the real fixtures (``../shared/fixtures``): the fixture rows,
+Builds an Alpaca-style corpus from the real fixtures (``tests/data/fixtures``): the fixture rows,
 padded to N rows with distinct rows made by recombining sentences of different fixture rows, then
 ~5% exact duplicates (case, spacing and punctuation changes) and ~5% near duplicates (word
 deletions, insertions, swaps, substitutions, case and punctuation changes; each one kept only if
@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from curate import dedupe  # noqa: E402
 
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = ROOT / "tests" / "data" / "fixtures"
 FILES = ["malay_alpaca.json", "alpacacleaned_gsm8k.json", "chatdoctor.json", "malay_chatdoctor.jsonl",
          "malay_gpt4all.jsonl", "malay_kochatgpt_sft.jsonl"]
 TEXT = pl.concat_str([pl.col("instruction"), pl.col("input"), pl.col("output")], separator="\n",

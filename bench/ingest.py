@@ -23,7 +23,7 @@ from pathlib import Path
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = ROOT / "tests" / "data" / "fixtures"
 OUT = ROOT / "bench" / "out"
 SOURCES = ["malay_alpaca.json", "alpacacleaned_gsm8k.json", "chatdoctor.json", "malay_chatdoctor.jsonl",
            "malay_gpt4all.jsonl", "malay_kochatgpt_sft.jsonl"]

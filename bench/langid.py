@@ -5,7 +5,7 @@
     .venv/bin/python bench/langid.py --train    # rewrite curate/data/msid_model.json
     .venv/bin/python bench/langid.py --export-wordfreq   # needs `pip install wordfreq`
 
-Accuracy is measured on the parallel ms/id fixture (shared/fixtures/langid/
+Accuracy is measured on the parallel ms/id fixture (tests/data/fixtures/langid/
 ms_id_pairs.tsv) by 5-fold cross-validation *by pair*: the naive-Bayes table
 and the combination coefficients are learned on 4 folds and the full
 ``detect`` pipeline is scored on the held-out fold. lingua (restricted to
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from curate import langid  # noqa: E402
 
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = ROOT / "tests" / "data" / "fixtures"
 PAIRS = FIXTURES / "langid" / "ms_id_pairs.tsv"
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = ROOT / "tests" / "data" / "fixtures"
 
 EXAMPLE_ID = "0e97b86c9a643383"  # malay_kochatgpt_conversation.jsonl line 1890
 # The reply the loopback server gives for the example (written by hand for the README; not a model's).

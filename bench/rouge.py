@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from curate.rouge import RougeIndex, fmeasure, lcs_len, tokenize, top_k  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "data" / "fixtures"
 FLOOR_SECONDS = 300.0  # 50,000 generated tasks filtered "in minutes"
 THRESHOLD = 0.7
 

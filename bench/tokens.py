@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from curate import io, report_html, tokens  # noqa: E402
 from curate.ingest import ingest  # noqa: E402
 
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = ROOT / "tests" / "data" / "fixtures"
 SOURCES = ("malay_alpaca.json", "malay_chatdoctor.jsonl", "malay_seed_tasks.jsonl", "malay_gpt4all.jsonl",
            "malay_kochatgpt_sft.jsonl")
 

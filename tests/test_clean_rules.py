@@ -1,4 +1,4 @@
-"""Each clean rule on real rows from ../shared/fixtures (loaded through curate.ingest).
+"""Each clean rule on real rows from tests/data/fixtures (loaded through curate.ingest).
 
 tests/data/clean_cases.jsonl holds the few cases the fixtures lack, each built from a real fixture
 row and saying how (a changed answer, an N/A output, a merged task, a literal \\n as in the full

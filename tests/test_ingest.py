@@ -1,4 +1,4 @@
-"""Ingest of every real source format in ../shared/fixtures, anomalies included."""
+"""Ingest of every real source format in tests/data/fixtures, anomalies included."""
 
 from __future__ import annotations
 

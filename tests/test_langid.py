@@ -10,7 +10,7 @@ import pytest
 
 from curate import langid
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures"
+FIXTURES = Path(__file__).resolve().parent / "data" / "fixtures"
 PAIRS = FIXTURES / "langid/ms_id_pairs.tsv"
 
 # Measured 5-fold CV balanced accuracy (bench/langid.py) is 0.963; the tests

@@ -23,7 +23,7 @@ def info(paths, as_json):
     \b
     Example:
       curate info datasets/normalized
-      curate info ../shared/fixtures/malay_alpaca.json
+      curate info tests/data/fixtures/malay_alpaca.json
     """
     frames = {}
     for p in paths:
