@@ -5,50 +5,54 @@
 
     row         UInt32   0-based index of the input row
     cluster     Int64    cluster id (= ``row`` of the cluster's kept row); null when unique
-    keep        Boolean  True for unique rows and for exactly one row per cluster (the first in
+    keep        Boolean  True for unique rows and for exactly one row per cluster (its first row in
                          input order); False for the duplicates to drop
     similarity  Float64  Jaccard similarity to the kept row of the cluster (1.0 for exact
                          duplicates and for the kept row itself); null when unique
     dup_kind    String   'exact' | 'near' for dropped rows, null for kept and unique rows
 
-Algorithm
----------
-1. **Normalize** (polars expressions): case-fold (lowercase, ß -> ss, final sigma, ligatures),
-   every run of characters that are not letters, digits or combining marks (punctuation,
-   symbols, whitespace) becomes one space, strip.
-   Rows whose normalized text is empty (or null) are never clustered.
+**No chaining**: every row dropped as a near duplicate is at or above the threshold to the kept row
+of its cluster (``similarity`` is that exact Jaccard), never only to some other member.
+
+The similarity measure
+----------------------
+Jaccard similarity of the *shingle sets* of the normalized texts (``measure``):
+
+* ``"char5"`` (default): overlapping 5-byte windows of the normalized UTF-8 text (character
+  5-grams for Latin script; ``charN`` for N in 1..8). Keeps short instructions comparable and
+  tolerates word swaps, typos and Malay affix variants;
+* ``"word3"`` (``wordN``, N >= 1): overlapping N-grams of the normalized words (a text with fewer
+  than N words is one shingle). Stricter about reordered words.
+
+Algorithm (each step a public function, so a cluster can run the per-row steps in parallel)
+------------------------------------------------------------------------------------------
+1. **Normalize** (:func:`normalize`, polars expressions): case-fold (lowercase, ß -> ss, final
+   sigma, ligatures), every run of characters that are not letters, digits or combining marks
+   becomes one space, strip. Rows whose normalized text is empty (or null) are never clustered.
 2. **Exact duplicates**: rows with the same normalized text (polars window ``min().over()`` on the
-   string, so equality is exact, not just a hash) form a cluster; the first row is kept.
-3. **Near duplicates** run on one representative per exact group:
+   string, so equality is exact) form a cluster; the first row is kept. The near-duplicate steps
+   run on one representative per exact group.
+3. **Sketch** (:func:`sketch`, per row): shingles (:func:`shingles`, 40-bit values: the bytes
+   themselves for char N <= 5, a 64-bit hash cut to 40 bits otherwise), a **one-permutation
+   MinHash** of ``num_perm`` (256) bins with optimal densification (Shrivastava 2017), its **LSH
+   band keys** (``b`` bands of ``r`` bins, ``r`` the largest whose collision probability at the
+   threshold, ``1 - (1 - t**r)**b``, is >= 0.995: at 0.8, 32 bands of 8) and 8 bits of each bin for
+   a cheap similarity estimate.
+4. **Buckets** (:func:`buckets`): rows sharing a band key.
+5. **Star clustering in rounds** (:func:`star_clusters`): a row is a *center* (a kept row) when no
+   earlier undecided row shares a bucket with it. Each center is verified against the undecided
+   later rows of its buckets (:func:`round_pairs`): never all pairs of a big bucket, so 1,000
+   near-identical template fills cost about 1,000 checks, not 500,000. A row verified >= threshold
+   to a center joins it (the most similar center of the round; ties: the earliest), is decided and
+   never becomes a center itself; the centers are decided too; the next round starts over on the
+   rows left. The first row of a cluster in input order is always its kept row, and the result is
+   the same on every run and machine.
+6. **Verification** (:func:`verify`): a cheap prefilter first (pairs whose share of equal 8-bit
+   bins is more than 4.5 standard errors below the threshold are rejected), then the exact Jaccard
+   of the two shingle sets (numpy: per row sorted unique shingles, merged per pair).
 
-   * shingles are the overlapping **5-byte windows** of the normalized UTF-8 text (character
-     5-grams for Latin script), read straight from the Arrow buffer with numpy (one unaligned
-     ``uint64`` view per window, masked to 40 bits: the shingle *is* its bytes, no collisions);
-     texts shorter than 5 bytes are padded. Character shingles keep short instructions
-     comparable (a word 3-gram set of a 10-word prompt loses a third of its shingles per edit)
-     and tolerate word swaps, typos and Malay affix variants;
-   * **one-permutation MinHash** (Li, Owen & Zhang 2012): each shingle is hashed once
-     (xor-shift-multiply mixer); the top bits choose one of ``num_perm`` (256) bins and the row's
-     signature keeps the minimum of the low 32 bits per bin (``np.minimum.at``). Empty bins are
-     filled by optimal densification (Shrivastava 2017: a fixed pseudo-random probe sequence per
-     bin), so densified bins are not copies of their neighbours. Cost is O(shingles), not
-     O(shingles x permutations);
-   * **LSH banding**: ``b`` bands of ``r`` bins (bins ``j, j+b, j+2b, ...``), ``r`` the largest
-     value whose collision probability at the threshold, ``1 - (1 - t**r)**b``, is >= 0.995
-     (threshold 0.8 and 256 bins give 32 bands of 8: a pair at Jaccard 0.8 becomes a candidate
-     with probability 0.997, at 0.85 0.99996, at 0.3 0.002). Rows sharing a band key are
-     candidates (all pairs in buckets of up to ``_CLIQUE`` rows, star + chain in bigger ones);
-   * **prefilter**: the share of equal bins (low 8 bits of up to 256 bins) estimates each candidate's
-     Jaccard; pairs more than 4.5 standard errors below the threshold are dropped;
-   * **verification**: the exact Jaccard of the shingle *sets* of every remaining pair (numpy:
-     one sort of ``pair | shingle | side`` keys per batch); only pairs >= threshold become edges;
-   * **clustering**: connected components of the edges (vectorized union-find: root hooking +
-     pointer jumping in numpy), so a cluster is transitive; the first row in input order is kept
-     and every member's exact Jaccard *to the kept row* is reported (it can be below the
-     threshold for a member reached through a chain).
-
-Everything is deterministic for the same input and ``seed``, on any machine: the hashing is
-numpy integer arithmetic on the text's bytes (no dependence on polars' or Python's hash).
+Everything is deterministic for the same input and ``seed``: the hashing is numpy integer
+arithmetic on the text's bytes (no dependence on polars' or Python's hash).
 """
 
 from __future__ import annotations
@@ -56,27 +60,29 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
 
-SHINGLE = 5              # shingle width in bytes of normalized UTF-8 text
+SHINGLE = 5              # default shingle width in bytes of normalized UTF-8 text ("char5")
+DEFAULT_MEASURE = "char5"
 DEFAULT_PERM = 256       # MinHash bins (one-permutation hashing)
-_THREADS = max(1, min(2, os.cpu_count() or 1))  # signature threads (each holds one chunk)
+_THREADS = max(1, min(2, os.cpu_count() or 1))  # sketch/verification threads
 _EST_BINS = 256          # bins kept (8 bits each) to estimate the Jaccard of candidates
 _NORM_ROWS = 131_072     # rows normalized per slice
-_SPAN_ROWS = 16_384      # representatives read from polars at a time
-_CHUNK_ROWS = 1_024      # representatives hashed per chunk (cache-sized temporaries)
-_CLIQUE = 32             # buckets up to this size give all pairs; bigger ones star + chain
-_VERIFY_WINDOWS = 4_000_000  # shingles sorted per verification batch
+_SPAN_ROWS = 16_384      # rows read from polars at a time
+_CHUNK_ROWS = 1_024      # rows hashed per chunk (cache-sized temporaries)
+_VERIFY_SHINGLES = 4_000_000  # shingles per verification batch
 _SENT = np.uint32(0xFFFFFFFF)
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _M3 = np.uint64(0x94D049BB133111EB)
-_MASK = np.uint64((1 << (8 * SHINGLE)) - 1)
+_MASK40 = np.uint64((1 << 40) - 1)
 
 RESULT_SCHEMA = pl.Schema({
     "row": pl.UInt32, "cluster": pl.Int64, "keep": pl.Boolean,
@@ -126,6 +132,14 @@ def lsh_params(threshold: float, num_perm: int, target: float = 0.995) -> tuple[
 
 # --------------------------------------------------------------------------- shingles
 
+def parse_measure(measure: str) -> tuple[str, int]:
+    """``"char5"`` -> ``("char", 5)``; ``"word3"`` -> ``("word", 3)``. ValueError otherwise."""
+    m = re.fullmatch(r"(char|word)(\d+)", measure or "")
+    if not m or int(m.group(2)) < 1 or (m.group(1) == "char" and int(m.group(2)) > 8):
+        raise ValueError(f"unknown similarity measure {measure!r}: use charN (N 1..8, e.g. char5) or wordN (e.g. word3)")
+    return m.group(1), int(m.group(2))
+
+
 def _buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """(UTF-8 bytes of all texts back to back, padded with 8 zero bytes; int64 offsets)."""
     lens = texts.str.len_bytes().fill_null(0).to_numpy().astype(np.int64)
@@ -137,27 +151,13 @@ def _buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return data, offsets
 
 
-def _windows(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(shingle uint64 at every byte position, bool: the window lies inside its text).
-
-    Texts are padded to >= SHINGLE bytes by the caller, so the invalid windows are exactly the
-    last SHINGLE - 1 positions of each text."""
-    total = int(offsets[-1])
-    v = np.ndarray(shape=(total,), dtype="<u8", buffer=data, offset=0, strides=(1,)) & _MASK
-    valid = np.ones(total, dtype=bool)
-    if total:
-        valid[(offsets[1:, None] - np.arange(1, SHINGLE, dtype=np.int64)).ravel()] = False
-    return v, valid
-
-
-def _row_ids(offsets: np.ndarray, shift: int = 0) -> np.ndarray:
-    """Row index (shifted left by ``shift``) of every byte."""
-    n = len(offsets) - 1
-    return np.repeat(np.arange(n, dtype=np.int64) << shift, np.diff(offsets))
+def _u64_at(data: np.ndarray, total: int) -> np.ndarray:
+    """The little-endian uint64 starting at every byte position (``data`` padded with 8 bytes)."""
+    return np.ndarray(shape=(total,), dtype="<u8", buffer=data, offset=0, strides=(1,))
 
 
 def _mix(v: np.ndarray, seed: int) -> np.ndarray:
-    """64-bit mixer (multiply / xor-shift, as in murmur3's finalizer) of 40-bit shingles."""
+    """64-bit mixer (multiply / xor-shift, as in murmur3's finalizer)."""
     h = v ^ np.uint64((seed * 0x632BE59BD9B4E019 + 0x2545F4914F6CDD1D) & 0xFFFFFFFFFFFFFFFF)
     h *= _M2
     h ^= h >> np.uint64(32)
@@ -166,39 +166,118 @@ def _mix(v: np.ndarray, seed: int) -> np.ndarray:
     return h
 
 
-def _prepare(texts: pl.Series) -> pl.Series:
-    return texts.str.pad_end(SHINGLE, " ")
+@dataclass
+class Shingles:
+    """Shingles of n texts: ``values[offsets[i]:offsets[i+1]]`` (40-bit, repeats kept) are text i's."""
+    values: np.ndarray   # uint64
+    offsets: np.ndarray  # int64, n + 1
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
 
 
-def signatures(texts: pl.Series, num_perm: int = DEFAULT_PERM, seed: int = 0) -> np.ndarray:
+def shingles(texts: pl.Series, measure: str = DEFAULT_MEASURE) -> Shingles:
+    """Shingles of normalized texts (see the module docstring). Every text has at least one."""
+    unit, n = parse_measure(measure)
+    if unit == "char":
+        data, offsets = _buffers(texts.fill_null("").str.pad_end(n, " "))
+        total = int(offsets[-1])
+        v = _u64_at(data, total) & np.uint64((1 << (8 * n)) - 1)
+        if n > 5:
+            v = _mix(v, 77) & _MASK40
+        counts = np.diff(offsets) - (n - 1)
+        valid = np.ones(total, dtype=bool)
+        if total and n > 1:
+            valid[(offsets[1:, None] - np.arange(1, n, dtype=np.int64)).ravel()] = False
+        out = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=out[1:])
+        return Shingles(v[valid], out)
+    return _word_shingles(texts, n)
+
+
+def _word_shingles(texts: pl.Series, n: int) -> Shingles:
+    data, offsets = _buffers(texts.fill_null(""))
+    total = int(offsets[-1])
+    m = len(offsets) - 1
+    lens = np.diff(offsets)
+    b = data[:total]
+    space = b == 32
+    row_start = np.zeros(total + 1, dtype=bool)
+    row_start[offsets[:-1][lens > 0]] = True
+    prev_space = np.ones(total, dtype=bool)
+    prev_space[1:] = space[:-1]
+    starts = np.flatnonzero(~space & (prev_space | row_start[:total]))
+    nxt_space = np.ones(total, dtype=bool)
+    nxt_space[:-1] = space[1:]
+    row_end = np.zeros(total, dtype=bool)
+    row_end[offsets[1:][lens > 0] - 1] = True
+    ends = np.flatnonzero(~space & (nxt_space | row_end)) + 1
+    wrow = np.searchsorted(offsets, starts, side="right") - 1
+    # hash each word 8 bytes at a time (only the words still longer than what was read)
+    u = _u64_at(data, total)
+    wlen = ends - starts
+    h = wlen.astype(np.uint64) * _M1
+    active = np.arange(len(starts))
+    k = 0
+    while len(active):
+        rest = wlen[active] - k
+        chunk = u[starts[active] + k]
+        short = rest < 8
+        if short.any():
+            chunk[short] &= (np.uint64(1) << (rest[short].astype(np.uint64) * np.uint64(8))) - np.uint64(1)
+        h[active] = _mix(h[active] ^ chunk, k)
+        k += 8
+        active = active[rest > 8]
+    # n-grams of consecutive words of the same row; a row with fewer than n words is one shingle
+    nw = np.bincount(wrow, minlength=m).astype(np.int64)
+    g = h.copy()
+    for j in range(1, n):
+        same = np.zeros(len(h), dtype=bool)
+        same[:-j] = wrow[j:] == wrow[:-j]
+        g[same] = _mix(g[same] * _M1 ^ h[j:][same[:-j]], j)
+    first = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(nw, out=first[1:])
+    pos = np.arange(len(h)) - first[wrow]           # position of the word in its row
+    keep = (pos <= nw[wrow] - n) | ((nw[wrow] < n) & (pos == 0))
+    vals = _mix(g[keep], 99) & _MASK40
+    counts = np.where(nw >= n, nw - n + 1, np.minimum(nw, 1))
+    empty = counts == 0                              # empty text: one shingle, the empty word
+    if empty.any():
+        krow = wrow[keep]
+        vals = np.insert(vals, np.searchsorted(krow, np.flatnonzero(empty)), np.uint64(0))
+        counts[empty] = 1
+    out = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(counts, out=out[1:])
+    return Shingles(vals, out)
+
+
+# --------------------------------------------------------------------------- signatures
+
+def signatures(texts: pl.Series, num_perm: int = DEFAULT_PERM, seed: int = 0,
+               measure: str = DEFAULT_MEASURE) -> np.ndarray:
     """One-permutation MinHash signatures (n, num_perm) uint32, densified, of normalized texts;
     the share of equal bins of two rows estimates the Jaccard of their shingle sets."""
-    data, offsets = _buffers(_prepare(texts))
-    return _signatures_of(data, offsets, num_perm, seed)
+    return _signatures_of(shingles(texts, measure), num_perm, seed)
 
 
-def _signatures_of(data: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
-    """Signatures of the texts at ``offsets`` (from 0) in ``data`` (followed by >= 8 more bytes)."""
-    n = len(offsets) - 1
+def _signatures_of(sh: Shingles, num_perm: int, seed: int) -> np.ndarray:
+    n = len(sh.offsets) - 1
     bits = int(math.log2(num_perm))
     sig = np.full(n * num_perm, _SENT, dtype=np.uint32)
-    v, valid = _windows(data, offsets)
-    h = _mix(v, seed)
-    del v
+    h = _mix(sh.values, seed)
     key = (h >> np.uint64(64 - bits)).astype(np.int64)
-    key += _row_ids(offsets, bits)
+    key += np.repeat(np.arange(n, dtype=np.int64) << bits, sh.counts)
     val = h.astype(np.uint32)
     del h
     np.minimum(val, _SENT - np.uint32(1), out=val)
-    val[~valid] = _SENT  # windows running into the next text change nothing
     np.minimum.at(sig, key, val)
     del key, val
     sig = sig.reshape(n, num_perm)
     # Densification (Shrivastava 2017, "optimal densification"): an empty bin j takes the value of
     # bin g(j, 1), g(j, 2), ... (a fixed pseudo-random probe sequence, the same for every row),
-    # the first non-empty one. Two rows agree on a densified bin with probability = Jaccard, and,
-    # unlike copying the next bin to the right, neighbouring empty bins are not copies of one
-    # another, so the bins of a band stay nearly independent even for short texts.
+    # the first non-empty one. Two rows agree on a densified bin with probability = Jaccard, and
+    # neighbouring empty bins are not copies of one another.
     flat = sig.ravel()
     holes = np.flatnonzero(flat == _SENT)
     if len(holes):
@@ -225,8 +304,8 @@ def _probe(num_perm: int, attempt: int, seed: int) -> np.ndarray:
     return (h & np.uint64(num_perm - 1)).astype(np.int64)
 
 
-def _band_keys(sig: np.ndarray, bands: int, r: int, seed: int) -> np.ndarray:
-    """32-bit key of each band; band j hashes bins j, j+b, j+2b, ... (no two neighbours)."""
+def band_keys(sig: np.ndarray, bands: int, r: int, seed: int = 0) -> np.ndarray:
+    """(n, bands) uint32 key of each band; band j hashes bins j, j+b, j+2b, ... (no two neighbours)."""
     n = sig.shape[0]
     grid = sig[:, : bands * r].reshape(n, r, bands)  # grid[:, i, j] = bin i * bands + j
     h = np.empty((n, bands), dtype=np.uint64)
@@ -239,247 +318,271 @@ def _band_keys(sig: np.ndarray, bands: int, r: int, seed: int) -> np.ndarray:
     return (h >> np.uint64(32)).astype(np.uint32)
 
 
-# --------------------------------------------------------------------------- candidates & verification
+@dataclass
+class Sketch:
+    """Per-row sketch: LSH band keys (n, bands) and 8 bits of the first bins (n, est_bins)."""
+    keys: np.ndarray
+    est: np.ndarray
+    lengths: np.ndarray   # shingles per row (duplicates counted), for the estimate's error
 
-def _candidates(bandkeys: np.ndarray) -> pl.DataFrame:
-    """Candidate pairs (a < b, local indices) of rows sharing a band key, band by band.
 
-    Buckets of up to ``_CLIQUE`` rows give all their pairs; a bigger bucket (many rows sharing a
-    template, say) gives each member paired with the bucket's first row and with its predecessor,
-    enough to connect a cluster without a quadratic blow-up. A 32-bit key collision between two
-    unrelated rows only adds a candidate, which the checks below throw away."""
-    n, bands = bandkeys.shape
+def sketch(texts: pl.Series, *, threshold: float = 0.8, num_perm: int = DEFAULT_PERM, seed: int = 0,
+           measure: str = DEFAULT_MEASURE, on_rows: Callable[[int], None] | None = None) -> Sketch:
+    """Band keys and estimator bytes of every normalized text (rows are independent: any slice of
+    ``texts`` can be sketched anywhere and the results concatenated)."""
+    if num_perm < 8 or num_perm & (num_perm - 1):
+        raise ValueError(f"num_perm must be a power of two >= 8, got {num_perm}")
+    parse_measure(measure)
+    n = len(texts)
+    bands, r = lsh_params(threshold, num_perm)
+    keys = np.empty((n, bands), dtype=np.uint32)
+    est_bins = min(num_perm, _EST_BINS)
+    est = np.empty((n, est_bins), dtype=np.uint8)
+    lengths = np.empty(n, dtype=np.int64)
+
+    def span(s: int) -> None:  # numpy releases the GIL in its loops: spans run in parallel
+        part = texts.slice(s, _SPAN_ROWS)
+        for c in range(0, len(part), _CHUNK_ROWS):
+            sh = shingles(part.slice(c, _CHUNK_ROWS), measure)
+            d = s + c + len(sh.offsets) - 1
+            sig = _signatures_of(sh, num_perm, seed)
+            keys[s + c: d] = band_keys(sig, bands, r, seed)
+            est[s + c: d] = sig[:, :est_bins].astype(np.uint8)
+            lengths[s + c: d] = sh.counts
+        if on_rows:
+            on_rows(len(part))
+
+    with ThreadPoolExecutor(_THREADS) as pool:
+        list(pool.map(span, range(0, n, _SPAN_ROWS)))
+    return Sketch(keys, est, lengths)
+
+
+# --------------------------------------------------------------------------- buckets & rounds
+
+def buckets(keys: np.ndarray) -> pl.DataFrame:
+    """``g`` (UInt64 bucket: band << 32 | key), ``r`` (UInt32 row) for every band key shared by >= 2 rows."""
+    n, nb = keys.shape
     rows = pl.Series("r", np.arange(n, dtype=np.uint32))
-    pairs: list[pl.DataFrame] = []
+    out = []
     slots = 1 << max(10, min(22, (2 * n).bit_length()))
     shift = np.uint32(32 - slots.bit_length() + 1)
-    for j in range(bands):
-        key = np.ascontiguousarray(bandkeys[:, j])
-        # cheap first pass: only keys whose top bits are shared by another row can be duplicates
-        slot = key >> shift
+    for j in range(nb):
+        key = np.ascontiguousarray(keys[:, j])
+        slot = key >> shift  # cheap first pass: only keys whose top bits another row shares
         maybe = np.bincount(slot, minlength=slots)[slot] > 1
         bk = pl.DataFrame([rows.filter(maybe), pl.Series("k", key[maybe])])
-        buckets = (
-            bk.filter(pl.col("k").is_duplicated())
-            .group_by("k").agg(pl.col("r").sort())
-            .with_columns(pl.col("r").list.len().alias("size"))
-        )
-        if buckets.height == 0:
-            continue
-        buckets = buckets.with_row_index("g")
-        small = buckets.filter(pl.col("size") <= _CLIQUE).select("g", "r").explode("r")
-        pairs.append(small.join(small, on="g", suffix="_b").filter(pl.col("r") < pl.col("r_b"))
-                     .select(pl.col("r").alias("a"), pl.col("r_b").alias("b")))
-        big = buckets.filter(pl.col("size") > _CLIQUE)
-        if big.height:
-            m = big.select("g", "r").explode("r").with_columns(
-                pl.col("r").first().over("g").alias("first"),
-                pl.col("r").shift(1).over("g").alias("prev"),
-            )
-            pairs.append(m.filter(pl.col("r") != pl.col("first"))
-                         .select(pl.col("first").alias("a"), pl.col("r").alias("b")))
-            pairs.append(m.filter(pl.col("prev").is_not_null() & (pl.col("prev") != pl.col("first")))
-                         .select(pl.col("prev").alias("a"), pl.col("r").alias("b")))
-        if len(pairs) > 8:
-            pairs = [pl.concat(pairs).unique()]
-    if not pairs:
-        return pl.DataFrame(schema={"a": pl.UInt32, "b": pl.UInt32})
-    return pl.concat(pairs).unique().sort("a", "b")
+        bk = bk.filter(pl.col("k").is_duplicated())
+        if bk.height:
+            out.append(bk.select((pl.col("k").cast(pl.UInt64) | pl.lit(j << 32, pl.UInt64)).alias("g"), "r"))
+    if not out:
+        return pl.DataFrame(schema={"g": pl.UInt64, "r": pl.UInt32})
+    return pl.concat(out)
 
 
-def _jaccard(pairs: pl.DataFrame, texts: pl.Series) -> pl.DataFrame:
-    """Exact Jaccard of the shingle sets of pairs (a, b) of indices into ``texts``; adds ``j``.
+def round_pairs(bk: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+    """One round: (pairs ``a`` = center, ``b`` = later row sharing a bucket with it, unique, sorted;
+    the centers). A center is a row that is the first row of every bucket it is in."""
+    bk = bk.with_columns(pl.col("r").min().over("g").alias("m"))
+    centers = (bk.group_by("r").agg((pl.col("m") == pl.col("r")).all().alias("c"))
+               .filter(pl.col("c"))["r"])
+    pairs = (bk.filter((pl.col("m") != pl.col("r")) & pl.col("m").is_in(centers.implode()))
+             .select(pl.col("m").alias("a"), pl.col("r").alias("b")).unique().sort("a", "b"))
+    return pairs, centers
 
-    Per batch of pairs: the windows of A (tagged side 0) and B (side 1) of every pair are keyed
-    ``pair << 41 | shingle << 1 | side`` and sorted once; a run of equal ``(pair, shingle)`` is one
-    distinct shingle, in A if its first key has side 0, in B if its last has side 1."""
+
+def star_clusters(n: int, bk: pl.DataFrame, verify_fn: Callable[[pl.DataFrame], np.ndarray],
+                  threshold: float, stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(kept: int64 per row, the center it joined or -1; sim: float64, its Jaccard to that center).
+
+    ``verify_fn(pairs)`` returns the similarity of each pair (a, b) (or -1 for a pair rejected
+    without the exact check)."""
+    kept = np.full(n, -1, dtype=np.int64)
+    sim = np.full(n, np.nan)
+    rounds = checked = 0
+    while bk.height:
+        pairs, centers = round_pairs(bk)
+        rounds += 1
+        checked += pairs.height
+        decided = centers
+        if pairs.height:
+            j = verify_fn(pairs)
+            ok = pairs.with_columns(pl.Series("j", j)).filter(pl.col("j") >= threshold)
+            best = ok.sort(["b", "j", "a"], descending=[False, True, False]).unique("b", keep="first")
+            b = best["b"].to_numpy()
+            kept[b] = best["a"].to_numpy()
+            sim[b] = best["j"].to_numpy()
+            decided = pl.concat([centers, best["b"]])
+        bk = bk.filter(~pl.col("r").is_in(decided.implode()))
+        bk = bk.filter(pl.len().over("g") > 1)
+    if stats is not None:
+        stats.update(rounds=rounds, checked_pairs=checked)
+    return kept, sim
+
+
+# --------------------------------------------------------------------------- verification
+
+def prefilter(pairs: pl.DataFrame, sk: Sketch, threshold: float) -> np.ndarray:
+    """True for pairs whose estimated Jaccard (share of equal 8-bit bins; a chance collision is 1/256)
+    is not more than 4.5 standard errors below the threshold; the error is that of
+    min(est_bins, shingles of the shorter text) independent bins."""
+    a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
+    keep = np.zeros(len(a), dtype=bool)
+    est_bins = sk.est.shape[1]
+    step = 65_536
+    for s in range(0, len(a), step):
+        aa, bb = a[s:s + step], b[s:s + step]
+        est = (sk.est[aa] == sk.est[bb]).mean(axis=1)
+        k_eff = np.minimum(est_bins, np.maximum(1, np.minimum(sk.lengths[aa], sk.lengths[bb])))
+        margin = 4.5 * np.sqrt(threshold * (1 - threshold) / k_eff) + 0.02
+        keep[s:s + step] = est >= threshold - margin
+    return keep
+
+
+def verify(pairs: pl.DataFrame, texts: pl.Series, measure: str = DEFAULT_MEASURE) -> np.ndarray:
+    """Exact Jaccard of the shingle sets of pairs (a, b) of indices into normalized ``texts``."""
     if pairs.height == 0:
-        return pairs.with_columns(pl.lit(None, dtype=pl.Float64).alias("j"))
+        return np.empty(0, dtype=np.float64)
     a_all, b_all = pairs["a"].to_numpy(), pairs["b"].to_numpy()
-    lens = texts.str.len_bytes().to_numpy().astype(np.int64)
-    wins = np.maximum(lens, SHINGLE) - SHINGLE + 1
-    cost = np.cumsum(wins[a_all] + wins[b_all])
+    lens = texts.str.len_bytes().fill_null(0).to_numpy().astype(np.int64) + 1
+    cost = np.cumsum(lens[a_all] + lens[b_all])
     out = np.empty(len(a_all), dtype=np.float64)
-    spans = []
-    start = 0
+    spans, start = [], 0
     while start < len(a_all):
-        stop = int(np.searchsorted(cost, (cost[start - 1] if start else 0) + _VERIFY_WINDOWS, "right"))
+        stop = int(np.searchsorted(cost, (cost[start - 1] if start else 0) + _VERIFY_SHINGLES, "right"))
         stop = max(stop, start + 1)
         spans.append((start, stop))
         start = stop
 
     def batch(span: tuple[int, int]) -> None:
         lo, hi = span
-        out[lo:hi] = _jaccard_batch(a_all[lo:hi], b_all[lo:hi], texts)
+        out[lo:hi] = _verify_batch(a_all[lo:hi], b_all[lo:hi], texts, measure)
 
     with ThreadPoolExecutor(_THREADS) as pool:
         list(pool.map(batch, spans))
-    return pairs.with_columns(pl.Series("j", out))
+    return out
 
 
-def _jaccard_batch(a: np.ndarray, b: np.ndarray, texts: pl.Series) -> np.ndarray:
+def _verify_batch(a: np.ndarray, b: np.ndarray, texts: pl.Series, measure: str) -> np.ndarray:
     ids, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
     la, lb = inv[: len(a)], inv[len(a):]
-    data, offsets = _buffers(_prepare(texts.gather(ids)))
-    v, valid = _windows(data, offsets)
-    starts = offsets[:-1]
-    nwin = np.diff(offsets) - (SHINGLE - 1)  # valid windows are the first nwin of each text
+    sh = shingles(texts.gather(ids), measure)
+    # each row's sorted distinct shingles, once (a center checked against 1,000 rows is sorted once)
+    key = np.repeat(np.arange(len(ids), dtype=np.uint64) << np.uint64(40), sh.counts) | sh.values
+    key.sort()
+    distinct = np.ones(len(key), dtype=bool)
+    distinct[1:] = key[1:] != key[:-1]
+    key = key[distinct]
+    ucount = np.bincount((key >> np.uint64(40)).astype(np.int64), minlength=len(ids))
+    ustart = np.zeros(len(ids), dtype=np.int64)
+    np.cumsum(ucount[:-1], out=ustart[1:])
+    vals = key & _MASK40
+    del key, distinct
     p = len(a)
-    keys = []
+    parts = []
     for side, loc in ((0, la), (1, lb)):
-        cnt = nwin[loc]
+        cnt = ucount[loc]
         pair = np.repeat(np.arange(p, dtype=np.uint64), cnt)
-        pos = np.arange(int(cnt.sum()), dtype=np.int64) + np.repeat(starts[loc] - (np.cumsum(cnt) - cnt), cnt)
-        keys.append((pair << np.uint64(41)) | (v[pos] << np.uint64(1)) | np.uint64(side))
-    del v, valid
-    k = np.concatenate(keys)
-    del keys
-    k.sort(kind="stable")  # timsort: the keys come in long pair-major runs
+        pos = np.arange(int(cnt.sum()), dtype=np.int64) + np.repeat(ustart[loc] - (np.cumsum(cnt) - cnt), cnt)
+        parts.append((pair << np.uint64(41)) | (vals[pos] << np.uint64(1)) | np.uint64(side))
+    k = np.concatenate(parts)
+    del parts
+    k.sort(kind="stable")  # timsort: two sorted runs per pair, merged in linear time
     body = k >> np.uint64(1)
-    first = np.empty(len(k), dtype=bool)
-    first[0] = True
-    np.not_equal(body[1:], body[:-1], out=first[1:])
-    last = np.empty(len(k), dtype=bool)
-    last[-1] = True
-    last[:-1] = first[1:]
-    pf = (k[first] >> np.uint64(41)).astype(np.int64)
-    in_a = (k[first] & np.uint64(1)) == 0
-    in_b = (k[last] & np.uint64(1)) == 1
-    size_a = np.bincount(pf, weights=in_a, minlength=p)
-    size_b = np.bincount(pf, weights=in_b, minlength=p)
-    inter = np.bincount(pf, weights=in_a & in_b, minlength=p)
-    return inter / (size_a + size_b - inter)
-
-
-def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Connected components over nodes 0..n-1: label = smallest node of the component."""
-    lab = np.arange(n, dtype=np.int64)
-    if len(a) == 0:
-        return lab
-    a = a.astype(np.int64)
-    b = b.astype(np.int64)
-    while True:
-        ra, rb = lab[a], lab[b]
-        diff = ra != rb
-        if not diff.any():
-            return lab
-        lo, hi = np.minimum(ra[diff], rb[diff]), np.maximum(ra[diff], rb[diff])
-        np.minimum.at(lab, hi, lo)  # hook the larger root under the smaller
-        while True:  # pointer jumping until every node points at its root
-            nxt = lab[lab]
-            if np.array_equal(nxt, lab):
-                break
-            lab = nxt
+    both = body[1:] == body[:-1]
+    inter = np.bincount((body[1:][both] >> np.uint64(40)).astype(np.int64), minlength=p)
+    sa, sb = ucount[la], ucount[lb]
+    return inter / (sa + sb - inter)
 
 
 # --------------------------------------------------------------------------- public API
 
-def near_pairs(texts: pl.Series, *, threshold: float = 0.8, num_perm: int = DEFAULT_PERM,
-               seed: int = 0, stats: dict | None = None) -> pl.DataFrame:
-    """Verified near-duplicate edges (a < b, indices into ``texts``, normalized text) with their
-    exact shingle Jaccard ``j`` >= threshold. ``stats`` (if given) receives candidate counts."""
+def near_clusters(texts: pl.Series, *, threshold: float = 0.8, num_perm: int = DEFAULT_PERM, seed: int = 0,
+                  measure: str = DEFAULT_MEASURE, stats: dict | None = None,
+                  on_rows: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Near-duplicate star clusters of distinct normalized ``texts``: (kept row per row or -1,
+    similarity to it). Sketch -> buckets -> rounds of verification against the centers."""
     n = len(texts)
     if n < 2:
-        return pl.DataFrame(schema={"a": pl.UInt32, "b": pl.UInt32, "j": pl.Float64})
-    if num_perm < 8 or num_perm & (num_perm - 1):
-        raise ValueError(f"num_perm must be a power of two >= 8, got {num_perm}")
-    bands, r = lsh_params(threshold, num_perm)
-    clock = [(time.perf_counter(), time.process_time())]
+        return np.full(n, -1, dtype=np.int64), np.full(n, np.nan)
+    clock = [time.perf_counter()]
 
-    def lap(name: str) -> None:  # wall and CPU seconds of each step, for the bench
-        clock.append((time.perf_counter(), time.process_time()))
+    def lap(name: str) -> None:
+        clock.append(time.perf_counter())
         if stats is not None:
-            stats[f"s_{name}"] = (round(clock[-1][0] - clock[-2][0], 3), round(clock[-1][1] - clock[-2][1], 3))
-    keys = np.empty((n, bands), dtype=np.uint32)
-    est_bins = min(num_perm, _EST_BINS)
-    small = np.empty((n, est_bins), dtype=np.uint8)  # low byte of some bins, for the estimate
+            stats[f"s_{name}"] = round(clock[-1] - clock[-2], 3)
 
-    def span(s: int) -> None:  # numpy releases the GIL in its loops: spans run in parallel
-        data, offsets = _buffers(_prepare(texts.slice(s, _SPAN_ROWS)))
-        m = len(offsets) - 1
-        for c in range(0, m, _CHUNK_ROWS):
-            d = min(m, c + _CHUNK_ROWS)
-            lo = int(offsets[c])
-            sig = _signatures_of(data[lo: int(offsets[d]) + 8], offsets[c: d + 1] - lo, num_perm, seed)
-            keys[s + c: s + d] = _band_keys(sig, bands, r, seed)
-            small[s + c: s + d] = sig[:, :est_bins].astype(np.uint8)
+    sk = sketch(texts, threshold=threshold, num_perm=num_perm, seed=seed, measure=measure, on_rows=on_rows)
+    lap("sketch")
+    bk = buckets(sk.keys)
+    sk.keys = None
+    lap("buckets")
+    verified = [0]
 
-    with ThreadPoolExecutor(_THREADS) as pool:
-        list(pool.map(span, range(0, n, _SPAN_ROWS)))
-    lap("signatures")
-    cand = _candidates(keys)
-    del keys
-    lap("candidates")
-    # Cheap filter before the exact check: the share of equal signature bins estimates the
-    # Jaccard (an 8-bit bin collides by chance 1/256 of the time, a tiny upward bias). A pair is
-    # dropped only when its estimate is more than 4.5 standard errors below the threshold; the
-    # error is that of min(est_bins, shingles of the shorter text) independent bins.
-    nshingles = np.maximum(texts.str.len_bytes().to_numpy().astype(np.int64) - SHINGLE + 1, 1)
-    a, b = cand["a"].to_numpy(), cand["b"].to_numpy()
-    keep = np.zeros(len(a), dtype=bool)
-    for s in range(0, len(a), 65_536):
-        aa, bb = a[s:s + 65_536], b[s:s + 65_536]
-        est = (small[aa] == small[bb]).mean(axis=1)
-        k_eff = np.minimum(est_bins, np.minimum(nshingles[aa], nshingles[bb]))
-        margin = 4.5 * np.sqrt(threshold * (1 - threshold) / k_eff) + 0.02
-        keep[s:s + 65_536] = est >= threshold - margin
-    del small
-    lap("prefilter")
-    verified = _jaccard(cand.filter(pl.Series(keep)), texts)
-    edges = verified.filter(pl.col("j") >= threshold).sort("a", "b")
-    lap("verify")
+    def verify_fn(pairs: pl.DataFrame) -> np.ndarray:
+        j = np.full(pairs.height, -1.0)
+        ok = prefilter(pairs, sk, threshold)
+        verified[0] += int(ok.sum())
+        j[ok] = verify(pairs.filter(pl.Series(ok)), texts, measure)
+        return j
+
+    kept, sim = star_clusters(n, bk, verify_fn, threshold, stats)
+    lap("cluster")
     if stats is not None:
-        stats.update(bands=bands, rows_per_band=r, candidates=cand.height,
-                     verified=int(keep.sum()), edges=edges.height)
-    return edges
+        stats.update(bucket_rows=bk.height, verified=verified[0], near=int((kept >= 0).sum()))
+    return kept, sim
 
 
 def find_duplicates(df: pl.DataFrame, text: pl.Expr | str, *, threshold: float = 0.8, near: bool = True,
-                    num_perm: int = DEFAULT_PERM, seed: int = 0) -> pl.DataFrame:
+                    num_perm: int = DEFAULT_PERM, seed: int = 0, measure: str = DEFAULT_MEASURE,
+                    stats: dict | None = None, on_rows: Callable[[int], None] | None = None) -> pl.DataFrame:
     """Exact and near-duplicate clusters of ``df`` by ``text`` (see the module docstring).
 
     ``text``: a column name or a row-wise expression (e.g. ``pl.concat_str([...])``).
-    ``threshold``: Jaccard of the character 5-gram shingle sets at or above which two rows are
-    near duplicates. ``near=False``: exact duplicates only. ``num_perm``: MinHash bins (a power of
-    two; more bins -> sharper LSH, fewer candidates, more hashing). ``seed`` changes the hash
-    functions (results may differ only for pairs close to the threshold).
+    ``threshold``: Jaccard of the shingle sets (``measure``: ``char5`` default, ``charN``,
+    ``wordN``) at or above which a row is a near duplicate of its cluster's kept row.
+    ``near=False``: exact duplicates only. ``num_perm``: MinHash bins (a power of two). ``seed``
+    changes the hash functions (results may differ only for pairs close to the threshold).
+    ``stats`` (if given) receives seconds per step (``s_exact`` for normalization and exact groups,
+    ``s_sketch``, ``s_buckets``, ``s_cluster`` for the near pass) and counts. ``on_rows(k)`` is
+    called as rows are normalized and sketched (progress; 2 x rows in all with ``near``).
 
     Returns one row per input row, in input order: ``row``, ``cluster`` (= ``row`` of the kept row,
     null when unique), ``keep``, ``similarity``, ``dup_kind``."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    parse_measure(measure)
+    t0 = time.perf_counter()
     # Normalized in slices so the intermediate copies (joined fields, lowercase...) of only one slice
     # are alive at a time; ``text`` must be a row-wise expression.
-    norm = pl.concat([
-        df.slice(s, _NORM_ROWS).lazy().select(normalize(text).alias("norm")).collect()
-        for s in range(0, max(df.height, 1), _NORM_ROWS)
-    ])
+    parts = []
+    for s in range(0, max(df.height, 1), _NORM_ROWS):
+        parts.append(df.slice(s, _NORM_ROWS).lazy().select(normalize(text).alias("norm")).collect())
+        if on_rows:
+            on_rows(parts[-1].height)
+    norm = pl.concat(parts)
+    del parts
     base = norm.with_row_index("row").with_columns(
         pl.when(pl.col("norm") != "").then(pl.col("row").min().over("norm")).alias("rep"),
     )
     del norm
     n = base.height
     reps = base.filter(pl.col("rep") == pl.col("row")).select("row", "norm")
+    if stats is not None:
+        stats["s_exact"] = round(time.perf_counter() - t0, 3)
 
     # near duplicates between exact-group representatives
     kept_of_rep = pl.DataFrame(schema={"rep": pl.UInt32, "kept": pl.UInt32, "sim": pl.Float64})
     if near and reps.height > 1:
-        texts = reps["norm"]
-        edges = near_pairs(texts, threshold=threshold, num_perm=num_perm, seed=seed)
-        if edges.height:
-            lab = _components(reps.height, edges["a"].to_numpy(), edges["b"].to_numpy())
-            members = np.flatnonzero(lab != np.arange(reps.height))
-            pairs = pl.DataFrame({"a": lab[members].astype(np.uint32), "b": members.astype(np.uint32)})
-            known = pairs.join(edges, on=["a", "b"], how="left")
-            missing = known.filter(pl.col("j").is_null()).select("a", "b")
-            sims = pl.concat([known.filter(pl.col("j").is_not_null()), _jaccard(missing, texts)])
-            rep_rows = reps["row"]
-            kept_of_rep = sims.select(
-                rep_rows.gather(sims["b"]).alias("rep"),
-                rep_rows.gather(sims["a"]).alias("kept"),
-                pl.col("j").alias("sim"),
-            )
-
+        kept, sim = near_clusters(reps["norm"], threshold=threshold, num_perm=num_perm, seed=seed,
+                                  measure=measure, stats=stats, on_rows=on_rows)
+        members = np.flatnonzero(kept >= 0)
+        if len(members):
+            rep_rows = reps["row"].to_numpy()
+            kept_of_rep = pl.DataFrame({"rep": rep_rows[members], "kept": rep_rows[kept[members]],
+                                        "sim": sim[members]}, schema=kept_of_rep.schema)
+    elif on_rows:
+        on_rows(reps.height)
+    t1 = time.perf_counter()
     in_cluster = pl.col("root").is_not_null() & (pl.len().over("root") > 1)
     is_kept = pl.col("row") == pl.col("root")
     out = (
@@ -500,6 +603,8 @@ def find_duplicates(df: pl.DataFrame, text: pl.Expr | str, *, threshold: float =
         )
         .sort("row")
     )
+    if stats is not None:
+        stats["s_exact"] = round(stats["s_exact"] + time.perf_counter() - t1, 3)
     assert out.height == n
     return out.cast(dict(RESULT_SCHEMA))
 

@@ -18,6 +18,7 @@ import pytest
 from curate import schemas
 from curate.clean import BY_CODE, CleanConfig, clean
 from curate.clean.rules.arith import check_answer, check_equations, safe_eval, Unsafe
+from curate.errors import UserError
 from curate.ingest import ingest
 
 DATA = Path(__file__).parent / "data"
@@ -137,6 +138,16 @@ def test_literal_escapes_become_newlines(cases):
     assert "\\n" not in out and "\n\nAngkatan Bersenjata" in out
     rec = fixes(res.frames["sft"], "literal_escapes")[0]
     assert "\\n" in rec["before"] and rec["field"] == "output"
+
+
+def test_lone_literal_tab_becomes_a_tab():
+    from curate.clean.rules.encoding import fix_escapes
+
+    assert fix_escapes("As\\t we discussed") == ("As\t we discussed", 1)
+    assert fix_escapes("Name:\\tJohn\\tAli") == ("Name:\tJohn\tAli", 2)
+    # a Windows path keeps its backslashes
+    for path in ("C:\\temp\\x", "C:\\Temp", "open folder\\tools"):
+        assert fix_escapes(path) == (path, 0)
 
 
 def test_escaped_quotes_restored(cases, load):
@@ -371,3 +382,15 @@ def test_exact_and_near_share_one_pass(load):
     ids = lambda res, code: sorted((e["source"], e["line"]) for e in dropped(res, code))
     assert ids(both, "exact_duplicate") == ids(exact, "exact_duplicate") and ids(exact, "exact_duplicate")
     assert ids(both, "near_duplicate") == ids(near, "near_duplicate")
+    # the shared pass is timed under the rule whose work it did
+    rules = {r["code"]: r for r in both.report["rules"]}
+    assert rules["near_duplicate"]["seconds"] > 0 and "near_duplicate" in rules["exact_duplicate"]["note"]
+
+
+def test_near_duplicate_measure_is_selectable(load):
+    frames = load("malay_gpt4all.jsonl")
+    words = clean(frames, only("near_duplicate", measure="word2", threshold=0.6))
+    q = dropped(words, "near_duplicate")
+    assert q and all("similarity" in e["evidence"] for e in q)
+    with pytest.raises(UserError, match="measure"):
+        clean(frames, only("near_duplicate", measure="syllable3"))

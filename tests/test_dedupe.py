@@ -58,7 +58,7 @@ def mutate(text: str, rng: random.Random, edits: int) -> str:
     return " ".join(words)
 
 
-def check_contract(res: pl.DataFrame, n: int) -> None:
+def check_contract(res: pl.DataFrame, n: int, threshold: float = 0.8) -> None:
     assert res.columns == ["row", "cluster", "keep", "similarity", "dup_kind"]
     assert res.height == n
     assert res["row"].to_list() == list(range(n))
@@ -76,6 +76,7 @@ def check_contract(res: pl.DataFrame, n: int) -> None:
     dropped = clustered.filter(~pl.col("keep"))
     assert set(dropped["dup_kind"].to_list()) <= {"exact", "near"}
     assert (dropped.filter(pl.col("dup_kind") == "exact")["similarity"] == 1.0).all()
+    assert (dropped.filter(pl.col("dup_kind") == "near")["similarity"] >= threshold).all()  # no chaining
 
 
 def test_exact_duplicates_with_case_space_punctuation_differences(sft):
@@ -135,6 +136,7 @@ def test_distinct_gsm8k_rows_are_not_clustered(sft):
     assert res["cluster"].null_count() == gsm.height
     # and at a lower threshold a pair is only clustered if it really is that similar
     res = dedupe.find_duplicates(gsm, TEXT, threshold=0.5)
+    check_contract(res, gsm.height, 0.5)
     texts = texts_of(gsm)
     for r in res.filter(~pl.col("keep")).iter_rows(named=True):
         assert jaccard(texts[r["row"]], texts[r["cluster"]]) == pytest.approx(r["similarity"])
@@ -155,7 +157,7 @@ def test_threshold_is_configurable(sft):
     assert high["cluster"].null_count() == 2
 
 
-def test_clusters_are_transitive_and_report_similarity_to_the_kept_row(sft):
+def test_no_chaining_every_near_duplicate_is_similar_to_its_kept_row(sft):
     rng = random.Random(11)
     a = texts_of(by_source(sft, "chatdoctor.json").filter(pl.col("output").str.len_chars() > 500).head(1))[0]
     chain = [a]
@@ -163,12 +165,58 @@ def test_clusters_are_transitive_and_report_similarity_to_the_kept_row(sft):
         nxt = mutate(chain[-1], rng, edits=3)
         if jaccard(chain[-1], nxt) >= 0.85:
             chain.append(nxt)
-    # the last link is >= 0.85 to its predecessor but < 0.8 to the first row
+    # each link is >= 0.85 to its predecessor, the last one < 0.8 to the first row: connected
+    # components would drop it as a duplicate of the first; star clusters must not
     res = dedupe.find_duplicates(pl.DataFrame({"t": chain}), "t", threshold=0.8)
     check_contract(res, len(chain))
-    assert res["cluster"].to_list() == [0] * len(chain)
-    last = res.row(len(chain) - 1, named=True)
-    assert last["similarity"] == pytest.approx(jaccard(a, chain[-1])) and last["similarity"] < 0.8
+    assert res["cluster"][0] == 0 and res["keep"][0]
+    for r in res.filter(~pl.col("keep")).iter_rows(named=True):
+        truth = jaccard(chain[r["row"]], chain[r["cluster"]])
+        assert truth >= 0.8 and r["similarity"] == pytest.approx(truth)
+    assert res["cluster"][len(chain) - 1] != 0
+
+
+def test_big_template_cluster_is_verified_against_its_center(sft):
+    """300 fills of one template (one big LSH bucket): one center, every fill >= threshold to it,
+    found in a few rounds with about one check per row (not all 45,000 pairs)."""
+    rng = random.Random(12)
+    base = texts_of(by_source(sft, "malay_alpaca.json").filter(pl.col("output").str.len_chars() > 600).head(1))[0]
+    words = base.split(" ")
+    fills = []
+    for i in range(300):
+        w = list(words)
+        w[rng.randrange(len(w))] = f"nama{i}"
+        fills.append(" ".join(w))
+    other = texts_of(by_source(sft, "malay_gpt4all.jsonl").head(30))
+    texts = other[:15] + fills + other[15:]
+    stats: dict = {}
+    res = dedupe.find_duplicates(pl.DataFrame({"t": texts}), "t", stats=stats)
+    check_contract(res, len(texts))
+    members = res.slice(15, 300)
+    assert members["cluster"].to_list() == [15] * 300
+    for r in members.filter(~pl.col("keep")).head(20).iter_rows(named=True):
+        assert r["similarity"] == pytest.approx(jaccard(texts[r["row"]], texts[15])) and r["similarity"] >= 0.8
+    assert stats["checked_pairs"] < 2 * len(texts) and stats["rounds"] <= 5
+
+
+def test_word_ngram_measure(sft):
+    rng = random.Random(13)
+    base = texts_of(by_source(sft, "malay_chatdoctor.jsonl").slice(60, 20))
+    dup = mutate(base[0], rng, edits=1)
+    texts = base + [dup]
+    a, b = (t.split(" ") for t in norm([base[0], dup]))
+    grams = [{tuple(w[i:i + 3]) for i in range(len(w) - 2)} for w in (a, b)]
+    truth = len(grams[0] & grams[1]) / len(grams[0] | grams[1])
+    res = dedupe.find_duplicates(pl.DataFrame({"t": texts}), "t", threshold=0.7, measure="word3")
+    check_contract(res, len(texts))
+    row = res.row(len(base), named=True)
+    assert truth >= 0.7 and row["cluster"] == 0 and row["similarity"] == pytest.approx(truth)
+    # short texts: fewer words than n is one shingle; different short texts are not clustered
+    short = dedupe.find_duplicates(pl.DataFrame({"t": ["satu dua", "satu dua!", "dua satu", "tiga"]}), "t",
+                                   measure="word3")
+    assert short["cluster"].to_list() == [0, 0, None, None]
+    with pytest.raises(ValueError, match="measure"):
+        dedupe.find_duplicates(pl.DataFrame({"t": ["a"]}), "t", measure="bytes5")
 
 
 def test_keep_is_deterministic_and_follows_input_order(sft):

@@ -34,6 +34,8 @@ class Context:
     target_lang: str = "ms"
     langs: Any = None       # row languages (``_row, lang, conf``), computed once by the language rules
     near_threshold: float | None = None   # set when near_duplicate is active (exact + near in one pass)
+    near_measure: str = "char5"            # near_duplicate's similarity measure
+    on_rows: Any = None     # progress callback of the duplicate pass (rows done)
     dups: Any = None        # (rows' _row ids, find_duplicates result) shared by the duplicate rules
 
 

@@ -92,13 +92,19 @@ class _Stats:
         self.engine: dict[str, float] = {}   # seconds spent outside the rules (building row texts, ...)
         self.rules: dict[str, dict[str, Any]] = {
             a.rule.code: {"code": a.rule.code, "action": a.action, "description": a.rule.description,
-                          "matched": 0, "fixed": 0, "flagged": 0, "dropped": 0, "quarantined": 0,
+                          "matched": 0, "fixed": 0, "flagged": 0, "dropped": 0,
                           "seconds": 0.0, "examples": []} for a in active}
 
-    def add(self, code: str, action: str, rows: int, examples: list[dict], seconds: float) -> None:
+    def add(self, code: str, action: str, rows: int, examples: list[dict], seconds: float,
+            dropped: int | None = None) -> None:
+        """``rows`` matched; for a drop rule ``dropped`` of them are dropped *by this rule* (not
+        already dropped by an earlier one), so the rules' "dropped" counts add up to the rows dropped."""
         r = self.rules[code]
         r["matched"] += rows
-        r[{"fix": "fixed", "flag": "flagged", "drop": "dropped"}[action]] += rows
+        if action == "drop":
+            r["dropped"] += rows if dropped is None else dropped
+        else:
+            r[{"fix": "fixed", "flag": "flagged"}[action]] += rows
         r["seconds"] = round(r["seconds"] + seconds, 3)
         room = self.examples - len(r["examples"])
         if room > 0:
@@ -151,6 +157,8 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
     near = next((x.rule for x in active if x.rule.code == "near_duplicate" and x.action == "drop"), None)
     if near is not None and any(x.rule.code == "exact_duplicate" and x.action == "drop" for x in active):
         ctx.near_threshold = float(near.p["threshold"])
+        ctx.near_measure = str(near.p["measure"])
+    moved: dict[str, float] = {}            # seconds a rule spent on another rule's work
     fix_frames: list[pl.DataFrame] = []
     hits: list[tuple[_Active, pl.DataFrame]] = []
     dropped = pl.Series("_row", [], dtype=pl.UInt32)
@@ -218,17 +226,24 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
             extra = getattr(rule, "clusters", None)
             if extra:
                 stats.rules[rule.code]["clusters"] = extra
+            for code, secs in (getattr(rule, "moved_seconds", None) or {}).items():
+                moved[code] = moved.get(code, 0.0) + secs
+                t0 += secs
             if rule.code == "exact_duplicate" and ctx.near_threshold is not None:
-                stats.rules[rule.code]["note"] = "one dedupe pass found exact and near duplicates; timed here"
+                stats.rules[rule.code]["note"] = ("one dedupe pass found exact and near duplicates; its near-duplicate "
+                                                  "part (sketch, buckets, verification) is timed under near_duplicate")
             if rule.code == "near_duplicate":
                 ctx.dups = None
+            t0 -= moved.pop(rule.code, 0.0)
         hit = hit.cast(HIT_SCHEMA).with_columns(_short(pl.col("evidence").fill_null("")).alias("evidence"))
         hits.append((a, hit))
         rows_hit = hit["_row"].unique()
+        newly = None
         if a.action == "drop":
+            newly = rows_hit.filter(~rows_hit.is_in(dropped.implode())).len()
             dropped = pl.concat([dropped, rows_hit]).unique()
         stats.add(rule.code, a.action, rows_hit.len(), _examples(hit, df, config.examples),
-                  time.perf_counter() - t0)
+                  time.perf_counter() - t0, newly)
 
     t_end = time.perf_counter()
     fixes = pl.concat(fix_frames) if fix_frames else None
@@ -308,9 +323,8 @@ def _quarantine(gone: pl.DataFrame, drop_hits, all_hits, kind: str, stats: _Stat
     if gone.height == 0:
         return pl.DataFrame()
     hits = pl.concat(all_hits)
+    # the row's first drop in run order names it (the rule whose "dropped" count it is in)
     first = pl.concat(drop_hits).unique("_row", keep="first", maintain_order=True)
-    for code, count in first["rule"].value_counts().iter_rows():
-        stats.rules[code]["quarantined"] += count
     desc = {code: r["description"] for code, r in stats.rules.items()}
     matches = (hits.filter(pl.col("_row").is_in(gone["_row"].implode()))
                .group_by("_row", maintain_order=True)

@@ -24,11 +24,11 @@ def print_clean_report(report: dict[str, Any], *, dry_run: bool = False) -> None
     title = "clean (dry run: nothing written)" if dry_run else "clean"
     table = Table(title=title)
     for col, justify in (("rule", "left"), ("action", "left"), ("fixed", "right"), ("flagged", "right"),
-                         ("dropped", "right"), ("first drop", "right"), ("s", "right"), ("example", "left")):
+                         ("matched", "right"), ("dropped", "right"), ("s", "right"), ("example", "left")):
         table.add_column(col, justify=justify, overflow="fold")
     for r in report["rules"]:
-        table.add_row(r["code"], r["action"], f"{r['fixed']:,}", f"{r['flagged']:,}", f"{r['dropped']:,}",
-                      f"{r['quarantined']:,}", f"{r['seconds']:.2f}", _example(r))
+        table.add_row(r["code"], r["action"], f"{r['fixed']:,}", f"{r['flagged']:,}", f"{r['matched']:,}",
+                      f"{r['dropped']:,}", f"{r['seconds']:.2f}", _example(r))
     console.print(table)
     status = "every row accounted for" if report["accounted"] else "ACCOUNTING MISMATCH"
     console.print(f"rows in {report['rows_in']:,} = out {report['rows_out']:,} + dropped {report['rows_dropped']:,}"

@@ -15,18 +15,29 @@ def _dups(rule: Rule, rows: pl.DataFrame, ctx, *, near: bool, threshold: float, 
     from curate import dedupe
 
     rule.clusters = []
+    rule.moved_seconds = {}
+    measure = str(rule.p.get("measure", dedupe.DEFAULT_MEASURE))
     cached = getattr(ctx, "dups", None)
-    if kind == "near" and cached is not None and cached[0] == threshold:
+    if kind == "near" and cached is not None and cached[0] == (threshold, measure):
         _, rows, res = cached
     else:
         if rows.height < 2:
             return pl.DataFrame(schema=ROW_MATCH_SCHEMA)
         both = kind == "exact" and getattr(ctx, "near_threshold", None) is not None
         if both:
-            threshold, near = float(ctx.near_threshold), True
-        res = dedupe.find_duplicates(rows, "text", threshold=threshold, near=near)
+            threshold, near, measure = float(ctx.near_threshold), True, ctx.near_measure
+        stats: dict = {}
+        try:
+            res = dedupe.find_duplicates(rows, "text", threshold=threshold, near=near, measure=measure,
+                                         stats=stats, on_rows=getattr(ctx, "on_rows", None))
+        except ValueError as e:
+            from curate.errors import UserError
+            raise UserError(f"rule {rule.code}: {e}") from None
         if both:
-            ctx.dups = (threshold, rows, res)
+            ctx.dups = ((threshold, measure), rows, res)
+            # the near-duplicate part of the shared pass is timed under near_duplicate
+            rule.moved_seconds = {"near_duplicate": sum(v for k, v in stats.items()
+                                                        if k.startswith("s_") and k != "s_exact")}
     dropped = res.filter(~pl.col("keep") & (pl.col("dup_kind") == kind))
     if dropped.height == 0:
         return pl.DataFrame(schema=ROW_MATCH_SCHEMA)
@@ -63,11 +74,22 @@ class ExactDuplicate(Rule):
 
 class NearDuplicate(Rule):
     code = "near_duplicate"
-    description = "Jaccard of character 5-gram shingles >= threshold with an earlier row (MinHash LSH, verified)"
+    description = ("Jaccard of shingle sets (measure: char5 = character 5-grams, or wordN) >= threshold with the "
+                   "cluster's kept row, its first row (MinHash LSH, star clusters, exact check)")
     default_action = "drop"
     scope = "row"
     stage = 95
-    params = {"threshold": 0.8, "report_clusters": 10}
+    params = {"threshold": 0.8, "measure": "char5", "report_clusters": 10}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        from curate import dedupe
+        from curate.errors import UserError
+
+        try:  # refuse a bad setting before any work
+            dedupe.parse_measure(str(self.p["measure"]))
+        except ValueError as e:
+            raise UserError(f"rule {self.code}: {e}") from None
 
     def match_rows(self, rows, ctx):
         return _dups(self, rows, ctx, near=True, threshold=float(self.p["threshold"]), kind="near")

@@ -66,6 +66,10 @@ class Mojibake(Rule):
 
 
 _ESCAPED_QUOTE = re.compile(r"(?<!\\)\\([\"'])")
+# A lone literal \t (fix_literal_newlines only turns \t into a tab next to a literal \n): a tab,
+# except where it reads as a path: after a drive letter (C:\Temp) or before a lowercase letter
+# (folder\tools, C:\temp).
+_LONE_TAB = re.compile(r"(?<!\\)(?<!\b[A-Za-z]:)\\t(?![a-z])")
 _ESCAPED_UNICODE = re.compile(r"(?<!\\)\\u([0-9a-fA-F]{4})")
 
 
@@ -81,6 +85,8 @@ def fix_escapes(text: str) -> tuple[str, int]:
     if "\\" not in text or looks_like_code(text):
         return text, 0
     fixed, n = fix_literal_newlines(text)
+    if not n:
+        fixed, n = _LONE_TAB.subn("\t", fixed)
     fixed, q = _ESCAPED_QUOTE.subn(r"\1", fixed)
     fixed, u = _ESCAPED_UNICODE.subn(_unicode, fixed)
     return fixed, n + q + u
