@@ -185,7 +185,7 @@ def test_serve_push_restart_keeps_records_and_search(fixtures, tmp_path):
         env = {"ARGILLA_API_URL": url, "ARGILLA_API_KEY": key}
         res = runner.invoke(cli, ["push", str(norm), "--dataset", DATASET, "--workspace", WORKSPACE], env=env)
         assert res.exit_code == 0, res.output
-        assert f"{sft.height} created, 0 updated" in res.output
+        assert f"{sft.height} created, 0 changed, 0 unchanged" in res.output
         with _client(url, key) as c:
             before = _state(c, word)
             answered = c.get(f"/api/v1/datasets/{before['dataset']}/records", params={"limit": 1}).json()["items"][0]

@@ -25,49 +25,9 @@ from curate.ingest import ingest
 from curate.label import connect, pull, push, write_pulled
 from curate.label import merge as M
 from curate.label.settings import flag_codes
-
-PASSWORD = "annotator-pass-123"
-
-
-@pytest.fixture(scope="module")
-def owner(argilla_server):  # noqa: F811
-    return connect(argilla_server.api_url, argilla_server.api_key)
-
-
-@pytest.fixture(scope="module")
-def annotator(owner, argilla_server):  # noqa: F811
-    """A second user (role annotator) with a client of their own, member of every test workspace."""
-    user = owner.users("ann2") or rg.User(username="ann2", password=PASSWORD, role="annotator", client=owner).create()
-    key = owner.http_client.get(f"/api/v1/users/{user.id}").json()["api_key"]
-    client = rg.Argilla(api_url=argilla_server.api_url, api_key=key)
-    return {"user": user, "client": client}
-
-
-def _join(owner, annotator, workspace: str) -> None:
-    ws = owner.workspaces(workspace) or rg.Workspace(name=workspace, client=owner).create()
-    if annotator["user"].username not in {u.username for u in ws.users}:
-        ws.add_user(annotator["user"])
-
-
-def _raw_records(client, dataset_id, include=("responses", "suggestions")) -> dict[str, dict]:
-    out, offset = {}, 0
-    while True:
-        items = client.http_client.get(f"/api/v1/datasets/{dataset_id}/records",
-                                       params={"include": list(include), "offset": offset, "limit": 1000}).json()["items"]
-        out.update({r["external_id"]: r for r in items})
-        if len(items) < 1000:
-            return out
-        offset += len(items)
-
-
-def _respond(client, record_uuid: str, status: str, values: dict | None = None) -> None:
-    """Answer a record as the client's user, through the REST API (what the UI does)."""
-    body = {"status": status}
-    if values is not None:
-        body["values"] = {q: {"value": v} for q, v in values.items()}
-    resp = client.http_client.post(f"/api/v1/records/{record_uuid}/responses", json=body)
-    assert resp.status_code == 201, resp.text
-
+from tests.servers.argilla_fixture import join as _join
+from tests.servers.argilla_fixture import raw_records as _raw_records
+from tests.servers.argilla_fixture import respond as _respond
 
 def _ranking(order_best_first: list[int], ties: dict[int, int] | None = None, width: int = 3) -> list[dict]:
     """Ranking answer over completion_1..N; ``ties`` maps a completion index to the rank it shares."""
@@ -99,9 +59,10 @@ def test_review_push_twice_answer_pull(owner, annotator, fixtures, tmp_path):
 
     first = push({"sft": sft}, "review-ms", owner, workspace=ws)
     [d] = first["datasets"]
-    assert (d["task"], d["kind"], d["rows"], d["created"], d["updated"]) == ("review", "sft", sft.height, sft.height, 0)
-    again = push({"sft": sft}, "review-ms", owner, workspace=ws)
-    assert (again["datasets"][0]["created"], again["datasets"][0]["updated"]) == (0, sft.height)
+    assert (d["task"], d["kind"], d["rows"], d["created"], d["changed"], d["unchanged"]) == (
+        "review", "sft", sft.height, sft.height, 0, 0)
+    again = push({"sft": sft}, "review-ms", owner, workspace=ws)["datasets"][0]
+    assert (again["created"], again["changed"], again["unchanged"]) == (0, 0, sft.height)
 
     ds = _dataset(owner, "review-ms", ws)
     raw = _raw_records(owner, ds.id)
@@ -190,9 +151,9 @@ def test_ranking_cli_push_twice_answer_pull_export(owner, annotator, fixtures, t
     t0 = time.perf_counter()
     res = runner.invoke(cli, ["push", str(norm), "--dataset", "rank-ms", "--workspace", ws, "--batch-size", "64"])
     assert res.exit_code == 0, res.output
-    assert f"{rm.height} created, 0 updated" in res.output and argilla_server.api_key not in res.output
+    assert f"{rm.height} created, 0 changed, 0 unchanged" in res.output and argilla_server.api_key not in res.output
     res = runner.invoke(cli, ["push", str(norm), "--dataset", "rank-ms", "--workspace", ws])
-    assert res.exit_code == 0 and f"0 created, {rm.height} updated" in res.output, res.output
+    assert res.exit_code == 0 and f"0 created, 0 changed, {rm.height} unchanged" in res.output, res.output
     push_seconds = time.perf_counter() - t0
 
     ds = _dataset(owner, "rank-ms", ws)
@@ -204,6 +165,9 @@ def test_ranking_cli_push_twice_answer_pull_export(owner, annotator, fixtures, t
         [s] = [s for s in raw[row["id"]]["suggestions"] if questions[s["question_id"]] == "ranking"]
         order = [int(v["value"].split("_")[1]) - 1 for v in s["value"]]
         assert [row["ranks"][i] for i in order] == sorted(row["ranks"])
+        # the ranks themselves (1 = best), so the UI shows the slots filled and Submit works as is
+        got = {v["value"]: v["rank"] for v in s["value"]}
+        assert [got[f"completion_{i + 1}"] for i in range(len(row["ranks"]))] == [r + 1 for r in row["ranks"]]
 
     me, other = owner, annotator["client"]
     rows = [x for x in rows if len(x["completions"]) == 3][:6] + [next(x for x in rows if len(x["completions"]) == 2)]

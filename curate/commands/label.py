@@ -47,11 +47,14 @@ def push(inp, dataset, task, overlap, batch_size, api_url, api_key, workspace):
 
     \b
     review   SFT rows (instruction, input, output) or chats: a 1-5 quality rating, a corrected
-             output, and the clean rule codes as labels (flags already found come pre-filled)
-    ranking  RM rows: the prompt and its completions, ranked (the existing ranks pre-filled)
+             output, and the clean rule codes as labels (the rules that flagged the row come
+             pre-filled, with their confidence, agent "curate clean")
+    ranking  RM rows: the prompt and its completions, ranked (the existing ranks pre-filled,
+             ties included)
     reflect  `curate reflect` rows: old and new answer side by side with the critique; pick one
     Source, format, language, rule flags and judge score are metadata to filter on in the UI;
-    judge scores are suggestions. Records carry the row id, so pushing again updates them.
+    judge scores are suggestions. Records carry the row id, so pushing again updates them; the
+    summary counts records created, changed and unchanged.
 
     \b
     Example:
@@ -72,7 +75,10 @@ def push(inp, dataset, task, overlap, batch_size, api_url, api_key, workspace):
     for d in summary["datasets"]:
         state = "new dataset" if d["new_dataset"] else "existing dataset"
         console.print(f"{d['rows']:>8,}  {d['kind']} rows -> {summary['workspace']}/{d['dataset']} ({d['task']}, {state}): "
-                      f"{d['created']:,} created, {d['updated']:,} updated")
+                      f"{d['created']:,} created, {d['changed']:,} changed, {d['unchanged']:,} unchanged")
+        if d.get("answered_then_changed"):
+            console.print(f"          {d['answered_then_changed']:,} changed records already had answers: "
+                          "`curate pull` marks those answers stale (meta.stale_annotation)")
         if d.get("duplicate_ids"):
             console.print(f"          {d['duplicate_ids']:,} rows repeated an id already pushed in this run (sent once)")
         if d.get("flags_not_offered"):
@@ -125,7 +131,9 @@ def pull(dataset, out_dir, no_ppo, min_quality, api_url, api_key, workspace):
                   f"{t['draft']:,} drafts, {t['discarded']:,} discarded"
                   + (f", {t['corrected']:,} corrected" if t["corrected"] else "")
                   + (f", {t['rejected_rewrites']:,} rewrites rejected" if t["rejected_rewrites"] else "")
-                  + (f", {t['low_quality']:,} below --min-quality" if t["low_quality"] else ""))
+                  + (f", {t['low_quality']:,} below --min-quality" if t["low_quality"] else "")
+                  + (f", {t['stale']:,} stale (text changed after they were answered: meta.stale_annotation)"
+                     if t["stale"] else ""))
     for rep in written["datasets"]:
         agree = ", ".join(f"{k} {v}" for k, v in rep["mean_agreement"].items() if v is not None)
         console.print(f"  {rep['workspace']}/{rep['dataset']} ({rep['task']}): {rep['merged']:,} merged"

@@ -17,6 +17,9 @@ ranks on read). What happens to the record:
     corrected goes to ``rejected.jsonl`` too.
 * more discards than submissions, or only discards: **discarded**, written to ``discarded.jsonl``.
 * only drafts: **draft**, written to ``drafts.jsonl``. Records nobody answered are **pending**.
+* a merged row whose text was changed by a later ``curate push`` after some of its answers were
+  submitted gets ``meta.stale_annotation`` (how many answers, by whom) and is counted as ``stale``
+  (see :mod:`curate.label.stale`); the answers are still applied, to the new text.
 
 The prompts of the merged RM rows become PPO rows, so ``curate export`` gives RM pairs and PPO
 prompts from the pulled directory.
@@ -35,9 +38,10 @@ from curate import io, schemas
 from curate.errors import UserError
 from curate.label import merge as M
 from curate.label import settings as S
+from curate.label import stale as ST
 from curate.label.client import client_errors
+from curate.label.records import fetch_records, record_total
 
-PAGE = 500
 # records set aside, each written to <name>.jsonl by write_pulled
 SIDE_FILES = ("drafts", "discarded", "rejected")
 
@@ -72,29 +76,6 @@ def _users(client) -> dict[str, str]:
     if resp.status_code != 200:
         return {}
     return {u["id"]: u["username"] for u in resp.json().get("items", [])}
-
-
-def fetch_records(client, ds, on_progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
-    """Every record of a dataset with all its responses (raw REST, so ranking ranks are kept)."""
-    out: list[dict[str, Any]] = []
-    offset = 0
-    while True:
-        resp = client.http_client.get(f"/api/v1/datasets/{ds.id}/records",
-                                      params={"include": "responses", "offset": offset, "limit": PAGE})
-        resp.raise_for_status()
-        items = resp.json()["items"]
-        out.extend(items)
-        if on_progress:
-            on_progress(len(items))
-        if len(items) < PAGE:
-            return out
-        offset += len(items)
-
-
-def _total(client, ds) -> int:
-    resp = client.http_client.get(f"/api/v1/datasets/{ds.id}/records", params={"limit": 1})
-    resp.raise_for_status()
-    return int(resp.json()["total"])
 
 
 def _value(response: dict[str, Any], question: str) -> Any:
@@ -212,10 +193,20 @@ def _merge_reflect(row, kind, subs, users) -> tuple[dict | None, dict | None, di
     return sft, rm, ann, winner
 
 
-def _with_annotation(row: dict, ann: dict, dataset: str) -> dict:
+def _with_annotation(row: dict, ann: dict, dataset: str, stale: dict | None = None) -> dict:
     row = dict(row)
-    row["meta"] = schemas.merge_meta(row.get("meta"), annotation={"dataset": dataset, **ann})
+    extra = {"stale_annotation": stale} if stale else {}
+    row["meta"] = schemas.merge_meta(row.get("meta"), annotation={"dataset": dataset, **ann}, **extra)
     return row
+
+
+def _stale(rec: dict, subs: list[dict], users: dict[str, str]) -> dict | None:
+    """``meta.stale_annotation`` when some submitted answers were given to text pushed over since."""
+    old = ST.stale_answers(rec, subs)
+    if not old:
+        return None
+    return {"answers": len(old), "of": len(subs), "annotators": _annotators(old, users),
+            "reason": "the record's text changed (curate push) after these answers were submitted"}
 
 
 def _side(row: dict | None, rec: dict, outcome: str, users: dict[str, str], dataset: str) -> dict:
@@ -238,7 +229,7 @@ def pull_dataset(client, ds, users: dict[str, str], on_progress=None, min_qualit
     rows: dict[str, list[dict]] = {}
     drafts, discarded, rejected = [], [], []
     counts = {"records": len(records), "merged": 0, "pending": 0, "draft": 0, "discarded": 0, "not_curate": 0,
-              "unusable_answers": 0, "corrected": 0, "rejected_rewrites": 0, "low_quality": 0}
+              "unusable_answers": 0, "corrected": 0, "rejected_rewrites": 0, "low_quality": 0, "stale": 0}
     agreement: dict[str, list] = {}
     responses_by_status: dict[str, int] = {}
     annotators: set[str] = set()
@@ -262,6 +253,7 @@ def pull_dataset(client, ds, users: dict[str, str], on_progress=None, min_qualit
             counts["pending"] += 1
             continue
         subs = [r for r in resps if r.get("status") == "submitted"]
+        stale = _stale(rec, subs, users)
         if task == "review":
             original = dict(row)
             row, ann = _merge_review(row, kind, subs, users)
@@ -276,7 +268,7 @@ def pull_dataset(client, ds, users: dict[str, str], on_progress=None, min_qualit
                 continue
             for key in ("quality_agreement", "label_agreement", "correction_agreement"):
                 agreement.setdefault(key, []).append(ann.get(key))
-            rows.setdefault(kind, []).append(_with_annotation(row, ann, ds.name))
+            rows.setdefault(kind, []).append(_with_annotation(row, ann, ds.name, stale))
         elif task == "ranking":
             merged = _merge_ranking(row, subs, users)
             if merged is None:
@@ -285,21 +277,22 @@ def pull_dataset(client, ds, users: dict[str, str], on_progress=None, min_qualit
             row, ann = merged
             agreement.setdefault("kendalls_w", []).append(ann["kendalls_w"])
             agreement.setdefault("pairwise_agreement", []).append(ann["pairwise_agreement"])
-            rows.setdefault("rm", []).append(_with_annotation(row, ann, ds.name))
+            rows.setdefault("rm", []).append(_with_annotation(row, ann, ds.name, stale))
         else:
             sft, rm, ann, winner = _merge_reflect(row, kind, subs, users)
             if winner is None:
                 counts["unusable_answers"] += 1
                 continue
             agreement.setdefault("preference_agreement", []).append(ann["preference_agreement"])
-            rows.setdefault("rm", []).append(_with_annotation(rm, ann, ds.name))
+            rows.setdefault("rm", []).append(_with_annotation(rm, ann, ds.name, stale))
             if kind == "sft":
                 if sft is not None:
-                    rows.setdefault("sft", []).append(_with_annotation(sft, ann, ds.name))
+                    rows.setdefault("sft", []).append(_with_annotation(sft, ann, ds.name, stale))
                 else:
                     counts["rejected_rewrites"] += 1
                     rejected.append(_side(row, rec, "old_answer_preferred", users, ds.name))
         counts["merged"] += 1
+        counts["stale"] += bool(stale)
     report = {"dataset": ds.name, "workspace": ds.workspace.name, "task": task, **counts,
               "responses": responses_by_status, "annotators": sorted(annotators),
               "mean_agreement": {k: _mean(v) for k, v in agreement.items()}}
@@ -339,7 +332,7 @@ def pull(client, dataset: str, workspace: str | None = None, *, ppo: bool = True
         datasets = find_datasets(client, dataset, workspace)
         users = _users(client)
         if on_total:
-            on_total(sum(_total(client, ds) for ds in datasets))
+            on_total(sum(record_total(client, ds) for ds in datasets))
         all_rows: dict[str, list[dict]] = {}
         reports, side = [], {name: [] for name in SIDE_FILES}
         for ds in datasets:
@@ -365,7 +358,7 @@ def pull(client, dataset: str, workspace: str | None = None, *, ppo: bool = True
     frames = {k: schemas.from_rows(k, v) for k, v in all_rows.items() if v}
     total = {key: sum(r[key] for r in reports) for key in
              ("records", "merged", "pending", "draft", "discarded", "not_curate", "unusable_answers", "corrected",
-              "rejected_rewrites", "low_quality")}
+              "rejected_rewrites", "low_quality", "stale")}
     total["duplicate_pairs"] = duplicates
     report = {"stage": "pull", "dataset": dataset, "datasets": reports, "total": total,
               "rows_by_kind": {k: f.height for k, f in frames.items()}, "merge_rules": MERGE_RULES,

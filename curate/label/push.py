@@ -10,7 +10,9 @@ import polars as pl
 from curate import schemas
 from curate.errors import UserError
 from curate.label import settings as S
+from curate.label import stale as ST
 from curate.label.client import client_errors
+from curate.label.records import fetch_records
 
 DEFAULT_WORKSPACE = "curate"
 BATCH = 200
@@ -119,7 +121,10 @@ def push(frames: dict[str, pl.DataFrame | pl.LazyFrame], dataset: str, client, k
 
     ``kind`` is the task (review / ranking / reflect; inferred from the rows when None).
     ``overlap`` is how many annotators must submit a record before it counts as done.
-    Returns a summary: per dataset the task, rows, records created and updated.
+    Returns a summary: per dataset the task, rows, and how many records were ``created``,
+    ``changed`` (the row differs from the one the record held) and ``unchanged``; and
+    ``answered_then_changed``: records whose text changed after annotators answered them (``pull``
+    marks those answers stale, see :mod:`curate.label.stale`).
     """
     jobs, skipped = plan(frames, dataset, kind)
     ws_name = workspace or DEFAULT_WORKSPACE
@@ -133,19 +138,26 @@ def push(frames: dict[str, pl.DataFrame | pl.LazyFrame], dataset: str, client, k
             df = job["frame"].unique("id", keep="first", maintain_order=True)
             duplicates = job["frame"].height - df.height
             unknown_flags = sorted({c for m in _metas(df) for c in S.flag_codes(m)} - labels)
-            before = record_count(client, ds)
+            stored = {} if created_dataset else ST.stored_records(fetch_records(client, ds), job["task"], job["kind"])
+            counts = {"created": 0, "changed": 0, "unchanged": 0}
+            stale = 0
             for start in range(0, df.height, batch_size):
                 batch = df.slice(start, batch_size).to_dicts()
-                records = [S.record_of(job["task"], job["kind"], r, labels=labels, width=width) for r in batch]
+                records = []
+                for row in batch:
+                    fields = S.record_fields(job["task"], row.get("kind") or job["kind"], row)
+                    state, before, made_stale = ST.compare(stored.get(row["id"]), row, fields)
+                    counts[state] += 1
+                    stale += made_stale
+                    records.append(S.record_of(job["task"], job["kind"], row, labels=labels, width=width,
+                                               extra_metadata=ST.metadata(before)))
                 for rec in records:
                     rec.dataset = ds
                 _upsert(client, ds, records, batch, done=start)
                 if on_progress:
                     on_progress(len(batch))
-            created = record_count(client, ds) - before   # the server does not say which were updates
-            updated = df.height - created
             entry = {"dataset": job["dataset"], "task": job["task"], "kind": job["kind"], "rows": df.height,
-                     "created": created, "updated": updated, "new_dataset": created_dataset,
+                     **counts, "answered_then_changed": stale, "new_dataset": created_dataset,
                      "duplicate_ids": duplicates, "id": str(ds.id)}
             if unknown_flags:
                 entry["flags_not_offered"] = unknown_flags
@@ -167,12 +179,6 @@ def _upsert(client, ds, records, batch: list[dict], done: int) -> None:
             where = f" row {row['id']} ({row.get('source')}:{row.get('line')})"
         raise UserError(f"Argilla refused{where}: {detail[:400]}. The {done:,} rows before this batch were "
                         "pushed; fix or drop the row and push again (a second push updates, never duplicates).") from None
-
-
-def record_count(client, ds) -> int:
-    resp = client.http_client.get(f"/api/v1/datasets/{ds.id}/records", params={"limit": 1})
-    resp.raise_for_status()
-    return int(resp.json()["total"])
 
 
 def count_rows(frames: dict[str, pl.DataFrame | pl.LazyFrame]) -> int:

@@ -5,9 +5,11 @@ Tasks (``--kind``):
 * ``review``  SFT rows: fields ``instruction``, ``input``, ``output``; chat rows: one chat field
   ``conversation``. Questions: ``quality`` (1-5 rating), ``correction`` (text: a corrected output,
   for chats the corrected last answer) and ``flags`` (multi-label: the clean rule codes; the codes a
-  row already carries in ``meta.flags`` come pre-filled as suggestions).
+  row already carries in ``meta.flags`` come pre-filled as suggestions, scored with the rule's
+  confidence: :func:`flag_scores`).
 * ``ranking`` RM rows: fields ``prompt`` and ``completion_1`` .. ``completion_N`` (N = the most
-  completions of any row); a ``ranking`` question over them, the row's ``ranks`` as a suggestion.
+  completions of any row); a ``ranking`` question over them, the row's ``ranks`` as a suggestion
+  with the ranks themselves, ties included (:class:`RankingSuggestion`, :func:`suggested_ranks`).
 * ``reflect`` rows made by ``curate reflect`` (``meta.critique`` and the old answer): the turns
   before the reviewed user turn (``context``), the turn itself (``prompt``), the old and new answer
   side by side (``comparison``), the ``critique``; a ``preference`` question (new / old / tie).
@@ -20,6 +22,7 @@ it exactly. Judge scores (``meta.judge``) become suggestions.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import PurePath
 from typing import Any
 
@@ -63,23 +66,58 @@ def rule_codes() -> list[str]:
 
 # ---------------------------------------------------------------- reading rows
 
-def flag_codes(meta: dict[str, Any]) -> list[str]:
-    """Rule codes in ``meta.flags`` (a list of codes, of ``{code: ...}`` objects, or a code -> x map)."""
+CLEAN_AGENT = "curate clean"
+_CONFIDENCE = re.compile(r"confidence\s*[=:]?\s*([0-9]*\.?[0-9]+)")
+
+
+def _score(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return min(1.0, max(0.0, float(value)))
+    return None
+
+
+def _flag_score(flag: Any) -> float:
+    """How sure the rule was: a ``confidence``/``score`` of its own, the ``confidence X`` the language
+    rules write in their evidence, else 1.0 (a pattern rule either matched or did not)."""
+    if isinstance(flag, dict):
+        for key in ("confidence", "score"):
+            if _score(flag.get(key)) is not None:
+                return _score(flag[key])
+        m = _CONFIDENCE.search(str(flag.get("evidence") or ""))
+        if m:
+            return _score(float(m.group(1)))
+    elif _score(flag) is not None:                 # a code -> confidence map
+        return _score(flag)
+    return 1.0
+
+
+def flag_scores(meta: dict[str, Any]) -> dict[str, float]:
+    """Rule code -> confidence (0-1) of the flags in ``meta.flags`` (the highest when a rule flagged
+    several fields). ``meta.flags`` may be a list of codes, of ``{rule|code, evidence, ...}`` objects
+    (what ``curate clean`` writes), or a code -> confidence map."""
     flags = meta.get("flags")
-    codes: list[str] = []
+    pairs: list[tuple[str, float]] = []
     if isinstance(flags, dict):
-        codes = [str(k) for k in flags]
+        pairs = [(str(k), _flag_score(v)) for k, v in flags.items()]
     elif isinstance(flags, list):
         for f in flags:
             if isinstance(f, str):
-                codes.append(f)
+                pairs.append((f, 1.0))
             elif isinstance(f, dict):
                 code = f.get("code") or f.get("rule")
                 if code:
-                    codes.append(str(code))
+                    pairs.append((str(code), _flag_score(f)))
     elif isinstance(flags, str) and flags:
-        codes = [flags]
-    return sorted(set(codes))
+        pairs = [(flags, 1.0)]
+    out: dict[str, float] = {}
+    for code, score in pairs:
+        out[code] = max(score, out.get(code, 0.0))
+    return dict(sorted(out.items()))
+
+
+def flag_codes(meta: dict[str, Any]) -> list[str]:
+    """Rule codes in ``meta.flags``, sorted (see :func:`flag_scores` for the accepted shapes)."""
+    return list(flag_scores(meta))
 
 
 def judge_score(meta: dict[str, Any]) -> float | None:
@@ -266,38 +304,56 @@ def _metadata_of(row: dict[str, Any], meta: dict[str, Any], task: str) -> dict[s
     return md
 
 
-def record_of(task: str, kind: str, row: dict[str, Any], *, labels: set[str], width: int = 0) -> rg.Record:
-    """One Argilla record for one row (its id is the row id, so a second push updates it)."""
-    meta = schemas.meta_of(row.get("meta"))
-    suggestions: list[rg.Suggestion] = []
-    score = judge_score(meta)
+class RankingSuggestion(rg.Suggestion):
+    """A ranking suggestion that keeps its ranks, ties included.
+
+    The SDK sends a ranking suggestion as the order of its values only (``{"value": v}`` items), so
+    the UI shows empty rank slots; the server stores ``{"value": v, "rank": r}`` items as given.
+    """
+
+    def __init__(self, question_name: str, ranked: list[tuple[str, int | None]], agent: str | None = None):
+        super().__init__(question_name, [v for v, _ in ranked], agent=agent)
+        self.ranked = list(ranked)
+
+    def api_model(self):
+        model = super().api_model()
+        return model.model_copy(update={"value": [{"value": v, "rank": r} for v, r in self.ranked]})
+
+
+def suggested_ranks(ranks: list[int | None] | None, n: int, width: int) -> list[tuple[str, int | None]]:
+    """``(completion field, Argilla rank)`` best first, from a row's 0-based ``ranks`` (ties allowed).
+
+    Argilla ranks run from 1 and ties share a rank, so the row's ranks become dense ranks + 1. The
+    completion fields a row lacks (the dataset has ``width``) come last, tied below every real
+    one; a completion the row has no rank for gets none. Empty when the row has no ranks at all.
+    """
+    known = {i: r for i, r in enumerate((ranks or [])[:n]) if r is not None}
+    if not known:
+        return []
+    dense = {r: k for k, r in enumerate(sorted(set(known.values())), start=1)}
+    out = sorted(((f"completion_{i + 1}", dense[r]) for i, r in known.items()), key=lambda x: (x[1], x[0]))
+    out += [(f"completion_{i + 1}", None) for i in range(n) if i not in known]
+    last = len(dense) + 1
+    out += [(f"completion_{i}", last) for i in range(n + 1, width + 1)]
+    return out
+
+
+def record_fields(task: str, kind: str, row: dict[str, Any]) -> dict[str, Any]:
+    """What annotators read for a row: the record's fields (see :func:`build_settings`)."""
     if task == "review":
         if kind == "chat":
-            fields: dict[str, Any] = {"conversation": [{"role": m["role"], "content": m["content"] or " "}
-                                                       for m in row["messages"] or []]}
-        else:
-            fields = {"instruction": row.get("instruction") or "", "output": row.get("output") or ""}
-            if (row.get("input") or "").strip():
-                fields["input"] = row["input"]
-        if score is not None:
-            suggestions.append(rg.Suggestion("quality", int(min(5, max(1, round(score)))), agent="curate judge",
-                                             score=None))
-        codes = [c for c in flag_codes(meta) if c in labels]
-        if codes:
-            suggestions.append(rg.Suggestion("flags", codes, agent="curate clean"))
-    elif task == "ranking":
-        completions = row.get("completions") or []
+            return {"conversation": [{"role": m["role"], "content": m["content"] or " "} for m in row["messages"] or []]}
+        fields = {"instruction": row.get("instruction") or "", "output": row.get("output") or ""}
+        if (row.get("input") or "").strip():
+            fields["input"] = row["input"]
+        return fields
+    if task == "ranking":
         fields = {"prompt": row.get("prompt") or ""}
-        for i, text in enumerate(completions, start=1):
+        for i, text in enumerate(row.get("completions") or [], start=1):
             fields[f"completion_{i}"] = text if (text or "").strip() else "(empty)"
-        ranks = row.get("ranks")
-        if ranks and len(ranks) == len(completions) and all(r is not None for r in ranks):
-            # best first; the completions this row lacks go last
-            order = sorted(range(len(completions)), key=lambda i: (ranks[i], i))
-            values = [f"completion_{i + 1}" for i in order]
-            values += [f"completion_{i}" for i in range(len(completions) + 1, width + 1)]
-            suggestions.append(rg.Suggestion("ranking", values, agent=meta.get("ranked_by") or "source"))
-    elif task == "reflect":
+        return fields
+    if task == "reflect":
+        meta = schemas.meta_of(row.get("meta"))
         critique, _ = reflect_parts(meta)
         prompt, new, old, _ = reflect_pair(kind, row)
         fields = {"prompt": prompt, "comparison": _side_by_side(old or "", new or "")}
@@ -306,6 +362,30 @@ def record_of(task: str, kind: str, row: dict[str, Any], *, labels: set[str], wi
         context = reflect_context(meta)
         if context:
             fields["context"] = context
+        return fields
+    raise ValueError(f"unknown task {task!r}")
+
+
+def record_of(task: str, kind: str, row: dict[str, Any], *, labels: set[str], width: int = 0,
+              extra_metadata: dict[str, Any] | None = None) -> rg.Record:
+    """One Argilla record for one row (its id is the row id, so a second push updates it)."""
+    meta = schemas.meta_of(row.get("meta"))
+    fields = record_fields(task, kind, row)
+    suggestions: list[rg.Suggestion] = []
+    score = judge_score(meta)
+    if task == "review":
+        if score is not None:
+            suggestions.append(rg.Suggestion("quality", int(min(5, max(1, round(score)))), agent="curate judge",
+                                             score=None))
+        scores = {c: v for c, v in flag_scores(meta).items() if c in labels}
+        if scores:
+            suggestions.append(rg.Suggestion("flags", list(scores), score=list(scores.values()), agent=CLEAN_AGENT))
+    elif task == "ranking":
+        completions = row.get("completions") or []
+        ranked = suggested_ranks(row.get("ranks"), len(completions), max(width, len(completions)))
+        if ranked:
+            suggestions.append(RankingSuggestion("ranking", ranked, agent=meta.get("ranked_by") or "source"))
+    elif task == "reflect":
         preferred = None
         judge = meta.get("judge")
         if isinstance(judge, dict):
@@ -314,4 +394,6 @@ def record_of(task: str, kind: str, row: dict[str, Any], *, labels: set[str], wi
             suggestions.append(rg.Suggestion("preference", preferred, agent="curate judge"))
     else:
         raise ValueError(f"unknown task {task!r}")
-    return rg.Record(id=row["id"], fields=fields, metadata=_metadata_of(row, meta, task), suggestions=suggestions)
+    metadata = _metadata_of(row, meta, task)
+    metadata.update(extra_metadata or {})
+    return rg.Record(id=row["id"], fields=fields, metadata=metadata, suggestions=suggestions)

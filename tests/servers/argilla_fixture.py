@@ -93,3 +93,57 @@ def argilla_server() -> Iterator[ArgillaServer]:
         S.stop(server_proc)
         S.stop(redis_proc)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- users and answers
+
+ANNOTATOR_PASSWORD = "annotator-pass-123"
+
+
+@pytest.fixture(scope="session")
+def owner(argilla_server):
+    """A curate client (``curate.label.connect``) with the owner's key."""
+    from curate.label import connect
+
+    return connect(argilla_server.api_url, argilla_server.api_key)
+
+
+@pytest.fixture(scope="session")
+def annotator(owner, argilla_server):
+    """A second user (role annotator) with a client of their own; ``join`` adds it to a workspace."""
+    import argilla as rg
+
+    user = owner.users("ann2") or rg.User(username="ann2", password=ANNOTATOR_PASSWORD, role="annotator",
+                                          client=owner).create()
+    key = owner.http_client.get(f"/api/v1/users/{user.id}").json()["api_key"]
+    return {"user": user, "client": rg.Argilla(api_url=argilla_server.api_url, api_key=key)}
+
+
+def join(owner, annotator, workspace: str) -> None:
+    """Make ``annotator`` a member of ``workspace`` (created when missing)."""
+    import argilla as rg
+
+    ws = owner.workspaces(workspace) or rg.Workspace(name=workspace, client=owner).create()
+    if annotator["user"].username not in {u.username for u in ws.users}:
+        ws.add_user(annotator["user"])
+
+
+def raw_records(client, dataset_id, include=("responses", "suggestions")) -> dict[str, dict]:
+    """Every record of a dataset as the REST API returns it, by external id (= row id)."""
+    out, offset = {}, 0
+    while True:
+        items = client.http_client.get(f"/api/v1/datasets/{dataset_id}/records",
+                                       params={"include": list(include), "offset": offset, "limit": 1000}).json()["items"]
+        out.update({r["external_id"]: r for r in items})
+        if len(items) < 1000:
+            return out
+        offset += len(items)
+
+
+def respond(client, record_uuid: str, status: str, values: dict | None = None) -> None:
+    """Answer a record as the client's user, through the REST API (what the UI does)."""
+    body = {"status": status}
+    if values is not None:
+        body["values"] = {q: {"value": v} for q, v in values.items()}
+    resp = client.http_client.post(f"/api/v1/records/{record_uuid}/responses", json=body)
+    assert resp.status_code == 201, resp.text
