@@ -59,6 +59,7 @@ class Rule:
     scope: ClassVar[str] = "cell"
     stage: ClassVar[int] = 50       # order: fixes < 50 <= cheap detectors < 80 <= language < 90 <= duplicates
     params: ClassVar[dict[str, Any]] = {}
+    switch: ClassVar[str] = ""      # a parameter that, once set, turns a rule that is off by default on (drop)
 
     def __init__(self, **params: Any):
         unknown = set(params) - set(self.params)

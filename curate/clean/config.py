@@ -106,4 +106,11 @@ class CleanConfig:
                 raise UserError(f"rule {code}: action {action!r} is not available; choose {'|'.join(allowed)}")
 
     def action_for(self, code: str, default: str) -> str:
-        return self.actions.get(code, default)
+        if code in self.actions:
+            return self.actions[code]
+        from curate.clean.registry import BY_CODE
+
+        switch = getattr(BY_CODE.get(code), "switch", "")
+        if default == "off" and switch and self.params.get(code, {}).get(switch):
+            return "drop"   # e.g. contaminated: on as soon as eval files are given
+        return default

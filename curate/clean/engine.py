@@ -229,6 +229,7 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
             for code, secs in (getattr(rule, "moved_seconds", None) or {}).items():
                 moved[code] = moved.get(code, 0.0) + secs
                 t0 += secs
+            stats.rules[rule.code].update(getattr(rule, "report_extra", None) or {})
             if rule.code == "exact_duplicate" and ctx.near_threshold is not None:
                 stats.rules[rule.code]["note"] = ("one dedupe pass found exact and near duplicates; its near-duplicate "
                                                   "part (sketch, buckets, verification) is timed under near_duplicate")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from curate.clean.base import Rule
 from curate.clean.rules.alpaca import EmptyCode, MediaRequest, MergedInstruction, NeedsInternet, UnclearInstruction
 from curate.clean.rules.arith import WrongMath
+from curate.clean.rules.contamination import Contaminated
 from curate.clean.rules.duplicates import ExactDuplicate, NearDuplicate
 from curate.clean.rules.encoding import ControlChars, LiteralEscapes, Mojibake
 from curate.clean.rules.language import FixIndonesian, Indonesian, UntranslatedField, WrongLanguage
@@ -19,8 +20,8 @@ RULES: tuple[type[Rule], ...] = (
     # cheap detectors on every row
     EmptyPrompt, EmptyOutput, NAOutput, NeedsInternet, MergedInstruction, EmptyCode, MediaRequest,
     Refusal, WrongMath, UntranslatedField, LengthLimit, TooManyTokens, UnclearInstruction,
-    # on the rows still kept: language identification, then duplicates
-    WrongLanguage, Indonesian, ExactDuplicate, NearDuplicate,
+    # on the rows still kept: language identification, eval-set contamination, then duplicates
+    WrongLanguage, Indonesian, Contaminated, ExactDuplicate, NearDuplicate,
 )
 BY_CODE: dict[str, type[Rule]] = {r.code: r for r in RULES}
 assert len(BY_CODE) == len(RULES), "duplicate rule code"

@@ -39,13 +39,16 @@ def _list_rules(ctx, _param, value):
 @click.option("--target-lang", type=click.Choice(LANGS), default=None,
               help="Language the dataset should be in (default ms, or the config file's); 'any' before "
                    "translation, so English/Korean/Indonesian rows are kept for `curate translate`.")
+@click.option("--against", multiple=True, metavar="EVAL", type=click.Path(exists=True, path_type=Path),
+              help="Eval set(s) to decontaminate against (turns the `contaminated` rule on; see "
+                   "`curate decontaminate --help`); repeatable.")
 @click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing (except --report-json).")
 @click.option("--report-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the report to this path.")
 @click.option("--list-rules", is_flag=True, expose_value=False, is_eager=True, callback=_list_rules,
               help="List every rule (code, default action, kinds, parameters) and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="No table.")
-def clean(inp, out_dir, config_path, rules, sets, target_lang, dry_run, report_json, quiet):
+def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run, report_json, quiet):
     """Fix, flag or drop rows by registered rules; dropped rows go to quarantine.jsonl.
 
     Fixes are recorded before/after in each row's meta.fixes, flags in meta.flags; every
@@ -57,10 +60,13 @@ def clean(inp, out_dir, config_path, rules, sets, target_lang, dry_run, report_j
       curate clean datasets/normalized -o datasets/clean --rule fix_indonesian=fix \\
           --rule indonesian=flag --set near_duplicate.threshold=0.85 --target-lang ms
       curate clean datasets/normalized --dry-run --config clean.toml
+      curate clean datasets/normalized -o datasets/clean --against evals/gsm8k_test.jsonl
       curate clean --list-rules
     """
     if out_dir is None and not dry_run:
         raise click.UsageError("give -o OUT (or --dry-run to only report)")
+    if against:
+        sets = (*sets, "contaminated.against=" + ",".join(str(p) for p in against))
     config = CleanConfig.load(config_path, rules=rules, sets=sets, target_lang=target_lang)
     result = clean_dir(inp, out_dir or Path(str(inp).rstrip("/") + ".clean-dry-run"), config, dry_run=dry_run,
                        report_json=report_json, progress=None if not quiet else False)
