@@ -239,7 +239,7 @@ def test_clean_rule_drop_and_flag(planted_dataset, gsm8k, tmp_path):
     # off without eval files; asking for it without them is a clear error
     assert not any(x["code"] == "contaminated" for x in clean(frames, CleanConfig(target_lang="any")).report["rules"])
     r = CliRunner().invoke(cli, ["clean", str(d), "-o", str(out), "--rule", "contaminated=drop"])
-    assert r.exit_code != 0 and "needs eval files" in r.output
+    assert r.exit_code != 0 and "rule contaminated needs against" in r.output
 
 
 # ---- cross-lingual --------------------------------------------------------------------------------

@@ -49,6 +49,13 @@ class CleanConfig:
         if target_lang:
             cfg.target_lang = target_lang
         cfg.validate()
+        from curate.clean.registry import BY_CODE
+
+        for code, action in cfg.actions.items():
+            switch = BY_CODE[code].switch
+            if switch and action != "off" and not cfg.params.get(code, {}).get(switch):
+                raise UserError(f"rule {code} needs {switch}: e.g. curate clean --{switch} FILE "
+                                f"(or {switch} = [...] under [rules.{code}] in the config)")
         return cfg
 
     @classmethod
