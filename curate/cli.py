@@ -56,7 +56,9 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            raise click.ClickException(str(exc)) from None
+            err = click.ClickException(str(exc))
+            err.exit_code = getattr(exc, "exit_code", 1)
+            raise err from None
         except KeyboardInterrupt:
             click.echo("\nInterrupted. Outputs are written atomically: nothing half-written was left; "
                        "run the same command again to resume.", err=True)

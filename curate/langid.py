@@ -482,7 +482,7 @@ class _Detector:
         self.scorer = scorer
         self.cache = _TokenCache(scorer.weights, *_family_words())
 
-    def detect(self, text: str | None) -> tuple[str, float]:
+    def detect(self, text: str | None, fallback: bool = True) -> tuple[str, float]:
         if not text:
             return UND
         text = _clean(text[:_MAX_CHARS])
@@ -505,6 +505,8 @@ class _Detector:
         if n_en >= _FAMILY_SHARE * n and n_en >= 2 * n_fam:
             return "en", round((n_en + 1) / (n_fam + n_en + 2) * _length_factor(n), 3)
         # little or mixed evidence: ask lingua (restricted to a few languages)
+        if not fallback:
+            return UND  # the caller takes "undecided" over loading lingua's models (seconds)
         label, conf, p_ms = _lingua_guess(text)
         conf *= _length_factor(n)
         if label not in ("ms", "id"):
@@ -525,19 +527,21 @@ def _default_detector() -> _Detector:
     return _Detector(_default_scorer())
 
 
-def detect(text: str) -> tuple[str, float]:
+def detect(text: str, fallback: bool = True) -> tuple[str, float]:
     """Return (label, confidence) with label in :data:`LANGS`.
 
     Empty or code/URL-only text gives ``("und", 0.0)``. Short texts (a word or
-    two) get a confidence of at most ~0.5.
+    two) get a confidence of at most ~0.5. ``fallback=False``: the cheap steps
+    only; a text they cannot decide gives ``("und", 0.0)`` instead of loading
+    lingua (which takes seconds the first time).
     """
-    return _default_detector().detect(text)
+    return _default_detector().detect(text, fallback)
 
 
-def detect_many(texts: Iterable[str | None]) -> list[tuple[str, float]]:
+def detect_many(texts: Iterable[str | None], fallback: bool = True) -> list[tuple[str, float]]:
     """:func:`detect` over many texts (shares the per-token cache; fast path)."""
     run = _default_detector().detect
-    return [run(t) for t in texts]
+    return [run(t, fallback) for t in texts]
 
 
 def detect_frame(df: pl.DataFrame, column: str) -> pl.DataFrame:

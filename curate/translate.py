@@ -322,7 +322,7 @@ class Contract:
         plain = SENTINEL.sub(" ", out)
         if len(_LETTER.findall(plain)) < self.min_letters:
             return None
-        lang, conf = langid.detect(plain)
+        lang, conf = langid.detect(plain, fallback=False)  # undecided by the cheap steps: no evidence to reject
         if lang in (self.to, "und") or conf < self.min_conf:  # short texts: too little evidence to reject
             return None
         name = LANG_NAMES.get(lang, lang)
@@ -343,47 +343,64 @@ class Contract:
         return data
 
     def validator(self, units: list[Unit]) -> Callable[[Any, Any], dict[str, Any]]:
+        """A validator that keeps, per unit, the first reply that passes every check (in any round)
+        and records the error of the others; it rejects the reply while any unit still fails."""
         def validate(text: str, reply) -> dict[str, Any]:
-            if reply.finish_reason == "length":
-                raise Invalid("the reply was cut off (length limit); reply with the complete JSON object")
-            data = self.parse(text, len(units))
-            errors = []
             keys = [str(i + 1) for i in range(len(units))]
+            try:
+                if reply.finish_reason == "length":
+                    raise Invalid("the reply was cut off (length limit); reply with the complete JSON object")
+                data = self.parse(text, len(units))
+            except Invalid as exc:
+                for u in units:
+                    if u.out is None:
+                        u.code, u.error = "invalid_reply", str(exc)
+                raise
+            errors = []
             missing = [k for k in keys if k not in data]
             extra = [k for k in data if k not in keys]
             if missing or extra:
                 errors.append(f"keys must be exactly {keys}" + (f"; missing {missing}" if missing else "")
                               + (f"; unexpected {extra}" if extra else ""))
+            passed = 0
             for k, u in zip(keys, units):
-                if k in data:
-                    bad = self.check_unit(u, data[k])
-                    if bad:
-                        errors.append(f"key {k}: {bad[1]}")
-            if errors:
-                raise Invalid("; ".join(errors))
-            return {k: data[k] for k in keys}
-        return validate
-
-    def salvage(self, units: list[Unit], result: Result) -> None:
-        """After a failed chunk: keep units whose last reply passes, mark the others failed."""
-        data: dict[str, Any] = {}
-        if result.text:
-            try:
-                data = self.parse(result.text, len(units))
-            except Invalid:
-                data = {}
-        for i, u in enumerate(units):
-            k = str(i + 1)
-            if result.code in ("invalid",) and k in data:
+                if k not in data:
+                    if u.out is None:
+                        u.code, u.error = "invalid_reply", f"key {k} missing from the reply"
+                    continue
                 bad = self.check_unit(u, data[k])
                 if bad is None:
-                    u.out = data[k]
-                    continue
-                u.code, u.error = bad
-            elif result.code == "invalid":
-                u.code, u.error = "invalid_reply", (result.error or "no valid reply")
-            elif result.code in ("batch", "budget"):
+                    passed += 1
+                    if u.out is None:
+                        u.out, u.code, u.error = data[k], None, None
+                else:
+                    errors.append(f"key {k}: {bad[1]}")
+                    if u.out is None:
+                        u.code, u.error = bad
+            if any(u.out is None for u in units):
+                raise Invalid("; ".join(errors), partial=passed > 0)
+            return {k: u.out for k, u in zip(keys, units)}
+        return validate
+
+    def fix_note(self, units: list[Unit]) -> str:
+        """The user turn of a later round: why the earlier replies for these texts were rejected."""
+        notes = [f"key {i + 1}: {u.error}" for i, u in enumerate(units) if u.error]
+        return ("Earlier translations of these texts were rejected: " + "; ".join(notes)
+                + ". Translate them again, fixing these problems, and reply with the JSON object only.")
+
+    @staticmethod
+    def settle(units: list[Unit], result: Result) -> None:
+        """After a request that did not end ok: name the failure of units no reply could fill (the
+        validator already recorded why a reply's units failed)."""
+        for u in units:
+            if u.out is not None:
+                continue
+            if result.code in ("batch", "budget"):
                 u.code, u.error = "pending", result.error
+            elif result.code == "invalid":
+                if result.text is None:  # not asked this round (e.g. the retry/fix-up budget is spent)
+                    u.code = u.code or "invalid_reply"
+                    u.error = f"{u.error}; {result.error}" if u.error else result.error
             else:
                 u.code, u.error = "llm_error", result.error
 
@@ -437,7 +454,9 @@ def translate_rows(rows_by_kind: dict[str, list[dict]], engine: Engine, to: str 
                 stats["fields_empty"] += 1
                 continue
             candidates.append((ri, path, text))
-    langs = langid.detect_many([SENTINEL.sub(" ", protect(t)[0])[:600] for _, _, t in candidates]) if skip_target else []
+    # cheap language steps only: a field they cannot decide is sent (never a lingua model load)
+    langs = (langid.detect_many([SENTINEL.sub(" ", protect(t)[0])[:600] for _, _, t in candidates], fallback=False)
+             if skip_target else [])
     src_langs: dict[int, Counter] = {}
     for ci, (ri, path, text) in enumerate(candidates):
         if skip_target and langs[ci][0] == to:
@@ -473,32 +492,40 @@ def translate_rows(rows_by_kind: dict[str, list[dict]], engine: Engine, to: str 
             unique.append(u)
     stats["units_deduplicated"] = len(copies)
     chunks = pack(unique, max_chars, max_units)
-    def requests_for(chunks: list[list[Unit]], prefix: str) -> list[Request]:
+
+    def requests_for(chunks: list[list[Unit]], prefix: str, fix: bool = False) -> list[Request]:
         return [Request(key=f"{prefix}{ci}",
                         messages=[{"role": "system", "content": contract.system(chunk)},
-                                  {"role": "user", "content": contract.user(chunk)}],
+                                  {"role": "user", "content": contract.user(chunk)}]
+                        + ([{"role": "user", "content": contract.fix_note(chunk)}] if fix else []),
                         params={"temperature": 0, "response_format": {"type": "json_object"}},
-                        validate=contract.validator(chunk), data=chunk) for ci, chunk in enumerate(chunks)]
+                        validate=contract.validator(chunk), data=chunk, max_fix=0) for ci, chunk in enumerate(chunks)]
 
     def apply(chunks: list[list[Unit]], results: list[Result]) -> None:
         for chunk, res in zip(chunks, results):
-            if res.ok:
-                for i, u in enumerate(chunk):
-                    u.out, u.code, u.error = res.value[str(i + 1)], None, None
-            else:
-                contract.salvage(chunk, res)
+            if not res.ok:
+                contract.settle(chunk, res)
 
     requests = requests_for(chunks, "chunk")
     apply(chunks, engine.run(requests) if requests else [])
-    # a shared reply that was broken as a whole (cut off, not JSON, keys missing): each of its
-    # failed fields gets one request of its own
-    solo = [[u] for chunk in chunks if len(chunk) > 1 for u in chunk
-            if u.out is None and u.code == "invalid_reply"]
-    if solo and not engine.batch_mode:
-        stats["units_retried_alone"] = len(solo)
-        solo_requests = requests_for(solo, "solo")
-        requests += solo_requests
-        apply(solo, engine.run(solo_requests))
+    # later rounds re-ask only the units that still fail, with the reasons; a unit that passed in
+    # any round keeps that reply. A unit whose shared reply was broken as a whole (cut off, not
+    # JSON, keys missing) is asked alone; from the third round on every unit is asked alone.
+    model_codes = {"invalid_reply", "placeholder", "number", "language", "glossary"}
+    for rnd in range(1, engine.config.max_fix + 1):
+        if engine.batch_mode:
+            break
+        failing = [u for u in unique if u.out is None and u.code in model_codes]
+        if not failing:
+            break
+        alone = [u for u in failing if rnd >= 2 or u.code == "invalid_reply"]
+        again = pack([u for u in failing if not (rnd >= 2 or u.code == "invalid_reply")], max_chars, max_units)
+        stats["units_retried_alone"] += len(alone)
+        stats["units_retried"] += len(failing)
+        round_chunks = again + [[u] for u in alone]
+        round_requests = requests_for(round_chunks, f"round{rnd}-", fix=True)
+        requests += round_requests
+        apply(round_chunks, engine.run(round_requests, extra=True))
     for u, rep in copies:
         u.out, u.code, u.error = rep.out, rep.code, rep.error
     # assemble rows

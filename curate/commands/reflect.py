@@ -6,28 +6,11 @@ from pathlib import Path
 
 import click
 
-from curate.llm.options import config_from_options, llm_options, pop_llm_options
-from curate.progress import console
+from curate.llm.options import config_from_options, echo_summary, llm_options, pop_llm_options
 
 
 def summary(stage: str, rep: dict, engine, out_dir: Path, quiet: bool, extra: str = "") -> None:
-    notice = engine.batch_notice(stage)
-    if not quiet:
-        llm = rep["llm"]
-        codes = ", ".join(f"{k}: {v}" for k, v in rep.get("quarantine_codes", {}).items()) or "none"
-        console.print(f"{stage}: {rep['rows_in']} rows in, {rep['rows_out']} out "
-                      f"({', '.join(f'{k} {v}' for k, v in rep.get('rows_by_kind', {}).items())}), "
-                      f"{rep['quarantined']} quarantined ({codes})")
-        if extra:
-            console.print(extra)
-        tokens = llm["tokens"]
-        cost = llm.get("cost_usd")
-        console.print(f"requests sent {llm['requests_sent']} (retries {llm['retries']}), replies from cache "
-                      f"{llm['replies_cached']}, tokens in/out {tokens['prompt']}/{tokens['completion']}"
-                      + (f", cost ${cost['spent']:.4f}" if cost else ""))
-        console.print(f"outputs in {out_dir}/ (report.json, quarantine.jsonl)")
-    if notice:
-        click.echo(notice, err=True)
+    echo_summary(stage, rep, engine, out_dir, quiet, extra=extra)
 
 
 @click.command()

@@ -1,5 +1,9 @@
 """The reply cache: SQLite in WAL mode, one row per answered request, committed as it arrives.
 
+Durability: :meth:`Cache.put` commits in the caller's thread (autocommit, one short transaction,
+tens of microseconds with ``synchronous=NORMAL``) the moment a reply has been read, before anything
+checks or parses it, so a ``kill -9`` at any point loses only replies not yet read off the socket.
+
 The key is a hash of the full request body (model, messages, every parameter), so a changed input,
 prompt, model or parameter is a different request, and the same request is never paid for twice.
 Only successful HTTP replies are stored (whether or not the stage later accepts them: the stage's
@@ -13,9 +17,7 @@ Several processes may share one cache file (WAL allows concurrent readers and on
 from __future__ import annotations
 
 import hashlib
-import queue
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,10 @@ CREATE TABLE IF NOT EXISTS replies (
     completion_tokens INTEGER,
     origin TEXT,
     created REAL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT
 );
 CREATE TABLE IF NOT EXISTS batch_errors (
     key TEXT PRIMARY KEY,
@@ -75,70 +81,9 @@ class Cache:
             self._has_errors = db.execute("SELECT 1 FROM batch_errors LIMIT 1").fetchone() is not None
 
     def close(self) -> None:
-        self.flush()
-        if self._writer is not None:
-            self._queue.put(None)
-            self._writer.join()
-            self._writer = None
         if self._db is not None:
             self._db.close()
             self._db = None
-
-    # -- writes off the event loop: a writer thread commits each reply as soon as it is queued
-    #    (replies queued together share one transaction), so the loop never waits on the disk.
-    _writer: threading.Thread | None = None
-
-    def put_soon(self, key: str, model: str, reply: Reply) -> None:
-        """Queue ``reply`` for a commit within milliseconds, from a writer thread."""
-        if self._db is None:
-            return
-        if self._writer is None:
-            self._queue: queue.Queue = queue.Queue()
-            self._write_error: BaseException | None = None
-            self._writer = threading.Thread(target=self._write_loop, name="curate-llm-cache", daemon=True)
-            self._writer.start()
-        self._queue.put((key, model, reply))
-
-    def flush(self) -> None:
-        """Wait until every queued reply is committed."""
-        if self._writer is not None:
-            self._queue.join()
-            if self._write_error is not None:
-                raise self._write_error
-
-    def _write_loop(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=60)
-        db.execute("PRAGMA synchronous=NORMAL")
-        while True:
-            item = self._queue.get()
-            if item is None:
-                self._queue.task_done()
-                break
-            items = [item]
-            while True:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    self._queue.task_done()
-                    break
-                items.append(nxt)
-            try:
-                db.execute("BEGIN")
-                db.executemany("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                               [(k, m, r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens, r.origin,
-                                 time.time()) for k, m, r in items])
-                if self._has_errors:
-                    db.executemany("DELETE FROM batch_errors WHERE key = ?", [(k,) for k, _, _ in items])
-                db.execute("COMMIT")
-            except BaseException as exc:  # noqa: BLE001 - surfaced by flush()
-                self._write_error = exc
-            finally:
-                for _ in items:
-                    self._queue.task_done()
-        db.close()
 
     def __enter__(self):
         return self
@@ -196,3 +141,14 @@ class Cache:
         if self._db is None:
             return 0
         return self._db.execute("SELECT count(*) FROM replies").fetchone()[0]
+
+    def get_meta(self, key: str) -> str | None:
+        """A small fact remembered across runs (e.g. that a server rejects ``response_format``)."""
+        if self._db is None:
+            return None
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        if self._db is not None:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

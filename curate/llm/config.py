@@ -44,7 +44,7 @@ def default_cache_path() -> Path:
 class EngineConfig:
     """Everything the engine needs; build it with :func:`resolve` (CLI/env/config) or directly."""
 
-    base_url: str | None = None
+    base_url: str | None = None  # the first server; ``base_urls`` holds the whole fleet
     api_key: str | None = dataclasses.field(default=None, repr=False)  # never printed
     model: str = DEFAULT_MODEL
     concurrency: int = 16
@@ -59,11 +59,25 @@ class EngineConfig:
     retry_failed: bool = False  # ask again for cached replies that fail validation / batch errors
     price_in: float | None = None  # USD per 1M input tokens
     price_out: float | None = None
+    fail_fast: int = 20  # stop when this many requests in a row fail the same way (0: never)
+    extra_budget: float | None = 0.25  # retries + fix-ups: at most this share of the first round (None: no limit)
+    extra_min: int = 5  # ... but always allow this many
+    response_format: bool = True  # False: strip response_format from every request (--no-response-format)
+    base_urls: tuple[str, ...] = ()  # a fleet of OpenAI-compatible servers (repeat --base-url)
+    server_fail_streak: int = 3  # connection errors/5xx in a row that take a server of a fleet out
+    server_cooldown: float = 10.0  # seconds a failing server stays out (doubles while it keeps failing)
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     batch_max_requests: int = 50_000
     batch_max_bytes: int = 200_000_000
     progress: bool | None = None  # None: only on a terminal
+
+    def __post_init__(self):
+        urls = [u for u in (self.base_urls or ()) if u]
+        if self.base_url and self.base_url not in urls:
+            urls.insert(0, self.base_url)
+        self.base_urls = tuple(dict.fromkeys(u.rstrip("/") for u in urls))
+        self.base_url = self.base_urls[0] if self.base_urls else None
 
     @property
     def has_endpoint(self) -> bool:
@@ -85,6 +99,7 @@ class EngineConfig:
     def public(self) -> dict[str, Any]:
         """The settings safe to print or store in a report (no API key)."""
         return {"base_url": self.base_url or ("https://api.openai.com/v1" if self.api_key else None),
+                **({"base_urls": list(self.base_urls)} if len(self.base_urls) > 1 else {}),
                 "model": self.model, "concurrency": self.concurrency, "timeout": self.timeout,
                 "max_requests": self.max_requests, "cache": str(self.cache_path) if self.cache_path else None,
                 "api_key": "set" if self.api_key else "not set"}
@@ -104,14 +119,20 @@ def _load_toml(path: str | os.PathLike) -> dict[str, Any]:
     return data.get("llm", data)
 
 
-def resolve(base_url: str | None = None, api_key: str | None = None, model: str | None = None,
+def resolve(base_url: str | list[str] | tuple[str, ...] | None = None, api_key: str | None = None, model: str | None = None,
             config_file: str | os.PathLike | None = None, **overrides: Any) -> EngineConfig:
-    """Build an :class:`EngineConfig` from arguments, then environment, then a config file."""
+    """Build an :class:`EngineConfig` from arguments, then environment, then a config file.
+
+    ``base_url`` may be a list (a fleet); ``OPENAI_BASE_URL`` and the config file's ``base_url`` may
+    hold several URLs separated by spaces or commas."""
     file_cfg: dict[str, Any] = {}
     config_file = config_file or os.environ.get("CURATE_LLM_CONFIG")
     if config_file:
         file_cfg = _load_toml(config_file)
     base_url = base_url or os.environ.get("OPENAI_BASE_URL") or file_cfg.get("base_url")
+    if isinstance(base_url, str):
+        base_url = [u for u in base_url.replace(",", " ").split() if u]
+    urls = tuple(base_url or ())
     if api_key is None:
         api_key = os.environ.get("OPENAI_API_KEY")
         if not api_key and file_cfg.get("api_key_env"):
@@ -126,4 +147,5 @@ def resolve(base_url: str | None = None, api_key: str | None = None, model: str 
     for key in ("cache_path", "batch_out"):
         if isinstance(kw.get(key), str):
             kw[key] = Path(kw[key])
-    return EngineConfig(base_url=base_url or None, api_key=api_key or None, model=model, **kw)
+    kw.pop("base_urls", None)
+    return EngineConfig(base_url=urls[0] if urls else None, base_urls=urls, api_key=api_key or None, model=model, **kw)

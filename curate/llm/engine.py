@@ -9,17 +9,20 @@ import asyncio
 import dataclasses
 import email.utils
 import json
+import math
 import random
 import re
+import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import orjson
 
-from curate.errors import UserError
+from curate.errors import StageStopped, UserError
 from curate.llm import batch as batchfile
 from curate.llm.cache import Cache, Reply, request_key
 from curate.llm.config import EngineConfig
@@ -29,7 +32,15 @@ FIX_PROMPT = ("Your previous reply was rejected: {error}\n"
 
 
 class Invalid(Exception):
-    """Raised by a validator to reject a reply; the message is fed back to the model on retry."""
+    """Raised by a validator to reject a reply; the message is fed back to the model on retry.
+
+    ``partial=True`` says the reply was partly usable (e.g. 15 of 16 packed fields passed and the
+    caller kept them): the fail-fast breaker does not count it as a failed reply.
+    """
+
+    def __init__(self, message: str = "", partial: bool = False):
+        super().__init__(message)
+        self.partial = partial
 
 
 @dataclasses.dataclass
@@ -97,6 +108,39 @@ class _Failed(Exception):
 
 class _Fatal(Exception):
     pass
+
+
+class _NoBudget(Exception):
+    """An extra request (retry or fix-up) that the budget does not allow."""
+
+
+_CONTEXT = re.compile(r"context.length|maximum context|context window|too many tokens|prompt is too long", re.I)
+_RF_REJECTED = re.compile(r"response.format|json.schema|json_object|structured output|guided", re.I)
+_KINDS = {"invalid": "the model's replies fail the stage's checks",
+          "context_length": "the requests exceed the model's context length",
+          "timeout": "requests time out", "connection": "the server cannot be reached",
+          "malformed": "the server sends malformed response bodies"}
+
+
+def _describe(kind: str) -> str:
+    if kind.startswith("http_"):
+        return f"the endpoint answers HTTP {kind[5:]}"
+    return _KINDS.get(kind, kind)
+
+
+@dataclasses.dataclass(eq=False)
+class _Server:
+    """One endpoint of the fleet, with its health."""
+
+    url: str
+    client: Any
+    inflight: int = 0
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    streak: int = 0  # connection errors / 5xx / timeouts in a row
+    outs: int = 0  # times taken out in a row (the cooldown doubles)
+    down_until: float = 0.0
 
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
@@ -171,6 +215,10 @@ class Stats:
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     cached_completion_tokens: int = 0
+    extra_requests: int = 0  # retries and fix-ups sent (429 waits excluded): the extra budget's meter
+    first_round: int = 0  # uncached first-round requests planned (the extra budget's base)
+    servers_taken_out: int = 0
+    response_format_dropped: bool = False
     batch_merged: int = 0
     batch_merge_errors: int = 0
     elapsed: float = 0.0
@@ -178,11 +226,15 @@ class Stats:
 
 
 class Engine:
-    """Run :class:`Request` lists against an OpenAI-compatible endpoint (or into Batch API files).
+    """Run :class:`Request` lists against OpenAI-compatible endpoints (or into Batch API files).
 
-    ``Engine(config).run(requests) -> list[Result]`` (same order as ``requests``); ``await
-    engine.arun(requests)`` inside an event loop. ``engine.report()`` gives the accounting for a
+    ``Engine(config).run(requests) -> list[Result]`` (same order as ``requests``; the sync
+    wrapper), ``await engine.arun(requests)`` inside an event loop (e.g. in a Ray actor: the engine is
+    a plain class and holds no global state). ``engine.report()`` gives the accounting for a
     stage's report.json; ``engine.batch_files`` the Batch API files written by the last run.
+
+    ``run(requests, extra=True)`` marks a later round of a stage (re-asking what failed): its
+    requests count against the retry/fix-up budget, like transport retries and fix-up rounds.
     """
 
     def __init__(self, config: EngineConfig | None = None, *, description: str = "llm"):
@@ -196,6 +248,12 @@ class Engine:
         self._pending_batch: list[tuple[str, dict]] = []
         self._cache: Cache | None = None
         self._lock = threading.Lock()
+        self._servers: list[_Server] = []
+        self._streak: tuple[str | None, int] = (None, 0)
+        self._streak_evidence: tuple[str, str] = ("", "")
+        self._stop: str | None = None
+        self._latencies: list[float] = []
+        self._rf_off = not self.config.response_format
 
     # ---- public -------------------------------------------------------------------------
     @property
@@ -203,17 +261,18 @@ class Engine:
         """True when requests go to Batch API files instead of an endpoint."""
         return self.config.batch_out is not None or not self.config.has_endpoint
 
-    def run(self, requests: Sequence[Request], on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    def run(self, requests: Sequence[Request], on_result: Callable[[Result], None] | None = None,
+            extra: bool = False) -> list[Result]:
         """Synchronous facade over :meth:`arun` (usable with or without a running event loop)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.arun(requests, on_result))
+            return asyncio.run(self.arun(requests, on_result, extra))
         box: dict[str, Any] = {}
 
         def target():
             try:
-                box["r"] = asyncio.run(self.arun(requests, on_result))
+                box["r"] = asyncio.run(self.arun(requests, on_result, extra))
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 box["e"] = exc
         t = threading.Thread(target=target)
@@ -223,7 +282,8 @@ class Engine:
             raise box["e"]
         return box["r"]
 
-    async def arun(self, requests: Sequence[Request], on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    async def arun(self, requests: Sequence[Request], on_result: Callable[[Result], None] | None = None,
+                   extra: bool = False) -> list[Result]:
         cfg = self.config
         keys = [r.key for r in requests]
         if len(set(keys)) != len(keys):
@@ -232,18 +292,24 @@ class Engine:
         if self.batch_mode and cfg.batch_out is None:
             raise UserError("no LLM endpoint configured and no Batch API output file given "
                             "(set --base-url/OPENAI_API_KEY, or --batch-out FILE)")
+        if self._stop:
+            raise StageStopped(self._stop)
         from curate.progress import bar
 
         t0 = time.perf_counter()
         self._cache = Cache(cfg.cache_path)
         self._pause_until = 0.0
-        self._client = None
+        self._servers = []
+        self._pool: ThreadPoolExecutor | None = None
+        switch = sys.getswitchinterval()
         results: list[Result | None] = [None] * len(requests)
         try:
             if cfg.batch_in:
                 counts = batchfile.merge_results(cfg.batch_in, self._cache, cfg.model)
                 self.stats.batch_merged += counts["replies"]
                 self.stats.batch_merge_errors += counts["errors"]
+            if not self._rf_off and not self.batch_mode and self._cache.get_meta(self._rf_meta_key()):
+                self._rf_off = self.stats.response_format_dropped = True  # learnt on an earlier run
             bodies = [self._body(r, r.messages) for r in requests]
             first_keys = [request_key(b) for b in bodies]
             prefetched = self._cache.get_many(first_keys)
@@ -268,17 +334,24 @@ class Engine:
                     todo.append(i)
                 if todo:
                     if not self.batch_mode:
-                        self._client = self._make_client()
+                        self._servers = self._make_servers()
+                        if not extra:
+                            self.stats.first_round += sum(first_keys[i] not in prefetched for i in todo)
+                        if any(requests[i].schema is not None or requests[i].validate is not None for i in todo):
+                            # checks run in one worker thread; a short switch interval keeps the
+                            # event loop from waiting more than ~0.5 ms for the GIL
+                            self._pool = ThreadPoolExecutor(1, thread_name_prefix="curate-llm-check")
+                            sys.setswitchinterval(min(switch, 0.0005))
                     it = iter(todo)
                     fatal: list[BaseException] = []
 
                     async def worker():
                         for i in it:
-                            if fatal:
+                            if fatal or self._stop:
                                 return
                             try:
                                 res = await self._process(requests[i], bodies[i], first_keys[i],
-                                                          prefetched.get(first_keys[i]))
+                                                          prefetched.get(first_keys[i]), extra)
                             except _Fatal as exc:
                                 fatal.append(exc)
                                 return
@@ -286,33 +359,55 @@ class Engine:
                     n_workers = 1 if self.batch_mode else max(1, min(cfg.concurrency, len(todo)))
                     await asyncio.gather(*(worker() for _ in range(n_workers)))
                     if fatal:
-                        raise UserError(str(fatal[0]))
+                        self._stop = str(fatal[0])
+                    if self._stop:
+                        raise StageStopped(self._stop)
             self.batch_files = []
             self.batch_pending = len({k for k, _ in self._pending_batch})
             if self.batch_mode:
                 self.batch_files = batchfile.write_requests(cfg.batch_out, self._pending_batch,
                                                             cfg.batch_max_requests, cfg.batch_max_bytes)
         finally:
-            if self._client is not None:
-                await self._client.close()
+            sys.setswitchinterval(switch)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            for server in self._servers:
+                await server.client.close()
             self._cache.close()
             self.stats.elapsed += time.perf_counter() - t0
         return results  # type: ignore[return-value]
 
+    def extra_allowed(self) -> float:
+        """How many extra requests (retries + fix-ups) the budget allows so far."""
+        cfg = self.config
+        if cfg.extra_budget is None or math.isinf(cfg.extra_budget):
+            return math.inf
+        return max(cfg.extra_min, math.floor(cfg.extra_budget * self.stats.first_round))
+
     def report(self) -> dict[str, Any]:
         """Token, request and cost accounting (no secrets) for a stage's report.json."""
         s = self.stats
+        allowed = self.extra_allowed()
         out: dict[str, Any] = {
             "endpoint": self.config.public(),
             "mode": "batch-files" if self.batch_mode else "live",
             "requests_sent": s.requests, "retries": s.retries, "rate_limited": s.rate_limited,
             "server_errors": s.server_errors, "timeouts": s.timeouts, "fix_rounds": s.fix_rounds,
+            "first_round_requests": s.first_round,
+            "extra_requests": {"sent": s.extra_requests, "budget": None if allowed == math.inf else int(allowed),
+                               "share": None if allowed == math.inf else self.config.extra_budget, "minimum": self.config.extra_min},
             "replies_live": s.replies_live, "replies_cached": s.replies_cached,
             "tokens": {"prompt": s.prompt_tokens, "completion": s.completion_tokens,
                        "cached_prompt": s.cached_prompt_tokens, "cached_completion": s.cached_completion_tokens},
             "outcomes": dict(s.outcomes), "seconds": round(s.elapsed, 3),
             "requests_per_second": round(s.requests / s.elapsed, 2) if s.elapsed and s.requests else None,
+            "response_format": "off" if not self.config.response_format else
+                               ("dropped: the server rejected it" if s.response_format_dropped else "on"),
         }
+        if self._stop:
+            out["stopped"] = self._stop
+        if len(self.config.base_urls) > 1:
+            out["servers_taken_out"] = s.servers_taken_out
         if s.batch_merged or s.batch_merge_errors:
             out["batch_in"] = {"replies": s.batch_merged, "errors": s.batch_merge_errors}
         if self.batch_files:
@@ -342,15 +437,24 @@ class Engine:
                 f"(vLLM, Ollama, llama.cpp).")
 
     # ---- internals ----------------------------------------------------------------------
-    def _make_client(self):
+    def _make_client(self, base_url: str | None):
         from openai import AsyncOpenAI
 
         cfg = self.config
-        return AsyncOpenAI(base_url=cfg.base_url, api_key=cfg.api_key or "EMPTY", max_retries=0,
-                           timeout=cfg.timeout)
+        return AsyncOpenAI(base_url=base_url, api_key=cfg.api_key or "EMPTY", max_retries=0, timeout=cfg.timeout)
+
+    def _make_servers(self) -> list[_Server]:
+        urls = self.config.base_urls or (None,)
+        return [_Server(url or "https://api.openai.com/v1", self._make_client(url)) for url in urls]
+
+    def _rf_meta_key(self) -> str:
+        return f"rejects_response_format:{self.config.base_url or 'openai'}"
 
     def _body(self, req: Request, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"model": req.model or self.config.model, "messages": messages, **req.params}
+        body = {"model": req.model or self.config.model, "messages": messages, **req.params}
+        if self._rf_off:
+            body.pop("response_format", None)
+        return body
 
     def _count_reply(self, reply: Reply) -> None:
         s = self.stats
@@ -377,6 +481,11 @@ class Engine:
             value = req.validate(value, reply)
         return value
 
+    async def _check_off_loop(self, req: Request, reply: Reply) -> Any:
+        if self._pool is None or (req.schema is None and req.validate is None):
+            return self._check(req, reply)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._check, req, reply)
+
     def _accept(self, req: Request, reply: Reply, attempts: int) -> Result | None:
         try:
             value = self._check(req, reply)
@@ -386,7 +495,33 @@ class Engine:
                       finish_reason=reply.finish_reason, prompt_tokens=reply.prompt_tokens,
                       completion_tokens=reply.completion_tokens, request=req)
 
-    async def _process(self, req: Request, body: dict, key: str, reply: Reply | None) -> Result:
+    # -- fail fast: a window of K requests failing the same way stops the run
+    def _outcome(self, kind: str | None, error: str = "", evidence: str = "") -> None:
+        k = self.config.fail_fast
+        if kind is None:
+            self._streak = (None, 0)
+            return
+        last, n = self._streak
+        n = n + 1 if kind == last else 1
+        if n == 1:
+            self._streak_evidence = (error, evidence)
+        self._streak = (kind, n)
+        if k and n >= k and not self._stop:
+            error, evidence = self._streak_evidence
+            cfg = self.config
+            if kind == "connection" and self.stats.replies_live == 0:
+                self._stop = cfg.redact(f"cannot reach the LLM endpoint {cfg.base_url or 'api.openai.com'} ({error}); "
+                                        "is the server running? Or leave --base-url unset to write Batch API files instead")
+                return
+            shown = cfg.redact((evidence or "")[:600]).replace("\n", "\\n")
+            self._stop = cfg.redact(
+                f"stopped: the last {n} requests all failed the same way: {_describe(kind)}.\n"
+                f"  cause: {error[:400]}\n"
+                + (f"  the reply that shows it: {shown}\n" if shown else "")
+                + f"  {self.stats.replies_live} replies of this run are in the reply cache; fix the cause "
+                  f"(model, prompt, --base-url, --no-response-format) and re-run: nothing answered is paid twice.")
+
+    async def _process(self, req: Request, body: dict, key: str, reply: Reply | None, extra: bool = False) -> Result:
         cfg = self.config
         messages = req.messages
         tokens = [0, 0]
@@ -394,6 +529,8 @@ class Engine:
         last_text: str | None = None
         last_error = ""
         max_fix = cfg.max_fix if req.max_fix is None else req.max_fix
+        if extra:
+            self.stats.fix_rounds += 1  # a later round of the stage re-asks with the errors fed back
         for attempt in range(max_fix + 1):
             if attempt:
                 body = self._body(req, messages)
@@ -411,25 +548,32 @@ class Engine:
                     return Result(req.key, False, code="batch", attempts=attempt, text=last_text, request=req,
                                   error=f"written to the Batch API file {cfg.batch_out}; merge its results with --batch-in")
                 try:
-                    reply = await self._call(body)
+                    reply = await self._call(body, extra=extra or attempt > 0)
+                except _NoBudget as exc:  # a fix-up or a later round of the stage: the model's replies failed
+                    return Result(req.key, False, code="invalid", error=(f"{last_error}; " if last_error else "") + str(exc),
+                                  attempts=attempt, text=last_text, request=req, cached=False)
                 except _Failed as exc:
                     return Result(req.key, False, code=exc.code, error=exc.error, attempts=attempt,
                                   text=last_text, request=req, cached=False)
-                self._cache.put_soon(key, body["model"], reply)
                 all_cached = False
             self._count_reply(reply)
             tokens[0] += reply.prompt_tokens
             tokens[1] += reply.completion_tokens
             last_text = reply.text
             try:
-                value = self._check(req, reply)
+                value = await self._check_off_loop(req, reply)
             except Invalid as exc:
                 last_error = str(exc)
-                if attempt < max_fix:
+                if not reply.cached:
+                    self._outcome(None if exc.partial else "invalid", last_error, reply.text)
+                if attempt < max_fix and not self._stop:
                     self.stats.fix_rounds += 1
                     messages = [*messages, {"role": "assistant", "content": reply.text},
                                 {"role": "user", "content": FIX_PROMPT.format(error=last_error)}]
-                continue
+                    continue
+                break
+            if not reply.cached:
+                self._outcome(None)
             return Result(req.key, True, value=value, text=reply.text, attempts=attempt + 1,
                           cached=all_cached, finish_reason=reply.finish_reason, prompt_tokens=tokens[0],
                           completion_tokens=tokens[1], request=req)
@@ -448,29 +592,100 @@ class Engine:
         cfg = self.config
         return min(cfg.backoff_max, cfg.backoff_base * (2 ** attempt)) * (0.5 + random.random() / 2)
 
-    async def _call(self, body: dict[str, Any]) -> Reply:
+    # -- the fleet: least-loaded healthy server; a failing one is taken out for a while
+    async def _pick(self) -> _Server:
+        while True:
+            now = time.monotonic()
+            up = [s for s in self._servers if s.down_until <= now]
+            if up:
+                return min(up, key=lambda s: (s.inflight, s.sent))
+            await asyncio.sleep(max(0.01, min(s.down_until for s in self._servers) - now))
+
+    def _server_failed(self, server: _Server) -> None:
+        server.failed += 1
+        server.streak += 1
+        if len(self._servers) > 1 and server.streak >= self.config.server_fail_streak:
+            server.down_until = time.monotonic() + self.config.server_cooldown * 2 ** min(server.outs, 5)
+            server.outs += 1
+            server.streak = 0
+            self.stats.servers_taken_out += 1
+
+    def _deadline(self) -> float:
+        """Seconds a request may take: ``timeout``, or once enough replies were seen, 8x their 95th
+        percentile (at least 3 s), so a hung request does not hold a slot for minutes."""
+        lat = self._latencies
+        if len(lat) < 20:
+            return self.config.timeout
+        p95 = sorted(lat[-200:])[int(0.95 * (min(len(lat), 200) - 1))]
+        return min(self.config.timeout, max(3.0, 8 * p95))
+
+    async def _send(self, server: _Server, body: dict[str, Any]):
+        extra = {k: v for k, v in body.items() if k not in ("model", "messages")}
+        task = asyncio.ensure_future(server.client.chat.completions.with_raw_response.create(
+            model=body["model"], messages=body["messages"], extra_body=extra or None))
+        t0 = time.monotonic()
+        try:
+            while True:
+                left = self._deadline() - (time.monotonic() - t0)
+                if left <= 0:
+                    raise TimeoutError
+                done, _ = await asyncio.wait({task}, timeout=min(left, 1.0))
+                if done:
+                    raw = task.result()
+                    content = raw.http_response.content
+                    self._latencies.append(time.monotonic() - t0)
+                    if len(self._latencies) > 400:
+                        del self._latencies[:200]
+                    return content
+        finally:
+            if not task.done():
+                task.cancel()
+
+    async def _call(self, body: dict[str, Any], extra: bool = False) -> Reply:
+        """Send ``body`` (retrying transport failures), store the reply in the cache, return it."""
         import openai
 
         cfg = self.config
         attempt = 0
         waited_429 = 0.0
-        extra = {k: v for k, v in body.items() if k not in ("model", "messages")}
+        after_429 = False
+        last = ""
         while True:
+            if self._stop:
+                raise _Failed("stopped", "not sent: the run was stopped")
             now = time.monotonic()
             if self._pause_until > now:  # a 429 told everyone to wait
                 await asyncio.sleep(self._pause_until - now)
             if cfg.max_requests is not None and self.stats.requests >= cfg.max_requests:
                 raise _Failed("budget", f"not sent: the request budget (--max-requests {cfg.max_requests}) "
                                         "is spent; re-run to continue (answered requests are cached)")
+            counts_extra = (extra or attempt > 0) and not after_429
+            if counts_extra and self.stats.extra_requests >= self.extra_allowed():
+                spent = (f"the retry/fix-up budget ({int(self.extra_allowed())} extra requests, "
+                         f"{cfg.extra_budget:.0%} of the first round) is spent")
+                if attempt:
+                    raise _Failed("http", f"{last}; not retried: {spent}")
+                raise _NoBudget(f"not re-asked: {spent}")
+            if self._rf_off and "response_format" in body:
+                body = {k: v for k, v in body.items() if k != "response_format"}
+            server = await self._pick()
             self.stats.requests += 1
-            delay: float | None = None
+            self.stats.extra_requests += counts_extra
+            server.sent += 1
+            server.inflight += 1
+            after_429 = False
+            kind = ""
             try:
-                raw = await self._client.chat.completions.with_raw_response.create(
-                    model=body["model"], messages=body["messages"], extra_body=extra or None)
-                data = orjson.loads(raw.http_response.content)
+                content = await self._send(server, body)
+                data = orjson.loads(content)
                 if not isinstance(data, dict) or not data.get("choices"):
                     raise ValueError("no choices in the reply")
-                return batchfile.reply_from_body(data, origin="live")
+                reply = batchfile.reply_from_body(data, origin="live")
+                # durable before anything else looks at it: a kill -9 from here on repays nothing
+                self._cache.put(request_key(body), body["model"], reply)
+                server.ok += 1
+                server.streak = server.outs = 0
+                return reply
             except openai.RateLimitError as exc:
                 self.stats.rate_limited += 1
                 ra = _retry_after(exc.response.headers)
@@ -481,37 +696,61 @@ class Engine:
                     raise _Failed("http", f"rate limited (429) for {waited_429:.0f}s; giving up for now, "
                                           "re-run to continue") from None
                 self.stats.retries += 1
+                after_429 = True
                 await asyncio.sleep(delay)
                 continue
             except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-                raise _Fatal(cfg.redact(f"the endpoint refused the credentials (HTTP {exc.status_code}); "
-                                        "check OPENAI_API_KEY / --api-key")) from None
+                raise _Fatal(cfg.redact(f"the endpoint {server.url} refused the credentials (HTTP {exc.status_code}): "
+                                        f"{_server_message(exc)}; check OPENAI_API_KEY / --api-key")) from None
             except openai.APIStatusError as exc:
-                msg = cfg.redact(f"HTTP {exc.status_code}: {str(exc.message)[:300]}")
-                if exc.status_code < 500 and exc.status_code not in (408, 409):
-                    if exc.status_code == 404:
-                        raise _Fatal(cfg.redact(f"the endpoint answered 404 for chat completions of model "
-                                                f"{body['model']!r}: wrong --base-url or --model?")) from None
+                status, detail = exc.status_code, _server_message(exc)
+                msg = cfg.redact(f"HTTP {status}: {detail}")
+                if status < 500 and status not in (408, 409):
+                    if "response_format" in body and status in (400, 422) and _RF_REJECTED.search(detail):
+                        self._rf_off = self.stats.response_format_dropped = True  # fall back, remember it
+                        self._cache.set_meta(self._rf_meta_key(), "1")
+                        continue
+                    if status == 404 or re.search(r"model.{0,40}(not found|does not exist|unknown)", detail, re.I):
+                        raise _Fatal(cfg.redact(f"the endpoint {server.url} has no model {body['model']!r} or no chat "
+                                                f"completions (HTTP {status}: {detail}): wrong --base-url or --model?")) from None
+                    kind = "context_length" if _CONTEXT.search(detail) else f"http_{status}"
+                    self._outcome(kind, msg, detail)
                     raise _Failed("http", msg) from None
                 self.stats.server_errors += 1
-                last = msg
-            except openai.APITimeoutError:
+                self._server_failed(server)
+                kind, last = f"http_{status}", msg
+            except (openai.APITimeoutError, TimeoutError):
                 self.stats.timeouts += 1
-                last = f"timed out after {cfg.timeout}s"
+                self._server_failed(server)
+                kind, last = "timeout", f"no reply within {self._deadline():.0f}s from {server.url}"
             except openai.APIConnectionError as exc:
-                last = cfg.redact(f"connection error: {exc.__cause__ or exc}")
-                if self.stats.replies_live == 0 and attempt >= 2:  # never reached it: say so, once
+                self._server_failed(server)
+                kind, last = "connection", cfg.redact(f"connection error with {server.url}: {exc.__cause__ or exc}")
+                if self.stats.replies_live == 0 and attempt >= 2 and all(s.ok == 0 for s in self._servers):
                     raise _Fatal(cfg.redact(f"cannot reach the LLM endpoint {cfg.base_url or 'api.openai.com'} "
                                             f"({exc.__cause__ or exc}); is the server running? Or leave "
                                             "--base-url unset to write Batch API files instead")) from None
             except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
                 self.stats.server_errors += 1
-                last = f"malformed response body: {exc}"[:300]
+                kind, last = "malformed", f"malformed response body: {exc}"[:300]
+            finally:
+                server.inflight -= 1
+            self._outcome(kind, last)
             if attempt >= cfg.max_retries:
                 raise _Failed("http", f"{last} (gave up after {attempt + 1} attempts; re-run to retry)")
             self.stats.retries += 1
             await asyncio.sleep(self._backoff(attempt))
             attempt += 1
+
+
+def _server_message(exc) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            return str(err.get("message") or err.get("code") or err)[:300]
+        return str(err)[:300]
+    return str(getattr(exc, "message", exc))[:300]
 
 
 def run(requests: Sequence[Request], config: EngineConfig | None = None, **kw) -> list[Result]:

@@ -13,14 +13,20 @@ from curate.llm.config import EngineConfig, resolve
 
 OPTION_NAMES = ("base_url", "model", "api_key", "llm_config", "concurrency", "timeout", "max_requests",
                 "max_retries", "cache", "no_cache", "batch_out", "batch_in", "retry_failed", "price_in",
-                "price_out")
+                "price_out", "no_response_format", "fail_fast", "extra_budget")
+
+# quarantine codes that are filters of the stage, not failed model replies (they do not change the exit code)
+FILTER_CODES = frozenset({"too_long", "unchanged", "low_score", "verdict", "unranked"})
+# quarantine codes caused by the environment (endpoint errors, spent budgets, Batch API errors)
+ENV_CODES = frozenset({"llm_error", "batch_error", "pending"})
 
 
 def llm_options(f):
     """Add the endpoint/engine options to a Click command (they arrive as keyword arguments)."""
     opts = [
-        click.option("--base-url", envvar="OPENAI_BASE_URL", show_envvar=True,
-                     help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama, llama.cpp)."),
+        click.option("--base-url", envvar="OPENAI_BASE_URL", show_envvar=True, multiple=True,
+                     help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama, llama.cpp). "
+                          "Repeat for a fleet: requests spread over them, a failing server is left out for a while."),
         click.option("--model", envvar="CURATE_MODEL", show_envvar=True, help="Model name [default: gpt-4o-mini]."),
         click.option("--api-key", envvar="OPENAI_API_KEY", show_envvar=True, show_default=False,
                      help="API key (better: the environment variable). Never printed or stored."),
@@ -39,6 +45,15 @@ def llm_options(f):
                      help="Merge Batch API result files (any order) into the cache, then run."),
         click.option("--retry-quarantined", "retry_failed", is_flag=True,
                      help="Ask again for cached replies that failed validation and for batch errors."),
+        click.option("--no-response-format", is_flag=True,
+                     help="Never send response_format (some servers reject it; curate also drops it by itself "
+                          "when a server does)."),
+        click.option("--fail-fast", type=click.IntRange(0), metavar="K",
+                     help="Stop when K requests in a row fail the same way (invalid replies, HTTP 4xx/5xx, "
+                          "timeouts) [default: 20; 0 = never]."),
+        click.option("--extra-budget", type=click.FloatRange(0), metavar="SHARE",
+                     help="Retries and fix-ups may add at most this share of the first round's requests "
+                          "[default: 0.25, at least 5]."),
         click.option("--price-in", type=float, help="USD per 1M input tokens (cost report)."),
         click.option("--price-out", type=float, help="USD per 1M output tokens (cost report)."),
     ]
@@ -61,10 +76,13 @@ def config_from_options(opts: dict[str, Any], default_batch_out: Path | None = N
         "price_in": opts.get("price_in"), "price_out": opts.get("price_out"),
         "retry_failed": opts.get("retry_failed") or None, "progress": progress,
         "batch_in": tuple(opts.get("batch_in") or ()) or None,
+        "fail_fast": opts.get("fail_fast"), "extra_budget": opts.get("extra_budget"),
     }
+    if opts.get("no_response_format"):
+        overrides["response_format"] = False
     if opts.get("cache"):
         overrides["cache_path"] = opts["cache"]
-    cfg = resolve(base_url=opts.get("base_url"), api_key=opts.get("api_key"), model=opts.get("model"),
+    cfg = resolve(base_url=list(opts.get("base_url") or ()) or None, api_key=opts.get("api_key"), model=opts.get("model"),
                   config_file=opts.get("llm_config"), **overrides)
     if opts.get("no_cache"):
         cfg.cache_path = None
@@ -75,22 +93,62 @@ def config_from_options(opts: dict[str, Any], default_batch_out: Path | None = N
     return cfg
 
 
-def echo_summary(stage: str, report: dict[str, Any], engine, out_dir: Path, quiet: bool = False) -> None:
-    """Print a stage's summary (rows, quarantine codes, requests, cache hits, tokens, cost) and, when
-    requests went to Batch API files, the two-line notice. ``report`` needs ``rows_in``, ``rows_out``,
-    ``quarantined``, optionally ``quarantine_codes``; the LLM part comes from ``engine.report()``."""
+def exit_code(report: dict[str, Any], engine) -> int:
+    """0 all rows done (or waiting in Batch API files); :data:`~curate.errors.EXIT_ENV` when rows were
+    lost to the environment (endpoint errors, spent budgets); :data:`~curate.errors.EXIT_MODEL` when
+    rows were quarantined because of the model's replies."""
+    from curate.errors import EXIT_ENV, EXIT_MODEL, EXIT_OK
+
+    codes = {c for c, n in (report.get("quarantine_codes") or {}).items() if n}
+    if engine.batch_mode:
+        codes.discard("pending")  # written to Batch API files: the notice says how to go on
+    if codes & ENV_CODES:
+        return EXIT_ENV
+    if codes - FILTER_CODES - ENV_CODES:
+        return EXIT_MODEL
+    return EXIT_OK
+
+
+def budget_line(llm: dict[str, Any]) -> str:
+    extra = llm.get("extra_requests") or {}
+    if extra.get("budget") is None:
+        return f"retries + fix-ups {extra.get('sent', 0)} (no budget)"
+    return (f"retries + fix-ups {extra['sent']} of a budget of {extra['budget']} "
+            f"({extra['share']:.0%} of {llm.get('first_round_requests', 0)} first-round requests, at least "
+            f"{extra['minimum']}; 429 waits not counted)")
+
+
+def echo_summary(stage: str, report: dict[str, Any], engine, out_dir: Path, quiet: bool = False,
+                 extra: str = "") -> None:
+    """Print a stage's summary (rows, quarantine codes, requests, cache hits, tokens, cost, the retry
+    budget) and, when requests went to Batch API files, the two-line notice; then end the command with
+    :func:`exit_code`. ``report`` needs ``rows_in``, ``rows_out``, ``quarantined``, optionally
+    ``quarantine_codes`` and ``rows_by_kind``; the LLM part comes from ``engine.report()``."""
     from curate.progress import console
 
     notice = engine.batch_notice(stage)
+    code = exit_code(report, engine)
     if not quiet:
         llm = engine.report()
         codes = ", ".join(f"{k}: {v}" for k, v in (report.get("quarantine_codes") or {}).items()) or "none"
-        console.print(f"{stage}: {report['rows_in']} rows in, {report['rows_out']} out, {report['quarantined']} "
-                      f"quarantined ({codes})")
+        kinds = ", ".join(f"{k} {v}" for k, v in (report.get("rows_by_kind") or {}).items())
+        console.print(f"{stage}: {report['rows_in']} rows in, {report['rows_out']} out"
+                      + (f" ({kinds})" if kinds else "") + f", {report['quarantined']} quarantined ({codes})")
+        if extra:
+            console.print(extra)
         tokens, cost = llm["tokens"], llm.get("cost_usd")
-        console.print(f"requests sent {llm['requests_sent']} (retries {llm['retries']}), replies from cache "
-                      f"{llm['replies_cached']}, tokens in/out {tokens['prompt']}/{tokens['completion']}"
+        console.print(f"requests sent {llm['requests_sent']} (first round {llm.get('first_round_requests', 0)}), "
+                      f"replies from cache {llm['replies_cached']}, tokens in/out {tokens['prompt']}/{tokens['completion']}"
                       + (f", cost ${cost['spent']:.4f}" if cost and llm["requests_sent"] else ""))
+        if llm["requests_sent"]:
+            console.print(budget_line(llm) + (f"; response_format {llm['response_format']}"
+                                              if llm.get("response_format", "on") != "on" else ""))
         console.print(f"outputs in {out_dir}/ (report.json, quarantine.jsonl)")
     if notice:
         click.echo(notice, err=True)
+    if code:
+        why = {3: "some rows were quarantined because of the model's replies (see quarantine.jsonl)",
+               4: "some rows were not answered because of the endpoint or a spent budget; re-run to retry them "
+                  "(answered requests are cached)"}[code]
+        click.echo(f"{stage}: exit {code}: {why}", err=True)
+        raise SystemExit(code)
