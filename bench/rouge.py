@@ -17,7 +17,12 @@ Python. This script:
    installed) on the first ``--naive-n`` candidates, checks every decision and score agrees, and
    extrapolates its time to N (quadratic).
 
-Usage: python bench/rouge.py [-n 50000] [--full-n 10000] [--naive-n 1000]
+5. with ``--libs N`` (issue 17), on the first N candidates in the same run: the index as it is now
+   (pruned, rapidfuzz ``LCSseq`` for every exact LCS), the hand-written numpy bit-parallel index it
+   replaced (loaded from git, ``--before``), and rapidfuzz alone (``process.cdist`` of each
+   candidate against every kept text, 1 and 2 workers): same decisions, seconds, x polars floor.
+
+Usage: python bench/rouge.py [-n 50000] [--full-n 10000] [--naive-n 1000] [--libs 20000]
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from curate.rouge import RougeIndex, fmeasure, lcs_len, tokenize, top_k  # noqa: E402
+from curate.rouge import RougeIndex, _fmeasure_many, fmeasure, tokenize, top_k  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "data" / "fixtures"
 FLOOR_SECONDS = 300.0  # 50,000 generated tasks filtered "in minutes"
@@ -71,6 +76,101 @@ def markov(corpus: list[str], n: int, seed: int = 0) -> list[str]:
     return out
 
 
+def lcs_len(a, b) -> int:
+    """Plain O(len_a * len_b) dynamic-programming LCS, as rouge_score computes it (the naive reference)."""
+    if not a or not b:
+        return 0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+def filter_with(index_cls, seeds: list[str], cands: list[str]) -> tuple[list[bool], float]:
+    """(decisions, CPU seconds) of the sequential filter with ``index_cls``."""
+    t0 = time.process_time()
+    idx = index_cls(seeds)
+    keep = []
+    for c in cands:
+        i, _ = idx.most_similar_above(c, THRESHOLD)
+        keep.append(i < 0)
+        if i < 0:
+            idx.add(c)
+    return keep, time.process_time() - t0
+
+
+def rapidfuzz_filter(seeds: list[str], cands: list[str], workers: int, lists: bool) -> tuple[list[bool], float]:
+    """rapidfuzz alone: each candidate's LCS against every kept text with process.cdist, over token
+    lists (``lists``) or over strings of one character per token (rapidfuzz's fastest input)."""
+    from rapidfuzz import process
+    from rapidfuzz.distance import LCSseq
+    t0 = time.process_time()
+    vocab: dict[str, str] = {}
+
+    def enc(text):
+        toks = tokenize(text)
+        return toks if lists else "".join(vocab.setdefault(t, chr(len(vocab) + 1)) for t in toks)
+
+    kept = [enc(s) for s in seeds]
+    lens = [len(k) for k in kept]
+    keep = []
+    for c in cands:
+        q = enc(c)
+        lcs = process.cdist([q], kept, scorer=LCSseq.similarity, dtype=np.int64, workers=workers)[0]
+        ok = not (q and _fmeasure_many(lcs, len(q), np.asarray(lens)).max() > THRESHOLD)
+        keep.append(ok)
+        if ok:
+            kept.append(q)
+            lens.append(len(q))
+    return keep, time.process_time() - t0
+
+
+def compare_libs(seeds: list[str], cands: list[str], before: str) -> None:
+    from libs import line, load_before, polars_floor
+    old = load_before("curate/rouge.py", before)
+    floor = polars_floor()
+    print(f"\n[issue 17: libraries] first {len(cands):,} candidates, same run")
+    print(line("polars floor (sort + group-by 1M rows)", floor, floor))
+    keep, t = filter_with(RougeIndex, seeds, cands)
+    print(line("pruned index + rapidfuzz LCS (curate now)", t, floor) + f"   kept {sum(keep):,}")
+    k_old, t_old = filter_with(old.RougeIndex, seeds, cands)
+    print(line(f"pruned index + numpy bit-parallel ({before})", t_old, floor) + f"   same decisions: {k_old == keep}")
+    for w, lists in ((1, False), (2, False), (1, True)):
+        k_rf, t_rf = rapidfuzz_filter(seeds, cands, w, lists)
+        print(line(f"rapidfuzz cdist alone, {'token lists' if lists else 'strings'}, workers={w}", t_rf, floor)
+              + f"   same decisions: {k_rf == keep}")
+    # the similarity fields of every kept task against the texts kept before it (what generate adds)
+    kept = [c for c, k in zip(cands, keep) if k]
+    o = old.RougeIndex(seeds)
+    t0 = time.process_time()
+    ref = []
+    for c in kept:
+        ref.append(o.scores(c))
+        o.add(c)
+    t_old = time.process_time() - t0
+    rows, t_new = fields_in_rounds(seeds, kept)
+    pairs = sum(len(r) for r in ref)
+    print(line(f"similarity fields, one by one ({before})", t_old, floor) + f"   {pairs / t_old / 1e6:.1f} M pairs/s")
+    print(line("similarity fields, rounds of 1,000 (curate now)", t_new, floor)
+          + f"   {pairs / t_new / 1e6:.1f} M pairs/s; identical: {all(np.array_equal(a, b) for a, b in zip(ref, rows))}")
+
+
+def fields_in_rounds(seeds: list[str], kept: list[str], per_round: int = 1000) -> tuple[list[np.ndarray], float]:
+    """Scores of each kept text against the ones before it, as ``curate generate`` computes them:
+    the round's kept texts are added, then scored together with ``scores_many``. (rows, CPU s)."""
+    idx = RougeIndex(seeds)
+    t0 = time.process_time()
+    rows: list[np.ndarray] = []
+    for a in range(0, len(kept), per_round):
+        chunk = kept[a:a + per_round]
+        pos = [idx.add(c) for c in chunk]
+        rows += idx.scores_many(chunk, upto=pos)
+    return rows, time.process_time() - t0
+
+
 def naive_filter(seeds: list[str], cands: list[str]):
     kept_tok = [tokenize(s) for s in seeds]
     decisions, best = [], []
@@ -97,6 +197,9 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=50_000)
     ap.add_argument("--full-n", type=int, default=10_000)
     ap.add_argument("--naive-n", type=int, default=1_000)
+    ap.add_argument("--libs", type=int, default=0, help="compare with the libraries on the first N candidates")
+    ap.add_argument("--libs-only", action="store_true", help="only the --libs comparison")
+    ap.add_argument("--before", default="35152f7", help="git revision with the hand-written bit-parallel LCS")
     args = ap.parse_args()
     print(f"cpu: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} (shared machine)")
     seeds, corpus = real_instructions()
@@ -104,6 +207,10 @@ def main() -> None:
     print(f"{len(seeds)} seed instructions, {len(cands):,} generated candidates "
           f"(mean {np.mean([len(tokenize(c)) for c in cands]):.1f} tokens)")
 
+    if args.libs:
+        compare_libs(seeds, cands[:args.libs], args.before)
+        if args.libs_only:
+            return
     # 1. pruned filter (the decision self-instruct makes), all N
     t0, c0 = time.perf_counter(), time.process_time()
     idx = RougeIndex(seeds)
@@ -126,17 +233,20 @@ def main() -> None:
     t0, c0 = time.perf_counter(), time.process_time()
     idx2 = RougeIndex(seeds)
     full_keep, scanned, violations = [], 0, 0
-    for c in cands[:m]:
-        # what generate does: pruned decision, then the full scan for kept tasks only
-        keep = idx2.most_similar_above(c, THRESHOLD)[0] < 0
-        full_keep.append(keep)
-        if keep:
-            s = idx2.scores(c)
+    for a in range(0, m, 1000):
+        # what generate does: pruned decision, then (per round) the full scan for kept tasks only
+        kept_now, pos = [], []
+        for c in cands[a:min(m, a + 1000)]:
+            keep = idx2.most_similar_above(c, THRESHOLD)[0] < 0
+            full_keep.append(keep)
+            if keep:
+                kept_now.append(c)
+                pos.append(idx2.add(c))
+        for s in idx2.scores_many(kept_now, upto=pos):
             scanned += len(s)
             violations += int(len(s) > 0 and s.max() > THRESHOLD)  # the full scan must confirm "keep"
             top = top_k(s, 10)  # noqa: F841 (most_similar_instructions)
             _ = float(s.mean())  # avg_similarity_score
-            idx2.add(c)
     t_full, c_full = time.perf_counter() - t0, time.process_time() - c0
     agree_full = full_keep == fast_keep[:m]
     floor = f"{verdict(t_full, c_full)}; " if m >= 50_000 else ""

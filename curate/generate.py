@@ -375,6 +375,7 @@ def generate(tasks: list[Task], n: int, engine: Engine, lang: str = "ms", *, see
                     got, conf = wrong[k]
                     reject("wrong_language", f"reads as {got!r} ({conf:.2f}), not {lang!r}", row, i,
                            {"lang": got, "confidence": conf})
+        kept_now: list[tuple[dict[str, Any], list[str], int]] = []  # (row, tokens, index position)
         for i, item, row in candidates:
             if len(rows) >= n:
                 break
@@ -387,15 +388,18 @@ def generate(tasks: list[Task], n: int, engine: Engine, lang: str = "ms", *, see
                                   f"{'a seed' if j < n_seeds else 'a kept task'}", row, i,
                        {"most_similar": index.texts[j], "rouge_l": round(f, 4)})
                 continue
-            if similarity_fields:
-                scores = index.scores(item.instruction, toks)
-                top = top_k(scores, 10)
-                row["most_similar_instructions"] = {index.texts[k]: float(scores[k]) for k in top}
-                row["avg_similarity_score"] = float(scores.mean()) if len(scores) else 0.0
-            index.add(item.instruction, toks)
+            kept_now.append((row, toks, index.add(item.instruction, toks)))
             rows.append(row)
             if progress is not None:
                 progress(len(rows), n)
+        if similarity_fields and kept_now:
+            # each kept task against the instructions kept before it, the round's tasks at once
+            all_scores = index.scores_many([r["instruction"] for r, _, _ in kept_now],
+                                           [t for _, t, _ in kept_now], [p for _, _, p in kept_now])
+            for (row, _, _), scores in zip(kept_now, all_scores):
+                top = top_k(scores, 10)
+                row["most_similar_instructions"] = {index.texts[k]: float(scores[k]) for k in top}
+                row["avg_similarity_score"] = float(scores.mean()) if len(scores) else 0.0
         t_filter += time.perf_counter() - t0
         if pending:
             break  # Batch API files written: the answers come back with --batch-in

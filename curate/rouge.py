@@ -8,13 +8,13 @@ That takes hours at 50,000 tasks. This module gives the same numbers much faster
 * :func:`tokenize` follows ``rouge_score``'s tokenizer (lowercase, runs of letters/digits; no
   stemming, as self-instruct used it), but keeps non-ASCII letters so Malay or any Latin-script
   text with accents is not cut into pieces. On ASCII text the tokens are identical.
-* :func:`lcs_len` is the plain dynamic-programming LCS (the reference).
-* :class:`RougeIndex` holds the kept instructions as token-id arrays and answers, for a new text:
+* :func:`lcs_len` is ``rapidfuzz``'s bit-parallel LCS (``distance.LCSseq``) over token lists.
+* :class:`RougeIndex` holds the kept instructions (token ids, each text also as a string of one
+  character per token id, so rapidfuzz compares them at C speed) and answers, for a new text:
 
-  - :meth:`RougeIndex.scores`: the exact F against every stored text at once, with the
-    bit-parallel LCS (Allison-Dix / Hyyro: one machine-word add per token of the other text)
-    vectorised over all stored texts with numpy. This is what ``most_similar_instructions`` and
-    ``avg_similarity_score`` need.
+  - :meth:`RougeIndex.scores`: the exact F against every stored text at once
+    (``rapidfuzz.process.cdist`` with ``LCSseq.similarity``). This is what
+    ``most_similar_instructions`` and ``avg_similarity_score`` need.
   - :meth:`RougeIndex.most_similar_above`: only the question "is any stored text above the
     threshold?", with candidate pruning. ROUGE-L F = 2*LCS/(la+lb) and LCS <= min(la, lb), so
     (1) only lengths lb in [la*t/(2-t), la*(2-t)/t] can pass; (2) a passing pair needs
@@ -22,6 +22,11 @@ That takes hours at 50,000 tasks. This module gives the same numbers much faster
     (pigeonhole), and only those tokens' postings in the inverted index are probed; (3) LCS is at
     most the bag-of-words overlap, so candidates whose overlap bound is <= t are skipped before
     the exact LCS. The answer is exact, not approximate.
+
+Measured in ``bench/rouge.py --rapidfuzz`` (issue 17): rapidfuzz alone (cdist of every new text
+against every kept one) is several times slower than the pruned filter at the same decisions, so
+the pruning stays; rapidfuzz computes every exact LCS (it replaced a hand-written numpy
+bit-parallel LCS of the same speed).
 
 F is computed as ``rouge_score`` does (precision = lcs/len(other), recall = lcs/len(new),
 F = 2PR/(P+R)), so thresholds compare the same floats.
@@ -33,6 +38,8 @@ import re
 from typing import Iterable, Sequence
 
 import numpy as np
+from rapidfuzz import process
+from rapidfuzz.distance import LCSseq
 
 _TOKEN = re.compile(r"[^\W_]+")
 
@@ -45,16 +52,8 @@ def tokenize(text: str) -> list[str]:
 
 
 def lcs_len(a: Sequence, b: Sequence) -> int:
-    """Length of the longest common subsequence, plain O(len_a * len_b) dynamic programming."""
-    if not a or not b:
-        return 0
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b):
-            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
-        prev = cur
-    return prev[-1]
+    """Length of the longest common subsequence of two sequences (strings or token lists)."""
+    return LCSseq.similarity(a, b)
 
 
 def fmeasure(lcs: int, len_new: int, len_other: int) -> float:
@@ -80,7 +79,13 @@ def _fmeasure_many(lcs: np.ndarray, len_new: int, len_other: np.ndarray) -> np.n
     return np.where((lcs > 0) & (len_other > 0), f, 0.0)
 
 
-_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
+_MAX_TOKEN_ID = 0x10FFFF  # token ids are stored as characters
+_BATCH = 256               # queries per rapidfuzz cdist call in ``scores_many``
+
+
+def _chars(ids: np.ndarray) -> str:
+    """Token ids as one character each (id 0 / unseen -1 as NUL, which no stored token is)."""
+    return "".join(map(chr, np.clip(ids, 0, None).tolist()))
 
 
 class RougeIndex:
@@ -91,6 +96,7 @@ class RougeIndex:
 
     def __init__(self, texts: Iterable[str] = ()):
         self.texts: list[str] = []
+        self._chars: list[str] = []                    # each stored text, one character per token
         self._vocab: dict[str, int] = {}
         self._lens = np.zeros(1024, dtype=np.int64)
         self._starts = np.zeros(1024, dtype=np.int64)  # offset of each text in _flat
@@ -99,12 +105,6 @@ class RougeIndex:
         self._postings: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]  # token id -> indices (buffer)
         self._post_n: list[int] = [0]                                     # used length of each buffer
         self._df = np.zeros(1024, dtype=np.int64)   # token id -> len(postings)
-        # Column-major, length-sorted (descending) block of the stored texts, rebuilt lazily;
-        # texts added since the last rebuild are scanned separately ("pending").
-        self._block: np.ndarray | None = None       # (max_len, n_block) uint32 token ids, 0 = pad
-        self._block_order = np.zeros(0, dtype=np.int64)  # column -> stored index
-        self._block_active = np.zeros(0, dtype=np.int64)  # k -> number of columns with len > k
-        self._n_block = 0
         self.stats = {"queries": 0, "pairs": 0, "length_ok": 0, "probed": 0, "bound_ok": 0, "exact": 0}
         for t in texts:
             self.add(t)
@@ -123,6 +123,8 @@ class RougeIndex:
                     tid = -1  # unseen: matches nothing stored
                 else:
                     tid = len(vocab) + 1
+                    if tid > _MAX_TOKEN_ID:
+                        raise ValueError(f"more than {_MAX_TOKEN_ID:,} distinct tokens in one RougeIndex")
                     vocab[tok] = tid
                     self._postings.append(np.zeros(4, dtype=np.int64))
                     self._post_n.append(0)
@@ -133,6 +135,7 @@ class RougeIndex:
         idx = len(self.texts)
         ids = self._ids(tokenize(text) if tokens is None else tokens, grow=True)
         self.texts.append(text)
+        self._chars.append(_chars(ids))
         if idx >= len(self._lens):
             self._lens = np.concatenate([self._lens, np.zeros(len(self._lens), dtype=np.int64)])
             self._starts = np.concatenate([self._starts, np.zeros(len(self._starts), dtype=np.int64)])
@@ -153,89 +156,11 @@ class RougeIndex:
             self._df[tid] += 1
         return idx
 
-    def _rebuild(self) -> None:
-        n = len(self.texts)
-        block, active, order = self._subset_columns(np.arange(n))
-        self._block, self._block_active, self._block_order, self._n_block = block, active, order, n
-
-    def _maybe_rebuild(self) -> None:
-        pending = len(self.texts) - self._n_block
-        if self._block is None or pending > max(256, self._n_block // 8):
-            self._rebuild()
-
-    # -- bit-parallel LCS ----------------------------------------------------------------------
-    def _masks(self, q: np.ndarray) -> tuple[np.ndarray, int]:
-        """Match masks of the query: table[word, token id] (vocab-sized, uint64), and word count."""
-        m = len(q)
-        words = (m + 63) // 64
-        table = np.zeros((words, len(self._vocab) + 2), dtype=np.uint64)
-        for pos, tid in enumerate(q.tolist()):
-            if tid > 0:
-                table[pos // 64, tid] |= np.uint64(1) << np.uint64(pos % 64)
-        return table, words
-
-    @staticmethod
-    def _lcs_columns(table: np.ndarray, words: int, m: int, cols: np.ndarray, active: np.ndarray) -> np.ndarray:
-        """LCS of the query (``table``) with each column of ``cols`` (max_len x n, 0-padded).
-
-        ``active[k]`` is how many leading columns still have a token at position k (columns are
-        sorted by length, longest first), so padding costs nothing.
-        """
-        n = cols.shape[1]
-        if words == 1:
-            # V' = (V + U) | (V - U) with U = V & match; U is a submask of V, so V - U = V ^ U.
-            # In-place ufuncs on preallocated buffers: no temporaries in the inner loop.
-            v = np.full(n, _ONES, dtype=np.uint64)
-            u_buf = np.empty(n, dtype=np.uint64)
-            s_buf = np.empty(n, dtype=np.uint64)
-            t0 = table[0]
-            for k in range(cols.shape[0]):
-                a = int(active[k])
-                if a == 0:
-                    break
-                vv, u, sm = v[:a], u_buf[:a], s_buf[:a]
-                t0.take(cols[k, :a], out=u)
-                np.bitwise_and(u, vv, out=u)
-                np.add(vv, u, out=sm)
-                np.bitwise_xor(vv, u, out=vv)
-                np.bitwise_or(vv, sm, out=vv)
-            low = _ONES if m == 64 else np.uint64((1 << m) - 1)
-            return m - np.bitwise_count(v & low).astype(np.int64)
-        v = np.full((words, n), _ONES, dtype=np.uint64)
-        for k in range(cols.shape[0]):
-            a = int(active[k])
-            if a == 0:
-                break
-            tok = cols[k, :a]
-            carry = np.zeros(a, dtype=np.uint64)
-            for w in range(words):
-                vv = v[w, :a]
-                u = vv & table[w][tok]
-                s = vv + u
-                c1 = s < vv
-                s2 = s + carry
-                c2 = s2 < s
-                v[w, :a] = s2 | (vv - u)
-                carry = (c1 | c2).astype(np.uint64)
-        zeros = 0
-        for w in range(words):
-            bits = min(64, m - 64 * w)
-            low = _ONES if bits == 64 else np.uint64((1 << bits) - 1)
-            zeros = zeros + (bits - np.bitwise_count(v[w] & low).astype(np.int64))
-        return zeros
-
-    def _subset_columns(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Column-major, length-sorted matrix of some stored texts: (cols, active, order)."""
-        lens = self._lens[idx]
-        order = np.argsort(-lens, kind="stable")
-        idx, lens = idx[order], lens[order]
-        max_len = int(lens[0]) if len(lens) else 0
-        cols = np.zeros((max_len, len(idx)), dtype=np.intp)
-        tok, col, within = self._gather(idx, lens)
-        cols[within, col] = tok
-        # active[k] = number of columns with length > k (lengths are sorted descending)
-        active = np.searchsorted(-lens, -np.arange(max_len), side="left")
-        return cols, active, idx
+    def _lcs(self, q: np.ndarray, stored: list[str]) -> np.ndarray:
+        """LCS of the query token ids with each of the ``stored`` character strings (rapidfuzz)."""
+        if not stored:
+            return np.zeros(0, dtype=np.int64)
+        return process.cdist([_chars(q)], stored, scorer=LCSseq.similarity, dtype=np.int64)[0]
 
     def _gather(self, idx: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every token of the stored texts ``idx``: (token id, column = position in idx, position in text)."""
@@ -248,24 +173,31 @@ class RougeIndex:
     # -- queries ---------------------------------------------------------------------------------
     def scores(self, text: str, tokens: list[str] | None = None) -> np.ndarray:
         """Exact ROUGE-L F of ``text`` against every stored text (aligned with insertion order)."""
+        return self.scores_many([text], None if tokens is None else [tokens])[0]
+
+    def scores_many(self, texts: Sequence[str], tokens: Sequence[list[str]] | None = None,
+                    upto: Sequence[int] | None = None) -> list[np.ndarray]:
+        """``scores`` of each text against the first ``upto[i]`` stored texts (default: all).
+
+        Many texts at once cost several times less per pair than one by one (rapidfuzz compares
+        short queries side by side in SIMD lanes): score a batch of kept texts after the fact, each
+        against the texts stored before it, rather than each as it is kept.
+        """
         n = len(self.texts)
-        out = np.zeros(n, dtype=np.float64)
-        q = self._ids(tokenize(text) if tokens is None else tokens, grow=False)
-        self.stats["queries"] += 1
-        self.stats["pairs"] += n
-        if n == 0 or len(q) == 0:
-            return out
-        self._maybe_rebuild()
-        table, words = self._masks(q)
-        m = len(q)
-        if self._n_block:
-            lcs = self._lcs_columns(table, words, m, self._block, self._block_active)
-            out[self._block_order] = _fmeasure_many(lcs, m, self._lens[self._block_order])
-        if n > self._n_block:
-            cols, active, order = self._subset_columns(np.arange(self._n_block, n))
-            lcs = self._lcs_columns(table, words, m, cols, active)
-            out[order] = _fmeasure_many(lcs, m, self._lens[order])
-        self.stats["exact"] += n
+        toks = [tokenize(t) for t in texts] if tokens is None else tokens
+        upto = [n] * len(toks) if upto is None else list(upto)
+        out: list[np.ndarray] = []
+        for a in range(0, len(toks), _BATCH):
+            qs = [self._ids(t, grow=False) for t in toks[a:a + _BATCH]]
+            ends = upto[a:a + _BATCH]
+            hi = max(ends)
+            lcs = process.cdist([_chars(q) for q in qs], self._chars[:hi], scorer=LCSseq.similarity,
+                                dtype=np.int32) if hi else np.zeros((len(qs), 0), dtype=np.int32)
+            for q, row, end in zip(qs, lcs, ends):
+                out.append(_fmeasure_many(row[:end], len(q), self._lens[:end]) if len(q) else np.zeros(end))
+                self.stats["queries"] += 1
+                self.stats["pairs"] += end
+                self.stats["exact"] += end if len(q) else 0
         return out
 
     def most_similar_above(self, text: str, threshold: float = THRESHOLD,
@@ -319,9 +251,8 @@ class RougeIndex:
         self.stats["bound_ok"] += int(keep.sum())
         if not keep.any():
             return -1, 0.0
-        cols, active, cand = self._subset_columns(cand[keep])
-        table, words = self._masks(q)
-        lcs = self._lcs_columns(table, words, la, cols, active)
+        cand = cand[keep]
+        lcs = self._lcs(q, [self._chars[i] for i in cand.tolist()])
         self.stats["exact"] += len(cand)
         f = _fmeasure_many(lcs, la, self._lens[cand])
         best = int(np.argmax(f))

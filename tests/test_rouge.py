@@ -15,7 +15,7 @@ def _instructions(fixtures):
     texts += [json.loads(l)["instruction"] for l in open(fixtures / "alpaca_seed_tasks.jsonl", encoding="utf-8")]
     rows = json.load(open(fixtures / "malay_alpaca.json", encoding="utf-8"))
     texts += [r["instruction"] for r in rows]
-    # long texts (> 64 tokens) exercise the multi-word bit-parallel path
+    # long texts (> 64 tokens) exercise the multi-word bit-parallel LCS path
     texts += [r["output"] for r in rows[:40]]
     return texts
 
