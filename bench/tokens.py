@@ -94,7 +94,8 @@ def main() -> None:
         print(f"  tokens: model {want:,}, heuristic {int(heur['tokens'].sum()):,} "
               f"({int(heur['tokens'].sum()) / want:.2f}x)")
         ds = tmp / "ds"
-        io.write_dataset({"sft": df}, ds)
+        with io.DatasetWriter(ds, stage="bench") as w:
+            w.write_frame("sft", df)
         _, t_read = timed("floor: polars reads the dataset back", lambda: pl.read_parquet(ds / "sft.parquet"), n)
         timed("report_html.write_report (no model)", lambda: report_html.write_report(ds, tmp / "r.html"), n, t_read)
         timed("report_html.write_report (with model)",

@@ -6,13 +6,15 @@ fast and a new command is one line here plus its own module under ``curate/comma
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import sys
 
 import click
 
 from curate import __version__
-from curate.errors import UserError
+from curate.errors import EXIT_BUG, EXIT_ENV, EXIT_INTERRUPTED, EXIT_USER, UserError
 
 COMMANDS: dict[str, str] = {
     "ingest": "curate.commands.ingest:ingest",
@@ -55,20 +57,72 @@ class LazyGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except UserError as exc:
-            err = click.ClickException(str(exc))
-            err.exit_code = getattr(exc, "exit_code", 1)
-            raise err from None
+            _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("\nInterrupted. Outputs are written atomically: nothing half-written was left; "
-                       "run the same command again to resume.", err=True)
-            sys.exit(130)
+            click.echo("\nInterrupted. Nothing was published: the output directory holds its previous complete "
+                       "result (or does not exist). To finish, run the same command again to resume: LLM replies "
+                       "already received come from the cache (not paid again); reading and cleaning start over.",
+                       err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: a message, not a traceback
+            if _debug(ctx):
+                raise
+            message, code = describe(exc)
+            _fail(message, code)
+
+
+def _debug(ctx) -> bool:
+    root = ctx.find_root()
+    return bool((root.obj or {}).get("debug")) or bool(os.environ.get("CURATE_DEBUG"))
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def describe(exc: BaseException) -> tuple[str, int]:
+    """One line for an exception that escaped a command, and the exit code."""
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        if exc.errno == errno.ENOSPC:
+            return (f"{where}no space left on the device. Nothing was published (the previous output is "
+                    "unchanged); free some space and re-run."), EXIT_ENV
+        if exc.errno == errno.EFBIG:
+            return (f"{where}file too large for this file system or limit. Nothing was published; "
+                    "choose another -o."), EXIT_ENV
+        if exc.errno == errno.EROFS:
+            return f"{where}read-only file system; choose an -o on a writable disk.", EXIT_USER
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return f"{where}permission denied; choose a path you can write to.", EXIT_USER
+        if exc.errno == errno.ENOENT:
+            return f"{where}no such file or directory.", EXIT_USER
+        return f"{where}{exc.strerror or exc}.", EXIT_ENV
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    low = str(exc).lower()
+    if "no space left" in low:
+        return "no space left on the device. Nothing was published; free some space and re-run.", EXIT_ENV
+    if "file too large" in low:
+        return "file too large for this file system or limit. Nothing was published.", EXIT_ENV
+    if "read-only file system" in low:
+        return "read-only file system; choose an -o on a writable disk.", EXIT_USER
+    if "permission denied" in low:
+        return f"permission denied ({text[:200]}); choose a path you can write to.", EXIT_USER
+    if isinstance(exc, MemoryError):
+        return "out of memory; process the input in smaller files.", EXIT_ENV
+    return (f"internal error ({type(exc).__name__}: {text[:300]}). This is a bug in curate; please report it "
+            "with the output of `curate --debug ...`."), EXIT_BUG
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"],
                                                               "max_content_width": 100})
 @click.version_option(__version__, prog_name="curate")
-def cli():
+@click.option("--debug", is_flag=True, help="Show the full traceback of an unexpected error.")
+@click.pass_context
+def cli(ctx, debug):
     """Turn messy instruction/chat datasets into clean, multilingual training data.
 
     \b
@@ -76,7 +130,14 @@ def cli():
       curate ingest datasets/raw/* -o datasets/normalized
       curate info datasets/normalized
       curate export datasets/normalized -o datasets/export --test-size 0.05
+
+    \b
+    Exit codes: 0 all rows done; 1 unusable input or setting (nothing written); 2 bad option;
+    3 rows quarantined because of the environment (endpoint refused/unreachable, disk full);
+    4 rows quarantined because the model's replies were unusable; 5 rows wait for an earlier
+    step (Batch API results); 70 internal error; 130 interrupted.
     """
+    ctx.ensure_object(dict)["debug"] = debug
 
 
 def main() -> None:

@@ -124,34 +124,44 @@ def records_for(kind: str, df: pl.DataFrame, fmt: str) -> tuple[pl.DataFrame, in
 
 
 def export(frames: dict[str, pl.DataFrame | pl.LazyFrame], out_dir: str | Path, formats: list[str] | None = None,
-           test_size: float = 0.0) -> dict[str, Any]:
-    """Write every requested format of every kind, split into train/test. Returns a manifest."""
+           test_size: float = 0.0, *, inputs: list[str | Path] = (), input_manifests: list[str] = (),
+           quarantine: list[dict] = ()) -> dict[str, Any]:
+    """Write every requested format of every kind, split into train/test, and commit ``out_dir`` as
+    a whole (:class:`curate.io.DatasetWriter`). The listing of the files (returned, and written as
+    ``export.json``) is also in ``manifest.json`` under ``"export"``. ``quarantine``: records the
+    input could not turn into rows (raw input), written as ``quarantine.jsonl``."""
     if not 0.0 <= test_size < 1.0:
         raise UserError(f"--test-size must be in [0, 1), got {test_size}")
     out_dir = Path(out_dir)
     manifest: dict[str, Any] = {"test_size": test_size, "files": []}
-    for kind, frame in frames.items():
-        df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-        wanted = [f for f in (formats or FORMATS[kind]) if f in FORMATS[kind]]
-        if formats and not wanted:
-            manifest.setdefault("not_exported", []).append(
-                {"kind": kind, "rows": df.height, "reason": f"none of {formats} applies to {kind}"})
-            continue
-        df = df.with_columns(split_expr(test_size))
-        for fmt in wanted:
-            splits = ("train", "test") if test_size > 0 else ("train",)
-            for split in splits:
-                part = df.filter(pl.col("split") == split)
-                records, skipped = records_for(kind, part, fmt)
-                ext = "json" if fmt == "alpaca" else "jsonl"
-                path = out_dir / f"{kind}_{fmt}_{split}.{ext}"
-                if fmt == "alpaca":
-                    io.write_json(path, records.to_dicts())
-                else:
-                    io.write_frame(records, path)
-                manifest["files"].append({"kind": kind, "format": fmt, "split": split, "path": path.as_posix(),
-                                          "rows_in": part.height, "records": records.height,
-                                          "skipped": skipped})
-    io.write_json(out_dir / "manifest.json", manifest)
-    write_card(frames, out_dir, manifest)
+    writer = io.DatasetWriter(out_dir, stage="export", inputs=inputs, input_manifests=input_manifests,
+                              params={"formats": formats or "all", "test_size": test_size})
+    with writer as w:
+        for kind, frame in frames.items():
+            df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+            wanted = [f for f in (formats or FORMATS[kind]) if f in FORMATS[kind]]
+            if formats and not wanted:
+                manifest.setdefault("not_exported", []).append(
+                    {"kind": kind, "rows": df.height, "reason": f"none of {formats} applies to {kind}"})
+                continue
+            df = df.with_columns(split_expr(test_size))
+            for fmt in wanted:
+                splits = ("train", "test") if test_size > 0 else ("train",)
+                for split in splits:
+                    part = df.filter(pl.col("split") == split)
+                    records, skipped = records_for(kind, part, fmt)
+                    ext = "json" if fmt == "alpaca" else "jsonl"
+                    name = f"{kind}_{fmt}_{split}.{ext}"
+                    if fmt == "alpaca":
+                        w.write_json(name, records.to_dicts())
+                    else:
+                        records.write_ndjson(w.file(name))
+                    manifest["files"].append({"kind": kind, "format": fmt, "split": split,
+                                              "path": (out_dir / name).as_posix(), "rows_in": part.height,
+                                              "records": records.height, "skipped": skipped})
+        if quarantine:
+            manifest["quarantined"] = w.write_jsonl("quarantine.jsonl", quarantine)
+        w.write_json("export.json", manifest)
+        w.extra["export"] = manifest
+        write_card(frames, w.path, manifest)
     return manifest

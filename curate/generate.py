@@ -446,9 +446,10 @@ def write_outputs(result: Generated, out_dir: Path, lang: str, source: str) -> d
     out_dir = Path(out_dir)
     paths = {"alpaca": out_dir / "generated.json", "sft": out_dir / "sft.parquet",
              "quarantine": out_dir / "quarantine.jsonl", "report": out_dir / "report.json"}
-    # malay.json's own encoding: indent 4, ASCII escapes
-    io.write_bytes(paths["alpaca"], json.dumps(result.rows, indent=4).encode() + b"\n")
-    io.write_frame(to_frame(result.rows, lang, source), paths["sft"])
-    io.write_jsonl(paths["quarantine"], result.quarantine)
-    io.write_json(paths["report"], result.report)
+    with io.DatasetWriter(out_dir, stage="generate", inputs=[source], params={"lang": lang}) as w:
+        # malay.json's own encoding: indent 4, ASCII escapes
+        w.write_bytes("generated.json", json.dumps(result.rows, indent=4).encode() + b"\n")
+        w.write_frame("sft", to_frame(result.rows, lang, source))
+        w.write_jsonl("quarantine.jsonl", result.quarantine)
+        w.write_json("report.json", result.report)
     return paths

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import polars as pl
 
-from curate import io
-from curate.ingest import ingest
 
 
 def counts(frames: dict[str, pl.LazyFrame | pl.DataFrame]) -> pl.DataFrame:
@@ -20,12 +18,8 @@ def counts(frames: dict[str, pl.LazyFrame | pl.DataFrame]) -> pl.DataFrame:
             .sort("kind", "source", "lang").collect())
 
 
-def frames_for(path: str | Path) -> dict[str, pl.LazyFrame | pl.DataFrame]:
-    """A curate dataset is opened as it is; a raw source file is ingested in memory first."""
-    path = Path(path)
-    if path.is_dir() or path.suffix == ".parquet":
-        return io.read_dataset(path)
-    try:
-        return io.read_dataset(path)
-    except (io.DatasetError, pl.exceptions.PolarsError):
-        return ingest([path]).frames
+def frames_for(path: str | Path | list, *, detect_lang: bool = True) -> dict[str, pl.LazyFrame | pl.DataFrame]:
+    """Any input (:func:`curate.io.read_input`): a dataset as it is, a raw source ingested in memory."""
+    from curate.commands._input import load
+
+    return load(path, detect_lang=detect_lang).frames

@@ -343,11 +343,11 @@ def judge_pairs(rows: list[dict[str, Any]], engine: Engine, *, confidence: float
 
 
 # ---- dataset level --------------------------------------------------------------------------------
-def write_outcome(outcome: Outcome, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    io.write_dataset(outcome.frames, out_dir)
-    io.write_jsonl(out_dir / "quarantine.jsonl", outcome.quarantine)
-    io.write_json(out_dir / "report.json", outcome.report)
+def write_outcome(outcome: Outcome, out_dir: Path, inp: str | Path | None = None,
+                  data: io.Input | None = None) -> None:
+    io.write_stage(out_dir, stage="judge", frames=outcome.frames, report=outcome.report,
+                   quarantine=[*(data.quarantine if data else ()), *outcome.quarantine],
+                   inputs=[inp] if inp is not None else [], input_manifests=data.manifest_ids if data else None)
 
 
 def judge_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig, *, pairwise: bool = False,
@@ -355,8 +355,9 @@ def judge_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig, *,
     """Read ``inp``, judge (pointwise SFT scores or pairwise RM comparisons), write ``out_dir``."""
     from curate.errors import UserError
 
-    out_dir = io.output_dir_for(inp, out_dir)
-    frames = io.read_dataset(inp)
+    io.check_output(out_dir, [inp])
+    data = io.read_input(inp)
+    frames = data.frames
     engine = Engine(config, description="judge" + (" pairwise" if pairwise else ""))
     if pairwise:
         if "rm" not in frames:
@@ -368,5 +369,5 @@ def judge_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig, *,
             raise UserError(f"{inp}: no SFT rows to score (found {', '.join(frames)}); "
                             "use --pairwise for RM rows")
         outcome = judge_rows({k: lf.collect().to_dicts() for k, lf in frames.items()}, engine, **kw)
-    write_outcome(outcome, Path(out_dir))
+    write_outcome(outcome, Path(out_dir), inp, data)
     return outcome, engine

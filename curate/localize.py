@@ -211,12 +211,13 @@ def localize_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig,
 
     from curate.translate import _add_reports, iter_blocks
 
-    out_dir = io.output_dir_for(inp, out_dir)
+    io.check_output(out_dir, [inp])
+    data = io.read_input(inp)
     engine = Engine(config, description=f"localize -> {country}")
     frames: dict[str, list] = {}
     quarantine: list[dict] = []
     report = None
-    for block in iter_blocks(inp, block_rows):
+    for block in iter_blocks(data, block_rows):
         part = localize_rows(block, engine, country=country, lang=lang)
         quarantine += part.quarantine
         report = _add_reports(report, part.report)
@@ -225,5 +226,5 @@ def localize_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig,
     report = report or {}
     report["llm"] = engine.report()
     outcome = Outcome({k: pl.concat(v) for k, v in frames.items()}, quarantine, report)
-    write_outcome(outcome, Path(out_dir))
+    write_outcome(outcome, Path(out_dir), inp, data, stage="localize")
     return outcome, engine

@@ -459,28 +459,29 @@ def reflect_rows(chats: list[dict[str, Any]], engine: Engine, *, max_context: in
     return Outcome(frames, quarantine, report)
 
 
-def read_chats(inp: str | Path) -> list[dict[str, Any]]:
+def read_chats(inp: str | Path | io.Input) -> list[dict[str, Any]]:
     from curate.errors import UserError
 
-    frames = io.read_dataset(inp)
+    frames = (inp if isinstance(inp, io.Input) else io.read_input(inp)).frames
     if "chat" not in frames:
         raise UserError(f"{inp}: no chat rows to reflect on (found {', '.join(frames) or 'nothing'}); "
                         "reflect needs multi-turn chats (ShareGPT, OpenAI messages, KoChatGPT conversations)")
     return frames["chat"].collect().to_dicts()
 
 
-def write_outcome(outcome: Outcome, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    io.write_dataset(outcome.frames, out_dir)
-    io.write_jsonl(out_dir / "quarantine.jsonl", outcome.quarantine)
-    io.write_json(out_dir / "report.json", outcome.report)
+def write_outcome(outcome: Outcome, out_dir: Path, inp: str | Path | None = None,
+                  data: io.Input | None = None) -> None:
+    io.write_stage(out_dir, stage="reflect", frames=outcome.frames, report=outcome.report,
+                   quarantine=[*(data.quarantine if data else ()), *outcome.quarantine],
+                   inputs=[inp] if inp is not None else [], input_manifests=data.manifest_ids if data else None)
 
 
 def reflect_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig, **kw: Any) -> tuple[Outcome, Engine]:
     """Read the chat rows of ``inp``, reflect, write ``out_dir``; return (outcome, engine)."""
-    out_dir = io.output_dir_for(inp, out_dir)
-    chats = read_chats(inp)
+    io.check_output(out_dir, [inp])
+    data = io.read_input(inp)
+    chats = read_chats(data)
     engine = Engine(config, description="reflect")
     outcome = reflect_rows(chats, engine, **kw)
-    write_outcome(outcome, Path(out_dir))
+    write_outcome(outcome, Path(out_dir), inp, data)
     return outcome, engine

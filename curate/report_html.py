@@ -154,7 +154,7 @@ def _codes_in(value: Any) -> set[str]:
 def profile(path: str | os.PathLike, model: Any = None) -> dict[str, Any]:
     """Everything the report shows about one dataset (a directory of kinds, or one file)."""
     path = Path(path)
-    frames = _rows_of(io.read_dataset(path))
+    frames = _rows_of(io.read_input(path).frames)
     counter = tok.load_model(model) if model is not None else None
     base = path if path.is_dir() else path.parent
     rep = _read_json(base / "report.json") if path.is_dir() else None

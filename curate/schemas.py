@@ -29,6 +29,8 @@ import orjson
 import polars as pl
 
 KINDS = ("sft", "chat", "rm", "ppo")
+#: Bumped when a column is added, removed or changes type; recorded in every dataset manifest.
+SCHEMA_VERSION = 1
 
 MESSAGE = pl.Struct({"role": pl.String, "content": pl.String})
 

@@ -585,14 +585,14 @@ def translate_rows(rows_by_kind: dict[str, list[dict]], engine: Engine, to: str 
 
 
 def read_rows(inp: str | Path) -> dict[str, list[dict]]:
-    return {kind: lf.collect().to_dicts() for kind, lf in io.read_dataset(inp).items()}
+    return {kind: lf.collect().to_dicts() for kind, lf in io.read_input(inp).frames.items()}
 
 
-def write_outcome(outcome: Outcome, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    io.write_dataset(outcome.frames, out_dir)
-    io.write_jsonl(out_dir / "quarantine.jsonl", outcome.quarantine)
-    io.write_json(out_dir / "report.json", outcome.report)
+def write_outcome(outcome: Outcome, out_dir: Path, inp: str | Path | None = None, data: io.Input | None = None,
+                  stage: str = "translate") -> None:
+    io.write_stage(out_dir, stage=stage, frames=outcome.frames, report=outcome.report,
+                   quarantine=[*(data.quarantine if data else ()), *outcome.quarantine],
+                   inputs=[inp] if inp is not None else [], input_manifests=data.manifest_ids if data else None)
 
 
 def _add_reports(total: dict[str, Any] | None, part: dict[str, Any]) -> dict[str, Any]:
@@ -612,9 +612,10 @@ def _add_reports(total: dict[str, Any] | None, part: dict[str, Any]) -> dict[str
     return out
 
 
-def iter_blocks(inp: str | Path, block_rows: int) -> Iterable[dict[str, list[dict]]]:
+def iter_blocks(inp: str | Path | io.Input, block_rows: int) -> Iterable[dict[str, list[dict]]]:
     """The dataset ``{kind: rows}`` in blocks of at most ``block_rows`` rows (bounded memory)."""
-    for kind, lf in io.read_dataset(inp).items():
+    data = inp if isinstance(inp, io.Input) else io.read_input(inp)
+    for kind, lf in data.frames.items():
         n = lf.select(pl.len()).collect().item()
         for off in range(0, max(n, 1), block_rows):
             rows = lf.slice(off, block_rows).collect().to_dicts()
@@ -630,7 +631,8 @@ def translate_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig
     Rows are read and translated ``block_rows`` at a time, so memory holds one block of Python rows
     (the translated frames are kept as polars frames until the atomic write at the end).
     """
-    out_dir = io.output_dir_for(inp, out_dir)
+    io.check_output(out_dir, [inp])
+    data = io.read_input(inp)
     gl = load_glossary(glossary)
     engine = Engine(config, description=f"translate -> {to}")
     loc_engine = None
@@ -646,7 +648,7 @@ def translate_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig
     quarantine: list[dict] = []
     report: dict[str, Any] | None = None
     loc_report: dict[str, Any] | None = None
-    for block in iter_blocks(inp, block_rows):
+    for block in iter_blocks(data, block_rows):
         part = translate_rows(block, engine, to=to, src=src, glossary=gl, max_chars=max_chars, max_units=max_units)
         quarantine += part.quarantine
         report = _add_reports(report, part.report)
@@ -667,7 +669,7 @@ def translate_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig
         report["rows_out"] = loc_report["rows_out"]
         report["quarantined"] = report["quarantined"] + loc_report["quarantined"]
     outcome = Outcome({k: pl.concat(v) for k, v in frames.items()}, quarantine, report)
-    write_outcome(outcome, out_dir)
+    write_outcome(outcome, out_dir, inp, data)
     if loc_engine is not None:
         engine = _merge_engines(engine, loc_engine)
     return outcome, engine

@@ -21,14 +21,19 @@ SOURCES = ("malay_alpaca.json", "malay_kochatgpt_rm.jsonl", "kochatgpt_ppo.jsonl
 
 @pytest.fixture(scope="module")
 def normalized(fixtures, tmp_path_factory):
-    out = tmp_path_factory.mktemp("card") / "normalized"
-    ingest_to_dir([fixtures / s for s in SOURCES], out, detect_lang=False)
+    raw = tmp_path_factory.mktemp("card") / "ingested"
+    out = raw.parent / "normalized"
+    ingest_to_dir([fixtures / s for s in SOURCES], raw, detect_lang=False)
     # test data: a language per file so the card has several languages (language id is another stage)
     frames = {k: f.collect().with_columns(
         pl.when(pl.col("source").str.contains("kochatgpt_ppo")).then(pl.lit("ko"))
         .when(pl.col("source").str.contains("malay_")).then(pl.lit("ms")).otherwise(pl.lit("en")).alias("lang"))
-        for k, f in io.read_dataset(out).items()}
-    io.write_dataset(frames, out)
+        for k, f in io.read_dataset(raw).items()}
+    with io.DatasetWriter(out, stage="ingest", inputs=[raw]) as w:
+        for kind, frame in frames.items():
+            w.write_frame(kind, frame)
+        for name in ("report.json", "quarantine.jsonl"):
+            w.write_bytes(name, (raw / name).read_bytes())
     return out
 
 

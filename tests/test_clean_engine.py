@@ -18,8 +18,7 @@ from curate.ingest import ingest, ingest_to_dir
 
 @pytest.fixture(scope="session")
 def everything(fixtures):
-    files = sorted(p for p in fixtures.iterdir() if p.is_file() and p.suffix in (".json", ".jsonl", ".txt"))
-    frames = ingest(files).frames
+    frames = io.read_input(fixtures).collect()  # the directory: files curate can't read are skipped
     return frames, clean(frames, CleanConfig())
 
 
@@ -149,7 +148,8 @@ def test_clean_dir_writes_atomically_and_dry_run_writes_nothing(fixtures, tmp_pa
     res = clean_dir(norm, out, CleanConfig(actions={"wrong_language": "off", "indonesian": "off"}), dry_run=True)
     assert not out.exists() and res.report["rows_dropped"] > 0
     res = clean_dir(norm, out, CleanConfig(actions={"wrong_language": "off", "indonesian": "off"}))
-    assert sorted(p.name for p in out.iterdir()) == ["quarantine.jsonl", "report.json", "rm.parquet", "sft.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "quarantine.jsonl", "report.json", "rm.parquet",
+                                                     "sft.parquet"]
     back = io.read_dataset(out)
     assert {k: v.collect().height for k, v in back.items()} == {k: v.height for k, v in res.frames.items()}
     q = io.read_jsonl(out / "quarantine.jsonl")

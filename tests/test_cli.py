@@ -49,7 +49,7 @@ def test_ingest_info_export(fixtures, tmp_path):
     exp = tmp_path / "export"
     result = runner.invoke(cli, ["export", str(out), "-o", str(exp), "--test-size", "0.1"])
     assert result.exit_code == 0, result.output
-    manifest = json.loads((exp / "manifest.json").read_text())
+    manifest = json.loads((exp / "export.json").read_text())
     assert {f["kind"] for f in manifest["files"]} == {"sft", "rm", "chat"}
 
 
@@ -61,8 +61,9 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
     assert result.exit_code != 0
     assert "could not recognise the format" in result.output and "--format" in result.output
     assert "Traceback" not in result.output
-    result = runner.invoke(cli, ["export", str(tmp_path), "-o", str(tmp_path / "e")])
-    assert result.exit_code != 0 and "curate ingest" in result.output
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(cli, ["export", str(tmp_path / "empty"), "-o", str(tmp_path / "e")])
+    assert result.exit_code != 0 and "nothing curate can read" in result.output and "--list-formats" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 

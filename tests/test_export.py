@@ -75,7 +75,8 @@ def test_rm_pairs_cover_every_ordered_pair(frames, tmp_path):
     best = first["completions"][first["ranks"].index(min(first["ranks"]))]
     rec = next(r for r in ranked if r["prompt"] == first["prompt"])
     assert rec["completions"][0] == best
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "export.json").read_text())
+    assert json.loads((tmp_path / "manifest.json").read_text())["export"] == manifest
     skipped = sum(f["skipped"] for f in manifest["files"] if f["format"] == "pairs")
     assert skipped == rm.height - ranked_rows.height > 0
 

@@ -287,19 +287,18 @@ def test_ingest_to_dir_streams_in_batches(fixtures, tmp_path):
 def test_ingest_to_dir_failure_leaves_no_partial_output(fixtures, tmp_path, monkeypatch):
     out = tmp_path / "norm"
     ingest_to_dir([fixtures / "malay_alpaca.json"], out, detect_lang=False)
-    before = (out / "sft.parquet").read_bytes()
-    import curate.ingest.pipeline as pipeline
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    import curate.io.manifest as mf
 
-    def boom(*a, **k):
+    def boom(*a, **k):  # Ctrl-C at the last moment: every data file is written, the manifest is not
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "summarize", boom)
+    monkeypatch.setattr(mf, "build", boom)
     with pytest.raises(KeyboardInterrupt):
         ingest_to_dir([fixtures / "malay_alpaca.json", fixtures / "chatdoctor.json"], out, detect_lang=False)
-    # the earlier complete output is untouched or replaced whole; never half-written, no temp files
-    pl.read_parquet(out / "sft.parquet")
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
-    assert (out / "sft.parquet").read_bytes() in (before, (out / "sft.parquet").read_bytes())
+    # the earlier complete output is untouched; no staging directory or temp file is left beside it
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["norm"]
 
 
 def test_lang_column_filled(fixtures):
@@ -370,4 +369,4 @@ def test_invalid_utf8_line_does_not_lose_the_block(tmp_path):
     path.write_bytes(b'{"instruction": "a", "output": "b"}\n\xff\xfe\n{"instruction": "c", "output": "d"}\n')
     res = ingest([path], "alpaca", detect_lang=False)
     assert res.frames["sft"]["output"].to_list() == ["b", "d"]
-    assert [(q["line"], q["code"]) for q in res.quarantine] == [(2, "parse_error")]
+    assert [(q["line"], q["code"]) for q in res.quarantine] == [(2, "encoding_error")]

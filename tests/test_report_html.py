@@ -33,11 +33,15 @@ def stages(fixtures, tmp_path_factory):
     """An ingest output dir (real fixtures, real report.json and quarantine.jsonl) and a later stage
     made from it: non-Malay rows quarantined, some outputs edited, a clean-style report.json."""
     root = tmp_path_factory.mktemp("report")
-    norm = root / "normalized"
-    ingest_to_dir([fixtures / s for s in SOURCES], norm, detect_lang=False)
+    raw, norm = root / "ingested", root / "normalized"
+    ingest_to_dir([fixtures / s for s in SOURCES], raw, detect_lang=False)
     frames = {k: f.collect().with_columns(pl.col("source").map_elements(_lang_by_source, return_dtype=pl.String)
-                                          .alias("lang")) for k, f in io.read_dataset(norm).items()}
-    io.write_dataset(frames, norm)
+                                          .alias("lang")) for k, f in io.read_dataset(raw).items()}
+    with io.DatasetWriter(norm, stage="ingest", inputs=[raw]) as w:  # the ingest output, languages set
+        for kind, frame in frames.items():
+            w.write_frame(kind, frame)
+        for name in ("report.json", "quarantine.jsonl"):
+            w.write_bytes(name, (raw / name).read_bytes())
     clean = root / "clean"
     out, quarantine = {}, []
     for kind, df in frames.items():

@@ -69,7 +69,12 @@ class Rule:
                             f"known: {', '.join(self.params) or 'none'}")
         self.p: dict[str, Any] = {**self.params}
         for key, value in params.items():
-            self.p[key] = _coerce(value, self.params[key])
+            try:
+                self.p[key] = _coerce(value, self.params[key])
+            except ValueError:
+                from curate.errors import UserError
+                raise UserError(f"rule {self.code}: {key}={value!r} is not a valid "
+                                f"{type(self.params[key]).__name__} (the default is {self.params[key]!r})") from None
 
     def applies_to(self, kind: str) -> bool:
         return kind in self.kinds

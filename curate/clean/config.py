@@ -106,6 +106,8 @@ class CleanConfig:
         for code in {*self.actions, *self.params}:
             if code not in BY_CODE:
                 raise UserError(f"unknown rule {code!r}; `curate clean --list-rules` lists them")
+        for code, params in self.params.items():
+            BY_CODE[code](**params)  # refuses an unknown setting or a value of the wrong type now, not mid-run
         for code, action in self.actions.items():
             rule = BY_CODE[code]
             allowed = (*rule.actions, "off")

@@ -378,16 +378,20 @@ def clean(frames: dict[str, pl.DataFrame | pl.LazyFrame], config: CleanConfig | 
     return result
 
 
-def clean_dir(inp: str | Path, out: str | Path, config: CleanConfig | None = None, *, dry_run: bool = False,
-              report_json: str | Path | None = None, progress: bool | None = None) -> CleanResult:
-    """Read a dataset, clean it, write ``out/<kind>.parquet``, ``quarantine.jsonl`` and ``report.json``."""
-    out = io.output_dir_for(inp, out)
+def clean_dir(inp: str | Path | list, out: str | Path, config: CleanConfig | None = None, *, dry_run: bool = False,
+              report_json: str | Path | None = None, progress: bool | None = None,
+              fmt: str | None = None) -> CleanResult:
+    """Read any input (:func:`curate.io.read_input`), clean it, and commit ``out`` as a whole:
+    ``<kind>.parquet``, ``quarantine.jsonl`` (records the input could not turn into rows, then the
+    rows the rules dropped), ``report.json`` and ``manifest.json``."""
     config = config or CleanConfig()
-    if Path(inp).is_file():  # one file: scan it once (read_dataset would infer a JSONL schema twice)
-        lf = io.scan_frame(inp)
-        frames = {schemas.kind_of(lf): lf.collect()}
-    else:
-        frames = {k: lf.collect() for k, lf in io.read_dataset(inp).items()}
+    config.validate()
+    inputs = list(inp) if isinstance(inp, (list, tuple)) else [inp]
+    writer = None if dry_run else io.DatasetWriter(
+        out, stage="clean", inputs=inputs,
+        params={"target_lang": config.target_lang, "actions": config.actions, "params": config.params})
+    data = io.read_input(inputs, format=fmt)
+    frames = data.collect()
     n_rules = len(active_rules(config)) * len(frames)
     with bar("clean (rules x kinds)", total=n_rules, enabled=progress) as b:
         def step(kind: str, code: str) -> None:
@@ -395,19 +399,21 @@ def clean_dir(inp: str | Path, out: str | Path, config: CleanConfig | None = Non
             b.update(description=f"clean {kind}: {code}")
 
         result = clean(frames, config, on_rule=step)
-    result.report["input"] = str(inp)
-    if not dry_run:
-        out.mkdir(parents=True, exist_ok=True)
-        io.write_dataset(result.frames, out)
-        for kind in schemas.KINDS:  # kinds this run did not produce must not linger from an earlier run
-            if kind not in result.frames:
-                (out / f"{kind}.parquet").unlink(missing_ok=True)
-        with io.atomic_path(out / "quarantine.jsonl") as tmp, open(tmp, "wb") as fh:
-            for q in result.quarantine.values():
-                if q.height:
-                    q.write_ndjson(fh)
+    result.report["input"] = ", ".join(str(p) for p in inputs)
+    result.report["read"] = data.report
+    if writer is not None:
         result.report["output"] = str(out)
-        io.write_json(out / "report.json", result.report)
+        with writer as w:
+            w.input_manifests = data.manifest_ids
+            for kind, df in result.frames.items():
+                w.write_frame(kind, df)
+            with w.open("quarantine.jsonl") as fh:
+                for entry in data.quarantine:
+                    fh.write(orjson.dumps(entry) + b"\n")
+                for q in result.quarantine.values():
+                    if q.height:
+                        q.write_ndjson(fh)
+            w.write_json("report.json", result.report)
     if report_json:
         io.write_json(report_json, result.report)
     return result

@@ -6,6 +6,8 @@ import click
 
 from curate.clean import CleanConfig, clean_dir, rule_rows
 from curate.clean.config import LANGS
+from curate.commands._input import echo_notices
+from curate.ingest.formats import NAMES as FORMAT_NAMES
 
 
 def _list_rules(ctx, _param, value):
@@ -27,9 +29,9 @@ def _list_rules(ctx, _param, value):
 
 
 @click.command()
-@click.argument("inp", metavar="IN", type=click.Path(exists=True, path_type=Path))
+@click.argument("inp", metavar="IN", type=click.Path(exists=True, path_type=Path))  # any input read_input takes
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Output directory: <kind>.parquet, quarantine.jsonl and report.json.")
+              help="Output directory (replaced as a whole): <kind>.parquet, quarantine.jsonl, report.json, manifest.json.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="TOML file: target_lang, examples and [rules.CODE] tables (action = ..., params).")
 @click.option("--rule", "rules", multiple=True, metavar="CODE=ACTION",
@@ -47,8 +49,10 @@ def _list_rules(ctx, _param, value):
               help="Also write the report to this path.")
 @click.option("--list-rules", is_flag=True, expose_value=False, is_eager=True, callback=_list_rules,
               help="List every rule (code, default action, kinds, parameters) and exit.")
+@click.option("--format", "fmt", type=click.Choice(["auto", *FORMAT_NAMES]), default="auto", show_default=True,
+              help="Source format of raw input files (auto-detected from content by default).")
 @click.option("-q", "--quiet", is_flag=True, help="No table.")
-def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run, report_json, quiet):
+def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run, report_json, fmt, quiet):
     """Fix, flag or drop rows by registered rules; dropped rows go to quarantine.jsonl.
 
     Fixes are recorded before/after in each row's meta.fixes, flags in meta.flags; every
@@ -69,7 +73,9 @@ def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run,
         sets = (*sets, "contaminated.against=" + ",".join(str(p) for p in against))
     config = CleanConfig.load(config_path, rules=rules, sets=sets, target_lang=target_lang)
     result = clean_dir(inp, out_dir or Path(str(inp).rstrip("/") + ".clean-dry-run"), config, dry_run=dry_run,
-                       report_json=report_json, progress=None if not quiet else False)
+                       report_json=report_json, progress=None if not quiet else False,
+                       fmt=None if fmt == "auto" else fmt)
+    echo_notices(result.report["read"])
     if not quiet:
         from curate.clean.report import print_clean_report
 

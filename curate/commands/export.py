@@ -6,6 +6,8 @@ import click
 
 from curate import io
 from curate.export import ALL_FORMATS, export as export_frames
+from curate.commands._input import load
+from curate.ingest.formats import NAMES as FORMAT_NAMES
 from curate.progress import console
 
 
@@ -17,7 +19,9 @@ from curate.progress import console
               help="Formats to write (repeatable). Default: every format that fits each kind.")
 @click.option("--test-size", type=float, default=0.0, show_default=True,
               help="Fraction of rows in the test split, chosen by id hash (stable across re-exports).")
-def export(inp, out_dir, formats, test_size):
+@click.option("--input-format", "fmt", type=click.Choice(["auto", *FORMAT_NAMES]), default="auto", show_default=True,
+              help="Source format of raw input files (auto-detected from content by default).")
+def export(inp, out_dir, formats, test_size, fmt):
     """Write SFT / chat / RM / PPO rows in the formats trainers use.
 
     \b
@@ -30,11 +34,13 @@ def export(inp, out_dir, formats, test_size):
       curate export datasets/clean -o datasets/export --test-size 0.05
       curate export datasets/normalized/rm.parquet -o out --format pairs
     """
-    io.output_dir_for(inp, out_dir)
-    manifest = export_frames(io.read_dataset(inp), out_dir, list(formats) or None, test_size)
+    io.check_output(out_dir, [inp])
+    data = load(inp, format=None if fmt == "auto" else fmt)
+    manifest = export_frames(data.frames, out_dir, list(formats) or None, test_size, inputs=[inp],
+                             input_manifests=data.manifest_ids, quarantine=data.quarantine)
     for f in manifest["files"]:
         skipped = f" ({f['skipped']} rows skipped: the format can't hold them)" if f["skipped"] else ""
         console.print(f"{f['records']:>8,}  {f['path']}{skipped}")
     for f in manifest.get("not_exported", []):
         console.print(f"{f['rows']:>8,}  {f['kind']} rows not exported: {f['reason']}")
-    console.print(f"manifest: {out_dir / 'manifest.json'}")
+    console.print(f"files listed in {out_dir / 'export.json'} (and manifest.json)")

@@ -9,7 +9,7 @@ import click
 from curate import seeds as S
 from curate.errors import UserError
 from curate.generate import generate as run_generate, write_outputs
-from curate.io import output_dir_for
+from curate.io import check_output
 from curate.llm import Engine
 from curate.llm.options import config_from_options, llm_options, pop_llm_options
 from curate.progress import console
@@ -55,7 +55,7 @@ def generate(seeds_file, n, out_dir, lang, seed, prompt_file, threshold, tempera
       curate generate --seeds seeds/alpaca_seed_tasks.jsonl --lang ms -n 200 -o out/gen   # OPENAI_API_KEY set
     """
     llm = pop_llm_options(kwargs)
-    out_dir = output_dir_for(seeds_file, out_dir)
+    out_dir = check_output(out_dir, [seeds_file])
     tasks = S.load_tasks(seeds_file)
     lang = lang or S.settings_for(seeds_file).get("lang") or "ms"
     prompt = prompt_file.read_text(encoding="utf-8").rstrip("\n") if prompt_file else None

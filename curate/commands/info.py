@@ -17,18 +17,15 @@ from curate.progress import console
 def info(paths, as_json):
     """Row counts by schema (kind), source and language.
 
-    Works on curate datasets (a directory of <kind>.parquet files, or one file) and on raw
-    source files, which are ingested in memory first.
+    Works on curate datasets (a directory with manifest.json, or one file) and on raw source
+    files or directories of them, which are ingested in memory first.
 
     \b
     Example:
       curate info datasets/normalized
       curate info tests/data/fixtures/malay_alpaca.json
     """
-    frames = {}
-    for p in paths:
-        for kind, f in frames_for(p).items():
-            frames[kind] = pl.concat([frames[kind].lazy(), f.lazy()]) if kind in frames else f
+    frames = frames_for(list(paths))
     df = counts(frames)
     if as_json:
         for row in df.iter_rows(named=True):

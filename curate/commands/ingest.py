@@ -6,6 +6,7 @@ import click
 
 from curate.ingest import ingest_to_dir
 from curate.ingest.formats import BY_NAME, FORMATS
+from curate.commands._input import echo_notices
 from curate.progress import bar
 from curate.report_table import print_ingest_summary
 
@@ -21,7 +22,7 @@ def _list_formats(ctx, _param, value):
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=True, path_type=Path))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Output directory: <kind>.parquet, quarantine.jsonl and report.json go here.")
+              help="Output directory (replaced as a whole): <kind>.parquet, quarantine.jsonl, report.json, manifest.json.")
 @click.option("--format", "fmt", type=click.Choice(["auto", *BY_NAME]), default="auto", show_default=True,
               help="Source format; auto-detected from content by default.")
 @click.option("--no-lang", is_flag=True, help="Skip language identification (the lang column stays empty).")
@@ -36,27 +37,21 @@ def ingest(paths, out_dir, fmt, no_lang, output_format, quiet, report_html):
     """Read source files in any known format into the canonical schemas.
 
     Every record ends up either as a row (repairs recorded in its meta) or in
-    quarantine.jsonl with file:line and a reason. Directories are read recursively.
+    quarantine.jsonl with file:line and a reason. Directories are read recursively; files
+    there that curate can't read are skipped and listed in report.json. The output directory
+    is committed at once with a manifest.json (a killed run leaves the previous output).
 
     \b
     Example:
       curate ingest datasets/raw/*.json* datasets/raw/*.txt -o datasets/normalized
       curate ingest --list-formats
     """
-    files = []
-    for p in paths:
-        if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")
-                                and f.suffix.lower() in (".json", ".jsonl", ".txt", ".ndjson")))
-        else:
-            files.append(p)
-    if not files:
-        raise click.UsageError("no input files (.json, .jsonl, .txt) found in the given paths")
     with bar("ingest", enabled=None if not quiet else False) as b:
-        summary = ingest_to_dir(files, out_dir, None if fmt == "auto" else fmt, detect_lang=not no_lang,
+        summary = ingest_to_dir(paths, out_dir, None if fmt == "auto" else fmt, detect_lang=not no_lang,
                                 output_format=output_format, on_progress=b.advance)
     if not quiet:
         print_ingest_summary(summary, out_dir)
+    echo_notices(summary)
     if report_html:
         from curate.report_html import write_report
 

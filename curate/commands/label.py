@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from curate import io
+from curate.commands._input import load
 from curate.progress import bar, console
 
 _connection = [
@@ -67,7 +68,7 @@ def push(inp, dataset, task, overlap, batch_size, api_url, api_key, workspace):
     from curate.label.push import count_rows
 
     _quiet_sdk()
-    frames = io.read_dataset(inp)
+    frames = load(inp).frames
     client = connect(api_url, api_key)
     with bar("push", total=count_rows(frames)) as b:
         summary = push_rows(frames, dataset, client, kind=task, workspace=workspace, batch_size=batch_size,

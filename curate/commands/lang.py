@@ -30,7 +30,24 @@ def _rows_of(path: Path, field: str | None) -> tuple[list[int], list[str]]:
             lines += df["line"].to_list()
             texts += df.select(expr.cast(pl.String).fill_null("").alias("t"))["t"].to_list()
         return lines, texts
-    return _plain_lines(path.read_text(encoding="utf-8-sig", errors="replace"))
+    return _plain_lines(_read_text(path))
+
+
+def _read_text(path: Path) -> str:
+    """A plain text file, decoded strictly (binary refused, BOMs honoured; never a silent U+FFFD)."""
+    from curate.errors import UserError
+    from curate.ingest.encoding import check_text_head, decode_line
+
+    data = path.read_bytes()
+    if not data.strip():
+        raise UserError(f"{path}: the file is empty; nothing to read.")
+    enc = check_text_head(path, data[:65536])
+    if enc != "utf-8":
+        return data.decode(enc).lstrip("\ufeff")
+    text, note = decode_line(data.removeprefix(b"\xef\xbb\xbf"))
+    if text is None:
+        raise UserError(f"{path}: {note}; convert it to UTF-8.")
+    return text
 
 
 def _plain_lines(text: str) -> tuple[list[int], list[str]]:

@@ -13,15 +13,10 @@ from curate.progress import bar, console
 
 
 def frames_for(path: Path):
-    """A curate dataset as it is; a raw source file ingested in memory (no language id: not needed)."""
-    if path.is_dir() or path.suffix == ".parquet":
-        return io.read_dataset(path)
-    try:
-        return io.read_dataset(path)
-    except (io.DatasetError, pl.exceptions.PolarsError):
-        from curate.ingest import ingest
+    """Any input: a curate dataset as it is; a raw source ingested in memory (no language id: not needed)."""
+    from curate.info import frames_for as read
 
-        return ingest([path], detect_lang=False).frames
+    return read(path, detect_lang=False)
 
 
 def _fmt(v) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
@@ -118,6 +119,8 @@ def text(obj: dict[str, Any], key: str, rec: Record, *, required: bool = True, d
             raise Reject(f"missing_{key}", f"missing '{key}'", sorted(obj))
         return default
     if not isinstance(value, str):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise Reject(f"bad_{key}", f"'{key}' is {value} (NaN/Infinity), not text", str(value))
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
             rec.recovered.append(f"'{key}' was a number; kept as text")

@@ -6,6 +6,8 @@ a file of several GB needs memory for one batch, not for the file.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import io
 import os
 import shutil
@@ -18,14 +20,18 @@ import orjson
 import polars as pl
 
 from curate import schemas
+from curate.errors import UserError
 from curate.ingest.base import Record, Reject, SourceFormat, data_objects, precheck, unwrap_nested
+from curate.ingest.encoding import CP1252_NOTE, check_text_head, decode_line
 from curate.ingest.formats import BY_NAME, FORMATS
-from curate.ingest.readers import (iter_json_array, iter_jsonl, iter_jsonl_blocks, parse_line, peek_objects, read_head,
-                                   sniff_container)
-from curate.io import DatasetError, atomic_path, write_json
+from curate.ingest.readers import (MAX_RECORD, iter_json_array, iter_jsonl, iter_jsonl_blocks, parse_line,
+                                   peek_objects, read_head, sniff_container)
+from curate.io.files import DatasetError
 from curate.rowlang import add_lang
 
 BATCH = 50_000
+#: A format must fit a file at least this well (0..1) to be chosen without --format.
+MIN_SCORE = 0.5
 
 
 @dataclass
@@ -39,20 +45,115 @@ class FileSummary:
     recovered: int = 0    # kept records that needed a repair (recorded in their meta)
     quarantined: int = 0  # records that went to quarantine
     reasons: dict[str, int] = field(default_factory=dict)
+    encoding: str = "utf-8"  # what the file was decoded from (utf-16/32 are recoded first)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def detect_format(path: str | os.PathLike) -> SourceFormat:
+@dataclass
+class Source:
+    """A source file ready to read: ``path`` holds UTF-8 (the file itself, or a recoded copy of a
+    UTF-16/32 file or of a JSON array with Latin-1 lines); ``name`` is the file the user gave."""
+    path: Path
+    name: str
+    encoding: str = "utf-8"
+    recoded_lines: frozenset[int] = frozenset()  # lines decoded as cp1252 (JSON arrays)
+
+
+@contextlib.contextmanager
+def open_source(path: str | os.PathLike, name: str | None = None) -> Iterator[Source]:
+    """Check a source file's bytes (binary refused, BOMs honoured) and yield it as a :class:`Source`.
+    A recoded temporary copy, if one was needed, is removed afterwards."""
+    path = Path(path)
+    name = name or path.as_posix()
+    if not path.is_file():
+        raise DatasetError(f"{name}: no such file.")
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if not head.strip():
+        raise DatasetError(f"{name}: the file is empty; nothing to read.")
+    try:
+        enc = check_text_head(Path(name), head)
+    except UserError as exc:
+        raise DatasetError(str(exc)) from None
+    if enc.startswith(("utf-16", "utf-32")):
+        with _temp_copy(path) as tmp:
+            _recode(path, enc, tmp, name)
+            yield Source(tmp, name, enc)
+        return
+    if sniff_container(path, head.decode("utf-8", errors="replace")) == "array" and not _valid_utf8(path):
+        with _temp_copy(path) as tmp:
+            lines = _recode_lines(path, tmp, name)
+            yield Source(tmp, name, "utf-8+cp1252", frozenset(lines))
+        return
+    yield Source(path, name)
+
+
+@contextlib.contextmanager
+def _temp_copy(path: Path) -> Iterator[Path]:
+    fd, tmp = tempfile.mkstemp(prefix="curate-recoded-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _recode(path: Path, enc: str, dest: Path, name: str) -> None:
+    try:
+        with open(path, "r", encoding=enc,
+                  newline="") as src, open(dest, "w", encoding="utf-8", newline="") as out:
+            first = True
+            while chunk := src.read(1 << 20):
+                if first:
+                    chunk, first = chunk.removeprefix("\ufeff"), False
+                out.write(chunk)
+    except UnicodeError as exc:
+        raise DatasetError(f"{name}: starts with a {enc.upper()} byte-order mark but byte {exc.start:,} of a "
+                           f"block does not decode ({exc.reason}); convert it to UTF-8 and re-run.") from None
+
+
+def _valid_utf8(path: Path) -> bool:
+    dec = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                dec.decode(chunk)
+        dec.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _recode_lines(path: Path, dest: Path, name: str) -> list[int]:
+    """Copy a JSON array with some non-UTF-8 lines as UTF-8, decoding those lines as cp1252 where
+    the bytes prove it; refuse the file when a line is neither (a JSON array can't lose a line)."""
+    recoded = []
+    with open(path, "rb") as src, open(dest, "wb") as out:
+        for lineno, raw in enumerate(src, 1):
+            text, note = decode_line(raw)
+            if text is None:
+                raise DatasetError(f"{name}:{lineno}: {note}; convert the file to UTF-8 and re-run.")
+            if note:
+                recoded.append(lineno)
+            out.write(text.encode("utf-8"))
+    return recoded
+
+
+def detect_format(path: str | os.PathLike, name: str | None = None) -> SourceFormat:
     """Pick the format of a file from its content (the file name is not trusted)."""
     path = Path(path)
+    name = name or path.as_posix()
     if not path.is_file():
-        raise DatasetError(f"{path}: no such file.")
+        raise DatasetError(f"{name}: no such file.")
     head = read_head(path)
     if not head.strip():
-        raise DatasetError(f"{path}: the file is empty.")
+        raise DatasetError(f"{name}: the file is empty; nothing to read.")
     container = sniff_container(path, head)
+    if container == "object":
+        raise DatasetError(f"{name}: holds one JSON object, not a JSON array or JSON Lines of records. If the records "
+                           "are inside a field, extract them first, e.g. jq '.data' FILE > records.json")
     if container == "text":
         candidates = [(f.score(head), f) for f in FORMATS if f.container == "text"]
     else:
@@ -64,18 +165,18 @@ def detect_format(path: str | os.PathLike) -> SourceFormat:
             return named[0] if named else BY_NAME["alpaca"]
         candidates = [(f.score(sample), f) for f in FORMATS if f.container == "json"]
     best_score, best = max(candidates, key=lambda c: c[0])  # max keeps the first of equals
-    if best_score <= 0.3:
+    if best_score < MIN_SCORE:
         names = ", ".join(f.name for f in FORMATS)
         raise DatasetError(
-            f"{path}: could not recognise the format (best guess {best.name} at {best_score:.0%}). "
-            f"Pass --format with one of: {names}."
+            f"{name}: could not recognise the format (best guess {best.name}, fitting {best_score:.0%} of the "
+            f"sample). If that is right, pass --format {best.name}; the formats are: {names}."
         )
     return best
 
 
-def _format(path: Path, fmt: str | SourceFormat | None) -> SourceFormat:
+def _format(path: Path, fmt: str | SourceFormat | None, name: str | None = None) -> SourceFormat:
     if fmt is None or fmt == "auto":
-        return detect_format(path)
+        return detect_format(path, name)
     if isinstance(fmt, SourceFormat):
         return fmt
     try:
@@ -84,13 +185,25 @@ def _format(path: Path, fmt: str | SourceFormat | None) -> SourceFormat:
         raise DatasetError(f"unknown format {fmt!r}; choose one of: {', '.join(BY_NAME)}") from None
 
 
-def _items(path: Path, fmt: SourceFormat):
+def _items(path: Path, fmt: SourceFormat, name: str | None = None, recoded: frozenset[int] = frozenset()):
     if fmt.container == "text":
         return fmt.items(path)
     container = sniff_container(path, read_head(path))
     if container == "text":
-        raise DatasetError(f"{path}: format {fmt.name} expects JSON, but the file is plain text.")
-    return iter_jsonl(path) if container == "jsonl" else iter_json_array(path)
+        raise DatasetError(f"{name or path}: format {fmt.name} expects JSON, but the file is plain text.")
+    if container == "object":
+        raise DatasetError(f"{name or path}: holds one JSON object, not a JSON array or JSON Lines of records.")
+    if container == "jsonl":
+        return iter_jsonl(path)
+    return _noted(iter_json_array(path), recoded) if recoded else iter_json_array(path)
+
+
+def _noted(items, recoded: frozenset[int]):
+    """Array elements spanning a line that was decoded as cp1252 carry the note."""
+    for item in items:
+        if any(n in recoded for n in range(item.line, max(item.line, item.last) + 1)):
+            item.recovered.append(CP1252_NOTE)
+        yield item
 
 
 # Keys that mark a dict as a record of some format (used to unwrap a record nested in a field).
@@ -99,15 +212,14 @@ RECORD_KEYS = {"instruction", "input", "output", "prompt", "response", "completi
 
 
 def iter_source(path: str | os.PathLike, fmt: str | SourceFormat | None = None,
-                summary: FileSummary | None = None) -> Iterator[tuple[str, Any]]:
+                summary: FileSummary | None = None, recoded: frozenset[int] = frozenset()) -> Iterator[tuple[str, Any]]:
     """Events for one source file: ``("rows", (line, meta_json, [content, ...]))`` for a record
     that became rows, ``("quarantine", entry)`` for one that did not."""
     path = Path(path)
-    fmt = _format(path, fmt)
-    source = path.as_posix()
-    summary = summary or FileSummary(source, fmt.name, fmt.kind)
-    for item in _items(path, fmt):
-        yield _convert(item, fmt, source, summary)
+    fmt = _format(path, fmt, summary.source if summary else None)
+    summary = summary or FileSummary(path.as_posix(), fmt.name, fmt.kind)
+    for item in _items(path, fmt, summary.source, recoded):
+        yield _convert(item, fmt, summary.source, summary)
 
 
 def _convert(item, fmt: SourceFormat, source: str, summary: FileSummary) -> tuple[str, Any]:
@@ -115,7 +227,7 @@ def _convert(item, fmt: SourceFormat, source: str, summary: FileSummary) -> tupl
     summary.records += 1
     if item.error is not None:
         summary.quarantined += 1
-        code = "parse_error" if "JSON" in item.error else "bad_record"
+        code = _error_code(item.error)
         summary.reasons[code] = summary.reasons.get(code, 0) + 1
         return "quarantine", _qentry(source, fmt, item.line, code, item.error, item.raw, item.raw)
     rec = Record(item.recovered)
@@ -137,6 +249,16 @@ def _convert(item, fmt: SourceFormat, source: str, summary: FileSummary) -> tupl
             summary.recovered += 1
         meta_text = orjson.dumps(rec.meta()).decode()
     return "rows", (item.line, meta_text, contents)
+
+
+def _error_code(error: str) -> str:
+    if error.startswith("invalid UTF-8"):
+        return "encoding_error"
+    if "nested too deeply" in error:
+        return "too_deep"
+    if "MB limit" in error:
+        return "too_big"
+    return "parse_error" if "JSON" in error else "bad_record"
 
 
 def _qentry(source, fmt, line, code, reason, evidence, raw) -> dict[str, Any]:
@@ -201,24 +323,47 @@ def iter_batches(paths: Iterable[str | os.PathLike], fmt: str | None = None, *, 
     ``batch_size`` is the rows per frame on the per-record path; the JSONL fast path yields one
     frame per 16 MB block of lines."""
     for path in paths:
-        path = Path(path)
-        f = _format(path, fmt)
-        summary = FileSummary(path.as_posix(), f.name, f.kind)
-        if summaries is not None:
-            summaries.append(summary)
-        if f.container == "json" and f.fast_columns is not None and \
-                sniff_container(path, read_head(path)) == "jsonl":
-            frames = _fast_jsonl(path, f, summary, on_quarantine, on_progress)
-        else:
-            frames = _slow(path, f, summary, _Batcher(f.kind, summary.source, f.name, batch_size),
-                           on_quarantine, on_progress)
-        for df in frames:
-            yield f.kind, (add_lang(df, f.kind) if detect_lang else df)
+        with open_source(path) as src:
+            f = _format(src.path, fmt, src.name)
+            summary = FileSummary(src.name, f.name, f.kind, encoding=src.encoding)
+            if summaries is not None:
+                summaries.append(summary)
+            for df in iter_file(src, f, summary, batch_size=batch_size, detect_lang=detect_lang,
+                                on_quarantine=on_quarantine, on_progress=on_progress):
+                yield f.kind, df
 
 
-def _slow(path, fmt, summary, batcher, on_quarantine, on_progress) -> Iterator[pl.DataFrame]:
+def iter_file(src: Source, f: SourceFormat, summary: FileSummary, *, batch_size: int = BATCH,
+              detect_lang: bool = True, on_quarantine: Callable[[dict], None] | None = None,
+              on_progress: Callable[[int], None] | None = None) -> Iterator[pl.DataFrame]:
+    """Frames of one prepared source file (see :func:`open_source`) in format ``f``."""
+    if f.container == "json" and f.fast_columns is not None and \
+            sniff_container(src.path, read_head(src.path)) == "jsonl":
+        frames = _fast_jsonl(src.path, f, summary, on_quarantine, on_progress)
+    else:
+        frames = _slow(src.path, f, summary, _Batcher(f.kind, summary.source, f.name, batch_size),
+                       on_quarantine, on_progress, src.recoded_lines)
+    for df in frames:
+        yield add_lang(df, f.kind) if detect_lang else df
+
+
+def iter_records(items: Iterable[Any], f: SourceFormat, summary: FileSummary, *, batch_size: int = BATCH,
+                 detect_lang: bool = True, on_quarantine: Callable[[dict], None] | None = None,
+                 on_progress: Callable[[int], None] | None = None) -> Iterator[pl.DataFrame]:
+    """Frames from records already parsed elsewhere (e.g. the rows of a Parquet/CSV export), with
+    the same conversion and quarantine as a JSON file of format ``f``."""
+    events = (_convert(item, f, summary.source, summary) for item in items)
+    for df in _batches(events, _Batcher(f.kind, summary.source, f.name, batch_size), on_quarantine, on_progress):
+        yield add_lang(df, f.kind) if detect_lang else df
+
+
+def _slow(path, fmt, summary, batcher, on_quarantine, on_progress, recoded=frozenset()) -> Iterator[pl.DataFrame]:
     """The general path: every record through its format's Python ``convert``."""
-    for n, (event, payload) in enumerate(iter_source(path, fmt, summary), 1):
+    return _batches(iter_source(path, fmt, summary, recoded), batcher, on_quarantine, on_progress)
+
+
+def _batches(events, batcher, on_quarantine, on_progress) -> Iterator[pl.DataFrame]:
+    for n, (event, payload) in enumerate(events, 1):
         if event == "quarantine":
             if on_quarantine:
                 on_quarantine(payload)
@@ -306,7 +451,7 @@ def _fast_block(fmt, summary, on_quarantine, first: int, raw: pl.Series,
     body = raw.gather(nonblank)
     present = parsed.select(pl.sum_horizontal(pl.all().is_not_null()).alias("n"))["n"]
     ok = (fmt.fast_columns(parsed) & (body.str.count_matches(_KEY) == present)
-          & (body.str.count_matches(_STR_KEY) == present))
+          & (body.str.count_matches(_STR_KEY) == present) & (body.str.len_bytes() <= MAX_RECORD))
     frames = [_general_lines(fmt, summary, on_quarantine, _numbered(raw, nonblank.filter(~ok), first))]
     n = int(ok.sum())
     if n:
@@ -356,51 +501,46 @@ def summarize(files: list[FileSummary], rows_by_kind: dict[str, int]) -> dict[st
 def ingest_to_dir(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, fmt: str | None = None, *,
                   detect_lang: bool = True, batch_size: int = BATCH, output_format: str = "parquet",
                   on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Streaming ingest into ``out_dir/<kind>.parquet`` + ``quarantine.jsonl`` + ``report.json``.
+    """Streaming ingest into a committed dataset ``out_dir``: ``<kind>.parquet``, ``quarantine.jsonl``,
+    ``report.json`` and ``manifest.json``, published at once (:class:`curate.io.DatasetWriter`).
 
-    Batches go to part files in a private temp directory; each kind is then streamed into its
-    final file and renamed into place. Returns the summary (also written as report.json).
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    Batches go to part files in the staging directory; each kind is then streamed into its final
+    file. Returns the summary (also written as report.json)."""
+    from curate.io import DatasetWriter, open_input
+
+    if output_format not in ("parquet", "jsonl"):
+        raise DatasetError(f"unknown output format {output_format!r}; use parquet or jsonl")
     paths = [Path(p) for p in paths]
-    for p in paths:
-        if p.resolve().parent == out_dir.resolve() and p.stem in schemas.KINDS:
-            raise DatasetError(f"{p}: input lies in the output directory; choose another -o.")
-    files: list[FileSummary] = []
-    tmp_dir = Path(tempfile.mkdtemp(prefix=".ingest-", dir=out_dir))
-    try:
+    writer = DatasetWriter(out_dir, stage="ingest", inputs=paths,
+                           params={"format": fmt or "auto", "detect_lang": detect_lang, "output_format": output_format})
+    with open_input(paths, format=fmt) as plan, writer as w:
         parts: dict[str, list[Path]] = {}
-        with atomic_path(out_dir / "quarantine.jsonl") as qtmp, open(qtmp, "wb") as qfh:
+        with w.open("quarantine.jsonl") as qfh:
             def quarantine(entry: dict) -> None:
                 qfh.write(orjson.dumps(entry) + b"\n")
 
-            for kind, df in iter_batches(paths, fmt, batch_size=batch_size, detect_lang=detect_lang,
-                                         on_quarantine=quarantine, summaries=files, on_progress=on_progress):
-                part = tmp_dir / f"{kind}-{len(parts.get(kind, [])):05d}.parquet"
+            for kind, df in plan.batches(batch_size=batch_size, detect_lang=detect_lang,
+                                         on_quarantine=quarantine, on_progress=on_progress):
+                if isinstance(df, pl.LazyFrame):
+                    df = df.collect()
+                part = w.file(f".parts/{kind}-{len(parts.get(kind, [])):05d}.parquet")
                 df.write_parquet(part)
                 parts.setdefault(kind, []).append(part)
-            qfh.flush()
         rows_by_kind = {}
-        if output_format not in ("parquet", "jsonl"):
-            raise DatasetError(f"unknown output format {output_format!r}; use parquet or jsonl")
-        for kind, kind_parts in parts.items():
-            rows_by_kind[kind] = pl.scan_parquet(kind_parts).select(pl.len()).collect().item()
-            target = out_dir / f"{kind}.{output_format}"
-            with atomic_path(target) as tmp:
-                if output_format == "jsonl":
-                    pl.scan_parquet(kind_parts).sink_ndjson(tmp)
-                elif len(kind_parts) == 1:
-                    shutil.move(kind_parts[0], tmp)
-                else:
-                    pl.scan_parquet(kind_parts).sink_parquet(tmp)
-        # files this run did not produce must not linger from an earlier run
         for kind in schemas.KINDS:
-            for ext in ("parquet", "jsonl"):
-                if not (kind in parts and ext == output_format):
-                    (out_dir / f"{kind}.{ext}").unlink(missing_ok=True)
-        summary = summarize(files, rows_by_kind)
-        write_json(out_dir / "report.json", {"stage": "ingest", **summary})
-        return summary
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+            kind_parts = parts.get(kind)
+            if not kind_parts:
+                continue
+            rows_by_kind[kind] = pl.scan_parquet(kind_parts).select(pl.len()).collect().item()
+            if output_format == "jsonl":
+                w.write_frame(kind, pl.scan_parquet(kind_parts), fmt="jsonl")
+            elif len(kind_parts) == 1:
+                os.replace(kind_parts[0], w.file(f"{kind}.parquet"))
+                w.add_part(kind, f"{kind}.parquet")
+            else:
+                w.write_frame(kind, pl.scan_parquet(kind_parts))
+        shutil.rmtree(w.path / ".parts", ignore_errors=True)
+        w.input_manifests = [d["id"] for d in plan.datasets if d.get("id")]
+        summary = {**plan.report(), "rows_by_kind": rows_by_kind}
+        w.write_json("report.json", {"stage": "ingest", **summary})
+    return summary

@@ -15,9 +15,13 @@ from typing import Any, Iterator
 
 import orjson
 
+from curate.ingest.encoding import decode_line
+
 _DECODER = json.JSONDecoder()
 CHUNK = 1 << 20
 MAX_ELEMENT = 64 << 20
+#: A record (one JSONL line) larger than this goes to quarantine instead of becoming a row.
+MAX_RECORD = 16 << 20
 
 
 @dataclass(slots=True)
@@ -27,6 +31,7 @@ class Item:
     raw: str | None = None
     error: str | None = None
     recovered: list[str] = field(default_factory=list)
+    last: int = 0  # the last line the record spans (0: same as ``line``)
 
 
 def sniff_container(path: Path, head: str) -> str:
@@ -35,8 +40,28 @@ def sniff_container(path: Path, head: str) -> str:
     if stripped.startswith("["):
         return "array"
     if stripped.startswith("{"):
-        return "jsonl"
+        return "jsonl" if _first_line_is_object(path) else "object"
     return "text"
+
+
+def _first_line_is_object(path: Path) -> bool:
+    """JSON Lines start with a complete object on the first non-blank line; a pretty-printed JSON
+    document (``{`` alone, or an object spread over lines) does not, so it is never read as JSONL."""
+    with open(path, "rb") as fh:
+        for raw in fh:
+            raw = raw.removeprefix(b"\xef\xbb\xbf").strip()
+            if not raw:
+                continue
+            if raw == b"{":
+                return False
+            if len(raw) > MAX_RECORD:
+                return True  # one huge line: a JSONL record (it goes to quarantine for its size)
+            try:
+                return isinstance(orjson.loads(raw), dict)
+            except orjson.JSONDecodeError:
+                # a broken first line of a JSONL file still ends like a record on the same line
+                return not raw.endswith((b"{", b"[", b","))
+    return True
 
 
 def read_head(path: Path, size: int = 1 << 16) -> str:
@@ -67,11 +92,13 @@ def repair_line(text: str) -> tuple[list[Any], list[str]]:
             return values, []
     except json.JSONDecodeError:
         pass
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
     stripped = text.rstrip()
     for n in range(1, 4):
         try:
             values = _decode_all(stripped + "}" * n)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
         return values, [f"added {n} missing closing brace{'s' if n > 1 else ''}"]
     raise ValueError("unrepairable JSON")
@@ -79,17 +106,39 @@ def repair_line(text: str) -> tuple[list[Any], list[str]]:
 
 def parse_line(lineno: int, raw: bytes) -> list[Item]:
     """The record(s) on one JSONL line: normally one; several if objects were glued together;
-    one Item with an ``error`` if the line can't be repaired."""
+    one Item with an ``error`` if the line can't be repaired or decoded, or is too big."""
+    if len(raw) > MAX_RECORD:
+        return [too_big(lineno, raw)]
     try:
         return [Item(lineno, orjson.loads(raw))]
     except orjson.JSONDecodeError as exc:
         err = str(exc)
-    text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+    text, note = decode_line(raw)
+    if text is None:  # neither UTF-8 nor provably cp1252: quarantined, never turned into U+FFFD
+        return [Item(lineno, raw=raw.decode("utf-8", errors="replace").rstrip("\r\n")[:2000], error=note)]
+    text = text.rstrip("\r\n")
+    notes = [note] if note else []
+    if note:
+        try:
+            return [Item(lineno, orjson.loads(text), raw=text, recovered=notes)]
+        except orjson.JSONDecodeError as exc:
+            err = str(exc)
+    if "ecursion" in err:
+        return [Item(lineno, raw=text[:2000], error="JSON nested too deeply (over 1,000 levels)")]
     try:
         values, how = repair_line(text)
-    except ValueError:
+    except ValueError as exc:
+        if "deeply" in str(exc):
+            return [Item(lineno, raw=text[:2000], error="JSON nested too deeply")]
         return [Item(lineno, raw=text, error=f"invalid JSON: {err}")]
-    return [Item(lineno, value, raw=text, recovered=list(how)) for value in values]
+    return [Item(lineno, value, raw=text, recovered=notes + list(how)) for value in values]
+
+
+def too_big(lineno: int, raw: bytes | str) -> Item:
+    size = len(raw)
+    head = raw[:2000] if isinstance(raw, str) else raw[:2000].decode("utf-8", errors="replace")
+    return Item(lineno, raw=head + "…", error=f"record of {size / 2**20:.1f} MB is over the "
+                f"{MAX_RECORD / 2**20:.0f} MB limit for one record (the full text stays in the source file)")
 
 
 def iter_jsonl_lines(path: Path, size: int) -> Iterator[tuple[list[int], list[bytes]]]:
@@ -140,6 +189,9 @@ def iter_jsonl(path: Path) -> Iterator[Item]:
     loads = orjson.loads
     for nums, lines in iter_jsonl_lines(path, 4096):
         for lineno, raw in zip(nums, lines):
+            if len(raw) > MAX_RECORD:
+                yield too_big(lineno, raw)
+                continue
             try:
                 yield Item(lineno, loads(raw))
             except orjson.JSONDecodeError:
@@ -152,7 +204,7 @@ def iter_json_array(path: Path) -> Iterator[Item]:
     An element that fails to parse is reported with its line and the parser resynchronises at the
     next element that starts at the same indentation.
     """
-    with open(path, "r", encoding="utf-8-sig", errors="replace") as fh:
+    with open(path, "r", encoding="utf-8-sig") as fh:  # the pipeline recodes non-UTF-8 files first
         buf = fh.read(CHUNK)
         pos = buf.find("[")
         if pos < 0:
@@ -181,22 +233,30 @@ def iter_json_array(path: Path) -> Iterator[Item]:
                 try:
                     value, end = _DECODER.raw_decode(buf, pos)
                     break
-                except json.JSONDecodeError as exc:
+                except (json.JSONDecodeError, RecursionError) as exc:
+                    deep = isinstance(exc, RecursionError)
                     # The element may just be cut by the buffer: read more, up to a sane bound.
-                    if not eof and len(buf) - pos < MAX_ELEMENT:
+                    if not deep and not eof and len(buf) - pos < MAX_ELEMENT:
                         buf, pos, eof = _refill(fh, buf, pos, grow=True)
                         continue
                     end = _resync(buf, pos, indent)
                     raw = buf[pos:end]
-                    yield Item(line, raw=raw[:2000], error=f"invalid JSON element: {exc.msg}")
+                    if deep:
+                        why = "JSON nested too deeply"
+                    elif len(raw) >= MAX_ELEMENT:
+                        why = f"element over the {MAX_ELEMENT >> 20} MB limit for one record, or broken JSON"
+                    else:
+                        why = f"invalid JSON element: {exc.msg}"
+                    yield Item(line, raw=raw[:2000], error=why)
                     line += raw.count("\n")
                     pos = end
                     value = _SKIP
                     break
             if value is _SKIP:
                 continue
-            yield Item(line, value)
-            line += buf.count("\n", pos, end)
+            n = buf.count("\n", pos, end)
+            yield Item(line, value, last=line + n)
+            line += n
             pos = end
 
 
@@ -214,11 +274,15 @@ def _resync(buf: str, pos: int, indent: str) -> int:
     return len(buf) if nxt < 0 else nxt + 1
 
 
-def iter_text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line without newline) of a UTF-8 text file, BOM removed."""
-    with open(path, "r", encoding="utf-8-sig", errors="replace", newline="") as fh:
-        for lineno, line in enumerate(fh, 1):
-            yield lineno, line.rstrip("\r\n")
+def iter_text_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
+    """(1-based line number, line without newline, note) of a UTF-8 text file, BOM removed. A line
+    in provable cp1252 is decoded with a note; an undecodable one comes as (lineno, None, reason)."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if lineno == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            text, note = decode_line(raw)
+            yield lineno, (text.rstrip("\r\n") if text is not None else None), note
 
 
 def peek_objects(path: Path, container: str, n: int = 64) -> list[Any]:

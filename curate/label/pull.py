@@ -385,16 +385,15 @@ def write_pulled(frames: dict[str, pl.DataFrame], report: dict[str, Any], out_di
     ``min_quality`` and not corrected) and ``report.json`` (counts, without
     the side records themselves). Returns the report as written."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for kind in schemas.KINDS:          # a re-pull must not leave a kind that is gone now
-        if kind not in frames:
-            (out_dir / f"{kind}.parquet").unlink(missing_ok=True)
-    io.write_dataset(frames, out_dir)
     written = {k: v for k, v in report.items() if k not in SIDE_FILES}
     written["side_files"] = {}
-    for name in SIDE_FILES:
-        path = out_dir / f"{name}.jsonl"
-        io.write_jsonl(path, report.get(name) or [])
-        written["side_files"][name] = {"path": path.as_posix(), "records": len(report.get(name) or [])}
-    io.write_json(out_dir / "report.json", written)
+    with io.DatasetWriter(out_dir, stage="pull", params={"dataset": report.get("dataset")}) as w:
+        for kind in schemas.KINDS:  # the whole directory is replaced: a kind gone now does not linger
+            if kind in frames:
+                w.write_frame(kind, frames[kind])
+        for name in SIDE_FILES:
+            w.write_jsonl(f"{name}.jsonl", report.get(name) or [])
+            written["side_files"][name] = {"path": (out_dir / f"{name}.jsonl").as_posix(),
+                                           "records": len(report.get(name) or [])}
+        w.write_json("report.json", written)
     return written

@@ -28,3 +28,4 @@ FORMATS = [
 ]
 
 BY_NAME = {f.name: f for f in FORMATS}
+NAMES = tuple(BY_NAME)

@@ -38,7 +38,12 @@ class KoChatGPTConversation(SourceFormat):
 
     def items(self, path: Path):
         block_line, turns, notes, raw = None, [], [], []
-        for lineno, line in iter_text_lines(path):
+        for lineno, line, note in iter_text_lines(path):
+            if line is None:
+                yield Item(lineno, raw="", error=note)
+                continue
+            if note:
+                notes.append(f"line {lineno}: {note}")
             if line.strip() == MARKER:
                 if block_line is not None:
                     yield self._finish(block_line, turns, notes, raw)
@@ -93,15 +98,36 @@ class QuestionList(SourceFormat):
     summary = "plain text, one prompt per line (KoChatGPT seed data); a BOM is fine"
 
     def score(self, head: str):
+        """The share of lines that read like a prompt: words, not numbers, not CSV/TSV rows."""
         lines = [line for line in head.splitlines() if line.strip()]
-        return 0.5 if lines and MARKER not in head else 0.0
+        if len(lines) > 1:
+            lines = lines[:-1]  # the head may end inside a line
+        if not lines or MARKER in head or _looks_tabular(lines):
+            return 0.0
+        return sum(1 for line in lines if _PROSE.search(line)) / len(lines)
 
     def items(self, path: Path):
-        for lineno, line in iter_text_lines(path):
+        for lineno, line, note in iter_text_lines(path):
+            if line is None:
+                yield Item(lineno, raw="", error=note)
+                continue
             if not line.strip():
                 yield Item(lineno, raw=line, error="empty line")
                 continue
-            yield Item(lineno, {"prompt": line.strip()})
+            yield Item(lineno, {"prompt": line.strip()}, recovered=[note] if note else [])
 
     def convert(self, obj, rec):
         return [obj]
+
+
+# a prompt has at least two words of letters (any script), or one long word (CJK, Hangul)
+_PROSE = re.compile(r"[^\W\d_]{2,}\s+[^\W\d_]{2,}|[^\W\d_\s]{6,}")
+
+
+def _looks_tabular(lines: list[str]) -> bool:
+    """A CSV/TSV table: every line holds the same number (>= 1) of commas or tabs."""
+    for sep in ("\t", ","):
+        counts = {line.count(sep) for line in lines[:50]}
+        if len(lines) >= 2 and len(counts) == 1 and counts.pop() >= 1:
+            return True
+    return False

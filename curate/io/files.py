@@ -1,0 +1,97 @@
+"""Single files written atomically (temp file in the same directory, then rename).
+
+Whole datasets are written with :class:`curate.io.DatasetWriter`, which commits a directory at
+once; these helpers are for the files inside it and for single-file outputs (a report, a model).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+import polars as pl
+
+from curate.errors import UserError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+class DatasetError(UserError):
+    """A user-facing problem with an input or output path (printed without a traceback)."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are ordinary files
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_bytes(path, orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
+
+
+def write_jsonl(path: str | os.PathLike, rows: list[dict] | Iterator[dict]) -> int:
+    n = 0
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        for row in rows:
+            fh.write(orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+            n += 1
+    return n
+
+
+def write_frame(df: pl.DataFrame | pl.LazyFrame, path: str | os.PathLike) -> None:
+    """Write a frame as parquet or JSONL (by extension), atomically; lazy frames are streamed."""
+    path = Path(path)
+    fmt = _format_of(path)
+    with atomic_path(path) as tmp:
+        if isinstance(df, pl.LazyFrame):
+            if fmt == "parquet":
+                df.sink_parquet(tmp)
+            else:
+                df.sink_ndjson(tmp)
+        elif fmt == "parquet":
+            df.write_parquet(tmp)
+        else:
+            df.write_ndjson(tmp)
+
+
+def _format_of(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return "parquet"
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    raise DatasetError(f"{path}: unknown output format {suffix!r}; use .parquet or .jsonl")
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    with open(path, "rb") as fh:
+        return [orjson.loads(line) for line in fh if line.strip()]

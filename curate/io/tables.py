@@ -1,0 +1,95 @@
+"""Parquet and CSV/TSV files as inputs: curate's own canonical files, or exports (e.g. from the
+Hugging Face Hub) whose columns are those of a known source format (Alpaca, ShareGPT, messages, ...).
+
+An export's rows are turned into the same records the JSON readers yield (one per row, ``line``
+= the 1-based row number), so they go through the same format conversion and quarantine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+import polars as pl
+
+from curate import schemas
+from curate.io.files import DatasetError
+from curate.ingest.readers import Item
+
+BLOCK = 10_000
+TABLE_SUFFIXES = {".parquet": "parquet", ".csv": "csv", ".tsv": "tsv"}
+# columns a CSV holds as JSON text (lists of turns, completions, ranks)
+_JSON_COLUMNS = {"messages", "conversations", "completions", "ranks", "instances", "conversation"}
+
+
+def check_parquet(path: Path, name: str) -> pl.Schema:
+    """The schema of a Parquet file, or a one-line refusal for a truncated or corrupt one."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            fh.seek(max(0, size - 4))
+            tail = fh.read(4)
+    except OSError as exc:
+        raise DatasetError(f"{name}: cannot read ({exc.strerror}).") from None
+    if head != b"PAR1" or tail != b"PAR1" or size < 12:
+        what = "truncated (no Parquet footer)" if head == b"PAR1" else "not a Parquet file"
+        raise DatasetError(f"{name}: {what}; re-create or re-download it.")
+    try:
+        return pl.read_parquet_schema(path)
+    except Exception as exc:  # polars/arrow raise several types for a corrupt footer
+        raise DatasetError(f"{name}: corrupt Parquet file ({str(exc).splitlines()[0][:200]}); "
+                           "re-create or re-download it.") from None
+
+
+def canonical_kind(names: list[str] | set[str]) -> str | None:
+    """The kind when the columns are curate's canonical ones (common + a kind's content)."""
+    names = set(names)
+    if not {"id", "kind"} <= names:
+        return None
+    for kind in ("chat", "rm", "sft", "ppo"):
+        if set(schemas.schema(kind)) <= names:
+            return kind
+    return None
+
+
+def read_table(path: Path, name: str, fmt: str) -> pl.LazyFrame:
+    """A table file as a LazyFrame of its raw columns (CSV/TSV: every column as text)."""
+    if fmt == "parquet":
+        check_parquet(path, name)
+        return pl.scan_parquet(path)
+    sep = "\t" if fmt == "tsv" else ","
+    try:
+        df = pl.read_csv(path, separator=sep, infer_schema=False, encoding="utf8",
+                         quote_char=None if fmt == "tsv" else '"')
+    except Exception as exc:  # polars raises ComputeError/NoDataError/... for a broken CSV
+        raise DatasetError(f"{name}: not a readable {fmt.upper()} file ({str(exc).splitlines()[0][:200]}).") from None
+    return df.lazy()
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in row.items():
+        if value is None:
+            continue
+        if key in _JSON_COLUMNS and isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+            try:
+                value = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                pass  # the format's convert rejects it with a reason
+        out[key] = value
+    return out
+
+
+def table_items(lf: pl.LazyFrame) -> Iterator[Item]:
+    """One record per row (null cells left out, JSON text in list columns parsed)."""
+    n = lf.select(pl.len()).collect().item()
+    for off in range(0, n, BLOCK):
+        block = lf.slice(off, BLOCK).collect()
+        for i, row in enumerate(block.iter_rows(named=True)):
+            yield Item(off + i + 1, _clean(row))
+
+
+def sample(lf: pl.LazyFrame, n: int = 64) -> list[dict[str, Any]]:
+    return [_clean(row) for row in lf.head(n).collect().iter_rows(named=True)]

@@ -1,0 +1,126 @@
+"""The data path: one way in (read_input), one way out (DatasetWriter)."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from curate import io, schemas
+from curate.io import publish
+
+
+def _sft(n: int, tag: str = "") -> pl.DataFrame:
+    return schemas.from_rows("sft", [{"instruction": f"q{i}{tag}", "input": "", "output": f"a{i}{tag}"}
+                                     for i in range(n)])
+
+
+def test_writer_commits_a_manifest_last_and_reader_reads_it_back(tmp_path):
+    out = tmp_path / "ds"
+    with io.DatasetWriter(out, stage="test", params={"x": 1}) as w:
+        w.write_frame("sft", _sft(3))
+        w.write_frame("ppo", schemas.from_rows("ppo", [{"prompt": "p"}]).lazy())
+        w.write_jsonl("quarantine.jsonl", [{"code": "c"}])
+        assert w.path.parent == tmp_path and w.path.name.startswith(".ds.staging-") and not out.exists()
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["curate_dataset"] == 1 and m["stage"] == "test" and m["params"] == {"x": 1}
+    assert m["kinds"] == {"sft": {"files": ["sft.parquet"], "rows": 3}, "ppo": {"files": ["ppo.parquet"], "rows": 1}}
+    assert set(m["files"]) == {"sft.parquet", "ppo.parquet", "quarantine.jsonl"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+    inp = io.read_input(out)
+    assert inp.manifest_ids == [m["id"]] and inp.rows() == {"sft": 3, "ppo": 1}
+
+
+def test_writer_replaces_the_whole_output_or_nothing(tmp_path):
+    out = tmp_path / "ds"
+    io.write_dataset({"sft": _sft(2), "chat": schemas.empty("chat")}, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(RuntimeError):
+        with io.DatasetWriter(out, stage="test") as w:
+            w.write_frame("sft", _sft(5, "new"))
+            raise RuntimeError("boom")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+    io.write_dataset({"sft": _sft(5, "new")}, out)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "sft.parquet"]  # chat gone: whole dir replaced
+    assert io.read_input(out).rows() == {"sft": 5}
+
+
+def test_two_rename_fallback_and_leftovers_of_killed_runs(tmp_path, monkeypatch):
+    out = tmp_path / "ds"
+    io.write_dataset({"sft": _sft(1)}, out)
+    dead = 2 ** 22 + 12345  # above the default pid_max: no such process
+    (tmp_path / f".ds.staging-{dead}-abcd").mkdir()
+    (tmp_path / f".ds.staging-{dead}-abcd" / "sft.parquet").write_bytes(b"half")
+    monkeypatch.setenv("CURATE_NO_RENAME_EXCHANGE", "1")
+    io.write_dataset({"sft": _sft(4)}, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"] and io.read_input(out).rows() == {"sft": 4}
+    # a run killed between the two renames: the old result is put back by the next run
+    (tmp_path / "ds").rename(tmp_path / f".ds.old-{dead}-beef")
+    assert publish.recover(out) == [] and io.read_input(out).rows() == {"sft": 4}
+
+
+def test_reader_refuses_a_directory_without_manifest(tmp_path):
+    d = tmp_path / "old"
+    d.mkdir()
+    _sft(2).write_parquet(d / "sft.parquet")
+    (d / "report.json").write_text('{"stage": "clean"}')
+    with pytest.raises(io.DatasetError, match="no manifest.json.*re-run curate clean"):
+        io.read_input(d)
+    io.write_dataset({"sft": _sft(2)}, tmp_path / "ok")
+    (tmp_path / "ok" / "sft.parquet").write_bytes((tmp_path / "ok" / "sft.parquet").read_bytes()[:-10])
+    with pytest.raises(io.DatasetError, match="changed after the dataset was written"):
+        io.read_input(tmp_path / "ok")
+
+
+@pytest.mark.parametrize("where", ["same", "sub", "parent"])
+def test_output_overlapping_the_input_is_refused_before_anything_is_touched(tmp_path, where):
+    ds = tmp_path / "d" / "ds"
+    io.write_dataset({"sft": _sft(2), "ppo": schemas.from_rows("ppo", [{"prompt": "p"}])}, ds)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    out = {"same": ds, "sub": ds / "sub", "parent": tmp_path / "d"}[where]
+    with pytest.raises(io.DatasetError, match="input"):
+        io.DatasetWriter(out, stage="t", inputs=[ds / "sft.parquet"])
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_foreign_directory_is_not_replaced(tmp_path):
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "thesis.docx").write_bytes(b"precious")
+    with pytest.raises(io.DatasetError, match="files curate did not write"):
+        with io.DatasetWriter(tmp_path / "home", stage="t"):
+            pass
+    assert (tmp_path / "home" / "thesis.docx").read_bytes() == b"precious"
+
+
+def test_same_path_twice_is_read_once_and_skips_are_listed(fixtures, tmp_path):
+    f = fixtures / "malay_alpaca.json"
+    inp = io.read_input([f, f])
+    assert inp.rows() == {"sft": 200} and any("more than once" in w for w in inp.warnings)
+    d = tmp_path / "raw"
+    d.mkdir()
+    (d / "a.json").write_bytes(f.read_bytes())
+    (d / "notes.md").write_text("hello")
+    (d / "meta.json").write_text('{\n  "name": "x"\n}\n')
+    inp = io.read_input(d)
+    assert inp.rows() == {"sft": 200}
+    assert {s["path"].rsplit("/", 1)[1] for s in inp.skipped} == {"notes.md", "meta.json"}
+
+
+def test_parquet_and_csv_exports_as_inputs(fixtures, tmp_path):
+    rows = json.loads((fixtures / "malay_alpaca.json").read_text())[:20]
+    df = pl.DataFrame(rows).select("instruction", "input", "output")
+    df.write_parquet(tmp_path / "train.parquet")
+    df.write_csv(tmp_path / "train.csv")
+    want = io.read_input(fixtures / "malay_alpaca.json", detect_lang=False).collect()["sft"].head(20)
+    for name in ("train.parquet", "train.csv"):
+        got = io.read_input(tmp_path / name, detect_lang=False).collect()["sft"]
+        assert got["id"].to_list() == want["id"].to_list(), name
+        assert got["format"].unique().to_list() == ["alpaca"]
+    conv = [{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}] * 3
+    pl.DataFrame(conv).write_parquet(tmp_path / "chat.parquet")
+    assert io.read_input(tmp_path / "chat.parquet", detect_lang=False).rows() == {"chat": 3}
+    pl.DataFrame({"a": [1, 2], "b": ["x", "y"]}).write_parquet(tmp_path / "other.parquet")
+    with pytest.raises(io.DatasetError, match="match no known format"):
+        io.read_input(tmp_path / "other.parquet")
