@@ -42,7 +42,7 @@ import numpy as np
 import orjson
 import polars as pl
 
-from curate import io, schemas
+from curate import io
 from curate.errors import UserError
 
 # ---- tokens ---------------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def read_table(path: str | Path) -> list[pl.DataFrame]:
     if not path.exists():
         raise UserError(f"{path}: no such eval file")
     if path.is_dir():
-        return [lf.collect() for lf in io.read_dataset(path).values()]
+        return [lf.collect() for lf in io.read_input(path).frames.values()]
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
@@ -601,8 +601,10 @@ def decontaminate_dir(inp: str | Path, out: str | Path, index: Index, *, progres
     ``hits.jsonl`` (every hit) and ``report.json``. Kept rows are streamed from the input to the output."""
     from curate.progress import bar
 
-    out = io.output_dir_for(inp, out)
-    lfs = io.read_dataset(inp)
+    writer = io.DatasetWriter(out, stage="decontaminate", inputs=[inp])
+    out = Path(out)
+    data = io.read_input(inp)
+    lfs = data.frames
     total = sum(lf.select(pl.len()).collect().item() for lf in lfs.values())
     t0 = time.perf_counter()
     quarantine, hit_rows, described_all, rows_in, rows_out, common = [], [], [], {}, {}, 0
@@ -627,15 +629,13 @@ def decontaminate_dir(inp: str | Path, out: str | Path, index: Index, *, progres
         schema={"_g": pl.String, "eval": pl.String, "item": pl.UInt32})
     report = _report(index, rows_in, rows_out, described, common, time.perf_counter() - t0)
     report["input"], report["output"] = str(inp), str(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for kind, lf in lfs.items():
-        bad = bad_by_kind[kind]
-        kept = lf if bad.len() == 0 else lf.with_row_index("_i").filter(~pl.col("_i").is_in(bad.implode())).drop("_i")
-        io.write_frame(kept, out / f"{kind}.parquet")
-    for kind in schemas.KINDS:
-        if kind not in lfs:
-            (out / f"{kind}.parquet").unlink(missing_ok=True)
-    io.write_jsonl(out / "quarantine.jsonl", quarantine)
-    io.write_jsonl(out / "hits.jsonl", hit_rows)
-    io.write_json(out / "report.json", report)
+    with writer as w:
+        w.input_manifests = data.manifest_ids
+        for kind, lf in lfs.items():
+            bad = bad_by_kind[kind]
+            kept = lf if bad.len() == 0 else lf.with_row_index("_i").filter(~pl.col("_i").is_in(bad.implode())).drop("_i")
+            w.write_frame(kind, kept)
+        w.write_jsonl("quarantine.jsonl", [*data.quarantine, *quarantine])
+        w.write_jsonl("hits.jsonl", hit_rows)
+        w.write_json("report.json", report)
     return Outcome({}, quarantine, hit_rows, report)
