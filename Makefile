@@ -16,7 +16,7 @@ TEST_SIZE  ?= 0.05
 # the last stage that ran before export (override: make export EXPORT_FROM=datasets/translated)
 EXPORT_FROM ?= $(CLEANED)
 
-.PHONY: install demo ingest export info test distclean bench
+.PHONY: install demo ingest export info test distclean bench argilla-venv
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -105,7 +105,15 @@ demo: ingest clean info
 	@echo "                          point at a server instead: make translate BASE_URL=http://127.0.0.1:8000/v1 MODEL=..."
 	@echo "  $(EXPORTED)/     training files (TRL / OpenAI / Alpaca / RM pairs / PPO), manifest.json, README.md card"
 
-test: install
+# the argilla-server venv for the Argilla tests: at $CURATE_ARGILLA_VENV or ~/.cache/curate/argilla-venv,
+# the one `curate argilla serve` uses (installed once, by whichever needs it first)
+argilla-venv: install
+	@$(BIN)/python curate/argilla_local/venv.py
+
+# everything pip can install is installed above; the Debian packages are only checked (one line
+# saying how to install what is missing; their tests skip). .ci/run installs them and allows no skip.
+test: install argilla-venv
+	@bash scripts/debian-packages.sh
 	$(BIN)/python -m pytest -q
 
 bench: install

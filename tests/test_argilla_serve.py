@@ -5,7 +5,7 @@ fixture rows are pushed with ``curate push`` and one is answered; the server is 
 Ctrl-C (SIGINT) and started again on the same home. The records, the answer, text search and
 progress are all still there, which proves the search index was rebuilt from the database; no
 temp copy of the web app, no process and no copy of the key outside the server's database is left.
-Uses the server venv of the argilla fixture (same skip / CI-fail rule).
+Uses the server venv of the argilla fixture (installed when missing; skips only without redis-server).
 """
 
 from __future__ import annotations

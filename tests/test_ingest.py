@@ -302,7 +302,6 @@ def test_ingest_to_dir_failure_leaves_no_partial_output(fixtures, tmp_path, monk
 
 
 def test_lang_column_filled(fixtures):
-    pytest.importorskip("curate.langid")
     res = ingest([fixtures / "kochatgpt_ppo.jsonl", fixtures / "chatdoctor.json"])
     assert set(res.frames["ppo"]["lang"].unique().to_list()) == {"ko"}
     assert (res.frames["sft"]["lang"] == "en").mean() > 0.95

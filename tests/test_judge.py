@@ -84,7 +84,8 @@ def test_scores_go_to_meta_judge_and_min_score_drops_with_the_reason(sft_rows, o
 
 
 def test_scores_are_what_curate_push_suggests(sft_rows, openai_server, tmp_path):
-    settings = pytest.importorskip("curate.label.settings")
+    from curate.label import settings
+
     openai_server.handler = scorer
     out = judge_rows({"sft": sft_rows[:3]}, engine(openai_server, tmp_path))
     for row in out.frames["sft"].to_dicts():

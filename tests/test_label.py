@@ -476,8 +476,7 @@ def test_make_push_pull_explain_the_server_settings(tmp_path):
     import subprocess
     from pathlib import Path
 
-    if shutil.which("make") is None:
-        pytest.skip("make is not installed")
+    assert shutil.which("make"), "make is not installed (the README's prerequisites: python3, python3-venv, make)"
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if k not in ("ARGILLA_API_URL", "ARGILLA_API_KEY")}
     for target in ("push", "pull"):

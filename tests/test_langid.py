@@ -20,15 +20,13 @@ MIN_CV_PER_CLASS = 0.93
 
 
 def _pairs() -> list[tuple[str, str]]:
-    if not PAIRS.exists():
-        pytest.skip(f"ms/id fixture not found at {PAIRS} (shared/ must sit beside the repo)")
+    assert PAIRS.exists(), f"ms/id fixture missing: {PAIRS}"
     return [tuple(line.split("\t")) for line in PAIRS.read_text(encoding="utf-8").splitlines()]
 
 
 def _fixture_texts(name: str, keys: tuple[str, ...]) -> list[str]:
     path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"fixture {path} not found")
+    assert path.exists(), f"fixture missing: {path}"
     raw = path.read_text(encoding="utf-8")
     try:
         data = json.loads(raw)

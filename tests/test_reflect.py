@@ -171,7 +171,8 @@ def test_sft_and_rm_rows_with_critique_old_answer_and_provenance(chats, openai_s
 
 
 def test_rows_are_what_curate_push_reads_as_reflect(chats, openai_server, tmp_path):
-    settings = pytest.importorskip("curate.label.settings")
+    from curate.label import settings
+
     openai_server.handler = model()
     out = reflect_rows(chats["ms"][:2], engine(openai_server, tmp_path))
     sft, rm = out.frames["sft"].to_dicts(), out.frames["rm"].to_dicts()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 from curate import io, report_html, tokens
 from curate.cli import cli
 from curate.ingest import ingest_to_dir
+from tests import debian
 
 SOURCES = ("malay_alpaca.json", "malay_alpaca_anomalies.json", "malay_gpt4all.jsonl", "malay_gpt4all_anomalies.jsonl",
            "malay_kochatgpt_conversation.jsonl", "malay_kochatgpt_rm.jsonl", "kochatgpt_ppo.jsonl",
@@ -171,25 +171,13 @@ def test_cli_report_and_ingest_report_flag(stages, fixtures, tmp_path):
     assert 'data-chart="ingest"' in html and "malay_gpt4all_anomalies.jsonl" in html
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--hide-scrollbars"]
 
 
 def test_report_renders_in_headless_chromium(stages, model, tmp_path):
-    browser = _chromium()
-    if browser is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed but CI is set: apt-get install -y chromium")
-        pytest.skip("chromium not installed (apt-get install -y chromium); this test fails instead when CI is set")
+    browser = debian.require("chromium")   # the one Debian package this test needs: skips with how to install it
     page = report_html.write_report(stages["clean"], tmp_path / "r.html", compare=stages["norm"], model=model)
     url = page.resolve().as_uri()
     base = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
@@ -223,7 +211,8 @@ def test_report_renders_in_headless_chromium(stages, model, tmp_path):
 
 def test_report_of_a_real_clean_run(stages, tmp_path):
     """The clean engine's own report.json and quarantine, whatever rules it has today."""
-    engine = pytest.importorskip("curate.clean.engine", reason="the clean stage is not in this tree")
+    from curate.clean import engine
+
     out = tmp_path / "cleaned"
     result = engine.clean_dir(stages["norm"], out)
     html = report_html.write_report(out, tmp_path / "c.html", compare=stages["norm"]).read_text()

@@ -88,8 +88,7 @@ def test_validate_clean_file_passes_strict_without_langid_findings(tmp_path):
 
 
 def test_language_of_rows(tmp_path):
-    if S.detect_languages(["Saya suka makan nasi lemak pada waktu pagi."]) is None:
-        pytest.skip("curate.langid cannot run here yet")
+    assert S.detect_languages(["Saya suka makan nasi lemak pada waktu pagi."]) is not None
     f = _write(tmp_path / "s.jsonl", [
         _task(0, "Senaraikan tiga buah negeri di Pantai Timur Semenanjung Malaysia.",
               output="Tiga buah negeri di Pantai Timur ialah Kelantan, Terengganu dan Pahang."),
@@ -114,8 +113,7 @@ def test_language_of_rows(tmp_path):
 
 def test_a_pull_request_adding_an_indonesian_task_fails(tmp_path):
     """Shipped Indonesian lines are grandfathered; the same defect on a new line fails CI."""
-    if S.detect_languages(["Saya suka makan nasi lemak pada waktu pagi."]) is None:
-        pytest.skip("curate.langid cannot run here yet")
+    assert S.detect_languages(["Saya suka makan nasi lemak pada waktu pagi."]) is not None
     f = tmp_path / "malay_seed_tasks.jsonl"
     shutil.copy(SEEDS / "malay_seed_tasks.jsonl", f)
     shutil.copy(SEEDS / "seeds.toml", tmp_path / "seeds.toml")

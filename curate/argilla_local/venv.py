@@ -1,16 +1,22 @@
 """The argilla-server venv: a venv of its own with pinned versions (stdlib only).
 
 argilla-server 2.8 pins click below 8.2 (with click 8.2+ its CLI fails with "Secondary flag is not
-valid for non-boolean flag"), so it never shares curate's venv. This module is imported by
-``curate argilla serve`` and run as a script by ``scripts/argilla-server-setup.sh``:
+valid for non-boolean flag"), so it never shares curate's venv. There is ONE location,
+:func:`default_venv` (env CURATE_ARGILLA_VENV, else ~/.cache/curate/argilla-venv), used by
+``curate argilla serve``, ``make test``, ``scripts/argilla-server-setup.sh`` and the test fixture;
+whoever needs it first installs it, once (a file lock beside the venv makes the others wait).
+This module is imported by ``curate argilla serve`` and the fixture, and run as a script by the
+Makefile and the setup script:
 
-    python3 curate/argilla_local/venv.py VENV_DIR
+    python3 curate/argilla_local/venv.py [VENV_DIR]
 
 It must not import curate (the setup script runs it before curate is installed).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
 import sys
@@ -72,8 +78,32 @@ def ensure(venv: Path, python: str | None = None, log=None) -> Path:
     venv = Path(venv).expanduser().absolute()
     if is_ready(venv):
         return python_of(venv)
-    if log:
-        log(f"installing {' '.join(PINS)} into {venv} (once; this takes a minute or two)")
+    with _install_lock(venv):
+        if is_ready(venv):       # another process installed it while we waited
+            return python_of(venv)
+        if log:
+            log(f"installing {' '.join(PINS)} into {venv} (once; about a minute on a fast network)")
+        _install(venv, python)
+    return python_of(venv)
+
+
+@contextlib.contextmanager
+def _install_lock(venv: Path):
+    """An exclusive lock on ``<venv>.lock`` while installing (released when the process dies)."""
+    try:
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(venv.parent / f"{venv.name}.lock", "w")
+    except OSError as exc:
+        raise _failure(venv, f"  cannot create {venv.parent}: {exc.strerror}") from None
+    with fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _install(venv: Path, python: str | None) -> None:
     with tempfile.TemporaryFile(mode="w+b") as out:
         def run(cmd: list) -> bool:
             try:
@@ -82,28 +112,20 @@ def ensure(venv: Path, python: str | None = None, log=None) -> Path:
                 out.write(f"{cmd[0]}: {exc}\n".encode())
                 return False
 
-        ok = python_of(venv).exists() or (_mkdir_ok(venv, out) and run([python or _base_python(), "-m", "venv", str(venv)]))
+        ok = python_of(venv).exists() or run([python or _base_python(), "-m", "venv", str(venv)])
         ok = ok and run([str(python_of(venv)), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PINS])
         if not ok or not is_ready(venv):
             out.seek(0)
             tail = out.read().decode(errors="replace").strip().splitlines()[-12:]
-            detail = "\n".join("  " + line for line in tail) or "  (no output)"
-            raise VenvError(
-                f"could not install the Argilla server into {venv}:\n{detail}\n"
-                f"Fix what it says (network, pip configuration, disk space, permissions) and run again, "
-                f"or make the venv yourself:\n"
-                f"  {manual_steps(venv)}\nthen pass it with --venv (or CURATE_ARGILLA_VENV)."
-            )
-    return python_of(venv)
+            raise _failure(venv, "\n".join("  " + line for line in tail) or "  (no output)")
 
 
-def _mkdir_ok(venv: Path, out) -> bool:
-    try:
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        return True
-    except OSError as exc:
-        out.write(f"cannot create {venv.parent}: {exc}\n".encode())
-        return False
+def _failure(venv: Path, detail: str) -> VenvError:
+    return VenvError(
+        f"could not install the Argilla server into {venv}:\n{detail}\n"
+        f"Fix what it says (network, pip configuration, disk space, permissions) and run again, "
+        f"or make the venv yourself:\n"
+        f"  {manual_steps(venv)}\nthen pass it with --venv (or CURATE_ARGILLA_VENV).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,11 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     venv = Path(argv[0]) if argv else default_venv()
     try:
-        ensure(venv, python=os.environ.get("PYTHON"), log=lambda m: print(f"argilla-server-setup: {m}", file=sys.stderr))
+        ensure(venv, python=os.environ.get("PYTHON"), log=lambda m: print(f"argilla server venv: {m}", file=sys.stderr))
     except VenvError as exc:
-        print(f"argilla-server-setup: {exc}", file=sys.stderr)
+        print(f"argilla server venv: {exc}", file=sys.stderr)
         return 1
-    print(f"argilla-server-setup: ready ({venv})", file=sys.stderr)
+    print(f"argilla server venv: ready ({venv})", file=sys.stderr)
     return 0
 
 

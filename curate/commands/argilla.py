@@ -47,12 +47,13 @@ def argilla():
 def serve(host, port, home, venv_dir, redis_url, username, password, api_key, start_timeout):
     """Run argilla-server 2.8 locally until Ctrl-C: SQLite, an in-memory search index, redis-server.
 
-    The first start creates the server's venv (pip, a minute or two) and the owner user. Every
-    start rebuilds the search index from the database, so a restart loses nothing. Prints the
+    The first start creates the server's venv (pip; ~40 s on a fast network, once per machine:
+    `make test` and the setup script use the same one) and the owner user. Every start rebuilds
+    the search index from the database, so a restart loses nothing. Prints the
     `export ARGILLA_API_URL=... ARGILLA_API_KEY=...` lines for `curate push` / `curate pull`.
     Not a production deployment: no Elasticsearch (search scans memory: thousands of records,
-    not millions), no rq workers (no Hugging Face Hub import/export jobs), one process; for
-    production use Argilla's official Docker deployment.
+    not millions), no rq workers (the UI's "Push to Hub" and "Import from Hugging Face" do not
+    work), one process; for production use Argilla's official Docker deployment.
 
     \b
     Example:

@@ -8,9 +8,10 @@ for it by name:
 
 The fixture starts redis-server and the package's launcher (curate/argilla_local/launcher.py:
 SQLite + the in-memory search engine, the same code ``curate argilla serve`` runs) as subprocesses
-of their own, using the server venv from env CURATE_ARGILLA_VENV (default <repo>/.argilla-venv,
-made by scripts/argilla-server-setup.sh). Without that venv the tests are skipped, or fail when env
-CI is set, so that CI always exercises the real server.
+of their own. The server venv is the one ``curate argilla serve`` uses (env CURATE_ARGILLA_VENV,
+default ~/.cache/curate/argilla-venv); when it is missing the fixture installs it (once: the same
+code and lock as ``make test``, the setup script and ``serve``). Only a missing redis-server
+skips the tests (one line saying how to install it; a failure under CURATE_NO_SKIP=1).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from typing import Iterator
 import pytest
 
 from curate.argilla_local import server as S
+from curate.argilla_local import venv as V
+from tests import debian
 
-REPO = Path(__file__).resolve().parents[2]
-SETUP_SCRIPT = "scripts/argilla-server-setup.sh"
 USERNAME = "owner"
 START_TIMEOUT = float(os.environ.get("CURATE_ARGILLA_START_TIMEOUT", "60"))
 
@@ -46,25 +47,17 @@ class ArgillaServer:
 
 
 def server_venv() -> Path:
-    return Path(os.environ.get("CURATE_ARGILLA_VENV") or REPO / ".argilla-venv")
+    return V.default_venv()
 
 
 def require_server_venv() -> tuple[Path, str]:
-    """(the server venv's python, redis-server's path), or skip (fail under CI) with the setup command."""
-    python = server_venv() / "bin" / "python"
-    if not python.exists():
-        _unavailable(f"argilla server venv not found at {server_venv()}")
-    redis_bin = shutil.which("redis-server")
-    if redis_bin is None:
-        _unavailable("redis-server not found on PATH")
+    """(the server venv's python, redis-server's path); installs the venv when missing."""
+    redis_bin = debian.require("redis-server")
+    try:
+        python = V.ensure(server_venv(), log=lambda m: print(f"[argilla fixture] {m}", file=sys.stderr, flush=True))
+    except V.VenvError as exc:
+        pytest.fail(str(exc), pytrace=False)
     return python, redis_bin
-
-
-def _unavailable(reason: str) -> None:
-    msg = f"{reason}; install it with: bash {SETUP_SCRIPT} {server_venv()}"
-    if os.environ.get("CI"):
-        pytest.fail(msg, pytrace=False)
-    pytest.skip(msg)
 
 
 @pytest.fixture(scope="session")
