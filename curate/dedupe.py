@@ -46,10 +46,13 @@ Algorithm (each step a public function, so a cluster can run the per-row steps i
    to a center joins it (the most similar center of the round; ties: the earliest), is decided and
    never becomes a center itself; the centers are decided too; the next round starts over on the
    rows left. The first row of a cluster in input order is always its kept row, and the result is
-   the same on every run and machine.
+   the same on every run and machine. A row checked against 16 centers in vain (rows sharing
+   buckets by chance, all below the threshold to one another) is left unclustered, which bounds
+   the work at 16 checks per row.
 6. **Verification** (:func:`verify`): a cheap prefilter first (pairs whose share of equal 8-bit
    bins is more than 4.5 standard errors below the threshold are rejected), then the exact Jaccard
-   of the two shingle sets (numpy: per row sorted unique shingles, merged per pair).
+   of the two shingle sets (numpy: each center's distinct shingles sorted once, each member's
+   shingles sorted and looked up in them; batches of 250k shingles stay in cache).
 
 Everything is deterministic for the same input and ``seed``: the hashing is numpy integer
 arithmetic on the text's bytes (no dependence on polars' or Python's hash).
@@ -77,7 +80,8 @@ _EST_BINS = 256          # bins kept (8 bits each) to estimate the Jaccard of ca
 _NORM_ROWS = 131_072     # rows normalized per slice
 _SPAN_ROWS = 16_384      # rows read from polars at a time
 _CHUNK_ROWS = 1_024      # rows hashed per chunk (cache-sized temporaries)
-_VERIFY_SHINGLES = 4_000_000  # shingles per verification batch
+_VERIFY_SHINGLES = 250_000  # shingles per verification batch (cache-sized: 4x faster than 4M)
+_MAX_CHECKS = 16         # a row that failed this many checks against centers is left unclustered  # shingles per verification batch
 _SENT = np.uint32(0xFFFFFFFF)
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
@@ -398,7 +402,8 @@ def star_clusters(n: int, bk: pl.DataFrame, verify_fn: Callable[[pl.DataFrame], 
     without the exact check)."""
     kept = np.full(n, -1, dtype=np.int64)
     sim = np.full(n, np.nan)
-    rounds = checked = 0
+    checks = np.zeros(n, dtype=np.int32)
+    rounds = checked = retired = 0
     while bk.height:
         pairs, centers = round_pairs(bk)
         rounds += 1
@@ -412,10 +417,19 @@ def star_clusters(n: int, bk: pl.DataFrame, verify_fn: Callable[[pl.DataFrame], 
             kept[b] = best["a"].to_numpy()
             sim[b] = best["j"].to_numpy()
             decided = pl.concat([centers, best["b"]])
+            # Many rows that share LSH buckets by chance but are below the threshold to one another
+            # would cost a check per pair: a row checked against _MAX_CHECKS centers in vain stays
+            # unclustered (it is kept), so the work is at most _MAX_CHECKS checks per row.
+            np.add.at(checks, pairs["b"].to_numpy(), 1)
+            tired = np.flatnonzero((checks >= _MAX_CHECKS) & (kept < 0))
+            if len(tired):
+                checks[tired] = -(1 << 30)
+                retired += len(tired)
+                decided = pl.concat([decided, pl.Series("r", tired.astype(np.uint32))])
         bk = bk.filter(~pl.col("r").is_in(decided.implode()))
         bk = bk.filter(pl.len().over("g") > 1)
     if stats is not None:
-        stats.update(rounds=rounds, checked_pairs=checked)
+        stats.update(rounds=rounds, checked_pairs=checked, retired=retired)
     return kept, sim
 
 
@@ -463,35 +477,32 @@ def verify(pairs: pl.DataFrame, texts: pl.Series, measure: str = DEFAULT_MEASURE
 
 
 def _verify_batch(a: np.ndarray, b: np.ndarray, texts: pl.Series, measure: str) -> np.ndarray:
-    ids, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
-    la, lb = inv[: len(a)], inv[len(a):]
-    sh = shingles(texts.gather(ids), measure)
-    # each row's sorted distinct shingles, once (a center checked against 1,000 rows is sorted once)
-    key = np.repeat(np.arange(len(ids), dtype=np.uint64) << np.uint64(40), sh.counts) | sh.values
-    key.sort()
-    distinct = np.ones(len(key), dtype=bool)
-    distinct[1:] = key[1:] != key[:-1]
-    key = key[distinct]
-    ucount = np.bincount((key >> np.uint64(40)).astype(np.int64), minlength=len(ids))
-    ustart = np.zeros(len(ids), dtype=np.int64)
-    np.cumsum(ucount[:-1], out=ustart[1:])
-    vals = key & _MASK40
-    del key, distinct
-    p = len(a)
-    parts = []
-    for side, loc in ((0, la), (1, lb)):
-        cnt = ucount[loc]
-        pair = np.repeat(np.arange(p, dtype=np.uint64), cnt)
-        pos = np.arange(int(cnt.sum()), dtype=np.int64) + np.repeat(ustart[loc] - (np.cumsum(cnt) - cnt), cnt)
-        parts.append((pair << np.uint64(41)) | (vals[pos] << np.uint64(1)) | np.uint64(side))
-    k = np.concatenate(parts)
-    del parts
-    k.sort(kind="stable")  # timsort: two sorted runs per pair, merged in linear time
-    body = k >> np.uint64(1)
-    both = body[1:] == body[:-1]
-    inter = np.bincount((body[1:][both] >> np.uint64(40)).astype(np.int64), minlength=p)
-    sa, sb = ucount[la], ucount[lb]
-    return inter / (sa + sb - inter)
+    """Jaccard of pairs (a, b). The distinct shingles of each ``a`` row (a round's centers, few) are
+    sorted once, tagged with the row; the shingles of every pair's ``b`` row are sorted tagged with
+    the pair (its distinct ones counted) and looked up in the centers' sorted array."""
+    centers, ca = np.unique(a, return_inverse=True)
+    sc = shingles(texts.gather(centers), measure)
+    kc = np.repeat(np.arange(len(centers), dtype=np.uint64) << np.uint64(40), sc.counts) | sc.values
+    kc.sort()
+    first = np.ones(len(kc), dtype=bool)
+    first[1:] = kc[1:] != kc[:-1]
+    kc = kc[first]
+    size_a = np.bincount((kc >> np.uint64(40)).astype(np.int64), minlength=len(centers))[ca]
+    sm = shingles(texts.gather(b), measure)
+    p = len(b)
+    pair = np.repeat(np.arange(p, dtype=np.uint64), sm.counts)
+    km = (pair << np.uint64(40)) | sm.values
+    km.sort()
+    first = np.ones(len(km), dtype=bool)
+    first[1:] = km[1:] != km[:-1]
+    km = km[first]
+    pm = (km >> np.uint64(40)).astype(np.int64)
+    size_b = np.bincount(pm, minlength=p)
+    q = (ca[pm].astype(np.uint64) << np.uint64(40)) | (km & _MASK40)
+    at = np.searchsorted(kc, q)
+    np.minimum(at, len(kc) - 1, out=at)
+    inter = np.bincount(pm, weights=kc[at] == q, minlength=p)
+    return inter / (size_a + size_b - inter)
 
 
 # --------------------------------------------------------------------------- public API
@@ -580,8 +591,10 @@ def find_duplicates(df: pl.DataFrame, text: pl.Expr | str, *, threshold: float =
             rep_rows = reps["row"].to_numpy()
             kept_of_rep = pl.DataFrame({"rep": rep_rows[members], "kept": rep_rows[kept[members]],
                                         "sim": sim[members]}, schema=kept_of_rep.schema)
-    elif on_rows:
-        on_rows(reps.height)
+        if on_rows:
+            on_rows(n - reps.height)  # rows not sketched (exact copies, empty texts)
+    elif near and on_rows:
+        on_rows(n)
     t1 = time.perf_counter()
     in_cluster = pl.col("root").is_not_null() & (pl.len().over("root") > 1)
     is_kept = pl.col("row") == pl.col("root")

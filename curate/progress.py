@@ -49,3 +49,29 @@ def bar(description: str, total: int | None = None, enabled: bool | None = None)
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield _Bar(progress, task)
+
+
+class Stages:
+    """Several bars in one display, one per stage of a command, each counting rows (rate, ETA)."""
+
+    def __init__(self, progress: Progress | None):
+        self._progress = progress
+
+    def stage(self, description: str, total: int | None) -> _Bar:
+        if self._progress is None:
+            return _Bar(None, None)
+        return _Bar(self._progress, self._progress.add_task(description, total=total))
+
+
+@contextlib.contextmanager
+def stages(enabled: bool | None = None) -> Iterator[Stages]:
+    """``with stages() as s: b = s.stage("rules", total=rows); b.advance(k)``: a bar per stage."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield Stages(None)
+        return
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        yield Stages(progress)

@@ -251,3 +251,37 @@ def test_target_any_keeps_every_language_for_translation(fixtures):
     dropped_ms = {q["code"] for q in malay.quarantine_rows()}
     assert not dropped_any & lang_rules
     assert dropped_ms & lang_rules
+
+
+def test_progress_counts_rows_per_stage(fixtures):
+    """Every bar counts rows and ends at its total: rows x rules per kind, rows for the duplicate pass."""
+    from curate.progress import Stages
+
+    class Bar:
+        def __init__(self, log, name, total):
+            self.log, self.name, self.total, self.done = log, name, total, 0
+
+        def advance(self, k=1):
+            self.done += k
+
+        def update(self, **kw):
+            pass
+
+    class Recorder(Stages):
+        def __init__(self):
+            super().__init__(None)
+            self.bars = []
+
+        def stage(self, description, total):
+            self.bars.append(Bar(self, description, total))
+            return self.bars[-1]
+
+    frames = ingest([fixtures / "malay_gpt4all.jsonl", fixtures / "malay_seed_tasks.jsonl"]).frames
+    rec = Recorder()
+    clean(frames, CleanConfig(), progress=rec)
+    names = [b.name for b in rec.bars]
+    assert any("rows x rules" in n for n in names) and any("duplicates" in n for n in names)
+    n = frames["sft"].height
+    for b in rec.bars:
+        assert b.total and b.done == b.total, (b.name, b.done, b.total)
+        assert b.total % n == 0 or "duplicates" in b.name

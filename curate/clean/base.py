@@ -35,7 +35,7 @@ class Context:
     langs: Any = None       # row languages (``_row, lang, conf``), computed once by the language rules
     near_threshold: float | None = None   # set when near_duplicate is active (exact + near in one pass)
     near_measure: str = "char5"            # near_duplicate's similarity measure
-    on_rows: Any = None     # progress callback of the duplicate pass (rows done)
+    progress: Any = None    # curate.progress.Stages: a rule with long work adds a bar of its own
     dups: Any = None        # (rows' _row ids, find_duplicates result) shared by the duplicate rules
 
 

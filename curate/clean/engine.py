@@ -31,7 +31,7 @@ from curate.clean import cells as cellmod
 from curate.clean.base import Context, Rule, fmt
 from curate.clean.config import CleanConfig
 from curate.clean.registry import RULES
-from curate.progress import bar
+from curate.progress import Stages, stages
 
 HIT_SCHEMA = {"_row": pl.UInt32, "rule": pl.String, "field": pl.String, "evidence": pl.String}
 EVIDENCE_CHARS = 300
@@ -146,14 +146,20 @@ def _examples(hits: pl.DataFrame, df: pl.DataFrame, n: int, extra: list[str] = (
         [_short(pl.col(c)).alias(c) if c in ("evidence", "field") else pl.col(c) for c in cols]).to_dicts()
 
 
+_OWN_BAR = ("exact_duplicate", "near_duplicate")  # rules with a bar of their own (rows normalized, sketched)
+
+
 def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: CleanConfig, stats: _Stats,
-                on_rule: Callable[[str, str], None] | None = None):
+                on_rule: Callable[[str, str], None] | None = None, progress: Stages | None = None):
     n = df.height
+    plain = [a for a in active if a.rule.applies_to(kind) and a.rule.code not in _OWN_BAR]
+    rules_bar = (progress or Stages(None)).stage(f"clean {kind}: rows x rules", total=n * len(plain))
+    pending = 0
     df = df.with_row_index("_row")
     t_c = time.perf_counter()
     cells = cellmod.build(df, kind)
     stats.engine["cells"] = round(stats.engine.get("cells", 0.0) + time.perf_counter() - t_c, 3)
-    ctx = Context(kind=kind, target_lang=config.target_lang)
+    ctx = Context(kind=kind, target_lang=config.target_lang, progress=progress)
     near = next((x.rule for x in active if x.rule.code == "near_duplicate" and x.action == "drop"), None)
     if near is not None and any(x.rule.code == "exact_duplicate" and x.action == "drop" for x in active):
         ctx.near_threshold = float(near.p["threshold"])
@@ -168,10 +174,16 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
     subs: dict[tuple, pl.DataFrame] = {}    # cells of a role set
     for a in active:
         rule = a.rule
+        if pending:
+            rules_bar.advance(pending)
+            pending = 0
         if on_rule:
             on_rule(kind, rule.code)
         if not rule.applies_to(kind):
             continue
+        if rule.code not in _OWN_BAR:
+            pending = n
+            rules_bar.update(description=f"clean {kind}: {rule.code}")
         t0 = time.perf_counter()
         if rule.scope == "cell":
             key = tuple(sorted(rule.roles))
@@ -246,6 +258,7 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
         stats.add(rule.code, a.action, rows_hit.len(), _examples(hit, df, config.examples),
                   time.perf_counter() - t0, newly)
 
+    rules_bar.advance(pending)
     t_end = time.perf_counter()
     fixes = pl.concat(fix_frames) if fix_frames else None
     if len(fix_frames) > rebuilt:
@@ -342,10 +355,11 @@ def _quarantine(gone: pl.DataFrame, drop_hits, all_hits, kind: str, stats: _Stat
 
 
 def clean(frames: dict[str, pl.DataFrame | pl.LazyFrame], config: CleanConfig | None = None, *,
-          on_rule: Callable[[str, str], None] | None = None) -> CleanResult:
+          on_rule: Callable[[str, str], None] | None = None, progress: Stages | None = None) -> CleanResult:
     """Run every active rule over ``{kind: frame}``; returns the kept frames, the quarantine and the report.
 
-    ``on_rule(kind, code)`` is called as each rule starts (progress)."""
+    ``on_rule(kind, code)`` is called as each rule starts; ``progress`` (``curate.progress.stages()``)
+    shows a bar of rows x rules per kind and one of rows for the duplicate pass."""
     config = config or CleanConfig()
     config.validate()
     active = active_rules(config)
@@ -357,7 +371,7 @@ def clean(frames: dict[str, pl.DataFrame | pl.LazyFrame], config: CleanConfig | 
             df = df.collect()
         df = schemas.conform(df, kind)
         rows_in[kind] = df.height
-        kept, q = _clean_kind(df, kind, active, config, stats, on_rule)
+        kept, q = _clean_kind(df, kind, active, config, stats, on_rule, progress)
         out[kind] = kept
         if q.height:
             quarantined[kind] = q
@@ -392,13 +406,8 @@ def clean_dir(inp: str | Path | list, out: str | Path, config: CleanConfig | Non
         params={"target_lang": config.target_lang, "actions": config.actions, "params": config.params})
     data = io.read_input(inputs, format=fmt)
     frames = data.collect()
-    n_rules = len(active_rules(config)) * len(frames)
-    with bar("clean (rules x kinds)", total=n_rules, enabled=progress) as b:
-        def step(kind: str, code: str) -> None:
-            b.advance(1)
-            b.update(description=f"clean {kind}: {code}")
-
-        result = clean(frames, config, on_rule=step)
+    with stages(enabled=progress) as bars:
+        result = clean(frames, config, progress=bars)
     result.report["input"] = ", ".join(str(p) for p in inputs)
     result.report["read"] = data.report
     if writer is not None:

@@ -27,9 +27,13 @@ def _dups(rule: Rule, rows: pl.DataFrame, ctx, *, near: bool, threshold: float, 
         if both:
             threshold, near, measure = float(ctx.near_threshold), True, ctx.near_measure
         stats: dict = {}
+        progress = getattr(ctx, "progress", None)
+        what = "exact + near duplicates" if near else f"{kind} duplicates"
+        bar = progress.stage(f"clean {ctx.kind}: {what} (rows normalized{', sketched' if near else ''})",
+                             total=rows.height * (2 if near else 1)) if progress is not None else None
         try:
             res = dedupe.find_duplicates(rows, "text", threshold=threshold, near=near, measure=measure,
-                                         stats=stats, on_rows=getattr(ctx, "on_rows", None))
+                                         stats=stats, on_rows=bar.advance if bar is not None else None)
         except ValueError as e:
             from curate.errors import UserError
             raise UserError(f"rule {rule.code}: {e}") from None
