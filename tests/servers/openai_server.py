@@ -28,10 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
+import random
 import re
 import threading
 import time
+from collections import Counter
 from typing import Any, Callable
 
 import pytest
@@ -148,6 +151,36 @@ def default_model(request: dict) -> str:
     return translator()(request)
 
 
+def body_hash(body: bytes | dict) -> str:
+    """The hash of a request body (canonical JSON), to count bodies answered more than once."""
+    data = json.loads(body) if isinstance(body, (bytes, str)) else body
+    return hashlib.blake2b(json.dumps(data, sort_keys=True).encode(), digest_size=12).hexdigest()
+
+
+def chaos(handler: Callable[[dict], Any], p500: float = 0.05, p429: float = 0.05, hang: float = 0.01,
+          malformed: float = 0.02, seed: int = 0, retry_after: str = "0.2") -> Callable[[dict], Any]:
+    """``handler`` behind a flaky server: 500s, 429s with Retry-After, hangs and malformed replies
+    (half of them a cut JSON body, half a reply text that is not the JSON the prompt asked for)."""
+    rng = random.Random(seed)
+
+    def handle(request: dict):
+        roll = rng.random()
+        if roll < p500:
+            return Reply(500, body="internal error")
+        roll -= p500
+        if roll < p429:
+            return Reply(429, {"Retry-After": retry_after}, "rate limited")
+        roll -= p429
+        if roll < hang:
+            return HANG
+        roll -= hang
+        if roll < malformed:
+            return Reply(200, body=b'{"id": "x", "choices": [{"index": 0, "mess') if roll < malformed / 2 \
+                else "Sorry, I cannot produce JSON right now {"
+        return handler(request)
+    return handle
+
+
 # ---- the server -----------------------------------------------------------------------------
 class OpenAIServer:
     """``with OpenAIServer() as s: s.url`` -> ``http://127.0.0.1:<port>/v1``."""
@@ -161,6 +194,8 @@ class OpenAIServer:
         self._script: list[Reply] = []
         self.inflight = 0
         self.max_inflight = 0  # most chat requests being served at once
+        self.answered: Counter = Counter()  # request body hash -> replies fully written to the client
+        self.record = None  # a file object: every chat request body is appended as one JSON line
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -185,6 +220,7 @@ class OpenAIServer:
             self.requests.clear()
             self.auth.clear()
             self._script.clear()
+            self.answered.clear()
             self.max_inflight = 0
 
     # -- lifecycle
@@ -243,6 +279,7 @@ class OpenAIServer:
                 n = int(headers.get("content-length") or 0)
                 body = await reader.readexactly(n) if n else b""
                 status, extra, payload, delay = self._route(method, path, headers, body)
+                chat = path.split("?", 1)[0].rstrip("/").endswith("/chat/completions")
                 self.inflight += 1
                 self.max_inflight = max(self.max_inflight, self.inflight)
                 try:
@@ -256,6 +293,8 @@ class OpenAIServer:
                 out += [f"{k}: {v}" for k, v in extra.items()]
                 writer.write(("\r\n".join(out) + "\r\n\r\n").encode() + payload)
                 await writer.drain()
+                if chat and status == 200:
+                    self.answered[body_hash(body)] += 1
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -275,6 +314,9 @@ class OpenAIServer:
             request = json.loads(body)
         except json.JSONDecodeError:
             return 400, {}, json.dumps(error_body(400, "body is not JSON")).encode(), 0.0
+        if self.record is not None:
+            self.record.write(json.dumps(request, ensure_ascii=False) + "\n")
+            self.record.flush()
         with self._lock:
             self.requests.append(request)
             self.auth.append(headers.get("authorization"))
@@ -314,8 +356,12 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--faults", action="store_true", help="5%% 500s, 5%% 429s, 1%% hangs, 2%% malformed replies")
+    ap.add_argument("--record", help="append every chat request body to this JSONL file")
     args = ap.parse_args()
-    with OpenAIServer(latency=args.latency, port=args.port) as s:
+    with OpenAIServer(chaos(default_model) if args.faults else None, latency=args.latency, port=args.port) as s:
+        if args.record:
+            s.record = open(args.record, "a", encoding="utf-8")
         print(f"serving {s.url} (Ctrl-C to stop)", flush=True)
         try:
             while True:
