@@ -7,11 +7,13 @@ folder, and times each start from launch to its "Argilla is ready" line:
   server migrates its new SQLite database, creates the owner and starts;
 * second start: the venv is there; only the server starts.
 
-By default pip's cache is disabled (PIP_NO_CACHE_DIR=1), so the first start downloads every wheel
-as on a fresh machine; --pip-cache measures it with the cache this machine already has. The temp
-venv and home are removed at the end.
+By default pip's cache is disabled (PIP_NO_CACHE_DIR=1), so the first start fetches every wheel
+as on a fresh machine; --pip-cache measures it with the cache this machine already has.
+--pypi-only also ignores pip's configuration files and PIP_FIND_LINKS / PIP_INDEX_URL /
+PIP_EXTRA_INDEX_URL (a machine with a local package mirror), so every wheel is downloaded from
+pypi.org. The temp venv and home are removed at the end.
 
-Rerun: flock /tmp/bench.lock .venv/bin/python bench/argilla_first_start.py [--pip-cache]
+Rerun: flock /tmp/bench.lock .venv/bin/python bench/argilla_first_start.py [--pip-cache] [--pypi-only]
 """
 
 from __future__ import annotations
@@ -65,20 +67,26 @@ def start(venv: Path, home: Path, log: Path, env: dict, timeout: float) -> float
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pip-cache", action="store_true", help="let pip use its cache (default: download everything)")
+    p.add_argument("--pypi-only", action="store_true",
+                   help="ignore pip's config files and local indexes: download everything from pypi.org")
     p.add_argument("--timeout", type=float, default=1200)
     args = p.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARGILLA_", "CURATE_ARGILLA_"))}
     env["PYTHONPATH"] = str(ROOT)
     if not args.pip_cache:
         env["PIP_NO_CACHE_DIR"] = "1"
+    if args.pypi_only:
+        for key in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+            env.pop(key, None)
+        env["PIP_CONFIG_FILE"] = os.devnull
     work = Path(tempfile.mkdtemp(prefix="curate-argilla-bench-"))
     try:
         venv, home = work / "argilla-venv", work / "home"
         first = start(venv, home, work / "first.log", env, args.timeout)
         second = start(venv, home, work / "second.log", env, args.timeout)
         size = sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink())
-        print(f"pip cache: {'used' if args.pip_cache else 'disabled (every wheel downloaded)'}; "
-              f"{os.cpu_count()} cores")
+        print(f"pip cache: {'used' if args.pip_cache else 'disabled'}; package index: "
+              f"{'pypi.org only' if args.pypi_only else 'as pip is configured here'}; {os.cpu_count()} cores")
         print(f"first start (fresh venv, {size / 2**20:.0f} MB installed): {first:.1f}s")
         print(f"second start (venv present):                   {second:.1f}s")
     finally:

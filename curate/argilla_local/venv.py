@@ -82,7 +82,7 @@ def ensure(venv: Path, python: str | None = None, log=None) -> Path:
         if is_ready(venv):       # another process installed it while we waited
             return python_of(venv)
         if log:
-            log(f"installing {' '.join(PINS)} into {venv} (once; about a minute on a fast network)")
+            log(f"installing {' '.join(PINS)} into {venv} (once; about 2 minutes)")
         _install(venv, python)
     return python_of(venv)
 

@@ -47,7 +47,7 @@ def argilla():
 def serve(host, port, home, venv_dir, redis_url, username, password, api_key, start_timeout):
     """Run argilla-server 2.8 locally until Ctrl-C: SQLite, an in-memory search index, redis-server.
 
-    The first start creates the server's venv (pip; ~40 s on a fast network, once per machine:
+    The first start creates the server's venv (pip; about 2 minutes, once per machine:
     `make test` and the setup script use the same one) and the owner user. Every start rebuilds
     the search index from the database, so a restart loses nothing. Prints the
     `export ARGILLA_API_URL=... ARGILLA_API_KEY=...` lines for `curate push` / `curate pull`.

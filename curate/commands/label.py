@@ -110,7 +110,9 @@ def pull(dataset, out_dir, no_ppo, min_quality, api_url, api_key, workspace):
     agreement), ratings by median, labels by majority (agreement: share agreeing), corrections by
     the most frequent one. Drafts and discarded records are not mixed in: they are counted in
     report.json and written to drafts.jsonl / discarded.jsonl (reflected rows whose old answer
-    won: rejected.jsonl). Needs an owner or admin key.
+    won: rejected.jsonl). A row whose text a later `curate push` changed after it was answered
+    keeps its answers but is marked meta.stale_annotation and counted as stale. Needs an owner
+    or admin key.
 
     \b
     Example:
