@@ -34,10 +34,12 @@ def test_ranking_suggestions_carry_the_ranks_with_ties(owner, annotator, fixture
     ws = "suggest-rank"
     join(owner, annotator, ws)
     base = ingest([fixtures / "malay_kochatgpt_rm.jsonl"], detect_lang=False).frames["rm"]
-    three = base.filter(pl.col("completions").list.len() == 3).head(4).to_dicts()
+    three = base.filter(pl.col("completions").list.len() == 3).head(5).to_dicts()
     two = base.filter(pl.col("completions").list.len() == 2).head(1).to_dicts()
-    # a tie for best; a tie for worst with ranks that are not dense; no ranks; a two-completion row tied
-    cases = [(three[0], [0, 1, 0]), (three[1], [0, 5, 5]), (three[2], None), (three[3], [2, 1, 0]), (two[0], [0, 0])]
+    # a tie for best; a tie for worst with ranks that are not dense; no ranks; a two-completion row
+    # tied; one completion not ranked
+    cases = [(three[0], [0, 1, 0]), (three[1], [0, 5, 5]), (three[2], None), (three[3], [2, 1, 0]), (two[0], [0, 0]),
+             (three[4], [1, None, 0])]
     rows = []
     for row, ranks in cases:
         row = dict(row, ranks=ranks)
@@ -51,13 +53,14 @@ def test_ranking_suggestions_carry_the_ranks_with_ties(owner, annotator, fixture
     def ranks_of(row_id):
         return {v["value"]: v["rank"] for v in sugg[row_id]["ranking"]["value"]}
 
-    a, b, c, d, e = (r["id"] for r in rows)
+    a, b, c, d, e, f = (r["id"] for r in rows)
     assert ranks_of(a) == {"completion_1": 1, "completion_2": 2, "completion_3": 1}       # the tie kept
     assert ranks_of(b) == {"completion_1": 1, "completion_2": 2, "completion_3": 2}       # dense, from 1
     assert "ranking" not in sugg[c]                                                     # nothing to pre-fill
     assert ranks_of(d) == {"completion_1": 3, "completion_2": 2, "completion_3": 1}
     # the dataset has three slots; the row's missing third completion comes last
     assert ranks_of(e) == {"completion_1": 1, "completion_2": 1, "completion_3": 2}
+    assert ranks_of(f) == {"completion_1": 2, "completion_2": None, "completion_3": 1}    # the ranks we have
     assert [v["value"] for v in sugg[a]["ranking"]["value"]] == ["completion_1", "completion_3", "completion_2"]
     assert sugg[a]["ranking"]["agent"] == "source"
 
