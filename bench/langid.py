@@ -140,6 +140,7 @@ def speed(pairs, n_rows):
         "sentences": (len(sent_rows), rate(fresh_detect_many, sent_rows)),
         "paragraphs (4 sent.)": (len(para_rows), rate(fresh_detect_many, para_rows)),
         "real fixture rows (all distinct)": (len(mixed), rate(fresh_detect_many, mixed)),
+        "real rows, detect_column (lingua batched)": (len(mixed), rate(lambda r: langid.detect_column(r), mixed)),
         "lingua ms/id/en, sentences": (len(lingua_rows), rate(lambda r: [lingua.detect_language_of(t) for t in r], lingua_rows)),
     }
 

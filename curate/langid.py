@@ -48,7 +48,7 @@ import re
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import polars as pl
 
@@ -59,6 +59,7 @@ __all__ = [
     "detect_many",
     "detect_frame",
     "detect_expr",
+    "detect_column",
     "fix_indonesian",
     "train_msid",
     "cross_validate",
@@ -180,9 +181,21 @@ def _lingua():
     return LanguageDetectorBuilder.from_languages(*langs).build()
 
 
+_LINGUA_CHARS = 300  # lingua reads this much of a hard text (its time grows fast with length: 25x at 600)
+
+
 def _lingua_guess(text: str) -> tuple[str, float, float]:
     """(label, confidence, p_malay_given_family) from lingua for hard texts."""
-    values = _lingua().compute_language_confidence_values(text)
+    return _guess_of(_lingua().compute_language_confidence_values(text[:_LINGUA_CHARS]))
+
+
+def _lingua_guesses(texts: list[str]) -> list[tuple[str, float, float]]:
+    """:func:`_lingua_guess` of many texts in one parallel lingua call."""
+    batch = _lingua().compute_language_confidence_values_in_parallel([t[:_LINGUA_CHARS] for t in texts])
+    return [_guess_of(v) for v in batch]
+
+
+def _guess_of(values) -> tuple[str, float, float]:
     if not values:
         return "other", 0.0, 0.5
     conf = {v.language.name: v.value for v in values}
@@ -475,6 +488,13 @@ class _TokenCache(dict):
         return value
 
 
+class _Pending(NamedTuple):
+    """A text the cheap steps could not decide: lingua's turn."""
+    text: str
+    score: float
+    n: int
+
+
 class _Detector:
     """Per-row decision logic; :meth:`detect` is the hot path."""
 
@@ -483,6 +503,15 @@ class _Detector:
         self.cache = _TokenCache(scorer.weights, *_family_words())
 
     def detect(self, text: str | None, fallback: bool = True) -> tuple[str, float]:
+        r = self.cheap(text)
+        if not isinstance(r, _Pending):
+            return r
+        if not fallback:
+            return UND  # the caller takes "undecided" over loading lingua's models (seconds)
+        return self.finish(r, _lingua_guess(r.text))
+
+    def cheap(self, text: str | None) -> tuple[str, float] | _Pending:
+        """The cheap steps: a decision, or what lingua must decide (little or mixed evidence)."""
         if not text:
             return UND
         text = _clean(text[:_MAX_CHARS])
@@ -504,16 +533,17 @@ class _Detector:
             return self._msid(score, (n_fam + 1) / (n_fam + n_en + 2) * _length_factor(n))
         if n_en >= _FAMILY_SHARE * n and n_en >= 2 * n_fam:
             return "en", round((n_en + 1) / (n_fam + n_en + 2) * _length_factor(n), 3)
-        # little or mixed evidence: ask lingua (restricted to a few languages)
-        if not fallback:
-            return UND  # the caller takes "undecided" over loading lingua's models (seconds)
-        label, conf, p_ms = _lingua_guess(text)
-        conf *= _length_factor(n)
+        return _Pending(text, score, n)
+
+    def finish(self, pending: _Pending, guess: tuple[str, float, float]) -> tuple[str, float]:
+        """The decision for a text the cheap steps left to lingua, from lingua's ``guess``."""
+        label, conf, p_ms = guess
+        conf *= _length_factor(pending.n)
         if label not in ("ms", "id"):
             return label, round(conf, 3)
-        if abs(score - self.scorer.bias) < 1e-9:  # no informative word: trust lingua
+        if abs(pending.score - self.scorer.bias) < 1e-9:  # no informative word: trust lingua
             return ("ms" if p_ms >= 0.5 else "id"), round(conf * max(p_ms, 1 - p_ms), 3)
-        return self._msid(score, conf)
+        return self._msid(pending.score, conf)
 
     @staticmethod
     def _msid(score: float, fam_conf: float) -> tuple[str, float]:
@@ -545,17 +575,8 @@ def detect_many(texts: Iterable[str | None], fallback: bool = True) -> list[tupl
 
 
 def detect_frame(df: pl.DataFrame, column: str) -> pl.DataFrame:
-    """Return ``df`` with ``lang`` (str) and ``lang_conf`` (f64) columns added.
-
-    Runs :func:`detect_many` over the column (the per-row work is dictionary
-    look-ups in Python; it is already faster than polars string kernels plus
-    joins for this job).
-    """
-    results = detect_many(df.get_column(column).to_list())
-    return df.with_columns(
-        pl.Series("lang", [r[0] for r in results], dtype=pl.String),
-        pl.Series("lang_conf", [r[1] for r in results], dtype=pl.Float64),
-    )
+    """Return ``df`` with ``lang`` (str) and ``lang_conf`` (f64) columns added (:func:`detect_column`)."""
+    return df.with_columns(detect_column(df.get_column(column)))
 
 
 def detect_expr(col: str | pl.Expr) -> pl.Expr:
@@ -567,10 +588,35 @@ def detect_expr(col: str | pl.Expr) -> pl.Expr:
     dtype = pl.Struct({"lang": pl.String, "lang_conf": pl.Float64})
 
     def run(s: pl.Series) -> pl.Series:
-        res = detect_many(s.to_list())
-        return pl.Series(s.name, [{"lang": a, "lang_conf": b} for a, b in res], dtype=dtype)
+        return detect_column(s).to_struct(s.name)
 
     return expr.map_batches(run, return_dtype=dtype, is_elementwise=True)
+
+
+# ------------------------------------------------------------ whole columns --
+
+
+def detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bool = True) -> pl.DataFrame:
+    """:func:`detect` of every text of a column, as a frame ``lang, lang_conf`` (same order).
+
+    The cheap steps run per text on the shared token cache (C-level dictionary sums: measured 2x
+    faster than exploding the words and joining them against the weight table in polars); the few
+    texts they leave undecided go to lingua in one parallel batch
+    (``compute_language_confidence_values_in_parallel``) instead of one call each."""
+    det = _default_detector()
+    values = texts.to_list() if isinstance(texts, pl.Series) else list(texts)
+    out: list[tuple[str, float] | _Pending] = [det.cheap(t) for t in values]
+    pending = [i for i, r in enumerate(out) if isinstance(r, _Pending)]
+    if pending:
+        if fallback:
+            guesses = _lingua_guesses([out[i].text for i in pending])  # type: ignore[union-attr]
+            for i, g in zip(pending, guesses):
+                out[i] = det.finish(out[i], g)  # type: ignore[arg-type]
+        else:
+            for i in pending:
+                out[i] = UND
+    return pl.DataFrame({"lang": [r[0] for r in out], "lang_conf": [float(r[1]) for r in out]},  # type: ignore[index]
+                        schema={"lang": pl.String, "lang_conf": pl.Float64})
 
 
 # ------------------------------------------------------------------- fixer --

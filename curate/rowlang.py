@@ -1,4 +1,5 @@
-"""The ``lang`` column: the language of each row's text, from :mod:`curate.langid`."""
+"""The ``lang`` column: the language of each row's text, from :mod:`curate.langid` (whole columns
+at once: :func:`curate.langid.detect_column`)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,5 @@ def add_lang(df: pl.DataFrame, kind: str | None = None) -> pl.DataFrame:
     kind = kind or schemas.kind_of(df)
     if df.height == 0:
         return df
-    texts = df.select(text_expr(kind).fill_null("").alias("t"))["t"].to_list()
-    langs = [lang for lang, _ in langid.detect_many(texts)]
-    return df.with_columns(pl.Series("lang", langs, dtype=pl.String))
+    texts = df.select(text_expr(kind).fill_null("").alias("t"))["t"]
+    return df.with_columns(langid.detect_column(texts)["lang"])

@@ -149,6 +149,20 @@ def test_detect_many_agrees_with_detect():
     assert langid.detect_many(texts) == [langid.detect(t) for t in texts]
 
 
+def test_detect_column_agrees_with_detect_and_batches_lingua():
+    """The column API gives what detect gives, text by text, the undecided texts (lingua's) included."""
+    pairs = _pairs()[:150]
+    hard = ["Business", "Ciao, come stai? Tutto bene.", "Muito obrigado pela ajuda de hoje.", "OK", "Nasi lemak"]
+    texts = [t for p in pairs for t in p] + _fixture_texts("malay_gpt4all.jsonl", ("prompt", "response"))[:60] \
+        + ["안녕하세요 반갑습니다", "", None, "`x = 1` https://example.com"] + hard
+    assert any(isinstance(langid._default_detector().cheap(t), langid._Pending) for t in hard)
+    got = langid.detect_column(pl.Series(texts, dtype=pl.String))
+    assert got.columns == ["lang", "lang_conf"] and got.height == len(texts)
+    assert list(zip(got["lang"].to_list(), got["lang_conf"].to_list())) == [langid.detect(t) for t in texts]
+    cheap = langid.detect_column(texts, fallback=False)
+    assert cheap["lang"].to_list() == [langid.detect(t, fallback=False)[0] for t in texts]
+
+
 def test_detect_frame_and_expr():
     df = pl.DataFrame({"text": ["Kereta saya rosak kerana banjir.", "Mobil saya rusak karena banjir.", None, "The cat sat on the mat."]})
     out = langid.detect_frame(df, "text")

@@ -129,11 +129,10 @@ def _detect(rows: pl.DataFrame, reuse: bool) -> pl.DataFrame:
         parts.append(rows.filter(known).select("_row", pl.col("_lang_cache").alias("lang"),
                                                pl.lit(1.0).alias("conf")).cast(schema))
         todo = rows.filter(~known)
-    for start in range(0, todo.height, _LANG_BATCH):  # batches bound the Python strings alive at once
-        part = todo.slice(start, _LANG_BATCH)
-        res = langid.detect_many(part["lang_text"].str.slice(0, SAMPLE_CHARS).to_list())
-        parts.append(pl.DataFrame({"_row": part["_row"], "lang": [r[0] for r in res],
-                                   "conf": [float(r[1]) for r in res]}, schema=schema))
+    if todo.height:
+        res = langid.detect_column(todo["lang_text"].str.slice(0, SAMPLE_CHARS))
+        parts.append(pl.DataFrame({"_row": todo["_row"], "lang": res["lang"], "conf": res["lang_conf"]},
+                                  schema=schema))
     return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
 
