@@ -78,8 +78,7 @@ class ExactDuplicate(Rule):
 
 class NearDuplicate(Rule):
     code = "near_duplicate"
-    description = ("Jaccard of shingle sets (measure: char5 = character 5-grams, or wordN) >= threshold with the "
-                   "cluster's kept row, its first row (MinHash LSH, star clusters, exact check)")
+    description = "Jaccard of shingles (measure char5 or wordN) >= threshold to its cluster's kept row (MinHash LSH, verified)"
     default_action = "drop"
     scope = "row"
     stage = 95
