@@ -48,10 +48,10 @@ from curate.errors import UserError
 # ---- tokens ---------------------------------------------------------------------------------------
 _NOSPACE = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}"
 TOKEN = rf"\d+(?:[.,]\d+)*|[{_NOSPACE}]|[[\p{{L}}\p{{M}}\p{{N}}]--[{_NOSPACE}]]+"
+_APOSTROPHE = r"['’ʼ`´]"   # removed: Janet's = Janet’s = Janets
 _NUMBER_HASH = np.uint64(0x9E3779B97F4A7C15)
 _rng = np.random.default_rng(20261129)
 _MULT = (_rng.integers(1, 2**63, size=64, dtype=np.uint64) * np.uint64(2) + np.uint64(1))  # odd constants
-_SALT = _rng.integers(1, 2**63, size=64, dtype=np.uint64)
 MAX_NGRAM = 64
 
 DEFAULT_FIELDS = ("question", "answer", "prompt", "instruction", "input", "output", "problem", "solution",
@@ -86,27 +86,32 @@ class Params:
 def tokenize(texts: pl.Series, *, normalize: bool = True) -> pl.DataFrame:
     """Tokens of every text in order: ``_g`` (the text's index), ``tok``.
 
-    With ``normalize`` (matching) the text is NFKC-normalized and lower-cased first; without it
-    (to show evidence) the tokens are the original spelling. Runs of numbers are kept as their first."""
-    expr = pl.col("t").fill_null("")
+    With ``normalize`` (matching) the text is NFKC-normalized (only texts with non-ASCII characters
+    need it) and lower-cased first; without it (to show evidence) the tokens keep their spelling.
+    Apostrophes are dropped (Janet's = Janet’s = Janets); a run of numbers is kept as its first."""
+    t = texts.fill_null("").str.replace_all(_APOSTROPHE, "")
     if normalize:
-        expr = expr.str.normalize("NFKC").str.to_lowercase()
-    toks = (pl.DataFrame({"t": texts}).with_row_index("_g")
-            .select("_g", expr.str.extract_all(TOKEN).alias("tok"))
+        wide = t.str.contains(r"[^\x00-\x7F]").arg_true()
+        if wide.len():
+            t = t.scatter(wide, t.gather(wide).str.normalize("NFKC"))
+        t = t.str.to_lowercase()
+    toks = (pl.DataFrame({"tok": t.str.extract_all(TOKEN)}).with_row_index("_g")
             .explode("tok").drop_nulls("tok"))
-    isnum = pl.col("tok").str.contains(r"^\d")
-    return toks.filter(~(isnum & isnum.shift(1, fill_value=False) & (pl.col("_g") == pl.col("_g").shift(1))))
+    toks = toks.with_columns(pl.col("tok").str.contains(r"^\d").alias("num"))
+    num = pl.col("num")
+    return toks.filter(~(num & num.shift(1, fill_value=False) & (pl.col("_g") == pl.col("_g").shift(1))))
 
 
 def token_hashes(toks: pl.DataFrame) -> np.ndarray:
-    h = toks.select(pl.when(pl.col("tok").str.contains(r"^\d")).then(pl.lit(int(_NUMBER_HASH), pl.UInt64))
+    h = toks.select(pl.when(pl.col("num")).then(pl.lit(int(_NUMBER_HASH), pl.UInt64))
                     .otherwise(pl.col("tok").hash(seed=7)).alias("h"))["h"]
     return h.to_numpy()
 
 
-def ngram_hashes(h: np.ndarray, g: np.ndarray, ns: Iterable[int]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """For each n in ``ns`` (ascending): ``(n, hashes, valid)``; ``hashes[i]`` is the n-gram starting at
-    token ``i``, ``valid[i]`` says it lies within one text. One pass builds every n (wrapping u64)."""
+def ngram_hashes(h: np.ndarray, ns: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """For each n in ``ns`` (ascending): ``(n, hashes)``, ``hashes[i]`` the n-gram starting at token
+    ``i`` (meaningful where ``within(g, i, n)``). One pass builds every n (wrapping u64 arithmetic);
+    the array is reused, so each one is valid until the next is asked for."""
     ns = sorted(set(ns))
     if not ns or len(h) == 0:
         return
@@ -115,21 +120,25 @@ def ngram_hashes(h: np.ndarray, g: np.ndarray, ns: Iterable[int]) -> Iterator[tu
         for k in range(0, ns[-1]):
             if k:
                 acc[:-k] += h[k:] * _MULT[k]
-            n = k + 1
-            if n in ns:
-                valid = np.zeros(len(h), dtype=bool)
-                if k == 0:
-                    valid[:] = True
-                elif k < len(h):
-                    valid[:-k] = g[k:] == g[:-k]
-                yield n, acc + _SALT[n], valid
+            if k + 1 in ns:
+                yield k + 1, acc
 
 
-def positions(g: np.ndarray) -> np.ndarray:
-    """Token position within its text, for a sorted array of text indices."""
-    idx = np.arange(len(g), dtype=np.int64)
-    start = np.r_[True, g[1:] != g[:-1]] if len(g) else np.zeros(0, dtype=bool)
-    return (idx - np.maximum.accumulate(np.where(start, idx, 0))).astype(np.uint32)
+def within(g: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
+    """True where the n tokens from ``idx`` belong to one text (``g`` sorted text indices)."""
+    end = idx + (n - 1)
+    ok = end < len(g)
+    out = np.zeros(len(idx), dtype=bool)
+    out[ok] = g[end[ok]] == g[idx[ok]]
+    return out
+
+
+def positions(g: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Token position within its text of the tokens ``idx`` (``g`` sorted text indices)."""
+    return (idx - np.searchsorted(g, g[idx], side="left")).astype(np.uint32)
+
+
+_BITS = 24   # prefilter: one byte per slot; 2**24 slots (16 MB) pass ~4% of positions at 10k items
 
 
 # ---- eval sets ------------------------------------------------------------------------------------
@@ -287,6 +296,7 @@ class Index:
     owners: pl.DataFrame            # hash, fid
     unchecked: dict[str, int]       # eval file -> fields too short to check
     template_ngrams: int            # n-grams ignored as shared by too many items
+    bloom: np.ndarray               # top bits of every eval n-gram hash: a cheap first test
 
     @property
     def ns(self) -> list[int]:
@@ -306,9 +316,10 @@ def build_index(sets: list[EvalSet], params: Params | None = None) -> Index:
     nsize = np.array([params.n_for(int(c)) or 0 for c in counts], dtype=np.int64)
     h = token_hashes(toks)
     parts = []
-    for n, grams, valid in ngram_hashes(h, g, sorted(set(nsize[nsize > 0].tolist()))):
-        keep = valid & (nsize[g] == n)
-        parts.append(pl.DataFrame({"hash": grams[keep], "_f": g[keep].astype(np.uint32), "n": np.full(keep.sum(), n, np.uint8)}))
+    for n, grams in ngram_hashes(h, sorted(set(nsize[nsize > 0].tolist()))):
+        idx = np.flatnonzero(nsize[g] == n)
+        keep = idx[within(g, idx, n)]
+        parts.append(pl.DataFrame({"hash": grams[keep], "_f": g[keep].astype(np.uint32), "n": np.full(len(keep), n, np.uint8)}))
     owners = (pl.concat(parts) if parts else pl.DataFrame(schema={"hash": pl.UInt64, "_f": pl.UInt32, "n": pl.UInt8})
               ).unique(["hash", "_f"])
     checked = all_fields.with_row_index("_f").with_columns(pl.Series("n", nsize).cast(pl.UInt8),
@@ -325,8 +336,11 @@ def build_index(sets: list[EvalSet], params: Params | None = None) -> Index:
     unchecked = {}
     for si, es in enumerate(sets):
         unchecked[es.name] = fields.filter((pl.col("set") == si) & (pl.col("n") == 0)).height
+    bloom = np.zeros(1 << _BITS, dtype=np.bool_)
+    if owners.height:
+        bloom[owners["hash"].to_numpy() >> np.uint64(64 - _BITS)] = True
     return Index(params, sets, fields, grams, owners.select("hash", pl.col("_f").alias("fid")), unchecked,
-                 template.height)
+                 template.height, bloom)
 
 
 # ---- scanning -------------------------------------------------------------------------------------
@@ -354,16 +368,18 @@ class Scanner:
         self.tokens += toks.height
         g = toks["_g"].to_numpy()
         h = token_hashes(toks)
-        pos = positions(g)
+        shift = np.uint64(64 - _BITS)
         found = []
-        for n, grams, valid in ngram_hashes(h, g, self.index.ns):
-            sel = np.flatnonzero(valid)
-            cand = pl.Series("hash", grams[sel])
-            hit = cand.is_in(self.index.grams[n].implode()).to_numpy()
+        for n, grams in ngram_hashes(h, self.index.ns):
+            idx = np.flatnonzero(self.index.bloom[grams >> shift])     # a few % of positions pass
+            if len(idx) == 0:
+                continue
+            idx = idx[within(g, idx, n)]
+            hit = pl.Series(grams[idx]).is_in(self.index.grams[n].implode()).to_numpy()
             if hit.any():
-                idx = sel[hit]
+                idx = idx[hit]
                 found.append(pl.DataFrame({"_g": g[idx].astype(np.uint64) + np.uint64(first), "hash": grams[idx],
-                                           "pos": pos[idx], "n": np.full(len(idx), n, np.uint8)}))
+                                           "pos": positions(g, idx), "n": np.full(len(idx), n, np.uint8)}))
         if not found:
             return
         m = pl.concat(found).join(self.index.owners, on="hash")
@@ -439,23 +455,25 @@ def _batches(texts: pl.Series, batch_chars: int) -> Iterator[tuple[int, pl.Serie
         yield start, texts.slice(start, step)
 
 
-def describe_hits(hits: pl.DataFrame, texts: pl.Series, index: Index) -> pl.DataFrame:
+def describe_hits(hits: pl.DataFrame, texts: pl.Series, index: Index, rows: pl.Series | None = None) -> pl.DataFrame:
     """Hits with ``eval`` (file), ``item``, ``field``, ``share`` and the overlapping ``span`` (the
-    longest run of matching tokens, in the training row's own spelling)."""
+    longest run of matching tokens, in the training row's own spelling). ``texts`` holds every row's
+    text, or, with ``rows`` (sorted row indices), only those rows' texts."""
     if hits.height == 0:
-        return hits.with_columns(pl.lit(None, pl.String).alias(c) for c in ("eval", "field", "span")).with_columns(
-            pl.lit(None, pl.UInt32).alias("item"))
-    rows = hits["_g"].unique().sort()
-    sub = texts.gather(rows)
+        return hits.with_columns(pl.lit(None, pl.String).alias(c) for c in ("span", "eval")).with_columns(
+            pl.lit(None, pl.UInt32).alias("item"), pl.lit(None, pl.String).alias("field"))
+    need = hits["_g"].unique().sort()
+    if rows is None:
+        sub, where = texts.gather(need), need.to_list()
+    else:
+        pos = dict(zip(rows.to_list(), range(rows.len())))
+        sub, where = texts.gather([pos[g] for g in need.to_list()]), need.to_list()
     orig, norm = tokenize(sub, normalize=False), tokenize(sub)
     lists = orig if orig.height == norm.height and (orig["_g"] == norm["_g"]).all() else norm
     toks = lists.group_by("_g", maintain_order=True).agg("tok")
-    local = dict(zip(rows.to_list(), range(rows.len())))
     by_row = dict(zip(toks["_g"].to_list(), toks["tok"].to_list()))
-    spans = []
-    for g, s, e in hits.select("_g", "start", "end").iter_rows():
-        words = by_row.get(local[g], [])
-        spans.append(" ".join(words[s:e]))
+    local = dict(zip(where, range(len(where))))
+    spans = [" ".join(by_row.get(local[g], [])[s:e]) for g, s, e in hits.select("_g", "start", "end").iter_rows()]
     names = {i: es.name for i, es in enumerate(index.sets)}
     info = index.fields.select("fid", pl.col("set").replace_strict(names, return_dtype=pl.String).alias("eval"),
                                "item", "field")
@@ -524,20 +542,39 @@ def _hit_rows(kind: str, described: pl.DataFrame, ids: pl.DataFrame) -> list[dic
                     pl.col("share").round(4), "matched", "total", "span").to_dicts()
 
 
+def text_batches(lf: pl.LazyFrame, kind: str, batch_chars: int, chunk_rows: int = 20_000) -> Iterator[pl.Series]:
+    """Every row's text, streamed (polars streaming engine) in batches of about ``batch_chars``."""
+    buf: list[pl.Series] = []
+    size = 0
+    for chunk in lf.select(row_text(kind).alias("t")).collect_batches(chunk_size=chunk_rows):
+        t = chunk["t"]
+        buf.append(t)
+        size += t.str.len_bytes().sum() or 0
+        if size >= batch_chars:
+            yield pl.concat(buf) if len(buf) > 1 else buf[0]
+            buf, size = [], 0
+    if buf:
+        yield pl.concat(buf) if len(buf) > 1 else buf[0]
+
+
 def decontaminate_frame(df: pl.DataFrame | pl.LazyFrame, kind: str, index: Index, *,
                         progress: Callable[[int], None] | None = None, scanner_out: list | None = None) -> pl.DataFrame:
-    """Described hits of one frame (``_g`` = row index)."""
+    """Described hits of one frame (``_g`` = row index); the frame is streamed, never held whole."""
     lf = df.lazy() if isinstance(df, pl.DataFrame) else df
-    texts = lf.select(row_text(kind).alias("t")).collect()["t"]
     sc = Scanner(index)
-    for start, batch in _batches(texts, index.params.batch_chars):
+    start = 0
+    for batch in text_batches(lf, kind, index.params.batch_chars):
         sc.feed(batch, start)
+        start += batch.len()
         if progress:
             progress(batch.len())
     hits = sc.finish()
     if scanner_out is not None:
         scanner_out.append(sc)
-    return describe_hits(hits, texts, index)
+    rows = hits["_g"].unique().sort()
+    texts = (lf.with_row_index("_i").filter(pl.col("_i").is_in(rows.cast(pl.UInt32).implode()))
+             .select(row_text(kind).alias("t")).collect()["t"]) if rows.len() else pl.Series([], dtype=pl.String)
+    return describe_hits(hits, texts, index, rows=rows)
 
 
 def decontaminate(frames: dict[str, pl.DataFrame | pl.LazyFrame], index: Index, *,
