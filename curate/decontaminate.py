@@ -296,7 +296,7 @@ class Index:
     owners: pl.DataFrame            # hash, fid
     unchecked: dict[str, int]       # eval file -> fields too short to check
     template_ngrams: int            # n-grams ignored as shared by too many items
-    bloom: np.ndarray               # top bits of every eval n-gram hash: a cheap first test
+    prefix: np.ndarray              # top bits of the first min-n-gram of every eval n-gram: a cheap first test
 
     @property
     def ns(self) -> list[int]:
@@ -316,9 +316,14 @@ def build_index(sets: list[EvalSet], params: Params | None = None) -> Index:
     nsize = np.array([params.n_for(int(c)) or 0 for c in counts], dtype=np.int64)
     h = token_hashes(toks)
     parts = []
+    prefix = np.zeros(1 << _BITS, dtype=np.bool_)   # the shortest n's first n-gram of every eval n-gram
+    pre = None
     for n, grams in ngram_hashes(h, sorted(set(nsize[nsize > 0].tolist()))):
+        if pre is None:
+            pre = grams.copy()
         idx = np.flatnonzero(nsize[g] == n)
         keep = idx[within(g, idx, n)]
+        prefix[pre[keep] >> np.uint64(64 - _BITS)] = True
         parts.append(pl.DataFrame({"hash": grams[keep], "_f": g[keep].astype(np.uint32), "n": np.full(len(keep), n, np.uint8)}))
     owners = (pl.concat(parts) if parts else pl.DataFrame(schema={"hash": pl.UInt64, "_f": pl.UInt32, "n": pl.UInt8})
               ).unique(["hash", "_f"])
@@ -336,11 +341,8 @@ def build_index(sets: list[EvalSet], params: Params | None = None) -> Index:
     unchecked = {}
     for si, es in enumerate(sets):
         unchecked[es.name] = fields.filter((pl.col("set") == si) & (pl.col("n") == 0)).height
-    bloom = np.zeros(1 << _BITS, dtype=np.bool_)
-    if owners.height:
-        bloom[owners["hash"].to_numpy() >> np.uint64(64 - _BITS)] = True
     return Index(params, sets, fields, grams, owners.select("hash", pl.col("_f").alias("fid")), unchecked,
-                 template.height, bloom)
+                 template.height, prefix)
 
 
 # ---- scanning -------------------------------------------------------------------------------------
@@ -368,18 +370,10 @@ class Scanner:
         self.tokens += toks.height
         g = toks["_g"].to_numpy()
         h = token_hashes(toks)
-        shift = np.uint64(64 - _BITS)
         found = []
-        for n, grams in ngram_hashes(h, self.index.ns):
-            idx = np.flatnonzero(self.index.bloom[grams >> shift])     # a few % of positions pass
-            if len(idx) == 0:
-                continue
-            idx = idx[within(g, idx, n)]
-            hit = pl.Series(grams[idx]).is_in(self.index.grams[n].implode()).to_numpy()
-            if hit.any():
-                idx = idx[hit]
-                found.append(pl.DataFrame({"_g": g[idx].astype(np.uint64) + np.uint64(first), "hash": grams[idx],
-                                           "pos": positions(g, idx), "n": np.full(len(idx), n, np.uint8)}))
+        for n, idx, grams in self._matches(g, h):
+            found.append(pl.DataFrame({"_g": g[idx].astype(np.uint64) + np.uint64(first), "hash": grams,
+                                       "pos": positions(g, idx), "n": np.full(len(idx), n, np.uint8)}))
         if not found:
             return
         m = pl.concat(found).join(self.index.owners, on="hash")
@@ -393,6 +387,34 @@ class Scanner:
         if weak.height:
             self.weak.append(m.join(weak, on=["_g", "fid"]).unique(["_g", "hash"])
                              .group_by("hash").agg(pl.len().cast(pl.UInt32).alias("rows")))
+
+    def _matches(self, g: np.ndarray, h: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """``(n, token index, hash)`` of the training n-grams that are eval n-grams.
+
+        Every eval n-gram starts with an n-gram of the shortest size in use, so that one is hashed for
+        every position and looked up in the byte table; only the few positions that pass are extended
+        token by token to the longer sizes, each checked exactly against its set."""
+        ns = self.index.ns
+        p = ns[0]
+        acc = next(ngram_hashes(h, [p]))[1]
+        idx = np.flatnonzero(self.index.prefix[acc >> np.uint64(64 - _BITS)])
+        idx = idx[within(g, idx, p)]
+        cur = acc[idx]
+        with np.errstate(over="ignore"):
+            for k in range(p - 1, ns[-1]):
+                if len(idx) == 0:
+                    return
+                if k >= p:   # extend every window by its (k+1)-th token, dropping those that leave the row
+                    end = idx + k
+                    ok = end < len(g)
+                    ok[ok] = g[end[ok]] == g[idx[ok]]
+                    idx, cur = idx[ok], cur[ok]
+                    cur += h[idx + k] * _MULT[k]
+                n = k + 1
+                if n in self.index.grams:
+                    hit = pl.Series(cur).is_in(self.index.grams[n].implode()).to_numpy()
+                    if hit.any():
+                        yield n, idx[hit], cur[hit]
 
     def finish(self) -> pl.DataFrame:
         """One row per (training row, eval field) at or above the threshold, common n-grams ignored."""
