@@ -138,7 +138,10 @@ def _short(expr: pl.Expr, n: int = EVIDENCE_CHARS) -> pl.Expr:
 def _examples(hits: pl.DataFrame, df: pl.DataFrame, n: int, extra: list[str] = ()) -> list[dict]:
     if n <= 0 or hits.height == 0:
         return []
-    first = hits.head(n * 8).unique("_row", keep="first", maintain_order=True).head(n)
+    # the first rows in input order (not in the rule's match order), so the examples are the same
+    # whichever way the rows were split into blocks (the Ray executor merges blocks' examples)
+    first = hits.sort("_row", maintain_order=True).unique(
+        "_row", keep="first", maintain_order=True).head(n)
     info = df.select("_row", "id", "source", "line").gather(first["_row"]).select(
         "_row", "id", fmt("{}:{}", pl.col("source"), pl.col("line")).alias("where"))
     cols = ["id", "where", "field", "evidence", *extra]
@@ -150,7 +153,11 @@ _OWN_BAR = ("exact_duplicate", "near_duplicate")  # rules with a bar of their ow
 
 
 def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: CleanConfig, stats: _Stats,
-                on_rule: Callable[[str, str], None] | None = None, progress: Stages | None = None):
+                on_rule: Callable[[str, str], None] | None = None, progress: Stages | None = None,
+                extras: dict | None = None):
+    """Clean one kind's frame: ``(kept rows, quarantine)``. ``extras`` (a dict, if given) receives
+    ``kept_rows``/``gone_rows`` (input positions) and ``hits`` (every rule's hits, in run order), which
+    the Ray executor needs to finish the duplicate rules across blocks (curate/executors/ray_clean.py)."""
     n = df.height
     plain = [a for a in active if a.rule.applies_to(kind) and a.rule.code not in _OWN_BAR]
     rules_bar = (progress or Stages(None)).stage(f"clean {kind}: rows x rules", total=n * len(plain))
@@ -268,6 +275,10 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
     df = _add_meta(df, fixes, flag_hits)
 
     keep = ~pl.col("_row").is_in(dropped.implode())
+    if extras is not None:
+        extras["kept_rows"] = df.filter(keep)["_row"]
+        extras["gone_rows"] = df.filter(~keep)["_row"]
+        extras["hits"] = [h for _, h in hits]
     out = df.filter(keep).drop("_row")
     quarantine = _quarantine(df.filter(~keep), drop_hits, [h for _, h in hits], kind, stats)
     stats.engine["meta_and_quarantine"] = round(stats.engine.get("meta_and_quarantine", 0.0)

@@ -7,6 +7,7 @@ import click
 from curate.clean import CleanConfig, clean_dir, rule_rows
 from curate.clean.config import LANGS
 from curate.commands._input import echo_notices
+from curate.executors import executor_options, pop_executor
 from curate.ingest.formats import NAMES as FORMAT_NAMES
 
 
@@ -52,7 +53,8 @@ def _list_rules(ctx, _param, value):
 @click.option("--format", "fmt", type=click.Choice(["auto", *FORMAT_NAMES]), default="auto", show_default=True,
               help="Source format of raw input files (auto-detected from content by default).")
 @click.option("-q", "--quiet", is_flag=True, help="No table.")
-def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run, report_json, fmt, quiet):
+@executor_options
+def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run, report_json, fmt, quiet, **kwargs):
     """Fix, flag or drop rows by registered rules; dropped rows go to quarantine.jsonl.
 
     Fixes are recorded before/after in each row's meta.fixes, flags in meta.flags; every
@@ -65,16 +67,25 @@ def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run,
           --rule indonesian=flag --set near_duplicate.threshold=0.85 --target-lang ms
       curate clean datasets/normalized --dry-run --config clean.toml
       curate clean datasets/normalized -o datasets/clean --against evals/gsm8k_test.jsonl
+      curate clean datasets/normalized -o datasets/clean --executor ray   # on $RAY_ADDRESS or a local Ray
       curate clean --list-rules
     """
     if out_dir is None and not dry_run:
         raise click.UsageError("give -o OUT (or --dry-run to only report)")
     if against:
         sets = (*sets, "contaminated.against=" + ",".join(str(p) for p in against))
+    executor = pop_executor(kwargs)
     config = CleanConfig.load(config_path, rules=rules, sets=sets, target_lang=target_lang)
-    result = clean_dir(inp, out_dir or Path(str(inp).rstrip("/") + ".clean-dry-run"), config, dry_run=dry_run,
-                       report_json=report_json, progress=None if not quiet else False,
-                       fmt=None if fmt == "auto" else fmt)
+    out = out_dir or Path(str(inp).rstrip("/") + ".clean-dry-run")
+    if executor.is_ray:
+        from curate.executors.ray_clean import clean_dir_ray
+
+        executor.connect(quiet=quiet)
+        result = clean_dir_ray(inp, out, config, dry_run=dry_run, report_json=report_json,
+                               fmt=None if fmt == "auto" else fmt)
+    else:
+        result = clean_dir(inp, out, config, dry_run=dry_run, report_json=report_json,
+                           progress=None if not quiet else False, fmt=None if fmt == "auto" else fmt)
     echo_notices(result.report["read"])
     if not quiet:
         from curate.clean.report import print_clean_report

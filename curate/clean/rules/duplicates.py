@@ -7,6 +7,15 @@ import polars as pl
 from curate.clean.base import ROW_MATCH_SCHEMA, Rule, fmt
 
 
+def evidence_expr() -> pl.Expr:
+    """A dropped duplicate's evidence from columns ``dup_kind``, ``similarity`` and the kept row's
+    ``id``, ``source`` and ``line`` (shared with the Ray executor, which finds clusters across blocks)."""
+    where = pl.when(pl.col("source").is_null()).then(pl.col("id")).otherwise(
+        fmt("{} ({}:{})", pl.col("id").fill_null("?"), pl.col("source").str.split("/").list.last(), pl.col("line")))
+    return fmt("{} duplicate of {} (similarity {})", pl.col("dup_kind"), where,
+               pl.col("similarity").round(3)).alias("evidence")
+
+
 def _dups(rule: Rule, rows: pl.DataFrame, ctx, *, near: bool, threshold: float, kind: str) -> pl.DataFrame:
     """Rows of ``kind`` ('exact' | 'near') that duplicate an earlier row, with the kept row as evidence.
 
@@ -49,13 +58,9 @@ def _dups(rule: Rule, rows: pl.DataFrame, ctx, *, near: bool, threshold: float, 
     kept = rows.select("id", "source", "line").gather(kept_idx) if "source" in rows.columns else \
         rows.select(pl.col("_row").cast(pl.String).alias("id"), pl.lit(None, pl.String).alias("source"),
                     pl.lit(None, pl.Int64).alias("line")).gather(kept_idx)
-    where = pl.when(pl.col("source").is_null()).then(pl.col("id")).otherwise(
-        fmt("{} ({}:{})", pl.col("id").fill_null("?"), pl.col("source").str.split("/").list.last(), pl.col("line")))
     out = pl.DataFrame({
         "_row": rows["_row"].gather(dropped["row"]),
-        "evidence": dropped.select(pl.col("dup_kind"), pl.col("similarity").round(3)).hstack(
-            kept.select(where.alias("kept"))).select(
-            fmt("{} duplicate of {} (similarity {})", pl.col("dup_kind"), pl.col("kept"), pl.col("similarity"))).to_series(),
+        "evidence": dropped.select("dup_kind", "similarity").hstack(kept).select(evidence_expr()).to_series(),
     })
     mine = res.filter(pl.col("cluster").is_in(dropped["cluster"].unique().implode()))
     rule.clusters = dedupe.clusters_report(mine.with_columns(

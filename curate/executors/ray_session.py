@@ -1,0 +1,45 @@
+"""Connecting to Ray and the Ray Data settings every curate run uses."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from curate.errors import UserError
+
+
+def connect(address: str | None = None, *, quiet: bool = False, **init_kwargs) -> None:
+    """Connect to ``address`` (or ``$RAY_ADDRESS``); with neither, start a local Ray instance.
+
+    A session that is already connected (tests, notebooks) is reused as it is."""
+    import ray
+    import ray.data
+
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=not quiet,
+                     configure_logging=False, **init_kwargs)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            where = address or "a local instance"
+            raise UserError(f"cannot connect to Ray at {where}: {str(exc).splitlines()[0]}") from None
+    configure()
+
+
+def configure() -> None:
+    """Ray Data settings: blocks come out in input order (results equal the local executor's
+    order), no progress bars or INFO chatter in the terminal (curate prints its own summary)."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def num_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
