@@ -38,13 +38,27 @@ def ray_local():
     ray.shutdown()
 
 
+def sources(fixtures: Path) -> list[Path]:
+    """Every fixture file in a source format curate reads."""
+    from curate.errors import UserError
+    from curate.ingest import detect_format
+
+    out = []
+    for p in sorted(fixtures.iterdir()):
+        if p.is_file() and p.suffix in (".json", ".jsonl", ".txt"):
+            try:
+                detect_format(p)
+            except UserError:
+                continue
+            out.append(p)
+    return out
+
+
 @pytest.fixture(scope="session")
 def normalized(fixtures, tmp_path_factory) -> Path:
     """Every fixture source ingested (locally) once."""
     out = tmp_path_factory.mktemp("ray") / "normalized"
-    files = sorted(p for p in fixtures.iterdir() if p.is_file() and p.suffix in (".json", ".jsonl", ".txt")
-                   and p.name != "NOTICE.md")
-    ingest_to_dir(files, out)
+    ingest_to_dir(sources(fixtures), out)
     return out
 
 
@@ -58,9 +72,9 @@ def strip_timing(obj):
 
 
 def read_kinds(path: Path) -> dict[str, pl.DataFrame]:
-    from curate.executors.ray_data import kind_files
+    from curate import io
 
-    return {k: pl.read_parquet(v) for k, v in kind_files(path).items()}
+    return io.read_input(path).collect()
 
 
 def assert_same_dataset(local: Path, other: Path) -> None:

@@ -35,6 +35,8 @@ from curate.progress import Stages, stages
 
 HIT_SCHEMA = {"_row": pl.UInt32, "rule": pl.String, "field": pl.String, "evidence": pl.String}
 EVIDENCE_CHARS = 300
+BOTH_DUPS_NOTE = ("one dedupe pass found exact and near duplicates; its near-duplicate part (sketch, buckets, "
+                  "verification) is timed under near_duplicate")
 
 
 @dataclass
@@ -250,8 +252,7 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
                 t0 += secs
             stats.rules[rule.code].update(getattr(rule, "report_extra", None) or {})
             if rule.code == "exact_duplicate" and ctx.near_threshold is not None:
-                stats.rules[rule.code]["note"] = ("one dedupe pass found exact and near duplicates; its near-duplicate "
-                                                  "part (sketch, buckets, verification) is timed under near_duplicate")
+                stats.rules[rule.code]["note"] = BOTH_DUPS_NOTE
             if rule.code == "near_duplicate":
                 ctx.dups = None
             t0 -= moved.pop(rule.code, 0.0)

@@ -25,6 +25,8 @@ Quarantine lines are written in input order per kind; report.json has the same f
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ import polars as pl
 
 from curate import dedupe, io, schemas
 from curate.clean.config import CleanConfig
-from curate.clean.engine import (HIT_SCHEMA, _clean_kind, _examples, _quarantine, _short, _Stats, active_rules,
+from curate.clean.engine import (BOTH_DUPS_NOTE, HIT_SCHEMA, _clean_kind, _examples, _quarantine, _short, _Stats, active_rules,
                                  row_text_expr)
 from curate.clean.rules.duplicates import evidence_expr
 from curate.errors import UserError
@@ -110,7 +112,7 @@ def _exact_groups(table):
     return to_arrow(df.filter(pl.len().over(g) > 1).select(POS, pl.col(POS).min().over(g).alias("_rep")))
 
 
-def _band_keys(table, kind: str, threshold: float, skip):
+def _band_keys(table, kind: str, threshold: float, measure: str, skip):
     """MinHash LSH band keys of the block's representatives, one row per (row, band): ``_bk`` =
     band << 32 | key. Rows in ``skip`` (exact duplicates of an earlier row) have none."""
     df = _norm_block(from_arrow(table), kind)
@@ -119,10 +121,9 @@ def _band_keys(table, kind: str, threshold: float, skip):
         df = df.filter(~pl.col(POS).is_in(pl.Series(skip).implode()))
     if df.height == 0:
         return to_arrow(pl.DataFrame(schema={POS: pl.Int64, "_bk": pl.UInt64}))
-    bands, r = dedupe.lsh_params(threshold, dedupe.DEFAULT_PERM)
-    keys = dedupe._band_keys(dedupe.signatures(df["_norm"]), bands, r, 0).astype(np.uint64)
-    keys |= np.arange(bands, dtype=np.uint64)[None, :] << np.uint64(32)
-    return to_arrow(pl.DataFrame({POS: np.repeat(df[POS].to_numpy(), bands), "_bk": keys.ravel()}))
+    keys = dedupe.sketch(df["_norm"], threshold=threshold, measure=measure).keys.astype(np.uint64)
+    keys |= np.arange(keys.shape[1], dtype=np.uint64)[None, :] << np.uint64(32)  # as dedupe.buckets
+    return to_arrow(pl.DataFrame({POS: np.repeat(df[POS].to_numpy(), keys.shape[1]), "_bk": keys.ravel()}))
 
 
 def _shared_keys(table):
@@ -227,18 +228,20 @@ def _duplicates(a, kind: str, config: CleanConfig, dups: dict[str, Any], gone_po
         members = pl.DataFrame(schema={POS: pl.Int64, "_rep": pl.Int64})
     near = "near_duplicate" in dups
     threshold = float(dups["near_duplicate"].rule.p["threshold"]) if near else 1.0
+    measure = str(dups["near_duplicate"].rule.p.get("measure", dedupe.DEFAULT_MEASURE)) if near else dedupe.DEFAULT_MEASURE
     near_root = pl.DataFrame(schema={"_rep": pl.Int64, "_root": pl.Int64, "_sim": pl.Float64})
     if near:
         skip = members.filter(pl.col(POS) != pl.col("_rep"))[POS].to_numpy()
         bk = (a.map_batches(_band_keys, batch_format="pyarrow", batch_size=None,
-                            fn_kwargs={"kind": kind, "threshold": threshold, "skip": ray.put(skip)})
+                            fn_kwargs={"kind": kind, "threshold": threshold, "measure": measure,
+                                       "skip": ray.put(skip)})
               .repartition(nparts, keys=["_bk"]).map_batches(_shared_keys, batch_format="pyarrow", batch_size=None))
         cand = _collect(bk)
         if cand.height:
             want = np.unique(cand[POS].to_numpy())
             texts = _collect(a.map_batches(_texts_of, batch_format="pyarrow", batch_size=None,
                                            fn_kwargs={"kind": kind, "want": ray.put(want), "snippet": False})).sort(POS)
-            res = dedupe.find_duplicates(texts, "text", threshold=threshold, near=True)
+            res = dedupe.find_duplicates(texts, "text", threshold=threshold, near=True, measure=measure)
             clustered = res.filter(pl.col("cluster").is_not_null())
             pos = texts[POS]
             near_root = pl.DataFrame({"_rep": pos.gather(clustered["row"]),
@@ -271,7 +274,7 @@ def _duplicates(a, kind: str, config: CleanConfig, dups: dict[str, Any], gone_po
             continue
         dkind = code.split("_")[0]
         if code == "exact_duplicate" and near:
-            stats.rules[code]["note"] = "one dedupe pass found exact and near duplicates; timed here"
+            stats.rules[code]["note"] = BOTH_DUPS_NOTE
         dropped = res.filter(~pl.col("keep") & (pl.col("dup_kind") == dkind))
         if dropped.height == 0:
             stats.add(code, "drop", 0, [], seconds if code == "exact_duplicate" else 0.0)
@@ -338,27 +341,33 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
     return kind, stats, int(fin["_rows"].sum()), lines, parts
 
 
-def clean_dir_ray(inp: str | Path, out: str | Path, config: CleanConfig | None = None, *, dry_run: bool = False,
-                  report_json: str | Path | None = None, rows_per_block: int | None = None) -> RayCleanResult:
-    """:func:`curate.clean.clean_dir` on Ray (connect first: ``RayExecutor.connect()``)."""
-    out = io.output_dir_for(inp, out)
+def clean_dir_ray(inp: str | Path | list, out: str | Path, config: CleanConfig | None = None, *,
+                  dry_run: bool = False, report_json: str | Path | None = None, fmt: str | None = None,
+                  rows_per_block: int | None = None) -> RayCleanResult:
+    """:func:`curate.clean.clean_dir` on Ray (connect first: ``RayExecutor.connect()``): the same
+    output directory, quarantine and report."""
     config = config or CleanConfig()
     config.validate()
     dups = _dup_rules(config)
+    inputs = list(inp) if isinstance(inp, (list, tuple)) else [inp]
     t0 = time.perf_counter()
     stats = _Stats(active_rules(config), config.examples)
-    files = ray_data.kind_files(inp)
     nrows = rows_per_block or ray_data.block_rows()
     by_kind: dict[str, dict[str, int]] = {}
     lines: list[bytes] = []
-    writer = contextlib.nullcontext() if dry_run else ray_data.dataset_writer(
-        out, stage="clean", params={"target_lang": config.target_lang}, inputs=[inp])
-    with writer as w:
+    writer = contextlib.nullcontext() if dry_run else io.DatasetWriter(
+        out, stage="clean", inputs=inputs,
+        params={"target_lang": config.target_lang, "actions": config.actions, "params": config.params})
+    with writer as w, tempfile.TemporaryDirectory(prefix="curate-ray-") as tmp:
+        # raw inputs are spilled beside the output (shared storage on a cluster), never published
+        spill = Path(tmp) if w is None else w.path / ".input"
+        data, files = ray_data.open_input(inputs, fmt, spill)
         root = None if w is None else str(w.path)
         # the kinds run at the same time (their Ray Data jobs overlap); results are merged in kind order
         with ThreadPoolExecutor(max(1, len(files))) as pool:
             done = list(pool.map(lambda kv: _clean_kind_ray(kv[0], kv[1], config, dups, nrows, root),
                                  files.items()))
+        shutil.rmtree(spill, ignore_errors=True)
         for kind, kstats, n_kept, qlines, parts in done:
             if kstats is None:
                 continue
@@ -375,11 +384,14 @@ def clean_dir_ray(inp: str | Path, out: str | Path, config: CleanConfig | None =
             "stage": "clean", "target_lang": config.target_lang,
             "rows_in": n_in, "rows_out": n_out, "rows_dropped": n_dropped, "accounted": n_in == n_out + n_dropped,
             "by_kind": by_kind, "seconds": round(time.perf_counter() - t0, 3), "engine_seconds": stats.engine,
-            "rules": list(stats.rules.values()), "input": str(inp),
+            "rules": list(stats.rules.values()), "input": ", ".join(str(p) for p in inputs), "read": data.report,
         }
         if w is not None:
+            w.input_manifests = data.manifest_ids
             report["output"] = str(out)
-            with io.atomic_path(Path(w.path) / "quarantine.jsonl") as tmp, open(tmp, "wb") as fh:
+            with w.open("quarantine.jsonl") as fh:
+                for entry in data.quarantine:
+                    fh.write(orjson.dumps(entry) + b"\n")
                 fh.writelines(lines)
             w.write_json("report.json", report)
     if report_json:

@@ -14,11 +14,9 @@ staging directory (shared storage on a real cluster); the driver registers them 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import polars as pl
 
@@ -53,25 +51,44 @@ def from_arrow(table) -> pl.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------- in
-def kind_files(inp: str | Path) -> dict[str, list[Path]]:
-    """``{kind: [files]}`` of a dataset (a directory or one file); a kind may have several shards."""
-    reader = getattr(io, "dataset_parts", None)  # the manifest reader (issue 11), when present
-    if reader is not None:
-        return {k: [Path(f) for f in v] for k, v in reader(inp).items()}
-    found: dict[str, list[Path]] = {}
-    p = Path(inp)
-    if p.is_dir():
-        for kind in schemas.KINDS:
-            shards = sorted((p / kind).glob("part-*.parquet")) if (p / kind).is_dir() else []
-            if shards:
-                found[kind] = shards
-    for kind, f in ({} if found else io.dataset_files(inp)).items():
-        found[kind] = [f]
-    return found
+def open_input(inputs: list, fmt: str | None, spill_dir: Path) -> tuple[io.Input, dict[str, list[Path]]]:
+    """The one way in, for Ray: ``io.read_input`` (its quarantine and report, exactly as the local
+    executor gets them) plus the parquet files the workers read, ``{kind: [files]}`` in input order.
+
+    Datasets and canonical parquet files are read by the workers where they are; raw sources are
+    parsed here by ``read_input`` and spilled to ``spill_dir`` (run ``curate ingest --executor ray``
+    first for big raw inputs)."""
+    data = io.read_input(inputs, format=fmt)
+    files = _parquet_files(inputs, fmt)
+    if files is None:
+        files = {}
+        spill_dir.mkdir(parents=True, exist_ok=True)
+        for kind, lf in data.frames.items():
+            p = spill_dir / f"{kind}.parquet"
+            lf.sink_parquet(p)
+            files[kind] = [p]
+    return data, files
+
+
+def _parquet_files(inputs: list, fmt: str | None) -> dict[str, list[Path]] | None:
+    """``{kind: [parquet files]}`` when every input is a dataset or a canonical parquet file, else None."""
+    from curate.io import manifest as mf
+
+    out: dict[str, list[Path]] = {}
+    with io.open_input(inputs, format=fmt) as plan:
+        for part in plan.parts:
+            if part.what == "dataset":
+                for kind, fl in mf.files_of(part.path, part.manifest).items():
+                    out.setdefault(kind, []).extend(fl)
+            elif part.what == "canonical" and part.reader == "parquet":
+                out.setdefault(part.kind, []).append(part.path)
+            else:
+                return None
+    return {k: out[k] for k in schemas.KINDS if k in out}
 
 
 def _rows_in(f: Path) -> int:
-    return io.scan_frame(f).select(pl.len()).collect().item()
+    return pl.scan_parquet(f).select(pl.len()).collect().item()
 
 
 def pieces(files: list[Path], rows_per_block: int) -> list[dict[str, Any]]:
@@ -90,7 +107,7 @@ def read_pieces(batch, kind: str):
     """map_batches function: read the pieces of ``batch`` (one per row) -> their rows plus ``_pos``."""
     tables = []
     for f, off, length, pos in zip(*(batch[c].to_pylist() for c in ("file", "offset", "length", "pos"))):
-        df = io.scan_frame(f).slice(off, length).collect()
+        df = pl.scan_parquet(f).slice(off, length).collect()
         df = schemas.conform(df, kind).with_columns(pl.int_range(pos, pos + df.height, dtype=pl.Int64).alias(POS))
         tables.append(df)
     return to_arrow(pl.concat(tables) if len(tables) > 1 else tables[0])
@@ -123,48 +140,3 @@ def write_part(df: pl.DataFrame, root: Path, kind: str, first_pos: int) -> str:
         Path(tmp).unlink(missing_ok=True)
         raise
     return rel
-
-
-class _StagingWriter:
-    """Until ``io.DatasetWriter`` (issue 11) is there: a staging directory published by rename, shards
-    concatenated into ``<kind>.parquet`` so today's readers read them."""
-
-    def __init__(self, out_dir: Path):
-        self.out = Path(out_dir)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.staging-", dir=self.out.parent))
-        self.parts: dict[str, list[str]] = {}
-
-    def add_part(self, kind: str, rel: str) -> None:
-        self.parts.setdefault(kind, []).append(rel)
-
-    def write_json(self, name: str, obj: Any) -> None:
-        io.write_json(self.path / name, obj)
-
-    def publish(self) -> None:
-        for kind, rels in self.parts.items():
-            files = [self.path / r for r in sorted(rels)]
-            pl.scan_parquet(files).sink_parquet(self.path / f"{kind}.parquet")
-            shutil.rmtree(self.path / kind)
-        self.out.mkdir(parents=True, exist_ok=True)
-        for kind in schemas.KINDS:  # kinds this run did not produce must not linger
-            for ext in ("parquet", "jsonl"):
-                (self.out / f"{kind}.{ext}").unlink(missing_ok=True)
-        for f in sorted(self.path.iterdir()):
-            os.replace(f, self.out / f.name)
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-@contextmanager
-def dataset_writer(out_dir: Path, *, stage: str, params: dict, inputs: list) -> Iterator[Any]:
-    """The output's writer: ``w.path`` (staging dir), ``w.add_part``, ``w.write_json``/``write_jsonl``."""
-    if hasattr(io, "DatasetWriter"):
-        with io.DatasetWriter(out_dir, stage=stage, params=params, inputs=[str(i) for i in inputs]) as w:
-            yield w
-        return
-    w = _StagingWriter(out_dir)
-    try:
-        yield w
-        w.publish()
-    finally:
-        shutil.rmtree(w.path, ignore_errors=True)
