@@ -649,6 +649,34 @@ def iter_blocks(inp: str | Path | io.Input, block_rows: int) -> Iterable[dict[st
                 yield {kind: rows}
 
 
+def translate_block(block: dict[str, list[dict]], engine: Engine, loc_engine: Engine | None = None, *,
+                    to: str = "ms", src: str = "auto", glossary: Glossary | None = None, localize: str | None = None,
+                    max_chars: int = 2500, max_units: int = 16):
+    """One block of rows through translate (and localize): ``(frames, quarantine, report, localize
+    report or None)``. The local loop and the Ray actors (curate/executors/ray_llm.py) both call it."""
+    part = translate_rows(block, engine, to=to, src=src, glossary=glossary, max_chars=max_chars, max_units=max_units)
+    quarantine = list(part.quarantine)
+    if loc_engine is None:
+        return part.frames, quarantine, part.report, None
+    from curate.localize import localize_rows
+
+    loc = localize_rows({k: df.to_dicts() for k, df in part.frames.items()}, loc_engine, country=localize, lang=to)
+    return loc.frames, quarantine + loc.quarantine, part.report, loc.report
+
+
+def finish_report(report: dict[str, Any] | None, loc_report: dict[str, Any] | None, llm: dict[str, Any],
+                  loc_llm: dict[str, Any] | None) -> dict[str, Any]:
+    """The stage report from the blocks' reports summed and the engines' accounting."""
+    report = report or {}
+    report["llm"] = llm
+    if loc_report is not None:
+        loc_report["llm"] = loc_llm
+        report["localize"] = loc_report
+        report["rows_out"] = loc_report["rows_out"]
+        report["quarantined"] = report["quarantined"] + loc_report["quarantined"]
+    return report
+
+
 def translate_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig, to: str = "ms",
                       src: str = "auto", glossary: str | Path | None = None, localize: str | None = None,
                       max_chars: int = 2500, max_units: int = 16, block_rows: int = 20_000) -> tuple[Outcome, Engine]:
@@ -663,8 +691,6 @@ def translate_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig
     engine = Engine(config, description=f"translate -> {to}")
     loc_engine = None
     if localize:
-        from curate.localize import localize_rows
-
         loc_cfg = config
         if config.batch_out is not None:
             bo = Path(config.batch_out)
@@ -675,25 +701,15 @@ def translate_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig
     report: dict[str, Any] | None = None
     loc_report: dict[str, Any] | None = None
     for block in iter_blocks(data, block_rows):
-        part = translate_rows(block, engine, to=to, src=src, glossary=gl, max_chars=max_chars, max_units=max_units)
-        quarantine += part.quarantine
-        report = _add_reports(report, part.report)
-        block_frames = part.frames
-        if loc_engine is not None:
-            loc = localize_rows({k: df.to_dicts() for k, df in part.frames.items()}, loc_engine,
-                                country=localize, lang=to)
-            quarantine += loc.quarantine
-            loc_report = _add_reports(loc_report, loc.report)
-            block_frames = loc.frames
+        block_frames, q, part, loc_part = translate_block(block, engine, loc_engine, to=to, src=src, glossary=gl,
+                                                          localize=localize, max_chars=max_chars, max_units=max_units)
+        quarantine += q
+        report = _add_reports(report, part)
+        if loc_part is not None:
+            loc_report = _add_reports(loc_report, loc_part)
         for kind, df in block_frames.items():
             frames.setdefault(kind, []).append(df)
-    report = report or {}
-    report["llm"] = engine.report()
-    if loc_report is not None:
-        loc_report["llm"] = loc_engine.report()
-        report["localize"] = loc_report
-        report["rows_out"] = loc_report["rows_out"]
-        report["quarantined"] = report["quarantined"] + loc_report["quarantined"]
+    report = finish_report(report, loc_report, engine.report(), loc_engine.report() if loc_engine else None)
     outcome = Outcome({k: pl.concat(v) for k, v in frames.items()}, quarantine, report)
     write_outcome(outcome, out_dir, inp, data)
     if loc_engine is not None:

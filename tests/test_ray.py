@@ -17,6 +17,7 @@ import pytest
 
 from curate.clean import CleanConfig, clean_dir
 from curate.ingest import ingest_to_dir
+from tests.servers.openai_server import openai_server  # noqa: F401 (fixture)
 
 ray = pytest.importorskip("ray")
 
@@ -110,3 +111,123 @@ def test_executor_ray_without_ray_says_how_to_install(normalized, tmp_path):
     assert "pip install 'curate[ray]'" in p.stderr
     assert "Traceback" not in p.stderr
     assert not (tmp_path / "o").exists()
+
+
+# ---- LLM stages on an actor pool ------------------------------------------------------------------
+def worker_pids(marker: bytes) -> list[int]:
+    """Ray worker processes whose title (Ray sets it from the task or actor) contains ``marker``."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if marker in (d / "cmdline").read_bytes():
+                    pids.append(int(d.name))
+            except OSError:
+                continue
+    return pids
+
+
+class CountingHandler:
+    """The loopback model, counting the requests it answered (a 200 is a paid request)."""
+
+    def __init__(self, base):
+        import collections
+
+        self.base = base
+        self.answered = collections.Counter()
+
+    def __call__(self, request: dict):
+        reply = self.base(request)
+        self.answered[orjson.dumps(request, option=orjson.OPT_SORT_KEYS)] += 1
+        return reply
+
+
+class KillActorsAfter(CountingHandler):
+    """After ``n`` answered requests: wait until the replies are in the clients' cache, kill -9 every
+    actor of the pool, and fail (500, not paid) whatever the dead actors had in flight."""
+
+    def __init__(self, base, n: int):
+        super().__init__(base)
+        self.n, self.killed, self.dead_until = n, [], 0.0
+
+    def __call__(self, request: dict):
+        import os
+        import signal
+        import time
+
+        from tests.servers.openai_server import Reply
+
+        if not self.killed and sum(self.answered.values()) >= self.n:
+            time.sleep(0.5)  # the server is paused: replies already sent are read and committed
+            self.killed = worker_pids(b"MapWorker")
+            for pid in self.killed:
+                os.kill(pid, signal.SIGKILL)
+            self.dead_until = time.monotonic() + 1.5  # restarted actors need longer than this to ask again
+        if time.monotonic() < self.dead_until:
+            return Reply(500, body={"error": {"message": "worker lost", "type": "server_error"}})
+        return super().__call__(request)
+
+
+@pytest.fixture(scope="module")
+def llm_dataset(fixtures, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("llm") / "norm"
+    ingest_to_dir([fixtures / "chatdoctor.json", fixtures / "kochatgpt_ppo.jsonl", fixtures / "sharegpt.json"], out)
+    return out
+
+
+def llm_config(server, cache: Path, **kw):
+    from curate.llm.config import resolve
+
+    return resolve(base_url=server.url, api_key="sk-test", model="loopback", cache_path=cache, concurrency=2,
+                   backoff_base=0.01, progress=False, **kw)
+
+
+def assert_same_llm_run(local: Path, other: Path) -> None:
+    a, b = read_kinds(local), read_kinds(other)
+    assert sorted(a) == sorted(b)
+    for kind in a:
+        assert a[kind].equals(b[kind]), kind
+    assert (local / "quarantine.jsonl").read_bytes() == (other / "quarantine.jsonl").read_bytes()
+
+
+def test_translate_ray_equals_local(ray_local, llm_dataset, openai_server, tmp_path):
+    from curate.executors import ray_llm
+    from curate.translate import translate_dataset
+    from tests.servers.openai_server import translator
+
+    openai_server.handler = CountingHandler(translator())
+    outcome, _ = translate_dataset(llm_dataset, tmp_path / "local", llm_config(openai_server, tmp_path / "a.sqlite"),
+                                   to="ms", block_rows=40)
+    paid_local = sum(openai_server.handler.answered.values())
+    openai_server.handler = CountingHandler(translator())
+    report, _ = ray_llm.translate(llm_dataset, tmp_path / "ray", llm_config(openai_server, tmp_path / "b.sqlite"),
+                                  to="ms", block_rows=40)
+    assert report["rows_in"] == outcome.report["rows_in"] > 80  # several blocks per kind
+    assert report["fields"]["fields_sent"] > 0
+    assert sum(openai_server.handler.answered.values()) == paid_local == report["llm"]["requests_sent"]
+    assert_same_llm_run(tmp_path / "local", tmp_path / "ray")
+    local_report = strip_timing(orjson.loads((tmp_path / "local" / "report.json").read_bytes()))
+    ray_report = strip_timing(orjson.loads((tmp_path / "ray" / "report.json").read_bytes()))
+    llm_local, llm_ray = local_report.pop("llm"), ray_report.pop("llm")
+    assert llm_ray["endpoint"].pop("cache") != llm_local["endpoint"].pop("cache")  # each run its own cache
+    assert llm_local == llm_ray
+    assert local_report == ray_report
+
+
+def test_translate_ray_survives_killed_actors_without_paying_twice(ray_local, llm_dataset, openai_server, tmp_path):
+    from curate.executors import ray_llm
+    from curate.translate import translate_dataset
+    from tests.servers.openai_server import translator
+
+    openai_server.handler = CountingHandler(translator())
+    translate_dataset(llm_dataset, tmp_path / "local", llm_config(openai_server, tmp_path / "a.sqlite"),
+                      to="ms", block_rows=40)
+    total = sum(openai_server.handler.answered.values())
+    openai_server.handler = kill = KillActorsAfter(translator(), n=total // 3)
+    report, _ = ray_llm.translate(llm_dataset, tmp_path / "ray", llm_config(openai_server, tmp_path / "b.sqlite"),
+                                  to="ms", block_rows=40)
+    assert kill.killed, "no actor was killed"
+    assert max(kill.answered.values()) == 1  # no paid request repeated
+    assert sum(kill.answered.values()) == total
+    assert_same_llm_run(tmp_path / "local", tmp_path / "ray")
+    assert report["quarantined"] == 0

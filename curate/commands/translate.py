@@ -4,11 +4,12 @@ from pathlib import Path
 
 import click
 
+from curate.executors import executor_options, pop_executor
 from curate.llm.options import config_from_options, echo_summary, llm_options, pop_llm_options
 
 
-def _summary(stage: str, outcome, engine, out_dir: Path, quiet: bool) -> None:
-    echo_summary(stage, outcome.report, engine, out_dir, quiet)
+def _summary(stage: str, report: dict, engine, out_dir: Path, quiet: bool) -> None:
+    echo_summary(stage, report, engine, out_dir, quiet)
 
 
 @click.command()
@@ -24,6 +25,7 @@ def _summary(stage: str, outcome, engine, out_dir: Path, quiet: bool) -> None:
               help="Characters of source text per request (short fields are packed together).")
 @llm_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@executor_options
 def translate(inp, out_dir, to, src, glossary, localize, max_chars, quiet, **kwargs):
     """Translate every text field (SFT, chat, RM, PPO) into the target language.
 
@@ -39,15 +41,26 @@ def translate(inp, out_dir, to, src, glossary, localize, max_chars, quiet, **kwa
       OPENAI_API_KEY=... curate translate data/ -o out/ --glossary terms.tsv --localize MY
       curate translate data/ -o out/ --batch-out out/batch/requests.jsonl
       curate translate data/ -o out/ --batch-in batch_results.jsonl
+      curate translate data/ -o out/ --executor ray --base-url http://vllm-0:8000/v1 \
+          --base-url http://vllm-1:8000/v1 --concurrency 256     # an actor pool on a Ray cluster
     """
     from curate.translate import translate_dataset
 
+    executor = pop_executor(kwargs)
     opts = pop_llm_options(kwargs)
     cfg = config_from_options(opts, default_batch_out=out_dir / "batch" / "translate-requests.jsonl",
                               progress=False if quiet else None)
-    outcome, engine = translate_dataset(inp, out_dir, cfg, to=to, src=src, glossary=glossary,
-                                        localize=localize, max_chars=max_chars)
-    _summary("translate", outcome, engine, out_dir, quiet)
+    if executor.is_ray:
+        from curate.executors import ray_llm
+
+        executor.connect(quiet=quiet)
+        report, engine = ray_llm.translate(inp, out_dir, cfg, to=to, src=src, glossary=glossary,
+                                           localize=localize, max_chars=max_chars)
+    else:
+        outcome, engine = translate_dataset(inp, out_dir, cfg, to=to, src=src, glossary=glossary,
+                                            localize=localize, max_chars=max_chars)
+        report = outcome.report
+    _summary("translate", report, engine, out_dir, quiet)
 
 
 @click.command()
@@ -58,6 +71,7 @@ def translate(inp, out_dir, to, src, glossary, localize, max_chars, quiet, **kwa
 @click.option("--lang", default="ms", show_default=True, help="Language the texts are (and stay) in.")
 @llm_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@executor_options
 def localize(inp, out_dir, country, lang, quiet, **kwargs):
     """Adapt currency, names, places, institutions, holidays and units to a country.
 
@@ -70,8 +84,16 @@ def localize(inp, out_dir, country, lang, quiet, **kwargs):
     """
     from curate.localize import localize_dataset
 
+    executor = pop_executor(kwargs)
     opts = pop_llm_options(kwargs)
     cfg = config_from_options(opts, default_batch_out=out_dir / "batch" / "localize-requests.jsonl",
                               progress=False if quiet else None)
-    outcome, engine = localize_dataset(inp, out_dir, cfg, country=country, lang=lang)
-    _summary("localize", outcome, engine, out_dir, quiet)
+    if executor.is_ray:
+        from curate.executors import ray_llm
+
+        executor.connect(quiet=quiet)
+        report, engine = ray_llm.localize(inp, out_dir, cfg, country=country, lang=lang)
+    else:
+        outcome, engine = localize_dataset(inp, out_dir, cfg, country=country, lang=lang)
+        report = outcome.report
+    _summary("localize", report, engine, out_dir, quiet)

@@ -1,0 +1,237 @@
+"""LLM stages (translate, localize) on Ray: a pool of actors, each running the async engine.
+
+The input is cut into the same blocks as the local executor (``block_rows`` rows per kind, in
+order), so every block sends exactly the requests it sends locally. ``ray.data.from_items(blocks)``
+-> ``map_batches(_Worker, concurrency=N)`` gives each block to one of ``N`` actors; an actor reads
+its block (polars, from the input's parquet files), runs the stage's block function with its own
+:class:`~curate.llm.engine.Engine` and writes the block's rows as a shard ``<kind>/part-<pos>.parquet``
+into the output's staging directory. The driver merges quarantine and reports in block order.
+
+* **Concurrency and budget**: ``--concurrency`` and ``--max-requests`` are split evenly across the
+  actors, so the whole run never has more requests in flight, or sent, than asked for.
+* **Servers**: every actor's engine gets the whole ``--base-url`` fleet (requests spread, a failing
+  server taken out and retried later, see curate/llm/engine.py).
+* **Reply cache**: every actor opens the same SQLite cache file (``--cache`` or the default), and the
+  engine commits each reply before using it. An actor that dies (a lost node, OOM, kill -9) is
+  restarted by Ray and its block is run again: every reply it had received comes from the cache, so
+  no paid request is repeated. On a multi-node cluster, put the cache on storage every node sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+import polars as pl
+
+from curate import io, schemas
+from curate.errors import UserError
+from curate.executors import ray_data
+from curate.llm.config import EngineConfig
+from curate.llm.engine import Engine
+
+# report keys that describe the run (not counters): taken from the driver's engine, never summed
+_KEEP = {"endpoint", "mode", "response_format", "price_per_1m", "share", "minimum", "budget", "batch_out"}
+
+
+@dataclasses.dataclass
+class Job:
+    """What each block goes through: ``block(rows_by_kind, *engines) -> (frames, quarantine, report,
+    sub-report or None)``, with one engine per entry of ``configs`` (translate + localize: two)."""
+    stage: str
+    block: Callable[..., tuple]
+    configs: list[EngineConfig]
+    descriptions: list[str]
+
+
+def actors_for(blocks: int) -> int:
+    """Actors in the pool: ``CURATE_RAY_ACTORS``, else one per CPU of the cluster (at most one per block)."""
+    from curate.executors.ray_session import num_cpus
+
+    n = int(os.environ.get("CURATE_RAY_ACTORS") or num_cpus())
+    return max(1, min(n, blocks))
+
+
+def _share(config: EngineConfig, n: int) -> EngineConfig:
+    budget = None if config.max_requests is None else max(0, config.max_requests // n)
+    return dataclasses.replace(config, concurrency=max(1, config.concurrency // n), max_requests=budget,
+                               progress=False)
+
+
+class _Worker:
+    """One actor of the pool (Ray restarts it if its process dies; its block then runs again)."""
+
+    def __init__(self, job: Job, actors: int, root: str):
+        self.job = job
+        self.configs = [_share(c, actors) for c in job.configs]
+        self.sent = [0] * len(self.configs)
+        self.root = Path(root)
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        out: dict[str, list] = {"i": [], "files": [], "quarantine": [], "report": [], "sub": [], "llm": []}
+        cols = ("i", "kind", "file", "offset", "length", "pos")
+        for i, kind, f, off, length, pos in zip(*(batch[c].to_pylist() for c in cols)):
+            df = schemas.conform(pl.scan_parquet(f).slice(off, length).collect(), kind) if length else schemas.empty(kind)
+            engines = []
+            for k, cfg in enumerate(self.configs):
+                left = None if cfg.max_requests is None else max(0, cfg.max_requests - self.sent[k])
+                engines.append(Engine(dataclasses.replace(cfg, max_requests=left), description=self.job.descriptions[k]))
+            frames, quarantine, report, sub = self.job.block({kind: df.to_dicts()}, *engines)
+            for k, e in enumerate(engines):
+                self.sent[k] += e.stats.requests
+            files = [[k, ray_data.write_part(fr, self.root, k, pos), fr.height] for k, fr in frames.items()]
+            out["i"].append(i)
+            out["files"].append(orjson.dumps(files).decode())
+            out["quarantine"].append(orjson.dumps(quarantine, default=str, option=orjson.OPT_NON_STR_KEYS).decode())
+            out["report"].append(orjson.dumps(report, default=str).decode())
+            out["sub"].append(orjson.dumps(sub, default=str).decode())
+            out["llm"].append(orjson.dumps([e.report() for e in engines], default=str).decode())
+        return pa.table(out)
+
+
+def add_llm(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """Sum the counters of two engine reports (the run's settings stay those of ``total``)."""
+    out = dict(total)
+    for key, value in part.items():
+        if key in _KEEP or key in ("seconds", "requests_per_second"):
+            continue
+        cur = out.get(key)
+        if isinstance(value, dict):
+            out[key] = add_llm(cur if isinstance(cur, dict) else {}, value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = round((cur or 0) + value, 6) if isinstance(value, float) else (cur or 0) + value
+        elif value is not None and cur is None:
+            out[key] = value
+    return out
+
+
+def merged_llm(config: EngineConfig, description: str, parts: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """The engine accounting of the whole run: the blocks' counters summed onto the run's settings."""
+    total = Engine(config, description=description).report()
+    for p in parts:
+        total = add_llm(total, p)
+    extra = total.get("extra_requests")
+    if isinstance(extra, dict) and extra.get("share") is not None:
+        extra["budget"] = int(max(extra.get("minimum") or 0, math.floor(extra["share"] * total["first_round_requests"])))
+    total["seconds"] = round(seconds, 3)
+    total["requests_per_second"] = round(total["requests_sent"] / seconds, 2) if seconds and total["requests_sent"] else None
+    return total
+
+
+def run(job: Job, inp: str | Path, out_dir: str | Path, *, block_rows: int = 20_000,
+        finish: Callable[[dict | None, dict | None, list[dict], list[dict] | None], dict],
+        add_reports: Callable[[dict | None, dict], dict], params: dict | None = None) -> tuple[dict, int]:
+    """Run ``job`` over ``inp`` on the actor pool; commit ``out_dir``. Returns (report, rows written).
+
+    ``add_reports`` sums two block reports, ``finish(report, sub_report, llm_reports, sub_llm_reports)``
+    makes the stage report (the local stage's own functions)."""
+    import time
+
+    import ray
+
+    for cfg in job.configs:
+        if cfg.batch_out is not None or not cfg.has_endpoint:
+            raise UserError(f"{job.stage} --executor ray calls a live endpoint (--base-url or OPENAI_API_KEY); "
+                            "Batch API files are written with --executor local")
+    t0 = time.perf_counter()
+    with io.DatasetWriter(out_dir, stage=job.stage, inputs=[inp], params=params) as w:
+        data, files = ray_data.open_input([inp], None, w.path / ".input")
+        blocks = []
+        for kind, kfiles in files.items():
+            ps = ray_data.pieces(kfiles, block_rows) or [{"file": str(kfiles[0]), "offset": 0, "length": 0, "pos": 0}]
+            blocks += [{"i": len(blocks) + j, "kind": kind, **p} for j, p in enumerate(ps)]
+        n = actors_for(len(blocks))
+        ds = ray.data.from_items(blocks, override_num_blocks=len(blocks)).map_batches(
+            _Worker, fn_constructor_args=(job, n, str(w.path)), batch_size=1, batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=n), num_cpus=1, max_restarts=-1, max_task_retries=-1)
+        rows = sorted(ds.take_all(), key=lambda r: r["i"])
+        report = sub = None
+        quarantine: list[dict] = list(data.quarantine)
+        llm: list[list[dict]] = [[] for _ in job.configs]
+        written = 0
+        for r in rows:
+            report = add_reports(report, orjson.loads(r["report"]))
+            s = orjson.loads(r["sub"])
+            if s is not None:
+                sub = add_reports(sub, s)
+            quarantine += orjson.loads(r["quarantine"])
+            for k, rep in enumerate(orjson.loads(r["llm"])):
+                llm[k].append(rep)
+            for kind, rel, height in orjson.loads(r["files"]):
+                w.add_part(kind, rel)
+                written += height
+        import shutil
+
+        shutil.rmtree(w.path / ".input", ignore_errors=True)
+        seconds = time.perf_counter() - t0
+        reports = [merged_llm(c, d, parts, seconds) for c, d, parts in zip(job.configs, job.descriptions, llm)]
+        report = finish(report, sub, reports[0], reports[1] if len(reports) > 1 else None)
+        w.input_manifests = data.manifest_ids
+        w.write_jsonl("quarantine.jsonl", quarantine)
+        w.write_json("report.json", report)
+    return report, written
+
+
+class RunView:
+    """What the CLI summary reads from an engine, for a run done by the actor pool."""
+
+    batch_mode = False
+    batch_files: list = []
+
+    def __init__(self, llm: dict[str, Any]):
+        self._llm = llm
+
+    def report(self) -> dict[str, Any]:
+        return self._llm
+
+    def batch_notice(self, stage: str = "") -> str:
+        return ""
+
+
+# ---- the stages -----------------------------------------------------------------------------------
+def _localize_block(rows_by_kind, engine, *, country: str, lang: str):
+    from curate.localize import localize_rows
+
+    out = localize_rows(rows_by_kind, engine, country=country, lang=lang)
+    return out.frames, out.quarantine, out.report, None
+
+
+def translate(inp, out_dir, config: EngineConfig, *, to: str = "ms", src: str = "auto", glossary=None,
+              localize: str | None = None, max_chars: int = 2500, max_units: int = 16,
+              block_rows: int = 20_000) -> tuple[dict, RunView]:
+    """:func:`curate.translate.translate_dataset` on the actor pool: the same output and report."""
+    import functools
+
+    from curate.translate import _add_reports, finish_report, load_glossary, translate_block
+
+    block = functools.partial(translate_block, to=to, src=src, glossary=load_glossary(glossary), localize=localize,
+                              max_chars=max_chars, max_units=max_units)
+    configs, names = [config], [f"translate -> {to}"]
+    if localize:
+        configs.append(config)
+        names.append(f"localize -> {localize}")
+    report, _ = run(Job("translate", block, configs, names), inp, out_dir, block_rows=block_rows,
+                    finish=finish_report, add_reports=_add_reports)
+    return report, RunView(report["llm"])
+
+
+def localize(inp, out_dir, config: EngineConfig, *, country: str = "MY", lang: str = "ms",
+             block_rows: int = 20_000) -> tuple[dict, RunView]:
+    """:func:`curate.localize.localize_dataset` on the actor pool: the same output and report."""
+    import functools
+
+    from curate.translate import _add_reports
+
+    def finish(report, _sub, llm, _sub_llm):
+        return {**(report or {}), "llm": llm}
+
+    block = functools.partial(_localize_block, country=country, lang=lang)
+    report, _ = run(Job("localize", block, [config], [f"localize -> {country}"]), inp, out_dir,
+                    block_rows=block_rows, finish=finish, add_reports=_add_reports)
+    return report, RunView(report["llm"])
