@@ -120,7 +120,8 @@ def worker_pids(marker: bytes) -> list[int]:
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if marker in (d / "cmdline").read_bytes():
+                title = (d / "cmdline").read_bytes()
+                if title.startswith(b"ray::") and marker in title:
                     pids.append(int(d.name))
             except OSError:
                 continue
@@ -231,3 +232,49 @@ def test_translate_ray_survives_killed_actors_without_paying_twice(ray_local, ll
     assert sum(kill.answered.values()) == total
     assert_same_llm_run(tmp_path / "local", tmp_path / "ray")
     assert report["quarantined"] == 0
+
+
+# ---- a two-node cluster, and a worker killed in the middle of a clean --------------------------------
+TWO_NODES = r'''
+import os, signal, sys, threading, time
+from pathlib import Path
+import ray
+from ray.cluster_utils import Cluster
+from curate.clean import CleanConfig
+from curate.executors import ray_session
+from curate.executors.ray_clean import clean_dir_ray
+sys.path.insert(0, sys.argv[3])
+from tests.test_ray import worker_pids
+
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 100 * 2**20})
+cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)
+ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
+assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+ray_session.configure()
+killed = []
+
+def killer():  # kill -9 the first worker seen running the rules on a block
+    deadline = time.monotonic() + 120
+    while not killed and time.monotonic() < deadline:
+        for pid in worker_pids(b"_rules_block"):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            break
+        time.sleep(0.02)
+
+threading.Thread(target=killer, daemon=True).start()
+clean_dir_ray(sys.argv[1], sys.argv[2], CleanConfig.load(target_lang="any"), rows_per_block=300)
+print("killed", len(killed))
+ray.shutdown()
+cluster.shutdown()
+'''
+
+
+def test_clean_on_two_nodes_with_a_killed_worker_equals_local(normalized, tmp_path):
+    cfg = CleanConfig.load(target_lang="any")
+    clean_dir(normalized, tmp_path / "local", cfg, progress=False)
+    p = subprocess.run([sys.executable, "-c", TWO_NODES, str(normalized), str(tmp_path / "ray"), str(ROOT)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "killed 1" in p.stdout, p.stdout + p.stderr[-2000:]
+    assert_same_dataset(tmp_path / "local", tmp_path / "ray")
