@@ -37,8 +37,8 @@ the same span; peak memory is the process's VmHWM.
     .venv/bin/python bench/dedupe.py --rows 20000 --adversarial 0
     .venv/bin/python bench/dedupe.py --methods curate --rows 1000000 --adversarial 0
 
-datasketch and datatrove are bench-only dependencies: ``.venv/bin/pip install datasketch datatrove``
-(the ``bench`` extra).
+datasketch, datatrove and rensa (``--methods curate,rensa``, issue 17) are bench-only dependencies:
+``.venv/bin/pip install datasketch datatrove rensa`` (the ``bench`` extra).
 """
 
 from __future__ import annotations
@@ -354,7 +354,36 @@ def worker_datatrove(data: Path, out: Path, threshold: float) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-WORKERS = {"curate": worker_curate, "datasketch": worker_datasketch, "datatrove": worker_datatrove}
+def worker_rensa(data: Path, out: Path, threshold: float) -> None:
+    """rensa (Rust R-MinHash + LSH; issue 17 asked for it beside curate): the same 5-byte shingle
+    sets as datasketch, 128 slots, 16 bands; an LSH match is kept when rensa's estimated Jaccard
+    >= threshold; clusters as datasketch's (connected components, the first row kept)."""
+    from rensa import RMinHash, RMinHashLSH
+
+    df = pl.read_parquet(data)
+    loaded = peak_rss_mib()
+    t0, c0 = time.perf_counter(), time.process_time()
+    norms = df.select(dedupe.normalize(TEXT)).to_series().to_list()
+    idx = [i for i, t in enumerate(norms) if t]
+    sets = [shingles(norms[i]) for i in idx]  # rensa takes a Python token object (bytes) per shingle
+    c1 = time.process_time()
+    mhs = RMinHash.from_token_sets(sets, 128, 42)
+    lsh = RMinHashLSH(threshold, 128, 16)
+    lsh.insert_many(mhs)
+    a, b = [], []
+    for k, cand in enumerate(lsh.query_all(mhs)):
+        for j in cand:
+            if j != k and mhs[k].jaccard(mhs[j]) >= threshold:
+                a.append(idx[k])
+                b.append(idx[j])
+    kept = _components_kept_first(len(norms), a, b)
+    _report(t0, c0, loaded, pl.DataFrame({"row": range(len(norms)), "kept": kept},
+                                         schema={"row": pl.UInt32, "kept": pl.Int64}), out,
+            f"token_sets_cpu={c1 - c0:.1f}")
+
+
+WORKERS = {"curate": worker_curate, "datasketch": worker_datasketch, "datatrove": worker_datatrove,
+           "rensa": worker_rensa}
 
 
 def run_worker(method: str, data: Path, out: Path, threshold: float) -> dict:

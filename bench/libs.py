@@ -8,7 +8,7 @@ sort + group-by of 1M rows), as the machine is shared: quote the ratios.
 Usage:
     python bench/libs.py hungarian [--sizes 175,500,1000]
     python bench/libs.py ids [--rows 1000000]
-    python bench/libs.py minhash [--rows 20000]
+    python bench/libs.py minhash [--rows 100000]   (end to end: bench/dedupe.py --rensa)
 (ROUGE-L against rapidfuzz is in ``bench/rouge.py --rapidfuzz``.)
 """
 
@@ -87,6 +87,74 @@ def bench_hungarian(args) -> None:
                   + f"   {t_old / t_new:>6.1f}x faster, same total cost: {same}")
 
 
+def bench_ids(args) -> None:
+    """Per-row content ids at 1M SFT rows: blake2b-64 in Python (today) vs polars-hash expressions.
+
+    polars-hash has no blake2b (printed below), so the same ids cannot come from it: the candidates
+    hash a length-prefixed canonical string built with polars expressions, and would need a
+    migration (old id kept in meta). Timed on the columns as ingest has them (Python lists for
+    blake2b, as the ingest batches build them; a polars frame for the expressions).
+    """
+    import polars_hash as plh
+
+    from curate import schemas
+    sys.path.insert(0, str(ROOT / "bench"))
+    from tokens import corpus
+
+    rows = args.rows or 1_000_000
+    df = corpus(rows).select("instruction", "input", "output")
+    cols = {c: df[c].to_list() for c in df.columns}
+    print(f"{rows:,} sft rows; polars-hash {plh.__version__} cryptographic: "
+          f"{', '.join(m for m in dir(plh.CryptographicHashingNameSpace) if not m.startswith('_'))} (no blake2b)")
+    floor = polars_floor()
+    print(line("polars floor (sort + group-by 1M rows)", floor, floor))
+
+    def field(c: str) -> pl.Expr:
+        e = pl.col(c)
+        return pl.when(e.is_null()).then(pl.lit("-")).otherwise(e.str.len_bytes().cast(pl.String) + ":" + e)
+
+    canon = pl.concat_str([pl.lit("sft"), *(field(c) for c in ("instruction", "input", "output"))], separator="|")
+    runs = [("blake2b-64 in Python (curate now)", lambda: schemas.content_ids("sft", cols)),
+            ("blake2b-64 in Python incl. Series.to_list", lambda: schemas.content_ids(
+                "sft", {c: df[c].to_list() for c in df.columns})),
+            ("polars-hash blake3 (first 64 bits)", lambda: df.select(canon.alias("_c")).select(
+                plh.col("_c").chash.blake3().str.slice(0, 16))),
+            ("polars-hash xxh3_64", lambda: df.select(canon.alias("_c")).select(plh.col("_c").nchash.xxh3_64()))]
+    for label, fn in runs:
+        t = time.perf_counter()
+        cpu = best_of(fn, 1)
+        wall = time.perf_counter() - t
+        print(line(label, cpu, floor) + f"   wall {wall:.2f} s")
+
+
+def bench_minhash(args) -> None:
+    """MinHash sketches only, on bench/dedupe.py's corpus: curate.dedupe.signatures vs rensa's
+    R-MinHash matrix from the same flat shingle hashes (end to end with clusters, precision and
+    recall: ``bench/dedupe.py --rensa``)."""
+    from rensa import RMinHash
+
+    from curate import dedupe
+    sys.path.insert(0, str(ROOT / "bench"))
+    from dedupe import TEXT, build_corpus
+
+    rows = args.rows or 100_000
+    df = build_corpus(rows)[0]
+    texts = df.select(dedupe.normalize(TEXT)).to_series()
+    floor = polars_floor()
+    print(f"{df.height:,} rows (bench/dedupe.py corpus)")
+    print(line("polars floor (sort + group-by 1M rows)", floor, floor))
+    sh, t_sh = cpu_of(lambda: dedupe.shingles(texts))
+    print(line("curate shingles (numpy, shared by both below)", t_sh, floor))
+    offsets = sh.offsets.astype(np.uint64)
+    for perm in (128, dedupe.DEFAULT_PERM):
+        _, t_cur = cpu_of(lambda: dedupe.signatures(texts, perm))
+        print(line(f"curate signatures, {perm} slots (incl. shingles)", t_cur, floor))
+        mat, t_r = cpu_of(lambda: RMinHash.digest_matrix_from_flat_token_hashes(sh.values, offsets, perm, 42))
+        _, t_rows = cpu_of(lambda: np.array(mat.to_rows(), dtype=np.uint32))
+        print(line(f"rensa digest matrix, {perm} slots (+ shingles)", t_r + t_sh, floor)
+              + f"   + {t_rows:.2f} s to get it out as numpy (to_rows; no buffer protocol)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["hungarian", "ids", "minhash"])
@@ -94,7 +162,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="175,500,1000")
     ap.add_argument("--rows", type=int, default=None)
     args = ap.parse_args()
-    {"hungarian": bench_hungarian}[args.what](args)
+    {"hungarian": bench_hungarian, "ids": bench_ids, "minhash": bench_minhash}[args.what](args)
 
 
 if __name__ == "__main__":
