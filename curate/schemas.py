@@ -87,6 +87,8 @@ def content_id(kind: str, row: dict[str, Any]) -> str:
 
 def content_ids(kind: str, cols: dict[str, list]) -> list[str]:
     """:func:`content_id` for whole columns at once (the same ids, faster)."""
+    # polars-hash has no blake2b and its fastest hash saves ~0.6 s CPU per 1M rows: not worth
+    # changing every id (docs/libraries.md, bench/libs.py ids).
     blake, dumps = hashlib.blake2b, orjson.dumps
     fields = [cols[f] for f in ID_FIELDS[kind]]
     if kind == "chat":
