@@ -8,7 +8,7 @@ sort + group-by of 1M rows), as the machine is shared: quote the ratios.
 Usage:
     python bench/libs.py hungarian [--sizes 175,500,1000]
     python bench/libs.py ids [--rows 1000000]
-    python bench/libs.py minhash [--rows 100000]   (end to end: bench/dedupe.py --rensa)
+    python bench/libs.py minhash [--rows 100000]   (end to end: bench/dedupe.py --methods curate,rensa)
 (ROUGE-L against rapidfuzz is in ``bench/rouge.py --rapidfuzz``.)
 """
 
@@ -130,7 +130,7 @@ def bench_ids(args) -> None:
 def bench_minhash(args) -> None:
     """MinHash sketches only, on bench/dedupe.py's corpus: curate.dedupe.signatures vs rensa's
     R-MinHash matrix from the same flat shingle hashes (end to end with clusters, precision and
-    recall: ``bench/dedupe.py --rensa``)."""
+    recall: ``bench/dedupe.py --methods curate,rensa``)."""
     from rensa import RMinHash
 
     from curate import dedupe
