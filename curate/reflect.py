@@ -462,7 +462,9 @@ def reflect_rows(chats: list[dict[str, Any]], engine: Engine, *, max_context: in
 def read_chats(inp: str | Path | io.Input) -> list[dict[str, Any]]:
     from curate.errors import UserError
 
-    frames = (inp if isinstance(inp, io.Input) else io.read_input(inp)).frames
+    data = inp if isinstance(inp, io.Input) else io.read_input(inp)
+    frames = data.frames
+    inp = ", ".join(str(p) for p in data.paths)
     if "chat" not in frames:
         raise UserError(f"{inp}: no chat rows to reflect on (found {', '.join(frames) or 'nothing'}); "
                         "reflect needs multi-turn chats (ShareGPT, OpenAI messages, KoChatGPT conversations)")

@@ -169,6 +169,7 @@ def load(path: str | Path) -> SeedFile:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such seed file.")
+    _check_bytes(path)
     f = SeedFile(path)
     with open(path, "rb") as fh:
         for line, raw in enumerate(fh, 1):
@@ -183,6 +184,20 @@ def load(path: str | Path) -> SeedFile:
             if task is not None:
                 f.tasks.append(task)
     return f
+
+
+def _check_bytes(path: Path) -> None:
+    """Refuse an empty, binary or non-UTF-8 seed file with one line (a seed file is UTF-8 JSONL)."""
+    from curate.ingest.encoding import check_text_head
+
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if not head.strip():
+        raise UserError(f"{path}: the file is empty; a seed file holds one JSON task per line.")
+    enc = check_text_head(path, head)
+    if enc not in ("utf-8",):
+        raise UserError(f"{path}: a seed file must be UTF-8, this one is {enc.upper()}; convert it "
+                        f"(iconv -f {enc.upper()} -t UTF-8).")
 
 
 def load_tasks(path: str | Path) -> list[Task]:

@@ -15,6 +15,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
+from curate.errors import EXIT_PENDING
 from curate import seeds as S
 from curate.cli import cli
 from curate.generate import (ALPACA_PROMPT, MALAY_PROMPT, check_instruction, encode_prompt, parse_reply,
@@ -180,7 +181,7 @@ def test_pruned_mode_keeps_the_same_tasks(openai_server, model, tmp_path):  # no
 def test_without_endpoint_writes_batch_requests(tmp_path):
     res = CliRunner().invoke(cli, ["generate", "--seeds", str(MS_SEEDS), "-n", "30", "-o", str(tmp_path / "gen"),
                                    "--cache", str(tmp_path / "cache.sqlite")], env=NO_ENV)
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == EXIT_PENDING, res.output  # requests wait for the batch: a pipeline stops here
     files = list((tmp_path / "gen" / "batch").glob("*.jsonl"))
     assert files
     lines = [json.loads(l) for f in files for l in f.read_text().splitlines()]
@@ -194,7 +195,7 @@ def test_batch_api_round_trip(fixtures, tmp_path):
     out = tmp_path / "gen"
     base = ["generate", "--seeds", str(MS_SEEDS), "-n", "30", "-o", str(out), "--cache", str(tmp_path / "c.sqlite")]
     res = CliRunner().invoke(cli, base, env=NO_ENV)
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == EXIT_PENDING, res.output
     model = SelfInstructModel(fixtures)
     results = tmp_path / "batch-results.jsonl"
     with open(results, "w", encoding="utf-8") as fh:

@@ -17,6 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from curate.errors import EXIT_PENDING
 from curate import io, langid, schemas
 from curate.ingest import ingest
 from curate.llm import Engine, resolve
@@ -382,7 +383,7 @@ def test_no_endpoint_writes_batch_requests_and_quarantines_as_pending(chats, tmp
     io.write_dataset({"chat": schemas.from_rows("chat", rows)}, inp)
     res = subprocess.run([*CURATE, "reflect", str(inp), "-o", str(out), "--cache", str(tmp_path / "c.sqlite"), "-q"],
                          cwd=ROOT, env=_env(), capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
+    assert res.returncode == EXIT_PENDING, res.stderr  # rows wait for the batch: a pipeline stops here
     assert "Batch API" in res.stderr
     batch = out / "batch" / "reflect-requests.jsonl"
     lines = [orjson.loads(x) for x in batch.read_bytes().splitlines()]
@@ -407,7 +408,7 @@ def test_batch_results_complete_the_run(chats, tmp_path):
     rows = chats["ko"][:2] + chats["ms"][:1]
     io.write_dataset({"chat": schemas.from_rows("chat", rows)}, inp)
     cmd = [*CURATE, "reflect", str(inp), "-o", str(out), "--cache", str(cache), "-q"]
-    assert subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True).returncode == 0
+    assert subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True).returncode == EXIT_PENDING
     requests = [orjson.loads(x) for x in (out / "batch" / "reflect-requests.jsonl").read_bytes().splitlines()]
     results = tmp_path / "results.jsonl"
     handler = model()

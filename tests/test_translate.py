@@ -16,6 +16,7 @@ import orjson
 import polars as pl
 import pytest
 
+from curate.errors import EXIT_PENDING
 from curate import io, schemas
 from curate.ingest import ingest_to_dir
 from curate.llm import Engine, request_key, resolve
@@ -286,8 +287,9 @@ def test_no_endpoint_writes_batch_files_then_batch_in_completes(dataset, tmp_pat
     io.write_dataset({k: pl.DataFrame(v, schema=schemas.schema(k)) for k, v in rows.items()}, inp)
     cmd = [*CURATE, "translate", str(inp), "-o", str(out_dir), "--cache", str(cache)]
     res = subprocess.run(cmd, cwd=ROOT, env=_clean_env(), capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    notice = [line for line in res.stderr.splitlines() if line.strip()][-2:]  # after the summary, 2 lines
+    assert res.returncode == EXIT_PENDING, res.stderr  # rows wait for the batch: a pipeline stops here
+    notice = [line for line in res.stderr.splitlines() if line.strip()][-3:-1]  # after the summary, 2 lines
+    assert f"{n_rows} rows wait for the Batch API results" in res.stderr.splitlines()[-1]
     assert notice[0].startswith("No LLM endpoint configured") and "--base-url" in notice[1]
     batch = out_dir / "batch" / "translate-requests.jsonl"
     lines = [orjson.loads(x) for x in batch.read_bytes().splitlines()]
@@ -295,7 +297,7 @@ def test_no_endpoint_writes_batch_files_then_batch_in_completes(dataset, tmp_pat
     q = io.read_jsonl(out_dir / "quarantine.jsonl")
     assert len(q) == n_rows and {r["code"] for r in q} == {"pending"}
     quiet = subprocess.run([*cmd, "-q"], cwd=ROOT, env=_clean_env(), capture_output=True, text=True)
-    assert len(quiet.stderr.strip().splitlines()) == 2  # -q: only the two-line notice
+    assert len(quiet.stderr.strip().splitlines()) == 3  # -q: only the two-line notice and the exit reason
     # answer the file as the Batch API would: shuffled, one request failing
     results = []
     for i, line in enumerate(lines):

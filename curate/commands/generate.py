@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from curate import seeds as S
-from curate.errors import UserError
+from curate.errors import PendingRows, UserError
 from curate.generate import generate as run_generate, write_outputs
 from curate.io import check_output
 from curate.llm import Engine
@@ -72,6 +72,8 @@ def generate(seeds_file, n, out_dir, lang, seed, prompt_file, threshold, tempera
     console.print(f"wrote {paths['alpaca']} and {paths['sft']} ({paths['quarantine'].name}, {paths['report'].name})")
     if result.pending:
         console.print(engine.batch_notice("generate"))
+        raise PendingRows(f"{result.pending:,} requests wait for Batch API results; re-run with --batch-in RESULTS "
+                          "when the batch is done (the kept tasks are in the output already)")
     elif rep["kept"] < n and rep["llm_failures"].get("budget"):
         raise UserError(f"stopped at the request budget (--max-requests) with {rep['kept']} of {n} tasks; run the "
                         "same command again to continue: answered requests come from the cache")

@@ -12,7 +12,7 @@ from rich.table import Table
 from curate import langid
 from curate.progress import console
 
-DATASET_SUFFIXES = (".parquet", ".json", ".jsonl", ".ndjson")
+DATASET_SUFFIXES = (".parquet", ".json", ".jsonl", ".ndjson", ".csv", ".tsv")
 
 
 def _rows_of(path: Path, field: str | None) -> tuple[list[int], list[str]]:

@@ -207,6 +207,9 @@ class Plan:
             if part.what == "dataset":
                 data = part.manifest
                 self.datasets.append(data)
+                pending = (data.get("pending") or {}).get("rows", 0)
+                if pending:
+                    self.warnings.append(_pending_message(part.name, data))
                 for kind, files in mf.files_of(part.path, data).items():
                     lf = _scan(files)
                     n = data["kinds"][kind].get("rows")
@@ -234,6 +237,13 @@ class Plan:
         total = {k: sum(f.get(k) or 0 for f in files) for k in ("records", "kept", "rows", "recovered", "quarantined")}
         total["accounted"] = total["records"] == total["kept"] + total["quarantined"]
         return {"files": files, "total": total, "skipped": self.skipped, "warnings": self.warnings}
+
+
+def _pending_message(name: str, data: dict[str, Any]) -> str:
+    n, stage = data["pending"]["rows"], data["pending"].get("stage") or data.get("stage")
+    return (f"{name}: {n:,} row(s) wait for Batch API results of `curate {stage}` (requests in {name}/batch/) and "
+            f"are not in this dataset yet; finish that stage first: re-run `curate {stage} ... -o {name} --batch-in "
+            "RESULTS` when the batch is done")
 
 
 def _passed(source: str, fmt: str, kind: str, rows: int | None, manifest: str | None) -> dict[str, Any]:
@@ -274,10 +284,10 @@ def _canonical_jsonl(path: Path) -> str | None:
                 obj = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 return None
-            if isinstance(obj, dict) and obj.get("kind") in schemas.KINDS:
-                kind = canonical_kind(obj.keys())
-                return kind if kind == obj["kind"] else None
-            return None
+            if not isinstance(obj, dict):
+                return None
+            kind = canonical_kind(obj.keys())
+            return kind if kind is not None and obj.get("kind", kind) == kind else None
     return None
 
 
@@ -311,4 +321,9 @@ def read_input(paths: str | os.PathLike | Iterable[str | os.PathLike], *, format
         given = plan.paths
     frames = {k: v[0] if len(v) == 1 else pl.concat(v, how="diagonal_relaxed") for k, v in parts.items()}
     frames = {k: frames[k] for k in schemas.KINDS if k in frames}
+    pending = [d for d in datasets if (d.get("pending") or {}).get("rows")]
+    if pending and sum(f.get("rows") or 0 for f in report["files"]) == 0:
+        from curate.errors import PendingRows
+
+        raise PendingRows(next(w for w in report["warnings"] if "Batch API" in w))
     return Input(frames, quarantine, report, [d["id"] for d in datasets if d.get("id")], given, datasets)

@@ -44,12 +44,14 @@ def check_parquet(path: Path, name: str) -> pl.Schema:
 
 
 def canonical_kind(names: list[str] | set[str]) -> str | None:
-    """The kind when the columns are curate's canonical ones (common + a kind's content)."""
+    """The kind when the columns are curate's canonical ones: ``id`` and a kind's content columns,
+    and nothing but canonical columns unless ``kind`` is there too (curate wrote it). Missing common
+    columns are filled with nulls by :func:`curate.schemas.conform`."""
     names = set(names)
-    if not {"id", "kind"} <= names:
+    if "id" not in names:
         return None
     for kind in ("chat", "rm", "sft", "ppo"):
-        if set(schemas.schema(kind)) <= names:
+        if set(schemas.CONTENT[kind]) <= names and ("kind" in names or names <= set(schemas.schema(kind))):
             return kind
     return None
 

@@ -259,11 +259,16 @@ def write_stage(out_dir: str | os.PathLike, *, stage: str, frames: dict[str, pl.
                 inputs: Iterable[str | os.PathLike] = (), input_manifests: Iterable[str] | None = None,
                 params: dict[str, Any] | None = None) -> dict[str, Any]:
     """The usual stage output in one call: ``<kind>.parquet`` per frame, ``quarantine.jsonl``,
-    ``report.json``, committed at once. Returns the manifest."""
+    ``report.json``, committed at once. Rows quarantined as ``pending`` (waiting for Batch API
+    results) are counted in the manifest, so the next stage can say so. Returns the manifest."""
     inputs = list(inputs)
+    quarantine = list(quarantine)
     if input_manifests is None:
         input_manifests = [m for m in (_manifest_id(p) for p in inputs) if m]
-    with DatasetWriter(out_dir, stage=stage, params=params, inputs=inputs, input_manifests=input_manifests) as w:
+    pending = sum(1 for q in quarantine if q.get("code") == "pending")
+    extra = {"pending": {"rows": pending, "stage": stage}} if pending else None
+    with DatasetWriter(out_dir, stage=stage, params=params, inputs=inputs, input_manifests=input_manifests,
+                       manifest_extra=extra) as w:
         for kind in schemas.KINDS:
             if kind in frames:
                 w.write_frame(kind, frames[kind])

@@ -97,15 +97,18 @@ def exit_code(report: dict[str, Any], engine) -> int:
     """0 all rows done (or waiting in Batch API files); :data:`~curate.errors.EXIT_ENV` when rows were
     lost to the environment (endpoint errors, spent budgets); :data:`~curate.errors.EXIT_MODEL` when
     rows were quarantined because of the model's replies."""
-    from curate.errors import EXIT_ENV, EXIT_MODEL, EXIT_OK
+    from curate.errors import EXIT_ENV, EXIT_MODEL, EXIT_OK, EXIT_PENDING
 
     codes = {c for c, n in (report.get("quarantine_codes") or {}).items() if n}
+    pending = engine.batch_mode and "pending" in codes
     if engine.batch_mode:
         codes.discard("pending")  # written to Batch API files: the notice says how to go on
     if codes & ENV_CODES:
         return EXIT_ENV
     if codes - FILTER_CODES - ENV_CODES:
         return EXIT_MODEL
+    if pending:  # rows wait for Batch API results: a pipeline (make) must stop here, not run on 0 rows
+        return EXIT_PENDING
     return EXIT_OK
 
 
@@ -147,8 +150,11 @@ def echo_summary(stage: str, report: dict[str, Any], engine, out_dir: Path, quie
     if notice:
         click.echo(notice, err=True)
     if code:
+        n_pending = (report.get("quarantine_codes") or {}).get("pending", 0)
         why = {3: "some rows were quarantined because of the model's replies (see quarantine.jsonl)",
                4: "some rows were not answered because of the endpoint or a spent budget; re-run to retry them "
-                  "(answered requests are cached)"}[code]
+                  "(answered requests are cached)",
+               5: f"{n_pending} rows wait for the Batch API results (see above); later stages would see none of "
+                  f"them, so stop here and re-run with --batch-in RESULTS when the batch is done"}[code]
         click.echo(f"{stage}: exit {code}: {why}", err=True)
         raise SystemExit(code)
