@@ -91,9 +91,11 @@ pull: argilla-env install
 	@echo "next: make export EXPORT_FROM=$(LABELLED)   (RM pairs and PPO prompts from the answers)"
 
 # demo: offline. translate writes its requests as OpenAI Batch API files (it never calls an API here,
-# even with OPENAI_API_KEY set); the HTML report and the export read the cleaned rows.
+# even with OPENAI_API_KEY set) and exits 5 (rows pending), which stops `make clean translate reflect`
+# but not the demo; the HTML report and the export read the cleaned rows.
 demo: ingest clean info
-	$(CURATE) translate $(CLEANED) -o $(TRANSLATED) --to $(TO) --batch-out $(TRANSLATED)/batch/translate-requests.jsonl -q
+	$(CURATE) translate $(CLEANED) -o $(TRANSLATED) --to $(TO) --batch-out $(TRANSLATED)/batch/translate-requests.jsonl -q \
+	    || [ $$? -eq 5 ]   # 5: the rows wait for the Batch API results, as expected offline
 	$(CURATE) report $(CLEANED) --compare $(NORMALIZED) -o $(CLEANED)/report.html
 	$(MAKE) --no-print-directory export
 	@echo
@@ -103,7 +105,7 @@ demo: ingest clean info
 	@echo "                          report.html (open it in a browser)"
 	@echo "  $(TRANSLATED)/batch/  translation requests as OpenAI Batch API files (no endpoint was called);"
 	@echo "                          point at a server instead: make translate BASE_URL=http://127.0.0.1:8000/v1 MODEL=..."
-	@echo "  $(EXPORTED)/     training files (TRL / OpenAI / Alpaca / RM pairs / PPO), manifest.json, README.md card"
+	@echo "  $(EXPORTED)/     training files (TRL / OpenAI / Alpaca / RM pairs / PPO), export.json, manifest.json, README.md card"
 
 # the argilla-server venv for the Argilla tests: at $CURATE_ARGILLA_VENV or ~/.cache/curate/argilla-venv,
 # the one `curate argilla serve` uses (installed once, by whichever needs it first)
