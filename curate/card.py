@@ -210,9 +210,11 @@ def render_card(frames: dict[str, pl.LazyFrame | pl.DataFrame], manifest: dict[s
     total = int(counts["rows"].sum()) if counts.height else 0
     got = {k: int(n) for k, n in counts.group_by("kind").agg(pl.col("rows").sum()).iter_rows()}
     by_kind = {k: got[k] for k in ("sft", "chat", "rm", "ppo") if k in got}
+    # ties in name order: the card is the same on every run (group_by gives groups in any order)
     by_lang = {lg: int(n) for lg, n in counts.group_by("lang").agg(pl.col("rows").sum())
-               .sort("rows", descending=True).iter_rows()}
-    by_source = counts.group_by("source").agg(pl.col("rows").sum()).sort("rows", descending=True)
+               .sort(["rows", "lang"], descending=[True, False], nulls_last=True).iter_rows()}
+    by_source = counts.group_by("source").agg(pl.col("rows").sum()).sort(["rows", "source"], descending=[True, False],
+                                                                         nulls_last=True)
     src_rows = [(s, int(n), *license_of(s)) for s, n in by_source.iter_rows()]
     licenses = sorted({lic for *_, lic, _ in src_rows})
     files = manifest.get("files", []) if isinstance(manifest, dict) else []

@@ -278,3 +278,19 @@ def test_clean_on_two_nodes_with_a_killed_worker_equals_local(normalized, tmp_pa
     assert p.returncode == 0, p.stderr[-3000:]
     assert "killed 1" in p.stdout, p.stdout + p.stderr[-2000:]
     assert_same_dataset(tmp_path / "local", tmp_path / "ray")
+
+
+def test_export_ray_equals_local(ray_local, normalized, tmp_path):
+    from curate import io
+    from curate.executors.ray_export import export_ray
+    from curate.export import export
+
+    data = io.read_input(normalized)
+    local = export(data.frames, tmp_path / "local", None, 0.1, inputs=[normalized], input_manifests=data.manifest_ids)
+    mine = export_ray(normalized, tmp_path / "ray", None, 0.1, rows_per_block=BLOCK)
+    assert len(local["files"]) == len(mine["files"]) > 8
+    for a, b in zip(local["files"], mine["files"]):
+        assert {**a, "path": ""} == {**b, "path": ""}
+        name = Path(a["path"]).name
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
+    assert (tmp_path / "local" / "README.md").read_bytes() == (tmp_path / "ray" / "README.md").read_bytes()

@@ -7,6 +7,7 @@ import click
 from curate import io
 from curate.export import ALL_FORMATS, export as export_frames
 from curate.commands._input import load
+from curate.executors import executor_options, pop_executor
 from curate.ingest.formats import NAMES as FORMAT_NAMES
 from curate.progress import console
 
@@ -21,7 +22,8 @@ from curate.progress import console
               help="Fraction of rows in the test split, chosen by id hash (stable across re-exports).")
 @click.option("--input-format", "fmt", type=click.Choice(["auto", *FORMAT_NAMES]), default="auto", show_default=True,
               help="Source format of raw input files (auto-detected from content by default).")
-def export(inp, out_dir, formats, test_size, fmt):
+@executor_options
+def export(inp, out_dir, formats, test_size, fmt, **kwargs):
     """Write SFT / chat / RM / PPO rows in the formats trainers use.
 
     \b
@@ -33,11 +35,19 @@ def export(inp, out_dir, formats, test_size, fmt):
     Example:
       curate export datasets/clean -o datasets/export --test-size 0.05
       curate export datasets/normalized/rm.parquet -o out --format pairs
+      curate export datasets/clean -o datasets/export --executor ray     # records built on a Ray cluster
     """
+    executor = pop_executor(kwargs)
     io.check_output(out_dir, [inp])
-    data = load(inp, format=None if fmt == "auto" else fmt)
-    manifest = export_frames(data.frames, out_dir, list(formats) or None, test_size, inputs=[inp],
-                             input_manifests=data.manifest_ids, quarantine=data.quarantine)
+    if executor.is_ray:
+        from curate.executors.ray_export import export_ray
+
+        executor.connect()
+        manifest = export_ray(inp, out_dir, list(formats) or None, test_size, fmt=None if fmt == "auto" else fmt)
+    else:
+        data = load(inp, format=None if fmt == "auto" else fmt)
+        manifest = export_frames(data.frames, out_dir, list(formats) or None, test_size, inputs=[inp],
+                                 input_manifests=data.manifest_ids, quarantine=data.quarantine)
     for f in manifest["files"]:
         skipped = f" ({f['skipped']} rows skipped: the format can't hold them)" if f["skipped"] else ""
         console.print(f"{f['records']:>8,}  {f['path']}{skipped}")
