@@ -294,3 +294,11 @@ def test_export_ray_equals_local(ray_local, normalized, tmp_path):
         name = Path(a["path"]).name
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
     assert (tmp_path / "local" / "README.md").read_bytes() == (tmp_path / "ray" / "README.md").read_bytes()
+
+
+def test_ingest_ray_equals_local(ray_local, fixtures, normalized, tmp_path):
+    from curate.executors.ray_ingest import ingest_ray
+
+    summary = ingest_ray(sources(fixtures), tmp_path / "ray")
+    assert summary["total"]["quarantined"] > 0 and summary["total"]["accounted"]
+    assert_same_dataset(normalized, tmp_path / "ray")

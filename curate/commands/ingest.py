@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from curate.executors import executor_options, pop_executor
 from curate.ingest import ingest_to_dir
 from curate.ingest.formats import BY_NAME, FORMATS
 from curate.commands._input import echo_notices
@@ -33,7 +34,8 @@ def _list_formats(ctx, _param, value):
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or table.")
 @click.option("--report", "report_html", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write an HTML report of the output here (see `curate report`).")
-def ingest(paths, out_dir, fmt, no_lang, output_format, quiet, report_html):
+@executor_options
+def ingest(paths, out_dir, fmt, no_lang, output_format, quiet, report_html, **kwargs):
     """Read source files in any known format into the canonical schemas.
 
     Every record ends up either as a row (repairs recorded in its meta) or in
@@ -45,10 +47,20 @@ def ingest(paths, out_dir, fmt, no_lang, output_format, quiet, report_html):
     Example:
       curate ingest datasets/raw/*.json* datasets/raw/*.txt -o datasets/normalized
       curate ingest --list-formats
+      curate ingest raw/ -o datasets/normalized --executor ray     # one Ray task per source file
     """
-    with bar("ingest", enabled=None if not quiet else False) as b:
-        summary = ingest_to_dir(paths, out_dir, None if fmt == "auto" else fmt, detect_lang=not no_lang,
-                                output_format=output_format, on_progress=b.advance)
+    executor = pop_executor(kwargs)
+    summary = None
+    if executor.is_ray:
+        from curate.executors.ray_ingest import ingest_ray
+
+        executor.connect(quiet=quiet)
+        summary = ingest_ray(paths, out_dir, None if fmt == "auto" else fmt, detect_lang=not no_lang,
+                             output_format=output_format)
+    if summary is None:
+        with bar("ingest", enabled=None if not quiet else False) as b:
+            summary = ingest_to_dir(paths, out_dir, None if fmt == "auto" else fmt, detect_lang=not no_lang,
+                                    output_format=output_format, on_progress=b.advance)
     if not quiet:
         print_ingest_summary(summary, out_dir)
     echo_notices(summary)
