@@ -16,12 +16,13 @@ def connect(address: str | None = None, *, quiet: bool = False, **init_kwargs) -
     import ray.data
 
     if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS") or None
+        # no address: a new local instance ("local"), never whatever Ray instance happens to run here
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=not quiet,
                      configure_logging=False, **init_kwargs)
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            where = address or "a local instance"
+            where = "a new local instance" if address == "local" else address
             raise UserError(f"cannot connect to Ray at {where}: {str(exc).splitlines()[0]}") from None
     configure()
 
@@ -37,6 +38,8 @@ def configure() -> None:
     ctx.print_on_execution_start = False
     for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
+    logging.getLogger("ray.data._internal.util").setLevel(logging.ERROR)
 
 
 def num_cpus() -> int:
