@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "pull": "curate.commands.label:pull",
     "reflect": "curate.commands.reflect:reflect",
     "judge": "curate.commands.judge:judge",
+    "batch": "curate.commands.batch:batch",
     "argilla": "curate.commands.argilla:argilla",
 }
 

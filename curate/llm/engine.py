@@ -133,7 +133,7 @@ class _Server:
     """One endpoint of the fleet, with its health."""
 
     url: str
-    clients: list  # AsyncOpenAI clients; each has its own connection pool (see _make_servers)
+    client: Any  # AsyncOpenAI
     inflight: int = 0
     sent: int = 0
     ok: int = 0
@@ -372,8 +372,7 @@ class Engine:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
             for server in self._servers:
-                for client in server.clients:
-                    await client.aclose()
+                await server.client.close()
             self._cache.close()
             self.stats.elapsed += time.perf_counter() - t0
         return results  # type: ignore[return-value]
@@ -433,37 +432,28 @@ class Engine:
         why = "No LLM endpoint configured" if not self.config.has_endpoint else "Batch mode"
         cmd = f"`curate {stage} ... --batch-in FILE`" if stage else "the same command with --batch-in FILE"
         return (f"{why}: wrote {self.batch_pending} requests to {files} (OpenAI Batch API input); nothing was sent.\n"
-                f"Next: upload them (purpose \"batch\"), create a batch for {batchfile.URL}, and re-run {cmd} "
-                f"with its output file; or use a server: --base-url http://127.0.0.1:8000/v1 --model NAME "
+                f"Next: `curate batch submit {self.batch_files[0]}`, then `curate batch fetch BATCH_ID -o "
+                f"results.jsonl --wait 86400`, and re-run {cmd} with that file; or use a server: --base-url http://127.0.0.1:8000/v1 --model NAME "
                 f"(vLLM, Ollama, llama.cpp).")
 
     # ---- internals ----------------------------------------------------------------------
     def _make_client(self, base_url: str | None):
-        """An HTTP/1.1 keep-alive client for one server: httpx, the transport the openai package
-        itself uses, without that package's per-request model walk (~1-3 ms a request) and its import
-        (~0.5 s); the wire format is the same JSON."""
-        import os
-
+        """The official ``AsyncOpenAI`` client for one server (imported on first use), with no retries
+        of its own (the engine retries) and an httpx client whose connections are spread over pools of
+        8: httpcore scans every connection of a pool on each request (an expiry check with a syscall
+        each), so 8 pools of 8 connections cost an eighth of one pool of 64."""
         import httpx
+        from openai import AsyncOpenAI
 
         cfg = self.config
-        headers = {"Authorization": f"Bearer {cfg.api_key or 'EMPTY'}", "Content-Type": "application/json",
-                   "Accept": "application/json", "User-Agent": "curate-llm"}
-        for env, name in (("OPENAI_ORG_ID", "OpenAI-Organization"), ("OPENAI_PROJECT_ID", "OpenAI-Project")):
-            if os.environ.get(env):
-                headers[name] = os.environ[env]
-        return httpx.AsyncClient(base_url=(base_url or "https://api.openai.com/v1").rstrip("/") + "/",
-                                 headers=headers, timeout=httpx.Timeout(cfg.timeout, connect=min(cfg.timeout, 20.0)),
-                                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=None))
+        pools = max(1, math.ceil(cfg.concurrency / max(1, len(cfg.base_urls)) / 8))
+        http = httpx.AsyncClient(transport=_PoolsTransport(pools), timeout=cfg.timeout, follow_redirects=True)
+        return AsyncOpenAI(base_url=base_url, api_key=cfg.api_key or "EMPTY", max_retries=0, timeout=cfg.timeout,
+                           http_client=http)
 
     def _make_servers(self) -> list[_Server]:
-        """One server per URL, each with one client per 8 concurrent requests: httpcore scans every
-        connection of a pool on each request (an expiry check with a syscall each), so 8 pools of 8
-        connections cost an eighth of one pool of 64."""
         urls = self.config.base_urls or (None,)
-        per = max(1, math.ceil(self.config.concurrency / len(urls) / 8))
-        return [_Server(url or "https://api.openai.com/v1", [self._make_client(url) for _ in range(per)])
-                for url in urls]
+        return [_Server(url or "https://api.openai.com/v1", self._make_client(url)) for url in urls]
 
     def _rf_meta_key(self) -> str:
         return f"rejects_response_format:{self.config.base_url or 'openai'}"
@@ -637,10 +627,17 @@ class Engine:
         p95 = sorted(lat[-200:])[int(0.95 * (min(len(lat), 200) - 1))]
         return min(self.config.timeout, max(3.0, 8 * p95))
 
-    async def _send(self, server: _Server, body: dict[str, Any]):
-        """POST the body; return the response (any status) or raise TimeoutError / httpx errors."""
-        client = server.clients[server.sent % len(server.clients)]
-        task = asyncio.ensure_future(client.post("chat/completions", content=orjson.dumps(body)))
+    async def _send(self, server: _Server, body: dict[str, Any]) -> bytes:
+        """POST the body through the openai client; return the reply's bytes (raises the client's
+        errors, or TimeoutError past the adaptive deadline)."""
+        import httpx
+
+        # AsyncOpenAI.post is the client's documented way to call an endpoint with a body of one's
+        # own: the body is serialized once by orjson, the same bytes chat.completions.create would
+        # send, without its per-request walk over every message (1-3 ms a request under load)
+        task = asyncio.ensure_future(server.client.post(
+            "/chat/completions", cast_to=httpx.Response, content=orjson.dumps(body),
+            options={"headers": {"Content-Type": "application/json"}}))
         t0 = time.monotonic()
         try:
             while True:
@@ -649,19 +646,18 @@ class Engine:
                     raise TimeoutError
                 done, _ = await asyncio.wait({task}, timeout=min(left, 1.0))
                 if done:
-                    response = task.result()
-                    if response.status_code == 200:
-                        self._latencies.append(time.monotonic() - t0)
-                        if len(self._latencies) > 400:
-                            del self._latencies[:200]
-                    return response
+                    content = task.result().content
+                    self._latencies.append(time.monotonic() - t0)
+                    if len(self._latencies) > 400:
+                        del self._latencies[:200]
+                    return content
         finally:
             if not task.done():
                 task.cancel()
 
     async def _call(self, body: dict[str, Any], extra: bool = False) -> Reply:
         """Send ``body`` (retrying transport failures), store the reply in the cache, return it."""
-        import httpx
+        import openai
 
         cfg = self.config
         attempt = 0
@@ -695,37 +691,35 @@ class Engine:
             after_429 = False
             kind = ""
             try:
-                response = await self._send(server, body)
-                status = response.status_code
-                if status == 200:
-                    data = orjson.loads(response.content)
-                    if not isinstance(data, dict) or not data.get("choices"):
-                        raise ValueError("no choices in the reply")
-                    reply = batchfile.reply_from_body(data, origin="live")
-                    # durable before anything else looks at it: a kill -9 from here on repays nothing
-                    self._cache.put(request_key(body), body["model"], reply)
-                    server.ok += 1
-                    server.streak = server.outs = 0
-                    return reply
-                detail = _error_message(response)
-                if status == 429:
-                    self.stats.rate_limited += 1
-                    ra = _retry_after(response.headers)
-                    delay = ra if ra is not None else self._backoff(attempt)
-                    self._pause_until = max(self._pause_until, time.monotonic() + delay)
-                    waited_429 += delay
-                    if waited_429 > cfg.rate_limit_wait:
-                        raise _Failed("http", f"rate limited (429) for {waited_429:.0f}s; giving up for now, "
-                                              "re-run to continue")
-                    self.stats.retries += 1
-                    after_429 = True
-                    server.inflight -= 1
-                    inflight_done = True
-                    await asyncio.sleep(delay)
-                    continue
-                if status in (401, 403):
-                    raise _Fatal(cfg.redact(f"the endpoint {server.url} refused the credentials (HTTP {status}): "
-                                            f"{detail}; check OPENAI_API_KEY / --api-key"))
+                data = orjson.loads(await self._send(server, body))
+                if not isinstance(data, dict) or not data.get("choices"):
+                    raise ValueError("no choices in the reply")
+                reply = batchfile.reply_from_body(data, origin="live")
+                # durable before anything else looks at it: a kill -9 from here on repays nothing
+                self._cache.put(request_key(body), body["model"], reply)
+                server.ok += 1
+                server.streak = server.outs = 0
+                return reply
+            except openai.RateLimitError as exc:
+                self.stats.rate_limited += 1
+                ra = _retry_after(exc.response.headers)
+                delay = ra if ra is not None else self._backoff(attempt)
+                self._pause_until = max(self._pause_until, time.monotonic() + delay)
+                waited_429 += delay
+                if waited_429 > cfg.rate_limit_wait:
+                    raise _Failed("http", f"rate limited (429) for {waited_429:.0f}s; giving up for now, "
+                                          "re-run to continue") from None
+                self.stats.retries += 1
+                after_429 = True
+                server.inflight -= 1
+                inflight_done = True
+                await asyncio.sleep(delay)
+                continue
+            except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+                raise _Fatal(cfg.redact(f"the endpoint {server.url} refused the credentials (HTTP {exc.status_code}): "
+                                        f"{_server_message(exc)}; check OPENAI_API_KEY / --api-key")) from None
+            except openai.APIStatusError as exc:
+                status, detail = exc.status_code, _server_message(exc)
                 msg = cfg.redact(f"HTTP {status}: {detail}")
                 if status < 500 and status not in (408, 409):
                     if "response_format" in body and status in (400, 422) and _RF_REJECTED.search(detail):
@@ -734,27 +728,23 @@ class Engine:
                         continue
                     if status == 404 or re.search(r"model.{0,40}(not found|does not exist|unknown)", detail, re.I):
                         raise _Fatal(cfg.redact(f"the endpoint {server.url} has no model {body['model']!r} or no chat "
-                                                f"completions (HTTP {status}: {detail}): wrong --base-url or --model?"))
+                                                f"completions (HTTP {status}: {detail}): wrong --base-url or --model?")) from None
                     kind = "context_length" if _CONTEXT.search(detail) else f"http_{status}"
                     self._outcome(kind, msg, detail)
-                    raise _Failed("http", msg)
+                    raise _Failed("http", msg) from None
                 self.stats.server_errors += 1
                 self._server_failed(server)
                 kind, last = f"http_{status}", msg
-            except TimeoutError:
+            except (openai.APITimeoutError, TimeoutError):
                 self.stats.timeouts += 1
                 self._server_failed(server)
                 kind, last = "timeout", f"no reply within {self._deadline():.0f}s from {server.url}"
-            except httpx.TimeoutException:
-                self.stats.timeouts += 1
+            except openai.APIConnectionError as exc:
                 self._server_failed(server)
-                kind, last = "timeout", f"timed out after {cfg.timeout}s ({server.url})"
-            except httpx.TransportError as exc:
-                self._server_failed(server)
-                kind, last = "connection", cfg.redact(f"connection error with {server.url}: {exc!r}")
+                kind, last = "connection", cfg.redact(f"connection error with {server.url}: {exc.__cause__ or exc}")
                 if self.stats.replies_live == 0 and attempt >= 2 and all(s.ok == 0 for s in self._servers):
                     raise _Fatal(cfg.redact(f"cannot reach the LLM endpoint {cfg.base_url or 'api.openai.com'} "
-                                            f"({exc!r}); is the server running? Or leave "
+                                            f"({exc.__cause__ or exc}); is the server running? Or leave "
                                             "--base-url unset to write Batch API files instead")) from None
             except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
                 self.stats.server_errors += 1
@@ -770,18 +760,40 @@ class Engine:
             attempt += 1
 
 
-def _error_message(response) -> str:
-    """The server's own words from an error response (``{"error": {"message": ...}}`` or text)."""
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return response.text[:300].strip() or response.reason_phrase
+def _server_message(exc) -> str:
+    """The server's own words from an openai APIStatusError (``{"error": {"message": ...}}`` or text)."""
+    body = getattr(exc, "body", None)
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict):
             return str(err.get("message") or err.get("code") or err)[:300]
         return str(err)[:300]
-    return str(body)[:300]
+    return str(getattr(exc, "message", exc))[:300]
+
+
+class _PoolsTransport:
+    """An httpx transport that spreads requests over ``n`` connection pools, round-robin."""
+
+    def __init__(self, n: int):
+        import httpx
+
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(n)]
+        self._next = 0
+
+    async def handle_async_request(self, request):
+        self._next += 1
+        return await self._pools[self._next % len(self._pools)].handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.aclose()
 
 
 def run(requests: Sequence[Request], config: EngineConfig | None = None, **kw) -> list[Result]:

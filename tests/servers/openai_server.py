@@ -195,6 +195,9 @@ class OpenAIServer:
         self.inflight = 0
         self.max_inflight = 0  # most chat requests being served at once
         self.answered: Counter = Counter()  # request body hash -> replies fully written to the client
+        self.files: dict[str, dict] = {}  # Files API: id -> {"meta": {...}, "content": bytes}
+        self.batches: dict[str, dict] = {}  # Batch API: id -> batch object
+        self.batch_polls = 1  # GETs of a batch answered "in_progress" before it completes
         self.record = None  # a file object: every chat request body is appended as one JSON line
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -305,6 +308,10 @@ class OpenAIServer:
 
     def _route(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, dict, bytes, float]:
         path = path.split("?", 1)[0]
+        if path.startswith(("/v1/files", "/v1/batches")):
+            status, data = self._batch_api(method, path.rstrip("/"), headers, body)
+            payload = data if isinstance(data, bytes) else json.dumps(data).encode()
+            return status, {}, payload, 0.0
         if method == "GET" and path.rstrip("/") == "/v1/models":
             data = {"object": "list", "data": [{"id": "loopback", "object": "model", "created": 0, "owned_by": "curate"}]}
             return 200, {}, json.dumps(data).encode(), 0.0
@@ -322,6 +329,12 @@ class OpenAIServer:
             self.auth.append(headers.get("authorization"))
             scripted = self._script.pop(0) if self._script else None
         reply = scripted if scripted is not None else self.handler(request)
+        status, headers_out, payload = self._payload(request, reply)
+        delay = reply.delay if isinstance(reply, Reply) else 0.0
+        return status, headers_out, payload, self.latency + delay
+
+    def _payload(self, request: dict, reply: Any) -> tuple[int, dict, bytes]:
+        """(status, headers, body bytes) of a handler's reply to a chat request."""
         if isinstance(reply, tuple):
             reply = Reply(*reply)
         elif isinstance(reply, (str, dict)):
@@ -337,7 +350,104 @@ class OpenAIServer:
             payload = json.dumps(error_body(reply.status, str(reply.body or f"scripted {reply.status}"))).encode()
         else:
             payload = b"{}"
-        return reply.status, reply.headers, payload, self.latency + reply.delay
+        return reply.status, reply.headers, payload
+
+    # -- the Files and Batch APIs (enough of them for the openai client's files/batches calls)
+    def _batch_api(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, Any]:
+        parts = path.split("/")[2:]  # ["files", id?, "content"?] / ["batches", id?, "cancel"?]
+        now = int(time.time())
+        if parts == ["files"] and method == "POST":
+            purpose, filename, content = _multipart(headers.get("content-type", ""), body)
+            if content is None:
+                return 400, error_body(400, "no file in the upload")
+            fid = f"file-{len(self.files) + 1:04d}"
+            meta = {"id": fid, "object": "file", "bytes": len(content), "created_at": now,
+                    "filename": filename or "upload.jsonl", "purpose": purpose or "batch", "status": "processed"}
+            self.files[fid] = {"meta": meta, "content": content}
+            return 200, meta
+        if parts[0] == "files" and len(parts) >= 2:
+            f = self.files.get(parts[1])
+            if f is None:
+                return 404, error_body(404, f"no such file {parts[1]}")
+            return (200, f["content"]) if parts[2:] == ["content"] else (200, f["meta"])
+        if parts == ["batches"] and method == "POST":
+            req = json.loads(body or b"{}")
+            src = self.files.get(req.get("input_file_id", ""))
+            if src is None:
+                return 400, error_body(400, f"input file {req.get('input_file_id')!r} not found")
+            bid = f"batch_{len(self.batches) + 1:04d}"
+            self.batches[bid] = {"id": bid, "object": "batch", "endpoint": req.get("endpoint"),
+                                 "input_file_id": req["input_file_id"], "completion_window": req.get("completion_window"),
+                                 "status": "validating", "output_file_id": None, "error_file_id": None,
+                                 "created_at": now, "metadata": req.get("metadata"), "errors": None,
+                                 "request_counts": {"total": 0, "completed": 0, "failed": 0}, "_polls": 0}
+            return 200, self._public(self.batches[bid])
+        if parts[0] == "batches" and len(parts) >= 2:
+            b = self.batches.get(parts[1])
+            if b is None:
+                return 404, error_body(404, f"no such batch {parts[1]}")
+            if parts[2:] == ["cancel"]:
+                b["status"] = "cancelled"
+            elif b["status"] in ("validating", "in_progress"):
+                b["_polls"] += 1
+                b["status"] = "in_progress"
+                if b["_polls"] > self.batch_polls:
+                    self._run_batch(b)
+            return 200, self._public(b)
+        return 404, error_body(404, f"no route {method} {path}")
+
+    @staticmethod
+    def _public(batch: dict) -> dict:
+        return {k: v for k, v in batch.items() if not k.startswith("_")}
+
+    def _run_batch(self, b: dict) -> None:
+        """Answer every line of the input file with the handler, as the Batch API would."""
+        out, err = [], []
+        for n, line in enumerate(self.files[b["input_file_id"]]["content"].splitlines()):
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            request = item["body"]
+            with self._lock:
+                self.requests.append(request)
+                scripted = self._script.pop(0) if self._script else None
+            reply = scripted if scripted is not None else self.handler(request)
+            status, _, payload = self._payload(request, reply)
+            try:
+                body = json.loads(payload)
+            except json.JSONDecodeError:
+                status, body = 500, error_body(500, "malformed reply")
+            rec = {"id": f"batch_req_{n}", "custom_id": item["custom_id"],
+                   "response": {"status_code": status, "request_id": f"req_{n}", "body": body}, "error": None}
+            (out if status == 200 else err).append(json.dumps(rec, ensure_ascii=False))
+        for kind, lines in (("output_file_id", out), ("error_file_id", err)):
+            if lines:
+                fid = f"file-{len(self.files) + 1:04d}"
+                content = ("\n".join(lines) + "\n").encode()
+                self.files[fid] = {"meta": {"id": fid, "object": "file", "bytes": len(content), "purpose": "batch_output",
+                                            "created_at": int(time.time()), "filename": f"{b['id']}_{kind[:-8]}.jsonl",
+                                            "status": "processed"}, "content": content}
+                b[kind] = fid
+        b["status"] = "completed"
+        b["completed_at"] = int(time.time())
+        b["request_counts"] = {"total": len(out) + len(err), "completed": len(out), "failed": len(err)}
+
+
+def _multipart(content_type: str, body: bytes) -> tuple[str | None, str | None, bytes | None]:
+    """(purpose, filename, file bytes) of a multipart/form-data upload."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+    purpose = filename = content = None
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name == "purpose":
+            purpose = part.get_payload(decode=True).decode()
+        elif name == "file":
+            filename = part.get_filename()
+            content = part.get_payload(decode=True)
+    return purpose, filename, content
 
 
 @pytest.fixture
