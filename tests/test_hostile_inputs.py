@@ -130,6 +130,7 @@ def argv(name: str, inp: Path, tmp: Path) -> list[str]:
         "judge": [str(inp), "-o", out, *llm],
         "decontaminate": [str(inp), "-o", out, "-q", "--against", str(inp)],
         "push": [str(inp), "--dataset", "hostile", "--api-url", "http://127.0.0.1:9", "--api-key", "k" * 16],
+        "batch": ["submit", str(inp), "--base-url", "http://127.0.0.1:9/v1", "--api-key", "sk-test"],
     }
     return [name, *table.get(name, [str(inp), "-o", out])]
 

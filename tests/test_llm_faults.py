@@ -211,3 +211,34 @@ def test_exit_code_model_when_rows_are_quarantined_for_replies(openai_server, tm
     assert res.returncode == EXIT_MODEL, res.stderr
     out = res.stdout + res.stderr
     assert "retries + fix-ups" in out and "quarantined (language: 4)" in out
+
+
+def _translate_cli(tmp_path, url: str, *extra: str) -> subprocess.CompletedProcess:
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in english_rows(40)["ppo"]))
+    return subprocess.run([sys.executable, "-m", "curate.cli", "translate", str(data), "-o", str(tmp_path / "out"),
+                           "--base-url", url, "--api-key", "test", "--model", "loopback",
+                           "--cache", str(tmp_path / "c.sqlite"), "--max-chars", "300", *extra],
+                          cwd=ROOT, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+
+
+def test_unreachable_endpoint_stops_at_once_with_the_cause(tmp_path):
+    res = _translate_cli(tmp_path, f"http://127.0.0.1:{free_port()}/v1")
+    assert res.returncode == EXIT_ENV and "cannot reach the LLM endpoint" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "out").exists()
+
+
+def test_rows_lost_to_the_endpoint_print_the_cause(openai_server, tmp_path):
+    n = [0]
+
+    def half_down(req):
+        n[0] += 1
+        if n[0] % 2:
+            return Reply(503, body="the GPU node is rebooting")
+        _, data = _contract(req)
+        return json.dumps({k: fake_translate(v) for k, v in data.items()})
+    openai_server.handler = half_down
+    res = _translate_cli(tmp_path, openai_server.url, "--max-retries", "0", "--fail-fast", "0", "--concurrency", "1")
+    assert res.returncode == EXIT_ENV, res.stderr
+    assert "cause (" in res.stderr and "the GPU node is rebooting" in res.stderr
+    assert (tmp_path / "out" / "manifest.json").exists()  # the rows that were answered are published

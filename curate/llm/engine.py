@@ -223,6 +223,7 @@ class Stats:
     batch_merge_errors: int = 0
     elapsed: float = 0.0
     outcomes: Counter = dataclasses.field(default_factory=Counter)
+    causes: Counter = dataclasses.field(default_factory=Counter)  # "code: error" of failed results
 
 
 class Engine:
@@ -318,6 +319,8 @@ class Engine:
                 def finish(i: int, res: Result) -> None:
                     results[i] = res
                     self.stats.outcomes[res.code] += 1
+                    if not res.ok and res.error and res.code not in ("batch", "budget"):
+                        self.stats.causes[f"{res.code}: {res.error[:240]}"] += 1
                     progress.advance(1)
                     if on_result is not None:
                         on_result(res)
@@ -406,6 +409,8 @@ class Engine:
         }
         if self._stop:
             out["stopped"] = self._stop
+        if s.causes:
+            out["failure_causes"] = [{"cause": c, "requests": n} for c, n in s.causes.most_common(5)]
         if len(self.config.base_urls) > 1:
             out["servers_taken_out"] = s.servers_taken_out
         if s.batch_merged or s.batch_merge_errors:
@@ -509,6 +514,8 @@ class Engine:
         if kind is None:
             self._streak = (None, 0)
             return
+        if kind == "connection" and k and all(s.ok == 0 and s.failed > 0 for s in self._servers):
+            k = min(k, 3)  # no server ever answered and every one refused: nothing to wait for
         last, n = self._streak
         n = n + 1 if kind == last else 1
         if n == 1:

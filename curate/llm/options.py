@@ -157,4 +157,8 @@ def echo_summary(stage: str, report: dict[str, Any], engine, out_dir: Path, quie
                5: f"{n_pending} rows wait for the Batch API results (see above); later stages would see none of "
                   f"them, so stop here and re-run with --batch-in RESULTS when the batch is done"}[code]
         click.echo(f"{stage}: exit {code}: {why}", err=True)
+        causes = engine.report().get("failure_causes") or []
+        if causes and code in (3, 4):
+            top = causes[0]
+            click.echo(f"{stage}: cause ({top['requests']} requests): {top['cause']}", err=True)
         raise SystemExit(code)
