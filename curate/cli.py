@@ -122,8 +122,11 @@ def describe(exc: BaseException) -> tuple[str, int]:
                                                               "max_content_width": 100})
 @click.version_option(__version__, prog_name="curate")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an unexpected error.")
+@click.option("--input-format", metavar="FORMAT", default=None,
+              help="Source format of raw input files for any command (auto-detected from content by default; "
+                   "`curate ingest --list-formats`).")
 @click.pass_context
-def cli(ctx, debug):
+def cli(ctx, debug, input_format):
     """Turn messy instruction/chat datasets into clean, multilingual training data.
 
     \b
@@ -139,6 +142,16 @@ def cli(ctx, debug):
     step (Batch API results); 70 internal error; 130 interrupted.
     """
     ctx.ensure_object(dict)["debug"] = debug
+    if input_format:
+        from curate.ingest.formats import BY_NAME
+        from curate.io.reader import DEFAULT_FORMAT
+
+        if input_format not in BY_NAME:
+            raise click.BadParameter(f"{input_format!r}; choose one of: {', '.join(BY_NAME)}",
+                                     param_hint="--input-format")
+        DEFAULT_FORMAT.set(input_format)
+    elif "curate.io.reader" in sys.modules:  # in-process runs (tests): no format left from an earlier one
+        sys.modules["curate.io.reader"].DEFAULT_FORMAT.set(None)
 
 
 def main() -> None:

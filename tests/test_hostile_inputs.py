@@ -80,7 +80,7 @@ def build(d: Path, fixtures: Path) -> dict[str, tuple[Path, dict | None]]:
     add("nan.jsonl", _jsonl(ALPACA) + b'{"instruction": "x", "input": "", "output": NaN}\n'
         b'{"instruction": Infinity, "input": "", "output": "y"}\n', {"records": n + 2, "quarantined": 2})
     add("dupkeys.jsonl", b'{"instruction": "a", "instruction": "b", "input": "", "output": "c"}\n' + _jsonl(ALPACA),
-        {"records": n + 1, "quarantined": 0})
+        {"records": n + 1, "quarantined": 0, "recovered": 1})
     add("deep.jsonl", _jsonl(ALPACA[:2]) + b'{"instruction": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
         + _jsonl(ALPACA[2:]), {"records": n + 1, "quarantined": 1})
     huge = orjson.dumps({"instruction": "long", "input": "", "output": "x" * (50 << 20)})

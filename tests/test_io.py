@@ -124,3 +124,61 @@ def test_parquet_and_csv_exports_as_inputs(fixtures, tmp_path):
     pl.DataFrame({"a": [1, 2], "b": ["x", "y"]}).write_parquet(tmp_path / "other.parquet")
     with pytest.raises(io.DatasetError, match="match no known format"):
         io.read_input(tmp_path / "other.parquet")
+
+
+def _meta(inp: io.Input) -> list[dict]:
+    return [schemas.meta_of(m) for m in inp.collect()["sft"]["meta"].to_list()]
+
+
+def test_encodings_decoded_when_proven_never_a_silent_replacement_char(tmp_path):
+    rows = [{"instruction": "Décrivez le café", "input": "", "output": "Crème brûlée à Montréal"},
+            {"instruction": "plain", "input": "", "output": "ascii"}]
+    text = json.dumps(rows, ensure_ascii=False, indent=2)
+    for enc in ("utf-16", "utf-32", "utf-8-sig"):
+        (tmp_path / f"{enc}.json").write_bytes(text.encode(enc))
+        got = io.read_input(tmp_path / f"{enc}.json", detect_lang=False).collect()["sft"]
+        assert got["instruction"].to_list() == ["Décrivez le café", "plain"], enc
+    # Latin-1 lines (JSONL and JSON array): decoded with a note on exactly those rows
+    (tmp_path / "latin.jsonl").write_bytes(b"".join(json.dumps(r, ensure_ascii=False).encode("latin-1") + b"\n"
+                                                    for r in rows))
+    (tmp_path / "latin.json").write_bytes(text.encode("latin-1"))
+    for name in ("latin.jsonl", "latin.json"):
+        inp = io.read_input(tmp_path / name, detect_lang=False)
+        assert inp.collect()["sft"]["output"].to_list() == ["Crème brûlée à Montréal", "ascii"]
+        notes = [m.get("recovered", []) for m in _meta(inp)]
+        assert any("Windows-1252" in n for n in notes[0]) and notes[1] == [], name
+        assert "\ufffd" not in inp.collect()["sft"].write_ndjson()
+    # bytes that are neither UTF-8 nor plausible cp1252: the record is quarantined, never turned into U+FFFD
+    (tmp_path / "bad.jsonl").write_bytes(b'{"instruction": "\x81\x8d\x90", "input": "", "output": "x"}\n'
+                                         + json.dumps(rows[1]).encode() + b"\n")
+    inp = io.read_input(tmp_path / "bad.jsonl", format="alpaca", detect_lang=False)
+    assert inp.rows() == {"sft": 1} and [q["code"] for q in inp.quarantine] == ["encoding_error"]
+
+
+@pytest.mark.parametrize("data, what", [(b"\x1f\x8b\x08\x00" + b"\x00" * 64, "gzip"), (b"PK\x03\x04rest", "ZIP"),
+                                        (bytes(range(256)) * 8, "binary"),
+                                        ('[{"a": 1}]'.encode("utf-16-le"), "UTF-16-LE text without a byte-order mark")])
+def test_binary_is_refused_with_what_it_looks_like(tmp_path, data, what):
+    (tmp_path / "x.json").write_bytes(data)
+    with pytest.raises(io.DatasetError, match=what):
+        io.read_input(tmp_path / "x.json")
+
+
+def test_input_format_option_names_the_format_for_any_command(tmp_path):
+    from click.testing import CliRunner
+
+    from curate.cli import cli
+
+    (tmp_path / "p.txt").write_text("1\n2\nhello there\nsee you\n")
+    res = CliRunner().invoke(cli, ["info", str(tmp_path / "p.txt")])
+    assert res.exit_code == 1 and "best guess question_list" in res.output and "--input-format question_list" in res.output
+    res = CliRunner().invoke(cli, ["--input-format", "question_list", "info", str(tmp_path / "p.txt"), "--json"])
+    assert res.exit_code == 0 and sum(json.loads(line)["rows"] for line in res.output.splitlines()) == 4
+    assert CliRunner().invoke(cli, ["info", str(tmp_path / "p.txt")]).exit_code == 1  # not left over
+
+
+def test_duplicate_keys_are_noted(tmp_path):
+    (tmp_path / "d.jsonl").write_bytes(b'{"instruction": "a", "instruction": "b", "input": "", "output": "c"}\n')
+    inp = io.read_input(tmp_path / "d.jsonl", format="alpaca", detect_lang=False)
+    assert inp.collect()["sft"]["instruction"].to_list() == ["b"]
+    assert "duplicate key(s) 'instruction'" in _meta(inp)[0]["recovered"][0]

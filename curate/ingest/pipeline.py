@@ -166,12 +166,15 @@ def detect_format(path: str | os.PathLike, name: str | None = None) -> SourceFor
         candidates = [(f.score(sample), f) for f in FORMATS if f.container == "json"]
     best_score, best = max(candidates, key=lambda c: c[0])  # max keeps the first of equals
     if best_score < MIN_SCORE:
-        names = ", ".join(f.name for f in FORMATS)
-        raise DatasetError(
-            f"{name}: could not recognise the format (best guess {best.name}, fitting {best_score:.0%} of the "
-            f"sample). If that is right, pass --format {best.name}; the formats are: {names}."
-        )
+        raise DatasetError(f"{name}: could not recognise the format (best guess {best.name}, fitting "
+                           f"{best_score:.0%} of the sample). If that is right, {format_hint(best.name)}")
     return best
+
+
+def format_hint(name: str) -> str:
+    """How to name the format on the command line (ingest/clean/export have their own option)."""
+    return (f"pass --format {name} (any command: curate --input-format {name} COMMAND ...); "
+            "curate ingest --list-formats lists the formats.")
 
 
 def _format(path: Path, fmt: str | SourceFormat | None, name: str | None = None) -> SourceFormat:

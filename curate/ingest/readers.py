@@ -9,6 +9,7 @@ with an ``error`` so the caller can quarantine it. Nothing is skipped silently.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -110,7 +111,9 @@ def parse_line(lineno: int, raw: bytes) -> list[Item]:
     if len(raw) > MAX_RECORD:
         return [too_big(lineno, raw)]
     try:
-        return [Item(lineno, orjson.loads(raw))]
+        obj = orjson.loads(raw)
+        dups = duplicate_keys(raw, obj)
+        return [Item(lineno, obj, recovered=[_dup_note(dups)] if dups else [])]
     except orjson.JSONDecodeError as exc:
         err = str(exc)
     text, note = decode_line(raw)
@@ -193,9 +196,50 @@ def iter_jsonl(path: Path) -> Iterator[Item]:
                 yield too_big(lineno, raw)
                 continue
             try:
-                yield Item(lineno, loads(raw))
+                obj = loads(raw)
             except orjson.JSONDecodeError:
                 yield from parse_line(lineno, raw)
+                continue
+            dups = duplicate_keys(raw, obj)
+            yield Item(lineno, obj, recovered=[_dup_note(dups)] if dups else [])
+
+
+_KEY_RE = re.compile(rb'"\s*:')
+
+
+def _count_keys(obj: Any) -> int:
+    if isinstance(obj, dict):
+        return len(obj) + sum(_count_keys(v) for v in obj.values())
+    if isinstance(obj, list):
+        return sum(_count_keys(v) for v in obj)
+    return 0
+
+
+def duplicate_keys(raw: bytes | str, obj: Any) -> list[str]:
+    """Keys written twice in one JSON object of ``raw`` (the parser kept the last value). A cheap
+    count of ``":`` against the keys parsed decides whether the exact check is needed at all."""
+    data = raw.encode("utf-8") if isinstance(raw, str) else raw
+    if not isinstance(obj, dict) or len(_KEY_RE.findall(data)) <= _count_keys(obj):
+        return []
+    dups: list[str] = []
+
+    def hook(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen and k not in dups:
+                dups.append(k)
+            seen.add(k)
+        return dict(pairs)
+
+    try:
+        json.loads(data, object_pairs_hook=hook)
+    except (ValueError, RecursionError):
+        return []
+    return dups
+
+
+def _dup_note(keys: list[str]) -> str:
+    return f"duplicate key(s) {', '.join(repr(k) for k in keys)} in the object: the last value was kept"
 
 
 def iter_json_array(path: Path) -> Iterator[Item]:
@@ -255,7 +299,8 @@ def iter_json_array(path: Path) -> Iterator[Item]:
             if value is _SKIP:
                 continue
             n = buf.count("\n", pos, end)
-            yield Item(line, value, last=line + n)
+            dups = duplicate_keys(buf[pos:end], value)
+            yield Item(line, value, last=line + n, recovered=[_dup_note(dups)] if dups else [])
             line += n
             pos = end
 

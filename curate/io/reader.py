@@ -12,6 +12,7 @@ the same accounting as ``curate ingest``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,9 @@ from curate.io.tables import TABLE_SUFFIXES, canonical_kind, check_parquet, read
 
 #: File suffixes a directory walk reads; anything else is skipped (and listed in the report).
 SUFFIXES = {".json", ".jsonl", ".ndjson", ".txt", *TABLE_SUFFIXES}
+
+#: The source format of raw inputs when a caller gives none (``curate --input-format NAME COMMAND``).
+DEFAULT_FORMAT: contextvars.ContextVar[str | None] = contextvars.ContextVar("curate_input_format", default=None)
 
 
 @dataclass
@@ -174,7 +178,7 @@ class Plan:
 
     def _table(self, path: Path, name: str, fmt: str) -> _Part:
         from curate.ingest.formats import BY_NAME, FORMATS
-        from curate.ingest.pipeline import MIN_SCORE
+        from curate.ingest.pipeline import MIN_SCORE, format_hint
 
         lf = read_table(path, name, fmt)
         cols = lf.collect_schema().names()
@@ -191,8 +195,8 @@ class Plan:
         score, best = max(((f.score(rows), f) for f in json_formats), key=lambda c: c[0])
         if score < MIN_SCORE:
             raise DatasetError(f"{name}: its columns ({', '.join(cols[:8])}) match no known format (best guess "
-                               f"{best.name}, fitting {score:.0%} of the sample). If that is right, pass --format "
-                               f"{best.name}.")
+                               f"{best.name}, fitting {score:.0%} of the sample). If that is right, "
+                               f"{format_hint(best.name)}")
         return _Part("table", path, name, kind=best.kind, fmt=best, table=lf)
 
     # -- reading -------------------------------------------------------------------------------------
@@ -303,6 +307,13 @@ def open_input(paths: str | os.PathLike | Iterable[str | os.PathLike], *, format
     """Resolve and probe the inputs; stream them with :meth:`Plan.batches` inside the block."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    if format in (None, "auto"):
+        format = DEFAULT_FORMAT.get()
+    if format not in (None, "auto"):
+        from curate.ingest.formats import BY_NAME
+
+        if format not in BY_NAME:
+            raise DatasetError(f"unknown format {format!r}; choose one of: {', '.join(BY_NAME)}")
     with contextlib.ExitStack() as stack:
         yield Plan(list(paths), format, stack)
 
