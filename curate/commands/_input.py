@@ -21,22 +21,14 @@ def echo_notices(report: dict[str, Any]) -> None:
         click.echo(f"skipped: ... and {len(skipped) - 10} more (listed in report.json)", err=True)
 
 
-def load(paths: Path | str | Iterable[Path | str], *, kinds: Iterable[str] | None = None, **kw) -> io.Input:
-    """``read_input`` plus the notices; with ``kinds``, refuse an input holding none of them."""
+def load(paths: Path | str | Iterable[Path | str], *, writes_quarantine: bool = False, **kw) -> io.Input:
+    """``read_input`` plus the notices (skipped files, paths given twice, quarantined records).
+    ``writes_quarantine``: the command writes them to its output's quarantine.jsonl."""
     inp = io.read_input(paths, **kw)
     echo_notices(inp.report)
     if inp.quarantine:
-        click.echo(f"note: {len(inp.quarantine):,} source record(s) could not become rows; they are in the "
-                   "output's quarantine.jsonl (stage ingest) with file:line and the reason.", err=True)
-    if kinds is not None:
-        kinds = list(kinds)
-        if not any(k in inp.frames for k in kinds):
-            found = ", ".join(inp.frames) or "no rows"
-            raise io.DatasetError(f"{_names(paths)}: holds {found}; this command needs {' or '.join(kinds)} rows.")
+        where = ("they are in the output's quarantine.jsonl (stage ingest)" if writes_quarantine else
+                 "`curate ingest` writes them to quarantine.jsonl")
+        click.echo(f"note: {len(inp.quarantine):,} source record(s) could not become rows; {where} with "
+                   "file:line and the reason.", err=True)
     return inp
-
-
-def _names(paths) -> str:
-    if isinstance(paths, (str, Path)):
-        return str(paths)
-    return ", ".join(str(p) for p in paths)

@@ -62,12 +62,15 @@ def read_table(path: Path, name: str, fmt: str) -> pl.LazyFrame:
         check_parquet(path, name)
         return pl.scan_parquet(path)
     sep = "\t" if fmt == "tsv" else ","
-    try:
-        df = pl.read_csv(path, separator=sep, infer_schema=False, encoding="utf8",
-                         quote_char=None if fmt == "tsv" else '"')
-    except Exception as exc:  # polars raises ComputeError/NoDataError/... for a broken CSV
-        raise DatasetError(f"{name}: not a readable {fmt.upper()} file ({str(exc).splitlines()[0][:200]}).") from None
-    return df.lazy()
+    quotes = ['"', None] if fmt == "tsv" else ['"']  # TSV: quoted as pandas/polars write it, else raw
+    for i, quote in enumerate(quotes):
+        try:
+            return pl.read_csv(path, separator=sep, infer_schema=False, encoding="utf8", quote_char=quote).lazy()
+        except Exception as exc:  # polars raises ComputeError/NoDataError/... for a broken CSV
+            if i == len(quotes) - 1:
+                raise DatasetError(f"{name}: not a readable {fmt.upper()} file "
+                                   f"({str(exc).splitlines()[0][:200]}).") from None
+    raise AssertionError("unreachable")
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
