@@ -246,9 +246,10 @@ def found_rules(out_dir: Path) -> pl.DataFrame:
         "line", pl.col("fixes").struct.field("rule").alias("rule"))
     flags = m.select("line", pl.col("m").struct.field("flags")).explode("flags").drop_nulls("flags").select(
         "line", pl.col("flags").struct.field("rule").alias("rule"))
-    q = pl.read_ndjson(out_dir / "quarantine.jsonl", schema={
-        "line": pl.Int64, "matches": pl.List(pl.Struct({"rule": pl.String})),
-        "row": pl.Struct({"meta": pl.String})})
+    q = (pl.read_parquet(out_dir / "quarantine.parquet", columns=["line", "matches"])
+         .filter(pl.col("matches").is_not_null())
+         .with_columns(pl.col("matches").str.json_decode(pl.Struct({"matches": pl.List(pl.Struct({"rule": pl.String}))}))
+                       .struct.field("matches")))
     qm = q.select("line", "matches").explode("matches").select("line", pl.col("matches").struct.field("rule").alias("rule"))
     return pl.concat([fixes, flags, qm]).unique()
 
@@ -332,6 +333,9 @@ def main() -> None:
     print(table([{k: r[k] for k in ("code", "action", "fixed", "flagged", "dropped", "seconds")} for r in report["rules"]],
                 ["code", "action", "fixed", "flagged", "dropped", "seconds"]))
     print(f"outside the rules (s): {report.get('engine_seconds')}; whole clean() {report['seconds']} s")
+    qsize = (final / "quarantine.parquet").stat().st_size
+    print(f"quarantine.parquet: {qsize / 1e6:.1f} MB for {report['rows_dropped']:,} dropped rows; the input JSONL "
+          f"is {corpus.stat().st_size / 1e6:.1f} MB")
     langs = next((r for r in report["rules"] if r["code"] == "wrong_language"), None)
     near = next((r for r in report["rules"] if r["code"] == "near_duplicate"), None)
     if langs and langs["seconds"]:

@@ -60,33 +60,42 @@ def _read_json(path: Path) -> Any:
 
 def _quarantine(path: Path, examples: int = QUARANTINE_EXAMPLES) -> dict[str, Any] | None:
     """Counts of quarantined rows by (stage, code), a reason and a few examples of each."""
-    if not path.is_file():
+    parquet = path.with_suffix(".parquet")  # the clean stage writes quarantine.parquet
+    if not path.is_file() and not parquet.is_file():
         return None
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     total = bad = 0
-    with open(path, "rb") as fh:
-        for line in fh:
+    if path.is_file():
+        with open(path, "rb") as fh:
+            lines = fh.read().splitlines()
+    else:
+        from curate.clean import quarantine as qfile
+
+        lines = qfile.read(parquet)
+    for line in lines:
+        if isinstance(line, bytes):
             if not line.strip():
                 continue
             try:
-                q = orjson.loads(line)
+                line = orjson.loads(line)
             except orjson.JSONDecodeError:
                 bad += 1
                 continue
-            if not isinstance(q, dict):
-                bad += 1
-                continue
-            total += 1
-            key = (str(q.get("stage") or "?"), str(q.get("code") or "?"))
-            g = groups.setdefault(key, {"stage": key[0], "code": key[1], "rows": 0,
-                                        "reason": str(q.get("reason") or ""), "examples": []})
-            g["rows"] += 1
-            if len(g["examples"]) < examples:
-                where = q.get("where") or f"{q.get('source', '?')}:{q.get('line', '?')}"
-                ev = q.get("evidence")
-                if not ev:
-                    ev = q.get("raw") if isinstance(q.get("raw"), str) else orjson.dumps(q.get("row")).decode()
-                g["examples"].append({"where": str(where), "evidence": str(ev)})
+        q = line
+        if not isinstance(q, dict):
+            bad += 1
+            continue
+        total += 1
+        key = (str(q.get("stage") or "?"), str(q.get("code") or "?"))
+        g = groups.setdefault(key, {"stage": key[0], "code": key[1], "rows": 0,
+                                    "reason": str(q.get("reason") or ""), "examples": []})
+        g["rows"] += 1
+        if len(g["examples"]) < examples:
+            where = q.get("where") or f"{q.get('source', '?')}:{q.get('line', '?')}"
+            ev = q.get("evidence")
+            if not ev:
+                ev = q.get("raw") if isinstance(q.get("raw"), str) else orjson.dumps(q.get("row")).decode()
+            g["examples"].append({"where": str(where), "evidence": str(ev)})
     return {"rows": total, "unreadable_lines": bad,
             "groups": sorted(groups.values(), key=lambda g: (-g["rows"], g["stage"], g["code"]))}
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from curate import io, schemas
 from curate.cli import cli
 from curate.clean import BY_CODE, RULES, CleanConfig, clean, clean_dir, rule_rows
+from curate.clean import quarantine as qfile
 from curate.errors import UserError
 from curate.ingest import ingest, ingest_to_dir
 
@@ -148,12 +149,13 @@ def test_clean_dir_writes_atomically_and_dry_run_writes_nothing(fixtures, tmp_pa
     res = clean_dir(norm, out, CleanConfig(actions={"wrong_language": "off", "indonesian": "off"}), dry_run=True)
     assert not out.exists() and res.report["rows_dropped"] > 0
     res = clean_dir(norm, out, CleanConfig(actions={"wrong_language": "off", "indonesian": "off"}))
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "quarantine.jsonl", "report.json", "rm.parquet",
-                                                     "sft.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "quarantine.parquet", "report.json",
+                                                     "rm.parquet", "sft.parquet"]
     back = io.read_dataset(out)
     assert {k: v.collect().height for k, v in back.items()} == {k: v.height for k, v in res.frames.items()}
-    q = io.read_jsonl(out / "quarantine.jsonl")
+    q = qfile.read(out / "quarantine.parquet")
     assert len(q) == res.report["rows_dropped"]
+    assert q == res.quarantine_rows()  # the file holds exactly the entries of the Python API
     assert orjson.loads((out / "report.json").read_bytes())["accounted"] is True
     with pytest.raises(UserError):
         clean_dir(norm, norm, CleanConfig())
@@ -285,3 +287,37 @@ def test_progress_counts_rows_per_stage(fixtures):
     for b in rec.bars:
         assert b.total and b.done == b.total, (b.name, b.done, b.total)
         assert b.total % n == 0 or "duplicates" in b.name
+
+
+def test_quarantine_file_restores_every_dropped_row_and_is_small(fixtures, tmp_path):
+    """Nothing is lost: the kept rows plus the restored quarantine are the input rows (by id, with
+    their content); duplicates compress well, so the file stays smaller than the input."""
+    raw = tmp_path / "raw.jsonl"
+    base = ingest([fixtures / "malay_gpt4all.jsonl"], detect_lang=False).frames["sft"]
+    rows = base.select("instruction", "input", "output").to_dicts()
+    lines = []
+    for i in range(40):  # 40 template fills of each of the first 5 rows: near duplicates
+        for r in rows[:5]:
+            lines.append({**r, "output": r["output"].replace(" ", f" {'ab'[i % 2]}{i} ", 1)})
+    lines += rows
+    raw.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in lines))
+    norm = tmp_path / "norm"
+    ingest_to_dir([raw], norm, detect_lang=False)
+    out = tmp_path / "clean"
+    res = clean_dir(norm, out, CleanConfig(actions={"wrong_language": "off", "indonesian": "off"}))
+    path = out / "quarantine.parquet"
+    assert res.report["rows_dropped"] >= 150
+    assert path.stat().st_size < raw.stat().st_size / 2
+    back = qfile.restore(path)["sft"]
+    kept = pl.read_parquet(out / "sft.parquet")
+    inp = pl.read_parquet(norm / "sft.parquet")
+    assert kept.height + back.height == inp.height
+    cols = ["id", "instruction", "input", "output"]
+    assert (pl.concat([kept.select(cols), back.select(cols)]).sort(cols).equals(inp.select(cols).sort(cols)))
+    near = qfile.restore(path, codes=["near_duplicate"])["sft"]
+    assert 0 < near.height < back.height + 1
+    counts = qfile.counts(out)
+    assert counts["rows"].sum() == res.report["rows_dropped"]
+    result = CliRunner().invoke(cli, ["info", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "quarantined" in result.output and "near_duplicate" in result.output

@@ -28,6 +28,7 @@ import polars as pl
 
 from curate import io, schemas
 from curate.clean import cells as cellmod
+from curate.clean import quarantine as qfile
 from curate.clean.base import Context, Rule, fmt
 from curate.clean.config import CleanConfig
 from curate.clean.registry import RULES
@@ -408,8 +409,9 @@ def clean_dir(inp: str | Path | list, out: str | Path, config: CleanConfig | Non
               report_json: str | Path | None = None, progress: bool | None = None,
               fmt: str | None = None) -> CleanResult:
     """Read any input (:func:`curate.io.read_input`), clean it, and commit ``out`` as a whole:
-    ``<kind>.parquet``, ``quarantine.jsonl`` (records the input could not turn into rows, then the
-    rows the rules dropped), ``report.json`` and ``manifest.json``."""
+    ``<kind>.parquet``, ``quarantine.parquet`` (records the input could not turn into rows, then the
+    rows the rules dropped; :mod:`curate.clean.quarantine` reads and restores it), ``report.json`` and
+    ``manifest.json``."""
     config = config or CleanConfig()
     config.validate()
     inputs = list(inp) if isinstance(inp, (list, tuple)) else [inp]
@@ -428,12 +430,7 @@ def clean_dir(inp: str | Path | list, out: str | Path, config: CleanConfig | Non
             w.input_manifests = data.manifest_ids
             for kind, df in result.frames.items():
                 w.write_frame(kind, df)
-            with w.open("quarantine.jsonl") as fh:
-                for entry in data.quarantine:
-                    fh.write(orjson.dumps(entry) + b"\n")
-                for q in result.quarantine.values():
-                    if q.height:
-                        q.write_ndjson(fh)
+            qfile.write(w.file(qfile.NAME), qfile.to_frame(result.quarantine.values(), data.quarantine))
             w.write_json("report.json", result.report)
     if report_json:
         io.write_json(report_json, result.report)

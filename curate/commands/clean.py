@@ -32,7 +32,7 @@ def _list_rules(ctx, _param, value):
 @click.command()
 @click.argument("inp", metavar="IN", type=click.Path(exists=True, path_type=Path))  # any input read_input takes
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Output directory (replaced as a whole): <kind>.parquet, quarantine.jsonl, report.json, manifest.json.")
+              help="Output directory (replaced as a whole): <kind>.parquet, quarantine.parquet, report.json, manifest.json.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="TOML file: target_lang, examples and [rules.CODE] tables (action = ..., params).")
 @click.option("--rule", "rules", multiple=True, metavar="CODE=ACTION",
@@ -55,10 +55,11 @@ def _list_rules(ctx, _param, value):
 @click.option("-q", "--quiet", is_flag=True, help="No table.")
 @executor_options
 def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run, report_json, fmt, quiet, **kwargs):
-    """Fix, flag or drop rows by registered rules; dropped rows go to quarantine.jsonl.
+    """Fix, flag or drop rows by registered rules; dropped rows go to quarantine.parquet.
 
     Fixes are recorded before/after in each row's meta.fixes, flags in meta.flags; every
-    dropped row is in quarantine.jsonl with the rule code, reason, evidence and the full row.
+    dropped row is in quarantine.parquet (zstd) with the rule code, reason, evidence and the full row
+    (Python: curate.clean.quarantine.read(path), .restore(path) gives the rows back).
 
     \b
     Example:
@@ -94,5 +95,5 @@ def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run,
         if not dry_run:
             from curate.progress import console
 
-            console.print(f"outputs in {out_dir}/ (quarantine.jsonl holds the {result.report['rows_dropped']:,} "
+            console.print(f"outputs in {out_dir}/ (quarantine.parquet holds the {result.report['rows_dropped']:,} "
                           f"dropped rows, report.json the figures)")

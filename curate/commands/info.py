@@ -15,7 +15,7 @@ from curate.progress import console
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON lines instead of tables.")
 def info(paths, as_json):
-    """Row counts by schema (kind), source and language.
+    """Row counts by schema (kind), source and language; a stage output's quarantined rows by code.
 
     Works on curate datasets (a directory with manifest.json, or one file) and on raw source
     files or directories of them, which are ingested in memory first.
@@ -42,6 +42,17 @@ def info(paths, as_json):
                           f"{row[-1]:,}")
         console.print(table)
     console.print(f"total rows: {df['rows'].sum():,}")
+    from curate.clean import quarantine as qfile
+
+    for p in paths:
+        q = qfile.counts(p) if p.is_dir() else None
+        if q is not None and q.height:
+            table = Table(title=f"quarantined ({p.name})")
+            for col in ("stage", "code", "rows"):
+                table.add_column(col, justify="right" if col == "rows" else "left")
+            for stage, code, n in q.iter_rows():
+                table.add_row(stage, code, f"{n:,}")
+            console.print(table)
 
 
 @click.command("schemas")
