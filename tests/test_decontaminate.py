@@ -18,6 +18,7 @@ from curate import decontaminate as dc
 from curate import io, schemas
 from curate.cli import cli
 from curate.clean import CleanConfig, clean
+from curate.clean import quarantine as qfile
 from curate.ingest import ingest
 from tests.servers.openai_server import EN_MS, MS_TAIL, WORD, _contract, openai_server  # noqa: F401
 
@@ -227,7 +228,7 @@ def test_clean_rule_drop_and_flag(planted_dataset, gsm8k, tmp_path):
     out = tmp_path / "clean"
     r = CliRunner().invoke(cli, ["clean", str(d), "-o", str(out), "--target-lang", "any", "--against", str(gsm8k), "-q"])
     assert r.exit_code == 0, r.output
-    q = [x for x in io.read_jsonl(out / "quarantine.jsonl") if x["code"] == "contaminated"]
+    q = [x for x in qfile.read(out / "quarantine.parquet") if x["code"] == "contaminated"]
     assert len(q) == len(planted) and all("gsm8k_test.jsonl#" in x["evidence"] for x in q)
     rule = next(x for x in json.loads((out / "report.json").read_text())["rules"] if x["code"] == "contaminated")
     assert rule["eval_sets"][0]["rows_hit"] == len(planted)
