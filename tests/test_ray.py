@@ -84,7 +84,9 @@ def assert_same_dataset(local: Path, other: Path) -> None:
     for kind in a:
         assert a[kind]["id"].to_list() == b[kind]["id"].to_list(), kind
         assert a[kind].equals(b[kind]), kind
-    assert (local / "quarantine.jsonl").read_bytes() == (other / "quarantine.jsonl").read_bytes()
+    from curate.clean import quarantine as qfile
+
+    assert qfile.read(local / qfile.NAME) == qfile.read(other / qfile.NAME)
     ra = orjson.loads((local / "report.json").read_bytes())
     rb = orjson.loads((other / "report.json").read_bytes())
     assert strip_timing(ra) == strip_timing(rb)

@@ -52,6 +52,22 @@ def to_frame(dropped: Iterable[pl.DataFrame], entries: Iterable[dict] = ()) -> p
                          for c, t in _COLS.items()))
 
 
+def from_lines(lines: Iterable[bytes], entries: Iterable[dict] = ()) -> pl.DataFrame:
+    """The file's frame from NDJSON lines of the clean stage's quarantine frames (as a distributed run
+    collects them) and the input reader's entries."""
+    rows = []
+    for line in lines:
+        e = orjson.loads(line)
+        rows.append({**{c: e.get(c) for c in _COLS if c not in ("matches", "row", "entry")},
+                     "matches": orjson.dumps({"matches": e.get("matches")}).decode(),
+                     "row": orjson.dumps(e["row"]).decode() if e.get("row") is not None else None})
+    head = to_frame((), entries)
+    if not rows:
+        return head
+    return pl.concat([head, pl.DataFrame(rows, schema={c: t for c, t in _COLS.items() if c != "entry"})],
+                     how="diagonal_relaxed").select(list(_COLS))
+
+
 def write(path: str | Path, frame: pl.DataFrame) -> None:
     frame.write_parquet(path, compression="zstd", compression_level=_LEVEL)
 

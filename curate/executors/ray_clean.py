@@ -39,6 +39,7 @@ import polars as pl
 
 from curate import dedupe, io, schemas
 from curate.clean.config import CleanConfig
+from curate.clean import quarantine as qfile
 from curate.clean.engine import (BOTH_DUPS_NOTE, HIT_SCHEMA, _clean_kind, _examples, _quarantine, _short, _Stats, active_rules,
                                  row_text_expr)
 from curate.clean.rules.duplicates import evidence_expr
@@ -389,10 +390,7 @@ def clean_dir_ray(inp: str | Path | list, out: str | Path, config: CleanConfig |
         if w is not None:
             w.input_manifests = data.manifest_ids
             report["output"] = str(out)
-            with w.open("quarantine.jsonl") as fh:
-                for entry in data.quarantine:
-                    fh.write(orjson.dumps(entry) + b"\n")
-                fh.writelines(lines)
+            qfile.write(w.file(qfile.NAME), qfile.from_lines(lines, data.quarantine))
             w.write_json("report.json", report)
     if report_json:
         io.write_json(report_json, report)
