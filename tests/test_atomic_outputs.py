@@ -47,7 +47,8 @@ def _state(out: Path) -> tuple[str, dict[str, pl.DataFrame]]:
     frames = {k: v.sort("id") for k, v in io.read_input(out, detect_lang=False).collect().items()}
     for kind, entry in manifest["kinds"].items():
         assert frames[kind].height == entry["rows"]
-    for name in ("quarantine.jsonl", "report.json"):
+    quarantine = "quarantine.parquet" if manifest["stage"] == "clean" else "quarantine.jsonl"
+    for name in (quarantine, "report.json"):
         assert name in manifest["files"], name
     return manifest["stage"], frames
 

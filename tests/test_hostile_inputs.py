@@ -182,8 +182,9 @@ def test_command_on_hostile_inputs(command, cases, tmp_path, monkeypatch):
 
 def _accounting(command: str, out: Path, expect: dict) -> str | None:
     """records = kept + quarantined, with the counts the generated file must give."""
-    q = [orjson.loads(line) for line in (out / "quarantine.jsonl").read_bytes().splitlines()] \
-        if (out / "quarantine.jsonl").exists() else []
+    from curate.clean import quarantine as qfile
+
+    q = qfile.read_any(out) or []  # quarantine.parquet from clean, quarantine.jsonl from the others
     ingest_q = sum(1 for e in q if e.get("stage") == "ingest")
     if ingest_q != expect["quarantined"]:
         return f"{ingest_q} records in quarantine (stage ingest), expected {expect['quarantined']}"
