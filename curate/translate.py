@@ -20,10 +20,13 @@ How a field is translated:
 4. **Check** each reply, per key: the same keys, every sentinel exactly once, the same numbers
    (digits compared, separators ignored), a non-empty text, the target language by
    :func:`curate.langid.detect` (Malay must be Malay, not Indonesian), and every glossary term of
-   the source rendered with its required translation. A failing reply is re-asked with the errors
-   fed back (engine ``max_fix``); when it still fails, the keys that passed are kept and only rows
-   with a failing field go to quarantine, with the field and the reason. When a shared reply was
-   broken as a whole (cut off, not JSON, keys missing), each of its fields is asked alone once more.
+   the source rendered with its required translation (the language check uses the detector's
+   cheap steps only: a text they cannot decide passes, lingua is never loaded). Each field keeps
+   the first reply that passed every check in any round; later rounds (engine ``max_fix``) re-ask
+   only the fields that still fail, packed again with the reasons fed back, and count against the
+   engine's retry/fix-up budget. A field whose shared reply looked cut (length limit, broken JSON,
+   keys missing) is asked alone; from the third round on every field is. Rows with a field that
+   never passed go to quarantine, with the field and the reason.
 5. **Dedupe**: identical texts (chatdoctor's shared instruction, a repeated system prompt) are sent
    once and the translation reused.
 
@@ -238,6 +241,7 @@ class Unit:
     out: str | None = None  # protected translation, once accepted
     error: str | None = None
     code: str | None = None
+    alone: bool = False  # its shared reply was cut off or lost keys: ask it alone next time
 
 
 @dataclasses.dataclass
@@ -377,9 +381,12 @@ class Contract:
                     raise Invalid("the reply was cut off (length limit); reply with the complete JSON object")
                 data = self.parse(text, len(units))
             except Invalid as exc:
+                # a reply that looks cut (JSON begun, or the length limit) is asked field by field next;
+                # plain prose instead of JSON is asked again as it was
+                cut = reply.finish_reason == "length" or text.lstrip().startswith(("{", "[", "```"))
                 for u in units:
                     if u.out is None:
-                        u.code, u.error = "invalid_reply", str(exc)
+                        u.code, u.error, u.alone = "invalid_reply", str(exc), cut
                 raise
             errors = []
             missing = [k for k in keys if k not in data]
@@ -391,7 +398,7 @@ class Contract:
             for k, u in zip(keys, units):
                 if k not in data:
                     if u.out is None:
-                        u.code, u.error = "invalid_reply", f"key {k} missing from the reply"
+                        u.code, u.error, u.alone = "invalid_reply", f"key {k} missing from the reply", True
                     continue
                 bad = self.check_unit(u, data[k])
                 if bad is None:
@@ -535,8 +542,8 @@ def translate_rows(rows_by_kind: dict[str, list[dict]], engine: Engine, to: str 
     requests = requests_for(chunks, "chunk")
     apply(chunks, engine.run(requests) if requests else [])
     # later rounds re-ask only the units that still fail, with the reasons; a unit that passed in
-    # any round keeps that reply. A unit whose shared reply was broken as a whole (cut off, not
-    # JSON, keys missing) is asked alone; from the third round on every unit is asked alone.
+    # any round keeps that reply. A unit whose shared reply looked cut (the length limit, JSON begun
+    # but broken, keys missing) is asked alone; from the third round on every unit is asked alone.
     model_codes = {"invalid_reply", "placeholder", "number", "language", "glossary"}
     for rnd in range(1, engine.config.max_fix + 1):
         if engine.batch_mode:
@@ -544,8 +551,8 @@ def translate_rows(rows_by_kind: dict[str, list[dict]], engine: Engine, to: str 
         failing = [u for u in unique if u.out is None and u.code in model_codes]
         if not failing:
             break
-        alone = [u for u in failing if rnd >= 2 or u.code == "invalid_reply"]
-        again = pack([u for u in failing if not (rnd >= 2 or u.code == "invalid_reply")], max_chars, max_units)
+        alone = [u for u in failing if rnd >= 2 or u.alone]
+        again = pack([u for u in failing if not (rnd >= 2 or u.alone)], max_chars, max_units)
         stats["units_retried_alone"] += len(alone)
         stats["units_retried"] += len(failing)
         round_chunks = again + [[u] for u in alone]
