@@ -139,7 +139,7 @@ def run_curate(stage: str, inp: Path, out: Path, url: str, cache: Path, conc: in
         raise SystemExit(f"curate {stage} failed ({res.returncode}): {res.stderr[-2000:]}")
     rep = json.loads((out / "report.json").read_text())
     return {"wall": wall, "sent": rep["llm"]["requests_sent"], "rows_out": rep["rows_out"], "rows_in": rep["rows_in"],
-            "exit": res.returncode, "cpu": cpu}
+            "exit": res.returncode, "cpu": cpu, "lag": rep["llm"].get("event_loop_lag_ms")}
 
 
 def run_bare(url: str, bodies: Path, conc: int) -> dict:
@@ -225,6 +225,11 @@ def main() -> None:
               f"{again['wall']:>8.2f} {again['server_saw']:>5}")
     print("\nratio = curate rows/s / bare rows/s (floor 0.90); cached = the same command over the full cache "
           "(floor < 3 s, 0 requests)")
+    for stage, c, _, _ in table:
+        if c.get("lag"):
+            lag = c["lag"]
+            print(f"{stage}: event loop woke late by p50 {lag['p50']} ms, p99 {lag['p99']} ms, max {lag['max']} ms "
+                  f"({lag['samples']} ticks of 5 ms; includes the OS descheduling the process on a loaded machine)")
 
 
 if __name__ == "__main__":

@@ -254,6 +254,7 @@ class Engine:
         self._streak_evidence: tuple[str, str] = ("", "")
         self._stop: str | None = None
         self._latencies: list[float] = []
+        self._loop_lags: list[float] = []
         self._rf_off = not self.config.response_format
 
     # ---- public -------------------------------------------------------------------------
@@ -360,7 +361,12 @@ class Engine:
                                 return
                             finish(i, res)
                     n_workers = 1 if self.batch_mode else max(1, min(cfg.concurrency, len(todo)))
-                    await asyncio.gather(*(worker() for _ in range(n_workers)))
+                    watch = asyncio.ensure_future(self._watch_loop()) if not self.batch_mode else None
+                    try:
+                        await asyncio.gather(*(worker() for _ in range(n_workers)))
+                    finally:
+                        if watch is not None:
+                            watch.cancel()
                     if fatal:
                         self._stop = str(fatal[0])
                     if self._stop:
@@ -379,6 +385,16 @@ class Engine:
             self._cache.close()
             self.stats.elapsed += time.perf_counter() - t0
         return results  # type: ignore[return-value]
+
+    async def _watch_loop(self, tick: float = 0.005) -> None:
+        """Measure how late the event loop wakes up (how long anything held it) while requests fly."""
+        lags = self._loop_lags
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(tick)
+            lags.append(time.perf_counter() - t - tick)
+            if len(lags) > 20_000:
+                del lags[:10_000]
 
     def extra_allowed(self) -> float:
         """How many extra requests (retries + fix-ups) the budget allows so far."""
@@ -407,6 +423,11 @@ class Engine:
             "response_format": "off" if not self.config.response_format else
                                ("dropped: the server rejected it" if s.response_format_dropped else "on"),
         }
+        if self._loop_lags:
+            lags = sorted(self._loop_lags)
+            out["event_loop_lag_ms"] = {"p50": round(lags[len(lags) // 2] * 1000, 2),
+                                        "p99": round(lags[int(0.99 * (len(lags) - 1))] * 1000, 2),
+                                        "max": round(lags[-1] * 1000, 2), "samples": len(lags)}
         if self._stop:
             out["stopped"] = self._stop
         if s.causes:
