@@ -84,6 +84,14 @@ def bench_clean(rows: int, work: Path) -> dict:
     ray = timed([CURATE, "clean", str(norm), "-o", str(work / "ray"), "--target-lang", "any", "-q",
                  "--executor", "ray"], "clean --executor ray")
     ok = same_output(work / "local", work / "ray")
+    passes = {k: v for k, v in json.loads((work / "ray" / "report.json").read_text())["engine_seconds"].items()
+              if k.startswith("ray_")}
+    ray["passes"] = passes
+    print("  Ray passes (wall s, kinds overlap): " + ", ".join(f"{k[4:]} {v}" for k, v in passes.items()), flush=True)
+    dedup = {r["code"]: r["seconds"] for r in json.loads((work / "local" / "report.json").read_text())["rules"]
+             if r["code"] in ("exact_duplicate", "near_duplicate")}
+    local["dedupe_seconds"] = dedup
+    print(f"  local duplicate rules: {dedup}", flush=True)
     ratio = ray["seconds"] / local["seconds"]
     print(f"  ratio Ray / local = {ratio:.2f} (target <= 1.5); local / floor = {local['seconds'] / floor['seconds']:.1f}",
           flush=True)

@@ -32,7 +32,7 @@ def ray_local():
     from curate.executors import ray_session
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
+        ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
     ray_session.configure()
     yield ray
@@ -265,14 +265,17 @@ def killer():  # kill -9 the first worker seen running the rules on a block
         time.sleep(0.02)
 
 threading.Thread(target=killer, daemon=True).start()
-clean_dir_ray(sys.argv[1], sys.argv[2], CleanConfig.load(target_lang="any"), rows_per_block=300)
+clean_dir_ray(sys.argv[1], sys.argv[2], CleanConfig.load(target_lang="any"), rows_per_block=100)
 print("killed", len(killed))
 ray.shutdown()
 cluster.shutdown()
 '''
 
 
-def test_clean_on_two_nodes_with_a_killed_worker_equals_local(normalized, tmp_path):
+def test_clean_on_two_nodes_with_a_killed_worker_equals_local(fixtures, tmp_path):
+    normalized = tmp_path / "normalized"  # three sources (two kinds, ~400 rows): the cluster test stays short
+    ingest_to_dir([fixtures / "malay_alpaca.json", fixtures / "malay_alpaca_anomalies.json",
+                   fixtures / "malay_kochatgpt_rm.jsonl"], normalized)
     cfg = CleanConfig.load(target_lang="any")
     clean_dir(normalized, tmp_path / "local", cfg, progress=False)
     p = subprocess.run([sys.executable, "-c", TWO_NODES, str(normalized), str(tmp_path / "ray"), str(ROOT)],

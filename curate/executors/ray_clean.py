@@ -198,6 +198,11 @@ def _merge_stats(stats: _Stats, block: dict[str, Any]) -> None:
         stats.engine[key] = round(stats.engine.get(key, 0.0) + value, 3)
 
 
+def _lap(stats: _Stats, name: str, t0: float) -> None:
+    """Wall seconds of a Ray pass, in the report's engine_seconds (summed over kinds, which overlap)."""
+    stats.engine[name] = round(stats.engine.get(name, 0.0) + time.perf_counter() - t0, 3)
+
+
 def _dup_rules(config: CleanConfig) -> dict[str, Any]:
     out = {}
     for a in active_rules(config):
@@ -225,6 +230,7 @@ def _duplicates(a, kind: str, config: CleanConfig, dups: dict[str, Any], gone_po
     exact = (a.map_batches(_exact_keys, batch_format="pyarrow", batch_size=None, fn_kwargs={"kind": kind})
              .repartition(nparts, keys=["_h1", "_h2"]).map_batches(_exact_groups, batch_format="pyarrow", batch_size=None))
     members = _collect(exact)
+    _lap(stats, "ray_exact_shuffle", t0)
     if members.width == 0:
         members = pl.DataFrame(schema={POS: pl.Int64, "_rep": pl.Int64})
     near = "near_duplicate" in dups
@@ -237,7 +243,10 @@ def _duplicates(a, kind: str, config: CleanConfig, dups: dict[str, Any], gone_po
                             fn_kwargs={"kind": kind, "threshold": threshold, "measure": measure,
                                        "skip": ray.put(skip)})
               .repartition(nparts, keys=["_bk"]).map_batches(_shared_keys, batch_format="pyarrow", batch_size=None))
+        t1 = time.perf_counter()
         cand = _collect(bk)
+        _lap(stats, "ray_band_shuffle", t1)
+        t1 = time.perf_counter()
         if cand.height:
             want = np.unique(cand[POS].to_numpy())
             texts = _collect(a.map_batches(_texts_of, batch_format="pyarrow", batch_size=None,
@@ -248,6 +257,7 @@ def _duplicates(a, kind: str, config: CleanConfig, dups: dict[str, Any], gone_po
             near_root = pl.DataFrame({"_rep": pos.gather(clustered["row"]),
                                       "_root": pos.gather(clustered["cluster"].cast(pl.UInt32)),
                                       "_sim": clustered["similarity"]})
+        _lap(stats, "ray_candidates_on_driver", t1)
     involved = pl.concat([members.select(POS, "_rep"),
                           near_root.select(pl.col("_rep").alias(POS), "_rep")]).unique(POS)
     res = (involved.join(near_root, on="_rep", how="left")
@@ -320,17 +330,21 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
     if ds is None:
         return kind, None, 0, [], []
     stats = _Stats(active_rules(config), config.examples)
+    t0 = time.perf_counter()
     a = ds.map_batches(_rules_block, batch_format="pyarrow", batch_size=None,
                        fn_kwargs={"kind": kind, "config": config}).materialize()
     side = _collect(a.map_batches(_side, batch_format="pyarrow", batch_size=None))
+    _lap(stats, "ray_rules_pass", t0)
     for s in side["_stats"].drop_nulls().to_list():
         _merge_stats(stats, orjson.loads(s))
     quarantined = side.filter(pl.col("_q").is_not_null()).select(POS, "_q")
     gone_pos = np.sort(quarantined[POS].to_numpy())
     drops = _duplicates(a, kind, config, dups, gone_pos, stats) if dups else \
         pl.DataFrame(schema={POS: pl.Int64, "rule": pl.String, "evidence": pl.String})
+    t0 = time.perf_counter()
     fin = _collect(a.map_batches(_finish_block, batch_format="pyarrow", batch_size=None,
                                  fn_kwargs={"kind": kind, "config": config, "drops": ray.put(drops), "root": root}))
+    _lap(stats, "ray_finish_pass", t0)
     for s in fin["_stats"].drop_nulls().to_list():
         _merge_stats(stats, orjson.loads(s))
     if "_q" in fin.columns:
