@@ -23,7 +23,7 @@ ray = pytest.importorskip("ray")
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = 300  # rows per Ray block in these tests (sft has ~1,500 rows: 6 blocks)
-TIMING = ("seconds", "engine_seconds", "input", "output", "requests_per_second", "elapsed")
+TIMING = ("seconds", "engine_seconds", "input", "output", "requests_per_second", "elapsed", "event_loop_lag_ms")
 
 
 @pytest.fixture(scope="session")

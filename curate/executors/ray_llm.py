@@ -35,6 +35,7 @@ from curate.llm.config import EngineConfig
 from curate.llm.engine import Engine
 
 # report keys that describe the run (not counters): taken from the driver's engine, never summed
+_WORST = {"event_loop_lag_ms"}
 _KEEP = {"endpoint", "mode", "response_format", "price_per_1m", "share", "minimum", "budget", "batch_out"}
 
 
@@ -100,6 +101,10 @@ def add_llm(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     out = dict(total)
     for key, value in part.items():
         if key in _KEEP or key in ("seconds", "requests_per_second"):
+            continue
+        if key in _WORST:  # a latency figure of each block's engine: the run's worst block
+            prev = out.get(key) or {}
+            out[key] = {k: (prev.get(k, 0) + v) if k == "samples" else max(v, prev.get(k, v)) for k, v in value.items()}
             continue
         cur = out.get(key)
         if isinstance(value, dict):
