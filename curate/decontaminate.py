@@ -154,51 +154,32 @@ class EvalSet:
 
 
 def read_table(path: str | Path) -> list[pl.DataFrame]:
-    """Read an eval file (JSONL, JSON, Parquet, CSV/TSV) or a curate dataset dir as frames of rows."""
+    """An eval file's rows, read by curate's own readers: a dataset or any input ``curate ingest``
+    reads (directory) through :func:`curate.io.read_input`, Parquet/CSV/TSV through
+    :func:`curate.io.tables.read_table`, JSON arrays and JSONL through the tolerant streaming readers
+    of ingest (repairs included); the columns are kept as they are (``question``, ``answer`` ...)."""
+    from curate.ingest.readers import iter_json_array, iter_jsonl, read_head, sniff_container
+    from curate.io.tables import TABLE_SUFFIXES
+    from curate.io.tables import read_table as read_tab
+
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such eval file")
     if path.is_dir():
         return [lf.collect() for lf in io.read_input(path).frames.values()]
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            return [pl.read_parquet(path)]
-        if suffix in (".csv", ".tsv"):
-            return [pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=0)]
-        data = path.read_bytes()
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise UserError(f"{path}: cannot read it as {suffix or 'a table'}: {str(exc).splitlines()[0]}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text; eval files are JSONL, JSON, Parquet or CSV") from None
-    rows: list = []
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            rows = orjson.loads(stripped)
-        except orjson.JSONDecodeError:
-            rows = []  # maybe JSONL whose first line is an array; fall through
-    if not rows:
-        if stripped.startswith("{") and suffix == ".json":
-            try:
-                obj = orjson.loads(stripped)
-                lists = [v for v in obj.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
-                if lists:
-                    rows = lists[0]
-            except orjson.JSONDecodeError:
-                pass
-        if not rows:
-            for n, line in enumerate(text.splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(orjson.loads(line))
-                except orjson.JSONDecodeError as exc:
-                    raise UserError(f"{path}:{n}: not valid JSON ({exc}); eval files are JSONL, JSON, "
-                                    "Parquet or CSV") from None
-    rows = [r for r in rows if isinstance(r, dict)]
+    fmt = TABLE_SUFFIXES.get(path.suffix.lower())
+    if fmt:
+        return [read_tab(path, path.name, fmt).collect()]
+    container = sniff_container(path, read_head(path))
+    if container == "text":
+        raise UserError(f"{path}: not JSON, JSONL, Parquet or CSV (eval files hold records with text fields)")
+    rows: list[dict] = []
+    for item in (iter_json_array if container == "array" else iter_jsonl)(path):
+        if item.error:
+            raise UserError(f"{path}:{item.line}: not valid JSON ({item.error}); fix the line or give a "
+                            "Parquet/CSV copy")
+        if isinstance(item.obj, dict):
+            rows.append(item.obj)
     if not rows:
         raise UserError(f"{path}: no records (expected JSON objects with text fields)")
     return [pl.from_dicts(rows, infer_schema_length=None)]
@@ -564,12 +545,25 @@ def _hit_rows(kind: str, described: pl.DataFrame, ids: pl.DataFrame) -> list[dic
                     pl.col("share").round(4), "matched", "total", "span").to_dicts()
 
 
-def text_batches(lf: pl.LazyFrame, kind: str, batch_chars: int, chunk_rows: int = 20_000) -> Iterator[pl.Series]:
-    """Every row's text, streamed (polars streaming engine) in batches of about ``batch_chars``."""
+def text_batches(frame: pl.DataFrame | pl.LazyFrame, kind: str, batch_chars: int, *, slices: bool = True,
+                 chunk_rows: int = 20_000) -> Iterator[pl.Series]:
+    """Every row's text in batches of about ``batch_chars``, never the whole column at once.
+
+    ``slices``: read ``chunk_rows`` rows at a time by slicing (a DataFrame, or a parquet scan, where
+    slices are pushed down to the row groups); otherwise polars' streaming batches (JSONL scans;
+    measured to buffer ahead of a slow consumer, so it is the fallback)."""
+    lf = frame.lazy() if isinstance(frame, pl.DataFrame) else frame
+    text = row_text(kind).alias("t")
+    if isinstance(frame, pl.DataFrame):
+        chunks = (frame.slice(o, chunk_rows).select(text)["t"] for o in range(0, frame.height, chunk_rows))
+    elif slices:
+        total = lf.select(pl.len()).collect().item()
+        chunks = (lf.slice(o, chunk_rows).select(text).collect()["t"] for o in range(0, total, chunk_rows))
+    else:
+        chunks = (c["t"] for c in lf.select(text).collect_batches(chunk_size=chunk_rows))
     buf: list[pl.Series] = []
     size = 0
-    for chunk in lf.select(row_text(kind).alias("t")).collect_batches(chunk_size=chunk_rows):
-        t = chunk["t"]
+    for t in chunks:
         buf.append(t)
         size += t.str.len_bytes().sum() or 0
         if size >= batch_chars:
@@ -579,13 +573,14 @@ def text_batches(lf: pl.LazyFrame, kind: str, batch_chars: int, chunk_rows: int 
         yield pl.concat(buf) if len(buf) > 1 else buf[0]
 
 
-def decontaminate_frame(df: pl.DataFrame | pl.LazyFrame, kind: str, index: Index, *,
+def decontaminate_frame(df: pl.DataFrame | pl.LazyFrame, kind: str, index: Index, *, slices: bool = True,
                         progress: Callable[[int], None] | None = None, scanner_out: list | None = None) -> pl.DataFrame:
-    """Described hits of one frame (``_g`` = row index); the frame is streamed, never held whole."""
+    """Described hits of one frame (``_g`` = row index); the frame is streamed, never held whole
+    (``slices``: see :func:`text_batches`)."""
     lf = df.lazy() if isinstance(df, pl.DataFrame) else df
     sc = Scanner(index)
     start = 0
-    for batch in text_batches(lf, kind, index.params.batch_chars):
+    for batch in text_batches(df, kind, index.params.batch_chars, slices=slices):
         sc.feed(batch, start)
         start += batch.len()
         if progress:
@@ -671,7 +666,8 @@ def decontaminate_dir(inp: str | Path, out: str | Path, index: Index, *, progres
     with bar("decontaminate", total=total, enabled=progress) as b:
         for kind, lf in lfs.items():
             scs: list[Scanner] = []
-            d = decontaminate_frame(lf, kind, index, progress=b.advance, scanner_out=scs)
+            d = decontaminate_frame(lf, kind, index, slices="NDJson SCAN" not in lf.explain(), progress=b.advance,
+                                    scanner_out=scs)
             common += scs[0].common
             rows_in[kind] = scs[0].rows
             bad = d["_g"].unique().cast(pl.UInt32)
