@@ -88,7 +88,8 @@ def tokenize(texts: pl.Series, *, normalize: bool = True) -> pl.DataFrame:
 
     With ``normalize`` (matching) the text is NFKC-normalized (only texts with non-ASCII characters
     need it) and lower-cased first; without it (to show evidence) the tokens keep their spelling.
-    Apostrophes are dropped (Janet's = Janet’s = Janets); a run of numbers is kept as its first."""
+    Apostrophes and a word's final s are dropped (Janet's = Janet’s = Janet 's = Janets, egg = eggs);
+    a run of numbers is kept as its first."""
     t = texts.fill_null("").str.replace_all(_APOSTROPHE, "")
     if normalize:
         wide = t.str.contains(r"[^\x00-\x7F]").arg_true()
@@ -97,6 +98,8 @@ def tokenize(texts: pl.Series, *, normalize: bool = True) -> pl.DataFrame:
         t = t.str.to_lowercase()
     toks = (pl.DataFrame({"tok": t.str.extract_all(TOKEN)}).with_row_index("_g")
             .explode("tok").drop_nulls("tok"))
+    if normalize:   # a final s is dropped (and a lone s token): Janet's = Janet 's = Janets; egg = eggs
+        toks = toks.with_columns(pl.col("tok").str.strip_suffix("s")).filter(pl.col("tok") != "")
     toks = toks.with_columns(pl.col("tok").str.contains(r"^\d").alias("num"))
     num = pl.col("num")
     return toks.filter(~(num & num.shift(1, fill_value=False) & (pl.col("_g") == pl.col("_g").shift(1))))

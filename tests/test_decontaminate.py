@@ -155,10 +155,10 @@ def test_common_ngrams_are_ignored_but_a_repeated_leak_is_not(questions, tmp_pat
 
 def test_scripts_korean_malay_chinese(fixtures, tmp_path):
     toks = dc.tokenize(pl.Series(["Janet’s ducks, 16 eggs!", "학교에서 공부했다", "我爱北京", "Saya suka 3.5 kg",
-                                  "JANET'S ｄｕｃｋｓ: 48/2 = 24 eggs"]))
+                                  "JANET 'S ｄｕｃｋ: 48/2 = <<48/2=24>>24 egg"]))
     by = toks.group_by("_g", maintain_order=True).agg("tok")["tok"].to_list()
-    assert by == [["janets", "ducks", "16", "eggs"], ["학교에서", "공부했다"], ["我", "爱", "北", "京"],
-                  ["saya", "suka", "3.5", "kg"], ["janets", "ducks", "48", "eggs"]]
+    assert by == [["janet", "duck", "16", "egg"], ["학교에서", "공부했다"], ["我", "爱", "北", "京"],
+                  ["saya", "suka", "3.5", "kg"], ["janet", "duck", "48", "egg"]]
     # Korean and Malay eval sets: real prompts from KoChatGPT and its Malay translation
     ko = [r["prompt"] for r in json.loads((fixtures / "kochatgpt_ppo.jsonl").read_text())]  # one JSON array
     ms = [json.loads(line)["prompt"] for line in (fixtures / "malay_kochatgpt_ppo.jsonl").read_text().splitlines()]
