@@ -156,7 +156,7 @@ class EvalSet:
     translated: dict[str, Any] | None = None
 
 
-def read_table(path: str | Path) -> list[pl.DataFrame]:
+def read_table(path: str | Path) -> list[list[dict]]:
     """An eval file's rows, read by curate's own readers: a dataset or any input ``curate ingest``
     reads (directory) through :func:`curate.io.read_input`, Parquet/CSV/TSV through
     :func:`curate.io.tables.read_table`, JSON arrays and JSONL through the tolerant streaming readers
@@ -169,30 +169,33 @@ def read_table(path: str | Path) -> list[pl.DataFrame]:
     if not path.exists():
         raise UserError(f"{path}: no such eval file")
     if path.is_dir():
-        return [lf.collect() for lf in io.read_input(path).frames.values()]
+        return [lf.collect().to_dicts() for lf in io.read_input(path).frames.values()]
     fmt = TABLE_SUFFIXES.get(path.suffix.lower())
     if fmt:
-        return [read_tab(path, path.name, fmt).collect()]
+        return [read_tab(path, path.name, fmt).collect().to_dicts()]
     container = sniff_container(path, read_head(path))
     if container == "text":
         raise UserError(f"{path}: not JSON, JSONL, Parquet or CSV (eval files hold records with text fields)")
     rows: list[dict] = []
-    for item in (iter_json_array if container == "array" else iter_jsonl)(path):
-        if item.error:
-            raise UserError(f"{path}:{item.line}: not valid JSON ({item.error}); fix the line or give a "
-                            "Parquet/CSV copy")
-        if isinstance(item.obj, dict):
-            rows.append(item.obj)
+    try:
+        for item in (iter_json_array if container == "array" else iter_jsonl)(path):
+            if item.error:
+                raise UserError(f"{path}:{item.line}: not valid JSON ({item.error}); fix the line or give a "
+                                "Parquet/CSV copy")
+            if isinstance(item.obj, dict):
+                rows.append(item.obj)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
     if not rows:
         raise UserError(f"{path}: no records (expected JSON objects with text fields)")
-    return [pl.from_dicts(rows, infer_schema_length=None)]
+    return [rows]
 
 
-def _field_texts(df: pl.DataFrame, col: str) -> list[tuple[int, str, str]]:
+def _field_texts(rows: list[dict], col: str) -> list[tuple[int, str, str]]:
     """``(item, field, text)`` for one column: strings as they are, lists of strings one per element
     (choices), chat messages one per message (``messages[2]``), anything else as JSON text."""
     out: list[tuple[int, str, str]] = []
-    for i, v in enumerate(df[col].to_list()):
+    for i, v in enumerate(r.get(col) for r in rows):
         if v is None:
             continue
         if isinstance(v, str):
@@ -220,8 +223,8 @@ def load_eval(path: str | Path, fields: Iterable[str] | None = None) -> EvalSet:
     rows: list[tuple[int, str, str]] = []
     items = 0
     columns: list[str] = []
-    for df in frames:
-        cols = df.columns
+    for table in frames:
+        cols = list(dict.fromkeys(k for r in table for k in r))
         if fields:
             missing = [f for f in fields if f not in cols]
             if missing and len(frames) == 1:
@@ -233,11 +236,11 @@ def load_eval(path: str | Path, fields: Iterable[str] | None = None) -> EvalSet:
         if not use:
             continue
         for c in use:
-            rows += [(items + i, f, t) for i, f, t in _field_texts(df, c)]
+            rows += [(items + i, f, t) for i, f, t in _field_texts(table, c)]
         columns += [c for c in use if c not in columns]
-        items += df.height
+        items += len(table)
     if not columns:
-        cols = sorted({c for df in frames for c in df.columns})
+        cols = sorted({c for table in frames for r in table for c in r})
         raise UserError(f"{path}: no known text column ({', '.join(DEFAULT_FIELDS[:7])} ...); it has "
                         f"{', '.join(cols)}. Name the text columns with --eval-fields")
     frame = pl.DataFrame(rows, schema={"item": pl.UInt32, "field": pl.String, "text": pl.String}, orient="row")
