@@ -153,6 +153,7 @@ class EvalSet:
     fields: pl.DataFrame
     items: int
     columns: list[str]
+    columns_guessed: bool = False       # no known text column: every column holding text is checked
     translated: dict[str, Any] | None = None
 
 
@@ -191,38 +192,44 @@ def read_table(path: str | Path) -> list[list[dict]]:
     return [rows]
 
 
+def _leaves(value: Any, name: str) -> Iterator[tuple[str, str]]:
+    """``(field, text)`` for every string inside a value: a list gives one field per element
+    (``choices[1]``, ``messages[2].content``), an object one per key (ARC's ``question.stem``)."""
+    if isinstance(value, str):
+        yield name, value
+    elif isinstance(value, list):
+        for j, e in enumerate(value):
+            yield from _leaves(e, f"{name}[{j}]")
+    elif isinstance(value, dict):
+        for k, e in value.items():
+            yield from _leaves(e, f"{name}.{k}")
+
+
 def _field_texts(rows: list[dict], col: str) -> list[tuple[int, str, str]]:
-    """``(item, field, text)`` for one column: strings as they are, lists of strings one per element
-    (choices), chat messages one per message (``messages[2]``), anything else as JSON text."""
-    out: list[tuple[int, str, str]] = []
-    for i, v in enumerate(r.get(col) for r in rows):
-        if v is None:
-            continue
-        if isinstance(v, str):
-            out.append((i, col, v))
-        elif isinstance(v, list):
-            for j, e in enumerate(v):
-                if isinstance(e, dict):
-                    e = e.get("content") or e.get("value") or e.get("text")
-                if isinstance(e, str):
-                    out.append((i, f"{col}[{j}]", e))
-                elif e is not None:
-                    out.append((i, f"{col}[{j}]", orjson.dumps(e).decode()))
-        elif isinstance(v, dict):
-            out.append((i, col, orjson.dumps(v).decode()))
-        else:
-            out.append((i, col, str(v)))
-    return out
+    """``(item, field, text)`` of one column, every string in it a field of its own."""
+    return [(i, f, t) for i, r in enumerate(rows) for f, t in _leaves(r.get(col), col)]
+
+
+def _default_columns(rows: list[dict], cols: list[str]) -> tuple[list[str], bool]:
+    """The known text columns present (any case), else every column holding text (and True)."""
+    lower = {c.lower(): c for c in reversed(cols)}
+    known = [lower[f] for f in DEFAULT_FIELDS if f in lower]
+    if known:
+        return known, False
+    texty = [c for c in cols if any(next(_leaves(r.get(c), c), None) for r in rows[:200])]
+    return texty, True
 
 
 def load_eval(path: str | Path, fields: Iterable[str] | None = None) -> EvalSet:
     """An eval file's text fields. ``fields`` names the columns; by default every column of
-    :data:`DEFAULT_FIELDS` it has (question/answer, prompt, instruction/input/output, messages ...)."""
+    :data:`DEFAULT_FIELDS` it has (any case: question/answer, prompt, instruction/input/output,
+    messages ...), or, when it has none of them, every column holding text."""
     frames = read_table(path)
     fields = [f.strip() for f in (fields or []) if f and f.strip()]
     rows: list[tuple[int, str, str]] = []
     items = 0
     columns: list[str] = []
+    guessed = False
     for table in frames:
         cols = list(dict.fromkeys(k for r in table for k in r))
         if fields:
@@ -232,19 +239,19 @@ def load_eval(path: str | Path, fields: Iterable[str] | None = None) -> EvalSet:
                                 "Name the text columns with --eval-fields")
             use = [f for f in fields if f in cols]
         else:
-            use = [f for f in DEFAULT_FIELDS if f in cols]
-        if not use:
-            continue
+            use, g = _default_columns(table, cols)
+            guessed |= g
         for c in use:
             rows += [(items + i, f, t) for i, f, t in _field_texts(table, c)]
         columns += [c for c in use if c not in columns]
         items += len(table)
-    if not columns:
+    if not rows:
         cols = sorted({c for table in frames for r in table for c in r})
-        raise UserError(f"{path}: no known text column ({', '.join(DEFAULT_FIELDS[:7])} ...); it has "
-                        f"{', '.join(cols)}. Name the text columns with --eval-fields")
+        raise UserError(f"{path}: no text to check in columns {', '.join(cols) or '(none)'}; name the text "
+                        "columns with --eval-fields")
     frame = pl.DataFrame(rows, schema={"item": pl.UInt32, "field": pl.String, "text": pl.String}, orient="row")
-    return EvalSet(name=Path(path).name, path=str(path), fields=frame, items=items, columns=columns)
+    return EvalSet(name=Path(path).name, path=str(path), fields=frame, items=items, columns=columns,
+                   columns_guessed=guessed)
 
 
 def translate_eval(es: EvalSet, engine, to: str = "ms") -> EvalSet:
@@ -503,6 +510,8 @@ def per_set_counts(described: pl.DataFrame, index: Index) -> list[dict[str, Any]
         mine = described.filter(pl.col("eval") == es.name) if described.height else described
         f = index.fields.filter(pl.col("set") == si)
         out.append({"eval": es.name, "path": es.path, "items": es.items, "columns": es.columns,
+                    **({"columns_note": "no known text column: every column holding text is checked "
+                                        "(name them with --eval-fields)"} if es.columns_guessed else {}),
                     "fields": f.height, "fields_unchecked_too_short": index.unchecked.get(es.name, 0),
                     "rows_hit": mine["_g"].n_unique() if mine.height else 0,
                     "items_found": mine["item"].n_unique() if mine.height else 0,

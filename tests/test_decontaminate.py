@@ -20,6 +20,7 @@ from curate.cli import cli
 from curate.clean import CleanConfig, clean
 from curate.clean import quarantine as qfile
 from curate.ingest import ingest
+from bench.decontaminate import p_after, p_before, p_exact, p_numbers, p_spacing_punct
 from tests.servers.openai_server import EN_MS, MS_TAIL, WORD, _contract, openai_server  # noqa: F401
 
 
@@ -51,29 +52,8 @@ def _found(texts: list[str], index) -> dict[int, set[int]]:
     return out
 
 
-# ---- the perturbations a leak comes in ------------------------------------------------------------
-def exact(q, rng):
-    return q
-
-
-def spacing_punct(q, rng):
-    q = re.sub(r"\s+", lambda m: rng.choice(["  ", "\n", " \t "]), q)
-    return re.sub(r"[,.?!]", lambda m: rng.choice([" ;", "!!", " -", ""]), q).upper()
-
-
-def numbers_changed(q, rng):
-    return re.sub(r"\d+", lambda m: str(rng.randint(2, 999)), q)
-
-
-def sentence_before(q, rng):
-    return "Solve the following math problem step by step and give the final answer. " + q
-
-
-def sentence_after(q, rng):
-    return q + " Explain your reasoning, then write the answer on its own line."
-
-
-PERTURB = [exact, spacing_punct, numbers_changed, sentence_before, sentence_after]
+# ---- the ways a leak comes in: the same ones bench/decontaminate.py measures ----------------------
+PERTURB = [p_exact, p_spacing_punct, p_numbers, p_before, p_after]
 
 
 def test_train_split_rows_give_zero_hits(train, index):
@@ -176,6 +156,30 @@ def test_scripts_korean_malay_chinese(fixtures, tmp_path):
         assert all(picks[g] in items for g, items in found.items())
 
 
+def test_eval_shapes_nested_capitalized_and_unknown_columns(questions, tmp_path):
+    """ARC-style objects (question.stem + choices), CSV headers in capitals, unknown column names."""
+    rng = random.Random(5)
+    items = rng.sample(range(len(questions)), 30)
+    arc = tmp_path / "arc.jsonl"
+    arc.write_text("".join(json.dumps({"id": f"q{i}", "question": {"stem": questions[i], "choices": [
+        {"text": "twelve apples", "label": "A"}, {"text": "nine", "label": "B"}]}, "answerKey": "A"}) + "\n"
+        for i in items))
+    csv = tmp_path / "tqa.csv"
+    pl.DataFrame({"Type": ["x"] * 30, "Question": [questions[i] for i in items],
+                  "Best Answer": ["none"] * 30}).write_csv(csv)
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text("".join(json.dumps({"sentence": questions[i], "label": 1}) + "\n" for i in items))
+    texts = [f"Q: {questions[items[k]]}\nA: let me think." for k in (3, 17)] + ["Nothing to see here at all, friends."]
+    for ev in (arc, csv, odd):
+        es = dc.load_eval(ev)
+        index = dc.build_index([es])
+        found = _found(texts, index)
+        assert found == {0: {3}, 1: {17}}, ev.name
+    assert dc.load_eval(arc).fields.filter(pl.col("item") == 0)["field"].to_list()[0] == "question.stem"
+    assert dc.load_eval(csv).columns == ["Question"]
+    assert dc.load_eval(odd).columns_guessed and "sentence" in dc.load_eval(odd).columns
+
+
 # ---- the command ----------------------------------------------------------------------------------
 @pytest.fixture()
 def planted_dataset(fixtures, questions, tmp_path):
@@ -186,7 +190,7 @@ def planted_dataset(fixtures, questions, tmp_path):
     items = rng.sample(range(len(questions)), 4)
     instr = sft["instruction"].to_list()
     for s, i in zip(spots, items):
-        instr[s] = numbers_changed(questions[i], rng)
+        instr[s] = p_numbers(questions[i], rng)
     sft = sft.with_columns(pl.Series("instruction", instr))
     d = tmp_path / "norm"
     io.write_dataset({"sft": sft, "chat": res.frames["chat"]}, d)
