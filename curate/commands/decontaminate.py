@@ -16,8 +16,10 @@ from curate.llm.options import config_from_options, llm_options, pop_llm_options
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output directory: kept <kind>.parquet, quarantine.jsonl, hits.jsonl, report.json.")
 @click.option("--eval-fields", metavar="A,B",
-              help="Eval columns holding the text, each checked on its own [default: those present of "
-                   "question, answer, prompt, instruction, input, output, problem, solution, completion, messages].")
+              help="Eval columns holding the text; every string in them (list elements, object values such as "
+                   "ARC's question.stem) is checked on its own [default: those present, any case, of question, "
+                   "answer, prompt, instruction, input, output, problem, solution, completion(s), messages, "
+                   "conversations; with none of them, every column holding text].")
 @click.option("--ngram", type=click.IntRange(1, 64), default=13, show_default=True,
               help="n-gram size (words; characters for Chinese/Japanese/Thai).")
 @click.option("--min-ngram", type=click.IntRange(1, 64), default=5, show_default=True,
