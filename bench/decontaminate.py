@@ -209,6 +209,7 @@ def make_data(tmp: Path, rows: int, eval_items: int, planted: int, seed: int = 2
                          pl.int_range(pl.len()).cast(pl.String).alias("id"))
     data = tmp / "train"
     io.write_dataset({"sft": schemas.conform(df, "sft")}, data)
+    (tmp / "planted.json").write_text(json.dumps(sorted(int(x) for x in spots)))
     # eval: the real GSM8K test items, then synthetic items of random fixture words
     words = np.array(" ".join(base["output"].to_list()).split())
     qlen = np.array([len(x["question"].split()) for x in items])
@@ -244,9 +245,12 @@ def child(phase: str, data: str, ev: str, out: str) -> None:
         t_index = time.perf_counter() - t_i
         outcome = dc.decontaminate_dir(data, out, index, progress=False)
         r = outcome.report
+        planted = set(json.loads((Path(data).parent / "planted.json").read_text()))
+        dropped = {int(q["id"]) for q in outcome.quarantine}
         res = {"rows": r["rows_in"], "dropped": r["rows_dropped"], "index_s": round(t_index, 2),
                "eval_items": r["eval_sets"][0]["items"], "eval_ngrams": r["ngrams"]["eval_distinct"],
-               "common_ignored": r["ngrams"]["ignored_common_in_training"]}
+               "common_ignored": r["ngrams"]["ignored_common_in_training"],
+               "true_pos": len(dropped & planted), "false_pos": len(dropped - planted)}
     res["seconds"] = round(time.perf_counter() - t0, 2)
     res["peak_mb"] = round(_hwm_mb(), 1)
     res["cpu_s"] = round(sum(os.times()[:2]), 2)
@@ -275,8 +279,9 @@ def speed(rows: int, eval_items: int, planted: int) -> None:
         print(f"curate decontaminate: {res['seconds']:.2f} s wall ({res['cpu_s']:.1f} s CPU; index {res['index_s']:.2f} s, "
               f"{res['eval_ngrams']:,} eval n-grams), peak {res['peak_mb']:.0f} MB; "
               f"{res['seconds'] / max(floor['seconds'], 1e-9):.1f}x the floor")
-        print(f"rows dropped {res['dropped']:,} (planted {planted:,}: {res['dropped'] / planted:.3f} found; "
-              f"recombined fixture rows hold no test question), common n-grams ignored {res['common_ignored']}")
+        print(f"rows dropped {res['dropped']:,}: {res['true_pos']:,} of the {planted:,} planted "
+              f"({res['true_pos'] / planted:.3f}), {res['false_pos']:,} others; common n-grams ignored "
+              f"{res['common_ignored']}")
 
 
 def main() -> None:
