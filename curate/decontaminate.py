@@ -267,8 +267,10 @@ def translate_eval(es: EvalSet, engine, to: str = "ms") -> EvalSet:
     outcome = translate_rows({"ppo": rows}, engine, to=to)
     pending = [q for q in outcome.quarantine if q.get("code") == "pending"]
     if pending:
-        raise UserError(f"{es.name}: {len(pending)} eval fields wait for Batch API translations; "
-                        f"{engine.batch_notice('translate-eval') or 'run again with an endpoint'}")
+        from curate.errors import PendingRows
+
+        raise PendingRows(f"{es.name}: {len(pending)} eval fields wait for their translations, so nothing was "
+                          f"checked or written yet. {engine.batch_notice('decontaminate') or 'Run again with an endpoint.'}")
     out = outcome.frames["ppo"].select("id", "prompt")
     changed = {int(i[1:]): t for i, t in out.iter_rows() if t is not None and t != texts[int(i[1:])]}
     extra = es.fields.with_row_index("_i").filter(pl.col("_i").is_in(list(changed))).select(
