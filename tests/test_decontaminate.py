@@ -292,3 +292,19 @@ def test_translate_eval_finds_malay_copies(openai_server, questions, fixtures, t
     r = CliRunner().invoke(cli, [*base, "--translate-eval", "ms", "-o", str(tmp_path / "ms2")])
     assert r.exit_code == 0 and openai_server.count == sent   # the eval translation is cached: paid once
     assert io.read_jsonl(tmp_path / "ms2" / "quarantine.jsonl") == q
+
+
+def test_translate_eval_without_endpoint_waits_for_batch_results(questions, fixtures, tmp_path):
+    ev = tmp_path / "gsm8k_5.jsonl"
+    ev.write_text("".join(json.dumps({"question": q}) + "\n" for q in questions[:5]))
+    d = tmp_path / "norm"
+    io.write_dataset({"sft": ingest([fixtures / "alpacacleaned_gsm8k.json"]).frames["sft"].head(5)}, d)
+    out = tmp_path / "out"
+    r = CliRunner(env={"OPENAI_BASE_URL": None, "OPENAI_API_KEY": None, "CURATE_LLM_CONFIG": None}).invoke(
+        cli, ["decontaminate", str(d), "--against", str(ev), "--translate-eval", "ms", "-o", str(out),
+              "--cache", str(tmp_path / "cache.sqlite"), "-q"])
+    assert r.exit_code == 5, r.output
+    assert "wait for their translations" in r.output and "curate decontaminate" in r.output
+    batch = out / "batch" / "translate-eval-requests.jsonl"
+    assert len(io.read_jsonl(batch)) >= 1
+    assert sorted(p.name for p in out.iterdir()) == ["batch"]      # no dataset was published
