@@ -242,6 +242,11 @@ def test_clean_rule_drop_and_flag(planted_dataset, gsm8k, tmp_path):
     flagged = [m for m in res.frames["sft"]["meta"].to_list()
                if any(f["rule"] == "contaminated" for f in schemas.meta_of(m).get("flags", []))]
     assert len(flagged) == len(planted)
+    # the same from a config file: eval files switch the rule on (drop)
+    toml = tmp_path / "clean.toml"
+    toml.write_text(f'target_lang = "any"\n[rules.contaminated]\nagainst = ["{gsm8k}"]\nthreshold = 0.6\n')
+    res = clean(frames, CleanConfig.load(toml))
+    assert sum(q.height for q in res.quarantine.values()) == len(planted)
     # off without eval files; asking for it without them is a clear error
     assert not any(x["code"] == "contaminated" for x in clean(frames, CleanConfig(target_lang="any")).report["rules"])
     r = CliRunner().invoke(cli, ["clean", str(d), "-o", str(out), "--rule", "contaminated=drop"])
