@@ -16,7 +16,8 @@ training rows are streamed in vectorized batches and their n-grams looked up in 
   evidence and are counted as unchecked.
 * **Share.** A row is contaminated by a field when it holds at least ``threshold`` of the field's
   distinct n-grams (a sentence added before or after, or the item embedded in a chat turn, changes
-  nothing; a shared common phrase is a small share).
+  nothing; a shared common phrase is a small share), and at least 3 of them (all of a field that
+  has fewer): in a short question one n-gram is a large share, and two can be a shared phrase.
 * **Common n-grams are ignored.** An n-gram found in more than ``max_count`` training rows that do
   *not* otherwise hold the item (a stock phrase) is dropped from the item, as NeMo Curator's
   ``max_matches`` does; counting only the rows below the threshold keeps an item leaked many times
@@ -53,6 +54,7 @@ _NUMBER_HASH = np.uint64(0x9E3779B97F4A7C15)
 _rng = np.random.default_rng(20261129)
 _MULT = (_rng.integers(1, 2**63, size=64, dtype=np.uint64) * np.uint64(2) + np.uint64(1))  # odd constants
 MAX_NGRAM = 64
+MIN_MATCHED = 3   # a hit holds at least 3 of a field's n-grams (all of a field that has fewer)
 
 DEFAULT_FIELDS = ("question", "answer", "prompt", "instruction", "input", "output", "problem", "solution",
                   "completion", "completions", "messages", "conversations")
@@ -431,7 +433,8 @@ class Scanner:
                  .join(totals, on="fid")
                  .filter(pl.col("total") > 0)
                  .with_columns((pl.col("matched") / pl.col("total")).alias("share"))
-                 .filter(pl.col("share") >= self.p.threshold))
+                 .filter((pl.col("share") >= self.p.threshold)
+                         & (pl.col("matched") >= pl.min_horizontal(pl.col("total"), pl.lit(MIN_MATCHED)))))
         if pairs.height == 0:
             return pl.DataFrame(schema=HIT_SCHEMA)
         spans = [_longest_run(sorted(set(p)), n) for p, n in zip(pairs["pos"].to_list(), pairs["n"].to_list())]
