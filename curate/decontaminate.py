@@ -670,14 +670,15 @@ def load_index(against: Iterable[str | Path], *, fields: Iterable[str] | None = 
     return build_index(sets, params)
 
 
-def decontaminate_dir(inp: str | Path, out: str | Path, index: Index, *, progress: bool | None = None) -> Outcome:
-    """Read a dataset, drop contaminated rows, write ``out/<kind>.parquet``, ``quarantine.jsonl``,
+def decontaminate_dir(inp: str | Path | list, out: str | Path, index: Index, *, progress: bool | None = None) -> Outcome:
+    """Read a dataset (or any inputs ``io.read_input`` reads), drop contaminated rows, write ``out/<kind>.parquet``, ``quarantine.jsonl``,
     ``hits.jsonl`` (every hit) and ``report.json``. Kept rows are streamed from the input to the output."""
     from curate.progress import bar
 
-    writer = io.DatasetWriter(out, stage="decontaminate", inputs=[inp])
+    inputs = [str(p) for p in inp] if isinstance(inp, (list, tuple)) else [str(inp)]
+    writer = io.DatasetWriter(out, stage="decontaminate", inputs=inputs)
     out = Path(out)
-    data = io.read_input(inp)
+    data = io.read_input(inputs)
     lfs = data.frames
     total = sum(lf.select(pl.len()).collect().item() for lf in lfs.values())
     t0 = time.perf_counter()
@@ -703,7 +704,7 @@ def decontaminate_dir(inp: str | Path, out: str | Path, index: Index, *, progres
     described = pl.concat(described_all) if described_all else pl.DataFrame(
         schema={"_g": pl.String, "eval": pl.String, "item": pl.UInt32})
     report = _report(index, rows_in, rows_out, described, common, time.perf_counter() - t0)
-    report["input"], report["output"] = str(inp), str(out)
+    report["input"], report["output"] = inputs if len(inputs) > 1 else inputs[0], str(out)
     with writer as w:
         w.input_manifests = data.manifest_ids
         for kind, lf in lfs.items():

@@ -313,3 +313,24 @@ def test_translate_eval_without_endpoint_waits_for_batch_results(questions, fixt
     batch = out / "batch" / "translate-eval-requests.jsonl"
     assert len(io.read_jsonl(batch)) >= 1
     assert sorted(p.name for p in out.iterdir()) == ["batch"]      # no dataset was published
+
+
+def test_cli_raw_inputs_translated_twins(fixtures, tmp_path):
+    """Raw source files straight in; MYChatGPT's RM and PPO prompts are separate Malay translations of
+    one Korean question pool, so PPO prompts used as an eval set turn up in RM rows."""
+    out = tmp_path / "o"
+    rm, ppo = fixtures / "malay_kochatgpt_rm.jsonl", fixtures / "malay_kochatgpt_ppo.jsonl"
+    r = CliRunner().invoke(cli, ["decontaminate", str(fixtures / "alpacacleaned_gsm8k.json"), str(rm),
+                                 "--against", str(ppo), "-o", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["by_kind"]["sft"] == {"in": 200, "out": 200, "dropped": 0}
+    hits = io.read_jsonl(out / "hits.jsonl")
+    assert hits and all(h["kind"] == "rm" for h in hits)
+    prompts = [json.loads(line)["prompt"] for line in ppo.read_text().splitlines()]
+    rows = {q["id"]: " ".join([q["row"]["prompt"], *q["row"]["completions"]])
+            for q in io.read_jsonl(out / "quarantine.jsonl") if q.get("row")}
+    for h in hits:   # the span is in both the RM row and the PPO prompt it names
+        words = set(re.findall(r"\w+", h["span"].lower()))
+        assert words <= set(re.findall(r"\w+", rows[h["id"]].lower()))
+        assert words <= set(re.findall(r"\w+", prompts[h["item"]].lower()))

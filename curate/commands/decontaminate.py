@@ -9,7 +9,7 @@ import click
 from curate.llm.options import config_from_options, llm_options, pop_llm_options
 
 @click.command()
-@click.argument("inp", metavar="IN", type=click.Path(exists=True, path_type=Path))
+@click.argument("inp", metavar="IN...", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--against", "against", multiple=True, required=True, metavar="EVAL",
               type=click.Path(exists=True, path_type=Path),
               help="Eval set (JSONL, JSON, Parquet, CSV, or a curate dataset); repeatable.")
@@ -65,7 +65,7 @@ def decontaminate(inp, against, out_dir, eval_fields, ngram, min_ngram, threshol
         engine = Engine(cfg, description=f"translate eval -> {translate_to}")
     fields = eval_fields.split(",") if eval_fields else None
     index = dc.load_index(against, fields=fields, params=params, translate_to=translate_to, engine=engine)
-    outcome = dc.decontaminate_dir(inp, out_dir, index, progress=False if quiet else None)
+    outcome = dc.decontaminate_dir(list(inp), out_dir, index, progress=False if quiet else None)
     if not quiet:
         from curate.progress import console
 
