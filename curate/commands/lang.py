@@ -78,7 +78,8 @@ def lang(path, field, as_json, summary_only):
         lines, texts = _plain_lines(sys.stdin.read())
     else:
         lines, texts = _rows_of(path, field)
-    results = langid.detect_many(texts)
+    res = langid.detect_column(texts)  # the undecided texts go to lingua in one parallel batch
+    results = list(zip(res["lang"].to_list(), res["lang_conf"].to_list()))
     if not summary_only:
         out = sys.stdout
         if not as_json:
