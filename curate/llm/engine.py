@@ -473,7 +473,8 @@ class Engine:
 
         cfg = self.config
         pools = max(1, math.ceil(cfg.concurrency / max(1, len(cfg.base_urls)) / 8))
-        http = httpx.AsyncClient(transport=_PoolsTransport(pools), timeout=cfg.timeout, follow_redirects=True)
+        http = httpx.AsyncClient(transport=_PoolsTransport(pools, tls=not (base_url or "").startswith("http://")),
+                                 timeout=cfg.timeout, follow_redirects=True)
         return AsyncOpenAI(base_url=base_url, api_key=cfg.api_key or "EMPTY", max_retries=0, timeout=cfg.timeout,
                            http_client=http)
 
@@ -584,7 +585,7 @@ class Engine:
                     return Result(req.key, False, code="batch", attempts=attempt, text=last_text, request=req,
                                   error=f"written to the Batch API file {cfg.batch_out}; merge its results with --batch-in")
                 try:
-                    reply = await self._call(body, extra=extra or attempt > 0)
+                    reply = await self._call(body, key, extra=extra or attempt > 0)
                 except _NoBudget as exc:  # a fix-up or a later round of the stage: the model's replies failed
                     return Result(req.key, False, code="invalid", error=(f"{last_error}; " if last_error else "") + str(exc),
                                   attempts=attempt, text=last_text, request=req, cached=False)
@@ -683,7 +684,7 @@ class Engine:
             if not task.done():
                 task.cancel()
 
-    async def _call(self, body: dict[str, Any], extra: bool = False) -> Reply:
+    async def _call(self, body: dict[str, Any], key: str, extra: bool = False) -> Reply:
         """Send ``body`` (retrying transport failures), store the reply in the cache, return it."""
         import openai
 
@@ -710,6 +711,7 @@ class Engine:
                 raise _NoBudget(f"not re-asked: {spent}")
             if self._rf_off and "response_format" in body:
                 body = {k: v for k, v in body.items() if k != "response_format"}
+                key = request_key(body)
             server = await self._pick()
             self.stats.requests += 1
             self.stats.extra_requests += counts_extra
@@ -724,7 +726,7 @@ class Engine:
                     raise ValueError("no choices in the reply")
                 reply = batchfile.reply_from_body(data, origin="live")
                 # durable before anything else looks at it: a kill -9 from here on repays nothing
-                self._cache.put(request_key(body), body["model"], reply)
+                self._cache.put(key, body["model"], reply)
                 server.ok += 1
                 server.streak = server.outs = 0
                 return reply
@@ -802,11 +804,13 @@ def _server_message(exc) -> str:
 class _PoolsTransport:
     """An httpx transport that spreads requests over ``n`` connection pools, round-robin."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, tls: bool = True):
         import httpx
 
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-        self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(n)]
+        # one TLS context for every pool (loading the CA bundle costs ~0.1 s each); none for http://
+        verify = httpx.create_ssl_context() if tls else False
+        self._pools = [httpx.AsyncHTTPTransport(limits=limits, verify=verify) for _ in range(n)]
         self._next = 0
 
     async def handle_async_request(self, request):
