@@ -124,6 +124,10 @@ def merged_llm(config: EngineConfig, description: str, parts: list[dict[str, Any
     extra = total.get("extra_requests")
     if isinstance(extra, dict) and extra.get("share") is not None:
         extra["budget"] = int(max(extra.get("minimum") or 0, math.floor(extra["share"] * total["first_round_requests"])))
+    lags = [p["event_loop_lag_ms"] for p in parts if p.get("event_loop_lag_ms")]
+    if lags:  # the worst actor's figures, not their sum
+        total["event_loop_lag_ms"] = {**{k: max(lag[k] for lag in lags) for k in ("p50", "p99", "max")},
+                                      "samples": sum(lag["samples"] for lag in lags)}
     total["seconds"] = round(seconds, 3)
     total["requests_per_second"] = round(total["requests_sent"] / seconds, 2) if seconds and total["requests_sent"] else None
     return total
