@@ -486,61 +486,86 @@ def translate_rows(rows_by_kind: dict[str, list[dict]], engine: Engine, to: str 
                 stats["fields_empty"] += 1
                 continue
             candidates.append((ri, path, text))
-    # cheap language steps only: a field they cannot decide is sent (never a lingua model load)
-    protected_all = [protect(t) for _, _, t in candidates]
-    langs = (langid.detect_many([(SENTINEL.sub(" ", p) if m else p)[:600] for p, m in protected_all],
-                                fallback=False) if skip_target else [])
     src_langs: dict[int, Counter] = {}
-    for ci, (ri, path, text) in enumerate(candidates):
-        if skip_target and langs[ci][0] == to:
-            stats["fields_already_target"] += 1
-            continue
-        if skip_target:
-            src_langs.setdefault(ri, Counter())[langs[ci][0]] += 1
-        protected, mapping = protected_all[ci]
-        if not needs_model(protected):
-            stats["fields_nothing_to_translate"] += 1
-            continue
-        parts: list = []
-        for si, seg in enumerate(split_segments(protected, max_chars)):
-            if not needs_model(seg):
-                parts.append(seg)
-                continue
-            seg_map = {t: mapping[t] for t in SENTINEL.findall(seg) if t in mapping}
-            u = Unit(ri, path, si, seg, seg_map)
-            units.append(u)
-            parts.append(u)
-        fields.append(Field(ri, path, text, parts))
-        stats["fields_sent"] += 1
-    # identical texts (a shared instruction, a repeated system prompt) are translated once
     first: dict[tuple, Unit] = {}
     copies: list[tuple[Unit, Unit]] = []
     unique: list[Unit] = []
-    for u in units:
-        ident = (u.text, tuple(u.mapping.items()))
-        if ident in first:
-            copies.append((u, first[ident]))
-        else:
-            first[ident] = u
-            unique.append(u)
-    stats["units_deduplicated"] = len(copies)
-    chunks = pack(unique, max_chars, max_units)
+    chunks: list[list[Unit]] = []
+    requests: list[Request] = []
 
-    def requests_for(chunks: list[list[Unit]], prefix: str, fix: bool = False) -> list[Request]:
+    def requests_for(chunks: list[list[Unit]], prefix: str, fix: bool = False, start: int = 0) -> list[Request]:
         return [Request(key=f"{prefix}{ci}",
                         messages=[{"role": "system", "content": contract.system(chunk)},
                                   {"role": "user", "content": contract.user(chunk)}]
                         + ([{"role": "user", "content": contract.fix_note(chunk)}] if fix else []),
                         params={"temperature": 0, "response_format": {"type": "json_object"}},
-                        validate=contract.validator(chunk), data=chunk, max_fix=0) for ci, chunk in enumerate(chunks)]
+                        validate=contract.validator(chunk), data=chunk, max_fix=0)
+                for ci, chunk in enumerate(chunks, start)]
+
+    def units_of(ri: int, path: tuple, text: str) -> Iterable[Unit]:
+        """The units of one field that need the model (none when it is already in the target
+        language or has nothing to translate); records the field."""
+        protected, mapping = protect(text)
+        if skip_target:
+            # cheap language steps only: a field they cannot decide is sent (never a lingua load)
+            lang = langid.detect((SENTINEL.sub(" ", protected) if mapping else protected)[:600], fallback=False)[0]
+            if lang == to:
+                stats["fields_already_target"] += 1
+                return
+            src_langs.setdefault(ri, Counter())[lang] += 1
+        if not needs_model(protected):
+            stats["fields_nothing_to_translate"] += 1
+            return
+        parts: list = []
+        new: list[Unit] = []
+        for si, seg in enumerate(split_segments(protected, max_chars)):
+            if not needs_model(seg):
+                parts.append(seg)
+                continue
+            u = Unit(ri, path, si, seg, {t: mapping[t] for t in SENTINEL.findall(seg) if t in mapping})
+            units.append(u)
+            parts.append(u)
+            new.append(u)
+        fields.append(Field(ri, path, text, parts))
+        stats["fields_sent"] += 1
+        yield from new
+
+    def first_round() -> Iterable[Request]:
+        """The packed requests, made while earlier ones are in flight: the fields are read,
+        protected and language-checked lazily, chunk by chunk (the same chunks as packing them all
+        first). Identical texts (a shared instruction, a repeated system prompt) are sent once."""
+        cur: list[Unit] = []
+        size = 0
+
+        def emit(chunk: list[Unit]) -> Request:
+            chunks.append(chunk)
+            req = requests_for([chunk], "chunk", start=len(chunks) - 1)[0]
+            requests.append(req)
+            return req
+        for ri, path, text in candidates:
+            for u in units_of(ri, path, text):
+                ident = (u.text, tuple(u.mapping.items()))
+                if ident in first:
+                    copies.append((u, first[ident]))
+                    continue
+                first[ident] = u
+                unique.append(u)
+                n = len(u.text)
+                if cur and (size + n > max_chars or len(cur) >= max_units):
+                    yield emit(cur)
+                    cur, size = [], 0
+                cur.append(u)
+                size += n
+        if cur:
+            yield emit(cur)
 
     def apply(chunks: list[list[Unit]], results: list[Result]) -> None:
         for chunk, res in zip(chunks, results):
             if not res.ok:
                 contract.settle(chunk, res)
 
-    requests = requests_for(chunks, "chunk")
-    apply(chunks, engine.run(requests) if requests else [])
+    apply(chunks, engine.run(first_round()))
+    stats["units_deduplicated"] = len(copies)
     # later rounds re-ask only the units that still fail, with the reasons; a unit that passed in
     # any round keeps that reply. A unit whose shared reply looked cut (the length limit, JSON begun
     # but broken, keys missing) is asked alone; from the third round on every unit is asked alone.
@@ -557,7 +582,7 @@ def translate_rows(rows_by_kind: dict[str, list[dict]], engine: Engine, to: str 
         stats["units_retried"] += len(failing)
         round_chunks = again + [[u] for u in alone]
         round_requests = requests_for(round_chunks, f"round{rnd}-", fix=True)
-        requests += round_requests
+        requests.extend(round_requests)
         apply(round_chunks, engine.run(round_requests, extra=True))
     for u, rep in copies:
         u.out, u.code, u.error = rep.out, rep.code, rep.error

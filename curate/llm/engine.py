@@ -284,13 +284,17 @@ class Engine:
             raise box["e"]
         return box["r"]
 
-    async def arun(self, requests: Sequence[Request], on_result: Callable[[Result], None] | None = None,
+    async def arun(self, requests: Iterable[Request], on_result: Callable[[Result], None] | None = None,
                    extra: bool = False) -> list[Result]:
+        """Run ``requests``: a list, or any iterable (e.g. a generator making them while earlier
+        ones are in flight: workers pull the next request when they are free)."""
         cfg = self.config
-        keys = [r.key for r in requests]
-        if len(set(keys)) != len(keys):
-            dup = next(k for k, n in Counter(keys).items() if n > 1)
-            raise ValueError(f"request keys must be unique within a run; {dup!r} repeats")
+        streaming = not isinstance(requests, Sequence)
+        if not streaming:
+            keys = [r.key for r in requests]
+            if len(set(keys)) != len(keys):
+                dup = next(k for k, n in Counter(keys).items() if n > 1)
+                raise ValueError(f"request keys must be unique within a run; {dup!r} repeats")
         if self.batch_mode and cfg.batch_out is None:
             raise UserError("no LLM endpoint configured and no Batch API output file given "
                             "(set --base-url/OPENAI_API_KEY, or --batch-out FILE)")
@@ -301,10 +305,10 @@ class Engine:
         t0 = time.perf_counter()
         self._cache = Cache(cfg.cache_path)
         self._pause_until = 0.0
-        self._servers = []
-        self._pool: ThreadPoolExecutor | None = None
-        switch = sys.getswitchinterval()
-        results: list[Result | None] = [None] * len(requests)
+        self._servers = []  # made on the first request sent (a fully cached run never imports openai)
+        self._pool = None  # made on the first reply to check
+        self._switch = sys.getswitchinterval()
+        results: dict[int, Result] = {}
         try:
             if cfg.batch_in:
                 counts = batchfile.merge_results(cfg.batch_in, self._cache, cfg.model)
@@ -312,11 +316,7 @@ class Engine:
                 self.stats.batch_merge_errors += counts["errors"]
             if not self._rf_off and not self.batch_mode and self._cache.get_meta(self._rf_meta_key()):
                 self._rf_off = self.stats.response_format_dropped = True  # learnt on an earlier run
-            bodies = [self._body(r, r.messages) for r in requests]
-            first_keys = [request_key(b) for b in bodies]
-            prefetched = self._cache.get_many(first_keys)
-            todo: list[int] = []
-            with bar(self.description, total=len(requests), enabled=cfg.progress) as progress:
+            with bar(self.description, total=None if streaming else len(requests), enabled=cfg.progress) as progress:
                 def finish(i: int, res: Result) -> None:
                     results[i] = res
                     self.stats.outcomes[res.code] += 1
@@ -326,65 +326,79 @@ class Engine:
                     if on_result is not None:
                         on_result(res)
 
-                # fast path: replies already cached that validate need no task at all
-                for i, req in enumerate(requests):
-                    reply = prefetched.get(first_keys[i])
+                def cached_or_todo(i: int, req: Request, body: dict, key: str, reply: Reply | None):
+                    """Finish a request whose cached reply validates (no task needed); else hand it on."""
                     if reply is not None:
                         res = self._accept(req, reply, attempts=1)
                         if res is not None:
                             self._count_reply(reply)
                             finish(i, res)
-                            continue
-                    todo.append(i)
-                if todo:
-                    if not self.batch_mode:
-                        self._servers = self._make_servers()
-                        if not extra:
-                            self.stats.first_round += sum(first_keys[i] not in prefetched for i in todo)
-                        if any(requests[i].schema is not None or requests[i].validate is not None for i in todo):
-                            # checks run in one worker thread; a short switch interval keeps the
-                            # event loop from waiting more than ~0.5 ms for the GIL
-                            self._pool = ThreadPoolExecutor(1, thread_name_prefix="curate-llm-check")
-                            sys.setswitchinterval(min(switch, 0.0005))
-                    it = iter(todo)
-                    fatal: list[BaseException] = []
+                            return None
+                    elif not extra and not self.batch_mode:
+                        self.stats.first_round += 1
+                    return i, req, body, key, reply
 
-                    async def worker():
-                        for i in it:
-                            if fatal or self._stop:
-                                return
-                            try:
-                                res = await self._process(requests[i], bodies[i], first_keys[i],
-                                                          prefetched.get(first_keys[i]), extra)
-                            except _Fatal as exc:
-                                fatal.append(exc)
-                                return
-                            finish(i, res)
-                    n_workers = 1 if self.batch_mode else max(1, min(cfg.concurrency, len(todo)))
-                    watch = asyncio.ensure_future(self._watch_loop()) if not self.batch_mode else None
-                    try:
-                        await asyncio.gather(*(worker() for _ in range(n_workers)))
-                    finally:
-                        if watch is not None:
-                            watch.cancel()
-                    if fatal:
-                        self._stop = str(fatal[0])
-                    if self._stop:
-                        raise StageStopped(self._stop)
+                def source():
+                    if streaming:
+                        seen: set[str] = set()
+                        for i, req in enumerate(requests):
+                            if req.key in seen:
+                                raise ValueError(f"request keys must be unique within a run; {req.key!r} repeats")
+                            seen.add(req.key)
+                            body = self._body(req, req.messages)
+                            key = request_key(body)
+                            item = cached_or_todo(i, req, body, key, self._cache.get(key))
+                            if item is not None:
+                                yield item
+                        return
+                    bodies = [self._body(r, r.messages) for r in requests]
+                    keys = [request_key(b) for b in bodies]
+                    prefetched = self._cache.get_many(keys)
+                    # replies already cached that validate are finished before any task starts
+                    todo = [item for i, req in enumerate(requests)
+                            if (item := cached_or_todo(i, req, bodies[i], keys[i], prefetched.get(keys[i]))) is not None]
+                    yield from todo
+
+                items = source()
+                if not streaming:
+                    items = iter(list(items))
+                fatal: list[BaseException] = []
+
+                async def worker():
+                    for i, req, body, key, reply in items:
+                        if fatal or self._stop:
+                            return
+                        try:
+                            res = await self._process(req, body, key, reply, extra)
+                        except _Fatal as exc:
+                            fatal.append(exc)
+                            return
+                        finish(i, res)
+                n_workers = 1 if self.batch_mode else max(1, cfg.concurrency)
+                watch = asyncio.ensure_future(self._watch_loop()) if not self.batch_mode else None
+                try:
+                    await asyncio.gather(*(worker() for _ in range(n_workers)))
+                finally:
+                    if watch is not None:
+                        watch.cancel()
+                if fatal:
+                    self._stop = str(fatal[0])
+                if self._stop:
+                    raise StageStopped(self._stop)
             self.batch_files = []
             self.batch_pending = len({k for k, _ in self._pending_batch})
             if self.batch_mode:
                 self.batch_files = batchfile.write_requests(cfg.batch_out, self._pending_batch,
                                                             cfg.batch_max_requests, cfg.batch_max_bytes)
         finally:
-            sys.setswitchinterval(switch)
+            sys.setswitchinterval(self._switch)
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
             for server in self._servers:
                 await server.client.close()
             self._cache.close()
             self.stats.elapsed += time.perf_counter() - t0
-        return results  # type: ignore[return-value]
+        return [results[i] for i in sorted(results)]
 
     async def _watch_loop(self, tick: float = 0.005) -> None:
         """Measure how late the event loop wakes up (how long anything held it) while requests fly."""
@@ -517,8 +531,13 @@ class Engine:
         return value
 
     async def _check_off_loop(self, req: Request, reply: Reply) -> Any:
-        if self._pool is None or (req.schema is None and req.validate is None):
+        if req.schema is None and req.validate is None:
             return self._check(req, reply)
+        if self._pool is None:
+            # checks run in one worker thread; a short switch interval keeps the event loop from
+            # waiting more than ~0.5 ms for the GIL while a check runs
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="curate-llm-check")
+            sys.setswitchinterval(min(self._switch, 0.0005))
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._check, req, reply)
 
     def _accept(self, req: Request, reply: Reply, attempts: int) -> Result | None:
@@ -631,6 +650,8 @@ class Engine:
 
     # -- the fleet: least-loaded healthy server; a failing one is taken out for a while
     async def _pick(self) -> _Server:
+        if not self._servers:
+            self._servers = self._make_servers()
         while True:
             now = time.monotonic()
             up = [s for s in self._servers if s.down_until <= now]
