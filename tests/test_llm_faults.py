@@ -242,3 +242,31 @@ def test_rows_lost_to_the_endpoint_print_the_cause(openai_server, tmp_path):
     assert res.returncode == EXIT_ENV, res.stderr
     assert "cause (" in res.stderr and "the GPU node is rebooting" in res.stderr
     assert (tmp_path / "out" / "manifest.json").exists()  # the rows that were answered are published
+
+
+def test_acceptance_like_faults_lose_no_row_within_the_budget(tmp_path):
+    """5% 500s, 5% 429s with Retry-After, 1% hangs, 2% malformed replies: every row comes out, and
+    retries + fix-ups stay inside the default budget (25% of the first round)."""
+    from tests.servers.openai_server import chaos, translator
+    with OpenAIServer(chaos(translator(), seed=3, retry_after="0.1"), latency=0.02) as server:
+        engine = Engine(cfg(server, tmp_path, concurrency=16, backoff_base=0.05))
+        out = translate_rows(english_rows(600), engine, max_units=6)
+    rep = engine.report()
+    assert out.quarantine == [] and out.frames["ppo"].height == 600
+    assert rep["rate_limited"] and rep["server_errors"]  # the faults happened
+    assert rep["extra_requests"]["sent"] <= rep["extra_requests"]["budget"] == rep["first_round_requests"] // 4
+
+
+def test_cached_rerun_loads_neither_openai_nor_lingua(openai_server, tmp_path):
+    first = _translate_cli(tmp_path, openai_server.url, "-q")
+    assert first.returncode == 0, first.stderr
+    sent = openai_server.count
+    out2 = tmp_path / "again"
+    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "curate.cli", "translate", str(tmp_path / "in.jsonl"),
+                          "-o", str(out2), "--base-url", openai_server.url, "--api-key", "test", "--model", "loopback",
+                          "--cache", str(tmp_path / "c.sqlite"), "--max-chars", "300", "-q"],
+                         cwd=ROOT, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert res.returncode == 0 and openai_server.count == sent
+    imported = {line.split("|")[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
+    assert "curate.translate" in imported and "curate.langid" in imported
+    assert not {"openai", "lingua", "sentencepiece", "argilla"} & imported
