@@ -142,6 +142,10 @@ def cli(ctx, debug, input_format):
     step (Batch API results); 70 internal error; 130 interrupted.
     """
     ctx.ensure_object(dict)["debug"] = debug
+    from curate.commands._input import echo_notices
+    from curate.io.reader import NOTIFY
+
+    NOTIFY.set(echo_notices)  # every command says what it skipped or read twice
     if input_format:
         from curate.ingest.formats import BY_NAME
         from curate.io.reader import DEFAULT_FORMAT
@@ -150,8 +154,10 @@ def cli(ctx, debug, input_format):
             raise click.BadParameter(f"{input_format!r}; choose one of: {', '.join(BY_NAME)}",
                                      param_hint="--input-format")
         DEFAULT_FORMAT.set(input_format)
-    elif "curate.io.reader" in sys.modules:  # in-process runs (tests): no format left from an earlier one
-        sys.modules["curate.io.reader"].DEFAULT_FORMAT.set(None)
+    else:  # in-process runs (tests): no format left from an earlier one
+        from curate.io.reader import DEFAULT_FORMAT
+
+        DEFAULT_FORMAT.set(None)
 
 
 def main() -> None:

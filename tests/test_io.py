@@ -182,3 +182,36 @@ def test_duplicate_keys_are_noted(tmp_path):
     inp = io.read_input(tmp_path / "d.jsonl", format="alpaca", detect_lang=False)
     assert inp.collect()["sft"]["instruction"].to_list() == ["b"]
     assert "duplicate key(s) 'instruction'" in _meta(inp)[0]["recovered"][0]
+
+
+def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(fixtures, monkeypatch):
+    from click.testing import CliRunner
+
+    import curate.info
+    from curate.cli import cli
+    from curate.errors import EXIT_BUG
+
+    def boom(frames):
+        raise RuntimeError("something broke")
+
+    monkeypatch.setattr(curate.info, "counts", boom)
+    monkeypatch.setattr("curate.commands.info.counts", boom)
+    res = CliRunner().invoke(cli, ["info", str(fixtures / "sharegpt.json")])
+    assert res.exit_code == EXIT_BUG and "internal error (RuntimeError: something broke)" in res.output
+    assert "Traceback" not in res.output and "--debug" in res.output
+    res = CliRunner().invoke(cli, ["--debug", "info", str(fixtures / "sharegpt.json")])
+    assert isinstance(res.exception, RuntimeError)
+
+
+def test_rows_waiting_for_batch_results_are_not_a_silent_empty_input(tmp_path):
+    from curate.errors import EXIT_PENDING, PendingRows
+
+    pending = [{"stage": "translate", "code": "pending", "id": f"x{i}"} for i in range(3)]
+    io.write_stage(tmp_path / "t", stage="translate", frames={"sft": schemas.empty("sft")}, quarantine=pending)
+    assert json.loads((tmp_path / "t" / "manifest.json").read_text())["pending"] == {"rows": 3, "stage": "translate"}
+    with pytest.raises(PendingRows, match="3 row.*wait for Batch API results of `curate translate`") as exc:
+        io.read_input(tmp_path / "t")
+    assert exc.value.exit_code == EXIT_PENDING
+    io.write_stage(tmp_path / "t2", stage="translate", frames={"sft": _sft(2)}, quarantine=pending[:1])
+    inp = io.read_input(tmp_path / "t2")
+    assert inp.rows() == {"sft": 2} and any("1 row(s) wait" in w for w in inp.warnings)

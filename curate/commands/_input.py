@@ -24,8 +24,7 @@ def echo_notices(report: dict[str, Any]) -> None:
 def load(paths: Path | str | Iterable[Path | str], *, writes_quarantine: bool = False, **kw) -> io.Input:
     """``read_input`` plus the notices (skipped files, paths given twice, quarantined records).
     ``writes_quarantine``: the command writes them to its output's quarantine.jsonl."""
-    inp = io.read_input(paths, **kw)
-    echo_notices(inp.report)
+    inp = io.read_input(paths, **kw)  # the CLI prints its notices (io.reader.NOTIFY)
     if inp.quarantine:
         where = ("they are in the output's quarantine.jsonl (stage ingest)" if writes_quarantine else
                  "`curate ingest` writes them to quarantine.jsonl")

@@ -6,7 +6,6 @@ import click
 
 from curate.clean import CleanConfig, clean_dir, rule_rows
 from curate.clean.config import LANGS
-from curate.commands._input import echo_notices
 from curate.executors import executor_options, pop_executor
 from curate.ingest.formats import NAMES as FORMAT_NAMES
 
@@ -87,7 +86,6 @@ def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run,
     else:
         result = clean_dir(inp, out, config, dry_run=dry_run, report_json=report_json,
                            progress=None if not quiet else False, fmt=None if fmt == "auto" else fmt)
-    echo_notices(result.report["read"])
     if not quiet:
         from curate.clean.report import print_clean_report
 

@@ -31,6 +31,8 @@ SUFFIXES = {".json", ".jsonl", ".ndjson", ".txt", *TABLE_SUFFIXES}
 
 #: The source format of raw inputs when a caller gives none (``curate --input-format NAME COMMAND``).
 DEFAULT_FORMAT: contextvars.ContextVar[str | None] = contextvars.ContextVar("curate_input_format", default=None)
+#: Called with the report of every :func:`read_input` (the CLI prints its warnings and skipped files).
+NOTIFY: contextvars.ContextVar[Callable[[dict], None] | None] = contextvars.ContextVar("curate_notify", default=None)
 
 
 @dataclass
@@ -332,6 +334,9 @@ def read_input(paths: str | os.PathLike | Iterable[str | os.PathLike], *, format
         given = plan.paths
     frames = {k: v[0] if len(v) == 1 else pl.concat(v, how="diagonal_relaxed") for k, v in parts.items()}
     frames = {k: frames[k] for k in schemas.KINDS if k in frames}
+    notify = NOTIFY.get()
+    if notify is not None:
+        notify(report)
     pending = [d for d in datasets if (d.get("pending") or {}).get("rows")]
     if pending and sum(f.get("rows") or 0 for f in report["files"]) == 0:
         from curate.errors import PendingRows
