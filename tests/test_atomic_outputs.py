@@ -27,7 +27,7 @@ KILLS = 10  # per command: 20 in all
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "CURATE_NO_FSYNC": "1"}
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def _corpus(path: Path, fixtures: Path, rows: int, tag: str) -> Path:

@@ -230,9 +230,7 @@ class DatasetWriter:
         for p in sorted(self.path.rglob("*")):
             if p.is_file() and p.name != mf.NAME:
                 files[p.relative_to(self.path).as_posix()] = {"bytes": p.stat().st_size}
-        # Data files are not fsynced one by one (that would cost seconds on big outputs): after a power
-        # loss a file shorter than the manifest says is caught by every reader (manifest.read checks
-        # sizes) and named for a re-run. The manifest and the directories are synced.
+                _fsync(p)  # only with CURATE_FSYNC=1 (see publish.durable)
         self.manifest = mf.build(stage=self.stage, params=self.params, inputs=self.inputs,
                                  input_manifests=self.input_manifests, kinds=kinds, files=files, ident=self.id,
                                  extra=self.extra)
@@ -247,7 +245,7 @@ class DatasetWriter:
 
 
 def _fsync(p: Path) -> None:
-    if os.environ.get("CURATE_NO_FSYNC"):
+    if not publish.durable():
         return
     fd = os.open(p, os.O_RDONLY)
     try:
