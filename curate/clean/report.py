@@ -31,6 +31,10 @@ def print_clean_report(report: dict[str, Any], *, dry_run: bool = False) -> None
                       f"{r['dropped']:,}", f"{r['seconds']:.2f}", _example(r))
     console.print(table)
     status = "every row accounted for" if report["accounted"] else "ACCOUNTING MISMATCH"
+    read = (report.get("read") or {}).get("total") or {}
+    if read.get("quarantined"):
+        console.print(f"{read['records']:,} records read: {read['quarantined']:,} could not become rows "
+                      f"(quarantined at read), {read['kept']:,} became {read['rows']:,} rows")
     console.print(f"rows in {report['rows_in']:,} = out {report['rows_out']:,} + dropped {report['rows_dropped']:,}"
                   f" ({status}); target language {report['target_lang']}; {report['seconds']:.1f} s")
     for r in report["rules"]:

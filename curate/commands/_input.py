@@ -11,7 +11,8 @@ import click
 from curate import io
 
 
-def echo_notices(report: dict[str, Any]) -> None:
+def echo_notices(report: dict[str, Any], *, quarantined: bool = True) -> None:
+    """Warnings, skipped files and (``quarantined``) the records that could not become rows."""
     for w in report.get("warnings", []):
         click.echo(f"warning: {w}", err=True)
     skipped = report.get("skipped", [])
@@ -19,15 +20,12 @@ def echo_notices(report: dict[str, Any]) -> None:
         click.echo(f"skipped: {s['path']}: {s['reason']}", err=True)
     if len(skipped) > 10:
         click.echo(f"skipped: ... and {len(skipped) - 10} more (listed in report.json)", err=True)
+    total = report.get("total") or {}
+    if quarantined and total.get("quarantined"):
+        click.echo(f"read: {total['records']:,} records, {total['quarantined']:,} could not become rows (a stage "
+                   "writes them to its quarantine with file:line and the reason; `curate ingest` too)", err=True)
 
 
-def load(paths: Path | str | Iterable[Path | str], *, writes_quarantine: bool = False, **kw) -> io.Input:
-    """``read_input`` plus the notices (skipped files, paths given twice, quarantined records).
-    ``writes_quarantine``: the command writes them to its output's quarantine.jsonl."""
-    inp = io.read_input(paths, **kw)  # the CLI prints its notices (io.reader.NOTIFY)
-    if inp.quarantine:
-        where = ("they are in the output's quarantine.jsonl (stage ingest)" if writes_quarantine else
-                 "`curate ingest` writes them to quarantine.jsonl")
-        click.echo(f"note: {len(inp.quarantine):,} source record(s) could not become rows; {where} with "
-                   "file:line and the reason.", err=True)
-    return inp
+def load(paths: Path | str | Iterable[Path | str], **kw) -> io.Input:
+    """``read_input``; the CLI prints its notices (skipped files, paths given twice, quarantined records)."""
+    return io.read_input(paths, **kw)  # the CLI prints its notices (io.reader.NOTIFY)

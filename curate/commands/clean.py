@@ -93,5 +93,8 @@ def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run,
         if not dry_run:
             from curate.progress import console
 
+            unread = ((result.report.get("read") or {}).get("total") or {}).get("quarantined", 0)
+            if unread:
+                console.print(f"quarantine.parquet also holds the {unread:,} records that could not become rows")
             console.print(f"outputs in {out_dir}/ (quarantine.parquet holds the {result.report['rows_dropped']:,} "
                           f"dropped rows, report.json the figures)")

@@ -45,7 +45,7 @@ def export(inp, out_dir, formats, test_size, fmt, **kwargs):
         executor.connect()
         manifest = export_ray(inp, out_dir, list(formats) or None, test_size, fmt=None if fmt == "auto" else fmt)
     else:
-        data = load(inp, format=None if fmt == "auto" else fmt, writes_quarantine=True)
+        data = load(inp, format=None if fmt == "auto" else fmt)
         manifest = export_frames(data.frames, out_dir, list(formats) or None, test_size, inputs=[inp],
                                  input_manifests=data.manifest_ids, quarantine=data.quarantine)
     for f in manifest["files"]:

@@ -63,7 +63,7 @@ def ingest(paths, out_dir, fmt, no_lang, output_format, quiet, report_html, **kw
                                     output_format=output_format, on_progress=b.advance)
     if not quiet:
         print_ingest_summary(summary, out_dir)
-    echo_notices(summary)
+    echo_notices(summary, quarantined=quiet)  # the table shows them otherwise
     if report_html:
         from curate.report_html import write_report
 
