@@ -36,6 +36,7 @@ class Context:
     near_threshold: float | None = None   # set when near_duplicate is active (exact + near in one pass)
     near_measure: str = "char5"            # near_duplicate's similarity measure
     progress: Any = None    # curate.progress.Stages: a rule with long work adds a bar of its own
+    on_rows: Any = None     # a row rule's progress: call with the rows done as it goes (rows x rules bar)
     dups: Any = None        # (rows' _row ids, find_duplicates result) shared by the duplicate rules
 
 

@@ -194,6 +194,14 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
         if rule.code not in _OWN_BAR:
             pending = n
             rules_bar.update(description=f"clean {kind}: {rule.code}")
+
+            def on_rows(k: int) -> None:  # a long row rule advances the bar as it goes
+                nonlocal pending
+                k = min(k, pending)
+                pending -= k
+                rules_bar.advance(k)
+
+            ctx.on_rows = on_rows
         t0 = time.perf_counter()
         if rule.scope == "cell":
             key = tuple(sorted(rule.roles))

@@ -115,7 +115,7 @@ class UntranslatedField(Rule):
 _LANG_BATCH = 50_000
 
 
-def _detect(rows: pl.DataFrame, reuse: bool) -> pl.DataFrame:
+def _detect(rows: pl.DataFrame, reuse: bool, on_rows=None) -> pl.DataFrame:
     """``_row, lang, conf`` for ``rows`` (``_row, text`` and optionally ``_lang_cache``, the ``lang``
     set at ingest for rows no fix changed; reused when ``reuse``)."""
     from curate import langid
@@ -129,10 +129,13 @@ def _detect(rows: pl.DataFrame, reuse: bool) -> pl.DataFrame:
         parts.append(rows.filter(known).select("_row", pl.col("_lang_cache").alias("lang"),
                                                pl.lit(1.0).alias("conf")).cast(schema))
         todo = rows.filter(~known)
-    if todo.height:
-        res = langid.detect_column(todo["lang_text"].str.slice(0, SAMPLE_CHARS))
-        parts.append(pl.DataFrame({"_row": todo["_row"], "lang": res["lang"], "conf": res["lang_conf"]},
+    for start in range(0, todo.height, _LANG_BATCH):  # batches: progress, and fewer strings alive at once
+        part = todo.slice(start, _LANG_BATCH)
+        res = langid.detect_column(part["lang_text"].str.slice(0, SAMPLE_CHARS))
+        parts.append(pl.DataFrame({"_row": part["_row"], "lang": res["lang"], "conf": res["lang_conf"]},
                                   schema=schema))
+        if on_rows:
+            on_rows(part.height)
     return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
 
@@ -146,7 +149,7 @@ class _LangRule(Rule):
         have = ctx.langs
         need = rows if have is None else rows.join(have, on="_row", how="anti")
         if need.height or have is None:
-            got = _detect(need, bool(self.p["reuse_lang"]))
+            got = _detect(need, bool(self.p["reuse_lang"]), getattr(ctx, "on_rows", None))
             ctx.langs = got if have is None else pl.concat([have, got])
         return rows.select("_row").join(ctx.langs, on="_row", how="left")
 
