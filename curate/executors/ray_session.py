@@ -36,6 +36,9 @@ def configure() -> None:
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+    # curate shuffles hashes (exact-duplicate keys, MinHash band keys): incompressible, so zstd only
+    # costs CPU
+    ctx.shuffle_compression = "none"
     for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
