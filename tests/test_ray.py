@@ -307,3 +307,25 @@ def test_ingest_ray_equals_local(ray_local, fixtures, normalized, tmp_path):
     summary = ingest_ray(sources(fixtures), tmp_path / "ray")
     assert summary["total"]["quarantined"] > 0 and summary["total"]["accounted"]
     assert_same_dataset(normalized, tmp_path / "ray")
+
+
+def test_judge_ray_equals_local(ray_local, llm_dataset, openai_server, tmp_path):
+    from curate.executors import ray_llm
+    from curate.judge import judge_dataset
+    from tests.test_judge import scorer
+
+    openai_server.handler = CountingHandler(scorer)
+    outcome, _ = judge_dataset(llm_dataset, tmp_path / "local", llm_config(openai_server, tmp_path / "a.sqlite"),
+                               min_score=3)
+    openai_server.handler = CountingHandler(scorer)
+    report, _ = ray_llm.judge(llm_dataset, tmp_path / "ray", llm_config(openai_server, tmp_path / "b.sqlite"),
+                              min_score=3, block_rows=40)
+    assert report["scored"] == outcome.report["scored"] > 40 and report["quarantined"] > 0
+    # every request paid once, as many as locally (even if a worker is lost on a busy machine)
+    assert max(openai_server.handler.answered.values()) == 1
+    assert sum(openai_server.handler.answered.values()) == outcome.report["llm"]["requests_sent"]
+    assert_same_llm_run(tmp_path / "local", tmp_path / "ray")
+    a = strip_timing(orjson.loads((tmp_path / "local" / "report.json").read_bytes()))
+    b = strip_timing(orjson.loads((tmp_path / "ray" / "report.json").read_bytes()))
+    assert a.pop("llm")["outcomes"] == b.pop("llm")["outcomes"]
+    assert a == b

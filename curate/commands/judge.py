@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from curate.commands.reflect import summary
+from curate.executors import executor_options, pop_executor
 from curate.llm.options import config_from_options, llm_options, pop_llm_options
 
 
@@ -25,6 +26,7 @@ from curate.llm.options import config_from_options, llm_options, pop_llm_options
 @click.option("--temperature", type=float, default=0.0, show_default=True)
 @llm_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@executor_options
 def judge(inp, out_dir, pairwise, min_score, drop_verdicts, confidence, temperature, quiet, **kwargs):
     """Ask a model whether each output is right for its instruction and input.
 
@@ -42,9 +44,13 @@ def judge(inp, out_dir, pairwise, min_score, drop_verdicts, confidence, temperat
       curate judge datasets/reflected -o datasets/judged --min-score 3 \\
           --base-url http://127.0.0.1:8000/v1 --model qwen2.5-7b-instruct
       curate judge datasets/reflected -o datasets/judged-pairs --pairwise   # OPENAI_API_KEY set
+      curate judge datasets/clean -o datasets/judged --executor ray --base-url http://vllm-0:8000/v1
     """
     from curate.judge import judge_dataset
 
+    executor = pop_executor(kwargs)
+    if executor.is_ray and pairwise:
+        raise click.UsageError("--pairwise runs with --executor local (one win rate over every pair)")
     opts = pop_llm_options(kwargs)
     cfg = config_from_options(opts, default_batch_out=out_dir / "batch" / "judge-requests.jsonl",
                               progress=False if quiet else None)
@@ -56,8 +62,15 @@ def judge(inp, out_dir, pairwise, min_score, drop_verdicts, confidence, temperat
                  + (f"{s['win_rate']:.3f} ({confidence:.0%} CI {s['ci'][0]:.3f}-{s['ci'][1]:.3f})"
                     if s["win_rate"] is not None else "n/a"))
     else:
-        outcome, engine = judge_dataset(inp, out_dir, cfg, min_score=min_score, drop_verdicts=tuple(drop_verdicts),
-                                        temperature=temperature)
-        r = outcome.report
+        if executor.is_ray:
+            from curate.executors import ray_llm
+
+            executor.connect(quiet=quiet)
+            r, engine = ray_llm.judge(inp, out_dir, cfg, min_score=min_score, drop_verdicts=tuple(drop_verdicts),
+                                      temperature=temperature)
+        else:
+            outcome, engine = judge_dataset(inp, out_dir, cfg, min_score=min_score,
+                                            drop_verdicts=tuple(drop_verdicts), temperature=temperature)
+            r = outcome.report
         extra = f"scored {r['scored']} rows, mean score {r['mean_score']}, verdicts {r['verdicts']}"
-    summary("judge", outcome.report, engine, out_dir, quiet, extra=extra)
+    summary("judge", outcome.report if pairwise else r, engine, out_dir, quiet, extra=extra)

@@ -244,3 +244,40 @@ def localize(inp, out_dir, config: EngineConfig, *, country: str = "MY", lang: s
     report, _ = run(Job("localize", block, [config], [f"localize -> {country}"]), inp, out_dir,
                     block_rows=block_rows, finish=finish, add_reports=_add_reports)
     return report, RunView(report["llm"])
+
+
+def _judge_block(rows_by_kind, engine, **kw):
+    from curate.judge import judge_rows
+
+    out = judge_rows(rows_by_kind, engine, **kw)
+    return out.frames, out.quarantine, out.report, None
+
+
+def judge(inp, out_dir, config: EngineConfig, *, min_score: float | None = None, drop_verdicts: tuple = (),
+          temperature: float = 0.0, block_rows: int = 20_000) -> tuple[dict, RunView]:
+    """Pointwise :func:`curate.judge.judge_dataset` on the actor pool: the same output and report.
+    (Pairwise judging computes one win rate over every pair: it runs locally.)"""
+    import functools
+
+    from curate.translate import _add_reports
+
+    frames = io.read_input(inp).frames
+    if "sft" not in frames:
+        raise UserError(f"{inp}: no SFT rows to score (found {', '.join(frames)}); use --pairwise for RM rows")
+
+    def finish(report, _sub, llm, _sub_llm):
+        report = dict(report or {})
+        hist = {k: report["score_histogram"][k] for k in sorted(report.get("score_histogram", {}), key=float)}
+        report["score_histogram"] = hist
+        n = sum(hist.values())
+        report["mean_score"] = round(sum(float(k) * v for k, v in hist.items()) / n, 4) if n else None
+        report["mode"], report["stage"] = "pointwise", "judge"
+        report["settings"] = {"min_score": min_score, "drop_verdicts": list(drop_verdicts), "temperature": temperature}
+        report["llm"] = llm
+        return report
+
+    block = functools.partial(_judge_block, min_score=min_score, drop_verdicts=tuple(drop_verdicts),
+                              temperature=temperature)
+    report, _ = run(Job("judge", block, [config], ["judge"]), inp, out_dir, block_rows=block_rows,
+                    finish=finish, add_reports=_add_reports)
+    return report, RunView(report["llm"])
