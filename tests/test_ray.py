@@ -7,6 +7,7 @@ blocks and duplicates are found across blocks, as on a cluster.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,17 +117,33 @@ def test_executor_ray_without_ray_says_how_to_install(normalized, tmp_path):
 
 
 # ---- LLM stages on an actor pool ------------------------------------------------------------------
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def worker_pids(marker: bytes) -> list[int]:
-    """Ray worker processes whose title (Ray sets it from the task or actor) contains ``marker``."""
-    pids = []
+    """Workers of *this* process's Ray instance (descendants of this process: other sessions' Ray
+    workers on the same machine are never touched) whose title (Ray sets it from the task or actor)
+    contains ``marker``."""
+    me, pids = os.getpid(), []
     for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                title = (d / "cmdline").read_bytes()
-                if title.startswith(b"ray::") and marker in title:
-                    pids.append(int(d.name))
-            except OSError:
-                continue
+        if not d.name.isdigit():
+            continue
+        try:
+            title = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if not (title.startswith(b"ray::") and marker in title):
+            continue
+        pid, hops = int(d.name), 0
+        while pid > 1 and pid != me and hops < 64:
+            pid, hops = _parent(pid), hops + 1
+        if pid == me:
+            pids.append(int(d.name))
     return pids
 
 
@@ -154,7 +171,6 @@ class KillActorsAfter(CountingHandler):
         self.n, self.killed, self.dead_until = n, [], 0.0
 
     def __call__(self, request: dict):
-        import os
         import signal
         import time
 
