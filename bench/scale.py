@@ -66,7 +66,9 @@ def same_output(a: Path, b: Path) -> bool:
 
     fa, fb = io.read_input(a).collect(), io.read_input(b).collect()
     rows = sorted(fa) == sorted(fb) and all(fa[k].equals(fb[k]) for k in fa)
-    quarantine = (a / "quarantine.jsonl").read_bytes() == (b / "quarantine.jsonl").read_bytes()
+    from curate.clean import quarantine as qfile
+
+    quarantine = qfile.read(a / qfile.NAME) == qfile.read(b / qfile.NAME)
     report = strip(json.loads((a / "report.json").read_text())) == strip(json.loads((b / "report.json").read_text()))
     print(f"  Ray output == local output: rows {rows}, quarantine {quarantine}, report {report}", flush=True)
     return rows and quarantine and report
