@@ -87,7 +87,11 @@ def assert_same_dataset(local: Path, other: Path) -> None:
         assert a[kind].equals(b[kind]), kind
     from curate.clean import quarantine as qfile
 
-    assert qfile.read(local / qfile.NAME) == qfile.read(other / qfile.NAME)
+    for name in (qfile.NAME, "quarantine.jsonl"):  # clean writes parquet, ingest JSON lines
+        assert (local / name).exists() == (other / name).exists(), name
+    assert qfile.read_any(local) == qfile.read_any(other) is not None
+    if (local / "quarantine.jsonl").exists():
+        assert (local / "quarantine.jsonl").read_bytes() == (other / "quarantine.jsonl").read_bytes()
     ra = orjson.loads((local / "report.json").read_bytes())
     rb = orjson.loads((other / "report.json").read_bytes())
     assert strip_timing(ra) == strip_timing(rb)
