@@ -89,9 +89,8 @@ def lcs_len(a, b) -> int:
     return prev[-1]
 
 
-def filter_with(index_cls, seeds: list[str], cands: list[str]) -> tuple[list[bool], float]:
-    """(decisions, CPU seconds) of the sequential filter with ``index_cls``."""
-    t0 = time.process_time()
+def run_filter(index_cls, seeds: list[str], cands: list[str]):
+    """(decisions, the index) of the sequential filter self-instruct runs, with ``index_cls``."""
     idx = index_cls(seeds)
     keep = []
     for c in cands:
@@ -99,6 +98,13 @@ def filter_with(index_cls, seeds: list[str], cands: list[str]) -> tuple[list[boo
         keep.append(i < 0)
         if i < 0:
             idx.add(c)
+    return keep, idx
+
+
+def filter_with(index_cls, seeds: list[str], cands: list[str]) -> tuple[list[bool], float]:
+    """(decisions, CPU seconds) of the sequential filter with ``index_cls``."""
+    t0 = time.process_time()
+    keep, _ = run_filter(index_cls, seeds, cands)
     return keep, time.process_time() - t0
 
 
@@ -213,13 +219,7 @@ def main() -> None:
             return
     # 1. pruned filter (the decision self-instruct makes), all N
     t0, c0 = time.perf_counter(), time.process_time()
-    idx = RougeIndex(seeds)
-    fast_keep = []
-    for c in cands:
-        i, _ = idx.most_similar_above(c, THRESHOLD)
-        fast_keep.append(i < 0)
-        if i < 0:
-            idx.add(c)
+    fast_keep, idx = run_filter(RougeIndex, seeds, cands)
     t_fast, c_fast = time.perf_counter() - t0, time.process_time() - c0
     st = idx.stats
     print(f"\n[fast filter] {len(cands):,} candidates in {t_fast:.1f} s wall, {c_fast:.1f} s CPU "
