@@ -36,7 +36,7 @@ info: install
 	$(CURATE) info $(NORMALIZED)
 
 # clean: registered rules fix, flag or drop rows (curate clean --list-rules); dropped rows go to
-# $(CLEANED)/quarantine.jsonl. Extra options: make clean CLEAN_ARGS="--rule fix_indonesian=fix"
+# $(CLEANED)/quarantine.parquet (curate info reads it). Extra options: make clean CLEAN_ARGS="--rule fix_indonesian=fix"
 # Before translation no language is wanted yet (CLEAN_LANG=any keeps English/Korean/Indonesian rows
 # for translate); on data already in the target language use CLEAN_LANG=ms.
 CLEAN_LANG ?= any
@@ -101,7 +101,7 @@ demo: ingest clean info
 	@echo
 	@echo "Demo done. Outputs:"
 	@echo "  $(NORMALIZED)/   canonical rows (<kind>.parquet), quarantine.jsonl, report.json"
-	@echo "  $(CLEANED)/        rows after the clean rules, quarantine.jsonl (dropped rows), report.json,"
+	@echo "  $(CLEANED)/        rows after the clean rules, quarantine.parquet (dropped rows), report.json,"
 	@echo "                          report.html (open it in a browser)"
 	@echo "  $(TRANSLATED)/batch/  translation requests as OpenAI Batch API files (no endpoint was called);"
 	@echo "                          point at a server instead: make translate BASE_URL=http://127.0.0.1:8000/v1 MODEL=..."
