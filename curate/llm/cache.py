@@ -65,6 +65,20 @@ class Reply:
     origin: str = "live"  # live | batch
 
 
+def _set_wal(db: sqlite3.Connection, wait: float = 60.0) -> None:
+    """Switch to WAL. Several processes opening one cache at once (Ray actors) can get "database is
+    locked" here without SQLite's busy handler waiting, so wait and retry as the busy timeout would."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class Cache:
     """``get(key) -> Reply | None``, ``put(key, model, reply)``; a no-op cache when ``path`` is None."""
 
@@ -74,7 +88,7 @@ class Cache:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
+            _set_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed reply survives kill -9
             db.executescript(SCHEMA)
             self._db = db
