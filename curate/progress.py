@@ -15,6 +15,28 @@ from rich.text import Text
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
+def _show(enabled: bool | None) -> bool:
+    """Whether a bar is drawn: as asked, else on a terminal unless ``-q`` silenced the console."""
+    if enabled is None:
+        return sys.stderr.isatty() and not console.quiet
+    return enabled
+
+
+def quiet_option(f):
+    """``-q/--quiet`` for a command that only reports on what it wrote: no progress bar, no summary
+    (errors still print: they go through click, not this console)."""
+    import click
+
+    def silence(ctx, param, value):
+        if value:
+            console.quiet = True
+            ctx.call_on_close(lambda: setattr(console, "quiet", False))  # one invocation, not the process
+        return value
+
+    return click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=silence,
+                        help="No progress bar or summary (errors still print).")(f)
+
+
 class RateColumn(ProgressColumn):
     """Items per second."""
 
@@ -39,9 +61,7 @@ class _Bar:
 @contextlib.contextmanager
 def bar(description: str, total: int | None = None, enabled: bool | None = None) -> Iterator[_Bar]:
     """``with bar("ingest", total=n) as b: b.advance(k)``: shows rate and ETA on a terminal."""
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
+    if not _show(enabled):
         yield _Bar(None, None)
         return
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
@@ -66,9 +86,7 @@ class Stages:
 @contextlib.contextmanager
 def stages(enabled: bool | None = None) -> Iterator[Stages]:
     """``with stages() as s: b = s.stage("rules", total=rows); b.advance(k)``: a bar per stage."""
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
+    if not _show(enabled):
         yield Stages(None)
         return
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),

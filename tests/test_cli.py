@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import polars as pl
 from click.testing import CliRunner
 
@@ -51,6 +52,26 @@ def test_ingest_info_export(fixtures, tmp_path):
     assert result.exit_code == 0, result.output
     manifest = json.loads((exp / "export.json").read_text())
     assert {f["kind"] for f in manifest["files"]} == {"sft", "rm", "chat"}
+
+
+def test_every_command_that_writes_an_output_takes_quiet():
+    commands = {n: cli.get_command(click.Context(cli), n) for n in COMMANDS}
+    writers = {n for n, c in commands.items() if any("--out" in p.opts for p in c.params)}
+    assert {"clean", "export", "ingest", "report", "translate", "pull"} <= writers
+    assert [n for n in sorted(writers) if not any("--quiet" in p.opts for p in commands[n].params)] == []
+
+
+def test_quiet_silences_one_invocation_only(fixtures, tmp_path):
+    runner = CliRunner()
+    norm = tmp_path / "norm"
+    assert runner.invoke(cli, ["ingest", str(fixtures / "sharegpt.json"), "-o", str(norm), "--no-lang", "-q"]).exit_code == 0
+    quiet = runner.invoke(cli, ["export", str(norm), "-o", str(tmp_path / "a"), "-q"])
+    assert quiet.exit_code == 0 and quiet.output == "" and (tmp_path / "a" / "export.json").exists()
+    loud = runner.invoke(cli, ["export", str(norm), "-o", str(tmp_path / "b")])
+    assert loud.exit_code == 0 and "export.json" in loud.output
+    # errors still print under -q
+    bad = runner.invoke(cli, ["export", str(tmp_path / "a" / "export.json"), "-o", str(tmp_path / "c"), "-q"])
+    assert bad.exit_code != 0 and bad.output.startswith("Error:")
 
 
 def test_errors_are_messages_not_tracebacks(tmp_path):

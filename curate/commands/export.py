@@ -9,7 +9,7 @@ from curate.export import ALL_FORMATS, export as export_frames
 from curate.commands._input import load
 from curate.executors import executor_options, pop_executor
 from curate.ingest.formats import NAMES as FORMAT_NAMES
-from curate.progress import console
+from curate.progress import console, quiet_option
 
 
 @click.command()
@@ -22,6 +22,7 @@ from curate.progress import console
               help="Fraction of rows in the test split, chosen by id hash (stable across re-exports).")
 @click.option("--input-format", "fmt", type=click.Choice(["auto", *FORMAT_NAMES]), default="auto", show_default=True,
               help="Source format of raw input files (auto-detected from content by default).")
+@quiet_option
 @executor_options
 def export(inp, out_dir, formats, test_size, fmt, **kwargs):
     """Write SFT / chat / RM / PPO rows in the formats trainers use.

@@ -12,7 +12,7 @@ from curate.generate import generate as run_generate, write_outputs
 from curate.io import check_output
 from curate.llm import Engine
 from curate.llm.options import config_from_options, llm_options, pop_llm_options
-from curate.progress import console
+from curate.progress import console, quiet_option
 
 
 @click.command()
@@ -36,6 +36,7 @@ from curate.progress import console
 @click.option("--no-lang-check", is_flag=True,
               help="Keep tasks that curate.langid reads as another language (by default dropped: "
                    "e.g. Indonesian when generating Malay).")
+@quiet_option
 @llm_options
 def generate(seeds_file, n, out_dir, lang, seed, prompt_file, threshold, temperature, max_tokens,
              no_similarity_fields, no_lang_check, **kwargs):

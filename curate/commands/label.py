@@ -9,7 +9,7 @@ import click
 
 from curate import io
 from curate.commands._input import load
-from curate.progress import bar, console
+from curate.progress import bar, console, quiet_option
 
 _connection = [
     click.option("--api-url", envvar="ARGILLA_API_URL", show_envvar=True,
@@ -42,6 +42,7 @@ def _quiet_sdk() -> None:
               help="Annotators who must submit a record before it counts as done (new datasets only).")
 @click.option("--batch-size", type=click.IntRange(1, 500), default=200, show_default=True,
               help="Records per request.")
+@quiet_option
 @connection_options
 def push(inp, dataset, task, overlap, batch_size, api_url, api_key, workspace):
     """Push rows to Argilla for human review or ranking (again = update, never duplicate).
@@ -96,6 +97,7 @@ def push(inp, dataset, task, overlap, batch_size, api_url, api_key, workspace):
 @click.option("--min-quality", type=click.FloatRange(1, 5), default=None,
               help="Reviewed rows whose merged quality is below this and that nobody corrected go to "
                    "rejected.jsonl instead of the output. Default: keep every submitted row.")
+@quiet_option
 @connection_options
 def pull(dataset, out_dir, no_ppo, min_quality, api_url, api_key, workspace):
     """Pull submitted answers from Argilla back into curate rows.

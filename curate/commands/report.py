@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from curate.progress import console
+from curate.progress import console, quiet_option
 from curate.report_html import write_report
 
 
@@ -17,6 +17,7 @@ from curate.report_html import write_report
 @click.option("-m", "--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="SentencePiece model: adds token-length distributions.")
 @click.option("--title", help="Title of the report.")
+@quiet_option
 def report(inp, out_html, compare, model, title):
     """Write one self-contained HTML report of a dataset (opens offline; charts are inline SVG).
 
