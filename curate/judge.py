@@ -273,18 +273,30 @@ def combine(first: str, second: str) -> str:
     return "tie"
 
 
+def pairwise_stats(outcomes: Counter | dict[str, int], first: int, second: int, consistent: int,
+                   confidence: float = 0.95) -> dict[str, Any]:
+    """The report's ``pairwise`` figures from the counts (row outcomes; single-order replies that
+    preferred the first / second shown answer; rows whose two orders agreed)."""
+    stats = win_rate(outcomes, confidence)
+    stats["position_bias"] = {
+        "first_preferred": first, "second_preferred": second,
+        "first_share": round(first / (first + second), 4) if first + second else None,
+        "consistent_rows": consistent}
+    return stats
+
+
 def judge_pairs(rows: list[dict[str, Any]], engine: Engine, *, confidence: float = 0.95,
                 temperature: float = 0.0) -> Outcome:
     """Judge each RM row's best two completions in both orders; win rate of the best-ranked with a CI."""
     params = {"temperature": temperature, "response_format": {"type": "json_object"}}
-    quarantine: list[dict] = []
     codes: Counter = Counter()
     requests: list[Request] = []
-    judged: list[tuple[dict, int, int]] = []
+    judged: list[tuple[int, dict, int, int]] = []
+    quarantined: list[tuple[int, dict]] = []  # (row index, entry): quarantine.jsonl lists them in row order
     for i, row in enumerate(rows):
         pair = pair_of(row)
         if pair is None:
-            quarantine.append(_quarantine(row, "rm", "unranked", "needs two ranked completions to compare"))
+            quarantined.append((i, _quarantine(row, "rm", "unranked", "needs two ranked completions to compare")))
             codes["unranked"] += 1
             continue
         c, b = pair
@@ -294,7 +306,7 @@ def judge_pairs(rows: list[dict[str, Any]], engine: Engine, *, confidence: float
                                     messages=[{"role": "system", "content": PAIR_SYSTEM},
                                               {"role": "user", "content": pair_message(row.get("prompt") or "", x, y)}],
                                     params=params, schema=Pick, data=(len(judged), order)))
-        judged.append((row, c, b))
+        judged.append((i, row, c, b))
     results = engine.run(requests) if requests else []
     picks: dict[int, dict[int, Result]] = {}
     for res in results:
@@ -305,12 +317,12 @@ def judge_pairs(rows: list[dict[str, Any]], engine: Engine, *, confidence: float
     first_pos = Counter()
     consistent = 0
     model = engine.config.model
-    for j, (row, c, b) in enumerate(judged):
+    for j, (i, row, c, b) in enumerate(judged):
         got = picks.get(j, {})
         bad = [r for r in got.values() if not r.ok]
         if bad:
             code, reason = _failure(bad[0])
-            quarantine.append(_quarantine(row, "rm", code, reason, raw=bad[0].text))
+            quarantined.append((i, _quarantine(row, "rm", code, reason, raw=bad[0].text)))
             codes[code] += 1
             continue
         p1, p2 = got[1].value, got[2].value
@@ -326,12 +338,8 @@ def judge_pairs(rows: list[dict[str, Any]], engine: Engine, *, confidence: float
                             {"order": "baseline first", "better": p2.better, "reason": p2.reason}],
                  "model": model}
         out_rows.append({**row, "meta": schemas.merge_meta(row.get("meta"), judge=judge)})
-    stats = win_rate(outcomes, confidence)
-    decided_single = first_pos["first"] + first_pos["second"]
-    stats["position_bias"] = {
-        "first_preferred": first_pos["first"], "second_preferred": first_pos["second"],
-        "first_share": round(first_pos["first"] / decided_single, 4) if decided_single else None,
-        "consistent_rows": consistent}
+    quarantine = [q for _, q in sorted(quarantined, key=lambda t: t[0])]
+    stats = pairwise_stats(outcomes, first_pos["first"], first_pos["second"], consistent, confidence)
     frames = {"rm": schemas.from_rows("rm", out_rows)}
     report = {
         "stage": STAGE, "mode": "pairwise", "rows_in": len(rows), "rows_out": len(out_rows),

@@ -167,6 +167,7 @@ class Item:
     first_ctx: int = 0  # index of the first earlier turn kept in the prompt
     last_later: int = 0  # index (exclusive) of the last later turn kept
     key: str = ""
+    index: int = 0  # the chat's position among the input chats
 
     @property
     def K(self) -> str:
@@ -364,8 +365,12 @@ def build_requests(items: list[Item], temperature: float = 0.0, max_tokens: int 
 def reflect_rows(chats: list[dict[str, Any]], engine: Engine, *, max_context: int | None = 6000,
                  min_change: float = 0.05, keep_indonesian: bool = False, lang: str | None = None,
                  chat: bool = False, temperature: float = 0.0, max_tokens: int | None = None) -> Outcome:
-    """Reflect every reviewable answer of ``chats`` (chat row dicts); return frames, quarantine, report."""
-    quarantine: list[dict] = []
+    """Reflect every reviewable answer of ``chats`` (chat row dicts); return frames, quarantine, report.
+
+    Chats are independent of each other but for the duplicate check (``seen``): the quarantine lists
+    answers in chat order, so the run over a list of chats equals the runs over its consecutive parts
+    put together (what ``--executor ray`` does) once later duplicates are dropped."""
+    quarantined: list[tuple[tuple[int, int], dict]] = []  # ((chat, turn), entry), sorted at the end
     codes: Counter = Counter()
     stats: Counter = Counter()
     items: list[Item] = []
@@ -379,12 +384,12 @@ def reflect_rows(chats: list[dict[str, Any]], engine: Engine, *, max_context: in
         target = chat_lang(row, keep_indonesian, lang)
         costs = turn_costs(msgs) if max_context else None
         for k in points:
-            it = Item(row=row, k=k, lang=target, messages=msgs, key=f"{ri}:{row['id']}:{k + 1}")
+            it = Item(row=row, k=k, lang=target, messages=msgs, key=f"{ri}:{row['id']}:{k + 1}", index=ri)
             stats["answers"] += 1
             if not fit(it, max_context, costs):
-                quarantine.append(_quarantine(row, "too_long", f"turn {k + 2}: K, L and the next user turn alone "
-                                              f"exceed --max-context {max_context} tokens",
-                                              evidence={"turn": k + 1}))
+                quarantined.append(((ri, k), _quarantine(row, "too_long", f"turn {k + 2}: K, L and the next user "
+                                                         f"turn alone exceed --max-context {max_context} tokens",
+                                                         evidence={"turn": k + 1})))
                 codes["too_long"] += 1
                 continue
             stats["later_turns_cut"] += len(msgs) - it.last_later
@@ -411,16 +416,17 @@ def reflect_rows(chats: list[dict[str, Any]], engine: Engine, *, max_context: in
                 reason = res.error or "; ".join(m for _, m in probs)
             else:
                 code, reason = "llm_error", res.error or res.code
-            quarantine.append(_quarantine(row, code, f"turn {it.k + 2}: {reason}", evidence=where, raw=res.text))
+            quarantined.append(((it.index, it.k), _quarantine(row, code, f"turn {it.k + 2}: {reason}", evidence=where,
+                                                              raw=res.text)))
             codes[code] += 1
             continue
         r: Reflection = res.value
         new, old, crit = r.L_new.strip(), it.L, r.C.strip()
         sim = similarity(new, old)
         if 1.0 - sim < min_change:
-            quarantine.append(_quarantine(row, "unchanged", f"turn {it.k + 2}: the new answer is essentially the old "
-                                          f"one (similarity {sim:.3f}, --min-change {min_change})",
-                                          evidence={**where, "similarity": round(sim, 4)}, raw=res.text))
+            quarantined.append(((it.index, it.k), _quarantine(
+                row, "unchanged", f"turn {it.k + 2}: the new answer is essentially the old one (similarity "
+                f"{sim:.3f}, --min-change {min_change})", evidence={**where, "similarity": round(sim, 4)}, raw=res.text)))
             codes["unchanged"] += 1
             continue
         context = it.context
@@ -446,6 +452,7 @@ def reflect_rows(chats: list[dict[str, Any]], engine: Engine, *, max_context: in
             seen[kind].add(nr["id"])
             out[kind].append(nr)
         stats["reflected"] += 1
+    quarantine = [q for _, q in sorted(quarantined, key=lambda t: t[0])]
     frames = {k: schemas.from_rows(k, rows) for k, rows in out.items()}
     report = {
         "stage": STAGE, "rows_in": len(chats), "rows_out": sum(len(v) for v in out.values()),

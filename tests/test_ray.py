@@ -349,3 +349,101 @@ def test_judge_ray_equals_local(ray_local, llm_dataset, openai_server, tmp_path)
     b = strip_timing(orjson.loads((tmp_path / "ray" / "report.json").read_bytes()))
     assert a.pop("llm")["outcomes"] == b.pop("llm")["outcomes"]
     assert a == b
+
+
+# ---- reflect and pairwise judge: whole-dataset stages put together from blocks ----------------------
+def _crc(text: str) -> int:
+    import zlib
+
+    return zlib.crc32(text.encode())
+
+
+@pytest.fixture(scope="module")
+def identity_chats(fixtures, tmp_path_factory) -> Path:
+    """40 ShareGPT chats (many open with the same question, so reflect writes the same SFT row from
+    chats in different blocks) plus 4 repeated chats, and the 3 long ShareGPT chats."""
+    import json
+
+    chats = json.loads((fixtures / "sharegpt_fastchat_identity.json").read_text())[:40]
+    chats += [{**c, "id": f"again_{c['id']}"} for c in chats[:4]]
+    d = tmp_path_factory.mktemp("reflect")
+    (d / "identity.json").write_text(json.dumps(chats))
+    ingest_to_dir([d / "identity.json", fixtures / "sharegpt.json"], d / "chats")
+    return d / "chats"
+
+
+def _same_reports(local: Path, other: Path) -> None:
+    a = strip_timing(orjson.loads((local / "report.json").read_bytes()))
+    b = strip_timing(orjson.loads((other / "report.json").read_bytes()))
+    assert a.pop("llm")["outcomes"] == b.pop("llm")["outcomes"]
+    assert a == b
+
+
+def test_reflect_then_pairwise_judge_ray_equal_local(ray_local, identity_chats, openai_server, tmp_path):
+    from curate import schemas
+    from curate.executors import ray_llm
+    from curate.judge import judge_dataset
+    from curate.reflect import reflect_dataset
+    from tests.test_judge import tags
+    from tests.test_reflect import FAULTS, good, model
+
+    # one answer in six gets no valid reply however often it is asked (quarantined with the raw reply)
+    openai_server.handler = model(lambda p: (FAULTS["invalid_json"] if _crc(p["user"]) % 6 == 0 else good)(p))
+    kw = dict(max_context=700, chat=True)  # a small budget: some answers are too long to review
+    cfg = dict(extra_budget=float("inf"))
+    local, _ = reflect_dataset(identity_chats, tmp_path / "local", llm_config(openai_server, tmp_path / "a.sqlite", **cfg),
+                               **kw)
+    report, _ = ray_llm.reflect(identity_chats, tmp_path / "ray", llm_config(openai_server, tmp_path / "b.sqlite", **cfg),
+                                block_rows=8, **kw)
+    rep = local.report
+    assert rep["counts"]["duplicate_sft"] > 0 and rep["answers_reflected"] > 20  # rows repeated across blocks
+    assert {"too_long", "invalid_json"} <= set(rep["quarantine_codes"])
+    assert report["rows_out"] == rep["rows_out"] and report["counts"] == rep["counts"]
+    assert_same_llm_run(tmp_path / "local", tmp_path / "ray")
+    _same_reports(tmp_path / "local", tmp_path / "ray")
+
+    # pairwise: the reflected RM rows, every fifth one unranked; the judge's pick depends on the prompt
+    rows = read_kinds(tmp_path / "local")["rm"].to_dicts()
+    for i in range(0, len(rows), 5):
+        rows[i]["ranks"] = None
+    (tmp_path / "pairs").mkdir()
+    schemas.from_rows("rm", rows).write_parquet(tmp_path / "pairs" / "rm.parquet")
+
+    def judge(request):
+        t = tags(request)
+        pick = ("1", "2", "tie", "3")[_crc(t["prompt"] + t["answer_1"]) % 4]  # "3": invalid, re-asked, quarantined
+        return orjson.dumps({"better": pick, "reason": "by content"}).decode()
+    openai_server.handler = judge
+    pairs = tmp_path / "pairs" / "rm.parquet"
+    outcome, _ = judge_dataset(pairs, tmp_path / "jlocal", llm_config(openai_server, tmp_path / "c.sqlite", **cfg),
+                               pairwise=True, confidence=0.9)
+    jr, _ = ray_llm.judge(pairs, tmp_path / "jray", llm_config(openai_server, tmp_path / "d.sqlite", **cfg),
+                          pairwise=True, confidence=0.9, block_rows=7)
+    s = outcome.report["pairwise"]
+    assert min(s["wins"], s["losses"], s["ties"]) > 0 and s["confidence"] == 0.9
+    assert set(outcome.report["quarantine_codes"]) == {"unranked", "invalid_reply"}
+    assert jr["pairwise"] == s
+    assert_same_llm_run(tmp_path / "jlocal", tmp_path / "jray")
+    _same_reports(tmp_path / "jlocal", tmp_path / "jray")
+
+    # the same runs through the CLI (the Ray session of the test is reused; every reply is cached)
+    from click.testing import CliRunner
+
+    from curate.cli import cli
+
+    base = ["--executor", "ray", "--base-url", openai_server.url, "--model", "loopback", "--api-key", "sk-test",
+            "--extra-budget", "1000", "-q"]
+    for args, same_as in (([str(identity_chats), "--max-context", "700", "--chat", "--cache", str(tmp_path / "b.sqlite")],
+                           "ray"),
+                          ([str(pairs), "--pairwise", "--confidence", "0.9", "--cache", str(tmp_path / "d.sqlite")],
+                           "jray")):
+        stage = "judge" if "--pairwise" in args else "reflect"
+        res = CliRunner().invoke(cli, [stage, *args, "-o", str(tmp_path / f"cli-{stage}"), *base])
+        assert res.exit_code == 3 and "see quarantine.jsonl" in res.output, res.output  # invalid replies
+        assert_same_llm_run(tmp_path / same_as, tmp_path / f"cli-{stage}")
+    # an endpoint that is down stops an actor: the user gets the engine's message, not a Ray traceback
+    openai_server.stop()
+    res = CliRunner().invoke(cli, ["judge", str(pairs), "--pairwise", "-o", str(tmp_path / "down"), *base,
+                                   "--no-cache", "--max-retries", "0"])
+    assert res.exit_code == 4 and "cannot reach the LLM endpoint" in res.output, res.output
+    assert "Traceback" not in res.output and not (tmp_path / "down").exists()

@@ -45,32 +45,29 @@ def judge(inp, out_dir, pairwise, min_score, drop_verdicts, confidence, temperat
           --base-url http://127.0.0.1:8000/v1 --model qwen2.5-7b-instruct
       curate judge datasets/reflected -o datasets/judged-pairs --pairwise   # OPENAI_API_KEY set
       curate judge datasets/clean -o datasets/judged --executor ray --base-url http://vllm-0:8000/v1
+      curate judge datasets/reflected -o datasets/judged-pairs --pairwise --executor ray   # pairs on Ray actors
     """
     from curate.judge import judge_dataset
 
     executor = pop_executor(kwargs)
-    if executor.is_ray and pairwise:
-        raise click.UsageError("--pairwise runs with --executor local (one win rate over every pair)")
     opts = pop_llm_options(kwargs)
     cfg = config_from_options(opts, default_batch_out=out_dir / "batch" / "judge-requests.jsonl",
                               progress=False if quiet else None)
+    kw = (dict(confidence=confidence, temperature=temperature) if pairwise else
+          dict(min_score=min_score, drop_verdicts=tuple(drop_verdicts), temperature=temperature))
+    if executor.is_ray:
+        from curate.executors import ray_llm
+
+        executor.connect(quiet=quiet)
+        r, engine = ray_llm.judge(inp, out_dir, cfg, pairwise=pairwise, **kw)
+    else:
+        outcome, engine = judge_dataset(inp, out_dir, cfg, pairwise=pairwise, **kw)
+        r = outcome.report
     if pairwise:
-        outcome, engine = judge_dataset(inp, out_dir, cfg, pairwise=True, confidence=confidence,
-                                        temperature=temperature)
-        s = outcome.report["pairwise"]
+        s = r["pairwise"]
         extra = (f"pairwise: {s['n']} rows, wins {s['wins']}, losses {s['losses']}, ties {s['ties']}; win rate "
                  + (f"{s['win_rate']:.3f} ({confidence:.0%} CI {s['ci'][0]:.3f}-{s['ci'][1]:.3f})"
                     if s["win_rate"] is not None else "n/a"))
     else:
-        if executor.is_ray:
-            from curate.executors import ray_llm
-
-            executor.connect(quiet=quiet)
-            r, engine = ray_llm.judge(inp, out_dir, cfg, min_score=min_score, drop_verdicts=tuple(drop_verdicts),
-                                      temperature=temperature)
-        else:
-            outcome, engine = judge_dataset(inp, out_dir, cfg, min_score=min_score,
-                                            drop_verdicts=tuple(drop_verdicts), temperature=temperature)
-            r = outcome.report
         extra = f"scored {r['scored']} rows, mean score {r['mean_score']}, verdicts {r['verdicts']}"
-    summary("judge", outcome.report if pairwise else r, engine, out_dir, quiet, extra=extra)
+    summary("judge", r, engine, out_dir, quiet, extra=extra)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from curate.executors import executor_options, pop_executor
 from curate.llm.options import config_from_options, echo_summary, llm_options, pop_llm_options
 
 
@@ -31,6 +32,7 @@ def summary(stage: str, rep: dict, engine, out_dir: Path, quiet: bool, extra: st
 @click.option("--max-tokens", type=click.IntRange(1), help="Reply token limit per request.")
 @llm_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@executor_options
 def reflect(inp, out_dir, max_context, min_change, lang, keep_indonesian, chat, temperature, max_tokens, quiet,
             **kwargs):
     """Judge each chat answer in hindsight and rewrite it (SelfReflectionGPT's method).
@@ -48,15 +50,24 @@ def reflect(inp, out_dir, max_context, min_change, lang, keep_indonesian, chat, 
       curate reflect datasets/translated -o datasets/reflected \\
           --base-url http://127.0.0.1:8000/v1 --model qwen2.5-7b-instruct
       OPENAI_API_KEY=... curate reflect chats.jsonl -o out/ --max-context 4000 --min-change 0.1
+      curate reflect datasets/translated -o datasets/reflected --executor ray \
+          --base-url http://vllm-0:8000/v1 --base-url http://vllm-1:8000/v1   # chats spread over a Ray actor pool
     """
     from curate.reflect import reflect_dataset
 
+    executor = pop_executor(kwargs)
     opts = pop_llm_options(kwargs)
     cfg = config_from_options(opts, default_batch_out=out_dir / "batch" / "reflect-requests.jsonl",
                               progress=False if quiet else None)
-    outcome, engine = reflect_dataset(inp, out_dir, cfg, max_context=max_context or None, min_change=min_change,
-                                      keep_indonesian=keep_indonesian, lang=lang, chat=chat,
-                                      temperature=temperature, max_tokens=max_tokens)
-    rep = outcome.report
+    kw = dict(max_context=max_context or None, min_change=min_change, keep_indonesian=keep_indonesian, lang=lang,
+              chat=chat, temperature=temperature, max_tokens=max_tokens)
+    if executor.is_ray:
+        from curate.executors import ray_llm
+
+        executor.connect(quiet=quiet)
+        rep, engine = ray_llm.reflect(inp, out_dir, cfg, **kw)
+    else:
+        outcome, engine = reflect_dataset(inp, out_dir, cfg, **kw)
+        rep = outcome.report
     summary("reflect", rep, engine, out_dir, quiet,
             extra=f"answers reviewed {rep['answers_reviewed']}, reflected {rep['answers_reflected']}")

@@ -128,6 +128,12 @@ def read_kind(files: list[Path], kind: str, rows_per_block: int):
 def write_part(df: pl.DataFrame, root: Path, kind: str, first_pos: int) -> str:
     """Write one shard atomically (a retried task rewrites the same name); returns its relative path."""
     rel = f"{kind}/part-{first_pos:012d}.parquet"
+    rewrite_part(df, root, rel)
+    return rel
+
+
+def rewrite_part(df: pl.DataFrame, root: Path, rel: str) -> None:
+    """Write ``df`` as the shard ``root/rel`` atomically (a temporary file renamed over it)."""
     target = Path(root) / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -139,4 +145,3 @@ def write_part(df: pl.DataFrame, root: Path, kind: str, first_pos: int) -> str:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return rel

@@ -1,4 +1,4 @@
-"""LLM stages (translate, localize) on Ray: a pool of actors, each running the async engine.
+"""LLM stages (translate, localize, reflect, judge) on Ray: a pool of actors, each running the async engine.
 
 The input is cut into the same blocks as the local executor (``block_rows`` rows per kind, in
 order), so every block sends exactly the requests it sends locally. ``ray.data.from_items(blocks)``
@@ -6,6 +6,13 @@ order), so every block sends exactly the requests it sends locally. ``ray.data.f
 its block (polars, from the input's parquet files), runs the stage's block function with its own
 :class:`~curate.llm.engine.Engine` and writes the block's rows as a shard ``<kind>/part-<pos>.parquet``
 into the output's staging directory. The driver merges quarantine and reports in block order.
+
+Every LLM stage is row-wise up to its report, so a block runs the local stage function on its rows:
+``reflect`` maps over chats (an answer's prompt is its own chat), pairwise ``judge`` forms each RM
+row's pair in its block. What is global is put together on the driver: the report's figures from
+the blocks' counts (the pairwise win rate and interval from the summed wins/losses/ties), and
+reflect's duplicate check (a row whose id an earlier block already wrote is dropped from its
+shard and counted, as the local run drops it).
 
 * **Concurrency and budget**: ``--concurrency`` and ``--max-requests`` are split evenly across the
   actors, so the whole run never has more requests in flight, or sent, than asked for.
@@ -31,6 +38,7 @@ import polars as pl
 from curate import io, schemas
 from curate.errors import UserError
 from curate.executors import ray_data
+from curate.executors.ray_session import user_error_in
 from curate.llm.config import EngineConfig
 from curate.llm.engine import Engine
 
@@ -47,6 +55,10 @@ class Job:
     block: Callable[..., tuple]
     configs: list[EngineConfig]
     descriptions: list[str]
+    kinds: tuple[str, ...] | None = None  # the kinds the stage reads (None: every kind)
+    # set: output ids are unique per kind across blocks (the first block's row is kept); called as
+    # ``on_duplicates(report, {kind: rows dropped})`` to count the dropped rows in the report
+    on_duplicates: Callable[[dict, dict[str, int]], dict] | None = None
 
 
 def actors_for(blocks: int) -> int:
@@ -153,17 +165,23 @@ def run(job: Job, inp: str | Path, out_dir: str | Path, *, block_rows: int = 20_
         data, files = ray_data.open_input([inp], None, w.path / ".input")
         blocks = []
         for kind, kfiles in files.items():
+            if job.kinds is not None and kind not in job.kinds:
+                continue
             ps = ray_data.pieces(kfiles, block_rows) or [{"file": str(kfiles[0]), "offset": 0, "length": 0, "pos": 0}]
             blocks += [{"i": len(blocks) + j, "kind": kind, **p} for j, p in enumerate(ps)]
         n = actors_for(len(blocks))
         ds = ray.data.from_items(blocks, override_num_blocks=len(blocks)).map_batches(
             _Worker, fn_constructor_args=(job, n, str(w.path)), batch_size=1, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=n), num_cpus=1, max_restarts=-1, max_task_retries=-1)
-        rows = sorted(ds.take_all(), key=lambda r: r["i"])
+        try:
+            rows = sorted(ds.take_all(), key=lambda r: r["i"])
+        except Exception as exc:  # an actor's StageStopped (endpoint down, budget spent): the user's message
+            raise (user_error_in(exc) or exc) from None
         report = sub = None
         quarantine: list[dict] = list(data.quarantine)
         llm: list[list[dict]] = [[] for _ in job.configs]
         written = 0
+        parts: list[tuple[str, str, int]] = []
         for r in rows:
             report = add_reports(report, orjson.loads(r["report"]))
             s = orjson.loads(r["sub"])
@@ -172,9 +190,13 @@ def run(job: Job, inp: str | Path, out_dir: str | Path, *, block_rows: int = 20_
             quarantine += orjson.loads(r["quarantine"])
             for k, rep in enumerate(orjson.loads(r["llm"])):
                 llm[k].append(rep)
-            for kind, rel, height in orjson.loads(r["files"]):
-                w.add_part(kind, rel)
-                written += height
+            parts += [tuple(f) for f in orjson.loads(r["files"])]
+        if job.on_duplicates is not None:
+            parts, dropped = _drop_repeated_ids(w.path, parts)
+            report = job.on_duplicates(report or {}, dropped)
+        for kind, rel, height in parts:
+            w.add_part(kind, rel)
+            written += height
         import shutil
 
         shutil.rmtree(w.path / ".input", ignore_errors=True)
@@ -185,6 +207,27 @@ def run(job: Job, inp: str | Path, out_dir: str | Path, *, block_rows: int = 20_
         w.write_jsonl("quarantine.jsonl", quarantine)
         w.write_json("report.json", report)
     return report, written
+
+
+def _drop_repeated_ids(root: Path, parts: list[tuple[str, str, int]]) -> tuple[list, dict[str, int]]:
+    """Drop from each shard (in block order) the rows whose id an earlier shard of the kind holds;
+    returns the shards with their new heights and ``{kind: rows dropped}``. (The ids of one kind
+    are held on the driver: 16 bytes a row.)"""
+    seen: dict[str, set] = {}
+    dropped: dict[str, int] = {}
+    out = []
+    for kind, rel, height in parts:
+        ids = pl.read_parquet(root / rel, columns=["id"])["id"].to_list()
+        had = seen.setdefault(kind, set())
+        keep = [i not in had for i in ids]
+        had.update(ids)
+        if not all(keep):
+            df = pl.read_parquet(root / rel).filter(pl.Series(keep))
+            ray_data.rewrite_part(df, root, rel)
+            dropped[kind] = dropped.get(kind, 0) + height - df.height
+            height = df.height
+        out.append((kind, rel, height))
+    return out, dropped
 
 
 class RunView:
@@ -246,38 +289,95 @@ def localize(inp, out_dir, config: EngineConfig, *, country: str = "MY", lang: s
     return report, RunView(report["llm"])
 
 
-def _judge_block(rows_by_kind, engine, **kw):
-    from curate.judge import judge_rows
+def _add_reports_but_settings(total: dict | None, part: dict) -> dict:
+    """Two block reports summed (:func:`curate.translate._add_reports`), the run's ``settings`` kept as they are."""
+    from curate.translate import _add_reports
 
-    out = judge_rows(rows_by_kind, engine, **kw)
+    return {**_add_reports(total, part), "settings": part["settings"]}
+
+
+def _judge_block(rows_by_kind, engine, *, pairwise: bool = False, **kw):
+    from curate.judge import judge_pairs, judge_rows
+
+    out = judge_pairs(rows_by_kind.get("rm") or [], engine, **kw) if pairwise else judge_rows(rows_by_kind, engine, **kw)
     return out.frames, out.quarantine, out.report, None
 
 
-def judge(inp, out_dir, config: EngineConfig, *, min_score: float | None = None, drop_verdicts: tuple = (),
-          temperature: float = 0.0, block_rows: int = 20_000) -> tuple[dict, RunView]:
-    """Pointwise :func:`curate.judge.judge_dataset` on the actor pool: the same output and report.
-    (Pairwise judging computes one win rate over every pair: it runs locally.)"""
+def _need_kind(inp, kind: str, hint: str) -> None:
+    frames = io.read_input(inp).frames
+    if kind not in frames:
+        raise UserError(f"{inp}: {hint} (found {', '.join(frames) or 'nothing'})")
+
+
+def judge(inp, out_dir, config: EngineConfig, *, pairwise: bool = False, min_score: float | None = None,
+          drop_verdicts: tuple = (), confidence: float = 0.95, temperature: float = 0.0,
+          block_rows: int = 20_000) -> tuple[dict, RunView]:
+    """:func:`curate.judge.judge_dataset` on the actor pool: the same output and report. Pointwise,
+    each block scores its SFT rows (the mean score is recomputed from the merged histogram);
+    pairwise, each block judges its RM rows' pairs and the win rate and its interval are computed
+    from the summed outcomes."""
     import functools
 
-    from curate.translate import _add_reports
+    from curate.judge import pairwise_stats
 
-    frames = io.read_input(inp).frames
-    if "sft" not in frames:
-        raise UserError(f"{inp}: no SFT rows to score (found {', '.join(frames)}); use --pairwise for RM rows")
+    if pairwise:
+        _need_kind(inp, "rm", "--pairwise needs RM rows (rm.parquet, e.g. from `curate reflect`)")
+    else:
+        _need_kind(inp, "sft", "no SFT rows to score; use --pairwise for RM rows")
 
     def finish(report, _sub, llm, _sub_llm):
         report = dict(report or {})
-        hist = {k: report["score_histogram"][k] for k in sorted(report.get("score_histogram", {}), key=float)}
-        report["score_histogram"] = hist
-        n = sum(hist.values())
-        report["mean_score"] = round(sum(float(k) * v for k, v in hist.items()) / n, 4) if n else None
-        report["mode"], report["stage"] = "pointwise", "judge"
-        report["settings"] = {"min_score": min_score, "drop_verdicts": list(drop_verdicts), "temperature": temperature}
-        report["llm"] = llm
+        if pairwise:
+            s, pb = report["pairwise"], report["pairwise"]["position_bias"]
+            report["pairwise"] = pairwise_stats({"win": s["wins"], "loss": s["losses"], "tie": s["ties"]},
+                                                pb["first_preferred"], pb["second_preferred"], pb["consistent_rows"],
+                                                confidence)
+        else:
+            hist = {k: report["score_histogram"][k] for k in sorted(report.get("score_histogram", {}), key=float)}
+            report["score_histogram"] = hist
+            n = sum(hist.values())
+            report["mean_score"] = round(sum(float(k) * v for k, v in hist.items()) / n, 4) if n else None
+            report["mode"] = "pointwise"
+        report["stage"], report["llm"] = "judge", llm
         return report
 
-    block = functools.partial(_judge_block, min_score=min_score, drop_verdicts=tuple(drop_verdicts),
-                              temperature=temperature)
-    report, _ = run(Job("judge", block, [config], ["judge"]), inp, out_dir, block_rows=block_rows,
-                    finish=finish, add_reports=_add_reports)
+    kw = ({"confidence": confidence, "temperature": temperature} if pairwise else
+          {"min_score": min_score, "drop_verdicts": tuple(drop_verdicts), "temperature": temperature})
+    block = functools.partial(_judge_block, pairwise=pairwise, **kw)
+    name = "judge pairwise" if pairwise else "judge"
+    job = Job("judge", block, [config], [name], kinds=("rm",) if pairwise else None)
+    report, _ = run(job, inp, out_dir, block_rows=block_rows, finish=finish, add_reports=_add_reports_but_settings)
+    return report, RunView(report["llm"])
+
+
+def _reflect_block(rows_by_kind, engine, **kw):
+    from curate.reflect import reflect_rows
+
+    out = reflect_rows(rows_by_kind.get("chat") or [], engine, **kw)
+    return out.frames, out.quarantine, out.report, None
+
+
+def reflect(inp, out_dir, config: EngineConfig, *, block_rows: int = 20_000, **kw) -> tuple[dict, RunView]:
+    """:func:`curate.reflect.reflect_dataset` on the actor pool: each block reflects its chats; an
+    answer row that an earlier block already wrote (the same id) is dropped and counted as a
+    duplicate, as locally. The same output and report."""
+    import functools
+
+    _need_kind(inp, "chat", "no chat rows to reflect on; reflect needs multi-turn chats (ShareGPT, OpenAI "
+                            "messages, KoChatGPT conversations)")
+
+    def duplicates(report, dropped):
+        counts = report.setdefault("counts", {})
+        for kind, n in dropped.items():
+            counts[f"duplicate_{kind}"] = counts.get(f"duplicate_{kind}", 0) + n
+            report["rows_by_kind"][kind] -= n
+            report["rows_out"] -= n
+        return report
+
+    def finish(report, _sub, llm, _sub_llm):
+        return {**(report or {}), "llm": llm}
+
+    job = Job("reflect", functools.partial(_reflect_block, **kw), [config], ["reflect"], kinds=("chat",),
+              on_duplicates=duplicates)
+    report, _ = run(job, inp, out_dir, block_rows=block_rows, finish=finish, add_reports=_add_reports_but_settings)
     return report, RunView(report["llm"])

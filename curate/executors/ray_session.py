@@ -39,6 +39,9 @@ def configure() -> None:
     # curate shuffles hashes (exact-duplicate keys, MinHash band keys): incompressible, so zstd only
     # costs CPU
     ctx.shuffle_compression = "none"
+    # a stage function's own error (StageStopped: the endpoint is down) comes back as itself, not as
+    # a UserCodeException that has lost it: see user_error_in
+    ctx.raise_original_map_exception = True
     for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
@@ -49,3 +52,20 @@ def num_cpus() -> int:
     import ray
 
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def user_error_in(exc: BaseException) -> UserError | None:
+    """The curate error (e.g. :class:`~curate.errors.StageStopped`: the endpoint is down) that a
+    Ray task raised, found in the chain of Ray's wrapping exceptions; None for anything else."""
+    from ray.exceptions import RayError
+
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, UserError) and not isinstance(e, RayError):  # RayTaskError(StageStopped): its cause
+            return e
+        todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
+    return None
