@@ -81,6 +81,7 @@ _NORM_ROWS = 131_072     # rows normalized per slice
 _SPAN_ROWS = 16_384      # rows read from polars at a time
 _CHUNK_ROWS = 1_024      # rows hashed per chunk (cache-sized temporaries)
 _VERIFY_SHINGLES = 250_000  # shingles per verification batch (cache-sized: 4x faster than 4M)
+_JIT_MIN_ROWS = 20_000   # from this many rows the compiled sketch (its import: ~0.7 s CPU) pays off
 _MAX_CHECKS = 16         # a row that failed this many checks against centers is left unclustered  # shingles per verification batch
 _SENT = np.uint32(0xFFFFFFFF)
 _M1 = np.uint64(0x9E3779B97F4A7C15)
@@ -155,14 +156,33 @@ def _buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return data, offsets
 
 
+def _arrow_buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(the texts' UTF-8 bytes, int64 offsets: text i is ``data[offsets[i]:offsets[i+1]]``), read
+    in place from the Arrow buffers (no nulls expected; no padding)."""
+    import pyarrow as pa
+
+    arr = texts.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.large_string():
+        arr = arr.cast(pa.large_string())
+    _, off, data = arr.buffers()
+    offsets = np.frombuffer(off, dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    return (np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)), offsets
+
+
 def _u64_at(data: np.ndarray, total: int) -> np.ndarray:
     """The little-endian uint64 starting at every byte position (``data`` padded with 8 bytes)."""
     return np.ndarray(shape=(total,), dtype="<u8", buffer=data, offset=0, strides=(1,))
 
 
+def _salt(seed: int) -> int:
+    return (seed * 0x632BE59BD9B4E019 + 0x2545F4914F6CDD1D) & 0xFFFFFFFFFFFFFFFF
+
+
 def _mix(v: np.ndarray, seed: int) -> np.ndarray:
     """64-bit mixer (multiply / xor-shift, as in murmur3's finalizer)."""
-    h = v ^ np.uint64((seed * 0x632BE59BD9B4E019 + 0x2545F4914F6CDD1D) & 0xFFFFFFFFFFFFFFFF)
+    h = v ^ np.uint64(_salt(seed))
     h *= _M2
     h ^= h >> np.uint64(32)
     h *= _M3
@@ -300,6 +320,15 @@ def _signatures_of(sh: Shingles, num_perm: int, seed: int) -> np.ndarray:
     return sig
 
 
+def _jit():
+    """The compiled sketch kernels (:mod:`curate.minhash_jit`), or None (numpy path) without numba
+    or with ``CURATE_NO_JIT=1`` (the two paths give identical sketches)."""
+    if os.environ.get("CURATE_NO_JIT"):
+        return None
+    from curate import minhash_jit
+    return minhash_jit if minhash_jit.AVAILABLE else None
+
+
 @functools.lru_cache(maxsize=1024)
 def _probe(num_perm: int, attempt: int, seed: int) -> np.ndarray:
     """Bin probed by every bin at this attempt (the same for every row)."""
@@ -344,8 +373,26 @@ def sketch(texts: pl.Series, *, threshold: float = 0.8, num_perm: int = DEFAULT_
     est = np.empty((n, est_bins), dtype=np.uint8)
     lengths = np.empty(n, dtype=np.int64)
 
-    def span(s: int) -> None:  # numpy releases the GIL in its loops: spans run in parallel
+    jit = _jit() if n >= _JIT_MIN_ROWS else None
+    unit, width = parse_measure(measure)
+    bits = int(math.log2(num_perm))
+    band_init = np.array([(seed * 0x9E3779B97F4A7C15 + j * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+                          for j in range(bands)], dtype=np.uint64)
+
+    def span(s: int) -> None:  # numpy and the compiled kernels release the GIL: spans run in parallel
         part = texts.slice(s, _SPAN_ROWS)
+        if jit is not None:  # one compiled pass per row (same results as the numpy path below)
+            common = (np.uint64(_salt(seed)), bits, np.uint64(_salt(seed + 1)), band_init, bands, r, keys, est, lengths)
+            if unit == "char":
+                data, offsets = _arrow_buffers(part.fill_null("").str.pad_end(width, " "))
+                jit.sketch_chars(data, offsets, width, width > 5, np.uint64(_salt(77)), *common, s)
+            else:
+                for c in range(0, len(part), _CHUNK_ROWS):
+                    sh = shingles(part.slice(c, _CHUNK_ROWS), measure)
+                    jit.sketch_values(sh.values, sh.offsets, *common, s + c)
+            if on_rows:
+                on_rows(len(part))
+            return
         for c in range(0, len(part), _CHUNK_ROWS):
             sh = shingles(part.slice(c, _CHUNK_ROWS), measure)
             d = s + c + len(sh.offsets) - 1
@@ -467,9 +514,20 @@ def verify(pairs: pl.DataFrame, texts: pl.Series, measure: str = DEFAULT_MEASURE
         spans.append((start, stop))
         start = stop
 
+    unit, width = parse_measure(measure)
+    jit = _jit() if unit == "char" and len(texts) >= _JIT_MIN_ROWS else None
+
     def batch(span: tuple[int, int]) -> None:
         lo, hi = span
-        out[lo:hi] = _verify_batch(a_all[lo:hi], b_all[lo:hi], texts, measure)
+        if jit is None:
+            out[lo:hi] = _verify_batch(a_all[lo:hi], b_all[lo:hi], texts, measure)
+            return
+        # compiled: the rows of the span's pairs, each pair's sets built from the bytes and merged
+        a, b = a_all[lo:hi], b_all[lo:hi]
+        rows = np.unique(np.concatenate([a, b]))
+        data, offsets = _arrow_buffers(texts.gather(rows).fill_null("").str.pad_end(width, " "))
+        jit.jaccard_chars(data, offsets, width, width > 5, np.uint64(_salt(77)),
+                          np.searchsorted(rows, a), np.searchsorted(rows, b), out[lo:hi])
 
     with ThreadPoolExecutor(_THREADS) as pool:
         list(pool.map(batch, spans))

@@ -300,9 +300,9 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
 def _row_frame(df: pl.DataFrame, kind: str, fix_frames, need_lang: bool = True) -> pl.DataFrame:
     """``_row, id, source, line, text, lang_text, _lang_cache`` for every row, with the text after fixes.
 
-    ``text`` is the whole row (for duplicates). ``lang_text`` is what language id reads: the whole
-    row, except when the prompt asks for a translation or another language, where the foreign input
-    and output are the task, so only the prompt is read. ``_lang_cache`` is the ``lang`` of ingest
+    ``text`` is the whole row (for duplicates). ``lang_text`` is what language id reads when it is
+    not the whole row (null): when the prompt asks for a translation or another language, the foreign
+    input and output are the task, so only the prompt is read (not a second copy of every text). ``_lang_cache`` is the ``lang`` of ingest
     for rows no fix changed. Without ``need_lang`` (no language rule active) the last two are left out.
     """
     from curate.clean.rules.language import wants_other_rows
@@ -321,7 +321,7 @@ def _row_frame(df: pl.DataFrame, kind: str, fix_frames, need_lang: bool = True) 
     if fixed_rows is not None and fixed_rows.len():
         lang = pl.when(pl.col("_row").is_in(fixed_rows.implode())).then(None).otherwise(lang)
     return base.select("_row", "id", "source", "line", "text",
-                       pl.when(other).then(pl.col("_prompt")).otherwise(pl.col("text")).alias("lang_text"),
+                       pl.when(other).then(pl.col("_prompt")).alias("lang_text"),
                        lang.alias("_lang_cache"))
 
 

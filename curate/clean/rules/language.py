@@ -116,8 +116,9 @@ _LANG_BATCH = 50_000
 
 
 def _detect(rows: pl.DataFrame, reuse: bool, on_rows=None) -> pl.DataFrame:
-    """``_row, lang, conf`` for ``rows`` (``_row, text`` and optionally ``_lang_cache``, the ``lang``
-    set at ingest for rows no fix changed; reused when ``reuse``)."""
+    """``_row, lang, conf`` for ``rows`` (``_row, text``, ``lang_text`` (what to read instead of
+    ``text`` when not null) and optionally ``_lang_cache``, the ``lang`` set at ingest for rows no
+    fix changed; reused when ``reuse``)."""
     from curate import langid
     from curate.rowlang import SAMPLE_CHARS
 
@@ -131,7 +132,8 @@ def _detect(rows: pl.DataFrame, reuse: bool, on_rows=None) -> pl.DataFrame:
         todo = rows.filter(~known)
     for start in range(0, todo.height, _LANG_BATCH):  # batches: progress, and fewer strings alive at once
         part = todo.slice(start, _LANG_BATCH)
-        res = langid.detect_column(part["lang_text"].str.slice(0, SAMPLE_CHARS))
+        text = part.select(pl.coalesce("lang_text", "text").str.slice(0, SAMPLE_CHARS))
+        res = langid.detect_column(text.to_series())
         parts.append(pl.DataFrame({"_row": part["_row"], "lang": res["lang"], "conf": res["lang_conf"]},
                                   schema=schema))
         if on_rows:

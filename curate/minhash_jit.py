@@ -1,0 +1,163 @@
+"""Compiled (numba) kernels for :mod:`curate.dedupe`'s sketch: one pass over each row's bytes.
+
+:func:`curate.dedupe.sketch` builds, per row, the one-permutation MinHash signature, its LSH band
+keys and the estimator bytes. The numpy version (``dedupe._signatures_of`` + ``dedupe.band_keys``)
+makes a dozen whole-array passes over every shingle (values, mixes, bin keys, ``np.minimum.at``,
+densification), each through memory; these kernels do the same arithmetic shingle by shingle in
+registers, row by row, and give bit-identical results (tests/test_dedupe.py compares them), about
+6x faster. numba compiles them on first use and caches the machine code beside this file
+(``cache=True``), so only the first run on a machine pays the compilation (a few seconds).
+
+When numba cannot be imported, :data:`AVAILABLE` is False and dedupe keeps its numpy path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:  # numba is a dependency; the numpy path stays for platforms without its wheels
+    import numba
+except ImportError:  # pragma: no cover - exercised only without numba
+    numba = None
+
+AVAILABLE = numba is not None
+
+_SENT = 0xFFFFFFFF
+
+
+if AVAILABLE:
+    _u64 = numba.types.uint64
+
+    @numba.njit(inline="always", cache=True)
+    def _mix(v, salt):  # dedupe._mix with salt = (seed * 0x632B... + 0x2545...) mod 2**64
+        h = _u64(v) ^ _u64(salt)
+        h *= _u64(0xBF58476D1CE4E5B9)
+        h ^= h >> _u64(32)
+        h *= _u64(0x94D049BB133111EB)
+        h ^= h >> _u64(29)
+        return h
+
+    @numba.njit(inline="always", cache=True)
+    def _bin_min(raw, h, shift):
+        """One-permutation hashing: bin = the top bits of ``h``, value = its low 32 bits (the
+        sentinel value itself is taken as one less); branch-free minimum."""
+        b = h >> shift
+        val = min(np.uint32(h & _u64(0xFFFFFFFF)), np.uint32(_SENT - 1))
+        raw[b] = min(raw[b], val)
+
+    @numba.njit(inline="always", cache=True)
+    def _finish(sig, raw, row, probe_salt, band_init, bands, r, keys, est, est_bins):
+        """Densify ``sig`` (from ``raw``, the bins before densification: bin j probes the bins
+        ``dedupe._probe(num_perm, attempt, seed)[j]``, attempt 0, 1, ...), then band keys and estimator bytes."""
+        num_perm = sig.shape[0]
+        for j in range(num_perm):
+            if raw[j] == _SENT:
+                a = 0
+                while True:
+                    q = _mix(_u64(j) * _u64(0x100000001B3) + _u64(a + 1), probe_salt) & _u64(num_perm - 1)
+                    v = raw[q]
+                    if v != _SENT:
+                        sig[j] = v
+                        break
+                    a += 1
+        for j in range(bands):
+            h = band_init[j]
+            for i in range(r):
+                h ^= _u64(sig[i * bands + j])
+                h *= _u64(0x9E3779B97F4A7C15)
+                h ^= h >> _u64(32)
+            keys[row, j] = np.uint32(h >> _u64(32))
+        for j in range(est_bins):
+            est[row, j] = np.uint8(sig[j] & 0xFF)
+
+    @numba.njit(cache=True, nogil=True)
+    def sketch_chars(data, offsets, n, pre_mix, pre_salt, salt, bits, probe_salt, band_init, bands, r,
+                     keys, est, lengths, start):
+        """Rows ``start..start+len(offsets)-2``: shingles are the ``n``-byte windows of each row's bytes
+        ``data[offsets[i]:offsets[i+1]]`` (rows padded to ``n`` bytes by the caller; ``data`` has 8
+        spare bytes at the end), mixed once more when ``pre_mix`` (char N > 5), cut to 40 bits."""
+        num_perm = 1 << bits
+        est_bins = est.shape[1]
+        shift = _u64(64 - bits)
+        raw = np.empty(num_perm, dtype=np.uint32)
+        sig = np.empty(num_perm, dtype=np.uint32)
+        top = _u64(8 * (n - 1))
+        for i in range(len(offsets) - 1):
+            lo, hi = offsets[i], offsets[i + 1]
+            raw[:] = _SENT
+            v = _u64(0)  # the window data[p - n + 1 : p + 1], little-endian, rolled one byte at a time
+            for p in range(lo, lo + n - 1):
+                v = (v >> _u64(8)) | (_u64(data[p]) << top)
+            if pre_mix:
+                for p in range(lo + n - 1, hi):
+                    v = (v >> _u64(8)) | (_u64(data[p]) << top)
+                    _bin_min(raw, _mix(_mix(v, pre_salt) & _u64(0xFFFFFFFFFF), salt), shift)
+            else:
+                for p in range(lo + n - 1, hi):
+                    v = (v >> _u64(8)) | (_u64(data[p]) << top)
+                    _bin_min(raw, _mix(v, salt), shift)
+            sig[:] = raw
+            row = start + i
+            lengths[row] = hi - n + 1 - lo
+            _finish(sig, raw, row, probe_salt, band_init, bands, r, keys, est, est_bins)
+
+    @numba.njit(cache=True, nogil=True)
+    def sketch_values(values, offsets, salt, bits, probe_salt, band_init, bands, r, keys, est, lengths, start):
+        """The same from shingle values already computed (``values[offsets[i]:offsets[i+1]]``: row i)."""
+        num_perm = 1 << bits
+        est_bins = est.shape[1]
+        shift = _u64(64 - bits)
+        raw = np.empty(num_perm, dtype=np.uint32)
+        sig = np.empty(num_perm, dtype=np.uint32)
+        for i in range(len(offsets) - 1):
+            raw[:] = _SENT
+            for p in range(offsets[i], offsets[i + 1]):
+                _bin_min(raw, _mix(values[p], salt), shift)
+            sig[:] = raw
+            row = start + i
+            lengths[row] = offsets[i + 1] - offsets[i]
+            _finish(sig, raw, row, probe_salt, band_init, bands, r, keys, est, est_bins)
+
+    @numba.njit(cache=True)
+    def _shingle_set(data, lo, hi, n, pre_mix, pre_salt):
+        """The distinct shingles of ``data[lo:hi]``, sorted (as ``dedupe.shingles`` computes them)."""
+        out = np.empty(max(hi - lo - n + 1, 0), dtype=np.uint64)
+        top = _u64(8 * (n - 1))
+        v = _u64(0)
+        for p in range(lo, lo + n - 1):
+            v = (v >> _u64(8)) | (_u64(data[p]) << top)
+        for p in range(lo + n - 1, hi):
+            v = (v >> _u64(8)) | (_u64(data[p]) << top)
+            out[p - (lo + n - 1)] = (_mix(v, pre_salt) & _u64(0xFFFFFFFFFF)) if pre_mix else v
+        out.sort()
+        k = 0
+        for p in range(len(out)):
+            if p == 0 or out[p] != out[k - 1]:
+                out[k] = out[p]
+                k += 1
+        return out[:k]
+
+    @numba.njit(cache=True, nogil=True)
+    def jaccard_chars(data, offsets, n, pre_mix, pre_salt, a, b, out):
+        """``out[k]``: the Jaccard of the shingle sets of rows ``a[k]`` and ``b[k]`` (pairs grouped by
+        ``a``: each ``a`` row's set is built once)."""
+        m = len(a)
+        i = 0
+        while i < m:
+            sa = _shingle_set(data, offsets[a[i]], offsets[a[i] + 1], n, pre_mix, pre_salt)
+            j = i
+            while j < m and a[j] == a[i]:
+                sb = _shingle_set(data, offsets[b[j]], offsets[b[j] + 1], n, pre_mix, pre_salt)
+                x = y = inter = 0
+                while x < len(sa) and y < len(sb):
+                    if sa[x] == sb[y]:
+                        inter += 1
+                        x += 1
+                        y += 1
+                    elif sa[x] < sb[y]:
+                        x += 1
+                    else:
+                        y += 1
+                out[j] = inter / (len(sa) + len(sb) - inter)
+                j += 1
+            i = j
