@@ -56,6 +56,13 @@ Algorithm (each step a public function, so a cluster can run the per-row steps i
 
 Everything is deterministic for the same input and ``seed``: the hashing is numpy integer
 arithmetic on the text's bytes (no dependence on polars' or Python's hash).
+
+Compiled path (char measures, from 20k rows on, when numba is installed): steps 1-3 run as one
+compiled pass per row (:mod:`curate.minhash_jit`; non-ASCII rows are normalized by polars first),
+which keeps no normalized copy of the texts: exact groups compare two independent 64-bit hashes of
+the normalized text and its length, and verification normalizes the few rows it reads again. The
+sketches and similarities are bit for bit those of the numpy path (``CURATE_NO_JIT=1`` forces it;
+tests/test_dedupe.py compares the two), so the clusters are the same.
 """
 
 from __future__ import annotations
@@ -499,8 +506,10 @@ def prefilter(pairs: pl.DataFrame, sk: Sketch, threshold: float) -> np.ndarray:
     return keep
 
 
-def verify(pairs: pl.DataFrame, texts: pl.Series, measure: str = DEFAULT_MEASURE) -> np.ndarray:
-    """Exact Jaccard of the shingle sets of pairs (a, b) of indices into normalized ``texts``."""
+def verify(pairs: pl.DataFrame, texts: pl.Series, measure: str = DEFAULT_MEASURE,
+           compiled: bool | None = None) -> np.ndarray:
+    """Exact Jaccard of the shingle sets of pairs (a, b) of indices into normalized ``texts``
+    (``compiled``: the numba kernel for char measures; default: from 20k texts on)."""
     if pairs.height == 0:
         return np.empty(0, dtype=np.float64)
     a_all, b_all = pairs["a"].to_numpy(), pairs["b"].to_numpy()
@@ -515,7 +524,9 @@ def verify(pairs: pl.DataFrame, texts: pl.Series, measure: str = DEFAULT_MEASURE
         start = stop
 
     unit, width = parse_measure(measure)
-    jit = _jit() if unit == "char" and len(texts) >= _JIT_MIN_ROWS else None
+    if compiled is None:
+        compiled = len(texts) >= _JIT_MIN_ROWS
+    jit = _jit() if unit == "char" and compiled else None
 
     def batch(span: tuple[int, int]) -> None:
         lo, hi = span
@@ -582,6 +593,21 @@ def near_clusters(texts: pl.Series, *, threshold: float = 0.8, num_perm: int = D
 
     sk = sketch(texts, threshold=threshold, num_perm=num_perm, seed=seed, measure=measure, on_rows=on_rows)
     lap("sketch")
+    return _near_clusters_of(sk, n, lambda rows: texts.gather(rows), threshold=threshold, measure=measure,
+                             stats=stats)
+
+
+def _near_clusters_of(sk: Sketch, n: int, texts_of: Callable[[np.ndarray], pl.Series], *, threshold: float,
+                      measure: str, stats: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`near_clusters` from the sketches: buckets, then rounds; ``texts_of(rows)`` gives the
+    normalized texts of those rows (sorted, distinct) for the exact check."""
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        clock.append(time.perf_counter())
+        if stats is not None:
+            stats[f"s_{name}"] = round(clock[-1] - clock[-2], 3)
+
     bk = buckets(sk.keys)
     sk.keys = None
     lap("buckets")
@@ -591,7 +617,13 @@ def near_clusters(texts: pl.Series, *, threshold: float = 0.8, num_perm: int = D
         j = np.full(pairs.height, -1.0)
         ok = prefilter(pairs, sk, threshold)
         verified[0] += int(ok.sum())
-        j[ok] = verify(pairs.filter(pl.Series(ok)), texts, measure)
+        if ok.any():
+            sub = pairs.filter(pl.Series(ok))
+            a, b = sub["a"].to_numpy(), sub["b"].to_numpy()
+            rows = np.unique(np.concatenate([a, b]))
+            local = pl.DataFrame({"a": np.searchsorted(rows, a), "b": np.searchsorted(rows, b)},
+                                 schema={"a": pl.UInt32, "b": pl.UInt32})
+            j[ok] = verify(local, texts_of(rows), measure, compiled=n >= _JIT_MIN_ROWS)
         return j
 
     kept, sim = star_clusters(n, bk, verify_fn, threshold, stats)
@@ -619,8 +651,12 @@ def find_duplicates(df: pl.DataFrame, text: pl.Expr | str, *, threshold: float =
     null when unique), ``keep``, ``similarity``, ``dup_kind``."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    parse_measure(measure)
+    unit, width = parse_measure(measure)
     t0 = time.perf_counter()
+    jit = _jit() if unit == "char" and df.height >= _JIT_MIN_ROWS else None
+    if jit is not None:
+        return _find_duplicates_compiled(df, text, jit, threshold=threshold, near=near, num_perm=num_perm,
+                                         seed=seed, width=width, stats=stats, on_rows=on_rows)
     # Normalized in slices so the intermediate copies (joined fields, lowercase...) of only one slice
     # are alive at a time; ``text`` must be a row-wise expression.
     parts = []
@@ -644,20 +680,96 @@ def find_duplicates(df: pl.DataFrame, text: pl.Expr | str, *, threshold: float =
     if near and reps.height > 1:
         kept, sim = near_clusters(reps["norm"], threshold=threshold, num_perm=num_perm, seed=seed,
                                   measure=measure, stats=stats, on_rows=on_rows)
-        members = np.flatnonzero(kept >= 0)
-        if len(members):
-            rep_rows = reps["row"].to_numpy()
-            kept_of_rep = pl.DataFrame({"rep": rep_rows[members], "kept": rep_rows[kept[members]],
-                                        "sim": sim[members]}, schema=kept_of_rep.schema)
+        kept_of_rep = _kept_of_rep(reps["row"].to_numpy(), kept, sim)
         if on_rows:
             on_rows(n - reps.height)  # rows not sketched (exact copies, empty texts)
     elif near and on_rows:
         on_rows(n)
+    return _result(base.select("row", "rep"), kept_of_rep, stats)
+
+
+# The normalized form of each byte of an ASCII (or already normalized) text: ASCII letters lowered,
+# digits and every byte of a non-ASCII character kept, 0 for the rest (separators).
+_WORD_BYTES = np.array([c + 32 if 65 <= c <= 90 else c if (c >= 128 or 48 <= c <= 57 or 97 <= c <= 122) else 0
+                        for c in range(256)], dtype=np.uint8)
+
+_KEPT_SCHEMA = {"rep": pl.UInt32, "kept": pl.UInt32, "sim": pl.Float64}
+
+
+def _kept_of_rep(rep_rows: np.ndarray, kept: np.ndarray, sim: np.ndarray) -> pl.DataFrame:
+    """``rep, kept, sim`` (input rows) of the representatives that joined a near cluster."""
+    members = np.flatnonzero(kept >= 0)
+    return pl.DataFrame({"rep": rep_rows[members], "kept": rep_rows[kept[members]], "sim": sim[members]},
+                        schema=_KEPT_SCHEMA)
+
+
+def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, threshold: float, near: bool,
+                              num_perm: int, seed: int, width: int, stats: dict | None,
+                              on_rows: Callable[[int], None] | None) -> pl.DataFrame:
+    """:func:`find_duplicates` for char measures on big inputs, the same result with one compiled pass
+    per row (:func:`curate.minhash_jit.normalize_sketch`): the normalized text is never kept (the
+    exact groups compare two 64-bit hashes of it, 128 bits, and verification normalizes the few rows
+    it reads again); only the non-ASCII rows go through :func:`normalize` first."""
+    if num_perm < 8 or num_perm & (num_perm - 1):
+        raise ValueError(f"num_perm must be a power of two >= 8, got {num_perm}")
+    t0 = time.perf_counter()
+    n = df.height
+    bands, r = lsh_params(threshold, num_perm)
+    bits = int(math.log2(num_perm))
+    keys = np.empty((n, bands), dtype=np.uint32)
+    est = np.empty((n, min(num_perm, _EST_BINS)), dtype=np.uint8)
+    lengths = np.empty(n, dtype=np.int64)
+    hashes = np.empty((n, 2), dtype=np.uint64)
+    norm_len = np.empty(n, dtype=np.int64)
+    band_init = np.array([(seed * 0x9E3779B97F4A7C15 + j * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+                          for j in range(bands)], dtype=np.uint64)
+    expr = (pl.col(text) if isinstance(text, str) else text).cast(pl.String).fill_null("")
+
+    def span(s: int) -> None:
+        t = df.slice(s, _SPAN_ROWS).select(expr.alias("t"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("i"))
+        wide = pl.col("t").str.len_bytes() != pl.col("t").str.len_chars()
+        if t.select(wide.any()).item():  # non-ASCII rows: Unicode case folding and separators first
+            t = pl.concat([t.filter(~wide), t.filter(wide).with_columns(normalize("t"))]).sort("i")
+        data, offsets = _arrow_buffers(t["t"])
+        jit.normalize_sketch(data, offsets, _WORD_BYTES, width, width > 5, np.uint64(_salt(77)), np.uint64(_salt(seed)), bits,
+                             np.uint64(_salt(seed + 1)), band_init, bands, r, keys, est, lengths, hashes,
+                             norm_len, s)
+        if on_rows:
+            on_rows(2 * t.height if near else t.height)
+
+    with ThreadPoolExecutor(_THREADS) as pool:
+        list(pool.map(span, range(0, n, _SPAN_ROWS)))
+    t1 = time.perf_counter()
+    base = pl.DataFrame({"row": np.arange(n, dtype=np.uint32), "h1": hashes[:, 0], "h2": hashes[:, 1],
+                         "len": norm_len}).with_columns(
+        pl.when(pl.col("len") > 0).then(pl.col("row").min().over("h1", "h2", "len")).alias("rep"))
+    rep_rows = base.filter(pl.col("rep") == pl.col("row"))["row"].to_numpy()
+    if stats is not None:
+        stats["s_exact"] = round(time.perf_counter() - t1, 3)
+        stats["s_sketch"] = round(t1 - t0, 3)
+    kept_of_rep = pl.DataFrame(schema=_KEPT_SCHEMA)
+    if near and len(rep_rows) > 1:
+        sk = Sketch(keys[rep_rows], est[rep_rows], lengths[rep_rows])
+        del keys, est, lengths
+        measure = f"char{width}"
+
+        def texts_of(rows: np.ndarray) -> pl.Series:  # normalized texts of representatives
+            return df[rep_rows[rows]].select(normalize(expr).alias("t"))["t"]
+
+        kept, sim = _near_clusters_of(sk, len(rep_rows), texts_of, threshold=threshold, measure=measure,
+                                      stats=stats)
+        kept_of_rep = _kept_of_rep(rep_rows, kept, sim)
+    return _result(base.select("row", "rep"), kept_of_rep, stats)
+
+
+def _result(base: pl.DataFrame, kept_of_rep: pl.DataFrame, stats: dict | None) -> pl.DataFrame:
+    """The result frame from ``row, rep`` (exact groups) and the near clusters of representatives."""
+    n = base.height
     t1 = time.perf_counter()
     in_cluster = pl.col("root").is_not_null() & (pl.len().over("root") > 1)
     is_kept = pl.col("row") == pl.col("root")
     out = (
-        base.select("row", "rep")
+        base
         .join(kept_of_rep, on="rep", how="left")
         .with_columns(pl.coalesce("kept", "rep").alias("root"))
         .with_columns(in_cluster.alias("_in"))
@@ -675,7 +787,7 @@ def find_duplicates(df: pl.DataFrame, text: pl.Expr | str, *, threshold: float =
         .sort("row")
     )
     if stats is not None:
-        stats["s_exact"] = round(stats["s_exact"] + time.perf_counter() - t1, 3)
+        stats["s_exact"] = round(stats.get("s_exact", 0.0) + time.perf_counter() - t1, 3)
     assert out.height == n
     return out.cast(dict(RESULT_SCHEMA))
 

@@ -1,11 +1,12 @@
-"""Compiled (numba) kernels for :mod:`curate.dedupe`'s sketch: one pass over each row's bytes.
+"""Compiled (numba) kernels for :mod:`curate.dedupe`: one pass over each row's bytes.
 
 :func:`curate.dedupe.sketch` builds, per row, the one-permutation MinHash signature, its LSH band
 keys and the estimator bytes. The numpy version (``dedupe._signatures_of`` + ``dedupe.band_keys``)
 makes a dozen whole-array passes over every shingle (values, mixes, bin keys, ``np.minimum.at``,
 densification), each through memory; these kernels do the same arithmetic shingle by shingle in
 registers, row by row, and give bit-identical results (tests/test_dedupe.py compares them), about
-6x faster. numba compiles them on first use and caches the machine code beside this file
+6x faster. :func:`normalize_sketch` also normalizes and hashes each row in the same pass (no
+normalized copy of the texts is kept), :func:`jaccard_chars` is the exact check of candidate pairs. numba compiles them on first use and caches the machine code beside this file
 (``cache=True``), so only the first run on a machine pays the compilation (a few seconds).
 
 When numba cannot be imported, :data:`AVAILABLE` is False and dedupe keeps its numpy path.
@@ -161,3 +162,76 @@ if AVAILABLE:
                 out[j] = inter / (len(sa) + len(sb) - inter)
                 j += 1
             i = j
+
+    @numba.njit(cache=True, nogil=True)
+    def normalize_sketch(data, offsets, lut, n, pre_mix, pre_salt, salt, bits, probe_salt, band_init, bands, r,
+                         keys, est, lengths, hashes, norm_len, start):
+        """:func:`dedupe.normalize` and :func:`sketch_chars` in one pass, for rows that are ASCII
+        (normalized here: lower case, every run of other characters one space, stripped) or already
+        normalized (unchanged by the same steps). ``lut[c]``: the lowered byte c of a word (ASCII
+        letters and digits, every byte of a non-ASCII character), 0 for a separator. Also
+        ``hashes[row]``: two independent 64-bit hashes of the normalized bytes (exact duplicates),
+        ``norm_len[row]``: their length."""
+        num_perm = 1 << bits
+        est_bins = est.shape[1]
+        shift = _u64(64 - bits)
+        raw = np.empty(num_perm, dtype=np.uint32)
+        sig = np.empty(num_perm, dtype=np.uint32)
+        longest = 0
+        for i in range(len(offsets) - 1):
+            longest = max(longest, offsets[i + 1] - offsets[i])
+        buf = np.empty(longest + n + 8, dtype=np.uint8)
+        top = _u64(8 * (n - 1))
+        for i in range(len(offsets) - 1):
+            m = 0
+            gap = False
+            chars = 0
+            h1 = _u64(0x243F6A8885A308D3)
+            h2 = _u64(0x13198A2E03707344)
+            w = _u64(0)  # the normalized bytes 8 at a time, mixed into the two hashes
+            for p in range(offsets[i], offsets[i + 1]):
+                c = lut[data[p]]
+                if c:
+                    if gap and m:
+                        w |= _u64(32) << _u64(8 * (m & 7))
+                        if m & 7 == 7:
+                            h1 = _mix(h1 ^ w, _u64(0xA4093822299F31D0))
+                            h2 = _mix(h2 + w, _u64(0x082EFA98EC4E6C89))
+                            w = _u64(0)
+                        buf[m] = 32
+                        m += 1
+                        chars += 1
+                    gap = False
+                    w |= _u64(c) << _u64(8 * (m & 7))
+                    if m & 7 == 7:
+                        h1 = _mix(h1 ^ w, _u64(0xA4093822299F31D0))
+                        h2 = _mix(h2 + w, _u64(0x082EFA98EC4E6C89))
+                        w = _u64(0)
+                    buf[m] = c
+                    m += 1
+                    chars += (c & 0xC0) != 0x80
+                else:
+                    gap = True
+            row = start + i
+            norm_len[row] = m
+            hashes[row, 0] = _mix(h1 ^ w, _u64(m))
+            hashes[row, 1] = _mix(h2 + w, _u64(m) ^ _u64(0x452821E638D01377))
+            # pad to n characters (as str.pad_end), then the shingles as sketch_chars
+            t = m
+            while chars < n:
+                buf[t] = 32
+                t += 1
+                chars += 1
+            raw[:] = _SENT
+            v = _u64(0)
+            for p in range(0, n - 1):
+                v = (v >> _u64(8)) | (_u64(buf[p]) << top)
+            for p in range(n - 1, t):
+                v = (v >> _u64(8)) | (_u64(buf[p]) << top)
+                if pre_mix:
+                    _bin_min(raw, _mix(_mix(v, pre_salt) & _u64(0xFFFFFFFFFF), salt), shift)
+                else:
+                    _bin_min(raw, _mix(v, salt), shift)
+            sig[:] = raw
+            lengths[row] = t - n + 1
+            _finish(sig, raw, row, probe_salt, band_init, bands, r, keys, est, est_bins)

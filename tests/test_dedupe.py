@@ -397,3 +397,28 @@ def test_compiled_verification_equals_the_numpy_verification(sft, monkeypatch):
         got = dedupe.verify(pairs, texts, measure)
         assert (ref > 0.5).sum() > 100 and (ref < 0.3).sum() > 100  # both kinds of pair are there
         assert np.array_equal(ref, got)
+
+
+@pytest.mark.parametrize("measure", ["char5", "char7"])
+def test_compiled_pass_gives_the_same_clusters(sft, monkeypatch, measure):
+    """From 20k rows on, find_duplicates normalizes, hashes and sketches each row in one compiled
+    pass (non-ASCII rows normalized by polars first) and never keeps the normalized text: the
+    clusters, similarities and kinds are those of the polars + numpy path, on real rows with near
+    copies, case/punctuation copies and texts whose normalization folds Unicode."""
+    rng = random.Random(5)
+    rows = texts_of(sft)
+    extra = ["Straße!!", "STRASSE", "ΣΟΦΟΣ", "σοφος", "ﬁne", "fine", "é", "a", "", None, "Héllo  Wörld",
+             "héllo wörld", "한국어, 테스트!", "한국어 테스트", "A\x00B", "a b", "  --  "]
+    texts = rows + [mutate(t, rng, 2) for t in rows[::3] if len(t.split(" ")) > 5] \
+        + [t.upper().replace(" ", "  ") for t in rows[::7]] + extra
+    df = pl.DataFrame({"t": texts}, schema={"t": pl.String})
+    seen: list[int] = []
+    monkeypatch.setenv("CURATE_NO_JIT", "1")
+    ref = dedupe.find_duplicates(df, "t", measure=measure)
+    monkeypatch.delenv("CURATE_NO_JIT")
+    monkeypatch.setattr(dedupe, "_JIT_MIN_ROWS", 0)
+    got = dedupe.find_duplicates(df, "t", measure=measure, on_rows=seen.append)
+    check_contract(got, df.height)
+    assert got.equals(ref)
+    assert (ref["dup_kind"] == "near").sum() > 100 and (ref["dup_kind"] == "exact").sum() > 100
+    assert sum(seen) == 2 * df.height  # the progress counts every row twice, as the other path
