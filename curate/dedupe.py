@@ -716,9 +716,10 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
     n = df.height
     bands, r = lsh_params(threshold, num_perm)
     bits = int(math.log2(num_perm))
-    keys = np.empty((n, bands), dtype=np.uint32)
-    est = np.empty((n, min(num_perm, _EST_BINS)), dtype=np.uint8)
-    lengths = np.empty(n, dtype=np.int64)
+    m = n if near else 0  # exact duplicates only: no sketches
+    keys = np.empty((m, bands), dtype=np.uint32)
+    est = np.empty((m, min(num_perm, _EST_BINS)), dtype=np.uint8)
+    lengths = np.empty(m, dtype=np.int64)
     hashes = np.empty((n, 2), dtype=np.uint64)
     norm_len = np.empty(n, dtype=np.int64)
     band_init = np.array([(seed * 0x9E3779B97F4A7C15 + j * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
@@ -733,7 +734,7 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
         data, offsets = _arrow_buffers(t["t"])
         jit.normalize_sketch(data, offsets, _WORD_BYTES, width, width > 5, np.uint64(_salt(77)), np.uint64(_salt(seed)), bits,
                              np.uint64(_salt(seed + 1)), band_init, bands, r, keys, est, lengths, hashes,
-                             norm_len, s)
+                             norm_len, s, near)
         if on_rows:
             on_rows(2 * t.height if near else t.height)
 
@@ -749,7 +750,11 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
         stats["s_sketch"] = round(t1 - t0, 3)
     kept_of_rep = pl.DataFrame(schema=_KEPT_SCHEMA)
     if near and len(rep_rows) > 1:
-        sk = Sketch(keys[rep_rows], est[rep_rows], lengths[rep_rows])
+        k = len(rep_rows)  # the representatives' sketches moved to the front in place (no copy):
+        for s in range(0, k, 65_536):  # rep_rows is increasing, so no row is overwritten before it is read
+            idx = rep_rows[s:s + 65_536]
+            keys[s:s + len(idx)], est[s:s + len(idx)], lengths[s:s + len(idx)] = keys[idx], est[idx], lengths[idx]
+        sk = Sketch(keys[:k], est[:k], lengths[:k])
         del keys, est, lengths
         measure = f"char{width}"
 

@@ -119,59 +119,91 @@ if AVAILABLE:
             lengths[row] = offsets[i + 1] - offsets[i]
             _finish(sig, raw, row, probe_salt, band_init, bands, r, keys, est, est_bins)
 
-    @numba.njit(cache=True)
-    def _shingle_set(data, lo, hi, n, pre_mix, pre_salt):
-        """The distinct shingles of ``data[lo:hi]``, sorted (as ``dedupe.shingles`` computes them)."""
-        out = np.empty(max(hi - lo - n + 1, 0), dtype=np.uint64)
-        top = _u64(8 * (n - 1))
-        v = _u64(0)
-        for p in range(lo, lo + n - 1):
-            v = (v >> _u64(8)) | (_u64(data[p]) << top)
-        for p in range(lo + n - 1, hi):
-            v = (v >> _u64(8)) | (_u64(data[p]) << top)
-            out[p - (lo + n - 1)] = (_mix(v, pre_salt) & _u64(0xFFFFFFFFFF)) if pre_mix else v
-        out.sort()
-        k = 0
-        for p in range(len(out)):
-            if p == 0 or out[p] != out[k - 1]:
-                out[k] = out[p]
-                k += 1
-        return out[:k]
+    @numba.njit(inline="always", cache=True)
+    def _shingle_at(v, pre_mix, pre_salt):
+        return (_mix(v, pre_salt) & _u64(0xFFFFFFFFFF)) if pre_mix else v
+
+    @numba.njit(inline="always", cache=True)
+    def _insert(keys, stamps, v, stamp, bits):
+        """Put ``v`` in the open-addressing set of this ``stamp`` (slots of other stamps are empty):
+        True when it was not there yet."""
+        mask = (1 << bits) - 1
+        k = np.int64((_u64(v) * _u64(0x9E3779B97F4A7C15)) >> _u64(64 - bits))
+        while True:
+            if stamps[k] != stamp:
+                stamps[k] = stamp
+                keys[k] = v
+                return True
+            if keys[k] == v:
+                return False
+            k = (k + 1) & mask
+
+    @numba.njit(inline="always", cache=True)
+    def _contains(keys, stamps, v, stamp, bits):
+        mask = (1 << bits) - 1
+        k = np.int64((_u64(v) * _u64(0x9E3779B97F4A7C15)) >> _u64(64 - bits))
+        while True:
+            if stamps[k] != stamp:
+                return False
+            if keys[k] == v:
+                return True
+            k = (k + 1) & mask
 
     @numba.njit(cache=True, nogil=True)
     def jaccard_chars(data, offsets, n, pre_mix, pre_salt, a, b, out):
-        """``out[k]``: the Jaccard of the shingle sets of rows ``a[k]`` and ``b[k]`` (pairs grouped by
-        ``a``: each ``a`` row's set is built once)."""
+        """``out[k]``: the Jaccard of the shingle sets of rows ``a[k]`` and ``b[k]`` (the ``n``-byte
+        windows of each row's bytes, as ``dedupe.shingles``). Pairs grouped by ``a``: each ``a``
+        row's set is built once (a hash set), each ``b`` row's shingles are counted once each (a
+        second hash set) and looked up in it."""
         m = len(a)
+        longest = 1
+        for k in range(m):
+            longest = max(longest, offsets[a[k] + 1] - offsets[a[k]], offsets[b[k] + 1] - offsets[b[k]])
+        bits = 4
+        while (1 << bits) < 2 * longest:
+            bits += 1
+        ka = np.empty(1 << bits, dtype=np.uint64)
+        sa = np.full(1 << bits, -1, dtype=np.int64)
+        kb = np.empty(1 << bits, dtype=np.uint64)
+        sb = np.full(1 << bits, -1, dtype=np.int64)
+        top = _u64(8 * (n - 1))
         i = 0
         while i < m:
-            sa = _shingle_set(data, offsets[a[i]], offsets[a[i] + 1], n, pre_mix, pre_salt)
+            lo, hi = offsets[a[i]], offsets[a[i] + 1]
+            size_a = 0
+            v = _u64(0)
+            for p in range(lo, lo + n - 1):
+                v = (v >> _u64(8)) | (_u64(data[p]) << top)
+            for p in range(lo + n - 1, hi):
+                v = (v >> _u64(8)) | (_u64(data[p]) << top)
+                size_a += _insert(ka, sa, _shingle_at(v, pre_mix, pre_salt), i, bits)
             j = i
             while j < m and a[j] == a[i]:
-                sb = _shingle_set(data, offsets[b[j]], offsets[b[j] + 1], n, pre_mix, pre_salt)
-                x = y = inter = 0
-                while x < len(sa) and y < len(sb):
-                    if sa[x] == sb[y]:
-                        inter += 1
-                        x += 1
-                        y += 1
-                    elif sa[x] < sb[y]:
-                        x += 1
-                    else:
-                        y += 1
-                out[j] = inter / (len(sa) + len(sb) - inter)
+                lo, hi = offsets[b[j]], offsets[b[j] + 1]
+                size_b = 0
+                inter = 0
+                v = _u64(0)
+                for p in range(lo, lo + n - 1):
+                    v = (v >> _u64(8)) | (_u64(data[p]) << top)
+                for p in range(lo + n - 1, hi):
+                    v = (v >> _u64(8)) | (_u64(data[p]) << top)
+                    x = _shingle_at(v, pre_mix, pre_salt)
+                    if _insert(kb, sb, x, j, bits):
+                        size_b += 1
+                        inter += _contains(ka, sa, x, i, bits)
+                out[j] = inter / (size_a + size_b - inter)
                 j += 1
             i = j
 
     @numba.njit(cache=True, nogil=True)
     def normalize_sketch(data, offsets, lut, n, pre_mix, pre_salt, salt, bits, probe_salt, band_init, bands, r,
-                         keys, est, lengths, hashes, norm_len, start):
+                         keys, est, lengths, hashes, norm_len, start, with_sketch):
         """:func:`dedupe.normalize` and :func:`sketch_chars` in one pass, for rows that are ASCII
         (normalized here: lower case, every run of other characters one space, stripped) or already
         normalized (unchanged by the same steps). ``lut[c]``: the lowered byte c of a word (ASCII
         letters and digits, every byte of a non-ASCII character), 0 for a separator. Also
         ``hashes[row]``: two independent 64-bit hashes of the normalized bytes (exact duplicates),
-        ``norm_len[row]``: their length."""
+        ``norm_len[row]``: their length. ``with_sketch`` False: only the hashes and lengths."""
         num_perm = 1 << bits
         est_bins = est.shape[1]
         shift = _u64(64 - bits)
@@ -216,6 +248,8 @@ if AVAILABLE:
             norm_len[row] = m
             hashes[row, 0] = _mix(h1 ^ w, _u64(m))
             hashes[row, 1] = _mix(h2 + w, _u64(m) ^ _u64(0x452821E638D01377))
+            if not with_sketch:
+                continue
             # pad to n characters (as str.pad_end), then the shingles as sketch_chars
             t = m
             while chars < n:

@@ -422,3 +422,7 @@ def test_compiled_pass_gives_the_same_clusters(sft, monkeypatch, measure):
     assert got.equals(ref)
     assert (ref["dup_kind"] == "near").sum() > 100 and (ref["dup_kind"] == "exact").sum() > 100
     assert sum(seen) == 2 * df.height  # the progress counts every row twice, as the other path
+    exact = dedupe.find_duplicates(df, "t", measure=measure, near=False)  # exact groups only: no sketches
+    monkeypatch.setenv("CURATE_NO_JIT", "1")
+    assert exact.equals(dedupe.find_duplicates(df, "t", measure=measure, near=False))
+    assert (exact["dup_kind"] == "exact").sum() > 100 and exact["dup_kind"].is_in(["near"]).sum() == 0
