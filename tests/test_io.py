@@ -126,6 +126,27 @@ def test_parquet_and_csv_exports_as_inputs(fixtures, tmp_path):
         io.read_input(tmp_path / "other.parquet")
 
 
+def test_a_source_with_its_own_id_column_is_ingested_not_taken_as_canonical(fixtures, tmp_path):
+    # an Alpaca export that carries ids (common on the Hub) is a raw source: content ids, kind,
+    # lang and provenance are made for it, its own id kept in meta; the same in JSONL and Parquet
+    rows = json.loads((fixtures / "malay_alpaca.json").read_text())[:12]
+    with_ids = [{"id": f"row-{i}", **r} for i, r in enumerate(rows)]
+    (tmp_path / "ids.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in with_ids))
+    pl.DataFrame(with_ids).write_parquet(tmp_path / "ids.parquet")
+    want = io.read_input(fixtures / "malay_alpaca.json").collect()["sft"].head(12)
+    for name in ("ids.jsonl", "ids.parquet"):
+        got = io.read_input(tmp_path / name).collect()["sft"]
+        assert got["id"].to_list() == want["id"].to_list(), name
+        assert got["kind"].to_list() == ["sft"] * 12 and got["lang"].to_list() == want["lang"].to_list()
+        assert set(got["format"]) == {"alpaca"} and got["source"].null_count() == 0
+        assert [schemas.meta_of(m)["extra"]["id"] for m in got["meta"]] == [f"row-{i}" for i in range(12)]
+    # what curate itself writes (id and kind on every row) still passes as it is
+    written = want.head(5)
+    written.write_parquet(tmp_path / "canonical.parquet")
+    again = io.read_input(tmp_path / "canonical.parquet").collect()["sft"]
+    assert again["id"].to_list() == written["id"].to_list() and again["meta"].to_list() == written["meta"].to_list()
+
+
 def _meta(inp: io.Input) -> list[dict]:
     return [schemas.meta_of(m) for m in inp.collect()["sft"]["meta"].to_list()]
 

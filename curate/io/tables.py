@@ -44,14 +44,16 @@ def check_parquet(path: Path, name: str) -> pl.Schema:
 
 
 def canonical_kind(names: list[str] | set[str]) -> str | None:
-    """The kind when the columns are curate's canonical ones: ``id`` and a kind's content columns,
-    and nothing but canonical columns unless ``kind`` is there too (curate wrote it). Missing common
-    columns are filled with nulls by :func:`curate.schemas.conform`."""
+    """The kind when the columns are curate's canonical ones: ``id``, ``kind`` (curate writes both
+    on every row) and a kind's content columns. Missing common columns are filled with nulls by
+    :func:`curate.schemas.conform`. A source file that merely has an ``id`` beside its content (an
+    Alpaca export with ids, say) is raw: it is ingested, so its rows get content ids, kind, lang and
+    provenance, and its own id is kept in meta."""
     names = set(names)
-    if "id" not in names:
+    if not {"id", "kind"} <= names:
         return None
     for kind in ("chat", "rm", "sft", "ppo"):
-        if set(schemas.CONTENT[kind]) <= names and ("kind" in names or names <= set(schemas.schema(kind))):
+        if set(schemas.CONTENT[kind]) <= names:
             return kind
     return None
 
