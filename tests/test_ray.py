@@ -33,8 +33,8 @@ def ray_local():
     from curate.executors import ray_session
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 **ray_session.local_instance_kwargs(num_cpus=2, object_store_memory=200 * 1024 * 1024))
     ray_session.configure()
     yield ray
     ray.shutdown()

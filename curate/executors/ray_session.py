@@ -18,6 +18,8 @@ def connect(address: str | None = None, *, quiet: bool = False, **init_kwargs) -
     if not ray.is_initialized():
         # no address: a new local instance ("local"), never whatever Ray instance happens to run here
         address = address or os.environ.get("RAY_ADDRESS") or "local"
+        if address == "local":
+            init_kwargs = local_instance_kwargs(**init_kwargs)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=not quiet,
                      configure_logging=False, **init_kwargs)
@@ -25,6 +27,23 @@ def connect(address: str | None = None, *, quiet: bool = False, **init_kwargs) -
             where = "a new local instance" if address == "local" else address
             raise UserError(f"cannot connect to Ray at {where}: {str(exc).splitlines()[0]}") from None
     configure()
+
+
+def local_instance_kwargs(num_cpus: int | None = None, **init_kwargs) -> dict:
+    """``ray.init`` settings of a Ray instance curate starts itself (``address="local"``).
+
+    Ray Data runs plain tasks, shuffle-map tasks and shuffle-reduce tasks in three separate worker
+    pools (the shuffles' tasks get their own ``runtime_env``), and Ray keeps only as many idle
+    workers as there are CPUs: every pass that follows a shuffle killed the idle workers of the other
+    pools and started new Python processes (a few seconds each on a busy machine; most of the Ray
+    overhead of a clean). Keeping three pools' worth of idle workers alive removes that churn. On a
+    cluster you connect to, its operator sets this (``RAY_num_workers_soft_limit``)."""
+    cpus = num_cpus or os.cpu_count() or 1
+    system = {"num_workers_soft_limit": 3 * cpus, **init_kwargs.pop("_system_config", {})}
+    out = {**init_kwargs, "_system_config": system}
+    if num_cpus is not None:
+        out["num_cpus"] = num_cpus
+    return out
 
 
 def configure() -> None:
