@@ -41,7 +41,7 @@ class Serve:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ARGILLA_", "CURATE_ARGILLA_"))}
         env.update(CURATE_ARGILLA_VENV=str(server_venv()), TMPDIR=str(tmpdir), COLUMNS="200")
         cmd = [sys.executable, "-m", "curate.cli", "argilla", "serve", "--home", str(home), "--port", str(port),
-               "--start-timeout", "60", *extra]
+               "--start-timeout", "150", *extra]
         self.chunks: list[bytes] = []
         self.out = out
         if terminal:
@@ -73,7 +73,7 @@ class Serve:
             return self.out.read_text(errors="replace")
         return b"".join(self.chunks).decode(errors="replace").replace("\r\n", "\n")
 
-    def wait_ready(self, timeout: float = 90) -> str:
+    def wait_ready(self, timeout: float = 180) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             m = READY.search(self.output())
