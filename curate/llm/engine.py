@@ -255,7 +255,6 @@ class Engine:
         self._stop: str | None = None
         self._latencies: list[float] = []
         self._loop_lags: list[float] = []
-        self._callbacks: list[tuple[float, float]] = []  # (wall, CPU) seconds per loop callback (CURATE_LOOP_STATS=1)
         self._rf_off = not self.config.response_format
 
     # ---- public -------------------------------------------------------------------------
@@ -451,51 +450,14 @@ class Engine:
             raise StageStopped(self._stop)
 
     async def _watch_loop(self, tick: float = 0.005) -> None:
-        """Measure how late the event loop wakes up (how long anything held it) while requests fly.
-        With ``CURATE_LOOP_STATS=1`` (bench/llm_stages.py) also time every callback the loop runs,
-        in wall and in CPU time of the loop's thread (the CPU time leaves out the OS running other
-        processes and the waits for the GIL: it is how long the callback's own work held the loop)."""
-        import os
-
+        """Measure how late the event loop wakes up (how long anything held it) while requests fly."""
         lags = self._loop_lags
-        undo = self._time_callbacks() if os.environ.get("CURATE_LOOP_STATS") == "1" else None
-        try:
-            while True:
-                t = time.perf_counter()
-                await asyncio.sleep(tick)
-                lags.append(time.perf_counter() - t - tick)
-                if len(lags) > 20_000:
-                    del lags[:10_000]
-        finally:
-            if undo is not None:
-                undo()
-
-    def _time_callbacks(self) -> Callable[[], None]:
-        """Time every callback of this thread's event loop (asyncio's Handle._run, wrapped while the
-        engine runs); returns the function that unwraps it."""
-        handle = asyncio.events.Handle
-        orig = handle._run
-        if getattr(orig, "curate_timer", False):  # another engine of this process times them already
-            return lambda: None
-        out = self._callbacks
-        me = threading.get_ident()
-        wall, cpu = time.perf_counter, time.thread_time
-
-        def _run(h):
-            if threading.get_ident() != me:
-                return orig(h)
-            w, c = wall(), cpu()
-            try:
-                return orig(h)
-            finally:
-                out.append((wall() - w, cpu() - c))
-
-        _run.curate_timer = True
-        handle._run = _run
-
-        def undo() -> None:
-            handle._run = orig
-        return undo
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(tick)
+            lags.append(time.perf_counter() - t - tick)
+            if len(lags) > 20_000:
+                del lags[:10_000]
 
     def extra_allowed(self) -> float:
         """How many extra requests (retries + fix-ups) the budget allows so far."""
@@ -529,15 +491,6 @@ class Engine:
             out["event_loop_lag_ms"] = {"p50": round(lags[len(lags) // 2] * 1000, 2),
                                         "p99": round(lags[int(0.99 * (len(lags) - 1))] * 1000, 2),
                                         "max": round(lags[-1] * 1000, 2), "samples": len(lags)}
-        if self._callbacks:
-            def stats(values: list[float]) -> dict[str, Any]:
-                values = sorted(values)
-                return {"p50": round(values[len(values) // 2] * 1000, 3),
-                        "p99": round(values[int(0.99 * (len(values) - 1))] * 1000, 3),
-                        "max": round(values[-1] * 1000, 3), "over_1ms": sum(v > 0.001 for v in values)}
-            out["event_loop_callbacks_ms"] = {"callbacks": len(self._callbacks),
-                                              "wall": stats([w for w, _ in self._callbacks]),
-                                              "cpu": stats([c for _, c in self._callbacks])}
         if self._stop:
             out["stopped"] = self._stop
         if s.causes:
