@@ -641,7 +641,7 @@ class Engine:
                 body = self._body(req, messages)
                 key = request_key(body)
                 reply = self._cache.get(key)
-            if reply is not None and cfg.retry_failed and await self._failed_before(req, reply):
+            if reply is not None and cfg.retry_failed and self._failed_before(req, reply):
                 reply = None  # asked to re-ask for replies that did not pass last time
             if reply is None:
                 err = self._cache.get_error(key)
@@ -686,9 +686,9 @@ class Engine:
                       attempts=max_fix + 1, cached=all_cached, prompt_tokens=tokens[0],
                       completion_tokens=tokens[1], request=req)
 
-    async def _failed_before(self, req: Request, reply: Reply) -> bool:
+    def _failed_before(self, req: Request, reply: Reply) -> bool:
         try:
-            await self._check_off_loop(req, reply)
+            self._check(req, reply)
             return False
         except Invalid:
             return True
