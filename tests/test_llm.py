@@ -328,3 +328,24 @@ def test_per_request_max_fix(openai_server, tmp_path):
          Request("b", [{"role": "user", "content": "y"}], schema=Score)])
     assert [r.attempts for r in out] == [1, 3] and {r.code for r in out} == {"invalid"}
     assert openai_server.count == 4
+
+
+def test_a_stalled_event_loop_does_not_time_out_replies_already_written(tmp_path):
+    """A stall of the caller's event loop longer than the adaptive deadline (a loaded machine, a
+    slow callback, a GC pause) is not the server's fault: replies written meanwhile are read, never
+    abandoned as timeouts and paid for again."""
+    texts = [f"hello doctor question {i} about water and pain" for i in range(80)]
+    stalled = []
+
+    def on_result(res):
+        if len(stalled) == 0 and engine.stats.replies_live >= 30:
+            stalled.append(1)
+            time.sleep(4.5)  # holds the loop past the 3 s floor of the adaptive deadline
+
+    with OpenAIServer(latency=0.05) as server:
+        engine = Engine(cfg(server, tmp_path, concurrency=8))
+        out = engine.run(reqs(texts), on_result=on_result)
+        assert stalled and all(r.ok for r in out)
+        assert engine.stats.timeouts == 0
+        assert sum(n - 1 for n in server.answered.values()) == 0
+        assert server.count == len(texts)

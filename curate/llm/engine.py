@@ -689,18 +689,28 @@ class Engine:
             "/chat/completions", cast_to=httpx.Response, content=orjson.dumps(body),
             options={"headers": {"Content-Type": "application/json"}}))
         t0 = time.monotonic()
+        held = 0.0  # time this coroutine could not run (the loop or the process was held): not the server's
         try:
             while True:
-                left = self._deadline() - (time.monotonic() - t0)
+                left = self._deadline() - (time.monotonic() - t0 - held)
                 if left <= 0:
                     raise TimeoutError
-                done, _ = await asyncio.wait({task}, timeout=min(left, 1.0))
+                step = min(left, 1.0)
+                t = time.monotonic()
+                done, _ = await asyncio.wait({task}, timeout=step)
                 if done:
                     content = task.result().content
-                    self._latencies.append(time.monotonic() - t0)
+                    self._latencies.append(time.monotonic() - t0 - held)
                     if len(self._latencies) > 400:
                         del self._latencies[:200]
                     return content
+                late = time.monotonic() - t - step
+                if late > _LATE:
+                    # woken late: a reply written meanwhile may be waiting in the socket, unread.
+                    # The stall is not counted, and the request keeps at least _GRACE seconds to be
+                    # read, so a reply the server sent is never abandoned and paid for again
+                    held += late
+                    held = max(held, time.monotonic() - t0 - self._deadline() + _GRACE)
         finally:
             if not task.done():
                 task.cancel()
@@ -809,6 +819,10 @@ class Engine:
             self.stats.retries += 1
             await asyncio.sleep(self._backoff(attempt))
             attempt += 1
+
+
+_LATE = 0.1  # a wake-up this much later than asked means the loop or the process was held
+_GRACE = 1.0  # seconds a request keeps, after such a stall, for a reply already sent to be read
 
 
 def _server_message(exc) -> str:
