@@ -3,12 +3,9 @@ the user (on stderr) what was skipped or read twice, so nothing is dropped silen
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import click
-
-from curate import io
 
 
 def echo_notices(report: dict[str, Any], *, quarantined: bool = True) -> None:
@@ -25,7 +22,3 @@ def echo_notices(report: dict[str, Any], *, quarantined: bool = True) -> None:
         click.echo(f"read: {total['records']:,} records, {total['quarantined']:,} could not become rows (a stage "
                    "writes them to its quarantine with file:line and the reason; `curate ingest` too)", err=True)
 
-
-def load(paths: Path | str | Iterable[Path | str], **kw) -> io.Input:
-    """``read_input``; the CLI prints its notices (skipped files, paths given twice, quarantined records)."""
-    return io.read_input(paths, **kw)  # the CLI prints its notices (io.reader.NOTIFY)

@@ -6,7 +6,6 @@ import click
 
 from curate import io
 from curate.export import ALL_FORMATS, export as export_frames
-from curate.commands._input import load
 from curate.executors import executor_options, pop_executor
 from curate.ingest.formats import NAMES as FORMAT_NAMES
 from curate.progress import console, quiet_option
@@ -46,7 +45,7 @@ def export(inp, out_dir, formats, test_size, fmt, **kwargs):
         executor.connect()
         manifest = export_ray(inp, out_dir, list(formats) or None, test_size, fmt=None if fmt == "auto" else fmt)
     else:
-        data = load(inp, format=None if fmt == "auto" else fmt)
+        data = io.read_input(inp, format=None if fmt == "auto" else fmt)
         manifest = export_frames(data.frames, out_dir, list(formats) or None, test_size, inputs=[inp],
                                  input_manifests=data.manifest_ids, quarantine=data.quarantine)
     for f in manifest["files"]:

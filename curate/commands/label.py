@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from curate import io
-from curate.commands._input import load
 from curate.progress import bar, console, quiet_option
 
 _connection = [
@@ -69,7 +68,7 @@ def push(inp, dataset, task, overlap, batch_size, api_url, api_key, workspace):
     from curate.label.push import count_rows
 
     _quiet_sdk()
-    frames = load(inp).frames
+    frames = io.read_input(inp).frames
     client = connect(api_url, api_key)
     with bar("push", total=count_rows(frames)) as b:
         summary = push_rows(frames, dataset, client, kind=task, workspace=workspace, batch_size=batch_size,
