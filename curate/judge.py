@@ -183,6 +183,15 @@ def win_rate(outcomes: Counter, confidence: float = 0.95) -> dict[str, Any]:
 
 
 # ---- pointwise ------------------------------------------------------------------------------------
+def score_summary(hist: dict[str, int]) -> dict[str, Any]:
+    """``score_histogram`` (sorted by score) and ``mean_score`` from counts per score: one computation
+    for a single run and for blocks merged on a cluster, so both report the same figures."""
+    hist = {k: hist[k] for k in sorted(hist, key=float)}
+    n = sum(hist.values())
+    return {"score_histogram": hist,
+            "mean_score": round(sum(float(k) * v for k, v in hist.items()) / n, 4) if n else None}
+
+
 def score_message(row: dict[str, Any]) -> str:
     return (f"<instruction>\n{row.get('instruction') or ''}\n</instruction>\n"
             f"<input>\n{row.get('input') or ''}\n</input>\n"
@@ -238,8 +247,7 @@ def judge_rows(rows_by_kind: dict[str, list[dict]], engine: Engine, *, min_score
         "rows_in": sum(len(v) for v in rows_by_kind.values()), "rows_out": sum(f.height for f in frames.values()),
         "rows_by_kind": {k: f.height for k, f in frames.items()},
         "scored": len(scores), "quarantined": len(quarantine), "quarantine_codes": dict(codes),
-        "mean_score": round(sum(scores) / len(scores), 4) if scores else None,
-        "score_histogram": {f"{k:g}": hist[k] for k in sorted(hist)}, "verdicts": dict(verdicts),
+        **score_summary({f"{k:g}": n for k, n in hist.items()}), "verdicts": dict(verdicts),
         "settings": {"min_score": min_score, "drop_verdicts": list(drop_verdicts), "temperature": temperature},
         "requests": len(requests), "llm": engine.report(),
     }

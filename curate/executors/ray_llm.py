@@ -313,12 +313,12 @@ def judge(inp, out_dir, config: EngineConfig, *, pairwise: bool = False, min_sco
           drop_verdicts: tuple = (), confidence: float = 0.95, temperature: float = 0.0,
           block_rows: int = 20_000) -> tuple[dict, RunView]:
     """:func:`curate.judge.judge_dataset` on the actor pool: the same output and report. Pointwise,
-    each block scores its SFT rows (the mean score is recomputed from the merged histogram);
+    each block scores its SFT rows (histogram and mean from the merged counts by :func:`curate.judge.score_summary`, as locally);
     pairwise, each block judges its RM rows' pairs and the win rate and its interval are computed
     from the summed outcomes."""
     import functools
 
-    from curate.judge import pairwise_stats
+    from curate.judge import pairwise_stats, score_summary
 
     if pairwise:
         _need_kind(inp, "rm", "--pairwise needs RM rows (rm.parquet, e.g. from `curate reflect`)")
@@ -333,10 +333,7 @@ def judge(inp, out_dir, config: EngineConfig, *, pairwise: bool = False, min_sco
                                                 pb["first_preferred"], pb["second_preferred"], pb["consistent_rows"],
                                                 confidence)
         else:
-            hist = {k: report["score_histogram"][k] for k in sorted(report.get("score_histogram", {}), key=float)}
-            report["score_histogram"] = hist
-            n = sum(hist.values())
-            report["mean_score"] = round(sum(float(k) * v for k, v in hist.items()) / n, 4) if n else None
+            report.update(score_summary(report.get("score_histogram", {})))
             report["mode"] = "pointwise"
         report["stage"], report["llm"] = "judge", llm
         return report
