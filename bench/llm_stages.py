@@ -12,6 +12,9 @@ For each stage (translate, reflect, judge) on 2,000 rows:
    once more over the full cache (zero requests).
 
 rows/s = rows / wall seconds of the whole process, for both. The floor: curate >= 0.9x the bare loop.
+The event loop of each curate run is watched (``CURATE_LOOP_STATS=1``): how late a 5 ms tick wakes,
+and how long each callback held the loop, in wall and in CPU time of the loop's thread (the floor:
+no callback's own work over 1 ms; wall times also count the OS running other processes).
 
     flock /tmp/bench.lock .venv/bin/python bench/llm_stages.py                 # all three stages
     flock /tmp/bench.lock .venv/bin/python bench/llm_stages.py --stages translate --rows 500
@@ -131,7 +134,7 @@ def run_curate(stage: str, inp: Path, out: Path, url: str, cache: Path, conc: in
     _, args = STAGES[stage]
     cmd = [sys.executable, "-m", "curate.cli", *args, str(inp), "-o", str(out), "--base-url", url,
            "--api-key", "bench", "--model", "loopback", "--cache", str(cache), "--concurrency", str(conc), "-q"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CURATE_LOOP_STATS": "1"}
     t0, c0 = time.perf_counter(), _cpu()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall, cpu = time.perf_counter() - t0, _cpu() - c0
@@ -139,7 +142,8 @@ def run_curate(stage: str, inp: Path, out: Path, url: str, cache: Path, conc: in
         raise SystemExit(f"curate {stage} failed ({res.returncode}): {res.stderr[-2000:]}")
     rep = json.loads((out / "report.json").read_text())
     return {"wall": wall, "sent": rep["llm"]["requests_sent"], "rows_out": rep["rows_out"], "rows_in": rep["rows_in"],
-            "exit": res.returncode, "cpu": cpu, "lag": rep["llm"].get("event_loop_lag_ms")}
+            "exit": res.returncode, "cpu": cpu, "lag": rep["llm"].get("event_loop_lag_ms"),
+            "callbacks": rep["llm"].get("event_loop_callbacks_ms")}
 
 
 def run_bare(url: str, bodies: Path, conc: int) -> dict:
@@ -230,6 +234,12 @@ def main() -> None:
             lag = c["lag"]
             print(f"{stage}: event loop woke late by p50 {lag['p50']} ms, p99 {lag['p99']} ms, max {lag['max']} ms "
                   f"({lag['samples']} ticks of 5 ms; includes the OS descheduling the process on a loaded machine)")
+        cb = c.get("callbacks")
+        if cb:
+            w, u = cb["wall"], cb["cpu"]
+            print(f"{stage}: {cb['callbacks']} loop callbacks held the loop for p50 {u['p50']} / p99 {u['p99']} / max "
+                  f"{u['max']} ms of CPU ({u['over_1ms']} over 1 ms); wall p50 {w['p50']} / p99 {w['p99']} / max "
+                  f"{w['max']} ms ({w['over_1ms']} over 1 ms, with GIL waits and descheduling)")
 
 
 if __name__ == "__main__":

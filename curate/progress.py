@@ -1,24 +1,35 @@
-"""Progress bars for long work (rich), quiet when output is not a terminal or when asked."""
+"""Progress bars for long work (rich), quiet when output is not a terminal or when asked.
+
+rich is imported on first use (a bar that is shown, or ``console``): a quiet command (``-q``, or
+output to a file) never loads it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
-from typing import Iterator
+from typing import Any, Iterator
 
-from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
-from rich.text import Text
 
-# Wide enough for the tables when output goes to a file or a CI log.
-console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+@functools.lru_cache(maxsize=1)
+def _console():
+    from rich.console import Console
+
+    # Wide enough for the tables when output goes to a file or a CI log.
+    return Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "console":  # ``from curate.progress import console``: made on first use
+        return _console()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _show(enabled: bool | None) -> bool:
     """Whether a bar is drawn: as asked, else on a terminal unless ``-q`` silenced the console."""
     if enabled is None:
-        return sys.stderr.isatty() and not console.quiet
+        return sys.stderr.isatty() and not _console().quiet
     return enabled
 
 
@@ -29,6 +40,7 @@ def quiet_option(f):
 
     def silence(ctx, param, value):
         if value:
+            console = _console()
             console.quiet = True
             ctx.call_on_close(lambda: setattr(console, "quiet", False))  # one invocation, not the process
         return value
@@ -37,16 +49,24 @@ def quiet_option(f):
                         help="No progress bar or summary (errors still print).")(f)
 
 
-class RateColumn(ProgressColumn):
-    """Items per second."""
+def _columns() -> list:
+    from rich.progress import (BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+    from rich.text import Text
 
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+    class RateColumn(ProgressColumn):
+        """Items per second."""
+
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+
+    return [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn()]
 
 
 class _Bar:
-    def __init__(self, progress: Progress | None, task):
+    def __init__(self, progress: Any, task):
         self._progress, self._task = progress, task
 
     def advance(self, n: int = 1) -> None:
@@ -64,9 +84,9 @@ def bar(description: str, total: int | None = None, enabled: bool | None = None)
     if not _show(enabled):
         yield _Bar(None, None)
         return
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as progress:
+    from rich.progress import Progress
+
+    with Progress(*_columns(), console=_console(), transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield _Bar(progress, task)
 
@@ -74,7 +94,7 @@ def bar(description: str, total: int | None = None, enabled: bool | None = None)
 class Stages:
     """Several bars in one display, one per stage of a command, each counting rows (rate, ETA)."""
 
-    def __init__(self, progress: Progress | None):
+    def __init__(self, progress: Any):
         self._progress = progress
 
     def stage(self, description: str, total: int | None) -> _Bar:
@@ -89,7 +109,7 @@ def stages(enabled: bool | None = None) -> Iterator[Stages]:
     if not _show(enabled):
         yield Stages(None)
         return
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as progress:
+    from rich.progress import Progress
+
+    with Progress(*_columns(), console=_console(), transient=False) as progress:
         yield Stages(progress)

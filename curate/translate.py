@@ -128,9 +128,14 @@ def restore(text: str, mapping: dict[str, str]) -> str:
     return SENTINEL.sub(lambda m: mapping.get(m.group(), m.group()), text)
 
 
+_SEPARATOR = re.compile(r"[.,]")
+
+
 def numbers_of(text: str) -> Counter:
     """Digit strings (separators removed) of the numbers in ``text`` outside sentinels."""
-    return Counter(re.sub(r"[.,]", "", n) for n in _NUMBER.findall(SENTINEL.sub(" ", text)))
+    if "⟦" in text:
+        text = SENTINEL.sub(" ", text)
+    return Counter(_SEPARATOR.sub("", n) for n in _NUMBER.findall(text))
 
 
 def needs_model(protected: str) -> bool:
@@ -242,6 +247,7 @@ class Unit:
     error: str | None = None
     code: str | None = None
     alone: bool = False  # its shared reply was cut off or lost keys: ask it alone next time
+    numbers: Counter | None = None  # numbers_of(text), made by the first check
 
 
 @dataclasses.dataclass
@@ -284,6 +290,8 @@ class Contract:
                  check_numbers: bool = True, min_letters: int = 20, min_conf: float = 0.5):
         self.to, self.src, self.glossary = to, src, glossary
         self.check_numbers, self.min_letters, self.min_conf = check_numbers, min_letters, min_conf
+        # "at least min_letters letters", stopping at the last one needed (no list of every letter)
+        self._enough_letters = re.compile(r"(?:[\W\d_]*[^\W\d_]){%d}" % max(1, min_letters)).match
 
     def system(self, units: list[Unit]) -> str:
         target = LANG_NAMES.get(self.to, self.to)
@@ -319,7 +327,7 @@ class Contract:
         if not out.strip():
             return "invalid_reply", "the translation is empty"
         want = Counter(unit.mapping.keys())
-        got = Counter(SENTINEL.findall(out))
+        got = Counter(SENTINEL.findall(out)) if "⟦" in out else Counter()
         if got != want:
             missing = sorted(set(want) - set(got))
             extra = sorted(t for t in got if got[t] > want.get(t, 0))
@@ -330,7 +338,9 @@ class Contract:
                 bits.append("extra or repeated " + " ".join(extra))
             return "placeholder", "protected tokens not kept exactly: " + ", ".join(bits)
         if self.check_numbers:
-            a, b = numbers_of(unit.text), numbers_of(out)
+            if unit.numbers is None:
+                unit.numbers = numbers_of(unit.text)
+            a, b = unit.numbers, numbers_of(out)
             lost = sorted((a - b).elements())
             if lost:  # a number written out as digits ("three" -> "3") is fine; a lost or changed one is not
                 added = sorted((b - a).elements())
@@ -348,8 +358,8 @@ class Contract:
     def check_lang(self, out: str) -> str | None:
         from curate import langid
 
-        plain = SENTINEL.sub(" ", out)
-        if len(_LETTER.findall(plain)) < self.min_letters:
+        plain = SENTINEL.sub(" ", out) if "⟦" in out else out
+        if self.min_letters > 0 and not self._enough_letters(plain):
             return None
         lang, conf = langid.detect(plain, fallback=False)  # undecided by the cheap steps: no evidence to reject
         if lang in (self.to, "und") or conf < self.min_conf:  # short texts: too little evidence to reject

@@ -255,6 +255,7 @@ class Engine:
         self._stop: str | None = None
         self._latencies: list[float] = []
         self._loop_lags: list[float] = []
+        self._callbacks: list[tuple[float, float]] = []  # (wall, CPU) seconds per loop callback (CURATE_LOOP_STATS=1)
         self._rf_off = not self.config.response_format
 
     # ---- public -------------------------------------------------------------------------
@@ -326,65 +327,7 @@ class Engine:
                     if on_result is not None:
                         on_result(res)
 
-                def cached_or_todo(i: int, req: Request, body: dict, key: str, reply: Reply | None):
-                    """Finish a request whose cached reply validates (no task needed); else hand it on."""
-                    if reply is not None:
-                        res = self._accept(req, reply, attempts=1)
-                        if res is not None:
-                            self._count_reply(reply)
-                            finish(i, res)
-                            return None
-                    elif not extra and not self.batch_mode:
-                        self.stats.first_round += 1
-                    return i, req, body, key, reply
-
-                def source():
-                    if streaming:
-                        seen: set[str] = set()
-                        for i, req in enumerate(requests):
-                            if req.key in seen:
-                                raise ValueError(f"request keys must be unique within a run; {req.key!r} repeats")
-                            seen.add(req.key)
-                            body = self._body(req, req.messages)
-                            key = request_key(body)
-                            item = cached_or_todo(i, req, body, key, self._cache.get(key))
-                            if item is not None:
-                                yield item
-                        return
-                    bodies = [self._body(r, r.messages) for r in requests]
-                    keys = [request_key(b) for b in bodies]
-                    prefetched = self._cache.get_many(keys)
-                    # replies already cached that validate are finished before any task starts
-                    todo = [item for i, req in enumerate(requests)
-                            if (item := cached_or_todo(i, req, bodies[i], keys[i], prefetched.get(keys[i]))) is not None]
-                    yield from todo
-
-                items = source()
-                if not streaming:
-                    items = iter(list(items))
-                fatal: list[BaseException] = []
-
-                async def worker():
-                    for i, req, body, key, reply in items:
-                        if fatal or self._stop:
-                            return
-                        try:
-                            res = await self._process(req, body, key, reply, extra)
-                        except _Fatal as exc:
-                            fatal.append(exc)
-                            return
-                        finish(i, res)
-                n_workers = 1 if self.batch_mode else max(1, cfg.concurrency)
-                watch = asyncio.ensure_future(self._watch_loop()) if not self.batch_mode else None
-                try:
-                    await asyncio.gather(*(worker() for _ in range(n_workers)))
-                finally:
-                    if watch is not None:
-                        watch.cancel()
-                if fatal:
-                    self._stop = str(fatal[0])
-                if self._stop:
-                    raise StageStopped(self._stop)
+                await self._pump(requests, streaming, extra, finish)
             self.batch_files = []
             self.batch_pending = len({k for k, _ in self._pending_batch})
             if self.batch_mode:
@@ -400,15 +343,159 @@ class Engine:
             self.stats.elapsed += time.perf_counter() - t0
         return [results[i] for i in sorted(results)]
 
+    async def _pump(self, requests: Iterable[Request], streaming: bool, extra: bool,
+                    finish: Callable[[int, Result], None]) -> None:
+        """Run the requests: a producer thread makes them (bodies, cache keys, cache look-ups, the
+        checks of cached replies, the caller's generator building its requests; the openai client is
+        imported and made there on the first request to send), the workers on the event loop send
+        them as they come. The loop only moves bytes: nothing it runs between two awaits takes long."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        n_workers = 1 if self.batch_mode else max(1, cfg.concurrency)
+        room = threading.Semaphore(max(256, 4 * n_workers))  # the producer runs at most this far ahead
+        halt = threading.Event()
+        end = object()
+
+        def put(item) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def cached_or_todo(i: int, req: Request, body: dict, key: str, reply: Reply | None):
+            """("done", i, result, reply) for a request whose cached reply validates; else the work item."""
+            if reply is not None:
+                res = self._accept(req, reply, attempts=1)
+                if res is not None:
+                    return "done", i, res, reply
+            elif not extra and not self.batch_mode:
+                self.stats.first_round += 1
+            return i, req, body, key, reply
+
+        def source():
+            if streaming:
+                seen: set[str] = set()
+                for i, req in enumerate(requests):
+                    if req.key in seen:
+                        raise ValueError(f"request keys must be unique within a run; {req.key!r} repeats")
+                    seen.add(req.key)
+                    body = self._body(req, req.messages)
+                    key = request_key(body)
+                    yield cached_or_todo(i, req, body, key, self._cache.get(key))
+                return
+            bodies = [self._body(r, r.messages) for r in requests]
+            keys = [request_key(b) for b in bodies]
+            prefetched = self._cache.get_many(keys)
+            # replies already cached that validate are finished before anything is sent
+            items = [cached_or_todo(i, req, bodies[i], keys[i], prefetched.get(keys[i])) for i, req in enumerate(requests)]
+            yield from sorted(items, key=lambda item: item[0] != "done")
+
+        def produce() -> None:
+            try:
+                for item in source():
+                    if item[0] != "done" and not self._servers and not self.batch_mode:
+                        self._servers = self._make_servers()  # imports openai: off the loop, and only when needed
+                    while not room.acquire(timeout=0.2):
+                        if halt.is_set():
+                            return
+                    if halt.is_set():
+                        return
+                    put(item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop and raised there
+                put(("error", exc))
+            finally:
+                for _ in range(n_workers):
+                    put(end)
+
+        fatal: list[BaseException] = []
+
+        async def worker():
+            while True:
+                item = await queue.get()
+                if item is end:
+                    return
+                room.release()
+                if fatal or self._stop:
+                    halt.set()  # the producer stops making requests no one will send
+                    continue
+                if item[0] == "error":
+                    raise item[1]
+                if item[0] == "done":
+                    _, i, res, reply = item
+                    self._count_reply(reply)
+                    finish(i, res)
+                    continue
+                i, req, body, key, reply = item
+                try:
+                    res = await self._process(req, body, key, reply, extra)
+                except _Fatal as exc:
+                    fatal.append(exc)
+                    halt.set()
+                    continue
+                finish(i, res)
+
+        # the producer (and the check thread) hand the GIL back to the loop within half a millisecond
+        sys.setswitchinterval(min(self._switch, 0.0005))
+        producer = threading.Thread(target=produce, name="curate-llm-requests", daemon=True)
+        producer.start()
+        watch = asyncio.ensure_future(self._watch_loop()) if not self.batch_mode else None
+        try:
+            await asyncio.gather(*(worker() for _ in range(n_workers)))
+        finally:
+            halt.set()
+            if watch is not None:
+                watch.cancel()
+            while producer.is_alive():  # it stops at its next item; keep the loop turning meanwhile
+                await asyncio.sleep(0.005)
+        if fatal:
+            self._stop = str(fatal[0])
+        if self._stop:
+            raise StageStopped(self._stop)
+
     async def _watch_loop(self, tick: float = 0.005) -> None:
-        """Measure how late the event loop wakes up (how long anything held it) while requests fly."""
+        """Measure how late the event loop wakes up (how long anything held it) while requests fly.
+        With ``CURATE_LOOP_STATS=1`` (bench/llm_stages.py) also time every callback the loop runs,
+        in wall and in CPU time of the loop's thread (the CPU time leaves out the OS running other
+        processes and the waits for the GIL: it is how long the callback's own work held the loop)."""
+        import os
+
         lags = self._loop_lags
-        while True:
-            t = time.perf_counter()
-            await asyncio.sleep(tick)
-            lags.append(time.perf_counter() - t - tick)
-            if len(lags) > 20_000:
-                del lags[:10_000]
+        undo = self._time_callbacks() if os.environ.get("CURATE_LOOP_STATS") == "1" else None
+        try:
+            while True:
+                t = time.perf_counter()
+                await asyncio.sleep(tick)
+                lags.append(time.perf_counter() - t - tick)
+                if len(lags) > 20_000:
+                    del lags[:10_000]
+        finally:
+            if undo is not None:
+                undo()
+
+    def _time_callbacks(self) -> Callable[[], None]:
+        """Time every callback of this thread's event loop (asyncio's Handle._run, wrapped while the
+        engine runs); returns the function that unwraps it."""
+        handle = asyncio.events.Handle
+        orig = handle._run
+        if getattr(orig, "curate_timer", False):  # another engine of this process times them already
+            return lambda: None
+        out = self._callbacks
+        me = threading.get_ident()
+        wall, cpu = time.perf_counter, time.thread_time
+
+        def _run(h):
+            if threading.get_ident() != me:
+                return orig(h)
+            w, c = wall(), cpu()
+            try:
+                return orig(h)
+            finally:
+                out.append((wall() - w, cpu() - c))
+
+        _run.curate_timer = True
+        handle._run = _run
+
+        def undo() -> None:
+            handle._run = orig
+        return undo
 
     def extra_allowed(self) -> float:
         """How many extra requests (retries + fix-ups) the budget allows so far."""
@@ -442,6 +529,15 @@ class Engine:
             out["event_loop_lag_ms"] = {"p50": round(lags[len(lags) // 2] * 1000, 2),
                                         "p99": round(lags[int(0.99 * (len(lags) - 1))] * 1000, 2),
                                         "max": round(lags[-1] * 1000, 2), "samples": len(lags)}
+        if self._callbacks:
+            def stats(values: list[float]) -> dict[str, Any]:
+                values = sorted(values)
+                return {"p50": round(values[len(values) // 2] * 1000, 3),
+                        "p99": round(values[int(0.99 * (len(values) - 1))] * 1000, 3),
+                        "max": round(values[-1] * 1000, 3), "over_1ms": sum(v > 0.001 for v in values)}
+            out["event_loop_callbacks_ms"] = {"callbacks": len(self._callbacks),
+                                              "wall": stats([w for w, _ in self._callbacks]),
+                                              "cpu": stats([c for _, c in self._callbacks])}
         if self._stop:
             out["stopped"] = self._stop
         if s.causes:
@@ -592,7 +688,7 @@ class Engine:
                 body = self._body(req, messages)
                 key = request_key(body)
                 reply = self._cache.get(key)
-            if reply is not None and cfg.retry_failed and self._failed_before(req, reply):
+            if reply is not None and cfg.retry_failed and await self._failed_before(req, reply):
                 reply = None  # asked to re-ask for replies that did not pass last time
             if reply is None:
                 err = self._cache.get_error(key)
@@ -637,9 +733,9 @@ class Engine:
                       attempts=max_fix + 1, cached=all_cached, prompt_tokens=tokens[0],
                       completion_tokens=tokens[1], request=req)
 
-    def _failed_before(self, req: Request, reply: Reply) -> bool:
+    async def _failed_before(self, req: Request, reply: Reply) -> bool:
         try:
-            self._check(req, reply)
+            await self._check_off_loop(req, reply)
             return False
         except Invalid:
             return True

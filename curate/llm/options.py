@@ -127,11 +127,11 @@ def echo_summary(stage: str, report: dict[str, Any], engine, out_dir: Path, quie
     budget) and, when requests went to Batch API files, the two-line notice; then end the command with
     :func:`exit_code`. ``report`` needs ``rows_in``, ``rows_out``, ``quarantined``, optionally
     ``quarantine_codes`` and ``rows_by_kind``; the LLM part comes from ``engine.report()``."""
-    from curate.progress import console
-
     notice = engine.batch_notice(stage)
     code = exit_code(report, engine)
     if not quiet:
+        from curate.progress import console
+
         llm = engine.report()
         codes = ", ".join(f"{k}: {v}" for k, v in (report.get("quarantine_codes") or {}).items()) or "none"
         kinds = ", ".join(f"{k} {v}" for k, v in (report.get("rows_by_kind") or {}).items())
