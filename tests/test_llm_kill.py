@@ -34,6 +34,15 @@ def _repeats(server: OpenAIServer) -> int:
     return sum(n - 1 for n in server.answered.values() if n > 1)
 
 
+def _settle(server: OpenAIServer) -> None:
+    """Wait until the server has written every reply it owed the killed process: a request in flight
+    at the kill is answered (and counted) after it, and belongs to the run that sent it, not the next."""
+    deadline = time.monotonic() + 60
+    while server.inflight and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.05)  # the write and the count follow the server's wait without a pause
+
+
 def test_ten_random_kills_repeat_at_most_the_requests_in_flight(fixtures, tmp_path):
     inp = tmp_path / "in"
     ingest_to_dir([fixtures / "chatdoctor.json"], inp)
@@ -55,6 +64,7 @@ def test_ten_random_kills_repeat_at_most_the_requests_in_flight(fixtures, tmp_pa
                 continue
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            _settle(server)
             kills += 1
             # the run before this one was killed with at most CONCURRENCY requests in flight
             assert _repeats(server) - before <= bound
