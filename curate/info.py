@@ -20,6 +20,6 @@ def counts(frames: dict[str, pl.LazyFrame | pl.DataFrame]) -> pl.DataFrame:
 
 def frames_for(path: str | Path | list, *, detect_lang: bool = True) -> dict[str, pl.LazyFrame | pl.DataFrame]:
     """Any input (:func:`curate.io.read_input`): a dataset as it is, a raw source ingested in memory."""
-    from curate.commands._input import load
+    from curate import io
 
-    return load(path, detect_lang=detect_lang).frames
+    return io.read_input(path, detect_lang=detect_lang).frames
