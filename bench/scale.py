@@ -42,15 +42,76 @@ def load() -> str:
     return "load %.1f" % os.getloadavg()[0]
 
 
+def _tree(root: int) -> list[int]:
+    """``root`` and every process under it (Ray's GCS, raylet and workers are the command's descendants)."""
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += kids.get(p, [])
+    return out
+
+
+def _sample(pids: list[int], cpu: dict[int, float]) -> int:
+    """Record each process's CPU seconds so far into ``cpu``; return the tree's memory now (bytes, PSS:
+    shared pages such as Ray's object store counted once)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    mem = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                f = fh.read().rsplit(")", 1)[1].split()
+            cpu[p] = (int(f[11]) + int(f[12])) / tick
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        mem += int(line.split()[1]) * 1024
+                        break
+        except (OSError, IndexError, ValueError):
+            continue
+    return mem
+
+
 def timed(cmd: list[str], label: str, env: dict | None = None) -> dict:
-    """Wall seconds of a whole process (Ray's workers included: the command waits for them)."""
+    """Wall seconds, CPU seconds and peak memory of a whole process tree (Ray's workers included: the
+    command waits for them). Memory is the tree's PSS sampled from /proc every 0.5 s; CPU the larger
+    of the samples' sum (the last half second of a short-lived worker may be missed) and ``os.wait4``
+    (the command's own process and the children it reaped)."""
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env or ENV)
+    loads = [os.getloadavg()[0]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or ENV)
+    cpu: dict[int, float] = {}
+    peak = 0
+    err = bytearray()
+    os.set_blocking(proc.stderr.fileno(), False)
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        peak = max(peak, _sample(_tree(proc.pid), cpu))
+        err += proc.stderr.read() or b""
+        loads.append(os.getloadavg()[0])
+        time.sleep(0.5)
     wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise SystemExit(f"{label} failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    print(f"  {label:<28} {wall:8.1f} s   ({load()})", flush=True)
-    return {"label": label, "seconds": round(wall, 2)}
+    err += proc.stderr.read() or b""
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{label} failed ({code}):\n{err.decode(errors='replace')[-3000:]}")
+    cpu_s = max(sum(cpu.values()), usage.ru_utime + usage.ru_stime)
+    peak_mb = peak / 2**20  # not ru_maxrss: a forked child starts with this (big) process's RSS
+    load_s = f"load {min(loads):.1f}-{max(loads):.1f}"
+    print(f"  {label:<28} {wall:8.1f} s wall  {cpu_s:8.1f} s CPU  {peak_mb:7.0f} MB peak  ({load_s})", flush=True)
+    return {"label": label, "seconds": round(wall, 2), "cpu_seconds": round(cpu_s, 1), "peak_mb": round(peak_mb),
+            "load": [round(min(loads), 1), round(max(loads), 1)]}
 
 
 def strip(obj):
