@@ -256,6 +256,41 @@ def test_translate_ray_survives_killed_actors_without_paying_twice(ray_local, ll
     assert report["quarantined"] == 0
 
 
+def test_translate_ray_extra_budget_holds_for_the_whole_run(ray_local, llm_dataset, openai_server, tmp_path):
+    """Every first reply is rejected, so every request wants fix-ups: the extra requests the server
+    receives stay within one budget for the whole run (a share of all blocks' first round), not a
+    budget per block or per actor (which would allow the minimum once per block)."""
+    from curate.executors import ray_llm
+    from curate.llm.engine import FIX_PROMPT
+    from tests.servers.openai_server import translator
+
+    good = translator()
+    openai_server.handler = CountingHandler(good)
+    ray_llm.translate(llm_dataset, tmp_path / "clean-run", llm_config(openai_server, tmp_path / "a.sqlite"),
+                      to="ms", block_rows=40)
+    first_round = sum(openai_server.handler.answered.values())  # what every run asks first
+    fix = FIX_PROMPT.split("{")[0]
+
+    def picky(request):  # a first ask gets prose, not the JSON asked for; a fix-up is answered right
+        if any(fix in str(m.get("content")) for m in request["messages"]):
+            return good(request)
+        return "Maaf, saya tidak pasti."
+    openai_server.handler = CountingHandler(picky)
+    share, minimum = 0.1, 3
+    report, _ = ray_llm.translate(llm_dataset, tmp_path / "ray", llm_config(
+        openai_server, tmp_path / "b.sqlite", extra_budget=share, extra_min=minimum, fail_fast=0, max_retries=0),
+        to="ms", block_rows=40)
+    budget = max(minimum, int(share * first_round))
+    blocks = report["rows_in"] // 40
+    assert blocks * minimum > budget  # a budget per block would have allowed more
+    extra_sent = sum(openai_server.handler.answered.values()) - first_round
+    assert 0 < extra_sent <= budget
+    llm = report["llm"]
+    assert llm["first_round_requests"] == first_round and llm["extra_requests"]["budget"] == budget
+    assert llm["extra_requests"]["sent"] == extra_sent == llm["requests_sent"] - first_round
+    assert report["quarantined"] > 0  # what the budget did not allow to fix is quarantined, not lost
+
+
 # ---- a two-node cluster, and a worker killed in the middle of a clean --------------------------------
 TWO_NODES = r'''
 import os, signal, sys, threading, time
@@ -447,3 +482,30 @@ def test_reflect_then_pairwise_judge_ray_equal_local(ray_local, identity_chats, 
                                    "--no-cache", "--max-retries", "0"])
     assert res.exit_code == 4 and "cannot reach the LLM endpoint" in res.output, res.output
     assert "Traceback" not in res.output and not (tmp_path / "down").exists()
+
+
+def test_ingest_ray_splits_a_big_jsonl_file_into_line_aligned_ranges(ray_local, fixtures, tmp_path):
+    """One JSON Lines file read by many byte-range tasks gives the local rows, quarantine and report:
+    line numbers stay the file's own (a broken line in the middle is quarantined as file:line)."""
+    from curate.executors.ray_ingest import ingest_ray
+
+    lines = (fixtures / "malay_kochatgpt_sft.jsonl").read_bytes().splitlines(keepends=True)[:120]
+    mid = len(lines) // 2
+    broken = b'{"prompt": "Apakah ini", "completion": "tidak ditutup\n'
+    glued = lines[3].rstrip(b"\n") + lines[4]  # two records on one line: repaired into two rows
+    body = (b"\xef\xbb\xbf" + b"".join(lines[:mid]) + broken + b"\n" + glued
+            + (fixtures / "malay_kochatgpt_sft_anomalies.jsonl").read_bytes() + b"".join(lines[mid:]))
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(body.rstrip(b"\n"))  # no newline after the last line
+    seeds = fixtures / "alpaca_seed_tasks.jsonl"  # a format read record by record (not the block fast path)
+    ingest_to_dir([big, seeds], tmp_path / "local")
+    nbytes = len(body) // 9  # ~9 ranges of the big file, 2 of the other; a long line may span a range
+    summary = ingest_ray([big, seeds], tmp_path / "ray", nbytes=nbytes)
+    assert_same_dataset(tmp_path / "local", tmp_path / "ray")
+    parts = orjson.loads((tmp_path / "ray" / "manifest.json").read_bytes())["kinds"]
+    assert min(len(v["files"]) for v in parts.values()) >= 2 and sum(len(v["files"]) for v in parts.values()) >= 9
+    q = [orjson.loads(x) for x in (tmp_path / "ray" / "quarantine.jsonl").read_bytes().splitlines()]
+    where = f"{big.as_posix()}:{mid + 1}"
+    assert [e["code"] for e in q if e["where"] == where] == ["parse_error"]
+    assert [f["source"] for f in summary["files"]] == [big.as_posix(), seeds.as_posix()]  # one line per file
+    assert summary["total"]["accounted"] and summary["files"][0]["reasons"]["parse_error"] >= 1

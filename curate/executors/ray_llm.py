@@ -14,8 +14,12 @@ the blocks' counts (the pairwise win rate and interval from the summed wins/loss
 reflect's duplicate check (a row whose id an earlier block already wrote is dropped from its
 shard and counted, as the local run drops it).
 
-* **Concurrency and budget**: ``--concurrency`` and ``--max-requests`` are split evenly across the
-  actors, so the whole run never has more requests in flight, or sent, than asked for.
+* **Concurrency**: ``--concurrency`` is split evenly across the actors (there are never more actors
+  than that), so the whole run never has more requests in flight than asked for.
+* **Budgets**: the retry/fix-up budget (``--extra-budget``) and ``--max-requests`` hold for the whole
+  run, not per actor or block: one small actor holds the counters every engine draws from
+  (:mod:`curate.executors.ray_budget`), so the extra requests are a share of the whole run's first
+  round, as in one local engine.
 * **Servers**: every actor's engine gets the whole ``--base-url`` fleet (requests spread, a failing
   server taken out and retried later, see curate/llm/engine.py).
 * **Reply cache**: every actor opens the same SQLite cache file (``--cache`` or the default), and the
@@ -27,7 +31,6 @@ shard and counted, as the local run drops it).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -37,10 +40,10 @@ import polars as pl
 
 from curate import io, schemas
 from curate.errors import UserError
-from curate.executors import ray_data
+from curate.executors import ray_budget, ray_data
 from curate.executors.ray_session import user_error_in
 from curate.llm.config import EngineConfig
-from curate.llm.engine import Engine
+from curate.llm.engine import Engine, extra_allowance
 
 # report keys that describe the run (not counters): taken from the driver's engine, never summed
 _WORST = {"event_loop_lag_ms"}
@@ -61,27 +64,27 @@ class Job:
     on_duplicates: Callable[[dict, dict[str, int]], dict] | None = None
 
 
-def actors_for(blocks: int) -> int:
-    """Actors in the pool: ``CURATE_RAY_ACTORS``, else one per CPU of the cluster (at most one per block)."""
+def actors_for(blocks: int, concurrency: int | None = None) -> int:
+    """Actors in the pool: ``CURATE_RAY_ACTORS``, else one per CPU of the cluster; at most one per
+    block and one per request allowed in flight (``concurrency``)."""
     from curate.executors.ray_session import num_cpus
 
     n = int(os.environ.get("CURATE_RAY_ACTORS") or num_cpus())
-    return max(1, min(n, blocks))
+    return max(1, min(n, blocks, concurrency or n))
 
 
 def _share(config: EngineConfig, n: int) -> EngineConfig:
-    budget = None if config.max_requests is None else max(0, config.max_requests // n)
-    return dataclasses.replace(config, concurrency=max(1, config.concurrency // n), max_requests=budget,
-                               progress=False)
+    """An actor's engine settings: its share of the concurrency (the budgets are shared, not split)."""
+    return dataclasses.replace(config, concurrency=max(1, config.concurrency // n), progress=False)
 
 
 class _Worker:
     """One actor of the pool (Ray restarts it if its process dies; its block then runs again)."""
 
-    def __init__(self, job: Job, actors: int, root: str):
+    def __init__(self, job: Job, actors: int, root: str, budgets: list):
         self.job = job
         self.configs = [_share(c, actors) for c in job.configs]
-        self.sent = [0] * len(self.configs)
+        self.budgets = budgets
         self.root = Path(root)
 
     def __call__(self, batch):
@@ -91,13 +94,9 @@ class _Worker:
         cols = ("i", "kind", "file", "offset", "length", "pos")
         for i, kind, f, off, length, pos in zip(*(batch[c].to_pylist() for c in cols)):
             df = schemas.conform(pl.scan_parquet(f).slice(off, length).collect(), kind) if length else schemas.empty(kind)
-            engines = []
-            for k, cfg in enumerate(self.configs):
-                left = None if cfg.max_requests is None else max(0, cfg.max_requests - self.sent[k])
-                engines.append(Engine(dataclasses.replace(cfg, max_requests=left), description=self.job.descriptions[k]))
+            engines = [Engine(cfg, description=d, shared=b)
+                       for cfg, d, b in zip(self.configs, self.job.descriptions, self.budgets)]
             frames, quarantine, report, sub = self.job.block({kind: df.to_dicts()}, *engines)
-            for k, e in enumerate(engines):
-                self.sent[k] += e.stats.requests
             files = [[k, ray_data.write_part(fr, self.root, k, pos), fr.height] for k, fr in frames.items()]
             out["i"].append(i)
             out["files"].append(orjson.dumps(files).decode())
@@ -134,8 +133,8 @@ def merged_llm(config: EngineConfig, description: str, parts: list[dict[str, Any
     for p in parts:
         total = add_llm(total, p)
     extra = total.get("extra_requests")
-    if isinstance(extra, dict) and extra.get("share") is not None:
-        extra["budget"] = int(max(extra.get("minimum") or 0, math.floor(extra["share"] * total["first_round_requests"])))
+    if isinstance(extra, dict) and extra.get("share") is not None:  # of the whole run's first round
+        extra["budget"] = int(extra_allowance(extra["share"], extra.get("minimum") or 0, total["first_round_requests"]))
     lags = [p["event_loop_lag_ms"] for p in parts if p.get("event_loop_lag_ms")]
     if lags:  # the worst actor's figures, not their sum
         total["event_loop_lag_ms"] = {**{k: max(lag[k] for lag in lags) for k in ("p50", "p99", "max")},
@@ -169,14 +168,18 @@ def run(job: Job, inp: str | Path, out_dir: str | Path, *, block_rows: int = 20_
                 continue
             ps = ray_data.pieces(kfiles, block_rows) or [{"file": str(kfiles[0]), "offset": 0, "length": 0, "pos": 0}]
             blocks += [{"i": len(blocks) + j, "kind": kind, **p} for j, p in enumerate(ps)]
-        n = actors_for(len(blocks))
+        n = actors_for(len(blocks), min(c.concurrency for c in job.configs))
+        budgets = [ray_budget.start(c) for c in job.configs]
         ds = ray.data.from_items(blocks, override_num_blocks=len(blocks)).map_batches(
-            _Worker, fn_constructor_args=(job, n, str(w.path)), batch_size=1, batch_format="pyarrow",
+            _Worker, fn_constructor_args=(job, n, str(w.path), budgets), batch_size=1, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=n), num_cpus=1, max_restarts=-1, max_task_retries=-1)
         try:
             rows = sorted(ds.take_all(), key=lambda r: r["i"])
         except Exception as exc:  # an actor's StageStopped (endpoint down, budget spent): the user's message
             raise (user_error_in(exc) or exc) from None
+        finally:
+            for b in budgets:
+                b.close()
         report = sub = None
         quarantine: list[dict] = list(data.quarantine)
         llm: list[list[dict]] = [[] for _ in job.configs]

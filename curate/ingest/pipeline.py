@@ -24,7 +24,7 @@ from curate.errors import UserError
 from curate.ingest.base import Record, Reject, SourceFormat, data_objects, precheck, unwrap_nested
 from curate.ingest.encoding import CP1252_NOTE, check_text_head, decode_line
 from curate.ingest.formats import BY_NAME, FORMATS
-from curate.ingest.readers import (MAX_RECORD, iter_json_array, iter_jsonl, iter_jsonl_blocks, parse_line,
+from curate.ingest.readers import (MAX_RECORD, Span, iter_json_array, iter_jsonl, iter_jsonl_blocks, parse_line,
                                    peek_objects, read_head, sniff_container)
 from curate.io.files import DatasetError
 from curate.rowlang import add_lang
@@ -188,7 +188,10 @@ def _format(path: Path, fmt: str | SourceFormat | None, name: str | None = None)
         raise DatasetError(f"unknown format {fmt!r}; choose one of: {', '.join(BY_NAME)}") from None
 
 
-def _items(path: Path, fmt: SourceFormat, name: str | None = None, recoded: frozenset[int] = frozenset()):
+def _items(path: Path, fmt: SourceFormat, name: str | None = None, recoded: frozenset[int] = frozenset(),
+           span: Span | None = None):
+    if span is not None:  # a byte range of a JSON Lines file (the caller checked the container)
+        return iter_jsonl(path, span)
     if fmt.container == "text":
         return fmt.items(path)
     container = sniff_container(path, read_head(path))
@@ -215,13 +218,15 @@ RECORD_KEYS = {"instruction", "input", "output", "prompt", "response", "completi
 
 
 def iter_source(path: str | os.PathLike, fmt: str | SourceFormat | None = None,
-                summary: FileSummary | None = None, recoded: frozenset[int] = frozenset()) -> Iterator[tuple[str, Any]]:
-    """Events for one source file: ``("rows", (line, meta_json, [content, ...]))`` for a record
-    that became rows, ``("quarantine", entry)`` for one that did not."""
+                summary: FileSummary | None = None, recoded: frozenset[int] = frozenset(),
+                span: Span | None = None) -> Iterator[tuple[str, Any]]:
+    """Events for one source file (of ``span`` of a JSON Lines file, when given):
+    ``("rows", (line, meta_json, [content, ...]))`` for a record that became rows,
+    ``("quarantine", entry)`` for one that did not."""
     path = Path(path)
     fmt = _format(path, fmt, summary.source if summary else None)
     summary = summary or FileSummary(path.as_posix(), fmt.name, fmt.kind)
-    for item in _items(path, fmt, summary.source, recoded):
+    for item in _items(path, fmt, summary.source, recoded, span):
         yield _convert(item, fmt, summary.source, summary)
 
 
@@ -338,14 +343,19 @@ def iter_batches(paths: Iterable[str | os.PathLike], fmt: str | None = None, *, 
 
 def iter_file(src: Source, f: SourceFormat, summary: FileSummary, *, batch_size: int = BATCH,
               detect_lang: bool = True, on_quarantine: Callable[[dict], None] | None = None,
-              on_progress: Callable[[int], None] | None = None) -> Iterator[pl.DataFrame]:
-    """Frames of one prepared source file (see :func:`open_source`) in format ``f``."""
+              on_progress: Callable[[int], None] | None = None, span: Span | None = None) -> Iterator[pl.DataFrame]:
+    """Frames of one prepared source file (see :func:`open_source`) in format ``f``; with ``span``,
+    of that byte range of a JSON Lines file only (rows and quarantine entries keep the file's line
+    numbers: the ranges of a file together give the whole file's frames and entries, in order)."""
+    if span is not None and (f.container != "json" or src.encoding != "utf-8"
+                             or sniff_container(src.path, read_head(src.path)) != "jsonl"):
+        raise DatasetError(f"{summary.source}: only a UTF-8 JSON Lines file is read by byte ranges")
     if f.container == "json" and f.fast_columns is not None and \
             sniff_container(src.path, read_head(src.path)) == "jsonl":
-        frames = _fast_jsonl(src.path, f, summary, on_quarantine, on_progress)
+        frames = _fast_jsonl(src.path, f, summary, on_quarantine, on_progress, span)
     else:
         frames = _slow(src.path, f, summary, _Batcher(f.kind, summary.source, f.name, batch_size),
-                       on_quarantine, on_progress, src.recoded_lines)
+                       on_quarantine, on_progress, src.recoded_lines, span)
     for df in frames:
         yield add_lang(df, f.kind) if detect_lang else df
 
@@ -360,9 +370,10 @@ def iter_records(items: Iterable[Any], f: SourceFormat, summary: FileSummary, *,
         yield add_lang(df, f.kind) if detect_lang else df
 
 
-def _slow(path, fmt, summary, batcher, on_quarantine, on_progress, recoded=frozenset()) -> Iterator[pl.DataFrame]:
+def _slow(path, fmt, summary, batcher, on_quarantine, on_progress, recoded=frozenset(),
+          span: Span | None = None) -> Iterator[pl.DataFrame]:
     """The general path: every record through its format's Python ``convert``."""
-    return _batches(iter_source(path, fmt, summary, recoded), batcher, on_quarantine, on_progress)
+    return _batches(iter_source(path, fmt, summary, recoded, span), batcher, on_quarantine, on_progress)
 
 
 def _batches(events, batcher, on_quarantine, on_progress) -> Iterator[pl.DataFrame]:
@@ -392,11 +403,11 @@ _STR_KEY = r'"\s*:\s*"'
 _MIN_SPLIT = 256  # a block polars can't parse is halved until it is this small, then read per line
 
 
-def _fast_jsonl(path, fmt, summary, on_quarantine, on_progress) -> Iterator[pl.DataFrame]:
+def _fast_jsonl(path, fmt, summary, on_quarantine, on_progress, span: Span | None = None) -> Iterator[pl.DataFrame]:
     """JSONL of a flat format: polars parses whole blocks of lines with the format's schema, and
     only the lines that need more than plain reading (repairs, extra keys, non-text values, empty or
     refusal rows, broken JSON) take the general path. Both give identical rows, in file order."""
-    for first, block in iter_jsonl_blocks(path):
+    for first, block in iter_jsonl_blocks(path, span=span):
         try:
             lines = pl.read_lines(io.BytesIO(block))["line"]
         except pl.exceptions.PolarsError:

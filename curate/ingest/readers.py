@@ -144,12 +144,54 @@ def too_big(lineno: int, raw: bytes | str) -> Item:
                 f"{MAX_RECORD / 2**20:.0f} MB limit for one record (the full text stays in the source file)")
 
 
-def iter_jsonl_lines(path: Path, size: int) -> Iterator[tuple[list[int], list[bytes]]]:
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Bytes ``[start, end)`` of a JSON Lines file, both on line starts (``end``: a line start or the
+    file's end), and the 1-based number of the line at ``start``: the part of a big file one task
+    reads (see :func:`line_start`). Records keep the file's own line numbers."""
+    start: int
+    end: int
+    first_line: int = 1
+
+
+def line_start(fh, pos: int, size: int) -> int:
+    """The first line start at or after byte ``pos`` of the open binary file ``fh`` (``size`` bytes):
+    ``pos`` itself when a newline precedes it, else the byte after the next newline (or ``size``).
+    Ranges cut at ``line_start`` of fixed offsets cover every line exactly once."""
+    if pos <= 0:
+        return 0
+    if pos >= size:
+        return size
+    fh.seek(pos - 1)
+    at = pos - 1
+    while chunk := fh.read(1 << 16):
+        nl = chunk.find(b"\n")
+        if nl >= 0:
+            return at + nl + 1
+        at += len(chunk)
+    return size
+
+
+def _span_lines(fh, span: Span | None) -> Iterator[bytes]:
+    """The lines of ``fh`` (of its span only; a span ends on a line start, so no line is cut)."""
+    if span is None:
+        yield from fh
+        return
+    fh.seek(span.start)
+    left = span.end - span.start
+    for raw in fh:
+        if left <= 0:
+            return
+        left -= len(raw)
+        yield raw
+
+
+def iter_jsonl_lines(path: Path, size: int, span: Span | None = None) -> Iterator[tuple[list[int], list[bytes]]]:
     """Non-blank lines in chunks of ``size``: (line numbers, raw lines). A leading BOM is removed."""
     nums: list[int] = []
     lines: list[bytes] = []
     with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
+        for lineno, raw in enumerate(_span_lines(fh, span), span.first_line if span else 1):
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             if not raw.strip():
@@ -163,15 +205,20 @@ def iter_jsonl_lines(path: Path, size: int) -> Iterator[tuple[list[int], list[by
         yield nums, lines
 
 
-def iter_jsonl_blocks(path: Path, size: int = 16 << 20) -> Iterator[tuple[int, bytes]]:
+def iter_jsonl_blocks(path: Path, size: int = 16 << 20, span: Span | None = None) -> Iterator[tuple[int, bytes]]:
     """Blocks of whole lines: (1-based number of the block's first line, bytes ending in a newline).
-    A leading BOM is removed."""
-    lineno, rest, first = 1, b"", True
+    A leading BOM is removed. With ``span``, only the lines of that byte range."""
+    lineno, rest, first = (span.first_line if span else 1), b"", True
+    left = None if span is None else span.end - span.start
     with open(path, "rb") as fh:
+        if span is not None:
+            fh.seek(span.start)
         while True:
-            data = fh.read(size)
+            data = fh.read(size if left is None else min(size, left))
+            if left is not None:
+                left -= len(data)
             if first:
-                data = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+                data = data[3:] if lineno == 1 and data.startswith(b"\xef\xbb\xbf") else data
                 first = False
             if not data:
                 if rest.strip():
@@ -187,10 +234,10 @@ def iter_jsonl_blocks(path: Path, size: int = 16 << 20) -> Iterator[tuple[int, b
             lineno += block.count(b"\n")
 
 
-def iter_jsonl(path: Path) -> Iterator[Item]:
-    """One JSON value per line; blank lines are skipped (they hold no record)."""
+def iter_jsonl(path: Path, span: Span | None = None) -> Iterator[Item]:
+    """One JSON value per line (of ``span`` only, when given); blank lines are skipped (they hold no record)."""
     loads = orjson.loads
-    for nums, lines in iter_jsonl_lines(path, 4096):
+    for nums, lines in iter_jsonl_lines(path, 4096, span):
         for lineno, raw in zip(nums, lines):
             if len(raw) > MAX_RECORD:
                 yield too_big(lineno, raw)

@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import orjson
 
@@ -226,6 +226,32 @@ class Stats:
     causes: Counter = dataclasses.field(default_factory=Counter)  # "code: error" of failed results
 
 
+def extra_allowance(share: float | None, minimum: int, first_round: int) -> float:
+    """The retry/fix-up budget after ``first_round`` uncached first-round requests: ``share`` of
+    them (``--extra-budget``), at least ``minimum`` (inf: no limit)."""
+    if share is None or math.isinf(share):
+        return math.inf
+    return max(minimum, math.floor(share * first_round))
+
+
+class SharedBudget(Protocol):
+    """Budgets that several engines (in several processes) draw from, e.g. a Ray actor's counters.
+    Each call is atomic on the holder's side."""
+
+    async def add_first_round(self, n: int) -> None:
+        """``n`` more uncached first-round requests (the retry/fix-up budget grows with them)."""
+
+    async def take_extra(self, first_round: int) -> tuple[bool, float]:
+        """Add ``first_round`` requests, then take one extra request if the budget allows it:
+        (taken, the budget now)."""
+
+    async def lease(self, n: int) -> int:
+        """Up to ``n`` requests of ``max_requests`` (0: spent)."""
+
+    async def give_back(self, n: int) -> None:
+        """Return ``n`` leased requests that were not sent."""
+
+
 class Engine:
     """Run :class:`Request` lists against OpenAI-compatible endpoints (or into Batch API files).
 
@@ -236,12 +262,22 @@ class Engine:
 
     ``run(requests, extra=True)`` marks a later round of a stage (re-asking what failed): its
     requests count against the retry/fix-up budget, like transport retries and fix-up rounds.
+
+    ``shared``: budgets held for many engines at once (the actors of a Ray run, see
+    :class:`SharedBudget`): the retry/fix-up budget is then a share of the first round of all of
+    them, and ``max_requests`` the requests all of them send. Without it (the default) the engine
+    counts alone.
     """
 
-    def __init__(self, config: EngineConfig | None = None, *, description: str = "llm"):
+    def __init__(self, config: EngineConfig | None = None, *, description: str = "llm",
+                 shared: SharedBudget | None = None):
         self.config = config or EngineConfig()
         self.description = description
         self.stats = Stats()
+        self.shared = shared
+        self._told_first_round = 0  # first-round requests already added to the shared count
+        self._lease = 0  # requests granted by the shared --max-requests budget, not sent yet
+        self._shared_allowed = 0  # the shared extra budget when last asked
         self.batch_files: list[Path] = []
         self.batch_pending = 0
         # Batch API requests accumulate over every run of this engine (a stage may run it block by
@@ -334,6 +370,8 @@ class Engine:
                 self.batch_files = batchfile.write_requests(cfg.batch_out, self._pending_batch,
                                                             cfg.batch_max_requests, cfg.batch_max_bytes)
         finally:
+            if self.shared is not None:
+                await self._settle_shared()
             sys.setswitchinterval(self._switch)
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
@@ -386,6 +424,8 @@ class Engine:
             prefetched = self._cache.get_many(keys)
             # replies already cached that validate are finished before anything is sent
             items = [cached_or_todo(i, req, bodies[i], keys[i], prefetched.get(keys[i])) for i, req in enumerate(requests)]
+            if self.shared is not None:  # the other engines' budgets grow with this first round now
+                asyncio.run_coroutine_threadsafe(self._tell_first_round(), loop).result()
             yield from sorted(items, key=lambda item: item[0] != "done")
 
         def produce() -> None:
@@ -499,10 +539,39 @@ class Engine:
 
     def extra_allowed(self) -> float:
         """How many extra requests (retries + fix-ups) the budget allows so far."""
-        cfg = self.config
-        if cfg.extra_budget is None or math.isinf(cfg.extra_budget):
-            return math.inf
-        return max(cfg.extra_min, math.floor(cfg.extra_budget * self.stats.first_round))
+        return extra_allowance(self.config.extra_budget, self.config.extra_min, self.stats.first_round)
+
+    # -- budgets shared with other engines (SharedBudget)
+    async def _tell_first_round(self) -> None:
+        delta = self.stats.first_round - self._told_first_round
+        if delta:
+            self._told_first_round += delta
+            await self.shared.add_first_round(delta)
+
+    async def _shared_may_send(self) -> bool:
+        """One request of the shared ``max_requests`` budget (granted in leases of ``concurrency``)."""
+        while self._lease <= 0:
+            got = await self.shared.lease(max(1, self.config.concurrency))
+            if not got:
+                return False
+            self._lease += got
+        self._lease -= 1
+        return True
+
+    async def _shared_may_extra(self) -> bool:
+        if math.isinf(self.extra_allowed()):  # no limit: nothing to count
+            return True
+        delta = self.stats.first_round - self._told_first_round
+        self._told_first_round += delta
+        ok, self._shared_allowed = await self.shared.take_extra(delta)
+        return ok
+
+    async def _settle_shared(self) -> None:
+        """End of a run: the first round told, the unsent part of the request lease given back."""
+        await self._tell_first_round()
+        if self._lease:
+            lease, self._lease = self._lease, 0
+            await self.shared.give_back(lease)
 
     def report(self) -> dict[str, Any]:
         """Token, request and cost accounting (no secrets) for a stage's report.json."""
@@ -826,12 +895,17 @@ class Engine:
             now = time.monotonic()
             if self._pause_until > now:  # a 429 told everyone to wait
                 await asyncio.sleep(self._pause_until - now)
-            if cfg.max_requests is not None and self.stats.requests >= cfg.max_requests:
+            if cfg.max_requests is not None and (self.stats.requests >= cfg.max_requests if self.shared is None
+                                                 else not await self._shared_may_send()):
                 raise _Failed("budget", f"not sent: the request budget (--max-requests {cfg.max_requests}) "
                                         "is spent; re-run to continue (answered requests are cached)")
             counts_extra = (extra or attempt > 0) and not after_429
-            if counts_extra and self.stats.extra_requests >= self.extra_allowed():
-                spent = (f"the retry/fix-up budget ({int(self.extra_allowed())} extra requests, "
+            if counts_extra and (self.stats.extra_requests >= self.extra_allowed() if self.shared is None
+                                 else not await self._shared_may_extra()):
+                if self.shared is not None and cfg.max_requests is not None:
+                    self._lease += 1  # not sent after all
+                allowed = self.extra_allowed() if self.shared is None else self._shared_allowed
+                spent = (f"the retry/fix-up budget ({int(allowed)} extra requests, "
                          f"{cfg.extra_budget:.0%} of the first round) is spent")
                 if attempt:
                     raise _Failed("http", f"{last}; not retried: {spent}")
