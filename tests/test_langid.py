@@ -163,6 +163,60 @@ def test_detect_column_agrees_with_detect_and_batches_lingua():
     assert cheap["lang"].to_list() == [langid.detect(t, fallback=False)[0] for t in texts]
 
 
+def _every_fixture_string() -> list[str]:
+    """Every string of every JSON/JSONL fixture (real rows: ms, id, en, ko, code, markup)."""
+    out: list[str] = []
+    for path in sorted(FIXTURES.glob("*.json*")):
+        raw = path.read_text(encoding="utf-8")
+        try:
+            stack = [json.loads(raw)]
+        except json.JSONDecodeError:
+            stack = []
+            for line in raw.splitlines():  # the anomaly fixtures hold broken lines: skipped
+                try:
+                    stack.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        while stack:
+            x = stack.pop()
+            if isinstance(x, dict):
+                stack.extend(x.values())
+            elif isinstance(x, list):
+                stack.extend(x)
+            elif isinstance(x, str):
+                out.append(x)
+    return out
+
+
+# What the compiled path must treat exactly as the per-text path: "Anda" mid-sentence or not, after
+# , ; : or a digit or "_", letters whose lower case is not one code point (İ, ﬁ), the Greek capital
+# sigma (lower case by context), the Kelvin sign (lower case is ASCII "k"), astral letters and emoji,
+# Unicode spaces, digits-as-letters (½ ²), scripts mixed with Latin, code, URLs and tags.
+_EDGE_CASES = [
+    "Saya rasa, Anda tahu", "kata; Anda", "x ,Anda kerana", "1 Anda_ itu", "2  Anda.", "Anda kerana itu",
+    "kerana\u3000Anda", "_ Anda", "Andaman dan Anda2", "semua ANDA dan Anda", "Apa?  \t Anda boleh",
+    "İstanbul kerana dan yang", "ΣΑΣ kerana itu yang", "ﬁle kerana", "\u212Aerana itu saya yang",
+    "𝐀𝐁 kerana itu 🙂 yang", "½ ² kerana dan", "saya\u00a0suka\u2003kerana", "안녕하세요 kerana itu",
+    "中文 and English here", "Привет, как дела? ok", "``` kerana ``` the code of <b>this</b> https://x.y www.z",
+    "mail a@b.co karena uang", "~~~ fenced kerana", "", " ", "123 456", "—", "Anda",
+]
+
+
+def test_compiled_column_path_agrees_with_the_per_text_path():
+    """detect_column's compiled cheap steps give exactly what the per-text path gives (label and
+    confidence), on every fixture string and the edge cases above, lingua's turn included."""
+    from curate import langid_jit
+
+    assert langid_jit.AVAILABLE
+    texts = _every_fixture_string() + [t for p in _pairs() for t in p] + _EDGE_CASES + [None]
+    assert len(texts) > 5000
+    got = langid.detect_column(pl.Series(texts, dtype=pl.String), fallback=False)
+    assert list(got.iter_rows()) == [langid.detect(t, fallback=False) for t in texts]
+    assert {"ms", "id", "en", "ko", "other", "und"} <= set(got["lang"])
+    slow = langid._detect_column_per_text(_EDGE_CASES, fallback=True)  # the per-text path with lingua
+    assert langid.detect_column(_EDGE_CASES).equals(slow)
+
+
 def test_detect_frame_and_expr():
     df = pl.DataFrame({"text": ["Kereta saya rosak kerana banjir.", "Mobil saya rusak karena banjir.", None, "The cat sat on the mat."]})
     out = langid.detect_frame(df, "text")

@@ -1,0 +1,325 @@
+"""Compiled (numba) cheap steps of :mod:`curate.langid` for whole columns: one pass over each row's
+UTF-8 bytes.
+
+:meth:`curate.langid._Detector.cheap` decides a text in Python: a script count (``_script``), then a
+sum over its whitespace chunks of per-word facts looked up in a chunk cache (ms/id weight, English
+or ms/id vocabulary, lower-case first letter). Its cost is the cache misses: real data is full of
+chunks never seen before (``"kerana,"``, ``"(2019)."``), and each miss runs a regex in Python.
+:func:`scan` does the same per row in compiled code, with the same arithmetic in the same order, so
+its verdicts are identical (``tests/test_langid.py`` compares both paths):
+
+* code points are classified by tables built from Python's own ``re`` classes (``[^\\W\\d_]``
+  letters, ``\\s``, ``\\w``, the Latin/Hangul/CJK ranges of ``langid``) and ``str.lower``/``islower``;
+* words are looked up in an open-addressing table of the lower-cased vocabulary (exact comparison
+  of the code points after a 64-bit hash);
+* a mid-sentence ``Anda`` becomes the pseudo-word ``andacap`` by the same rule as ``langid._ANDA_MID``.
+
+What the kernel cannot reproduce it hands back (code :data:`PY`): a word holding a letter whose
+lower case is not one code point, or a Greek capital sigma (context-dependent lower case); those rows
+take the per-text path. Code removal (``langid._clean``) runs in Python before, on the rows holding
+a trigger character only. numba compiles on first use and caches the machine code beside this file.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+
+import numpy as np
+
+try:  # numba is a dependency; without it langid keeps its per-text path
+    import numba
+except ImportError:  # pragma: no cover - exercised only without numba
+    numba = None
+
+AVAILABLE = numba is not None
+
+# result codes (index into CODES); PENDING: lingua's turn; PY: the per-text path's turn
+CODES = ("ms", "id", "en", "ko", "other", "und")
+MS, ID, EN, KO, OTHER, UND, PENDING, PY = range(8)
+
+# code point flags
+LETTER, LOWER, SPACE, WORD, LATIN, HANGUL, CJK, SPECIAL = (1 << i for i in range(8))
+N_CODEPOINTS = 0x110000
+
+
+@lru_cache(maxsize=1)
+def char_tables(latin: str, hangul: str, cjk: str) -> tuple[np.ndarray, np.ndarray]:
+    """(flags per code point, lower case per code point) from Python's own ``re`` classes and
+    ``str`` methods; ``latin``/``hangul``/``cjk`` are langid's character classes."""
+    every = "".join(map(chr, range(N_CODEPOINTS)))
+    flags = np.zeros(N_CODEPOINTS, np.uint8)
+    for pattern, bit in ((r"[^\W\d_]", LETTER), (r"\s", SPACE), (r"\w", WORD), (latin, LATIN),
+                         (hangul, HANGUL), (cjk, CJK)):
+        for m in re.finditer(f"(?:{pattern})+", every):
+            flags[m.start():m.end()] |= bit
+    lower = np.arange(N_CODEPOINTS, dtype=np.int32)
+    for c in np.flatnonzero(flags & LETTER).tolist():
+        ch = chr(c)
+        low = ch.lower()
+        if ch.islower():
+            flags[c] |= LOWER
+        if len(low) == 1:
+            lower[c] = ord(low)
+        else:
+            flags[c] |= SPECIAL
+    flags[0x3A3] |= SPECIAL  # GREEK CAPITAL SIGMA: str.lower gives σ or ς by context
+    return flags, lower
+
+
+def word_table(words: list[str], weights: dict[str, float], fam: frozenset[str], eng: frozenset[str]):
+    """The vocabulary as arrays for :func:`scan`: (slot -> key, slot -> hash, key offsets, key code
+    points, weight, English?, ms/id?)."""
+    cps = [np.frombuffer(w.encode("utf-32-le"), dtype=np.int32) for w in words]
+    offsets = np.zeros(len(words) + 1, np.int64)
+    np.cumsum([len(c) for c in cps], out=offsets[1:])
+    key_cp = np.concatenate(cps) if cps else np.zeros(0, np.int32)
+    weight = np.array([weights.get(w, 0.0) for w in words], np.float64)
+    is_en = np.array([w in eng for w in words], np.bool_)
+    is_fam = np.array([w in fam for w in words], np.bool_)
+    size = 1 << max(4, (2 * len(words)).bit_length())
+    slot_key, slot_hash = _build(key_cp, offsets, size)
+    return slot_key, slot_hash, offsets, key_cp, weight, is_en, is_fam
+
+
+if AVAILABLE:
+    _u64 = numba.types.uint64
+    _FNV_INIT = 0xCBF29CE484222325
+    _FNV_PRIME = 0x100000001B3
+
+    @numba.njit(inline="always", cache=True)
+    def _step(h, cp):
+        return (h ^ _u64(cp)) * _u64(_FNV_PRIME)
+
+    @numba.njit(inline="always", cache=True)
+    def _final(h):
+        return h ^ (h >> _u64(29))
+
+    @numba.njit(cache=True)
+    def _build(key_cp, offsets, size):
+        """Open addressing: slot -> key index (-1: empty) and the key's hash."""
+        slot_key = np.full(size, -1, np.int32)
+        slot_hash = np.zeros(size, np.uint64)
+        mask = _u64(size - 1)
+        for k in range(len(offsets) - 1):
+            h = _u64(_FNV_INIT)
+            for i in range(offsets[k], offsets[k + 1]):
+                h = _step(h, key_cp[i])
+            h = _final(h)
+            s = h & mask
+            while slot_key[s] >= 0:
+                s = (s + _u64(1)) & mask
+            slot_key[s] = k
+            slot_hash[s] = h
+        return slot_key, slot_hash
+
+    @numba.njit(inline="always", cache=True)
+    def _find(buf, n, h, slot_key, slot_hash, offsets, key_cp):
+        """Index of the key equal to ``buf[:n]`` (hash ``h``), or -1."""
+        mask = _u64(len(slot_key) - 1)
+        s = h & mask
+        while True:
+            k = slot_key[s]
+            if k < 0:
+                return -1
+            if slot_hash[s] == h and offsets[k + 1] - offsets[k] == n:
+                o = offsets[k]
+                same = True
+                for i in range(n):
+                    if key_cp[o + i] != buf[i]:
+                        same = False
+                        break
+                if same:
+                    return k
+            s = (s + _u64(1)) & mask
+
+    @numba.njit(inline="always", cache=True)
+    def _decode(data, i):
+        """(code point, next byte index) of the UTF-8 sequence at ``data[i]`` (valid UTF-8)."""
+        b = np.int32(data[i])
+        if b < 0x80:
+            return b, i + 1
+        if b < 0xE0:
+            return ((b & 0x1F) << 6) | (np.int32(data[i + 1]) & 0x3F), i + 2
+        if b < 0xF0:
+            return ((b & 0x0F) << 12) | ((np.int32(data[i + 1]) & 0x3F) << 6) | (np.int32(data[i + 2]) & 0x3F), i + 3
+        return (((b & 0x07) << 18) | ((np.int32(data[i + 1]) & 0x3F) << 12)
+                | ((np.int32(data[i + 2]) & 0x3F) << 6) | (np.int32(data[i + 3]) & 0x3F)), i + 4
+
+    @numba.njit(inline="always", cache=True)
+    def _before(data, lo, i):
+        """(code point, its start) of the character ending right before byte ``i`` (> ``lo``)."""
+        j = i - 1
+        while j > lo and (data[j] & 0xC0) == 0x80:
+            j -= 1
+        return _decode(data, j)[0], j
+
+    @numba.njit(inline="always", cache=True)
+    def _alnum(flags, c):  # [^\W_]
+        return (flags[c] & WORD) != 0 and c != 95
+
+    @numba.njit(cache=True)
+    def _anda_mid(data, lo, start, flags):
+        """``langid._ANDA_MID`` at a word ``Anda`` starting at byte ``start`` (the word boundary
+        after it is checked by the caller): whitespace before it, then optionally one of ``,;:``,
+        then a letter or digit."""
+        if start <= lo:
+            return False
+        c, j = _before(data, lo, start)
+        if not flags[c] & SPACE:
+            return False
+        while j > lo:
+            c, j = _before(data, lo, j)
+            if not flags[c] & SPACE:
+                if _alnum(flags, c):
+                    return True
+                if (c == 44 or c == 59 or c == 58) and j > lo:  # , ; :
+                    return _alnum(flags, _before(data, lo, j)[0])
+                return False
+        return False
+
+    @numba.njit(cache=True)
+    def _script(data, lo, hi, flags, nonlatin, code, conf, r):
+        """``langid._script`` of a row holding a non-Latin letter: True when it decides the row."""
+        hangul = cjk = latin = chunks = 0
+        in_chunk = False
+        i = lo
+        while i < hi:
+            c, i = _decode(data, i)
+            f = flags[c]
+            hangul += (f & HANGUL) != 0
+            cjk += (f & CJK) != 0
+            latin += (f & LATIN) != 0
+            if f & SPACE:
+                in_chunk = False
+            elif not in_chunk:
+                in_chunk = True
+                chunks += 1
+        h, k3 = hangul * 3, cjk * 3
+        other = nonlatin - (h + k3) // 3
+        tot = h + k3 + other + latin
+        if tot == 0 or (h < max(k3 + other, latin) and k3 + other <= latin):
+            return False
+        if h >= k3 + other:
+            code[r], share = KO, h
+        else:
+            code[r], share = OTHER, k3 + other
+        conf[r] = min(1.0, 0.5 + share / tot / 2) * _length_factor(max(chunks, k3 // 6))
+        return True
+
+    @numba.njit(inline="always", cache=True)
+    def _length_factor(n):
+        return min(1.0, 0.3 + 0.7 * (n - 1) / 4) if n > 0 else 0.0
+
+    @numba.njit(inline="always", cache=True)
+    def _sigmoid(z):
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+    @numba.njit(cache=True, nogil=True)
+    def scan(data, offsets, flags, lower, slot_key, slot_hash, key_off, key_cp, key_w, key_en, key_fam,
+             bias, family_share, code, conf, score, nwords):
+        """Per row ``r`` (bytes ``data[offsets[r]:offsets[r+1]]``, already cleaned and cut): the code
+        (:data:`MS` ... :data:`PY`), confidence before rounding, ms/id score and counted words
+        (the last two are what lingua's turn needs: ``langid._Pending``)."""
+        longest = 7
+        for r in range(len(offsets) - 1):
+            longest = max(longest, offsets[r + 1] - offsets[r])
+        buf = np.empty(longest, np.int32)  # a word has at most as many code points as its row bytes
+        for r in range(len(offsets) - 1):
+            lo, hi = offsets[r], offsets[r + 1]
+            score[r] = bias
+            nwords[r] = 0
+            conf[r] = 0.0
+            if hi == lo:
+                code[r] = UND
+                continue
+            n_en = n_fam = n_cnt = n_all = nonlatin = 0
+            total = chunk_w = 0.0
+            in_chunk = first_lower = anda = special = False
+            wlen = 0
+            wstart = lo
+            h = _u64(_FNV_INIT)
+            i = lo
+            while True:
+                start = i
+                if i < hi:
+                    b = data[i]
+                    if b < 0x80:
+                        c = np.int32(b)
+                        i += 1
+                    else:
+                        c, i = _decode(data, i)
+                    f = flags[c]
+                else:
+                    c, f = -1, np.uint8(SPACE)  # the end closes the last word and chunk
+                if f & LETTER:
+                    if wlen == 0:
+                        wstart = start
+                        first_lower = (f & LOWER) != 0
+                        anda = c == 65  # "Anda" so far
+                        h = _u64(_FNV_INIT)
+                    elif anda:
+                        anda = wlen < 4 and c == (110 if wlen == 1 else 100 if wlen == 2 else 97)
+                    lc = lower[c]
+                    buf[wlen] = lc
+                    h = _step(h, lc)
+                    wlen += 1
+                    if f & SPECIAL:
+                        special = True
+                    if not f & LATIN:
+                        nonlatin += 1
+                    in_chunk = True
+                    continue
+                if wlen:  # a word ends before c
+                    if anda and wlen == 4 and (c < 0 or not f & WORD) and _anda_mid(data, lo, wstart, flags):
+                        buf[0], buf[1], buf[2], buf[3] = 97, 110, 100, 97  # "andacap"
+                        buf[4], buf[5], buf[6] = 99, 97, 112
+                        wlen = 7
+                        first_lower = True
+                        h = _u64(_FNV_INIT)
+                        for k in range(7):
+                            h = _step(h, buf[k])
+                    k = _find(buf, wlen, _final(h), slot_key, slot_hash, key_off, key_cp)
+                    if k >= 0:
+                        chunk_w += key_w[k]
+                        en, fam = key_en[k], key_fam[k]
+                        n_en += en
+                        n_fam += fam
+                        n_cnt += en or fam or first_lower
+                    else:
+                        n_cnt += first_lower
+                    n_all += 1
+                    wlen = 0
+                if f & SPACE:
+                    if in_chunk:
+                        total += chunk_w
+                        chunk_w = 0.0
+                        in_chunk = False
+                    if c < 0:
+                        break
+                else:
+                    in_chunk = True
+            if nonlatin and _script(data, lo, hi, flags, nonlatin, code, conf, r):
+                continue
+            if special:
+                code[r] = PY
+                continue
+            s = bias + total
+            score[r] = s
+            n = n_cnt
+            if n == 0:
+                if n_all == 0:
+                    code[r] = UND
+                    continue
+                n = n_all
+            nwords[r] = n
+            if n_fam >= family_share * n and n_fam >= 2 * n_en:
+                p = _sigmoid(s)
+                code[r] = MS if p >= 0.5 else ID
+                conf[r] = (n_fam + 1) / (n_fam + n_en + 2) * _length_factor(n) * max(p, 1 - p)
+            elif n_en >= family_share * n and n_en >= 2 * n_fam:
+                code[r] = EN
+                conf[r] = (n_en + 1) / (n_fam + n_en + 2) * _length_factor(n)
+            else:
+                code[r] = PENDING
