@@ -615,28 +615,33 @@ def detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bool = T
     from curate.dedupe import _arrow_buffers
 
     det = _default_detector()
-    cut = series.fill_null("").str.slice(0, _MAX_CHARS)
-    dirty = cut.str.contains_any(_CLEAN_TRIGGERS).arg_true()
-    if len(dirty):
-        cut = cut.scatter(dirty, [_clean(t) for t in cut.gather(dirty).to_list()])
-    data, offsets = _arrow_buffers(cut)
-    n = len(cut)
-    code = np.empty(n, np.int8)
-    conf, score, nwords = np.empty(n), np.empty(n), np.empty(n, np.int64)
-    flags, lower, table = _jit_tables()
-    jit.scan(data, offsets, flags, lower, *table, det.scorer.bias, _FAMILY_SHARE, code, conf, score, nwords)
+    cut = series.fill_null("") if series.null_count() else series
+    if len(cut) and (cut.str.len_bytes().max() or 0) > _MAX_CHARS:  # type: ignore[operator]
+        cut = cut.str.slice(0, _MAX_CHARS)
+    buffers = _arrow_buffers(cut)
+    code, conf, score, nwords = _scan(*buffers)
+    dirty = np.zeros(len(cut), np.bool_)
+    jit.dirty(*buffers, dirty)
+    dirty_idx = np.flatnonzero(dirty)
+    cleaned: dict[int, str] = {}
+    if len(dirty_idx):  # code, URLs, tags: removed in Python, then those rows scanned again
+        cleaned = dict(zip(dirty_idx.tolist(), map(_clean, cut.gather(dirty_idx).to_list())))
+        for arr, part in zip((code, conf, score, nwords), _scan(*_arrow_buffers(pl.Series(list(cleaned.values()), dtype=pl.String)))):
+            arr[dirty_idx] = part
     lang = pl.Series("lang", code, dtype=pl.Int8).replace_strict(
         list(range(len(jit.CODES))), list(jit.CODES), default=None, return_dtype=pl.String)
     conf = _round3(conf)
     late: dict[int, tuple[str, float] | _Pending] = {}
     for i in np.flatnonzero(code == jit.PENDING).tolist():
-        late[i] = _Pending(cut[i], float(score[i]), int(nwords[i]))
+        late[i] = _Pending(cleaned[i] if i in cleaned else cut[i], float(score[i]), int(nwords[i]))
     for i in np.flatnonzero(code == jit.PY).tolist():
         late[i] = det.cheap(series[i])
     pending = [i for i, r in late.items() if isinstance(r, _Pending)]
     if pending and fallback:
-        for i, g in zip(pending, _lingua_guesses([late[i].text for i in pending])):  # type: ignore[union-attr]
-            late[i] = det.finish(late[i], g)  # type: ignore[arg-type]
+        distinct = list(dict.fromkeys(late[i].text for i in pending))  # type: ignore[union-attr]
+        guess = dict(zip(distinct, _lingua_guesses(distinct)))  # repeated labels and headings: once each
+        for i in pending:
+            late[i] = det.finish(late[i], guess[late[i].text])  # type: ignore[arg-type,union-attr]
     else:
         late.update((i, UND) for i in pending)
     if late:
@@ -644,6 +649,19 @@ def detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bool = T
         lang = lang.scatter(idx, [late[i][0] for i in idx])  # type: ignore[index]
         conf[idx] = [late[i][1] for i in idx]  # type: ignore[index]
     return pl.DataFrame({"lang": lang, "lang_conf": conf}, schema={"lang": pl.String, "lang_conf": pl.Float64})
+
+
+def _scan(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(code, confidence before rounding, ms/id score, counted words) per text (UTF-8 ``data``,
+    text i at ``offsets[i]:offsets[i+1]``, already cleaned and cut) by the compiled cheap steps."""
+    from curate import langid_jit as jit
+
+    n = len(offsets) - 1
+    code, conf, score, nwords = np.empty(n, np.int8), np.empty(n), np.empty(n), np.empty(n, np.int64)
+    flags, lower, table = _jit_tables()
+    jit.scan(data, offsets, flags, lower, *table, _default_scorer().bias, _FAMILY_SHARE,
+             code, conf, score, nwords)
+    return code, conf, score, nwords
 
 
 def _round3(x: np.ndarray) -> np.ndarray:
