@@ -8,6 +8,9 @@ each one's peak memory (ru_maxrss from wait4):
 * curate ingest --no-lang (parsing, validation, repairs, ids, quarantine, parquet)
 * curate ingest (the same plus language identification of every row)
 
+Each run prints wall and CPU seconds (user + system), both also as a multiple of the floor's, and
+the load average when it started: the machine is shared, so quote the ratios of one run.
+
 Rerun: .venv/bin/python bench/ingest.py [--rows 1000000] [--skip-lang]
 """
 
@@ -44,8 +47,8 @@ def build_corpus(path: Path, rows: int) -> None:
     tmp.replace(path)
 
 
-def run(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process."""
+def run(cmd: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MB) of one child process."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -53,7 +56,7 @@ def run(cmd: list[str]) -> tuple[float, float]:
     err = proc.stderr.read().decode() if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{err}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 FLOOR = """
@@ -82,12 +85,14 @@ def main() -> None:
         runs.append(("curate ingest", curate + ["ingest", str(corpus), "-o", str(OUT / "ingest"), "-q"]))
     print(f"corpus: {args.rows:,} rows, {size_mb:,.0f} MB, on {os.cpu_count()} cores "
           f"(load average {os.getloadavg()[0]:.1f})")
-    print(f"{'run':<28} {'seconds':>8} {'rows/s':>10} {'peak MB':>8} {'x floor':>8}")
-    floor = None
+    print(f"{'run':<28} {'seconds':>8} {'rows/s':>10} {'peak MB':>8} {'x floor':>8} {'CPU s':>7} {'x floor':>8} {'load':>5}")
+    floor = floor_cpu = None
     for name, cmd in runs:
-        secs, peak = run(cmd)
-        floor = floor or secs
-        print(f"{name:<28} {secs:>8.2f} {args.rows / secs:>10,.0f} {peak:>8,.0f} {secs / floor:>8.2f}", flush=True)
+        load = os.getloadavg()[0]
+        secs, cpu, peak = run(cmd)
+        floor, floor_cpu = floor or secs, floor_cpu or cpu
+        print(f"{name:<28} {secs:>8.2f} {args.rows / secs:>10,.0f} {peak:>8,.0f} {secs / floor:>8.2f} "
+              f"{cpu:>7.2f} {cpu / floor_cpu:>8.2f} {load:>5.1f}", flush=True)
 
 
 if __name__ == "__main__":

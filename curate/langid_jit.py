@@ -96,8 +96,9 @@ def _build_char_tables(latin: str, hangul: str, cjk: str) -> tuple[np.ndarray, n
 
 
 def word_table(words: list[str], weights: dict[str, float], fam: frozenset[str], eng: frozenset[str]):
-    """The vocabulary as arrays for :func:`scan`: (slot -> key, slot -> hash, key offsets, key code
-    points, weight, English?, ms/id?)."""
+    """The vocabulary as arrays for :func:`scan`: an open-addressing table of 3 words per slot (the
+    key's hash, its weight, and its place, length and English / ms-id flags, see :func:`_build`),
+    the same table seen as floats, and the keys' code points."""
     cps = [np.frombuffer(w.encode("utf-32-le"), dtype=np.int32) for w in words]
     offsets = np.zeros(len(words) + 1, np.int64)
     np.cumsum([len(c) for c in cps], out=offsets[1:])
@@ -106,8 +107,10 @@ def word_table(words: list[str], weights: dict[str, float], fam: frozenset[str],
     is_en = np.array([w in eng for w in words], np.bool_)
     is_fam = np.array([w in fam for w in words], np.bool_)
     size = 1 << max(4, (2 * len(words)).bit_length())
-    slot_key, slot_hash = _build(key_cp, offsets, size)
-    return slot_key, slot_hash, offsets, key_cp, weight, is_en, is_fam
+    slots = np.zeros(3 * size, np.uint64)
+    slot_w = slots.view(np.float64)  # the same memory: a slot's weight sits beside its hash
+    _build(key_cp, offsets, weight, is_en, is_fam, slots, slot_w)
+    return slots, slot_w, key_cp
 
 
 if AVAILABLE:
@@ -123,42 +126,51 @@ if AVAILABLE:
     def _final(h):
         return h ^ (h >> _u64(29))
 
+    _USED = 1 << 63
+    _EN = 1 << 62
+    _FAM = 1 << 61
+
     @numba.njit(cache=True)
-    def _build(key_cp, offsets, size):
-        """Open addressing: slot -> key index (-1: empty) and the key's hash."""
-        slot_key = np.full(size, -1, np.int32)
-        slot_hash = np.zeros(size, np.uint64)
-        mask = _u64(size - 1)
+    def _build(key_cp, offsets, weight, is_en, is_fam, slots, slot_w):
+        """Slot ``s`` (linear probing): ``slots[3s]`` the key's hash, ``slot_w[3s+1]`` its weight,
+        ``slots[3s+2]`` used/English/ms-id bits, its length (bits 32-47) and its first code point's
+        place in ``key_cp`` (bits 0-31)."""
+        mask = _u64(len(slots) // 3 - 1)
         for k in range(len(offsets) - 1):
             h = _u64(_FNV_INIT)
             for i in range(offsets[k], offsets[k + 1]):
                 h = _step(h, key_cp[i])
             h = _final(h)
             s = h & mask
-            while slot_key[s] >= 0:
+            while slots[3 * s + 2] != 0:
                 s = (s + _u64(1)) & mask
-            slot_key[s] = k
-            slot_hash[s] = h
-        return slot_key, slot_hash
+            slots[3 * s] = h
+            slot_w[3 * s + 1] = weight[k]
+            info = _u64(_USED) | (_u64(offsets[k + 1] - offsets[k]) << _u64(32)) | _u64(offsets[k])
+            if is_en[k]:
+                info |= _u64(_EN)
+            if is_fam[k]:
+                info |= _u64(_FAM)
+            slots[3 * s + 2] = info
 
     @numba.njit(inline="always", cache=True)
-    def _find(buf, n, h, slot_key, slot_hash, offsets, key_cp):
-        """Index of the key equal to ``buf[:n]`` (hash ``h``), or -1."""
-        mask = _u64(len(slot_key) - 1)
+    def _find(buf, n, h, slots, key_cp):
+        """The slot (``3s``) of the key equal to ``buf[:n]`` (hash ``h``), or -1."""
+        mask = _u64(len(slots) // 3 - 1)
         s = h & mask
         while True:
-            k = slot_key[s]
-            if k < 0:
+            info = slots[3 * s + 2]
+            if info == 0:
                 return -1
-            if slot_hash[s] == h and offsets[k + 1] - offsets[k] == n:
-                o = offsets[k]
+            if slots[3 * s] == h and ((info >> _u64(32)) & _u64(0xFFFF)) == n:
+                o = info & _u64(0xFFFFFFFF)
                 same = True
                 for i in range(n):
-                    if key_cp[o + i] != buf[i]:
+                    if key_cp[o + _u64(i)] != buf[i]:
                         same = False
                         break
                 if same:
-                    return k
+                    return 3 * s
             s = (s + _u64(1)) & mask
 
     @numba.njit(inline="always", cache=True)
@@ -265,8 +277,8 @@ if AVAILABLE:
             out[r] = found
 
     @numba.njit(cache=True, nogil=True)
-    def scan(data, offsets, flags, lower, slot_key, slot_hash, key_off, key_cp, key_w, key_en, key_fam,
-             bias, family_share, code, conf, score, nwords):
+    def scan(data, offsets, flags, lower, slots, slot_w, key_cp, bias, family_share, code, conf, score,
+             nwords):
         """Per row ``r`` (bytes ``data[offsets[r]:offsets[r+1]]``, already cleaned and cut): the code
         (:data:`MS` ... :data:`PY`), confidence before rounding, ms/id score and counted words
         (the last two are what lingua's turn needs: ``langid._Pending``)."""
@@ -296,11 +308,14 @@ if AVAILABLE:
                     if b < 0x80:
                         c = np.int32(b)
                         i += 1
+                        f = flags[c]
+                        lc = c + 32 if 65 <= c <= 90 else c  # str.lower of ASCII
                     else:
                         c, i = _decode(data, i)
-                    f = flags[c]
+                        f = flags[c]
+                        lc = lower[c]
                 else:
-                    c, f = -1, np.uint8(SPACE)  # the end closes the last word and chunk
+                    c, f, lc = -1, np.uint8(SPACE), -1  # the end closes the last word and chunk
                 if f & LETTER:
                     if wlen == 0:
                         wstart = start
@@ -309,7 +324,6 @@ if AVAILABLE:
                         h = _u64(_FNV_INIT)
                     elif anda:
                         anda = wlen < 4 and c == (110 if wlen == 1 else 100 if wlen == 2 else 97)
-                    lc = lower[c]
                     buf[wlen] = lc
                     h = _step(h, lc)
                     wlen += 1
@@ -328,10 +342,11 @@ if AVAILABLE:
                         h = _u64(_FNV_INIT)
                         for k in range(7):
                             h = _step(h, buf[k])
-                    k = _find(buf, wlen, _final(h), slot_key, slot_hash, key_off, key_cp)
+                    k = _find(buf, wlen, _final(h), slots, key_cp)
                     if k >= 0:
-                        chunk_w += key_w[k]
-                        en, fam = key_en[k], key_fam[k]
+                        chunk_w += slot_w[k + 1]
+                        info = slots[k + 2]
+                        en, fam = (info & _u64(_EN)) != 0, (info & _u64(_FAM)) != 0
                         n_en += en
                         n_fam += fam
                         n_cnt += en or fam or first_lower
