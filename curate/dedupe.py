@@ -806,7 +806,6 @@ def clusters_report(result: pl.DataFrame, df: pl.DataFrame, text: pl.Expr | str,
     expr = pl.col(text) if isinstance(text, str) else text
     cols = [expr.cast(pl.String).fill_null("").str.slice(0, snippet).alias("_text")]
     cols.append(pl.col("id") if "id" in df.columns else pl.lit(None, dtype=pl.String).alias("id"))
-    info = df.lazy().select(cols).with_row_index("row").collect()
     clustered = result.filter(pl.col("cluster").is_not_null())
     if clustered.height == 0:
         return []
@@ -819,11 +818,14 @@ def clusters_report(result: pl.DataFrame, df: pl.DataFrame, text: pl.Expr | str,
     )
     rows = (
         clustered.join(top.select("cluster"), on="cluster", how="semi")
-        .join(info, on="row", how="left")
         .sort(["cluster", "keep", "row"], descending=[False, True, False])
         .with_columns(pl.int_range(pl.len()).over("cluster").alias("_rank"))
         .filter(pl.col("_rank") < members)
     )
+    # the texts of the rows shown only (``text`` may join a row's fields: not every row's)
+    at = rows["row"].unique().sort()
+    info = df[at].select(cols).with_columns(at.alias("row"))
+    rows = rows.join(info, on="row", how="left", maintain_order="left")
     by_cluster: dict[int, list[dict]] = {}
     for r in rows.iter_rows(named=True):
         by_cluster.setdefault(r["cluster"], []).append({

@@ -38,6 +38,19 @@ class Context:
     progress: Any = None    # curate.progress.Stages: a rule with long work adds a bar of its own
     on_rows: Any = None     # a row rule's progress: call with the rows done as it goes (rows x rules bar)
     dups: Any = None        # (rows' _row ids, find_duplicates result) shared by the duplicate rules
+    row_text: Any = None    # the row's whole text as an expression over ``rows`` (see :func:`row_text`)
+
+
+def row_text(rows: pl.DataFrame, ctx: Context) -> pl.Expr:
+    """A row rule's whole text of each row: the ``text`` column when ``rows`` has one, else the
+    engine's expression over the row's own text columns (``ctx.row_text``; the engine hands the
+    rules those columns, shared with the dataset, rather than a second copy of every text)."""
+    return pl.col("text") if "text" in rows.columns else ctx.row_text
+
+
+def with_text(rows: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    """``rows`` with a ``text`` column (built here when the engine passed the text columns)."""
+    return rows if "text" in rows.columns else rows.with_columns(ctx.row_text.alias("text"))
 
 
 class Rule:
@@ -46,8 +59,9 @@ class Rule:
     * ``scope = "cell"``: ``match(cells, ctx)`` gets the cells of the rule's kinds and roles (columns
       ``_cell, _row, field, pos, role, text, given, question``) and returns ``_cell, evidence`` (and
       ``after`` for a rule whose ``fixes`` is true).
-    * ``scope = "row"``: ``match_rows(rows, ctx)`` gets ``_row, text`` (the row's whole text after
-      fixes, plus the frame's ``lang`` column) and returns ``_row, evidence``.
+    * ``scope = "row"``: ``match_rows(rows, ctx)`` gets ``_row``, ``id``, ``source``, ``line`` and the
+      row's text after fixes (read it with :func:`row_text` or :func:`with_text`: the engine passes
+      the text columns, not a joined copy) and returns ``_row, evidence``.
     """
 
     code: ClassVar[str] = ""

@@ -74,6 +74,11 @@ def active_rules(config: CleanConfig) -> list[_Active]:
     return out
 
 
+# The columns a row's whole text is made of (what row_text_expr reads).
+TEXT_COLUMNS = {"sft": ("instruction", "input", "output"), "chat": ("messages",), "rm": ("prompt", "completions"),
+                "ppo": ("prompt",)}
+
+
 def row_text_expr(kind: str) -> pl.Expr:
     """A row's whole text (no truncation), as language id and duplicate detection read it."""
     if kind == "sft":
@@ -161,6 +166,8 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
     """Clean one kind's frame: ``(kept rows, quarantine)``. ``extras`` (a dict, if given) receives
     ``kept_rows``/``gone_rows`` (input positions) and ``hits`` (every rule's hits, in run order), which
     the Ray executor needs to finish the duplicate rules across blocks (curate/executors/ray_clean.py)."""
+    if isinstance(df, list):  # a box: the caller keeps no reference, so the input frame can be freed
+        df = df.pop()          # once its cleaned columns replace it (see clean())
     n = df.height
     plain = [a for a in active if a.rule.applies_to(kind) and a.rule.code not in _OWN_BAR]
     rules_bar = (progress or Stages(None)).stage(f"clean {kind}: rows x rules", total=n * len(plain))
@@ -169,7 +176,8 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
     t_c = time.perf_counter()
     cells = cellmod.build(df, kind)
     stats.engine["cells"] = round(stats.engine.get("cells", 0.0) + time.perf_counter() - t_c, 3)
-    ctx = Context(kind=kind, target_lang=config.target_lang, progress=progress)
+    ctx = Context(kind=kind, target_lang=config.target_lang, progress=progress,
+                  row_text=row_text_expr(kind).fill_null(""))
     near = next((x.rule for x in active if x.rule.code == "near_duplicate" and x.action == "drop"), None)
     if near is not None and any(x.rule.code == "exact_duplicate" and x.action == "drop" for x in active):
         ctx.near_threshold = float(near.p["threshold"])
@@ -246,7 +254,9 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
                 rowbase = _row_frame(df, kind, fix_frames,
                                      need_lang=any(x.rule.code in ("wrong_language", "indonesian") for x in active))
                 if all(x.rule.scope == "row" for x in active[active.index(a):]):
-                    cells = None  # no cell rule left: free the cells before the heavy row rules
+                    # no cell rule left: free the cells (and the last fix's copies of their texts)
+                    # before the heavy row rules
+                    cells = text = before = sub = m = where = log = None
                     subs.clear()
                 stats.engine["row_texts"] = round(stats.engine.get("row_texts", 0.0) + time.perf_counter() - t_rb, 3)
                 t0 = time.perf_counter()
@@ -298,29 +308,33 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
 
 
 def _row_frame(df: pl.DataFrame, kind: str, fix_frames, need_lang: bool = True) -> pl.DataFrame:
-    """``_row, id, source, line, text, lang_text, _lang_cache`` for every row, with the text after fixes.
+    """``_row, id, source, line``, the text columns (``TEXT_COLUMNS[kind]``), ``lang_text,
+    _lang_cache`` for every row, with the text after fixes.
 
-    ``text`` is the whole row (for duplicates). ``lang_text`` is what language id reads when it is
+    The row rules read the whole row's text through ``row_text_expr(kind)`` over the text columns
+    (``curate.clean.base.row_text``), which share the dataset's buffers: a joined copy of every
+    text (half a GB at 1M rows) is never held beside the dataset; the duplicate pass joins the
+    texts of a few thousand rows at a time. ``lang_text`` is what language id reads when it is
     not the whole row (null): when the prompt asks for a translation or another language, the foreign
     input and output are the task, so only the prompt is read (not a second copy of every text). ``_lang_cache`` is the ``lang`` of ingest
     for rows no fix changed. Without ``need_lang`` (no language rule active) the last two are left out.
     """
     from curate.clean.rules.language import wants_other_rows
 
+    texts = TEXT_COLUMNS[kind]
     if not need_lang:
-        return df.select("_row", "id", "source", "line", row_text_expr(kind).fill_null("").alias("text"))
+        return df.select("_row", "id", "source", "line", *texts)
 
     fixed_rows = pl.concat([f.select("_row") for f in fix_frames])["_row"].unique() if fix_frames else None
     prompt = {"sft": pl.col("instruction"), "rm": pl.col("prompt"), "ppo": pl.col("prompt"),
               "chat": pl.col("messages").list.eval(pl.element().filter(pl.element().struct.field("role") == "user")
                                                    .struct.field("content")).list.first()}[kind]
-    base = df.select("_row", "id", "source", "line", row_text_expr(kind).fill_null("").alias("text"),
-                     prompt.fill_null("").alias("_prompt"), pl.col("lang"))
+    base = df.select("_row", "id", "source", "line", *texts, prompt.fill_null("").alias("_prompt"), pl.col("lang"))
     other = pl.col("_row").is_in(wants_other_rows(base, "_prompt").implode())
     lang = pl.when(other).then(None).otherwise(pl.col("lang"))
     if fixed_rows is not None and fixed_rows.len():
         lang = pl.when(pl.col("_row").is_in(fixed_rows.implode())).then(None).otherwise(lang)
-    return base.select("_row", "id", "source", "line", "text",
+    return base.select("_row", "id", "source", "line", *texts,
                        pl.when(other).then(pl.col("_prompt")).alias("lang_text"),
                        lang.alias("_lang_cache"))
 
@@ -387,12 +401,16 @@ def clean(frames: dict[str, pl.DataFrame | pl.LazyFrame], config: CleanConfig | 
     stats = _Stats(active, config.examples)
     out, quarantined, rows_in = {}, {}, {}
     t0 = time.perf_counter()
-    for kind, df in frames.items():
-        if isinstance(df, pl.LazyFrame):
-            df = df.collect()
-        df = schemas.conform(df, kind)
-        rows_in[kind] = df.height
-        kept, q = _clean_kind(df, kind, active, config, stats, on_rule, progress)
+    for kind, frame in frames.items():
+        # the frame is read (a LazyFrame) and conformed here and handed over in a box, so nothing here
+        # holds it: a fix writes new columns, and the input's own columns are freed with it
+        t_read = time.perf_counter()
+        box = [schemas.conform(frame.collect() if isinstance(frame, pl.LazyFrame) else frame, kind)]
+        del frame
+        stats.engine["read"] = round(stats.engine.get("read", 0.0) + time.perf_counter() - t_read, 3)
+        t0 += time.perf_counter() - t_read  # seconds: the cleaning, not the reading
+        rows_in[kind] = box[0].height
+        kept, q = _clean_kind(box, kind, active, config, stats, on_rule, progress)
         out[kind] = kept
         if q.height:
             quarantined[kind] = q
@@ -427,9 +445,8 @@ def clean_dir(inp: str | Path | list, out: str | Path, config: CleanConfig | Non
         out, stage="clean", inputs=inputs,
         params={"target_lang": config.target_lang, "actions": config.actions, "params": config.params})
     data = io.read_input(inputs, format=fmt)
-    frames = data.collect()
-    with stages(enabled=progress) as bars:
-        result = clean(frames, config, progress=bars)
+    with stages(enabled=progress) as bars:  # lazy frames: each is read when its kind is cleaned
+        result = clean(dict(data.frames), config, progress=bars)
     result.report["input"] = ", ".join(str(p) for p in inputs)
     result.report["read"] = data.report
     if writer is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from curate.clean.base import ROW_MATCH_SCHEMA, Rule
+from curate.clean.base import ROW_MATCH_SCHEMA, Rule, row_text
 
 
 class Contaminated(Rule):
@@ -41,7 +41,8 @@ class Contaminated(Rule):
             self.report_extra = {"note": "no eval files given: nothing checked"}
             return pl.DataFrame(schema=ROW_MATCH_SCHEMA)
         index = self.index()
-        texts = rows["text"]
+        texts = rows.select(row_text(rows, ctx))
+        texts = texts.to_series()
         described = dc.describe_hits(dc.scan(texts, index), texts, index)
         sets = dc.per_set_counts(described, index)
         prev = {s["eval"]: s for s in self.report_extra.get("eval_sets", [])}

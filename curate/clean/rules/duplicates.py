@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from curate.clean.base import ROW_MATCH_SCHEMA, Rule, fmt
+from curate.clean.base import ROW_MATCH_SCHEMA, Rule, fmt, row_text
 
 
 def evidence_expr() -> pl.Expr:
@@ -41,7 +41,7 @@ def _dups(rule: Rule, rows: pl.DataFrame, ctx, *, near: bool, threshold: float, 
         bar = progress.stage(f"clean {ctx.kind}: {what} (rows normalized{', sketched' if near else ''})",
                              total=rows.height * (2 if near else 1)) if progress is not None else None
         try:
-            res = dedupe.find_duplicates(rows, "text", threshold=threshold, near=near, measure=measure,
+            res = dedupe.find_duplicates(rows, row_text(rows, ctx), threshold=threshold, near=near, measure=measure,
                                          stats=stats, on_rows=bar.advance if bar is not None else None)
         except ValueError as e:
             from curate.errors import UserError
@@ -65,7 +65,7 @@ def _dups(rule: Rule, rows: pl.DataFrame, ctx, *, near: bool, threshold: float, 
     mine = res.filter(pl.col("cluster").is_in(dropped["cluster"].unique().implode()))
     rule.clusters = dedupe.clusters_report(mine.with_columns(
         pl.when(pl.col("dup_kind").is_null() | (pl.col("dup_kind") == kind)).then(pl.col("dup_kind"))),
-        rows, "text", limit=int(rule.p.get("report_clusters", 10)), members=5)
+        rows, row_text(rows, ctx), limit=int(rule.p.get("report_clusters", 10)), members=5)
     return out.cast(ROW_MATCH_SCHEMA)
 
 

@@ -6,7 +6,7 @@ import re
 
 import polars as pl
 
-from curate.clean.base import ROW_MATCH_SCHEMA, Rule, empty_matches, fast, fmt, python_fix
+from curate.clean.base import ROW_MATCH_SCHEMA, Rule, empty_matches, fast, fmt, python_fix, row_text
 
 # Function words, matched on lowercased text with ASCII word boundaries (fast DFA matching).
 _EN = ("the|and|of|to|is|are|was|were|that|it|for|with|as|on|this|be|by|you|your|what|which|how|from|an|or|not"
@@ -115,14 +115,16 @@ class UntranslatedField(Rule):
 _LANG_BATCH = 50_000
 
 
-def _detect(rows: pl.DataFrame, reuse: bool, on_rows=None) -> pl.DataFrame:
+def _detect(rows: pl.DataFrame, reuse: bool, on_rows=None, text: pl.Expr | None = None) -> pl.DataFrame:
     """``_row, lang, conf`` for ``rows`` (``_row, text``, ``lang_text`` (what to read instead of
     ``text`` when not null) and optionally ``_lang_cache``, the ``lang`` set at ingest for rows no
-    fix changed; reused when ``reuse``)."""
+    fix changed; reused when ``reuse``). ``text``: the row's whole text when ``rows`` has no ``text``
+    column (``curate.clean.base.row_text``)."""
     from curate import langid
     from curate.rowlang import SAMPLE_CHARS
 
     schema = {"_row": pl.UInt32, "lang": pl.String, "conf": pl.Float64}
+    whole = pl.col("text") if text is None else text
     parts = []
     todo = rows
     if reuse and "_lang_cache" in rows.columns:
@@ -132,7 +134,7 @@ def _detect(rows: pl.DataFrame, reuse: bool, on_rows=None) -> pl.DataFrame:
         todo = rows.filter(~known)
     for start in range(0, todo.height, _LANG_BATCH):  # batches: progress, and fewer strings alive at once
         part = todo.slice(start, _LANG_BATCH)
-        text = part.select(pl.coalesce("lang_text", "text").str.slice(0, SAMPLE_CHARS))
+        text = part.select(pl.coalesce("lang_text", whole).str.slice(0, SAMPLE_CHARS))
         res = langid.detect_column(text.to_series())
         parts.append(pl.DataFrame({"_row": part["_row"], "lang": res["lang"], "conf": res["lang_conf"]},
                                   schema=schema))
@@ -151,7 +153,7 @@ class _LangRule(Rule):
         have = ctx.langs
         need = rows if have is None else rows.join(have, on="_row", how="anti")
         if need.height or have is None:
-            got = _detect(need, bool(self.p["reuse_lang"]), getattr(ctx, "on_rows", None))
+            got = _detect(need, bool(self.p["reuse_lang"]), getattr(ctx, "on_rows", None), row_text(need, ctx))
             ctx.langs = got if have is None else pl.concat([have, got])
         return rows.select("_row").join(ctx.langs, on="_row", how="left")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from curate.clean.base import ROW_MATCH_SCHEMA, Rule, fmt
+from curate.clean.base import ROW_MATCH_SCHEMA, Rule, fmt, with_text
 
 
 class TooManyTokens(Rule):
@@ -32,6 +32,7 @@ class TooManyTokens(Rule):
         if limit <= 0 or rows.height == 0:
             return pl.DataFrame(schema=ROW_MATCH_SCHEMA)
         counter = self.counter()
+        rows = with_text(rows, ctx)
         maybe = rows
         if counter.method == "chars/4":
             # the heuristic never gives more tokens than characters: count only rows that could be over
