@@ -164,15 +164,15 @@ def read_table(path: str | Path) -> list[list[dict]]:
     reads (directory) through :func:`curate.io.read_input`, Parquet/CSV/TSV through
     :func:`curate.io.tables.read_table`, JSON arrays and JSONL through the tolerant streaming readers
     of ingest (repairs included); the columns are kept as they are (``question``, ``answer`` ...)."""
+    from curate.io.files import require_file
     from curate.ingest.readers import iter_json_array, iter_jsonl, read_head, sniff_container
     from curate.io.tables import TABLE_SUFFIXES
     from curate.io.tables import read_table as read_tab
 
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such eval file")
     if path.is_dir():
         return [lf.collect().to_dicts() for lf in io.read_input(path).frames.values()]
+    require_file(path, what="eval file")
     fmt = TABLE_SUFFIXES.get(path.suffix.lower())
     if fmt:
         return [read_tab(path, path.name, fmt).collect().to_dicts()]

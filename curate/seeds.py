@@ -45,6 +45,7 @@ from scipy.optimize import linear_sum_assignment
 
 from curate import io
 from curate.errors import UserError
+from curate.io.files import require_file
 from curate.rouge import RougeIndex, tokenize
 from curate.text import looks_like_code
 
@@ -167,8 +168,7 @@ def _check_schema(obj: Any, f: SeedFile, line: int) -> Task | None:
 def load(path: str | Path) -> SeedFile:
     """Parse a seed file tolerantly: good tasks plus ``json``/``schema`` findings for the rest."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such seed file.")
+    require_file(path, what="seed file")
     _check_bytes(path)
     f = SeedFile(path)
     with open(path, "rb") as fh:

@@ -48,6 +48,7 @@ import polars as pl
 
 from curate import io, schemas
 from curate.errors import UserError
+from curate.io.files import require_file
 from curate.llm import Engine, EngineConfig, Invalid, Request, Result, extract_json
 
 LANG_NAMES = {"ms": "Malay (Bahasa Melayu, as written in Malaysia)", "id": "Indonesian (Bahasa Indonesia)",
@@ -165,8 +166,7 @@ def load_glossary(path: str | Path | None) -> Glossary | None:
     if path is None:
         return None
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: glossary file not found")
+    require_file(path, what="glossary file")
     text = path.read_text(encoding="utf-8")
     terms: dict[str, str] = {}
     if path.suffix.lower() == ".json":

@@ -1,7 +1,7 @@
 """Every registered command on hostile inputs: no traceback, non-zero where the input is unusable,
 nothing written on a refusal, and every record accounted for (records = kept + quarantined).
 
-The inputs are generated here (empty, 0-byte, binary, UTF-16 with and without BOM, Latin-1, BOM,
+The inputs are generated here (empty, 0-byte, an empty JSON array, a FIFO, binary, UTF-16 with and without BOM, Latin-1, BOM,
 NaN/Infinity, duplicate keys, 100k-level nesting, a 50 MB line, CSV, foreign and truncated
 Parquet, a single JSON object, bare line numbers), plus one real raw file of every known source
 format. Commands come from ``curate.cli.COMMANDS``, so a new command is covered automatically: it
@@ -12,6 +12,7 @@ unreachable endpoint (nothing listens on port 9), ``push`` an unreachable Argill
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import orjson
@@ -52,6 +53,9 @@ def build(d: Path, fixtures: Path) -> dict[str, tuple[Path, dict | None]]:
     # -- unusable -----------------------------------------------------------------------------
     add("zero.jsonl", b"", None)
     add("blank.json", b"  \n\n \t\n", None)
+    add("empty_array.json", b"[\n]\n", None)
+    os.mkfifo(d / "pipe.jsonl")  # opening it would block for ever: it must be refused before that
+    cases["pipe.jsonl"] = (d / "pipe.jsonl", None)
     add("binary.jsonl", bytes(range(256)) * 64, None)
     add("gzip.json", b"\x1f\x8b\x08\x00" + b"\x00" * 100, None)
     add("utf16_nobom.json", json.dumps(ALPACA).encode("utf-16-le"), None)

@@ -26,7 +26,7 @@ from curate.ingest.encoding import CP1252_NOTE, check_text_head, decode_line
 from curate.ingest.formats import BY_NAME, FORMATS
 from curate.ingest.readers import (MAX_RECORD, Span, iter_json_array, iter_jsonl, iter_jsonl_blocks, parse_line,
                                    peek_objects, read_head, sniff_container)
-from curate.io.files import DatasetError
+from curate.io.files import DatasetError, require_file
 from curate.rowlang import add_lang
 
 BATCH = 50_000
@@ -67,8 +67,7 @@ def open_source(path: str | os.PathLike, name: str | None = None) -> Iterator[So
     A recoded temporary copy, if one was needed, is removed afterwards."""
     path = Path(path)
     name = name or path.as_posix()
-    if not path.is_file():
-        raise DatasetError(f"{name}: no such file.")
+    require_file(path, name)
     with open(path, "rb") as fh:
         head = fh.read(1 << 16)
     if not head.strip():
@@ -145,8 +144,7 @@ def detect_format(path: str | os.PathLike, name: str | None = None) -> SourceFor
     """Pick the format of a file from its content (the file name is not trusted)."""
     path = Path(path)
     name = name or path.as_posix()
-    if not path.is_file():
-        raise DatasetError(f"{name}: no such file.")
+    require_file(path, name)
     head = read_head(path)
     if not head.strip():
         raise DatasetError(f"{name}: the file is empty; nothing to read.")
@@ -158,6 +156,8 @@ def detect_format(path: str | os.PathLike, name: str | None = None) -> SourceFor
         candidates = [(f.score(head), f) for f in FORMATS if f.container == "text"]
     else:
         sample = peek_objects(path, container)
+        if not sample and container == "array":
+            raise DatasetError(f"{name}: an empty JSON array; there are no records to read.")
         if sample and not data_objects(sample):
             # Only {} / {"message": ...} rows: every record goes to quarantine whatever the format,
             # so take the format the file name suggests (for the report) or plain Alpaca.

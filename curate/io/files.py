@@ -31,6 +31,16 @@ class DatasetError(UserError):
     """A user-facing problem with an input or output path (printed without a traceback)."""
 
 
+def require_file(path: Path, name: str | None = None, what: str = "file") -> None:
+    """Refuse anything but a regular file before it is opened: a FIFO would block the open for
+    ever, a device (``/dev/zero``) never end. ``what`` names it in the message (``eval file``)."""
+    if not path.is_file():
+        name = name or path.as_posix()
+        raise DatasetError(f"{name}: " + ("not a regular file (a device, pipe or socket); save the data to a file "
+                                          "and give that." if path.exists() else f"no such {what}."))
+
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path``; rename it onto ``path`` only if the block succeeds."""

@@ -151,9 +151,11 @@ class Plan:
 
     def _probe(self, path: Path) -> _Part:
         from curate.ingest.pipeline import _format, open_source
+        from curate.io.files import require_file
         from curate.ingest.readers import read_head, sniff_container
 
         name = path.as_posix()
+        require_file(path, name)  # before opening: a FIFO in a directory would block the open for ever
         try:
             with open(path, "rb") as fh:
                 head = fh.read(4)

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import orjson
 
 from curate.errors import UserError
+from curate.io.files import require_file
 from curate.llm.cache import Cache, Reply
 
 URL = "/v1/chat/completions"
@@ -87,8 +88,7 @@ def merge_results(paths: Iterable[str | Path], cache: Cache, model: str | None =
         raise UserError("--batch-in needs the reply cache (do not combine it with --no-cache)")
     for path in paths:
         path = Path(path)
-        if not path.exists():
-            raise UserError(f"{path}: batch results file not found")
+        require_file(path, what="batch results file")
         with open(path, "rb") as fh:
             for n, raw in enumerate(fh, 1):
                 if not raw.strip():
