@@ -25,7 +25,7 @@ Usage::
 What it does for you:
 
 * **Endpoint**: the official ``openai`` AsyncOpenAI client (one per server; the body serialized once
-  and POSTed with the client's ``post``; connections spread over pools of 8), any OpenAI-compatible server
+  and POSTed with the client's ``post``; connections spread over pools of 2), any OpenAI-compatible server
   (``--base-url``/``--model``/``--api-key`` or ``OPENAI_BASE_URL``/``OPENAI_API_KEY``/config file;
   :func:`resolve`). Click commands get every option at once with
   :func:`curate.llm.options.llm_options` and build the config with
