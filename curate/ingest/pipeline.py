@@ -484,6 +484,17 @@ def _fast_block(fmt, summary, on_quarantine, first: int, raw: pl.Series,
     return frames
 
 
+def _parquet_writer(open_writers: dict[str, Any], files: contextlib.ExitStack, kind: str, path: Path,
+                    df: pl.DataFrame):
+    """The pyarrow ParquetWriter of ``kind`` (opened on its first batch, with that batch's schema, the
+    kind's canonical one; zstd like polars' own writer), closed by ``files``."""
+    if kind not in open_writers:
+        import pyarrow.parquet as pq
+
+        open_writers[kind] = files.enter_context(pq.ParquetWriter(path, df.to_arrow().schema, compression="zstd"))
+    return open_writers[kind]
+
+
 @dataclass
 class IngestResult:
     frames: dict[str, pl.DataFrame]
@@ -518,8 +529,9 @@ def ingest_to_dir(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike
     """Streaming ingest into a committed dataset ``out_dir``: ``<kind>.parquet``, ``quarantine.jsonl``,
     ``report.json`` and ``manifest.json``, published at once (:class:`curate.io.DatasetWriter`).
 
-    Batches go to part files in the staging directory; each kind is then streamed into its final
-    file. Returns the summary (also written as report.json)."""
+    Parquet: each batch is one row group of its kind's file, written as it comes (memory stays one
+    batch; every row is encoded once). JSONL: batches go to part files in the staging directory, then
+    each kind is streamed into its final file. Returns the summary (also written as report.json)."""
     from curate.io import DatasetWriter, open_input
 
     if output_format not in ("parquet", "jsonl"):
@@ -527,8 +539,10 @@ def ingest_to_dir(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike
     paths = [Path(p) for p in paths]
     writer = DatasetWriter(out_dir, stage="ingest", inputs=paths,
                            params={"format": fmt or "auto", "detect_lang": detect_lang, "output_format": output_format})
-    with open_input(paths, format=fmt) as plan, writer as w:
+    with open_input(paths, format=fmt) as plan, writer as w, contextlib.ExitStack() as files:
         parts: dict[str, list[Path]] = {}
+        parquet: dict[str, Any] = {}  # kind -> pyarrow ParquetWriter of <kind>.parquet
+        rows_by_kind: dict[str, int] = {}
         with w.open("quarantine.jsonl") as qfh:
             def quarantine(entry: dict) -> None:
                 qfh.write(orjson.dumps(entry) + b"\n")
@@ -537,22 +551,22 @@ def ingest_to_dir(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike
                                          on_quarantine=quarantine, on_progress=on_progress):
                 if isinstance(df, pl.LazyFrame):
                     df = df.collect()
+                rows_by_kind[kind] = rows_by_kind.get(kind, 0) + df.height
+                if output_format == "parquet":  # one row group per batch, each row encoded once
+                    out = _parquet_writer(parquet, files, kind, w.file(f"{kind}.parquet"), df)
+                    table = df.to_arrow()
+                    out.write_table(table if table.schema == out.schema else table.cast(out.schema))
+                    continue
                 part = w.file(f".parts/{kind}-{len(parts.get(kind, [])):05d}.parquet")
                 df.write_parquet(part)
                 parts.setdefault(kind, []).append(part)
-        rows_by_kind = {}
+        files.close()  # every <kind>.parquet complete before it is registered
         for kind in schemas.KINDS:
-            kind_parts = parts.get(kind)
-            if not kind_parts:
-                continue
-            rows_by_kind[kind] = pl.scan_parquet(kind_parts).select(pl.len()).collect().item()
-            if output_format == "jsonl":
-                w.write_frame(kind, pl.scan_parquet(kind_parts), fmt="jsonl")
-            elif len(kind_parts) == 1:
-                os.replace(kind_parts[0], w.file(f"{kind}.parquet"))
+            if kind in parquet:
                 w.add_part(kind, f"{kind}.parquet")
-            else:
-                w.write_frame(kind, pl.scan_parquet(kind_parts))
+            elif kind in parts:
+                w.write_frame(kind, pl.scan_parquet(parts[kind]), fmt="jsonl")
+        rows_by_kind = {kind: rows_by_kind[kind] for kind in schemas.KINDS if kind in rows_by_kind}
         shutil.rmtree(w.path / ".parts", ignore_errors=True)
         w.input_manifests = [d["id"] for d in plan.datasets if d.get("id")]
         summary = {**plan.report(), "rows_by_kind": rows_by_kind}
