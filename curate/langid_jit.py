@@ -331,6 +331,18 @@ if AVAILABLE:
                         special = True
                     if not f & LATIN:
                         nonlatin += 1
+                    while i < hi:  # the rest of the word while it is ASCII letters (Latin, no special case)
+                        b = data[i]
+                        if not (97 <= b <= 122 or 65 <= b <= 90):
+                            break
+                        c = np.int32(b)
+                        lc = c + 32 if b <= 90 else c
+                        if anda:
+                            anda = wlen < 4 and c == (110 if wlen == 1 else 100 if wlen == 2 else 97)
+                        buf[wlen] = lc
+                        h = _step(h, lc)
+                        wlen += 1
+                        i += 1
                     in_chunk = True
                     continue
                 if wlen:  # a word ends before c
