@@ -619,15 +619,13 @@ def detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bool = T
     cut = series.fill_null("") if series.null_count() else series
     if len(cut) and (cut.str.len_bytes().max() or 0) > _MAX_CHARS:  # type: ignore[operator]
         cut = cut.str.slice(0, _MAX_CHARS)
-    buffers = _arrow_buffers(cut)
-    code, conf, score, nwords = _scan(*buffers)
-    dirty = np.zeros(len(cut), np.bool_)
-    jit.dirty(*buffers, dirty)
+    code, conf, score, nwords, dirty = _scan(*_arrow_buffers(cut))
     dirty_idx = np.flatnonzero(dirty)
     cleaned: dict[int, str] = {}
     if len(dirty_idx):  # code, URLs, tags: removed in Python, then those rows scanned again
         cleaned = dict(zip(dirty_idx.tolist(), map(_clean, cut.gather(dirty_idx).to_list())))
-        for arr, part in zip((code, conf, score, nwords), _scan(*_arrow_buffers(pl.Series(list(cleaned.values()), dtype=pl.String)))):
+        again = _scan(*_arrow_buffers(pl.Series(list(cleaned.values()), dtype=pl.String)))
+        for arr, part in zip((code, conf, score, nwords), again):
             arr[dirty_idx] = part
     lang = pl.Series("lang", code, dtype=pl.Int8).replace_strict(
         list(range(len(jit.CODES))), list(jit.CODES), default=None, return_dtype=pl.String)
@@ -652,14 +650,14 @@ def detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bool = T
     return pl.DataFrame({"lang": lang, "lang_conf": conf}, schema={"lang": pl.String, "lang_conf": pl.Float64})
 
 
-def _scan(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(code, confidence before rounding, ms/id score, counted words) per text (UTF-8 ``data``,
-    text i at ``offsets[i]:offsets[i+1]``, already cleaned and cut) by the compiled cheap steps.
+def _scan(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(code, confidence before rounding, ms/id score, counted words, needs cleaning) per text
+    (UTF-8 ``data``, text i at ``offsets[i]:offsets[i+1]``, cut) by the compiled cheap steps.
     The kernel runs without the GIL, so a long column is split over one thread per core."""
     from curate import langid_jit as jit
 
     n = len(offsets) - 1
-    out = np.empty(n, np.int8), np.empty(n), np.empty(n), np.empty(n, np.int64)
+    out = np.empty(n, np.int8), np.empty(n), np.empty(n), np.empty(n, np.int64), np.empty(n, np.bool_)
     flags, lower, table = _jit_tables()
     bias = _default_scorer().bias
 

@@ -256,32 +256,13 @@ if AVAILABLE:
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
     @numba.njit(cache=True, nogil=True)
-    def dirty(data, offsets, out):
-        """``out[r]``: row ``r`` holds what ``langid._clean`` removes (a backtick, ``~~~``, ``://``,
-        ``www.``, ``@`` or ``<``), so it must be cleaned in Python first."""
-        for r in range(len(offsets) - 1):
-            lo, hi = offsets[r], offsets[r + 1]
-            found = False
-            for i in range(lo, hi):
-                b = data[i]
-                if b == 96 or b == 64 or b == 60:
-                    found = True
-                elif b == 126:
-                    found = i + 2 < hi and data[i + 1] == 126 and data[i + 2] == 126
-                elif b == 58:
-                    found = i + 2 < hi and data[i + 1] == 47 and data[i + 2] == 47
-                elif b == 119:
-                    found = i + 3 < hi and data[i + 1] == 119 and data[i + 2] == 119 and data[i + 3] == 46
-                if found:
-                    break
-            out[r] = found
-
-    @numba.njit(cache=True, nogil=True)
     def scan(data, offsets, flags, lower, slots, slot_w, key_cp, bias, family_share, code, conf, score,
-             nwords):
-        """Per row ``r`` (bytes ``data[offsets[r]:offsets[r+1]]``, already cleaned and cut): the code
-        (:data:`MS` ... :data:`PY`), confidence before rounding, ms/id score and counted words
-        (the last two are what lingua's turn needs: ``langid._Pending``)."""
+             nwords, dirty):
+        """Per row ``r`` (bytes ``data[offsets[r]:offsets[r+1]]``, cut): the code (:data:`MS` ...
+        :data:`PY`), confidence before rounding, ms/id score and counted words (the last two are
+        what lingua's turn needs: ``langid._Pending``), and ``dirty[r]``: the row holds what
+        ``langid._clean`` removes (a backtick, ``~~~``, ``://``, ``www.``, ``@`` or ``<``), so its
+        verdict stands only after cleaning in Python and scanning again."""
         longest = 7
         for r in range(len(offsets) - 1):
             longest = max(longest, offsets[r + 1] - offsets[r])
@@ -296,7 +277,7 @@ if AVAILABLE:
                 continue
             n_en = n_fam = n_cnt = n_all = nonlatin = 0
             total = chunk_w = 0.0
-            in_chunk = first_lower = anda = special = False
+            in_chunk = first_lower = anda = special = unclean = False
             wlen = 0
             wstart = lo
             h = _u64(_FNV_INIT)
@@ -345,7 +326,15 @@ if AVAILABLE:
                         i += 1
                     in_chunk = True
                     continue
+                if c == 96 or c == 64 or c == 60:  # ` @ <
+                    unclean = True
+                elif c == 126 or c == 58:  # ~~~ ://
+                    nx = 126 if c == 126 else 47
+                    unclean = unclean or (i + 1 < hi and data[i] == nx and data[i + 1] == nx)
                 if wlen:  # a word ends before c
+                    if c == 46 and wlen >= 3 and start - wstart >= 3 and data[start - 1] == 119 \
+                            and data[start - 2] == 119 and data[start - 3] == 119:  # www.
+                        unclean = True
                     if anda and wlen == 4 and (c < 0 or not f & WORD) and _anda_mid(data, lo, wstart, flags):
                         buf[0], buf[1], buf[2], buf[3] = 97, 110, 100, 97  # "andacap"
                         buf[4], buf[5], buf[6] = 99, 97, 112
@@ -375,6 +364,7 @@ if AVAILABLE:
                         break
                 else:
                     in_chunk = True
+            dirty[r] = unclean
             if nonlatin and _script(data, lo, hi, flags, nonlatin, code, conf, r):
                 continue
             if special:

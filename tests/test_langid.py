@@ -217,6 +217,25 @@ def test_compiled_column_path_agrees_with_the_per_text_path():
     assert langid.detect_column(_EDGE_CASES).equals(slow)
 
 
+def test_compiled_scan_flags_exactly_the_rows_clean_changes():
+    """The compiled pass marks a row for cleaning in Python exactly when it holds one of _clean's
+    triggers (backtick, ~~~, ://, www., @, <), wherever they fall among words and other bytes."""
+    import random
+
+    import numpy as np
+
+    from curate.dedupe import _arrow_buffers
+
+    rng = random.Random(3)
+    parts = ["`", "~", "~~", "~~~", ":", "//", "://", "w", "ww", "www", "www.", "Www.", "awww.", "@", "<",
+             "x", " ", ".", "é", "안", "kerana"]
+    rows = ["".join(rng.choice(parts) for _ in range(rng.randint(0, 12))) for _ in range(5000)]
+    dirty = langid._scan(*_arrow_buffers(pl.Series(rows, dtype=pl.String)))[4]
+    want = np.array([any(t in r for t in langid._CLEAN_TRIGGERS) for r in rows])
+    assert 0 < want.sum() < len(rows)
+    assert (dirty == want).all()
+
+
 def test_detect_frame_and_expr():
     df = pl.DataFrame({"text": ["Kereta saya rosak kerana banjir.", "Mobil saya rusak karena banjir.", None, "The cat sat on the mat."]})
     out = langid.detect_frame(df, "text")
