@@ -272,6 +272,7 @@ if AVAILABLE:
             score[r] = bias
             nwords[r] = 0
             conf[r] = 0.0
+            dirty[r] = False
             if hi == lo:
                 code[r] = UND
                 continue
