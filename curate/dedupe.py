@@ -60,9 +60,12 @@ arithmetic on the text's bytes (no dependence on polars' or Python's hash).
 Compiled path (char measures, from 20k rows on, when numba is installed): steps 1-3 run as one
 compiled pass per row (:mod:`curate.minhash_jit`; non-ASCII rows are normalized by polars first),
 which keeps no normalized copy of the texts: exact groups compare two independent 64-bit hashes of
-the normalized text and its length, and verification normalizes the few rows it reads again. The
-sketches and similarities are bit for bit those of the numpy path (``CURATE_NO_JIT=1`` forces it;
-tests/test_dedupe.py compares the two), so the clusters are the same.
+the normalized text and its length, and verification normalizes the rows it reads again (compiled
+too). The rounds of step 5 run on the buckets in CSR form (:func:`curate.minhash_jit.round_pairs`),
+not by re-grouping the bucket table each round. From 512k rows on (``_EST_MEMORY``) the estimator
+bytes are kept for the candidates only (rows in a bucket; the same pass run on them again) instead
+of 256 bytes for every row. The sketches and similarities are bit for bit those of the numpy path
+(``CURATE_NO_JIT=1`` forces it; tests/test_dedupe.py compares the two), so the clusters are the same.
 """
 
 from __future__ import annotations
@@ -89,7 +92,8 @@ _SPAN_ROWS = 16_384      # rows read from polars at a time
 _CHUNK_ROWS = 1_024      # rows hashed per chunk (cache-sized temporaries)
 _VERIFY_SHINGLES = 250_000  # shingles per verification batch (cache-sized: 4x faster than 4M)
 _JIT_MIN_ROWS = 20_000   # from this many rows the compiled sketch (its import: ~0.7 s CPU) pays off
-_MAX_CHECKS = 16         # a row that failed this many checks against centers is left unclustered  # shingles per verification batch
+_EST_MEMORY = 128 << 20  # estimator bytes of every row above this: only the candidates' are kept (computed again)
+_MAX_CHECKS = 16         # a row that failed this many checks against centers is left unclustered
 _SENT = np.uint32(0xFFFFFFFF)
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
@@ -361,9 +365,10 @@ def band_keys(sig: np.ndarray, bands: int, r: int, seed: int = 0) -> np.ndarray:
 @dataclass
 class Sketch:
     """Per-row sketch: LSH band keys (n, bands) and 8 bits of the first bins (n, est_bins)."""
-    keys: np.ndarray
-    est: np.ndarray
+    keys: np.ndarray | None
+    est: np.ndarray | None
     lengths: np.ndarray   # shingles per row (duplicates counted), for the estimate's error
+    est_at: np.ndarray | None = None  # when set, row i's estimator bytes are est[est_at[i]] (candidates only)
 
 
 def sketch(texts: pl.Series, *, threshold: float = 0.8, num_perm: int = DEFAULT_PERM, seed: int = 0,
@@ -448,12 +453,23 @@ def round_pairs(bk: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
     return pairs, centers
 
 
+def _distinct(rows: np.ndarray, n: int) -> np.ndarray:
+    """The distinct values of ``rows`` (row numbers below ``n``), ascending (np.unique, without its sort)."""
+    seen = np.zeros(n, dtype=bool)
+    seen[rows] = True
+    return np.flatnonzero(seen)
+
+
 def star_clusters(n: int, bk: pl.DataFrame, verify_fn: Callable[[pl.DataFrame], np.ndarray],
                   threshold: float, stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(kept: int64 per row, the center it joined or -1; sim: float64, its Jaccard to that center).
 
     ``verify_fn(pairs)`` returns the similarity of each pair (a, b) (or -1 for a pair rejected
-    without the exact check)."""
+    without the exact check). From 20k rows on the rounds run compiled (the same rounds on the
+    buckets in CSR form, :func:`curate.minhash_jit.round_pairs`), else with polars (:func:`round_pairs`)."""
+    jit = _jit() if n >= _JIT_MIN_ROWS else None
+    if jit is not None:
+        return _star_clusters_compiled(jit, n, bk, verify_fn, threshold, stats)
     kept = np.full(n, -1, dtype=np.int64)
     sim = np.full(n, np.nan)
     checks = np.zeros(n, dtype=np.int32)
@@ -487,6 +503,44 @@ def star_clusters(n: int, bk: pl.DataFrame, verify_fn: Callable[[pl.DataFrame], 
     return kept, sim
 
 
+def _star_clusters_compiled(jit, n: int, bk: pl.DataFrame, verify_fn: Callable[[pl.DataFrame], np.ndarray],
+                            threshold: float, stats: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`star_clusters` with each round's bucket scans compiled: the same centers, pairs and
+    clusters as the polars rounds, without re-grouping the bucket table every round."""
+    kept = np.full(n, -1, dtype=np.int64)
+    sim = np.full(n, np.nan)
+    checks = np.zeros(n, dtype=np.int32)
+    rounds = checked = retired = 0
+    if bk.height:
+        bstart, mem, rstart, rbk = jit.bucket_csr(bk["g"].to_numpy(), bk["r"].to_numpy().astype(np.int64), n)
+        count = np.diff(bstart).astype(np.int64)
+        undecided = np.zeros(n, dtype=bool)
+        undecided[mem] = True
+        first = np.empty(len(count), dtype=np.int64)
+        is_center = np.zeros(n, dtype=bool)
+        mask32 = np.uint64(0xFFFFFFFF)
+        while (count >= 2).any():
+            a, b = jit.round_pairs(bstart, mem, rstart, rbk, undecided, count, first, is_center)
+            rounds += 1
+            j = np.empty(0)
+            if len(a):
+                key = (a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64)
+                key.sort()
+                keep = np.empty(len(key), dtype=bool)
+                keep[0] = True
+                np.not_equal(key[1:], key[:-1], out=keep[1:])
+                key = key[keep]
+                a, b = (key >> np.uint64(32)).astype(np.int64), (key & mask32).astype(np.int64)
+                checked += len(a)
+                j = np.asarray(verify_fn(pl.DataFrame({"a": a, "b": b}, schema={"a": pl.UInt32, "b": pl.UInt32})),
+                               dtype=np.float64)
+            retired += jit.round_finish(a, b, j, threshold, kept, sim, checks, _MAX_CHECKS, undecided, count,
+                                        rstart, rbk, is_center)
+    if stats is not None:
+        stats.update(rounds=rounds, checked_pairs=checked, retired=retired)
+    return kept, sim
+
+
 # --------------------------------------------------------------------------- verification
 
 def prefilter(pairs: pl.DataFrame, sk: Sketch, threshold: float) -> np.ndarray:
@@ -494,12 +548,13 @@ def prefilter(pairs: pl.DataFrame, sk: Sketch, threshold: float) -> np.ndarray:
     is not more than 4.5 standard errors below the threshold; the error is that of
     min(est_bins, shingles of the shorter text) independent bins."""
     a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
+    ea, eb = (a, b) if sk.est_at is None else (sk.est_at[a], sk.est_at[b])
     keep = np.zeros(len(a), dtype=bool)
     est_bins = sk.est.shape[1]
     step = 65_536
     for s in range(0, len(a), step):
         aa, bb = a[s:s + step], b[s:s + step]
-        est = (sk.est[aa] == sk.est[bb]).mean(axis=1)
+        est = (sk.est[ea[s:s + step]] == sk.est[eb[s:s + step]]).mean(axis=1)
         k_eff = np.minimum(est_bins, np.maximum(1, np.minimum(sk.lengths[aa], sk.lengths[bb])))
         margin = 4.5 * np.sqrt(threshold * (1 - threshold) / k_eff) + 0.02
         keep[s:s + step] = est >= threshold - margin
@@ -598,9 +653,13 @@ def near_clusters(texts: pl.Series, *, threshold: float = 0.8, num_perm: int = D
 
 
 def _near_clusters_of(sk: Sketch, n: int, texts_of: Callable[[np.ndarray], pl.Series], *, threshold: float,
-                      measure: str, stats: dict | None) -> tuple[np.ndarray, np.ndarray]:
+                      measure: str, stats: dict | None,
+                      est_of: Callable[[np.ndarray], np.ndarray] | None = None,
+                      jaccard_of: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`near_clusters` from the sketches: buckets, then rounds; ``texts_of(rows)`` gives the
-    normalized texts of those rows (sorted, distinct) for the exact check."""
+    normalized texts of those rows (sorted, distinct) for the exact check. Without ``sk.est``,
+    ``est_of(rows)`` gives the estimator bytes of those rows (the candidates: rows in a bucket)."""
     clock = [time.perf_counter()]
 
     def lap(name: str) -> None:
@@ -610,6 +669,13 @@ def _near_clusters_of(sk: Sketch, n: int, texts_of: Callable[[np.ndarray], pl.Se
 
     bk = buckets(sk.keys)
     sk.keys = None
+    if sk.est is None:  # the estimator bytes of the candidates only (the rows sharing a bucket)
+        cand = _distinct(bk["r"].to_numpy(), n)
+        sk.est = est_of(cand) if len(cand) else np.zeros((0, _EST_BINS), dtype=np.uint8)
+        sk.est_at = np.zeros(n, dtype=np.int64)
+        sk.est_at[cand] = np.arange(len(cand))
+        if stats is not None:
+            stats["candidates"] = len(cand)
     lap("buckets")
     verified = [0]
 
@@ -620,7 +686,10 @@ def _near_clusters_of(sk: Sketch, n: int, texts_of: Callable[[np.ndarray], pl.Se
         if ok.any():
             sub = pairs.filter(pl.Series(ok))
             a, b = sub["a"].to_numpy(), sub["b"].to_numpy()
-            rows = np.unique(np.concatenate([a, b]))
+            rows = _distinct(np.concatenate([a, b]), n)
+            if jaccard_of is not None:
+                j[ok] = jaccard_of(rows, np.searchsorted(rows, a), np.searchsorted(rows, b))
+                return j
             local = pl.DataFrame({"a": np.searchsorted(rows, a), "b": np.searchsorted(rows, b)},
                                  schema={"a": pl.UInt32, "b": pl.UInt32})
             j[ok] = verify(local, texts_of(rows), measure, compiled=n >= _JIT_MIN_ROWS)
@@ -718,7 +787,12 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
     bits = int(math.log2(num_perm))
     m = n if near else 0  # exact duplicates only: no sketches
     keys = np.empty((m, bands), dtype=np.uint32)
-    est = np.empty((m, min(num_perm, _EST_BINS)), dtype=np.uint8)
+    # the estimator bytes (256 per row: 256 MB at 1M rows): from _EST_MEMORY on, computed later for
+    # the candidates only (the rows sharing a bucket), by the same pass on those rows again
+    est_bins = min(num_perm, _EST_BINS)
+    later = m * est_bins > _EST_MEMORY
+    est = np.empty((0 if later else m, est_bins), dtype=np.uint8)
+    no_est = np.empty((m, 0), dtype=np.uint8) if later else est
     lengths = np.empty(m, dtype=np.int64)
     hashes = np.empty((n, 2), dtype=np.uint64)
     norm_len = np.empty(n, dtype=np.int64)
@@ -726,17 +800,22 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
                           for j in range(bands)], dtype=np.uint64)
     expr = (pl.col(text) if isinstance(text, str) else text).cast(pl.String).fill_null("")
 
-    def span(s: int) -> None:
-        t = df.slice(s, _SPAN_ROWS).select(expr.alias("t"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("i"))
+    def sketch_span(part: pl.DataFrame, out: tuple, start: int, with_sketch: bool) -> int:
+        """normalize_sketch of the rows of ``part`` into ``out`` (keys, est, lengths, hashes,
+        norm_len) from row ``start`` on."""
+        t = part.select(expr.alias("t"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("i"))
         wide = pl.col("t").str.len_bytes() != pl.col("t").str.len_chars()
         if t.select(wide.any()).item():  # non-ASCII rows: Unicode case folding and separators first
             t = pl.concat([t.filter(~wide), t.filter(wide).with_columns(normalize("t"))]).sort("i")
         data, offsets = _arrow_buffers(t["t"])
         jit.normalize_sketch(data, offsets, _WORD_BYTES, width, width > 5, np.uint64(_salt(77)), np.uint64(_salt(seed)), bits,
-                             np.uint64(_salt(seed + 1)), band_init, bands, r, keys, est, lengths, hashes,
-                             norm_len, s, near)
+                             np.uint64(_salt(seed + 1)), band_init, bands, r, *out, start, with_sketch)
+        return t.height
+
+    def span(s: int) -> None:
+        done = sketch_span(df.slice(s, _SPAN_ROWS), (keys, no_est, lengths, hashes, norm_len), s, near)
         if on_rows:
-            on_rows(2 * t.height if near else t.height)
+            on_rows(2 * done if near else done)
 
     with ThreadPoolExecutor(_THREADS) as pool:
         list(pool.map(span, range(0, n, _SPAN_ROWS)))
@@ -753,16 +832,63 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
         k = len(rep_rows)  # the representatives' sketches moved to the front in place (no copy):
         for s in range(0, k, 65_536):  # rep_rows is increasing, so no row is overwritten before it is read
             idx = rep_rows[s:s + 65_536]
-            keys[s:s + len(idx)], est[s:s + len(idx)], lengths[s:s + len(idx)] = keys[idx], est[idx], lengths[idx]
-        sk = Sketch(keys[:k], est[:k], lengths[:k])
-        del keys, est, lengths
+            keys[s:s + len(idx)], lengths[s:s + len(idx)] = keys[idx], lengths[idx]
+            if not later:
+                est[s:s + len(idx)] = est[idx]
+        sk = Sketch(keys[:k], None if later else est[:k], lengths[:k])
+        del keys, lengths, est
         measure = f"char{width}"
 
         def texts_of(rows: np.ndarray) -> pl.Series:  # normalized texts of representatives
             return df[rep_rows[rows]].select(normalize(expr).alias("t"))["t"]
 
+        def est_of(rows: np.ndarray) -> np.ndarray:  # the same pass again, on these representatives
+            c = len(rows)
+            est = np.empty((c, est_bins), dtype=np.uint8)
+            out = (np.empty((c, bands), dtype=np.uint32), est, np.empty(c, dtype=np.int64),
+                   np.empty((c, 2), dtype=np.uint64), np.empty(c, dtype=np.int64))
+
+            def part(s: int) -> None:
+                sketch_span(df[rep_rows[rows[s:s + _SPAN_ROWS]]], out, s, True)
+
+            with ThreadPoolExecutor(_THREADS) as pool:
+                list(pool.map(part, range(0, c, _SPAN_ROWS)))
+            return est
+
+        def jaccard_of(rows: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            """Exact Jaccard of pairs (a, b) of ``rows`` (sorted representatives; a sorted): the rows'
+            texts normalized by the compiled pass (polars first for non-ASCII rows), then checked in
+            spans of about _VERIFY_SHINGLES bytes on both threads."""
+            t = df[rep_rows[rows]].select(expr.alias("t"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("i"))
+            wide = pl.col("t").str.len_bytes() != pl.col("t").str.len_chars()
+            if t.select(wide.any()).item():
+                t = pl.concat([t.filter(~wide), t.filter(wide).with_columns(normalize("t"))]).sort("i")
+            data, offsets = _arrow_buffers(t["t"])
+            del t
+            norm = np.empty(int(offsets[-1] - offsets[0]) + width * len(rows) + 8, dtype=np.uint8)
+            noff = np.empty(len(rows) + 1, dtype=np.int64)
+            jit.normalize_rows(data, offsets, _WORD_BYTES, width, norm, noff)
+            del data
+            lens = np.diff(noff) + 1
+            cost = np.cumsum(lens[a] + lens[b])
+            out = np.empty(len(a), dtype=np.float64)
+            spans, start = [], 0
+            while start < len(a):
+                stop = int(np.searchsorted(cost, (cost[start - 1] if start else 0) + _VERIFY_SHINGLES, "right"))
+                stop = max(stop, start + 1)
+                spans.append((start, stop))
+                start = stop
+
+            def batch(span: tuple[int, int]) -> None:
+                lo, hi = span
+                jit.jaccard_chars(norm, noff, width, width > 5, np.uint64(_salt(77)), a[lo:hi], b[lo:hi], out[lo:hi])
+
+            with ThreadPoolExecutor(_THREADS) as pool:
+                list(pool.map(batch, spans))
+            return out
+
         kept, sim = _near_clusters_of(sk, len(rep_rows), texts_of, threshold=threshold, measure=measure,
-                                      stats=stats)
+                                      stats=stats, est_of=est_of, jaccard_of=jaccard_of)
         kept_of_rep = _kept_of_rep(rep_rows, kept, sim)
     return _result(base.select("row", "rep"), kept_of_rep, stats)
 

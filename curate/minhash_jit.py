@@ -269,3 +269,163 @@ if AVAILABLE:
             sig[:] = raw
             lengths[row] = t - n + 1
             _finish(sig, raw, row, probe_salt, band_init, bands, r, keys, est, est_bins)
+
+    # ------------------------------------------------------------------ star clustering rounds
+
+    @numba.njit(cache=True)
+    def round_pairs(bstart, mem, rstart, rbk, undecided, count, first, is_center):
+        """One round of :func:`curate.dedupe.star_clusters` on buckets in CSR form (bucket ``g``'s
+        rows ``mem[bstart[g]:bstart[g+1]]``, ascending; row ``r``'s buckets
+        ``rbk[rstart[r]:rstart[r+1]]``; ``count[g]``: its undecided rows; a bucket with fewer than
+        2 is out): ``first[g]`` its first (lowest) undecided row, ``is_center[r]`` for rows that are the
+        first of every bucket they are in; returns the pairs (center, later undecided row of its
+        buckets), not yet unique."""
+        nb = len(bstart) - 1
+        for g in range(nb):
+            first[g] = -1
+            if count[g] >= 2:
+                for k in range(bstart[g], bstart[g + 1]):
+                    x = mem[k]
+                    if undecided[x] and (first[g] < 0 or x < first[g]):
+                        first[g] = x
+        n = len(rstart) - 1
+        for r in range(n):
+            is_center[r] = False
+            if not undecided[r]:
+                continue
+            seen = False
+            ok = True
+            for k in range(rstart[r], rstart[r + 1]):
+                g = rbk[k]
+                if count[g] >= 2:
+                    seen = True
+                    if first[g] != r:
+                        ok = False
+                        break
+            is_center[r] = seen and ok
+        p = 0
+        for g in range(nb):
+            if first[g] >= 0 and is_center[first[g]]:
+                p += count[g] - 1
+        a = np.empty(p, dtype=np.int64)
+        b = np.empty(p, dtype=np.int64)
+        p = 0
+        for g in range(nb):
+            c = first[g]
+            if c >= 0 and is_center[c]:
+                for k in range(bstart[g], bstart[g + 1]):
+                    x = mem[k]
+                    if x != c and undecided[x]:
+                        a[p] = c
+                        b[p] = x
+                        p += 1
+        return a, b
+
+    @numba.njit(cache=True)
+    def round_finish(a, b, j, threshold, kept, sim, checks, max_checks, undecided, count, rstart, rbk, is_center):
+        """The end of a round: each checked row joins its most similar center at or above the
+        threshold (ties: the earliest center); a row checked ``max_checks`` times in vain retires;
+        the centers, the joined and the retired rows are decided (their buckets' counts go down).
+        Returns the rows retired."""
+        for k in range(len(a)):
+            x = b[k]
+            checks[x] += 1
+            if j[k] >= threshold and (kept[x] < 0 or j[k] > sim[x] or (j[k] == sim[x] and a[k] < kept[x])):
+                kept[x] = a[k]
+                sim[x] = j[k]
+        retired = 0
+        for k in range(len(a)):
+            x = b[k]
+            if undecided[x] and (kept[x] >= 0 or checks[x] >= max_checks):
+                if kept[x] < 0:
+                    checks[x] = -(1 << 30)
+                    retired += 1
+                undecided[x] = False
+                for q in range(rstart[x], rstart[x + 1]):
+                    count[rbk[q]] -= 1
+        for x in range(len(is_center)):
+            if is_center[x] and undecided[x]:
+                undecided[x] = False
+                for q in range(rstart[x], rstart[x + 1]):
+                    count[rbk[q]] -= 1
+        return retired
+
+    @numba.njit(cache=True)
+    def normalize_rows(data, offsets, lut, n, out, out_offsets):
+        """The normalized bytes of each row (as ``dedupe.normalize`` for ASCII or already normalized
+        rows; see :func:`normalize_sketch`) padded with spaces to ``n`` characters (``str.pad_end``),
+        back to back in ``out`` (room: the input's bytes + ``n`` per row); ``out_offsets[i]``: row i's start."""
+        t = 0
+        for i in range(len(offsets) - 1):
+            out_offsets[i] = t
+            start = t
+            gap = False
+            chars = 0
+            for p in range(offsets[i], offsets[i + 1]):
+                c = lut[data[p]]
+                if c:
+                    if gap and t > start:
+                        out[t] = 32
+                        t += 1
+                        chars += 1
+                    gap = False
+                    out[t] = c
+                    t += 1
+                    chars += (c & 0xC0) != 0x80
+                else:
+                    gap = True
+            while chars < n:
+                out[t] = 32
+                t += 1
+                chars += 1
+        out_offsets[len(offsets) - 1] = t
+
+    @numba.njit(cache=True)
+    def bucket_csr(g, r, n):
+        """The bucket table (``g`` bucket key, ``r`` row) in CSR form both ways, by counting sorts (no comparison sort): (bstart, mem, rstart, rbk)
+        as :func:`round_pairs` reads them; buckets numbered in order of first appearance."""
+        m = len(g)
+        bits = 4
+        while (1 << bits) < 2 * m:
+            bits += 1
+        mask = (1 << bits) - 1
+        slot_key = np.empty(1 << bits, dtype=np.uint64)
+        slot_id = np.full(1 << bits, -1, dtype=np.int64)
+        bid = np.empty(m, dtype=np.int64)
+        nb = 0
+        for k in range(m):
+            h = np.int64((_u64(g[k]) * _u64(0x9E3779B97F4A7C15)) >> _u64(64 - bits))
+            while True:
+                if slot_id[h] < 0:
+                    slot_id[h] = nb
+                    slot_key[h] = g[k]
+                    bid[k] = nb
+                    nb += 1
+                    break
+                if slot_key[h] == g[k]:
+                    bid[k] = slot_id[h]
+                    break
+                h = (h + 1) & mask
+        bstart = np.zeros(nb + 1, dtype=np.int64)
+        for k in range(m):
+            bstart[bid[k] + 1] += 1
+        for b in range(nb):
+            bstart[b + 1] += bstart[b]
+        fill = bstart[:-1].copy()
+        mem = np.empty(m, dtype=np.int64)
+        for k in range(m):
+            mem[fill[bid[k]]] = r[k]
+            fill[bid[k]] += 1
+        rstart = np.zeros(n + 1, dtype=np.int64)
+        for k in range(m):
+            rstart[r[k] + 1] += 1
+        for x in range(n):
+            rstart[x + 1] += rstart[x]
+        fill = rstart[:-1].copy()
+        rbk = np.empty(m, dtype=np.int64)
+        for b in range(nb):
+            for k in range(bstart[b], bstart[b + 1]):
+                x = mem[k]
+                rbk[fill[x]] = b
+                fill[x] += 1
+        return bstart, mem, rstart, rbk

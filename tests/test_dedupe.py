@@ -421,8 +421,41 @@ def test_compiled_pass_gives_the_same_clusters(sft, monkeypatch, measure):
     check_contract(got, df.height)
     assert got.equals(ref)
     assert (ref["dup_kind"] == "near").sum() > 100 and (ref["dup_kind"] == "exact").sum() > 100
+    # big inputs keep the estimator bytes of the candidates only (a second pass over them): same clusters
+    est_memory = dedupe._EST_MEMORY
+    monkeypatch.setattr(dedupe, "_EST_MEMORY", 0)
+    stats: dict = {}
+    assert dedupe.find_duplicates(df, "t", measure=measure, stats=stats).equals(ref)
+    assert 0 < stats["candidates"] < df.height and stats["rounds"] > 1
+    monkeypatch.setattr(dedupe, "_EST_MEMORY", est_memory)
     assert sum(seen) == 2 * df.height  # the progress counts every row twice, as the other path
     exact = dedupe.find_duplicates(df, "t", measure=measure, near=False)  # exact groups only: no sketches
     monkeypatch.setenv("CURATE_NO_JIT", "1")
     assert exact.equals(dedupe.find_duplicates(df, "t", measure=measure, near=False))
     assert (exact["dup_kind"] == "exact").sum() > 100 and exact["dup_kind"].is_in(["near"]).sum() == 0
+
+
+def test_compiled_rounds_equal_the_polars_rounds(monkeypatch):
+    """The compiled star-clustering rounds (from 20k rows on) give the same clusters, similarities,
+    rounds, checks and retired rows as the polars rounds, on a bucket table with big buckets, rows in
+    many buckets, ties and rows that fail _MAX_CHECKS checks (similarities drawn per pair)."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    g = np.concatenate([rng.integers(0, 400, 9000), rng.integers(400, 402, 1500)]).astype(np.uint64)
+    r = rng.integers(0, n, len(g)).astype(np.uint32)
+    bk = pl.DataFrame({"g": g, "r": r}).unique().filter(pl.len().over("g") > 1)
+
+    def verify_fn(pairs: pl.DataFrame) -> np.ndarray:
+        a, b = pairs["a"].to_numpy().astype(np.int64), pairs["b"].to_numpy().astype(np.int64)
+        h = (a * 7919 + b * 104729) % 1000
+        return np.where(h < 50, -1.0, np.round(h / 1000, 1))  # rounded: many ties
+
+    results = []
+    for jit_rows in (10**9, 0):
+        monkeypatch.setattr(dedupe, "_JIT_MIN_ROWS", jit_rows)
+        stats: dict = {}
+        kept, sim = dedupe.star_clusters(n, bk, verify_fn, 0.8, stats)
+        results.append((kept, sim, stats))
+    (k1, s1, st1), (k2, s2, st2) = results
+    assert np.array_equal(k1, k2) and np.array_equal(s1, s2, equal_nan=True) and st1 == st2
+    assert (k1 >= 0).sum() > 100 and st1["retired"] > 0 and st1["rounds"] > 2

@@ -140,7 +140,18 @@ def _detect(rows: pl.DataFrame, reuse: bool, on_rows=None, text: pl.Expr | None 
                                   schema=schema))
         if on_rows:
             on_rows(part.height)
+    _release_lingua()
     return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+
+
+def _release_lingua() -> None:
+    """Unload lingua's models (a few hundred MB for its 12 languages) once the rows' languages are
+    known: the language rules share them (``ctx.langs``) and the duplicate pass, the heaviest part
+    of a clean, runs next. A later call loads them again."""
+    from curate import langid
+
+    if langid._lingua.cache_info().currsize:
+        langid._lingua().unload_language_models()
 
 
 class _LangRule(Rule):
