@@ -262,6 +262,25 @@ def test_refusal_malay_english_korean(load, cases):
     assert rule_report(res2, "refusal")["dropped"] == 0
 
 
+def test_refusal_pattern_for_one_text_agrees_with_the_rule(load):
+    """curate reflect checks one reply at a time with the rule's pattern compiled for Python's re
+    (REFUSAL_RE); it must decide exactly as the polars pattern does, ASCII word boundaries included."""
+    from curate.clean.rules.refusal import REFUSAL, REFUSAL_RE
+
+    frames = load("malay_kochatgpt_sft.jsonl", "malay_kochatgpt_rm.jsonl", "sharegpt.json", "malay_alpaca.json",
+                  "malay_chatdoctor.jsonl", "kochatgpt_conversation.jsonl")
+    texts = [t for f in frames.values() for col in f.columns if f.schema[col] == pl.String
+             for t in f[col].drop_nulls().to_list()]
+    texts += ["As an AI language model, I cannot do that.", "éas an AI, I think", "Bias an AI, yes", "AIs an AI,",
+              "Saya hanyalah sebuah model bahasa.", "Sebagai AIku", "Sebagai AI_x", "  Maaf, saya tidak dapat.",
+              "MAAF, SAYA TIDAK DAPAT", "죄송하지만 저는 AI", "저는 인공 지능 언어 모델입니다", "as an AI,"]
+    polars_says = pl.Series(texts, dtype=pl.String).str.contains(REFUSAL).to_list()
+    python_says = [REFUSAL_RE.search(t) is not None for t in texts]
+    differ = [t[:80] for t, a, b in zip(texts, polars_says, python_says) if a != b]
+    assert not differ, differ
+    assert 10 < sum(polars_says) < len(texts) - 1000
+
+
 def test_wrong_math_no_false_positives_on_gsm8k_and_seed_tasks(load):
     frames = load("alpacacleaned_gsm8k.json", "alpaca_seed_tasks.jsonl", "malay_seed_tasks.jsonl")
     res = clean(frames, only("wrong_math"))

@@ -429,6 +429,9 @@ class Engine:
             yield from sorted(items, key=lambda item: item[0] != "done")
 
         def produce() -> None:
+            # requests finished from the cache go to the loop in batches: one wake-up of the loop
+            # (a write to its self-pipe) per item cost more than the item's own work there
+            done: list = []
             try:
                 for item in source():
                     if item[0] != "done" and not self._servers and not self.batch_mode:
@@ -438,7 +441,18 @@ class Engine:
                             return
                     if halt.is_set():
                         return
+                    if item[0] == "done":
+                        done.append(item)
+                        if len(done) >= _DONE_BATCH:
+                            put(("batch", done))
+                            done = []
+                        continue
+                    if done:
+                        put(("batch", done))
+                        done = []
                     put(item)
+                if done:
+                    put(("batch", done))
             except BaseException as exc:  # noqa: BLE001 - handed to the loop and raised there
                 put(("error", exc))
             finally:
@@ -452,17 +466,19 @@ class Engine:
                 item = await queue.get()
                 if item is end:
                     return
+                if item[0] == "batch":
+                    for _ in item[1]:
+                        room.release()
+                    for _, i, res, reply in item[1]:
+                        self._count_reply(reply)
+                        finish(i, res)
+                    continue
                 room.release()
                 if fatal or self._stop:
                     halt.set()  # the producer stops making requests no one will send
                     continue
                 if item[0] == "error":
                     raise item[1]
-                if item[0] == "done":
-                    _, i, res, reply = item
-                    self._count_reply(reply)
-                    finish(i, res)
-                    continue
                 i, req, body, key, reply = item
                 try:
                     res = await self._process(req, body, key, reply, extra)
@@ -1022,6 +1038,7 @@ def _declare_asyncio() -> Callable[[], None] | None:
     return lambda: sniffio.current_async_library_cvar.reset(token)
 
 
+_DONE_BATCH = 64  # requests finished from the cache handed to the event loop at once
 _LATE = 0.1  # a wake-up this much later than asked means the loop or the process was held
 _GRACE = 1.0  # seconds a request keeps, after such a stall, for a reply already sent to be read
 

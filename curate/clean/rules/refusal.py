@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from curate.clean.base import Rule, any_of, fast, regex_match
+from curate.clean.base import Rule, any_of, fast, python_regex, regex_match
 
 _EN = (
     r"\bas\s+an?\s+(?:ai|artificial\s+intelligence)(?:\s+language)?(?:\s+model|\s+assistant|\s+chatbot)?\s*,"
@@ -32,6 +32,7 @@ _KO = (
     r"|^\W*죄송(?:하지만|합니다만|합니다)[,.]?\s*(?:저는|제가)?\s*(?:AI|인공\s*지능)"
 )
 REFUSAL = fast(rf"(?im)(?:{_EN}|{_MS}|{_KO})")
+REFUSAL_RE = python_regex(rf"(?im)(?:{_EN}|{_MS}|{_KO})")  # the same, for one text (curate reflect's check)
 # Every alternative above contains one of these; only texts holding one are given to the regex.
 KEYWORDS = [
     "language model", "artificial intelligence", " ai ", " ai,", " ai.", " ai-", " ai\n", "sorry", "apologi",
