@@ -82,6 +82,8 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
+from curate.arrow_text import utf8_buffers
+
 SHINGLE = 5              # default shingle width in bytes of normalized UTF-8 text ("char5")
 DEFAULT_MEASURE = "char5"
 DEFAULT_PERM = 256       # MinHash bins (one-permutation hashing)
@@ -165,21 +167,6 @@ def _buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     data = np.zeros(len(joined) + 8, dtype=np.uint8)
     data[: len(joined)] = np.frombuffer(joined, dtype=np.uint8)
     return data, offsets
-
-
-def _arrow_buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(the texts' UTF-8 bytes, int64 offsets: text i is ``data[offsets[i]:offsets[i+1]]``), read
-    in place from the Arrow buffers (no nulls expected; no padding)."""
-    import pyarrow as pa
-
-    arr = texts.to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if arr.type != pa.large_string():
-        arr = arr.cast(pa.large_string())
-    _, off, data = arr.buffers()
-    offsets = np.frombuffer(off, dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
-    return (np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)), offsets
 
 
 def _u64_at(data: np.ndarray, total: int) -> np.ndarray:
@@ -396,7 +383,7 @@ def sketch(texts: pl.Series, *, threshold: float = 0.8, num_perm: int = DEFAULT_
         if jit is not None:  # one compiled pass per row (same results as the numpy path below)
             common = (np.uint64(_salt(seed)), bits, np.uint64(_salt(seed + 1)), band_init, bands, r, keys, est, lengths)
             if unit == "char":
-                data, offsets = _arrow_buffers(part.fill_null("").str.pad_end(width, " "))
+                data, offsets = utf8_buffers(part.fill_null("").str.pad_end(width, " "))
                 jit.sketch_chars(data, offsets, width, width > 5, np.uint64(_salt(77)), *common, s)
             else:
                 for c in range(0, len(part), _CHUNK_ROWS):
@@ -591,7 +578,7 @@ def verify(pairs: pl.DataFrame, texts: pl.Series, measure: str = DEFAULT_MEASURE
         # compiled: the rows of the span's pairs, each pair's sets built from the bytes and merged
         a, b = a_all[lo:hi], b_all[lo:hi]
         rows = np.unique(np.concatenate([a, b]))
-        data, offsets = _arrow_buffers(texts.gather(rows).fill_null("").str.pad_end(width, " "))
+        data, offsets = utf8_buffers(texts.gather(rows).fill_null("").str.pad_end(width, " "))
         jit.jaccard_chars(data, offsets, width, width > 5, np.uint64(_salt(77)),
                           np.searchsorted(rows, a), np.searchsorted(rows, b), out[lo:hi])
 
@@ -807,7 +794,7 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
         wide = pl.col("t").str.len_bytes() != pl.col("t").str.len_chars()
         if t.select(wide.any()).item():  # non-ASCII rows: Unicode case folding and separators first
             t = pl.concat([t.filter(~wide), t.filter(wide).with_columns(normalize("t"))]).sort("i")
-        data, offsets = _arrow_buffers(t["t"])
+        data, offsets = utf8_buffers(t["t"])
         jit.normalize_sketch(data, offsets, _WORD_BYTES, width, width > 5, np.uint64(_salt(77)), np.uint64(_salt(seed)), bits,
                              np.uint64(_salt(seed + 1)), band_init, bands, r, *out, start, with_sketch)
         return t.height
@@ -863,7 +850,7 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
             wide = pl.col("t").str.len_bytes() != pl.col("t").str.len_chars()
             if t.select(wide.any()).item():
                 t = pl.concat([t.filter(~wide), t.filter(wide).with_columns(normalize("t"))]).sort("i")
-            data, offsets = _arrow_buffers(t["t"])
+            data, offsets = utf8_buffers(t["t"])
             del t
             norm = np.empty(int(offsets[-1] - offsets[0]) + width * len(rows) + 8, dtype=np.uint8)
             noff = np.empty(len(rows) + 1, dtype=np.int64)

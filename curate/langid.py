@@ -613,18 +613,18 @@ def detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bool = T
     series = texts if isinstance(texts, pl.Series) else pl.Series("text", list(texts), dtype=pl.String)
     if not jit.AVAILABLE or series.dtype != pl.String:
         return _detect_column_per_text(series.to_list(), fallback)
-    from curate.dedupe import _arrow_buffers
+    from curate.arrow_text import utf8_buffers
 
     det = _default_detector()
     cut = series.fill_null("") if series.null_count() else series
     if len(cut) and (cut.str.len_bytes().max() or 0) > _MAX_CHARS:  # type: ignore[operator]
         cut = cut.str.slice(0, _MAX_CHARS)
-    code, conf, score, nwords, dirty = _scan(*_arrow_buffers(cut))
+    code, conf, score, nwords, dirty = _scan(*utf8_buffers(cut))
     dirty_idx = np.flatnonzero(dirty)
     cleaned: dict[int, str] = {}
     if len(dirty_idx):  # code, URLs, tags: removed in Python, then those rows scanned again
         cleaned = dict(zip(dirty_idx.tolist(), map(_clean, cut.gather(dirty_idx).to_list())))
-        again = _scan(*_arrow_buffers(pl.Series(list(cleaned.values()), dtype=pl.String)))
+        again = _scan(*utf8_buffers(pl.Series(list(cleaned.values()), dtype=pl.String)))
         for arr, part in zip((code, conf, score, nwords), again):
             arr[dirty_idx] = part
     lang = pl.Series("lang", code, dtype=pl.Int8).replace_strict(

@@ -224,13 +224,13 @@ def test_compiled_scan_flags_exactly_the_rows_clean_changes():
 
     import numpy as np
 
-    from curate.dedupe import _arrow_buffers
+    from curate.arrow_text import utf8_buffers
 
     rng = random.Random(3)
     parts = ["`", "~", "~~", "~~~", ":", "//", "://", "w", "ww", "www", "www.", "Www.", "awww.", "@", "<",
              "x", " ", ".", "é", "안", "kerana"]
     rows = ["".join(rng.choice(parts) for _ in range(rng.randint(0, 12))) for _ in range(5000)]
-    dirty = langid._scan(*_arrow_buffers(pl.Series(rows, dtype=pl.String)))[4]
+    dirty = langid._scan(*utf8_buffers(pl.Series(rows, dtype=pl.String)))[4]
     want = np.array([any(t in r for t in langid._CLEAN_TRIGGERS) for r in rows])
     assert 0 < want.sum() < len(rows)
     assert (dirty == want).all()
