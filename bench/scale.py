@@ -61,9 +61,23 @@ def _tree(root: int) -> list[int]:
     return out
 
 
-def _sample(pids: list[int], cpu: dict[int, float]) -> int:
-    """Record each process's CPU seconds so far into ``cpu``; return the tree's memory now (bytes, PSS:
-    shared pages such as Ray's object store counted once)."""
+def _title(pid: int) -> str:
+    """What a process is: Ray names its workers by the task they run (``ray::MapBatches(_rules_block)``)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            args = fh.read().split(b"\0")
+    except OSError:
+        return "?"
+    first = args[0].decode(errors="replace")
+    if first.startswith("ray::"):
+        return first.split(" ")[0]
+    return Path(first).name + (" " + Path(args[1].decode(errors="replace")).name if len(args) > 1 and args[1] else "")
+
+
+def _sample(pids: list[int], cpu: dict[int, float], titles: dict[int, str] | None = None) -> int:
+    """Record each process's CPU seconds so far into ``cpu`` (and what it runs into ``titles``, the
+    last title that is not ``ray::IDLE``); return the tree's memory now (bytes, PSS: shared pages
+    such as Ray's object store counted once)."""
     tick = os.sysconf("SC_CLK_TCK")
     mem = 0
     for p in pids:
@@ -71,6 +85,10 @@ def _sample(pids: list[int], cpu: dict[int, float]) -> int:
             with open(f"/proc/{p}/stat") as fh:
                 f = fh.read().rsplit(")", 1)[1].split()
             cpu[p] = (int(f[11]) + int(f[12])) / tick
+            if titles is not None:
+                t = _title(p)
+                if t.strip() and (t != "ray::IDLE" or p not in titles):  # an exiting process has no cmdline
+                    titles[p] = t
             with open(f"/proc/{p}/smaps_rollup") as fh:
                 for line in fh:
                     if line.startswith("Pss:"):
@@ -90,6 +108,7 @@ def timed(cmd: list[str], label: str, env: dict | None = None) -> dict:
     loads = [os.getloadavg()[0]]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or ENV)
     cpu: dict[int, float] = {}
+    titles: dict[int, str] = {}
     peak = 0
     err = bytearray()
     os.set_blocking(proc.stderr.fileno(), False)
@@ -97,7 +116,7 @@ def timed(cmd: list[str], label: str, env: dict | None = None) -> dict:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        peak = max(peak, _sample(_tree(proc.pid), cpu))
+        peak = max(peak, _sample(_tree(proc.pid), cpu, titles))
         err += proc.stderr.read() or b""
         loads.append(os.getloadavg()[0])
         time.sleep(0.5)
@@ -110,8 +129,16 @@ def timed(cmd: list[str], label: str, env: dict | None = None) -> dict:
     peak_mb = peak / 2**20  # not ru_maxrss: a forked child starts with this (big) process's RSS
     load_s = f"load {min(loads):.1f}-{max(loads):.1f}"
     print(f"  {label:<28} {wall:8.1f} s wall  {cpu_s:8.1f} s CPU  {peak_mb:7.0f} MB peak  ({load_s})", flush=True)
+    by_title: dict[str, list[float]] = {}
+    for p, c in cpu.items():
+        by_title.setdefault(titles.get(p, "?"), []).append(c)
+    top = sorted(((sum(v), len(v), t) for t, v in by_title.items()), reverse=True)
+    if len(top) > 1:
+        print("    CPU by process (seconds, processes): "
+              + ", ".join(f"{t} {c:.1f} ({n})" for c, n, t in top[:8]), flush=True)
     return {"label": label, "seconds": round(wall, 2), "cpu_seconds": round(cpu_s, 1), "peak_mb": round(peak_mb),
-            "load": [round(min(loads), 1), round(max(loads), 1)]}
+            "load": [round(min(loads), 1), round(max(loads), 1)],
+            "cpu_by_process": {t: [round(c, 1), n] for c, n, t in top}}
 
 
 def strip(obj):

@@ -256,6 +256,19 @@ def test_translate_ray_survives_killed_actors_without_paying_twice(ray_local, ll
     assert report["quarantined"] == 0
 
 
+def test_ray_actors_never_hold_more_requests_in_flight_than_concurrency(monkeypatch, tmp_path):
+    """--concurrency is split across the actors, and there are never more actors than it allows."""
+    from curate.executors import ray_llm
+    from curate.llm.config import resolve
+
+    monkeypatch.setenv("CURATE_RAY_ACTORS", "8")
+    for concurrency, blocks in ((3, 10), (64, 10), (64, 3), (1, 5), (17, 100)):
+        cfg = resolve(base_url="http://127.0.0.1:9/v1", model="m", concurrency=concurrency, cache_path=tmp_path / "c")
+        n = ray_llm.actors_for(blocks, cfg.concurrency)
+        assert 1 <= n <= min(8, blocks, concurrency)
+        assert n * ray_llm._share(cfg, n).concurrency <= concurrency
+
+
 def test_translate_ray_extra_budget_holds_for_the_whole_run(ray_local, llm_dataset, openai_server, tmp_path):
     """Every first reply is rejected, so every request wants fix-ups: the extra requests the server
     receives stay within one budget for the whole run (a share of all blocks' first round), not a

@@ -4,13 +4,15 @@ Per kind, three passes over Ray Data blocks (see docs/scale.md):
 
 A. ``map_batches(_rules_block)``: every rule except the duplicate rules runs on each block through the
    same ``_clean_kind`` as the local executor (a block is a frame; rules look at one row at a time).
-   Out: the kept rows (with the hits they collected, ``_hits``), the block's quarantine lines (``_q``)
-   and its rule counts (``_stats``). The result is materialized (object store, spilled if big).
+   Out: the kept rows (with the hits they collected, ``_hits``, and their duplicate keys, computed
+   here once from the normalized text: ``_h1, _h2`` and the band keys ``_bk``), the block's
+   quarantine lines (``_q``) and its rule counts (``_stats``). The result is materialized (object
+   store, spilled if big); later passes convert only the columns they read.
 B. Duplicates over every block, as the local executor finds them in one frame:
    * exact: the normalized text's 128-bit hash, hash-partitioned (``repartition(keys=...)``, a Ray
      Data shuffle); each partition groups its rows -> ``(row, representative = first row)``;
-   * near: each block computes the MinHash LSH band keys of its representatives
-     (:mod:`curate.dedupe`), the ``(band, key)`` pairs are hash-partitioned, and a row whose band key
+   * near: the MinHash LSH band keys of the representatives (:mod:`curate.dedupe`, from pass A),
+     the ``(band, key)`` pairs are hash-partitioned, and a row whose band key
      another row shares is a candidate. Rows that share no band key with anyone cannot be near
      duplicates, so ``dedupe.find_duplicates`` run on the driver over the candidates alone gives the
      same verified edges and clusters as over all rows (the driver holds the candidates' texts).
@@ -48,7 +50,8 @@ from curate.executors import ray_data
 from curate.executors.ray_data import POS, from_arrow, to_arrow
 
 DUP_CODES = ("exact_duplicate", "near_duplicate")
-INTERNAL = (POS, "_hits", "_q", "_stats")
+KEYS = ("_h1", "_h2", "_bk")  # duplicate keys pass A adds to the kept rows
+INTERNAL = (POS, "_hits", "_q", "_stats", *KEYS)
 SNIPPET = 120
 
 
@@ -59,7 +62,12 @@ class RayCleanResult:
 
 
 # --------------------------------------------------------------------------- pass A (workers)
-def _rules_block(table, kind: str, config: CleanConfig):
+def _rules_block(table, kind: str, config: CleanConfig, keys: dict[str, Any] | None = None):
+    """Every rule but the duplicate rules on one block. With ``keys`` (the duplicate rules are on),
+    the kept rows also get their duplicate keys, computed here once from the normalized text: the
+    exact key ``_h1, _h2`` (two 64-bit hashes) and, with ``keys["near"] = (threshold, measure)``,
+    the MinHash LSH band keys ``_bk`` (band << 32 | key); null for a row whose normalized text is
+    empty (it has no duplicates)."""
     df = from_arrow(table)
     pos = df[POS]
     df = df.drop(POS)
@@ -74,6 +82,8 @@ def _rules_block(table, kind: str, config: CleanConfig):
                .group_by("_row", maintain_order=True).agg(pl.struct("rule", "field", "evidence").alias("_hits")))
     kept = (kept.with_columns(kept_rows.alias("_row"), pos.gather(kept_rows).alias(POS))
             .join(per_row, on="_row", how="left", maintain_order="left").drop("_row"))
+    if keys is not None:
+        kept = _with_keys(kept, kind, keys.get("near"))
     parts = [kept]
     if q.height:
         lines = q.write_ndjson().splitlines()
@@ -85,9 +95,36 @@ def _rules_block(table, kind: str, config: CleanConfig):
     return to_arrow(out)
 
 
+def _with_keys(kept: pl.DataFrame, kind: str, near: tuple[float, str] | None) -> pl.DataFrame:
+    norm = kept.select(dedupe.normalize(row_text_expr(kind).fill_null("")).alias("_norm"))["_norm"]
+    some = norm != ""
+    kept = kept.with_columns(*(pl.when(some).then(norm.hash(seed=seed)).alias(f"_h{seed}") for seed in (1, 2)))
+    if near is None:
+        return kept
+    texts = norm.filter(some)
+    if texts.len() == 0:
+        return kept
+    keys = dedupe.sketch(texts, threshold=near[0], measure=near[1]).keys.astype(np.uint64)
+    keys |= np.arange(keys.shape[1], dtype=np.uint64)[None, :] << np.uint64(32)  # as dedupe.buckets
+    bk = pl.Series("_bk", keys, dtype=pl.Array(pl.UInt64, keys.shape[1]))
+    if texts.len() < kept.height:  # null for the rows without text (an Array column has no scatter)
+        bk = (pl.DataFrame({"_r": pl.int_range(kept.height, dtype=pl.UInt32, eager=True)})
+              .join(pl.DataFrame({"_r": some.arg_true(), "_bk": bk}), on="_r", how="left", maintain_order="left")["_bk"])
+    return kept.with_columns(bk)
+
+
+def _columns(table, names) -> pl.DataFrame:
+    """Only ``names`` of an Arrow block, as polars (the other columns are never converted)."""
+    return from_arrow(table.select([n for n in names if n in table.column_names]))
+
+
+def _without_keys(table) -> pl.DataFrame:
+    return from_arrow(table.drop_columns([k for k in KEYS if k in table.column_names]))
+
+
 def _side(table):
     """The small columns of pass A's output: quarantine lines and block stats."""
-    df = from_arrow(table).select(POS, "_q", "_stats")
+    df = _columns(table, (POS, "_q", "_stats"))
     return to_arrow(df.filter(pl.col("_q").is_not_null() | pl.col("_stats").is_not_null()))
 
 
@@ -96,14 +133,11 @@ def _kept(df: pl.DataFrame) -> pl.DataFrame:
 
 
 # --------------------------------------------------------------------------- pass B (workers)
-def _norm_block(df: pl.DataFrame, kind: str) -> pl.DataFrame:
-    return _kept(df).select(POS, dedupe.normalize(row_text_expr(kind).fill_null("")).alias("_norm")).filter(
-        pl.col("_norm") != "")
-
-
-def _exact_keys(table, kind: str):
-    df = _norm_block(from_arrow(table), kind)
-    return to_arrow(df.select(POS, pl.col("_norm").hash(seed=1).alias("_h1"), pl.col("_norm").hash(seed=2).alias("_h2")))
+def _exact_keys(table):
+    """``_pos, _h1, _h2`` of the block's kept rows that have a normalized text."""
+    if "_h1" not in table.column_names:  # every row of the block was quarantined
+        return to_arrow(pl.DataFrame(schema={POS: pl.Int64, "_h1": pl.UInt64, "_h2": pl.UInt64}))
+    return to_arrow(_columns(table, (POS, "_h1", "_h2")).filter(pl.col("_h1").is_not_null()))
 
 
 def _exact_groups(table):
@@ -113,17 +147,18 @@ def _exact_groups(table):
     return to_arrow(df.filter(pl.len().over(g) > 1).select(POS, pl.col(POS).min().over(g).alias("_rep")))
 
 
-def _band_keys(table, kind: str, threshold: float, measure: str, skip):
-    """MinHash LSH band keys of the block's representatives, one row per (row, band): ``_bk`` =
-    band << 32 | key. Rows in ``skip`` (exact duplicates of an earlier row) have none."""
-    df = _norm_block(from_arrow(table), kind)
+def _band_keys(table, skip):
+    """The band keys of the block's representatives, one row per (row, band): ``_pos, _bk``. Rows in
+    ``skip`` (exact duplicates of an earlier row) have none."""
+    if "_bk" not in table.column_names:
+        return to_arrow(pl.DataFrame(schema={POS: pl.Int64, "_bk": pl.UInt64}))
+    df = _columns(table, (POS, "_bk")).filter(pl.col("_bk").is_not_null())
     skip = ray_data.resolve(skip)
     if skip is not None and len(skip):
         df = df.filter(~pl.col(POS).is_in(pl.Series(skip).implode()))
     if df.height == 0:
         return to_arrow(pl.DataFrame(schema={POS: pl.Int64, "_bk": pl.UInt64}))
-    keys = dedupe.sketch(df["_norm"], threshold=threshold, measure=measure).keys.astype(np.uint64)
-    keys |= np.arange(keys.shape[1], dtype=np.uint64)[None, :] << np.uint64(32)  # as dedupe.buckets
+    keys = df["_bk"].to_numpy()
     return to_arrow(pl.DataFrame({POS: np.repeat(df[POS].to_numpy(), keys.shape[1]), "_bk": keys.ravel()}))
 
 
@@ -135,7 +170,7 @@ def _shared_keys(table):
 
 def _texts_of(table, kind: str, want, snippet: bool):
     """``_pos, id, source, line, text`` of the kept rows in ``want`` (texts cut for a report)."""
-    df = _kept(from_arrow(table)).filter(pl.col(POS).is_in(pl.Series(ray_data.resolve(want)).implode()))
+    df = _kept(_without_keys(table)).filter(pl.col(POS).is_in(pl.Series(ray_data.resolve(want)).implode()))
     text = row_text_expr(kind).fill_null("")
     return to_arrow(df.select(POS, "id", "source", "line", (text.str.slice(0, SNIPPET) if snippet else text).alias("text")))
 
@@ -144,7 +179,7 @@ def _texts_of(table, kind: str, want, snippet: bool):
 def _finish_block(table, kind: str, config: CleanConfig, drops, root: str | None):
     """Drop the block's duplicates (quarantine entries as the local executor makes them), write the
     kept rows as one shard. Out: ``_file``, ``_rows`` and the quarantine lines ``_pos, _q``."""
-    df = from_arrow(table)
+    df = _without_keys(table)
     drops = ray_data.resolve(drops)
     first_pos = int(df[POS].min())
     rows = _kept(df).with_row_index("_row")
@@ -214,6 +249,14 @@ def _dup_rules(config: CleanConfig) -> dict[str, Any]:
     return out
 
 
+def _near_params(dups: dict[str, Any]) -> tuple[float, str] | None:
+    """(threshold, measure) of the near-duplicate rule, None when it is off."""
+    if "near_duplicate" not in dups:
+        return None
+    p = dups["near_duplicate"].rule.p
+    return float(p["threshold"]), str(p.get("measure", dedupe.DEFAULT_MEASURE))
+
+
 def _partitions() -> int:
     from curate.executors.ray_session import num_cpus
 
@@ -227,21 +270,18 @@ def _duplicates(a, kind: str, config: CleanConfig, dups: dict[str, Any], gone_po
 
     t0 = time.perf_counter()
     nparts = _partitions()
-    exact = (a.map_batches(_exact_keys, batch_format="pyarrow", batch_size=None, fn_kwargs={"kind": kind})
+    exact = (a.map_batches(_exact_keys, batch_format="pyarrow", batch_size=None)
              .repartition(nparts, keys=["_h1", "_h2"]).map_batches(_exact_groups, batch_format="pyarrow", batch_size=None))
     members = _collect(exact)
     _lap(stats, "ray_exact_shuffle", t0)
     if members.width == 0:
         members = pl.DataFrame(schema={POS: pl.Int64, "_rep": pl.Int64})
     near = "near_duplicate" in dups
-    threshold = float(dups["near_duplicate"].rule.p["threshold"]) if near else 1.0
-    measure = str(dups["near_duplicate"].rule.p.get("measure", dedupe.DEFAULT_MEASURE)) if near else dedupe.DEFAULT_MEASURE
+    threshold, measure = _near_params(dups) or (1.0, dedupe.DEFAULT_MEASURE)
     near_root = pl.DataFrame(schema={"_rep": pl.Int64, "_root": pl.Int64, "_sim": pl.Float64})
     if near:
         skip = members.filter(pl.col(POS) != pl.col("_rep"))[POS].to_numpy()
-        bk = (a.map_batches(_band_keys, batch_format="pyarrow", batch_size=None,
-                            fn_kwargs={"kind": kind, "threshold": threshold, "measure": measure,
-                                       "skip": ray.put(skip)})
+        bk = (a.map_batches(_band_keys, batch_format="pyarrow", batch_size=None, fn_kwargs={"skip": ray.put(skip)})
               .repartition(nparts, keys=["_bk"]).map_batches(_shared_keys, batch_format="pyarrow", batch_size=None))
         t1 = time.perf_counter()
         cand = _collect(bk)
@@ -331,8 +371,9 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
         return kind, None, 0, [], []
     stats = _Stats(active_rules(config), config.examples)
     t0 = time.perf_counter()
+    keys = {"near": _near_params(dups)} if dups else None
     a = ds.map_batches(_rules_block, batch_format="pyarrow", batch_size=None,
-                       fn_kwargs={"kind": kind, "config": config}).materialize()
+                       fn_kwargs={"kind": kind, "config": config, "keys": keys}).materialize()
     side = _collect(a.map_batches(_side, batch_format="pyarrow", batch_size=None))
     _lap(stats, "ray_rules_pass", t0)
     for s in side["_stats"].drop_nulls().to_list():
