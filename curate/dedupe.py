@@ -548,6 +548,18 @@ def prefilter(pairs: pl.DataFrame, sk: Sketch, threshold: float) -> np.ndarray:
     return keep
 
 
+def _spans(cost: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) batches of pairs whose running shingle cost ``cost`` (a cumsum) stays within
+    _VERIFY_SHINGLES per batch (at least one pair each)."""
+    spans, start = [], 0
+    while start < len(cost):
+        stop = int(np.searchsorted(cost, (cost[start - 1] if start else 0) + _VERIFY_SHINGLES, "right"))
+        stop = max(stop, start + 1)
+        spans.append((start, stop))
+        start = stop
+    return spans
+
+
 def verify(pairs: pl.DataFrame, texts: pl.Series, measure: str = DEFAULT_MEASURE,
            compiled: bool | None = None) -> np.ndarray:
     """Exact Jaccard of the shingle sets of pairs (a, b) of indices into normalized ``texts``
@@ -556,14 +568,8 @@ def verify(pairs: pl.DataFrame, texts: pl.Series, measure: str = DEFAULT_MEASURE
         return np.empty(0, dtype=np.float64)
     a_all, b_all = pairs["a"].to_numpy(), pairs["b"].to_numpy()
     lens = texts.str.len_bytes().fill_null(0).to_numpy().astype(np.int64) + 1
-    cost = np.cumsum(lens[a_all] + lens[b_all])
+    spans = _spans(np.cumsum(lens[a_all] + lens[b_all]))
     out = np.empty(len(a_all), dtype=np.float64)
-    spans, start = [], 0
-    while start < len(a_all):
-        stop = int(np.searchsorted(cost, (cost[start - 1] if start else 0) + _VERIFY_SHINGLES, "right"))
-        stop = max(stop, start + 1)
-        spans.append((start, stop))
-        start = stop
 
     unit, width = parse_measure(measure)
     if compiled is None:
@@ -857,14 +863,8 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
             jit.normalize_rows(data, offsets, _WORD_BYTES, width, norm, noff)
             del data
             lens = np.diff(noff) + 1
-            cost = np.cumsum(lens[a] + lens[b])
+            spans = _spans(np.cumsum(lens[a] + lens[b]))
             out = np.empty(len(a), dtype=np.float64)
-            spans, start = [], 0
-            while start < len(a):
-                stop = int(np.searchsorted(cost, (cost[start - 1] if start else 0) + _VERIFY_SHINGLES, "right"))
-                stop = max(stop, start + 1)
-                spans.append((start, stop))
-                start = stop
 
             def batch(span: tuple[int, int]) -> None:
                 lo, hi = span
