@@ -34,14 +34,6 @@ FIXTURES = ROOT / "tests" / "data" / "fixtures"
 PAIRS = FIXTURES / "langid" / "ms_id_pairs.tsv"
 
 
-def load_pairs(path: Path = PAIRS) -> list[tuple[str, str]]:
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        ms, idn = line.split("\t")
-        out.append((ms, idn))
-    return out
-
-
 def scores(preds):
     """(balanced accuracy over ms/id, acc ms, acc id)."""
     bal, per = langid.balanced_accuracy(preds)
@@ -149,7 +141,7 @@ def speed(pairs, n_rows):
 
 
 def bench(quick: bool) -> None:
-    pairs = load_pairs()
+    pairs = langid.read_pairs(PAIRS)
     t0 = time.perf_counter()
     ours = scores(langid.cross_validate(pairs))
     cv_time = time.perf_counter() - t0
@@ -185,7 +177,7 @@ def bench(quick: bool) -> None:
 
 
 def train() -> None:
-    model = langid.train_msid(load_pairs())
+    model = langid.train_msid(langid.read_pairs(PAIRS))
     langid._MODEL_PATH.write_text(json.dumps(model, ensure_ascii=False, indent=0, sort_keys=True) + "\n", encoding="utf-8")
     print(f"wrote {langid._MODEL_PATH} coef={model['coef']} words={len(model['nb'])}")
 

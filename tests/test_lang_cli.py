@@ -6,12 +6,12 @@ import json
 
 from click.testing import CliRunner
 
+from curate import langid
 from curate.cli import cli
 
 
 def _pairs(fixtures, n=300):
-    lines = (fixtures / "langid" / "ms_id_pairs.tsv").read_text(encoding="utf-8").splitlines()[:n]
-    return [line.split("\t") for line in lines]
+    return langid.read_pairs(fixtures / "langid" / "ms_id_pairs.tsv")[:n]
 
 
 def test_plain_text_one_result_per_line(fixtures, tmp_path):

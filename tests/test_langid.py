@@ -21,7 +21,7 @@ MIN_CV_PER_CLASS = 0.93
 
 def _pairs() -> list[tuple[str, str]]:
     assert PAIRS.exists(), f"ms/id fixture missing: {PAIRS}"
-    return [tuple(line.split("\t")) for line in PAIRS.read_text(encoding="utf-8").splitlines()]
+    return langid.read_pairs(PAIRS)
 
 
 def _fixture_texts(name: str, keys: tuple[str, ...]) -> list[str]:
@@ -291,3 +291,12 @@ def test_fix_indonesian_makes_text_more_malay():
     before = sum(scorer.score(i) for _, i in pairs)
     after = sum(scorer.score(langid.fix_indonesian(i)[0]) for _, i in pairs)
     assert after > before
+
+
+def test_read_pairs_names_the_file_and_line_of_a_line_without_one_tab(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("Saya suka makan.\tSaya suka makan.\nsatu\tdua\ttiga\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"pairs\.tsv:2: expected 'Malay<TAB>Indonesian', found 2 tabs"):
+        langid.read_pairs(path)
+    path.write_text("Kereta saya rosak.\tMobil saya rusak.\n", encoding="utf-8")
+    assert langid.read_pairs(path) == [("Kereta saya rosak.", "Mobil saya rusak.")]
