@@ -494,20 +494,36 @@ def _star_clusters_compiled(jit, n: int, bk: pl.DataFrame, verify_fn: Callable[[
                             threshold: float, stats: dict | None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`star_clusters` with each round's bucket scans compiled: the same centers, pairs and
     clusters as the polars rounds, without re-grouping the bucket table every round."""
+    bk = bk.sort("r")  # each bucket's rows ascending
+    csr = jit.bucket_csr(bk["g"].to_numpy(), bk["r"].to_numpy(), n) if bk.height else None
+    return _rounds_compiled(jit, n, csr, verify_fn, threshold, stats)
+
+
+def _rounds_compiled(jit, n: int, csr: tuple | None, verify_fn: Callable[[pl.DataFrame], np.ndarray],
+                     threshold: float, stats: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """The rounds of :func:`star_clusters` on the buckets in CSR form (``bstart, mem, rstart, rbk``
+    as :func:`curate.minhash_jit.round_pairs` reads them; None: no bucket). Each round scans only the
+    buckets and rows still in play."""
     kept = np.full(n, -1, dtype=np.int64)
     sim = np.full(n, np.nan)
     checks = np.zeros(n, dtype=np.int32)
     rounds = checked = retired = 0
-    if bk.height:
-        bstart, mem, rstart, rbk = jit.bucket_csr(bk["g"].to_numpy(), bk["r"].to_numpy().astype(np.int64), n)
+    if csr is not None and len(csr[1]):
+        bstart, mem, rstart, rbk = csr
         count = np.diff(bstart).astype(np.int64)
         undecided = np.zeros(n, dtype=bool)
         undecided[mem] = True
         first = np.empty(len(count), dtype=np.int64)
         is_center = np.zeros(n, dtype=bool)
+        act_b = np.arange(len(count), dtype=np.int64)
+        act_r = np.flatnonzero(undecided).astype(np.int64)
+        nact_b, nact_r = len(act_b), len(act_r)
         mask32 = np.uint64(0xFFFFFFFF)
-        while (count >= 2).any():
-            a, b = jit.round_pairs(bstart, mem, rstart, rbk, undecided, count, first, is_center)
+        while nact_b:
+            a, b, nact_b, nact_r = jit.round_pairs(bstart, mem, rstart, rbk, undecided, count, first, is_center,
+                                                   act_b, nact_b, act_r, nact_r)
+            if not nact_b:
+                break
             rounds += 1
             j = np.empty(0)
             if len(a):
@@ -522,7 +538,7 @@ def _star_clusters_compiled(jit, n: int, bk: pl.DataFrame, verify_fn: Callable[[
                 j = np.asarray(verify_fn(pl.DataFrame({"a": a, "b": b}, schema={"a": pl.UInt32, "b": pl.UInt32})),
                                dtype=np.float64)
             retired += jit.round_finish(a, b, j, threshold, kept, sim, checks, _MAX_CHECKS, undecided, count,
-                                        rstart, rbk, is_center)
+                                        rstart, rbk, is_center, act_r, nact_r)
     if stats is not None:
         stats.update(rounds=rounds, checked_pairs=checked, retired=retired)
     return kept, sim
@@ -660,10 +676,16 @@ def _near_clusters_of(sk: Sketch, n: int, texts_of: Callable[[np.ndarray], pl.Se
         if stats is not None:
             stats[f"s_{name}"] = round(clock[-1] - clock[-2], 3)
 
-    bk = buckets(sk.keys)
+    jit = _jit() if n >= _JIT_MIN_ROWS else None
+    if jit is not None:  # compiled: the buckets in CSR form, for the compiled rounds
+        csr = jit.band_buckets(sk.keys)
+        bucket_rows = len(csr[1])
+    else:
+        bk = buckets(sk.keys)
+        bucket_rows = bk.height
     sk.keys = None
     if sk.est is None:  # the estimator bytes of the candidates only (the rows sharing a bucket)
-        cand = _distinct(bk["r"].to_numpy(), n)
+        cand = np.flatnonzero(np.diff(csr[2]) > 0) if jit is not None else _distinct(bk["r"].to_numpy(), n)
         sk.est = est_of(cand) if len(cand) else np.zeros((0, _EST_BINS), dtype=np.uint8)
         sk.est_at = np.zeros(n, dtype=np.int64)
         sk.est_at[cand] = np.arange(len(cand))
@@ -688,10 +710,13 @@ def _near_clusters_of(sk: Sketch, n: int, texts_of: Callable[[np.ndarray], pl.Se
             j[ok] = verify(local, texts_of(rows), measure, compiled=n >= _JIT_MIN_ROWS)
         return j
 
-    kept, sim = star_clusters(n, bk, verify_fn, threshold, stats)
+    if jit is not None:
+        kept, sim = _rounds_compiled(jit, n, csr, verify_fn, threshold, stats)
+    else:
+        kept, sim = star_clusters(n, bk, verify_fn, threshold, stats)
     lap("cluster")
     if stats is not None:
-        stats.update(bucket_rows=bk.height, verified=verified[0], near=int((kept >= 0).sum()))
+        stats.update(bucket_rows=bucket_rows, verified=verified[0], near=int((kept >= 0).sum()))
     return kept, sim
 
 

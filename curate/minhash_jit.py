@@ -195,6 +195,36 @@ if AVAILABLE:
                 j += 1
             i = j
 
+    @numba.njit(inline="always", cache=True)
+    def _normalize_into(data, lo, hi, lut, out, t):
+        """The normalized bytes of ``data[lo:hi]`` (see :func:`normalize_sketch`) written to ``out``
+        from ``t`` on (``out`` needs 1 spare byte); returns the end. Branch-free: each byte is
+        written where it would go and the end moves only for word bytes and the one space before a
+        word that follows a separator."""
+        p = lo
+        while p < hi and lut[data[p]] == 0:  # leading separators (strip)
+            p += 1
+        gap = False
+        for q in range(p, hi):
+            c = lut[data[q]]
+            word = c != 0
+            out[t] = 32
+            t += word & gap
+            out[t] = c
+            t += word
+            gap = not word
+        return t
+
+    @numba.njit(inline="always", cache=True)
+    def _chars_at_least(buf, lo, hi, n):
+        """min(n, characters of the UTF-8 bytes buf[lo:hi]) (only short texts are counted)."""
+        if hi - lo >= 4 * n:
+            return n
+        chars = 0
+        for p in range(lo, hi):
+            chars += (buf[p] & 0xC0) != 0x80
+        return min(chars, n)
+
     @numba.njit(cache=True, nogil=True)
     def normalize_sketch(data, offsets, lut, n, pre_mix, pre_salt, salt, bits, probe_salt, band_init, bands, r,
                          keys, est, lengths, hashes, norm_len, start, with_sketch):
@@ -212,38 +242,21 @@ if AVAILABLE:
         longest = 0
         for i in range(len(offsets) - 1):
             longest = max(longest, offsets[i + 1] - offsets[i])
-        buf = np.empty(longest + n + 8, dtype=np.uint8)
+        words = np.zeros((longest + n + 16) // 8 + 1, dtype=np.uint64)
+        buf = words.view(np.uint8)
         top = _u64(8 * (n - 1))
         for i in range(len(offsets) - 1):
-            m = 0
-            gap = False
-            chars = 0
+            m = _normalize_into(data, offsets[i], offsets[i + 1], lut, buf, 0)
+            # the normalized bytes 8 at a time (little-endian words, the last one cut), into two hashes
             h1 = _u64(0x243F6A8885A308D3)
             h2 = _u64(0x13198A2E03707344)
-            w = _u64(0)  # the normalized bytes 8 at a time, mixed into the two hashes
-            for p in range(offsets[i], offsets[i + 1]):
-                c = lut[data[p]]
-                if c:
-                    if gap and m:
-                        w |= _u64(32) << _u64(8 * (m & 7))
-                        if m & 7 == 7:
-                            h1 = _mix(h1 ^ w, _u64(0xA4093822299F31D0))
-                            h2 = _mix(h2 + w, _u64(0x082EFA98EC4E6C89))
-                            w = _u64(0)
-                        buf[m] = 32
-                        m += 1
-                        chars += 1
-                    gap = False
-                    w |= _u64(c) << _u64(8 * (m & 7))
-                    if m & 7 == 7:
-                        h1 = _mix(h1 ^ w, _u64(0xA4093822299F31D0))
-                        h2 = _mix(h2 + w, _u64(0x082EFA98EC4E6C89))
-                        w = _u64(0)
-                    buf[m] = c
-                    m += 1
-                    chars += (c & 0xC0) != 0x80
-                else:
-                    gap = True
+            for k in range(m >> 3):
+                w = words[k]
+                h1 = _mix(h1 ^ w, _u64(0xA4093822299F31D0))
+                h2 = _mix(h2 + w, _u64(0x082EFA98EC4E6C89))
+            w = _u64(0)
+            if m & 7:
+                w = words[m >> 3] & ((_u64(1) << _u64(8 * (m & 7))) - _u64(1))
             row = start + i
             norm_len[row] = m
             hashes[row, 0] = _mix(h1 ^ w, _u64(m))
@@ -252,19 +265,20 @@ if AVAILABLE:
                 continue
             # pad to n characters (as str.pad_end), then the shingles as sketch_chars
             t = m
-            while chars < n:
+            for _ in range(_chars_at_least(buf, 0, m, n), n):
                 buf[t] = 32
                 t += 1
-                chars += 1
             raw[:] = _SENT
             v = _u64(0)
             for p in range(0, n - 1):
                 v = (v >> _u64(8)) | (_u64(buf[p]) << top)
-            for p in range(n - 1, t):
-                v = (v >> _u64(8)) | (_u64(buf[p]) << top)
-                if pre_mix:
+            if pre_mix:
+                for p in range(n - 1, t):
+                    v = (v >> _u64(8)) | (_u64(buf[p]) << top)
                     _bin_min(raw, _mix(_mix(v, pre_salt) & _u64(0xFFFFFFFFFF), salt), shift)
-                else:
+            else:
+                for p in range(n - 1, t):
+                    v = (v >> _u64(8)) | (_u64(buf[p]) << top)
                     _bin_min(raw, _mix(v, salt), shift)
             sig[:] = raw
             lengths[row] = t - n + 1
@@ -273,60 +287,79 @@ if AVAILABLE:
     # ------------------------------------------------------------------ star clustering rounds
 
     @numba.njit(cache=True)
-    def round_pairs(bstart, mem, rstart, rbk, undecided, count, first, is_center):
+    def round_pairs(bstart, mem, rstart, rbk, undecided, count, first, is_center, act_b, nact_b, act_r, nact_r):
         """One round of :func:`curate.dedupe.star_clusters` on buckets in CSR form (bucket ``g``'s
         rows ``mem[bstart[g]:bstart[g+1]]``, ascending; row ``r``'s buckets
         ``rbk[rstart[r]:rstart[r+1]]``; ``count[g]``: its undecided rows; a bucket with fewer than
         2 is out): ``first[g]`` its first (lowest) undecided row, ``is_center[r]`` for rows that are the
-        first of every bucket they are in; returns the pairs (center, later undecided row of its
-        buckets), not yet unique."""
-        nb = len(bstart) - 1
-        for g in range(nb):
-            first[g] = -1
+        first of every bucket they are in. Only the buckets ``act_b[:nact_b]`` and rows
+        ``act_r[:nact_r]`` still in play are scanned (both lists are compacted here: a bucket leaves
+        when fewer than 2 of its rows are undecided, a row when it is decided or in no such bucket).
+        Returns the pairs (center, later undecided row of its buckets), not yet unique, and the new
+        list lengths."""
+        k = 0
+        for i in range(nact_b):
+            g = act_b[i]
             if count[g] >= 2:
-                for k in range(bstart[g], bstart[g + 1]):
-                    x = mem[k]
-                    if undecided[x] and (first[g] < 0 or x < first[g]):
-                        first[g] = x
-        n = len(rstart) - 1
-        for r in range(n):
+                act_b[k] = g
+                k += 1
+                f = -1
+                for q in range(bstart[g], bstart[g + 1]):
+                    if undecided[mem[q]]:
+                        f = mem[q]
+                        break
+                first[g] = f
+            else:
+                first[g] = -1
+        nact_b = k
+        k = 0
+        for i in range(nact_r):
+            r = act_r[i]
             is_center[r] = False
             if not undecided[r]:
                 continue
             seen = False
             ok = True
-            for k in range(rstart[r], rstart[r + 1]):
-                g = rbk[k]
+            for q in range(rstart[r], rstart[r + 1]):
+                g = rbk[q]
                 if count[g] >= 2:
                     seen = True
                     if first[g] != r:
                         ok = False
                         break
+            if not seen and ok:
+                continue  # in no bucket still in play: never a center nor checked again
+            act_r[k] = r
+            k += 1
             is_center[r] = seen and ok
+        nact_r = k
         p = 0
-        for g in range(nb):
-            if first[g] >= 0 and is_center[first[g]]:
+        for i in range(nact_b):
+            g = act_b[i]
+            if is_center[first[g]]:
                 p += count[g] - 1
         a = np.empty(p, dtype=np.int64)
         b = np.empty(p, dtype=np.int64)
         p = 0
-        for g in range(nb):
+        for i in range(nact_b):
+            g = act_b[i]
             c = first[g]
-            if c >= 0 and is_center[c]:
-                for k in range(bstart[g], bstart[g + 1]):
-                    x = mem[k]
+            if is_center[c]:
+                for q in range(bstart[g], bstart[g + 1]):
+                    x = mem[q]
                     if x != c and undecided[x]:
                         a[p] = c
                         b[p] = x
                         p += 1
-        return a, b
+        return a, b, nact_b, nact_r
 
     @numba.njit(cache=True)
-    def round_finish(a, b, j, threshold, kept, sim, checks, max_checks, undecided, count, rstart, rbk, is_center):
+    def round_finish(a, b, j, threshold, kept, sim, checks, max_checks, undecided, count, rstart, rbk, is_center,
+                     act_r, nact_r):
         """The end of a round: each checked row joins its most similar center at or above the
         threshold (ties: the earliest center); a row checked ``max_checks`` times in vain retires;
-        the centers, the joined and the retired rows are decided (their buckets' counts go down).
-        Returns the rows retired."""
+        the centers (among the rows ``act_r[:nact_r]``), the joined and the retired rows are
+        decided (their buckets' counts go down). Returns the rows retired."""
         for k in range(len(a)):
             x = b[k]
             checks[x] += 1
@@ -343,47 +376,60 @@ if AVAILABLE:
                 undecided[x] = False
                 for q in range(rstart[x], rstart[x + 1]):
                     count[rbk[q]] -= 1
-        for x in range(len(is_center)):
+        for i in range(nact_r):
+            x = act_r[i]
             if is_center[x] and undecided[x]:
                 undecided[x] = False
                 for q in range(rstart[x], rstart[x + 1]):
                     count[rbk[q]] -= 1
         return retired
 
-    @numba.njit(cache=True)
+    @numba.njit(cache=True, nogil=True)
     def normalize_rows(data, offsets, lut, n, out, out_offsets):
         """The normalized bytes of each row (as ``dedupe.normalize`` for ASCII or already normalized
         rows; see :func:`normalize_sketch`) padded with spaces to ``n`` characters (``str.pad_end``),
-        back to back in ``out`` (room: the input's bytes + ``n`` per row); ``out_offsets[i]``: row i's start."""
+        back to back in ``out`` (room: the input's bytes + ``n`` per row + 1); ``out_offsets[i]``: row i's start."""
         t = 0
         for i in range(len(offsets) - 1):
             out_offsets[i] = t
             start = t
-            gap = False
-            chars = 0
-            for p in range(offsets[i], offsets[i + 1]):
-                c = lut[data[p]]
-                if c:
-                    if gap and t > start:
-                        out[t] = 32
-                        t += 1
-                        chars += 1
-                    gap = False
-                    out[t] = c
-                    t += 1
-                    chars += (c & 0xC0) != 0x80
-                else:
-                    gap = True
-            while chars < n:
+            t = _normalize_into(data, offsets[i], offsets[i + 1], lut, out, t)
+            for _ in range(_chars_at_least(out, start, t, n), n):
                 out[t] = 32
                 t += 1
-                chars += 1
         out_offsets[len(offsets) - 1] = t
+
+    @numba.njit(cache=True, nogil=True)
+    def _group(of, values, groups):
+        """Counting sort: (start, out), ``out[start[g]:start[g+1]]`` the ``values`` of the entries
+        whose ``of`` is g, in entry order (no comparison sort)."""
+        start = np.zeros(groups + 1, dtype=np.int64)
+        for k in range(len(of)):
+            start[of[k] + 1] += 1
+        for g in range(groups):
+            start[g + 1] += start[g]
+        fill = start[:-1].copy()
+        out = np.empty(len(of), dtype=values.dtype)
+        for k in range(len(of)):
+            out[fill[of[k]]] = values[k]
+            fill[of[k]] += 1
+        return start, out
+
+    @numba.njit(cache=True)
+    def _both_ways(bid, r, nb, n):
+        """(bstart, mem, rstart, rbk) of the bucket table (``bid`` bucket 0..nb-1, ``r`` row), as
+        :func:`round_pairs` reads it: bucket -> rows (in entry order) and row -> buckets."""
+        bstart, mem = _group(bid, r, nb)
+        of = np.empty(len(mem), dtype=np.int32)
+        for g in range(nb):
+            of[bstart[g]:bstart[g + 1]] = g
+        rstart, rbk = _group(mem, of, n)
+        return bstart, mem, rstart, rbk
 
     @numba.njit(cache=True)
     def bucket_csr(g, r, n):
-        """The bucket table (``g`` bucket key, ``r`` row) in CSR form both ways, by counting sorts (no comparison sort): (bstart, mem, rstart, rbk)
-        as :func:`round_pairs` reads them; buckets numbered in order of first appearance."""
+        """The bucket table (``g`` bucket key, ``r`` row) in CSR form both ways (:func:`_both_ways`);
+        buckets numbered in order of first appearance."""
         m = len(g)
         bits = 4
         while (1 << bits) < 2 * m:
@@ -391,7 +437,7 @@ if AVAILABLE:
         mask = (1 << bits) - 1
         slot_key = np.empty(1 << bits, dtype=np.uint64)
         slot_id = np.full(1 << bits, -1, dtype=np.int64)
-        bid = np.empty(m, dtype=np.int64)
+        bid = np.empty(m, dtype=np.int32)
         nb = 0
         for k in range(m):
             h = np.int64((_u64(g[k]) * _u64(0x9E3779B97F4A7C15)) >> _u64(64 - bits))
@@ -406,26 +452,83 @@ if AVAILABLE:
                     bid[k] = slot_id[h]
                     break
                 h = (h + 1) & mask
-        bstart = np.zeros(nb + 1, dtype=np.int64)
-        for k in range(m):
-            bstart[bid[k] + 1] += 1
-        for b in range(nb):
-            bstart[b + 1] += bstart[b]
-        fill = bstart[:-1].copy()
-        mem = np.empty(m, dtype=np.int64)
-        for k in range(m):
-            mem[fill[bid[k]]] = r[k]
-            fill[bid[k]] += 1
-        rstart = np.zeros(n + 1, dtype=np.int64)
-        for k in range(m):
-            rstart[r[k] + 1] += 1
-        for x in range(n):
-            rstart[x + 1] += rstart[x]
-        fill = rstart[:-1].copy()
-        rbk = np.empty(m, dtype=np.int64)
-        for b in range(nb):
-            for k in range(bstart[b], bstart[b + 1]):
-                x = mem[k]
-                rbk[fill[x]] = b
-                fill[x] += 1
-        return bstart, mem, rstart, rbk
+        return _both_ways(bid, r.astype(np.int32), nb, n)
+
+    @numba.njit(cache=True)
+    def band_buckets(keys):
+        """The LSH buckets of the band keys ``keys`` (n, bands): every (band, key) shared by >= 2
+        rows, in CSR form both ways (:func:`_both_ways`), each bucket's rows ascending; the same
+        buckets as ``dedupe.buckets`` (numbered band by band). Per band the rows are split by the
+        top bits of their key (a counting sort) into parts of a few hundred, whose keys are counted
+        in a small hash table that stays in cache."""
+        n, bands = keys.shape
+        pbits = 0
+        while (n >> pbits) > 256:
+            pbits += 1
+        parts = 1 << pbits
+        rows = np.arange(n, dtype=np.int32)
+        part = np.empty(n, dtype=np.int32)
+        cap = max(16, n)
+        bid = np.empty(cap, dtype=np.int32)
+        mem = np.empty(cap, dtype=np.int32)
+        m = 0
+        nb = 0
+        tbits = 4
+        tkey = np.empty(1 << tbits, dtype=np.uint32)
+        tcnt = np.empty(1 << tbits, dtype=np.int32)
+        tbid = np.empty(1 << tbits, dtype=np.int32)
+        tstamp = np.full(1 << tbits, -1, dtype=np.int64)
+        stamp = 0
+        for j in range(bands):
+            for x in range(n):
+                part[x] = np.int32(keys[x, j] >> np.uint32(32 - pbits)) if pbits else 0
+            pstart, prow = _group(part, rows, parts)
+            for q in range(parts):
+                lo, hi = pstart[q], pstart[q + 1]
+                if hi - lo < 2:
+                    continue
+                need = 4
+                while (1 << need) < 2 * (hi - lo):
+                    need += 1
+                if need > tbits:
+                    tbits = need
+                    tkey = np.empty(1 << tbits, dtype=np.uint32)
+                    tcnt = np.empty(1 << tbits, dtype=np.int32)
+                    tbid = np.empty(1 << tbits, dtype=np.int32)
+                    tstamp = np.full(1 << tbits, -1, dtype=np.int64)
+                mask = (1 << need) - 1
+                stamp += 1
+                for k in range(lo, hi):  # count the keys
+                    key = keys[prow[k], j]
+                    h = np.int64((_u64(key) * _u64(0x9E3779B97F4A7C15)) >> _u64(32)) & mask
+                    while tstamp[h] == stamp and tkey[h] != key:
+                        h = (h + 1) & mask
+                    if tstamp[h] != stamp:
+                        tstamp[h] = stamp
+                        tkey[h] = key
+                        tcnt[h] = 0
+                        tbid[h] = -1
+                    tcnt[h] += 1
+                for k in range(lo, hi):  # rows of keys seen twice or more, with their bucket
+                    key = keys[prow[k], j]
+                    h = np.int64((_u64(key) * _u64(0x9E3779B97F4A7C15)) >> _u64(32)) & mask
+                    while tkey[h] != key:
+                        h = (h + 1) & mask
+                    if tcnt[h] < 2:
+                        continue
+                    if tbid[h] < 0:
+                        tbid[h] = nb
+                        nb += 1
+                    if m == cap:
+                        cap *= 2
+                        grown = np.empty(cap, dtype=np.int32)
+                        grown[:m] = bid[:m]
+                        bid = grown
+                        grown = np.empty(cap, dtype=np.int32)
+                        grown[:m] = mem[:m]
+                        mem = grown
+                    bid[m] = tbid[h]
+                    mem[m] = prow[k]
+                    m += 1
+        return _both_ways(bid[:m], mem[:m], nb, n)
+
