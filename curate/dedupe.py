@@ -821,14 +821,8 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
     def sketch_span(part: pl.DataFrame, out: tuple, start: int, with_sketch: bool) -> int:
         """normalize_sketch of the rows of ``part`` into ``out`` (keys, est, lengths, hashes,
         norm_len) from row ``start`` on."""
-        t = part.select(expr.alias("t"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("i"))
-        wide = pl.col("t").str.len_bytes() != pl.col("t").str.len_chars()
-        if t.select(wide.any()).item():  # non-ASCII rows: Unicode case folding and separators first
-            t = pl.concat([t.filter(~wide), t.filter(wide).with_columns(normalize("t"))]).sort("i")
-        data, offsets = utf8_buffers(t["t"])
-        jit.normalize_sketch(data, offsets, _WORD_BYTES, width, width > 5, np.uint64(_salt(77)), np.uint64(_salt(seed)), bits,
-                             np.uint64(_salt(seed + 1)), band_init, bands, r, *out, start, with_sketch)
-        return t.height
+        return _normalize_sketch(jit, part.select(expr.alias("t"))["t"], out, start, with_sketch,
+                                 width=width, seed=seed, bits=bits, band_init=band_init, bands=bands, r=r)
 
     def span(s: int) -> None:
         done = sketch_span(df.slice(s, _SPAN_ROWS), (keys, no_est, lengths, hashes, norm_len), s, near)
@@ -903,6 +897,57 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
                                       stats=stats, est_of=est_of, jaccard_of=jaccard_of)
         kept_of_rep = _kept_of_rep(rep_rows, kept, sim)
     return _result(base.select("row", "rep"), kept_of_rep, stats)
+
+
+def _normalize_sketch(jit, texts: pl.Series, out: tuple, start: int, with_sketch: bool, *, width: int, seed: int,
+                      bits: int, band_init: np.ndarray, bands: int, r: int) -> int:
+    """The compiled normalize + sketch pass over ``texts`` (raw row texts, not null) into ``out``
+    (keys, est, lengths, hashes, norm_len) from row ``start`` on; non-ASCII rows are normalized by
+    polars first (Unicode case folding and separators)."""
+    t = pl.DataFrame({"t": texts}).with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("i"))
+    wide = pl.col("t").str.len_bytes() != pl.col("t").str.len_chars()
+    if t.select(wide.any()).item():
+        t = pl.concat([t.filter(~wide), t.filter(wide).with_columns(normalize("t"))]).sort("i")
+    data, offsets = utf8_buffers(t["t"])
+    jit.normalize_sketch(data, offsets, _WORD_BYTES, width, width > 5, np.uint64(_salt(77)), np.uint64(_salt(seed)), bits,
+                         np.uint64(_salt(seed + 1)), band_init, bands, r, *out, start, with_sketch)
+    return t.height
+
+
+@dataclass
+class RowKeys:
+    """Per row: ``hashes`` (n, 2) uint64 and ``norm_len`` (n,) of the normalized text (rows with the
+    same three are exact duplicates; ``norm_len`` 0: no text, never a duplicate), and the LSH band
+    keys ``keys`` (n, bands) uint32 (None without ``near``)."""
+    hashes: np.ndarray
+    norm_len: np.ndarray
+    keys: np.ndarray | None
+
+
+def row_keys(texts: pl.Series, *, threshold: float = 0.8, near: bool = True, num_perm: int = DEFAULT_PERM,
+             seed: int = 0, measure: str = DEFAULT_MEASURE) -> RowKeys:
+    """The duplicate keys of raw row ``texts`` (any slice of a column can be keyed anywhere: a Ray
+    block at a time), from one normalization of each row: for char measures the compiled pass of
+    :func:`find_duplicates` (the same exact groups and band keys as its own on the whole column),
+    else :func:`normalize`, a hash of the normalized text and :func:`sketch`."""
+    unit, width = parse_measure(measure)
+    n = len(texts)
+    bands, r = lsh_params(threshold, num_perm)
+    texts = texts.cast(pl.String).fill_null("")
+    jit = _jit() if unit == "char" else None
+    if jit is None:
+        norm = pl.DataFrame({"t": texts}).select(normalize("t"))["t"]
+        hashes = np.stack([norm.hash(seed=1).to_numpy(), norm.hash(seed=2).to_numpy()], axis=1)
+        keys = sketch(norm, threshold=threshold, num_perm=num_perm, seed=seed, measure=measure).keys if near else None
+        return RowKeys(hashes, norm.str.len_bytes().to_numpy().astype(np.int64), keys)
+    m = n if near else 0
+    out = (np.empty((m, bands), dtype=np.uint32), np.empty((m, 0), dtype=np.uint8), np.empty(m, dtype=np.int64),
+           np.empty((n, 2), dtype=np.uint64), np.empty(n, dtype=np.int64))
+    band_init = np.array([(seed * 0x9E3779B97F4A7C15 + j * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+                          for j in range(bands)], dtype=np.uint64)
+    _normalize_sketch(jit, texts, out, 0, near, width=width, seed=seed, bits=int(math.log2(num_perm)),
+                      band_init=band_init, bands=bands, r=r)
+    return RowKeys(out[3], out[4], out[0] if near else None)
 
 
 def _result(base: pl.DataFrame, kept_of_rep: pl.DataFrame, stats: dict | None) -> pl.DataFrame:

@@ -485,3 +485,28 @@ def test_compiled_buckets_equal_the_polars_buckets():
         for x in rows:
             holding.setdefault(x, []).append(g)
     assert all(sorted(rbk[rstart[x]:rstart[x + 1]].tolist()) == holding.get(x, []) for x in range(n))
+
+
+@pytest.mark.parametrize("measure", ["char5", "word3"])
+def test_row_keys_of_slices_give_the_exact_groups_and_band_keys_of_the_whole(sft, monkeypatch, measure):
+    """row_keys (what a Ray block computes for its rows): keyed in slices, the rows with equal keys
+    are exactly find_duplicates' exact groups of the whole column, empty texts have no key, and the
+    band keys are sketch()'s of the normalized texts."""
+    rows = texts_of(sft)
+    texts = pl.Series(rows + [t.upper().replace(" ", "  ") + "!" for t in rows[::5]]
+                      + ["", None, "  --  ", "Straße", "STRASSE", "héllo wörld", "Héllo  Wörld"], dtype=pl.String)
+    ks = [dedupe.row_keys(texts.slice(s, 97), measure=measure) for s in range(0, len(texts), 97)]
+    hashes = np.concatenate([k.hashes for k in ks])
+    n = np.concatenate([k.norm_len for k in ks])
+    keyed = pl.DataFrame({"h1": hashes[:, 0], "h2": hashes[:, 1], "n": n}).with_row_index("row").with_columns(
+        pl.when(pl.col("n") > 0).then(pl.col("row").min().over("h1", "h2", "n")).alias("rep"))
+    ref = dedupe.find_duplicates(pl.DataFrame({"t": texts}), "t", near=False, measure=measure)
+    rep = ref.select(pl.when(pl.col("cluster").is_null() & (pl.col("keep"))).then(pl.col("row").cast(pl.Int64))
+                     .otherwise(pl.col("cluster")).alias("rep"))["rep"]
+    has_text = pl.Series(n > 0)
+    assert (keyed["rep"].is_null() == ~has_text).all()
+    assert keyed["rep"].filter(has_text).cast(pl.Int64).equals(rep.filter(has_text))
+    assert (ref["dup_kind"] == "exact").sum() > 50
+    normalized = pl.Series(norm(texts.to_list()))
+    assert np.array_equal(np.concatenate([k.keys for k in ks])[n > 0],
+                          dedupe.sketch(normalized, measure=measure).keys[n > 0])

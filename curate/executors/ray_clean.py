@@ -5,17 +5,16 @@ Per kind, three passes over Ray Data blocks (see docs/scale.md):
 A. ``map_batches(_rules_block)``: every rule except the duplicate rules runs on each block through the
    same ``_clean_kind`` as the local executor (a block is a frame; rules look at one row at a time).
    Out: the kept rows (with the hits they collected, ``_hits``, and their duplicate keys, computed
-   here once from the normalized text: ``_h1, _h2`` and the band keys ``_bk``), the block's
-   quarantine lines (``_q``) and its rule counts (``_stats``). The result is materialized (object
-   store, spilled if big); later passes convert only the columns they read.
-B. Duplicates over every block, as the local executor finds them in one frame:
-   * exact: the normalized text's 128-bit hash, hash-partitioned (``repartition(keys=...)``, a Ray
-     Data shuffle); each partition groups its rows -> ``(row, representative = first row)``;
-   * near: the MinHash LSH band keys of the representatives (:mod:`curate.dedupe`, from pass A),
-     the ``(band, key)`` pairs are hash-partitioned, and a row whose band key
-     another row shares is a candidate. Rows that share no band key with anyone cannot be near
-     duplicates, so ``dedupe.find_duplicates`` run on the driver over the candidates alone gives the
-     same verified edges and clusters as over all rows (the driver holds the candidates' texts).
+   here once by :func:`curate.dedupe.row_keys`, the local executor's own compiled pass: the exact
+   key ``_h1, _h2, _n`` and the LSH band keys ``_bk``), the block's quarantine lines (``_q``) and its
+   rule counts (``_stats``). The result is materialized (object store, spilled if big); one small
+   pass (``_small``, Arrow only) brings the quarantine lines, stats and keys to the driver.
+B. Duplicates over every block, as the local executor finds them in one frame. The keys (24 bytes
+   + 4 per band a row) are grouped on the driver: exact groups by the exact key; among the groups'
+   first rows, the rows sharing a band key with another (:func:`curate.dedupe.buckets`) are the
+   only near-duplicate candidates, so ``dedupe.find_duplicates`` run on the driver over the
+   candidates alone gives the same verified edges and clusters as over all rows. One pass
+   (``_rows_of``, filtered in Arrow) reads back the rows named: candidates and exact duplicates.
    The kept row of a cluster is the first in input order, as locally.
 C. ``map_batches(_finish_block)``: drop the duplicates (quarantined with the same entry the local
    executor writes), write the kept rows as parquet shards ``<kind>/part-<pos>.parquet`` into the
@@ -50,7 +49,7 @@ from curate.executors import ray_data
 from curate.executors.ray_data import POS, from_arrow, to_arrow
 
 DUP_CODES = ("exact_duplicate", "near_duplicate")
-KEYS = ("_h1", "_h2", "_bk")  # duplicate keys pass A adds to the kept rows
+KEYS = ("_h1", "_h2", "_n", "_bk")  # duplicate keys pass A adds to the kept rows
 INTERNAL = (POS, "_hits", "_q", "_stats", *KEYS)
 SNIPPET = 120
 
@@ -64,10 +63,9 @@ class RayCleanResult:
 # --------------------------------------------------------------------------- pass A (workers)
 def _rules_block(table, kind: str, config: CleanConfig, keys: dict[str, Any] | None = None):
     """Every rule but the duplicate rules on one block. With ``keys`` (the duplicate rules are on),
-    the kept rows also get their duplicate keys, computed here once from the normalized text: the
-    exact key ``_h1, _h2`` (two 64-bit hashes) and, with ``keys["near"] = (threshold, measure)``,
-    the MinHash LSH band keys ``_bk`` (band << 32 | key); null for a row whose normalized text is
-    empty (it has no duplicates)."""
+    the kept rows also get their duplicate keys (:func:`_with_keys`; the band keys with
+    ``keys["near"] = (threshold, measure)``); null for a row whose normalized text is empty (it has
+    no duplicates)."""
     df = from_arrow(table)
     pos = df[POS]
     df = df.drop(POS)
@@ -96,83 +94,47 @@ def _rules_block(table, kind: str, config: CleanConfig, keys: dict[str, Any] | N
 
 
 def _with_keys(kept: pl.DataFrame, kind: str, near: tuple[float, str] | None) -> pl.DataFrame:
-    norm = kept.select(dedupe.normalize(row_text_expr(kind).fill_null("")).alias("_norm"))["_norm"]
-    some = norm != ""
-    kept = kept.with_columns(*(pl.when(some).then(norm.hash(seed=seed)).alias(f"_h{seed}") for seed in (1, 2)))
-    if near is None:
+    """``_h1, _h2, _n`` (the exact key: two hashes and the length of the normalized text) and the
+    band keys ``_bk`` of each row, from :func:`curate.dedupe.row_keys`; null without text."""
+    if kept.height == 0:
         return kept
-    texts = norm.filter(some)
-    if texts.len() == 0:
-        return kept
-    keys = dedupe.sketch(texts, threshold=near[0], measure=near[1]).keys.astype(np.uint64)
-    keys |= np.arange(keys.shape[1], dtype=np.uint64)[None, :] << np.uint64(32)  # as dedupe.buckets
-    bk = pl.Series("_bk", keys, dtype=pl.Array(pl.UInt64, keys.shape[1]))
-    if texts.len() < kept.height:  # null for the rows without text (an Array column has no scatter)
-        bk = (pl.DataFrame({"_r": pl.int_range(kept.height, dtype=pl.UInt32, eager=True)})
-              .join(pl.DataFrame({"_r": some.arg_true(), "_bk": bk}), on="_r", how="left", maintain_order="left")["_bk"])
-    return kept.with_columns(bk)
-
-
-def _columns(table, names) -> pl.DataFrame:
-    """Only ``names`` of an Arrow block, as polars (the other columns are never converted)."""
-    return from_arrow(table.select([n for n in names if n in table.column_names]))
+    measure = near[1] if near else dedupe.DEFAULT_MEASURE
+    k = dedupe.row_keys(kept.select(row_text_expr(kind))[:, 0], threshold=near[0] if near else 0.8,
+                        near=near is not None, measure=measure)
+    some = pl.Series(k.norm_len > 0)
+    cols = [pl.when(some).then(pl.Series(k.hashes[:, i])).alias(f"_h{i + 1}") for i in (0, 1)]
+    cols.append(pl.when(some).then(pl.Series(k.norm_len.astype(np.uint32))).alias("_n"))
+    if k.keys is not None:
+        bk = pl.Series("_bk", k.keys, dtype=pl.Array(pl.UInt32, k.keys.shape[1]))
+        cols.append(pl.when(some).then(bk).alias("_bk"))
+    return kept.with_columns(cols)
 
 
 def _without_keys(table) -> pl.DataFrame:
     return from_arrow(table.drop_columns([k for k in KEYS if k in table.column_names]))
 
 
-def _side(table):
-    """The small columns of pass A's output: quarantine lines and block stats."""
-    df = _columns(table, (POS, "_q", "_stats"))
-    return to_arrow(df.filter(pl.col("_q").is_not_null() | pl.col("_stats").is_not_null()))
+def _small(table):
+    """The small columns of pass A's output, the only ones the driver needs before the finish pass:
+    quarantine lines, block stats and the duplicate keys (Arrow only: nothing converted)."""
+    return table.select([c for c in (POS, "_q", "_stats", *KEYS) if c in table.column_names])
 
 
 def _kept(df: pl.DataFrame) -> pl.DataFrame:
     return df.filter(pl.col("_q").is_null())
 
 
-# --------------------------------------------------------------------------- pass B (workers)
-def _exact_keys(table):
-    """``_pos, _h1, _h2`` of the block's kept rows that have a normalized text."""
-    if "_h1" not in table.column_names:  # every row of the block was quarantined
-        return to_arrow(pl.DataFrame(schema={POS: pl.Int64, "_h1": pl.UInt64, "_h2": pl.UInt64}))
-    return to_arrow(_columns(table, (POS, "_h1", "_h2")).filter(pl.col("_h1").is_not_null()))
+# --------------------------------------------------------------------------- pass B (driver, workers)
+def _rows_of(table, kind: str, want):
+    """``_pos, id, source, line, text`` of the rows in ``want`` (kept rows): filtered in Arrow, so
+    only those rows are converted."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-
-def _exact_groups(table):
-    """One hash partition: rows whose normalized text another row has -> (row, first row)."""
-    df = from_arrow(table)
-    g = ["_h1", "_h2"]
-    return to_arrow(df.filter(pl.len().over(g) > 1).select(POS, pl.col(POS).min().over(g).alias("_rep")))
-
-
-def _band_keys(table, skip):
-    """The band keys of the block's representatives, one row per (row, band): ``_pos, _bk``. Rows in
-    ``skip`` (exact duplicates of an earlier row) have none."""
-    if "_bk" not in table.column_names:
-        return to_arrow(pl.DataFrame(schema={POS: pl.Int64, "_bk": pl.UInt64}))
-    df = _columns(table, (POS, "_bk")).filter(pl.col("_bk").is_not_null())
-    skip = ray_data.resolve(skip)
-    if skip is not None and len(skip):
-        df = df.filter(~pl.col(POS).is_in(pl.Series(skip).implode()))
-    if df.height == 0:
-        return to_arrow(pl.DataFrame(schema={POS: pl.Int64, "_bk": pl.UInt64}))
-    keys = df["_bk"].to_numpy()
-    return to_arrow(pl.DataFrame({POS: np.repeat(df[POS].to_numpy(), keys.shape[1]), "_bk": keys.ravel()}))
-
-
-def _shared_keys(table):
-    """One hash partition of band keys: the rows sharing a band key with another row (candidates)."""
-    df = from_arrow(table)
-    return to_arrow(df.filter(pl.col("_bk").is_duplicated()).select(POS).unique())
-
-
-def _texts_of(table, kind: str, want, snippet: bool):
-    """``_pos, id, source, line, text`` of the kept rows in ``want`` (texts cut for a report)."""
-    df = _kept(_without_keys(table)).filter(pl.col(POS).is_in(pl.Series(ray_data.resolve(want)).implode()))
-    text = row_text_expr(kind).fill_null("")
-    return to_arrow(df.select(POS, "id", "source", "line", (text.str.slice(0, SNIPPET) if snippet else text).alias("text")))
+    want = ray_data.resolve(want)
+    table = table.filter(pc.is_in(table[POS], value_set=pa.array(want, type=pa.int64())))
+    df = from_arrow(table.drop_columns([c for c in (*KEYS, "_hits", "_stats") if c in table.column_names]))
+    return to_arrow(df.select(POS, "id", "source", "line", row_text_expr(kind).fill_null("").alias("text")))
 
 
 # --------------------------------------------------------------------------- pass C (workers)
@@ -257,47 +219,52 @@ def _near_params(dups: dict[str, Any]) -> tuple[float, str] | None:
     return float(p["threshold"]), str(p.get("measure", dedupe.DEFAULT_MEASURE))
 
 
-def _partitions() -> int:
-    from curate.executors.ray_session import num_cpus
-
-    return max(2, 2 * num_cpus())
-
-
-def _duplicates(a, kind: str, config: CleanConfig, dups: dict[str, Any], gone_pos: np.ndarray,
+def _duplicates(a, keys: pl.DataFrame, kind: str, config: CleanConfig, dups: dict[str, Any], gone_pos: np.ndarray,
                 stats: _Stats) -> pl.DataFrame:
-    """Pass B: ``_pos, rule, evidence`` of every duplicate to drop; fills the dup rules' stats."""
+    """Pass B: ``_pos, rule, evidence`` of every duplicate to drop; fills the dup rules' stats.
+
+    ``keys``: ``_pos, _h1, _h2`` (and the band keys ``_bk``) of every kept row with a normalized
+    text, from pass A. The keys are grouped here on the driver (24 bytes + 4 per band a row: a few
+    hundred MB at 10M rows), where a Ray shuffle of them cost more than the grouping; only the rows
+    the groups name (candidates, duplicates) are read back from the blocks, by the workers."""
     import ray
 
     t0 = time.perf_counter()
-    nparts = _partitions()
-    exact = (a.map_batches(_exact_keys, batch_format="pyarrow", batch_size=None)
-             .repartition(nparts, keys=["_h1", "_h2"]).map_batches(_exact_groups, batch_format="pyarrow", batch_size=None))
-    members = _collect(exact)
-    _lap(stats, "ray_exact_shuffle", t0)
-    if members.width == 0:
-        members = pl.DataFrame(schema={POS: pl.Int64, "_rep": pl.Int64})
+    g = ["_h1", "_h2", "_n"]
+    keys = keys.with_columns(pl.col(POS).min().over(g).alias("_rep"))
+    members = keys.filter(pl.len().over(g) > 1).select(POS, "_rep")
     near = "near_duplicate" in dups
     threshold, measure = _near_params(dups) or (1.0, dedupe.DEFAULT_MEASURE)
     near_root = pl.DataFrame(schema={"_rep": pl.Int64, "_root": pl.Int64, "_sim": pl.Float64})
-    if near:
-        skip = members.filter(pl.col(POS) != pl.col("_rep"))[POS].to_numpy()
-        bk = (a.map_batches(_band_keys, batch_format="pyarrow", batch_size=None, fn_kwargs={"skip": ray.put(skip)})
-              .repartition(nparts, keys=["_bk"]).map_batches(_shared_keys, batch_format="pyarrow", batch_size=None))
-        t1 = time.perf_counter()
-        cand = _collect(bk)
-        _lap(stats, "ray_band_shuffle", t1)
-        t1 = time.perf_counter()
-        if cand.height:
-            want = np.unique(cand[POS].to_numpy())
-            texts = _collect(a.map_batches(_texts_of, batch_format="pyarrow", batch_size=None,
-                                           fn_kwargs={"kind": kind, "want": ray.put(want), "snippet": False})).sort(POS)
-            res = dedupe.find_duplicates(texts, "text", threshold=threshold, near=True, measure=measure)
-            clustered = res.filter(pl.col("cluster").is_not_null())
-            pos = texts[POS]
-            near_root = pl.DataFrame({"_rep": pos.gather(clustered["row"]),
-                                      "_root": pos.gather(clustered["cluster"].cast(pl.UInt32)),
-                                      "_sim": clustered["similarity"]})
-        _lap(stats, "ray_candidates_on_driver", t1)
+    cand = np.empty(0, dtype=np.int64)
+    if near:  # the representatives that share an LSH band key with another one: the only candidates
+        reps = keys.filter(pl.col(POS) == pl.col("_rep")).sort(POS)
+        if reps.height > 1:
+            bk = dedupe.buckets(reps["_bk"].to_numpy())
+            cand = reps[POS].to_numpy()[np.unique(bk["r"].to_numpy())]
+        del reps
+    del keys
+    _lap(stats, "ray_keys_on_driver", t0)
+    t1 = time.perf_counter()
+    # one pass back over the blocks for every row named: candidates and exact groups' members
+    want = np.union1d(cand, members[POS].to_numpy())
+    texts = pl.DataFrame(schema={POS: pl.Int64, "id": pl.String, "source": pl.String, "line": pl.Int64,
+                                 "text": pl.String})
+    if len(want):
+        texts = _collect(a.map_batches(_rows_of, batch_format="pyarrow", batch_size=None,
+                                       fn_kwargs={"kind": kind, "want": ray.put(want)})).sort(POS)
+    _lap(stats, "ray_rows_back", t1)
+    t1 = time.perf_counter()
+    if len(cand):
+        ctexts = texts.filter(pl.col(POS).is_in(pl.Series(cand).implode()))
+        res = dedupe.find_duplicates(ctexts, "text", threshold=threshold, near=True, measure=measure)
+        clustered = res.filter(pl.col("cluster").is_not_null())
+        pos = ctexts[POS]
+        near_root = pl.DataFrame({"_rep": pos.gather(clustered["row"]),
+                                  "_root": pos.gather(clustered["cluster"].cast(pl.UInt32)),
+                                  "_sim": clustered["similarity"]})
+        del ctexts
+    _lap(stats, "ray_candidates_on_driver", t1)
     involved = pl.concat([members.select(POS, "_rep"),
                           near_root.select(pl.col("_rep").alias(POS), "_rep")]).unique(POS)
     res = (involved.join(near_root, on="_rep", how="left")
@@ -313,11 +280,7 @@ def _duplicates(a, kind: str, config: CleanConfig, dups: dict[str, Any], gone_po
     def kidx(p: pl.Series) -> list[int]:
         return (p.to_numpy() - np.searchsorted(gone_pos, p.to_numpy())).tolist()
 
-    info = pl.DataFrame(schema={POS: pl.Int64})
-    if res.height:
-        info = _collect(a.map_batches(_texts_of, batch_format="pyarrow", batch_size=None,
-                                      fn_kwargs={"kind": kind, "want": ray.put(res[POS].to_numpy()),
-                                                 "snippet": True})).sort(POS)
+    info = texts.filter(pl.col(POS).is_in(res[POS].implode()))
     drops = []
     seconds = time.perf_counter() - t0
     for code in ("exact_duplicate", "near_duplicate"):
@@ -374,13 +337,19 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
     keys = {"near": _near_params(dups)} if dups else None
     a = ds.map_batches(_rules_block, batch_format="pyarrow", batch_size=None,
                        fn_kwargs={"kind": kind, "config": config, "keys": keys}).materialize()
-    side = _collect(a.map_batches(_side, batch_format="pyarrow", batch_size=None))
+    small = _collect(a.map_batches(_small, batch_format="pyarrow", batch_size=None))
     _lap(stats, "ray_rules_pass", t0)
+    side = small.filter(pl.col("_q").is_not_null() | pl.col("_stats").is_not_null()).select(POS, "_q", "_stats")
+    keys = None
+    if dups:  # every row of the kind quarantined: no keys at all
+        keys = small.filter(pl.col("_q").is_null() & pl.col("_h1").is_not_null()).drop("_q", "_stats") \
+            if "_h1" in small.columns else pl.DataFrame(schema={POS: pl.Int64, "_h1": pl.UInt64, "_h2": pl.UInt64, "_n": pl.UInt32})
+    del small
     for s in side["_stats"].drop_nulls().to_list():
         _merge_stats(stats, orjson.loads(s))
     quarantined = side.filter(pl.col("_q").is_not_null()).select(POS, "_q")
     gone_pos = np.sort(quarantined[POS].to_numpy())
-    drops = _duplicates(a, kind, config, dups, gone_pos, stats) if dups else \
+    drops = _duplicates(a, keys, kind, config, dups, gone_pos, stats) if keys is not None else \
         pl.DataFrame(schema={POS: pl.Int64, "rule": pl.String, "evidence": pl.String})
     t0 = time.perf_counter()
     fin = _collect(a.map_batches(_finish_block, batch_format="pyarrow", batch_size=None,
