@@ -49,7 +49,7 @@ import re
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import polars as pl
@@ -198,15 +198,28 @@ def _lingua_guesses(texts: list[str]) -> list[tuple[str, float, float]]:
 
 
 def _guess_of(values) -> tuple[str, float, float]:
-    if not values:
+    return _guess_of_pairs([(v.language.name, v.value) for v in values])
+
+
+def _guess_of_pairs(pairs) -> tuple[str, float, float]:
+    """(label, confidence, p_malay_given_family) from lingua's (language name, confidence) pairs, best first."""
+    if not pairs:
         return "other", 0.0, 0.5
-    conf = {v.language.name: v.value for v in values}
-    best = values[0]
-    label = _LINGUA_CODE.get(best.language.name, "other")
+    conf = dict(pairs)
+    best_name, best_value = pairs[0]
+    label = _LINGUA_CODE.get(best_name, "other")
     ms, idn = conf.get("MALAY", 0.0), conf.get("INDONESIAN", 0.0)
     if label in ("ms", "id"):
         return label, ms + idn, ms / (ms + idn)
-    return label, best.value, 0.5
+    return label, best_value, 0.5
+
+
+def lingua_worker():
+    """A :class:`curate.lingua_worker.LinguaWorker` with the fallback detector's languages (a big
+    job's lingua turns in a helper process; see :func:`start_detect_column`)."""
+    from curate.lingua_worker import LinguaWorker
+
+    return LinguaWorker(list(_LINGUA_FALLBACK), _LINGUA_CHARS)
 
 
 # ------------------------------------------------------------ ms/id lexicon --
@@ -623,11 +636,20 @@ def detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bool = T
     as the per-text path; code, URLs and tags are first removed in Python from the rows holding a
     trigger character); the few texts they leave undecided go to lingua in one parallel batch
     (``compute_language_confidence_values_in_parallel``) instead of one call each."""
+    return start_detect_column(texts, fallback=fallback)()
+
+
+def start_detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bool = True,
+                        worker=None) -> Callable[[], pl.DataFrame]:
+    """:func:`detect_column` in two steps: this call does the cheap steps and hands the undecided
+    texts to lingua, in ``worker`` (:func:`lingua_worker`) when given, so that lingua works while the
+    caller goes on; the returned function waits for lingua and gives the frame."""
     from curate import langid_jit as jit
 
     series = texts if isinstance(texts, pl.Series) else pl.Series("text", list(texts), dtype=pl.String)
     if not jit.AVAILABLE or series.dtype != pl.String:
-        return _detect_column_per_text(series.to_list(), fallback)
+        frame = _detect_column_per_text(series.to_list(), fallback)
+        return lambda: frame
     from curate.arrow_text import utf8_buffers
 
     det = _default_detector()
@@ -651,18 +673,26 @@ def detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bool = T
     for i in np.flatnonzero(code == jit.PY).tolist():
         late[i] = det.cheap(series[i])
     pending = [i for i, r in late.items() if isinstance(r, _Pending)]
+    guesses: Callable[[], list[tuple[str, float, float]]] | None = None
     if pending and fallback:
         distinct = list(dict.fromkeys(late[i].text for i in pending))  # type: ignore[union-attr]
-        guess = dict(zip(distinct, _lingua_guesses(distinct)))  # repeated labels and headings: once each
-        for i in pending:
-            late[i] = det.finish(late[i], guess[late[i].text])  # type: ignore[arg-type,union-attr]
+        guesses = worker.submit(distinct) if worker is not None else (lambda: _lingua_guesses(distinct))
     else:
         late.update((i, UND) for i in pending)
-    if late:
-        idx = list(late)
-        lang = lang.scatter(idx, [late[i][0] for i in idx])  # type: ignore[index]
-        conf[idx] = [late[i][1] for i in idx]  # type: ignore[index]
-    return pl.DataFrame({"lang": lang, "lang_conf": conf}, schema={"lang": pl.String, "lang_conf": pl.Float64})
+
+    def finish() -> pl.DataFrame:
+        nonlocal lang
+        if guesses is not None:
+            guess = dict(zip(distinct, guesses()))  # repeated labels and headings: once each
+            for i in pending:
+                late[i] = det.finish(late[i], guess[late[i].text])  # type: ignore[arg-type,union-attr]
+        if late:
+            idx = list(late)
+            lang = lang.scatter(idx, [late[i][0] for i in idx])  # type: ignore[index]
+            conf[idx] = [late[i][1] for i in idx]  # type: ignore[index]
+        return pl.DataFrame({"lang": lang, "lang_conf": conf}, schema={"lang": pl.String, "lang_conf": pl.Float64})
+
+    return finish
 
 
 def _scan(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -3,6 +3,8 @@ at once: :func:`curate.langid.detect_column`)."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import polars as pl
 
 from curate import schemas
@@ -27,10 +29,17 @@ def text_expr(kind: str) -> pl.Expr:
 
 def add_lang(df: pl.DataFrame, kind: str | None = None) -> pl.DataFrame:
     """Fill the ``lang`` column by language identification of each row's text."""
+    return start_lang(df, kind)()
+
+
+def start_lang(df: pl.DataFrame, kind: str | None = None, worker=None) -> Callable[[], pl.DataFrame]:
+    """:func:`add_lang` in two steps (:func:`curate.langid.start_detect_column`): the returned
+    function gives the frame once lingua (in ``worker``, a helper process, when given) has answered."""
     from curate import langid
 
     kind = kind or schemas.kind_of(df)
     if df.height == 0:
-        return df
+        return lambda: df
     texts = df.select(text_expr(kind).fill_null("").alias("t"))["t"]
-    return df.with_columns(langid.detect_column(texts)["lang"])
+    langs = langid.start_detect_column(texts, worker=worker)
+    return lambda: df.with_columns(langs()["lang"])

@@ -369,3 +369,34 @@ def test_invalid_utf8_line_does_not_lose_the_block(tmp_path):
     res = ingest([path], "alpaca", detect_lang=False)
     assert res.frames["sft"]["output"].to_list() == ["b", "d"]
     assert [(q["line"], q["code"]) for q in res.quarantine] == [(2, "encoding_error")]
+
+
+def test_lingua_in_a_helper_process_gives_the_same_rows(fixtures, monkeypatch):
+    """A big file's undecided texts go to lingua in a helper process (curate/lingua_worker.py), one
+    frame behind; the frames are those of the in-process path, and a dead helper changes nothing."""
+    import curate.ingest.pipeline as pipeline
+    from curate.lingua_worker import LinguaWorker
+
+    def frames():
+        return [df for _, df in pipeline.iter_batches([fixtures / "malay_alpaca.json"], batch_size=10)]
+
+    local = frames()
+    sent, workers = [], []
+    real_submit, real_init = LinguaWorker.submit, LinguaWorker.__init__
+    monkeypatch.setattr(LinguaWorker, "__init__", lambda self, *a: workers.append(self) or real_init(self, *a))
+    monkeypatch.setattr(LinguaWorker, "submit", lambda self, texts: sent.append(len(texts)) or real_submit(self, texts))
+    monkeypatch.setattr(pipeline, "LINGUA_WORKER_BYTES", 0)
+    helped = frames()
+    assert len(workers) == 1 and workers[0].proc is None and not workers[0].failed  # used, then closed
+    assert len(local) > 3 and len(sent) >= 2  # several frames, several of them with texts for lingua
+    assert len(helped) == len(local) and all(a.equals(b) for a, b in zip(local, helped))
+
+    def dying_submit(self, texts):  # the helper dies before it answers: the parent does the work
+        result = real_submit(self, texts)
+        if self.proc is not None:
+            self.proc.kill()
+        return result
+
+    monkeypatch.setattr(LinguaWorker, "submit", dying_submit)
+    orphaned = frames()
+    assert workers[1].failed and all(a.equals(b) for a, b in zip(local, orphaned))

@@ -27,7 +27,7 @@ from curate.ingest.formats import BY_NAME, FORMATS
 from curate.ingest.readers import (MAX_RECORD, Span, iter_json_array, iter_jsonl, iter_jsonl_blocks, parse_line,
                                    peek_objects, read_head, sniff_container)
 from curate.io.files import DatasetError, require_file
-from curate.rowlang import add_lang
+from curate.rowlang import add_lang, start_lang
 
 BATCH = 50_000
 #: A format must fit a file at least this well (0..1) to be chosen without --format.
@@ -356,8 +356,32 @@ def iter_file(src: Source, f: SourceFormat, summary: FileSummary, *, batch_size:
     else:
         frames = _slow(src.path, f, summary, _Batcher(f.kind, summary.source, f.name, batch_size),
                        on_quarantine, on_progress, src.recoded_lines, span)
+    if not detect_lang:
+        yield from frames
+        return
+    from curate import langid
+
+    big = span is None and src.path.stat().st_size >= LINGUA_WORKER_BYTES
+    with (langid.lingua_worker() if big else contextlib.nullcontext()) as worker:
+        yield from _lang_lagged(frames, f.kind, worker)
+
+
+#: Files at least this big have lingua's share of language id done in a helper process
+#: (:mod:`curate.lingua_worker`): its ~3 s of model loading is only worth hiding on a long job.
+LINGUA_WORKER_BYTES = 64 << 20
+
+
+def _lang_lagged(frames: Iterable[pl.DataFrame], kind: str, worker) -> Iterator[pl.DataFrame]:
+    """The frames with their ``lang`` column, one frame behind: a frame's undecided texts are with
+    lingua (``worker``) while the next frame is read, then it is finished and yielded, in order."""
+    waiting = None
     for df in frames:
-        yield add_lang(df, f.kind) if detect_lang else df
+        job = start_lang(df, kind, worker)
+        if waiting is not None:
+            yield waiting()
+        waiting = job
+    if waiting is not None:
+        yield waiting()
 
 
 def iter_records(items: Iterable[Any], f: SourceFormat, summary: FileSummary, *, batch_size: int = BATCH,
@@ -495,6 +519,44 @@ def _parquet_writer(open_writers: dict[str, Any], files: contextlib.ExitStack, k
     return open_writers[kind]
 
 
+def _write_row_group(out, df: pl.DataFrame) -> None:
+    table = df.to_arrow()
+    out.write_table(table if table.schema == out.schema else table.cast(out.schema))
+
+
+class _WriteBehind:
+    """Row groups encoded and written by a thread while the next batch is read (pyarrow releases
+    the GIL to compress and write): at most one write in flight, done in order; its error is
+    raised at the next write or on leaving the block, and the block never leaves a write running."""
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="curate-write")
+        self.pending = None
+
+    def write(self, fn, *args) -> None:
+        self.wait()
+        self.pending = self.pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> "_WriteBehind":
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        try:
+            if exc_type is None:
+                self.wait()
+            elif self.pending is not None:
+                self.pending.exception()  # the error being raised wins; just let the write end
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 @dataclass
 class IngestResult:
     frames: dict[str, pl.DataFrame]
@@ -547,19 +609,19 @@ def ingest_to_dir(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike
             def quarantine(entry: dict) -> None:
                 qfh.write(orjson.dumps(entry) + b"\n")
 
-            for kind, df in plan.batches(batch_size=batch_size, detect_lang=detect_lang,
-                                         on_quarantine=quarantine, on_progress=on_progress):
-                if isinstance(df, pl.LazyFrame):
-                    df = df.collect()
-                rows_by_kind[kind] = rows_by_kind.get(kind, 0) + df.height
-                if output_format == "parquet":  # one row group per batch, each row encoded once
-                    out = _parquet_writer(parquet, files, kind, w.file(f"{kind}.parquet"), df)
-                    table = df.to_arrow()
-                    out.write_table(table if table.schema == out.schema else table.cast(out.schema))
-                    continue
-                part = w.file(f".parts/{kind}-{len(parts.get(kind, [])):05d}.parquet")
-                df.write_parquet(part)
-                parts.setdefault(kind, []).append(part)
+            with _WriteBehind() as behind:
+                for kind, df in plan.batches(batch_size=batch_size, detect_lang=detect_lang,
+                                             on_quarantine=quarantine, on_progress=on_progress):
+                    if isinstance(df, pl.LazyFrame):
+                        df = df.collect()
+                    rows_by_kind[kind] = rows_by_kind.get(kind, 0) + df.height
+                    if output_format == "parquet":  # one row group per batch, each row encoded once
+                        behind.write(_write_row_group,
+                                     _parquet_writer(parquet, files, kind, w.file(f"{kind}.parquet"), df), df)
+                        continue
+                    part = w.file(f".parts/{kind}-{len(parts.get(kind, [])):05d}.parquet")
+                    df.write_parquet(part)
+                    parts.setdefault(kind, []).append(part)
         files.close()  # every <kind>.parquet complete before it is registered
         for kind in schemas.KINDS:
             if kind in parquet:

@@ -1,0 +1,138 @@
+"""lingua in a helper process, so a big ingest does not wait for it.
+
+Loading lingua's models costs ~3 s of CPU and holds the GIL all along, and the few texts the cheap
+language steps leave undecided (~0.3% of real rows) then cost ~0.4 ms each. :class:`LinguaWorker`
+starts ``python -m curate.lingua_worker`` at once: the child loads the models on the other core while
+the parent reads and parses the first blocks, then answers each batch of texts while the parent
+works on the next block (:func:`curate.langid.start_detect_column`). The child computes exactly what
+:func:`curate.langid._lingua_guesses` would (the same languages, the same calls, the confidence
+values sent back as JSON floats, which round-trip exactly), so the verdicts are the same; if the
+child fails, the parent computes the rest itself.
+
+Protocol on the pipes, one message each way per batch: 4-byte little-endian length, then JSON. The
+first message names the languages; then a list of texts -> a list of ``[[language, value], ...]``.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from typing import Any, Callable
+
+import orjson
+
+_LEN = struct.Struct("<I")
+
+
+def _send(fh, obj: Any) -> None:
+    data = orjson.dumps(obj)
+    fh.write(_LEN.pack(len(data)) + data)
+    fh.flush()
+
+
+def _recv(fh) -> Any:
+    head = fh.read(_LEN.size)
+    if len(head) < _LEN.size:
+        raise EOFError("lingua worker closed its pipe")
+    (n,) = _LEN.unpack(head)
+    data = fh.read(n)
+    if len(data) < n:
+        raise EOFError("lingua worker closed its pipe")
+    return orjson.loads(data)
+
+
+class LinguaWorker:
+    """A child process running lingua; :meth:`submit` texts, call the returned function for the
+    guesses (``(label, confidence, p_malay)`` per text, as :func:`curate.langid._lingua_guesses`)."""
+
+    def __init__(self, languages: list[str], chars: int):
+        self.languages, self.chars = languages, chars
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self.proc: subprocess.Popen | None = subprocess.Popen(
+            [sys.executable, "-m", "curate.lingua_worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, env=env)
+        self._outbox: queue.Queue = queue.Queue()  # a thread writes, so a full pipe never blocks the caller
+        self._writer = threading.Thread(target=self._write_all, daemon=True)
+        self._writer.start()
+        self._outbox.put(languages)
+        self._sent = self._read = 0
+        self.failed = False
+
+    def _write_all(self) -> None:
+        while (obj := self._outbox.get()) is not None:
+            try:
+                _send(self.proc.stdin, obj)  # type: ignore[union-attr]
+            except (OSError, ValueError, AttributeError):
+                return  # the child is gone: the reader sees it and falls back
+
+    def submit(self, texts: list[str]) -> Callable[[], list[tuple[str, float, float]]]:
+        from curate import langid
+
+        cut = [t[:self.chars] for t in texts]
+        if self.failed or self.proc is None:
+            return lambda: langid._lingua_guesses(texts)
+        self._outbox.put(cut)
+        ticket = self._sent
+        self._sent += 1
+
+        def result() -> list[tuple[str, float, float]]:
+            assert ticket == self._read, "lingua worker replies are read in submission order"
+            self._read += 1
+            if not self.failed:
+                try:
+                    reply = _recv(self.proc.stdout)  # type: ignore[union-attr]
+                    if len(reply) == len(cut):
+                        return [langid._guess_of_pairs(pairs) for pairs in reply]
+                except (OSError, EOFError, ValueError):
+                    pass
+                self.failed = True  # a dead or confused child: this and later batches in-process
+                self.close()
+            return langid._lingua_guesses(texts)
+
+        return result
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        self._outbox.put(None)
+        try:
+            proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+
+    def __enter__(self) -> "LinguaWorker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def main() -> None:
+    from lingua import Language, LanguageDetectorBuilder
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    languages = _recv(stdin)
+    detector = LanguageDetectorBuilder.from_languages(*(getattr(Language, n) for n in languages)).build()
+    detector.compute_language_confidence_values("warm up")  # loads the models before the first batch
+    while True:
+        try:
+            texts = _recv(stdin)
+        except EOFError:
+            return
+        values = detector.compute_language_confidence_values_in_parallel(texts)
+        _send(stdout, [[[v.language.name, v.value] for v in vals] for vals in values])
+
+
+if __name__ == "__main__":
+    main()
