@@ -22,6 +22,7 @@ $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,ray]'
+	$(BIN)/python -m curate.warmup  # numba compiles its kernels once here, not in the first real run
 	touch $@
 
 install: $(BIN)/.installed

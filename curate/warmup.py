@@ -1,0 +1,42 @@
+"""Compile curate's numba kernels into numba's cache now, so that no later run pays for it.
+
+numba compiles a kernel the first time it is called after an install or a change of its source and
+caches the machine code (``cache=True``: beside the module, or in numba's user cache directory when
+the install is read-only); every later process loads it in well under a second. Compiling the
+language-id kernels takes ~9 s of CPU and the MinHash ones more: ``make install`` (and so CI and
+``make demo``) runs ``python -m curate.warmup`` once so that the first real ingest or clean does not.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+def warm() -> dict[str, float]:
+    """Call every compiled path once on a few rows; seconds per part."""
+    import polars as pl
+
+    took: dict[str, float] = {}
+    t = time.perf_counter()
+    from curate import langid
+
+    langid.detect_column(["Saya tidak tahu kerana dia tiada wang.", "Ini `kode` di https://x.id", "한국어 문장입니다",
+                          "The cat sat on the mat.", ""], fallback=False)
+    took["language id"] = time.perf_counter() - t
+    t = time.perf_counter()
+    from curate import dedupe
+
+    rows = max(getattr(dedupe, "_JIT_MIN_ROWS", 0), 64)
+    texts = [f"row {i % 7} of a small warm-up corpus, kata {i % 5} dan kerana, é" for i in range(rows)]
+    dedupe.find_duplicates(pl.DataFrame({"text": texts}), "text")
+    took["duplicates"] = time.perf_counter() - t
+    return took
+
+
+def main() -> None:
+    took = warm()
+    print("numba kernels compiled and cached: " + ", ".join(f"{k} {v:.1f} s" for k, v in took.items()))
+
+
+if __name__ == "__main__":
+    main()
