@@ -307,6 +307,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "clean")
     ap.add_argument("--reuse", action="store_true", help="reuse an existing corpus of the same size")
     ap.add_argument("--skip-all", action="store_true", help="only the floor and the rule pass")
+    ap.add_argument("--reuse-ingested", action="store_true",
+                    help="with --reuse: clean the dataset an earlier run ingested (no ingest run)")
     args = ap.parse_args()
     work = args.out / f"{args.rows}"
     corpus, truth = work / "corpus.jsonl", work / "truth.parquet"
@@ -319,8 +321,10 @@ def main() -> None:
     runs = [timed([PY, "-c", FLOOR, str(corpus), str(work / "floor.jsonl")], "polars floor: read JSONL + write JSONL")]
     print(runs[-1], flush=True)
     ingested = work / "ingested"
-    runs.append(timed([CURATE, "ingest", str(corpus), "-o", str(ingested), "-q"], "curate ingest (language id of every row)"))
-    print(runs[-1], flush=True)
+    if not (args.reuse and args.reuse_ingested and (ingested / "manifest.json").exists()):
+        runs.append(timed([CURATE, "ingest", str(corpus), "-o", str(ingested), "-q"],
+                          "curate ingest (language id of every row)"))
+        print(runs[-1], flush=True)
     rule_pass = [CURATE, "clean", str(ingested), "-o", str(work / "rules"), "-q",
                  "--rule", "wrong_language=off", "--rule", "indonesian=off", "--rule", "near_duplicate=off"]
     runs.append(timed(rule_pass, "curate clean, rule pass (no langid, no near dups)"))

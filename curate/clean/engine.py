@@ -190,7 +190,17 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
     rowbase: pl.DataFrame | None = None     # row texts after fixes, built once for the row rules
     rebuilt = 0                             # fix frames already written back into df
     subs: dict[tuple, pl.DataFrame] = {}    # cells of a role set
-    for a in active:
+
+    def sub_of(rule: Rule) -> pl.DataFrame:
+        key = tuple(sorted(rule.roles))
+        if key not in subs:  # one filter per role set while the text does not change
+            subs[key] = cells if set(key) >= {"prompt", "input", "response", "system"} else \
+                cells.filter(pl.col("role").is_in(list(key)))
+        return subs[key]
+
+    early: dict[int, tuple[pl.DataFrame, float]] = {}   # matches computed together: (matches, seconds)
+    covered = -1                            # the last rule index of the rules matched together
+    for i, a in enumerate(active):
         rule = a.rule
         if pending:
             rules_bar.advance(pending)
@@ -199,8 +209,13 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
             on_rule(kind, rule.code)
         if not rule.applies_to(kind):
             continue
+        if rule.scope == "cell" and i > covered:
+            run = _together(active, i, kind)
+            if len(run) > 1:
+                early = _match_together(run, sub_of, ctx, lambda: rules_bar.advance(n))
+                covered = run[-1][0]
         if rule.code not in _OWN_BAR:
-            pending = n
+            pending = 0 if i in early else n
             rules_bar.update(description=f"clean {kind}: {rule.code}")
 
             def on_rows(k: int) -> None:  # a long row rule advances the bar as it goes
@@ -212,14 +227,14 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
             ctx.on_rows = on_rows
         t0 = time.perf_counter()
         if rule.scope == "cell":
-            key = tuple(sorted(rule.roles))
-            if key not in subs:  # one filter per role set while the text does not change
-                subs[key] = cells if set(key) >= {"prompt", "input", "response", "system"} else \
-                    cells.filter(pl.col("role").is_in(list(key)))
-            sub = subs[key]
-            if sub.height == 0:
-                continue
-            m = rule.match(sub, ctx)
+            if i in early:
+                m, secs = early.pop(i)
+                t0 -= secs
+            else:
+                sub = sub_of(rule)
+                if sub.height == 0:
+                    continue
+                m = rule.match(sub, ctx)
             if m.height == 0:
                 stats.add(rule.code, a.action, 0, [], time.perf_counter() - t0)
                 continue
@@ -305,6 +320,45 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
                                                 + time.perf_counter() - t_end, 3)
     assert out.height + quarantine.height == n, "clean lost rows"
     return out, quarantine
+
+
+_THREADS = 2  # cell rules matched at once (polars releases the GIL; the Python checkers overlap its work)
+
+
+def _together(active: list[_Active], i: int, kind: str) -> list[tuple[int, Rule]]:
+    """The cell rules from ``active[i]`` on that leave the text as it is (everything but a fix rule
+    whose action is fix), up to the next rule that changes it or reads rows: their matches do not
+    depend on each other, so they can be computed at once."""
+    run = []
+    for j in range(i, len(active)):
+        a = active[j]
+        if a.rule.scope != "cell" or (a.rule.fixes and a.action == "fix"):
+            break
+        if a.rule.applies_to(kind):
+            run.append((j, a.rule))
+    return run
+
+
+def _match_together(run: list[tuple[int, Rule]], sub_of: Callable[[Rule], pl.DataFrame], ctx: Context,
+                    done: Callable[[], None]) -> dict[int, tuple[pl.DataFrame, float]]:
+    """``{index: (matches, seconds)}`` of the rules of ``run`` whose cells are not empty, matched on
+    ``_THREADS`` threads (the same matches as one after the other: each reads the same cells);
+    ``done()`` is called as each finishes (the progress bar)."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    def one(rule: Rule, sub: pl.DataFrame) -> tuple[pl.DataFrame, float]:
+        t = time.perf_counter()
+        m = rule.match(sub, ctx)
+        return m, time.perf_counter() - t
+
+    work = [(j, rule, sub) for j, rule in run if (sub := sub_of(rule)).height]
+    out: dict[int, tuple[pl.DataFrame, float]] = {}
+    with ThreadPoolExecutor(_THREADS, thread_name_prefix="clean-rule") as pool:
+        futures = {pool.submit(one, rule, sub): j for j, rule, sub in work}
+        for f in as_completed(futures):
+            out[futures[f]] = f.result()
+            done()
+    return out
 
 
 def _row_frame(df: pl.DataFrame, kind: str, fix_frames, need_lang: bool = True) -> pl.DataFrame:

@@ -25,7 +25,7 @@ NAME = "quarantine.parquet"
 _COLS = {"stage": pl.String, "code": pl.String, "reason": pl.String, "evidence": pl.String, "id": pl.String,
          "source": pl.String, "line": pl.Int64, "where": pl.String, "kind": pl.String, "matches": pl.String,
          "row": pl.String, "entry": pl.String}
-_LEVEL = 9  # zstd level: about as fast to write as level 3 here, a few % smaller
+_LEVEL = 3  # zstd level: 9 took 4x the CPU (3.7 s vs 0.9 s for 138k dropped rows at 1M) for a 15% smaller file
 
 
 def to_frame(dropped: Iterable[pl.DataFrame], entries: Iterable[dict] = ()) -> pl.DataFrame:
