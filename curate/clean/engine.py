@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -344,8 +345,6 @@ def _match_together(run: list[tuple[int, Rule]], sub_of: Callable[[Rule], pl.Dat
     """``{index: (matches, seconds)}`` of the rules of ``run`` whose cells are not empty, matched on
     ``_THREADS`` threads (the same matches as one after the other: each reads the same cells);
     ``done()`` is called as each finishes (the progress bar)."""
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
     def one(rule: Rule, sub: pl.DataFrame) -> tuple[pl.DataFrame, float]:
         t = time.perf_counter()
         m = rule.match(sub, ctx)
@@ -400,15 +399,15 @@ def _add_meta(df: pl.DataFrame, fixes: pl.DataFrame | None, flag_hits: list[pl.D
                          pl.when(pl.col("pos").is_null()).then(pl.col("field"))
                          .otherwise(fmt("{}[{}]", pl.col("field"), pl.col("pos"))).alias("field"),
                          "before", "after", "evidence")
-        for r in f.iter_rows(named=True):
-            rec = {"rule": r["rule"], "field": r["field"], "before": r["before"], "after": r["after"]}
-            if r["rule"] == "fix_indonesian" and r["evidence"]:
-                rec["substitutions"] = r["evidence"].split("; ")
-            per_row.setdefault(r["_row"], {}).setdefault("fixes", []).append(rec)
+        for row, rule, fld, before, after, evidence in zip(*(f[c].to_list() for c in f.columns)):
+            rec = {"rule": rule, "field": fld, "before": before, "after": after}
+            if rule == "fix_indonesian" and evidence:
+                rec["substitutions"] = evidence.split("; ")
+            per_row.setdefault(row, {}).setdefault("fixes", []).append(rec)
     if flag_hits:
-        for r in pl.concat(flag_hits).iter_rows(named=True):
-            per_row.setdefault(r["_row"], {}).setdefault("flags", []).append(
-                {"rule": r["rule"], "field": r["field"], "evidence": r["evidence"]})
+        flags = pl.concat(flag_hits).select("_row", "rule", "field", "evidence")
+        for row, rule, fld, evidence in zip(*(flags[c].to_list() for c in flags.columns)):
+            per_row.setdefault(row, {}).setdefault("flags", []).append({"rule": rule, "field": fld, "evidence": evidence})
     if not per_row:
         return df
     idx = sorted(per_row)
@@ -505,11 +504,15 @@ def clean_dir(inp: str | Path | list, out: str | Path, config: CleanConfig | Non
     result.report["read"] = data.report
     if writer is not None:
         result.report["output"] = str(out)
-        with writer as w:
+        with writer as w, ThreadPoolExecutor(1, thread_name_prefix="clean-quarantine") as pool:
             w.input_manifests = data.manifest_ids
+            # the quarantine is encoded and written beside the kept rows (polars releases the GIL)
+            qpath = w.file(qfile.NAME)
+            quarantine = pool.submit(lambda: qfile.write(qpath, qfile.to_frame(result.quarantine.values(),
+                                                                               data.quarantine)))
             for kind, df in result.frames.items():
                 w.write_frame(kind, df)
-            qfile.write(w.file(qfile.NAME), qfile.to_frame(result.quarantine.values(), data.quarantine))
+            quarantine.result()
             w.write_json("report.json", result.report)
     if report_json:
         io.write_json(report_json, result.report)
