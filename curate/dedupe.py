@@ -495,34 +495,30 @@ def _star_clusters_compiled(jit, n: int, bk: pl.DataFrame, verify_fn: Callable[[
     """:func:`star_clusters` with each round's bucket scans compiled: the same centers, pairs and
     clusters as the polars rounds, without re-grouping the bucket table every round."""
     bk = bk.sort("r")  # each bucket's rows ascending
-    csr = jit.bucket_csr(bk["g"].to_numpy(), bk["r"].to_numpy(), n) if bk.height else None
+    csr = jit.bucket_csr(bk["g"].to_numpy(), bk["r"].to_numpy()) if bk.height else None
     return _rounds_compiled(jit, n, csr, verify_fn, threshold, stats)
 
 
 def _rounds_compiled(jit, n: int, csr: tuple | None, verify_fn: Callable[[pl.DataFrame], np.ndarray],
                      threshold: float, stats: dict | None) -> tuple[np.ndarray, np.ndarray]:
-    """The rounds of :func:`star_clusters` on the buckets in CSR form (``bstart, mem, rstart, rbk``
-    as :func:`curate.minhash_jit.round_pairs` reads them; None: no bucket). Each round scans only the
-    buckets and rows still in play."""
+    """The rounds of :func:`star_clusters` on the buckets in CSR form (``bstart, mem`` as
+    :func:`curate.minhash_jit.round_pairs` reads them; None: no bucket). Each round scans only the
+    buckets still in play."""
     kept = np.full(n, -1, dtype=np.int64)
     sim = np.full(n, np.nan)
     checks = np.zeros(n, dtype=np.int32)
     rounds = checked = retired = 0
     if csr is not None and len(csr[1]):
-        bstart, mem, rstart, rbk = csr
-        count = np.diff(bstart).astype(np.int64)
+        bstart, mem = csr
         undecided = np.zeros(n, dtype=bool)
         undecided[mem] = True
-        first = np.empty(len(count), dtype=np.int64)
-        is_center = np.zeros(n, dtype=bool)
-        act_b = np.arange(len(count), dtype=np.int64)
-        act_r = np.flatnonzero(undecided).astype(np.int64)
-        nact_b, nact_r = len(act_b), len(act_r)
+        blocked = np.zeros(n, dtype=bool)
+        act = np.arange(len(bstart) - 1, dtype=np.int64)
+        nact = len(act)
         mask32 = np.uint64(0xFFFFFFFF)
-        while nact_b:
-            a, b, nact_b, nact_r = jit.round_pairs(bstart, mem, rstart, rbk, undecided, count, first, is_center,
-                                                   act_b, nact_b, act_r, nact_r)
-            if not nact_b:
+        while True:
+            a, b, nact = jit.round_pairs(bstart, mem, undecided, blocked, act, nact)
+            if not nact:
                 break
             rounds += 1
             j = np.empty(0)
@@ -537,8 +533,7 @@ def _rounds_compiled(jit, n: int, csr: tuple | None, verify_fn: Callable[[pl.Dat
                 checked += len(a)
                 j = np.asarray(verify_fn(pl.DataFrame({"a": a, "b": b}, schema={"a": pl.UInt32, "b": pl.UInt32})),
                                dtype=np.float64)
-            retired += jit.round_finish(a, b, j, threshold, kept, sim, checks, _MAX_CHECKS, undecided, count,
-                                        rstart, rbk, is_center, act_r, nact_r)
+            retired += jit.round_finish(a, b, j, threshold, kept, sim, checks, _MAX_CHECKS, undecided)
     if stats is not None:
         stats.update(rounds=rounds, checked_pairs=checked, retired=retired)
     return kept, sim
@@ -600,9 +595,9 @@ def verify(pairs: pl.DataFrame, texts: pl.Series, measure: str = DEFAULT_MEASURE
         # compiled: the rows of the span's pairs, each pair's sets built from the bytes and merged
         a, b = a_all[lo:hi], b_all[lo:hi]
         rows = np.unique(np.concatenate([a, b]))
-        data, offsets = utf8_buffers(texts.gather(rows).fill_null("").str.pad_end(width, " "))
-        jit.jaccard_chars(data, offsets, width, width > 5, np.uint64(_salt(77)),
-                          np.searchsorted(rows, a), np.searchsorted(rows, b), out[lo:hi])
+        data, offsets = utf8_buffers(texts.gather(rows).fill_null(""))
+        jit.jaccard_rows(data, offsets, _WORD_BYTES, width, width > 5, np.uint64(_salt(77)),
+                         np.searchsorted(rows, a), np.searchsorted(rows, b), 0.0, out[lo:hi])
 
     with ThreadPoolExecutor(_THREADS) as pool:
         list(pool.map(batch, spans))
@@ -685,7 +680,7 @@ def _near_clusters_of(sk: Sketch, n: int, texts_of: Callable[[np.ndarray], pl.Se
         bucket_rows = bk.height
     sk.keys = None
     if sk.est is None:  # the estimator bytes of the candidates only (the rows sharing a bucket)
-        cand = np.flatnonzero(np.diff(csr[2]) > 0) if jit is not None else _distinct(bk["r"].to_numpy(), n)
+        cand = _distinct(csr[1], n) if jit is not None else _distinct(bk["r"].to_numpy(), n)
         sk.est = est_of(cand) if len(cand) else np.zeros((0, _EST_BINS), dtype=np.uint8)
         sk.est_at = np.zeros(n, dtype=np.int64)
         sk.est_at[cand] = np.arange(len(cand))
@@ -876,18 +871,13 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
             if t.select(wide.any()).item():
                 t = pl.concat([t.filter(~wide), t.filter(wide).with_columns(normalize("t"))]).sort("i")
             data, offsets = utf8_buffers(t["t"])
-            del t
-            norm = np.empty(int(offsets[-1] - offsets[0]) + width * len(rows) + 8, dtype=np.uint8)
-            noff = np.empty(len(rows) + 1, dtype=np.int64)
-            jit.normalize_rows(data, offsets, _WORD_BYTES, width, norm, noff)
-            del data
-            lens = np.diff(noff) + 1
-            spans = _spans(np.cumsum(lens[a] + lens[b]))
+            spans = _spans(np.cumsum(np.diff(offsets)[a] + np.diff(offsets)[b] + 2))
             out = np.empty(len(a), dtype=np.float64)
 
             def batch(span: tuple[int, int]) -> None:
                 lo, hi = span
-                jit.jaccard_chars(norm, noff, width, width > 5, np.uint64(_salt(77)), a[lo:hi], b[lo:hi], out[lo:hi])
+                jit.jaccard_rows(data, offsets, _WORD_BYTES, width, width > 5, np.uint64(_salt(77)), a[lo:hi], b[lo:hi],
+                                 threshold, out[lo:hi])
 
             with ThreadPoolExecutor(_THREADS) as pool:
                 list(pool.map(batch, spans))

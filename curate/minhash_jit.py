@@ -6,7 +6,9 @@ makes a dozen whole-array passes over every shingle (values, mixes, bin keys, ``
 densification), each through memory; these kernels do the same arithmetic shingle by shingle in
 registers, row by row, and give bit-identical results (tests/test_dedupe.py compares them), about
 6x faster. :func:`normalize_sketch` also normalizes and hashes each row in the same pass (no
-normalized copy of the texts is kept), :func:`jaccard_chars` is the exact check of candidate pairs. numba compiles them on first use and caches the machine code beside this file
+normalized copy of the texts is kept), :func:`jaccard_rows` is the exact check of candidate pairs (normalizing
+the rows it reads again), :func:`band_buckets` and :func:`round_pairs` the LSH buckets and the star
+clustering rounds. numba compiles them on first use and caches the machine code beside this file
 (``cache=True``), so only the first run on a machine pays the compilation (a few seconds).
 
 When numba cannot be imported, :data:`AVAILABLE` is False and dedupe keeps its numpy path.
@@ -139,61 +141,16 @@ if AVAILABLE:
             k = (k + 1) & mask
 
     @numba.njit(inline="always", cache=True)
-    def _contains(keys, stamps, v, stamp, bits):
+    def _slot(keys, stamps, v, stamp, bits):
+        """The slot of ``v`` in the open-addressing set of this ``stamp``, or -1."""
         mask = (1 << bits) - 1
         k = np.int64((_u64(v) * _u64(0x9E3779B97F4A7C15)) >> _u64(64 - bits))
         while True:
             if stamps[k] != stamp:
-                return False
+                return -1
             if keys[k] == v:
-                return True
+                return k
             k = (k + 1) & mask
-
-    @numba.njit(cache=True, nogil=True)
-    def jaccard_chars(data, offsets, n, pre_mix, pre_salt, a, b, out):
-        """``out[k]``: the Jaccard of the shingle sets of rows ``a[k]`` and ``b[k]`` (the ``n``-byte
-        windows of each row's bytes, as ``dedupe.shingles``). Pairs grouped by ``a``: each ``a``
-        row's set is built once (a hash set), each ``b`` row's shingles are counted once each (a
-        second hash set) and looked up in it."""
-        m = len(a)
-        longest = 1
-        for k in range(m):
-            longest = max(longest, offsets[a[k] + 1] - offsets[a[k]], offsets[b[k] + 1] - offsets[b[k]])
-        bits = 4
-        while (1 << bits) < 2 * longest:
-            bits += 1
-        ka = np.empty(1 << bits, dtype=np.uint64)
-        sa = np.full(1 << bits, -1, dtype=np.int64)
-        kb = np.empty(1 << bits, dtype=np.uint64)
-        sb = np.full(1 << bits, -1, dtype=np.int64)
-        top = _u64(8 * (n - 1))
-        i = 0
-        while i < m:
-            lo, hi = offsets[a[i]], offsets[a[i] + 1]
-            size_a = 0
-            v = _u64(0)
-            for p in range(lo, lo + n - 1):
-                v = (v >> _u64(8)) | (_u64(data[p]) << top)
-            for p in range(lo + n - 1, hi):
-                v = (v >> _u64(8)) | (_u64(data[p]) << top)
-                size_a += _insert(ka, sa, _shingle_at(v, pre_mix, pre_salt), i, bits)
-            j = i
-            while j < m and a[j] == a[i]:
-                lo, hi = offsets[b[j]], offsets[b[j] + 1]
-                size_b = 0
-                inter = 0
-                v = _u64(0)
-                for p in range(lo, lo + n - 1):
-                    v = (v >> _u64(8)) | (_u64(data[p]) << top)
-                for p in range(lo + n - 1, hi):
-                    v = (v >> _u64(8)) | (_u64(data[p]) << top)
-                    x = _shingle_at(v, pre_mix, pre_salt)
-                    if _insert(kb, sb, x, j, bits):
-                        size_b += 1
-                        inter += _contains(ka, sa, x, i, bits)
-                out[j] = inter / (size_a + size_b - inter)
-                j += 1
-            i = j
 
     @numba.njit(inline="always", cache=True)
     def _normalize_into(data, lo, hi, lut, out, t):
@@ -224,6 +181,75 @@ if AVAILABLE:
         for p in range(lo, hi):
             chars += (buf[p] & 0xC0) != 0x80
         return min(chars, n)
+
+    @numba.njit(inline="always", cache=True)
+    def _pad(buf, t, n):
+        """``buf[:t]`` (UTF-8) padded with spaces to ``n`` characters (``str.pad_end``); returns the end."""
+        for _ in range(_chars_at_least(buf, 0, t, n), n):
+            buf[t] = 32
+            t += 1
+        return t
+
+    @numba.njit(cache=True, nogil=True)
+    def jaccard_rows(data, offsets, lut, n, pre_mix, pre_salt, a, b, threshold, out):
+        """``out[k]``: the Jaccard of the shingle sets of rows ``a[k]`` and ``b[k]`` (the ``n``-byte
+        windows of each row normalized as :func:`normalize_sketch` does, i.e. rows ASCII or already
+        normalized, padded to ``n`` characters: ``dedupe.shingles``), exact for every pair at or
+        above ``threshold``; a pair found below it early is -1. Pairs grouped by ``a``: each ``a``
+        row's set is built once (a hash set); each ``b`` row's shingles are looked up in it, its
+        shared ones counted once each (a stamp per slot) and the others in a second set (few, for a
+        near copy). The scan of a ``b`` row stops once even all its remaining shingles shared could
+        not reach ``threshold``."""
+        m = len(a)
+        longest = 1
+        for k in range(m):
+            longest = max(longest, offsets[a[k] + 1] - offsets[a[k]], offsets[b[k] + 1] - offsets[b[k]])
+        buf = np.empty(longest + n + 8, dtype=np.uint8)
+        bits = 4
+        while (1 << bits) < 2 * (longest + n):
+            bits += 1
+        ka = np.empty(1 << bits, dtype=np.uint64)
+        sa = np.full(1 << bits, -1, dtype=np.int64)
+        shared = np.full(1 << bits, -1, dtype=np.int64)
+        kb = np.empty(1 << bits, dtype=np.uint64)
+        sb = np.full(1 << bits, -1, dtype=np.int64)
+        top = _u64(8 * (n - 1))
+        i = 0
+        while i < m:
+            t = _pad(buf, _normalize_into(data, offsets[a[i]], offsets[a[i] + 1], lut, buf, 0), n)
+            size_a = 0
+            v = _u64(0)
+            for p in range(0, n - 1):
+                v = (v >> _u64(8)) | (_u64(buf[p]) << top)
+            for p in range(n - 1, t):
+                v = (v >> _u64(8)) | (_u64(buf[p]) << top)
+                size_a += _insert(ka, sa, _shingle_at(v, pre_mix, pre_salt), i, bits)
+            j = i
+            while j < m and a[j] == a[i]:
+                t = _pad(buf, _normalize_into(data, offsets[b[j]], offsets[b[j] + 1], lut, buf, 0), n)
+                inter = 0
+                only = 0
+                v = _u64(0)
+                for p in range(0, n - 1):
+                    v = (v >> _u64(8)) | (_u64(buf[p]) << top)
+                sim = 0.0
+                for p in range(n - 1, t):
+                    v = (v >> _u64(8)) | (_u64(buf[p]) << top)
+                    x = _shingle_at(v, pre_mix, pre_salt)
+                    s = _slot(ka, sa, x, i, bits)
+                    if s >= 0:
+                        if shared[s] != j:
+                            shared[s] = j
+                            inter += 1
+                    elif _insert(kb, sb, x, j, bits):
+                        only += 1
+                        # at most every remaining window shared: J <= (inter + left) / (size_a + only)
+                        if (inter + t - 1 - p) / (size_a + only) < threshold:
+                            sim = -1.0
+                            break
+                out[j] = sim if sim < 0 else inter / (size_a + only)
+                j += 1
+            i = j
 
     @numba.njit(cache=True, nogil=True)
     def normalize_sketch(data, offsets, lut, n, pre_mix, pre_salt, salt, bits, probe_salt, band_init, bands, r,
@@ -264,10 +290,7 @@ if AVAILABLE:
             if not with_sketch:
                 continue
             # pad to n characters (as str.pad_end), then the shingles as sketch_chars
-            t = m
-            for _ in range(_chars_at_least(buf, 0, m, n), n):
-                buf[t] = 32
-                t += 1
+            t = _pad(buf, m, n)
             raw[:] = _SENT
             v = _u64(0)
             for p in range(0, n - 1):
@@ -287,79 +310,63 @@ if AVAILABLE:
     # ------------------------------------------------------------------ star clustering rounds
 
     @numba.njit(cache=True)
-    def round_pairs(bstart, mem, rstart, rbk, undecided, count, first, is_center, act_b, nact_b, act_r, nact_r):
-        """One round of :func:`curate.dedupe.star_clusters` on buckets in CSR form (bucket ``g``'s
-        rows ``mem[bstart[g]:bstart[g+1]]``, ascending; row ``r``'s buckets
-        ``rbk[rstart[r]:rstart[r+1]]``; ``count[g]``: its undecided rows; a bucket with fewer than
-        2 is out): ``first[g]`` its first (lowest) undecided row, ``is_center[r]`` for rows that are the
-        first of every bucket they are in. Only the buckets ``act_b[:nact_b]`` and rows
-        ``act_r[:nact_r]`` still in play are scanned (both lists are compacted here: a bucket leaves
-        when fewer than 2 of its rows are undecided, a row when it is decided or in no such bucket).
-        Returns the pairs (center, later undecided row of its buckets), not yet unique, and the new
-        list lengths."""
+    def round_pairs(bstart, mem, undecided, blocked, act, nact):
+        """One round of :func:`curate.dedupe.star_clusters` on the buckets in CSR form (bucket
+        ``g``'s rows ``mem[bstart[g]:bstart[g+1]]``, ascending), scanning only the buckets
+        ``act[:nact]`` still in play: a bucket leaves the list (compacted here) once fewer than 2 of
+        its rows are undecided. A *center* is the first (lowest) undecided row of a bucket that is
+        the first of every bucket it is in (``blocked``: all False on entry and on return). Returns
+        the pairs (center, later undecided row of its buckets), not yet unique, and the list's new
+        length (0: no round left)."""
         k = 0
-        for i in range(nact_b):
-            g = act_b[i]
-            if count[g] >= 2:
-                act_b[k] = g
+        for i in range(nact):
+            g = act[i]
+            c = 0
+            for q in range(bstart[g], bstart[g + 1]):
+                c += undecided[mem[q]]
+            if c >= 2:
+                act[k] = g
                 k += 1
-                f = -1
-                for q in range(bstart[g], bstart[g + 1]):
-                    if undecided[mem[q]]:
-                        f = mem[q]
-                        break
-                first[g] = f
-            else:
-                first[g] = -1
-        nact_b = k
-        k = 0
-        for i in range(nact_r):
-            r = act_r[i]
-            is_center[r] = False
-            if not undecided[r]:
-                continue
-            seen = False
-            ok = True
-            for q in range(rstart[r], rstart[r + 1]):
-                g = rbk[q]
-                if count[g] >= 2:
-                    seen = True
-                    if first[g] != r:
-                        ok = False
-                        break
-            if not seen and ok:
-                continue  # in no bucket still in play: never a center nor checked again
-            act_r[k] = r
-            k += 1
-            is_center[r] = seen and ok
-        nact_r = k
-        p = 0
-        for i in range(nact_b):
-            g = act_b[i]
-            if is_center[first[g]]:
-                p += count[g] - 1
+        nact = k
+        p = 0  # rows that are undecided but not the first of some bucket are no center
+        for i in range(nact):
+            g = act[i]
+            f = False
+            for q in range(bstart[g], bstart[g + 1]):
+                x = mem[q]
+                if undecided[x]:
+                    if f:
+                        blocked[x] = True
+                        p += 1
+                    f = True
         a = np.empty(p, dtype=np.int64)
         b = np.empty(p, dtype=np.int64)
         p = 0
-        for i in range(nact_b):
-            g = act_b[i]
-            c = first[g]
-            if is_center[c]:
-                for q in range(bstart[g], bstart[g + 1]):
-                    x = mem[q]
-                    if x != c and undecided[x]:
+        for i in range(nact):
+            g = act[i]
+            c = -1
+            for q in range(bstart[g], bstart[g + 1]):
+                x = mem[q]
+                if undecided[x]:
+                    if c < 0:
+                        c = x
+                        if blocked[c]:
+                            break
+                    else:
                         a[p] = c
                         b[p] = x
                         p += 1
-        return a, b, nact_b, nact_r
+        for i in range(nact):
+            g = act[i]
+            for q in range(bstart[g], bstart[g + 1]):
+                blocked[mem[q]] = False
+        return a[:p], b[:p], nact
 
     @numba.njit(cache=True)
-    def round_finish(a, b, j, threshold, kept, sim, checks, max_checks, undecided, count, rstart, rbk, is_center,
-                     act_r, nact_r):
+    def round_finish(a, b, j, threshold, kept, sim, checks, max_checks, undecided):
         """The end of a round: each checked row joins its most similar center at or above the
         threshold (ties: the earliest center); a row checked ``max_checks`` times in vain retires;
-        the centers (among the rows ``act_r[:nact_r]``), the joined and the retired rows are
-        decided (their buckets' counts go down). Returns the rows retired."""
+        the centers, the joined and the retired rows are decided. Returns the rows retired."""
         for k in range(len(a)):
             x = b[k]
             checks[x] += 1
@@ -374,30 +381,9 @@ if AVAILABLE:
                     checks[x] = -(1 << 30)
                     retired += 1
                 undecided[x] = False
-                for q in range(rstart[x], rstart[x + 1]):
-                    count[rbk[q]] -= 1
-        for i in range(nact_r):
-            x = act_r[i]
-            if is_center[x] and undecided[x]:
-                undecided[x] = False
-                for q in range(rstart[x], rstart[x + 1]):
-                    count[rbk[q]] -= 1
+        for k in range(len(a)):
+            undecided[a[k]] = False
         return retired
-
-    @numba.njit(cache=True, nogil=True)
-    def normalize_rows(data, offsets, lut, n, out, out_offsets):
-        """The normalized bytes of each row (as ``dedupe.normalize`` for ASCII or already normalized
-        rows; see :func:`normalize_sketch`) padded with spaces to ``n`` characters (``str.pad_end``),
-        back to back in ``out`` (room: the input's bytes + ``n`` per row + 1); ``out_offsets[i]``: row i's start."""
-        t = 0
-        for i in range(len(offsets) - 1):
-            out_offsets[i] = t
-            start = t
-            t = _normalize_into(data, offsets[i], offsets[i + 1], lut, out, t)
-            for _ in range(_chars_at_least(out, start, t, n), n):
-                out[t] = 32
-                t += 1
-        out_offsets[len(offsets) - 1] = t
 
     @numba.njit(cache=True, nogil=True)
     def _group(of, values, groups):
@@ -416,20 +402,9 @@ if AVAILABLE:
         return start, out
 
     @numba.njit(cache=True)
-    def _both_ways(bid, r, nb, n):
-        """(bstart, mem, rstart, rbk) of the bucket table (``bid`` bucket 0..nb-1, ``r`` row), as
-        :func:`round_pairs` reads it: bucket -> rows (in entry order) and row -> buckets."""
-        bstart, mem = _group(bid, r, nb)
-        of = np.empty(len(mem), dtype=np.int32)
-        for g in range(nb):
-            of[bstart[g]:bstart[g + 1]] = g
-        rstart, rbk = _group(mem, of, n)
-        return bstart, mem, rstart, rbk
-
-    @numba.njit(cache=True)
-    def bucket_csr(g, r, n):
-        """The bucket table (``g`` bucket key, ``r`` row) in CSR form both ways (:func:`_both_ways`);
-        buckets numbered in order of first appearance."""
+    def bucket_csr(g, r):
+        """The bucket table (``g`` bucket key, ``r`` row) in CSR form (bstart, mem) as
+        :func:`round_pairs` reads it; buckets numbered in order of first appearance, rows in table order."""
         m = len(g)
         bits = 4
         while (1 << bits) < 2 * m:
@@ -452,15 +427,16 @@ if AVAILABLE:
                     bid[k] = slot_id[h]
                     break
                 h = (h + 1) & mask
-        return _both_ways(bid, r.astype(np.int32), nb, n)
+        return _group(bid, r.astype(np.int32), nb)
 
     @numba.njit(cache=True)
     def band_buckets(keys):
         """The LSH buckets of the band keys ``keys`` (n, bands): every (band, key) shared by >= 2
-        rows, in CSR form both ways (:func:`_both_ways`), each bucket's rows ascending; the same
-        buckets as ``dedupe.buckets`` (numbered band by band). Per band the rows are split by the
-        top bits of their key (a counting sort) into parts of a few hundred, whose keys are counted
-        in a small hash table that stays in cache."""
+        rows, in CSR form (bstart, mem) as :func:`round_pairs` reads it, each bucket's rows
+        ascending; the same buckets as ``dedupe.buckets``. Per band the rows are split by the top
+        bits of their key (a counting sort) into parts of a few hundred rows, whose keys are
+        counted in a small hash table that stays in cache; a key's bucket gets its place in ``mem``
+        when its first row is met."""
         n, bands = keys.shape
         pbits = 0
         while (n >> pbits) > 256:
@@ -468,21 +444,30 @@ if AVAILABLE:
         parts = 1 << pbits
         rows = np.arange(n, dtype=np.int32)
         part = np.empty(n, dtype=np.int32)
-        cap = max(16, n)
-        bid = np.empty(cap, dtype=np.int32)
+        cap = max(16, 2 * n)
         mem = np.empty(cap, dtype=np.int32)
+        bstart = np.empty(max(16, n), dtype=np.int64)
         m = 0
         nb = 0
         tbits = 4
         tkey = np.empty(1 << tbits, dtype=np.uint32)
-        tcnt = np.empty(1 << tbits, dtype=np.int32)
-        tbid = np.empty(1 << tbits, dtype=np.int32)
+        tcnt = np.empty(1 << tbits, dtype=np.int64)
         tstamp = np.full(1 << tbits, -1, dtype=np.int64)
         stamp = 0
+        block = 8  # bands copied out of the (n, bands) rows at a time
+        cols = np.empty((block, n), dtype=np.uint32)
+        pkey = np.empty(n, dtype=np.uint32)
         for j in range(bands):
+            if j % block == 0:
+                for x in range(n):
+                    for i in range(min(block, bands - j)):
+                        cols[i, x] = keys[x, j + i]
+            col = cols[j % block]
             for x in range(n):
-                part[x] = np.int32(keys[x, j] >> np.uint32(32 - pbits)) if pbits else 0
+                part[x] = np.int32(col[x] >> np.uint32(32 - pbits)) if pbits else 0
             pstart, prow = _group(part, rows, parts)
+            for k in range(n):
+                pkey[k] = col[prow[k]]
             for q in range(parts):
                 lo, hi = pstart[q], pstart[q + 1]
                 if hi - lo < 2:
@@ -493,13 +478,12 @@ if AVAILABLE:
                 if need > tbits:
                     tbits = need
                     tkey = np.empty(1 << tbits, dtype=np.uint32)
-                    tcnt = np.empty(1 << tbits, dtype=np.int32)
-                    tbid = np.empty(1 << tbits, dtype=np.int32)
+                    tcnt = np.empty(1 << tbits, dtype=np.int64)
                     tstamp = np.full(1 << tbits, -1, dtype=np.int64)
                 mask = (1 << need) - 1
                 stamp += 1
                 for k in range(lo, hi):  # count the keys
-                    key = keys[prow[k], j]
+                    key = pkey[k]
                     h = np.int64((_u64(key) * _u64(0x9E3779B97F4A7C15)) >> _u64(32)) & mask
                     while tstamp[h] == stamp and tkey[h] != key:
                         h = (h + 1) & mask
@@ -507,28 +491,32 @@ if AVAILABLE:
                         tstamp[h] = stamp
                         tkey[h] = key
                         tcnt[h] = 0
-                        tbid[h] = -1
                     tcnt[h] += 1
-                for k in range(lo, hi):  # rows of keys seen twice or more, with their bucket
-                    key = keys[prow[k], j]
+                for k in range(lo, hi):  # rows of keys seen twice or more, each to its bucket's place
+                    key = pkey[k]
                     h = np.int64((_u64(key) * _u64(0x9E3779B97F4A7C15)) >> _u64(32)) & mask
                     while tkey[h] != key:
                         h = (h + 1) & mask
-                    if tcnt[h] < 2:
+                    c = tcnt[h]
+                    if c > 0 and c < 2:
                         continue
-                    if tbid[h] < 0:
-                        tbid[h] = nb
+                    if c > 0:  # the key's first row: its bucket's rows go to mem[m:m+c]
+                        if m + c > cap:
+                            cap = max(2 * cap, m + c)
+                            grown = np.empty(cap, dtype=np.int32)
+                            grown[:m] = mem[:m]
+                            mem = grown
+                        if nb + 1 >= len(bstart):
+                            grown64 = np.empty(2 * len(bstart), dtype=np.int64)
+                            grown64[:nb] = bstart[:nb]
+                            bstart = grown64
+                        bstart[nb] = m
                         nb += 1
-                    if m == cap:
-                        cap *= 2
-                        grown = np.empty(cap, dtype=np.int32)
-                        grown[:m] = bid[:m]
-                        bid = grown
-                        grown = np.empty(cap, dtype=np.int32)
-                        grown[:m] = mem[:m]
-                        mem = grown
-                    bid[m] = tbid[h]
-                    mem[m] = prow[k]
-                    m += 1
-        return _both_ways(bid[:m], mem[:m], nb, n)
+                        tcnt[h] = -m  # from now on: minus the next place
+                        m += c
+                    at = -tcnt[h]
+                    mem[at] = prow[k]
+                    tcnt[h] -= 1
+        bstart[nb] = m
+        return bstart[:nb + 1].copy(), mem[:m].copy()
 

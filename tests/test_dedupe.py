@@ -464,7 +464,7 @@ def test_compiled_rounds_equal_the_polars_rounds(monkeypatch):
 def test_compiled_buckets_equal_the_polars_buckets():
     """minhash_jit.band_buckets (the compiled path's buckets, straight to CSR form) finds the same
     buckets as dedupe.buckets: every (band, key) shared by >= 2 rows, each with the same rows
-    (ascending), keys equal by chance across bands kept apart; the row -> buckets index is its mirror."""
+    (ascending), keys equal by chance across bands kept apart."""
     from curate import minhash_jit
 
     rng = np.random.default_rng(11)
@@ -476,15 +476,10 @@ def test_compiled_buckets_equal_the_polars_buckets():
         keys[rng.integers(0, n, 300), j] = 12345
     bk = dedupe.buckets(keys)
     want = sorted(sorted(g) for g in bk.group_by("g").agg("r")["r"].to_list())
-    bstart, mem, rstart, rbk = minhash_jit.band_buckets(keys)
+    bstart, mem = minhash_jit.band_buckets(keys)
     got = [mem[bstart[g]:bstart[g + 1]].tolist() for g in range(len(bstart) - 1)]
     assert all(g == sorted(g) for g in got)
     assert sorted(got) == want and len(want) > 6 * 50
-    holding = {}
-    for g, rows in enumerate(got):
-        for x in rows:
-            holding.setdefault(x, []).append(g)
-    assert all(sorted(rbk[rstart[x]:rstart[x + 1]].tolist()) == holding.get(x, []) for x in range(n))
 
 
 @pytest.mark.parametrize("measure", ["char5", "word3"])
