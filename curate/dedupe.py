@@ -440,6 +440,17 @@ def round_pairs(bk: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
     return pairs, centers
 
 
+def _band_buckets(jit, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`curate.minhash_jit.band_buckets` of ``keys`` on both threads (half of the bands each),
+    joined: the buckets of :func:`buckets` in CSR form (bstart, mem)."""
+    half = keys.shape[1] // 2
+    if _THREADS < 2 or half == 0:
+        return jit.band_buckets(keys)
+    with ThreadPoolExecutor(2) as pool:
+        (b1, m1), (b2, m2) = pool.map(jit.band_buckets, [keys[:, :half], keys[:, half:]])
+    return np.concatenate([b1[:-1], b2 + len(m1)]), np.concatenate([m1, m2])
+
+
 def _distinct(rows: np.ndarray, n: int) -> np.ndarray:
     """The distinct values of ``rows`` (row numbers below ``n``), ascending (np.unique, without its sort)."""
     seen = np.zeros(n, dtype=bool)
@@ -548,6 +559,11 @@ def prefilter(pairs: pl.DataFrame, sk: Sketch, threshold: float) -> np.ndarray:
     a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
     ea, eb = (a, b) if sk.est_at is None else (sk.est_at[a], sk.est_at[b])
     keep = np.zeros(len(a), dtype=bool)
+    jit = _jit() if len(sk.lengths) >= _JIT_MIN_ROWS else None
+    if jit is not None:
+        jit.prefilter(sk.est, ea.astype(np.int64), eb.astype(np.int64), sk.lengths, a.astype(np.int64), b.astype(np.int64),
+                      float(threshold), keep)
+        return keep
     est_bins = sk.est.shape[1]
     step = 65_536
     for s in range(0, len(a), step):
@@ -673,7 +689,7 @@ def _near_clusters_of(sk: Sketch, n: int, texts_of: Callable[[np.ndarray], pl.Se
 
     jit = _jit() if n >= _JIT_MIN_ROWS else None
     if jit is not None:  # compiled: the buckets in CSR form, for the compiled rounds
-        csr = jit.band_buckets(sk.keys)
+        csr = _band_buckets(jit, sk.keys)
         bucket_rows = len(csr[1])
     else:
         bk = buckets(sk.keys)
@@ -812,6 +828,8 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
     band_init = np.array([(seed * 0x9E3779B97F4A7C15 + j * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
                           for j in range(bands)], dtype=np.uint64)
     expr = (pl.col(text) if isinstance(text, str) else text).cast(pl.String).fill_null("")
+    source = df.select(expr.meta.root_names() or df.columns)  # rows gathered later: only the columns read
+
 
     def sketch_span(part: pl.DataFrame, out: tuple, start: int, with_sketch: bool) -> int:
         """normalize_sketch of the rows of ``part`` into ``out`` (keys, est, lengths, hashes,
@@ -847,7 +865,7 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
         measure = f"char{width}"
 
         def texts_of(rows: np.ndarray) -> pl.Series:  # normalized texts of representatives
-            return df[rep_rows[rows]].select(normalize(expr).alias("t"))["t"]
+            return source[rep_rows[rows]].select(normalize(expr).alias("t"))["t"]
 
         def est_of(rows: np.ndarray) -> np.ndarray:  # the same pass again, on these representatives
             c = len(rows)
@@ -856,7 +874,7 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
                    np.empty((c, 2), dtype=np.uint64), np.empty(c, dtype=np.int64))
 
             def part(s: int) -> None:
-                sketch_span(df[rep_rows[rows[s:s + _SPAN_ROWS]]], out, s, True)
+                sketch_span(source[rep_rows[rows[s:s + _SPAN_ROWS]]], out, s, True)
 
             with ThreadPoolExecutor(_THREADS) as pool:
                 list(pool.map(part, range(0, c, _SPAN_ROWS)))
@@ -866,7 +884,7 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
             """Exact Jaccard of pairs (a, b) of ``rows`` (sorted representatives; a sorted): the rows'
             texts normalized by the compiled pass (polars first for non-ASCII rows), then checked in
             spans of about _VERIFY_SHINGLES bytes on both threads."""
-            t = df[rep_rows[rows]].select(expr.alias("t"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("i"))
+            t = source[rep_rows[rows]].select(expr.alias("t"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("i"))
             wide = pl.col("t").str.len_bytes() != pl.col("t").str.len_chars()
             if t.select(wide.any()).item():
                 t = pl.concat([t.filter(~wide), t.filter(wide).with_columns(normalize("t"))]).sort("i")

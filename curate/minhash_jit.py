@@ -386,6 +386,22 @@ if AVAILABLE:
         return retired
 
     @numba.njit(cache=True, nogil=True)
+    def prefilter(est, ea, eb, lengths, a, b, threshold, keep):
+        """:func:`curate.dedupe.prefilter` (the same arithmetic, so the same pairs pass): ``keep[k]``
+        when the share of equal estimator bytes of rows ``a[k]`` and ``b[k]`` (``est[ea[k]]``,
+        ``est[eb[k]]``) is not more than 4.5 standard errors (+ 0.02) below ``threshold``."""
+        bins = est.shape[1]
+        for k in range(len(a)):
+            x = est[ea[k]]
+            y = est[eb[k]]
+            same = 0
+            for q in range(bins):
+                same += x[q] == y[q]
+            k_eff = min(bins, max(1, min(lengths[a[k]], lengths[b[k]])))
+            margin = 4.5 * np.sqrt(threshold * (1 - threshold) / k_eff) + 0.02
+            keep[k] = same / bins >= threshold - margin
+
+    @numba.njit(cache=True, nogil=True)
     def _group(of, values, groups):
         """Counting sort: (start, out), ``out[start[g]:start[g+1]]`` the ``values`` of the entries
         whose ``of`` is g, in entry order (no comparison sort)."""
@@ -429,7 +445,7 @@ if AVAILABLE:
                 h = (h + 1) & mask
         return _group(bid, r.astype(np.int32), nb)
 
-    @numba.njit(cache=True)
+    @numba.njit(cache=True, nogil=True)
     def band_buckets(keys):
         """The LSH buckets of the band keys ``keys`` (n, bands): every (band, key) shared by >= 2
         rows, in CSR form (bstart, mem) as :func:`round_pairs` reads it, each bucket's rows

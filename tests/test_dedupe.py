@@ -505,3 +505,29 @@ def test_row_keys_of_slices_give_the_exact_groups_and_band_keys_of_the_whole(sft
     normalized = pl.Series(norm(texts.to_list()))
     assert np.array_equal(np.concatenate([k.keys for k in ks])[n > 0],
                           dedupe.sketch(normalized, measure=measure).keys[n > 0])
+
+
+def test_compiled_prefilter_passes_the_same_pairs(monkeypatch):
+    """minhash_jit.prefilter (from 20k rows on) keeps exactly the pairs the numpy prefilter keeps,
+    near the margin too (estimator bytes that agree on a share close to the threshold)."""
+    rng = np.random.default_rng(5)
+    n, bins = 400, 256
+    est = rng.integers(0, 256, (n, bins), dtype=np.uint8)
+    for i in range(1, n, 2):  # row i agrees with row i - 1 on a share of 0.55 .. 1.0 of its bins
+        same = rng.random(bins) < rng.uniform(0.55, 1.0)
+        est[i, same] = est[i - 1, same]
+    lengths = rng.integers(1, 600, n)
+    a = rng.integers(0, n, 5000)
+    b = rng.integers(0, n, 5000)
+    a[:200], b[:200] = np.arange(0, 400, 2), np.arange(1, 400, 2)
+    pairs = pl.DataFrame({"a": a, "b": b}, schema={"a": pl.UInt32, "b": pl.UInt32})
+    sk = dedupe.Sketch(None, est, lengths)
+    passed = []
+    for threshold in (0.5, 0.8, 0.9):
+        monkeypatch.setattr(dedupe, "_JIT_MIN_ROWS", 10**9)
+        ref = dedupe.prefilter(pairs, sk, threshold)
+        monkeypatch.setattr(dedupe, "_JIT_MIN_ROWS", 0)
+        got = dedupe.prefilter(pairs, sk, threshold)
+        assert np.array_equal(ref, got)
+        passed.append(int(ref[:200].sum()))
+    assert passed[0] > passed[2] > 20  # pairs on both sides of the margin
