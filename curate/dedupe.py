@@ -884,11 +884,11 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
             """Exact Jaccard of pairs (a, b) of ``rows`` (sorted representatives; a sorted): the rows'
             texts normalized by the compiled pass (polars first for non-ASCII rows), then checked in
             spans of about _VERIFY_SHINGLES bytes on both threads."""
-            t = source[rep_rows[rows]].select(expr.alias("t"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("i"))
-            wide = pl.col("t").str.len_bytes() != pl.col("t").str.len_chars()
-            if t.select(wide.any()).item():
-                t = pl.concat([t.filter(~wide), t.filter(wide).with_columns(normalize("t"))]).sort("i")
-            data, offsets = utf8_buffers(t["t"])
+            t = source[rep_rows[rows]].select(expr.alias("t"))["t"]
+            wide = (t.str.len_bytes() != t.str.len_chars()).arg_true()
+            if len(wide):  # non-ASCII rows: Unicode case folding and separators first
+                t = t.scatter(wide, t.gather(wide).to_frame("t").select(normalize("t"))["t"])
+            data, offsets = utf8_buffers(t)
             spans = _spans(np.cumsum(np.diff(offsets)[a] + np.diff(offsets)[b] + 2))
             out = np.empty(len(a), dtype=np.float64)
 
@@ -910,16 +910,19 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
 def _normalize_sketch(jit, texts: pl.Series, out: tuple, start: int, with_sketch: bool, *, width: int, seed: int,
                       bits: int, band_init: np.ndarray, bands: int, r: int) -> int:
     """The compiled normalize + sketch pass over ``texts`` (raw row texts, not null) into ``out``
-    (keys, est, lengths, hashes, norm_len) from row ``start`` on; non-ASCII rows are normalized by
-    polars first (Unicode case folding and separators)."""
-    t = pl.DataFrame({"t": texts}).with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("i"))
-    wide = pl.col("t").str.len_bytes() != pl.col("t").str.len_chars()
-    if t.select(wide.any()).item():
-        t = pl.concat([t.filter(~wide), t.filter(wide).with_columns(normalize("t"))]).sort("i")
-    data, offsets = utf8_buffers(t["t"])
-    jit.normalize_sketch(data, offsets, _WORD_BYTES, width, width > 5, np.uint64(_salt(77)), np.uint64(_salt(seed)), bits,
-                         np.uint64(_salt(seed + 1)), band_init, bands, r, *out, start, with_sketch)
-    return t.height
+    (keys, est, lengths, hashes, norm_len) from row ``start`` on: the pass skips the rows holding
+    non-ASCII bytes, which go through :func:`normalize` (Unicode case folding and separators) and
+    the pass again."""
+    data, offsets = utf8_buffers(texts)
+    wide = np.zeros(len(texts), dtype=bool)
+    args = (_WORD_BYTES, width, width > 5, np.uint64(_salt(77)), np.uint64(_salt(seed)), bits,
+            np.uint64(_salt(seed + 1)), band_init, bands, r, *out, with_sketch)
+    jit.normalize_sketch(data, offsets, np.arange(start, start + len(texts), dtype=np.int64), wide, *args)
+    if wide.any():
+        at = np.flatnonzero(wide)
+        data, offsets = utf8_buffers(texts.gather(at).to_frame("t").select(normalize("t"))["t"])
+        jit.normalize_sketch(data, offsets, at + start, np.zeros(0, dtype=bool), *args)
+    return len(texts)
 
 
 @dataclass

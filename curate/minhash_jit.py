@@ -252,14 +252,16 @@ if AVAILABLE:
             i = j
 
     @numba.njit(cache=True, nogil=True)
-    def normalize_sketch(data, offsets, lut, n, pre_mix, pre_salt, salt, bits, probe_salt, band_init, bands, r,
-                         keys, est, lengths, hashes, norm_len, start, with_sketch):
+    def normalize_sketch(data, offsets, rows, wide, lut, n, pre_mix, pre_salt, salt, bits, probe_salt, band_init, bands,
+                         r, keys, est, lengths, hashes, norm_len, with_sketch):
         """:func:`dedupe.normalize` and :func:`sketch_chars` in one pass, for rows that are ASCII
         (normalized here: lower case, every run of other characters one space, stripped) or already
-        normalized (unchanged by the same steps). ``lut[c]``: the lowered byte c of a word (ASCII
-        letters and digits, every byte of a non-ASCII character), 0 for a separator. Also
-        ``hashes[row]``: two independent 64-bit hashes of the normalized bytes (exact duplicates),
-        ``norm_len[row]``: their length. ``with_sketch`` False: only the hashes and lengths."""
+        normalized (unchanged by the same steps); text i's results go to row ``rows[i]``. ``lut[c]``:
+        the lowered byte c of a word (ASCII letters and digits, every byte of a non-ASCII
+        character), 0 for a separator. Also ``hashes[row]``: two independent 64-bit hashes of the
+        normalized bytes (exact duplicates), ``norm_len[row]``: their length. ``with_sketch`` False:
+        only the hashes and lengths. With ``wide`` (one flag per text; empty: off) a text holding a
+        non-ASCII byte is skipped and flagged (it needs Unicode normalization first)."""
         num_perm = 1 << bits
         est_bins = est.shape[1]
         shift = _u64(64 - bits)
@@ -272,6 +274,13 @@ if AVAILABLE:
         buf = words.view(np.uint8)
         top = _u64(8 * (n - 1))
         for i in range(len(offsets) - 1):
+            if len(wide):
+                high = 0
+                for p in range(offsets[i], offsets[i + 1]):
+                    high |= data[p]
+                if high & 0x80:
+                    wide[i] = True
+                    continue
             m = _normalize_into(data, offsets[i], offsets[i + 1], lut, buf, 0)
             # the normalized bytes 8 at a time (little-endian words, the last one cut), into two hashes
             h1 = _u64(0x243F6A8885A308D3)
@@ -283,7 +292,7 @@ if AVAILABLE:
             w = _u64(0)
             if m & 7:
                 w = words[m >> 3] & ((_u64(1) << _u64(8 * (m & 7))) - _u64(1))
-            row = start + i
+            row = rows[i]
             norm_len[row] = m
             hashes[row, 0] = _mix(h1 ^ w, _u64(m))
             hashes[row, 1] = _mix(h2 + w, _u64(m) ^ _u64(0x452821E638D01377))
