@@ -524,11 +524,12 @@ def _rounds_compiled(jit, n: int, csr: tuple | None, verify_fn: Callable[[pl.Dat
         undecided = np.zeros(n, dtype=bool)
         undecided[mem] = True
         blocked = np.zeros(n, dtype=bool)
+        last = np.full(n, -1, dtype=np.int64)
         act = np.arange(len(bstart) - 1, dtype=np.int64)
         nact = len(act)
         mask32 = np.uint64(0xFFFFFFFF)
         while True:
-            a, b, nact = jit.round_pairs(bstart, mem, undecided, blocked, act, nact)
+            a, b, nact = jit.round_pairs(bstart, mem, undecided, blocked, last, act, nact)
             if not nact:
                 break
             rounds += 1

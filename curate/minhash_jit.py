@@ -319,14 +319,15 @@ if AVAILABLE:
     # ------------------------------------------------------------------ star clustering rounds
 
     @numba.njit(cache=True)
-    def round_pairs(bstart, mem, undecided, blocked, act, nact):
+    def round_pairs(bstart, mem, undecided, blocked, last, act, nact):
         """One round of :func:`curate.dedupe.star_clusters` on the buckets in CSR form (bucket
         ``g``'s rows ``mem[bstart[g]:bstart[g+1]]``, ascending), scanning only the buckets
         ``act[:nact]`` still in play: a bucket leaves the list (compacted here) once fewer than 2 of
         its rows are undecided. A *center* is the first (lowest) undecided row of a bucket that is
         the first of every bucket it is in (``blocked``: all False on entry and on return). Returns
-        the pairs (center, later undecided row of its buckets), not yet unique, and the list's new
-        length (0: no round left)."""
+        the pairs (center, later undecided row of its buckets), not yet sorted nor all unique (a
+        pair met in a row's buckets one after another is listed once: ``last[x]`` holds the center
+        x was last paired with, -1 at first), and the list's new length (0: no round left)."""
         k = 0
         for i in range(nact):
             g = act[i]
@@ -337,8 +338,7 @@ if AVAILABLE:
                 act[k] = g
                 k += 1
         nact = k
-        p = 0  # rows that are undecided but not the first of some bucket are no center
-        for i in range(nact):
+        for i in range(nact):  # rows that are undecided but not the first of some bucket are no center
             g = act[i]
             f = False
             for q in range(bstart[g], bstart[g + 1]):
@@ -346,30 +346,36 @@ if AVAILABLE:
                 if undecided[x]:
                     if f:
                         blocked[x] = True
-                        p += 1
                     f = True
-        a = np.empty(p, dtype=np.int64)
-        b = np.empty(p, dtype=np.int64)
+        a = np.empty(0, dtype=np.int64)
+        b = np.empty(0, dtype=np.int64)
         p = 0
-        for i in range(nact):
-            g = act[i]
-            c = -1
-            for q in range(bstart[g], bstart[g + 1]):
-                x = mem[q]
-                if undecided[x]:
-                    if c < 0:
-                        c = x
-                        if blocked[c]:
-                            break
-                    else:
-                        a[p] = c
-                        b[p] = x
-                        p += 1
+        for emit in range(2):  # count, then fill (``last`` marks -c - 2 in the second pass)
+            if emit:
+                a = np.empty(p, dtype=np.int64)
+                b = np.empty(p, dtype=np.int64)
+                p = 0
+            for i in range(nact):
+                g = act[i]
+                c = -1
+                for q in range(bstart[g], bstart[g + 1]):
+                    x = mem[q]
+                    if undecided[x]:
+                        if c < 0:
+                            c = x
+                            if blocked[c]:
+                                break
+                        elif last[x] != (-c - 2 if emit else c):
+                            last[x] = -c - 2 if emit else c
+                            if emit:
+                                a[p] = c
+                                b[p] = x
+                            p += 1
         for i in range(nact):
             g = act[i]
             for q in range(bstart[g], bstart[g + 1]):
                 blocked[mem[q]] = False
-        return a[:p], b[:p], nact
+        return a, b, nact
 
     @numba.njit(cache=True)
     def round_finish(a, b, j, threshold, kept, sim, checks, max_checks, undecided):
