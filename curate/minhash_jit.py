@@ -190,64 +190,117 @@ if AVAILABLE:
             t += 1
         return t
 
+    @numba.njit(inline="always", cache=True)
+    def _put(keys, stamps, v, stamp, bits):
+        """(slot, new): ``v``'s slot in the open-addressing set of this ``stamp`` (slots of other
+        stamps are empty), put there when it was not there yet (new True)."""
+        mask = (1 << bits) - 1
+        k = np.int64((_u64(v) * _u64(0x9E3779B97F4A7C15)) >> _u64(64 - bits))
+        while True:
+            if stamps[k] != stamp:
+                stamps[k] = stamp
+                keys[k] = v
+                return k, True
+            if keys[k] == v:
+                return k, False
+            k = (k + 1) & mask
+
     @numba.njit(cache=True, nogil=True)
     def jaccard_rows(data, offsets, lut, n, pre_mix, pre_salt, a, b, threshold, out):
         """``out[k]``: the Jaccard of the shingle sets of rows ``a[k]`` and ``b[k]`` (the ``n``-byte
         windows of each row normalized as :func:`normalize_sketch` does, i.e. rows ASCII or already
         normalized, padded to ``n`` characters: ``dedupe.shingles``), exact for every pair at or
-        above ``threshold``; a pair found below it early is -1. Pairs grouped by ``a``: each ``a``
-        row's set is built once (a hash set); each ``b`` row's shingles are looked up in it, its
-        shared ones counted once each (a stamp per slot) and the others in a second set (few, for a
-        near copy). The scan of a ``b`` row stops once even all its remaining shingles shared could
-        not reach ``threshold``."""
+        above ``threshold``; a pair found below it early is -1.
+
+        Pairs grouped by ``a``: each ``a`` row's set is built once (a hash set; per window its
+        slot, per slot its first window, per window the distinct shingles before it). A ``b`` row
+        (mostly a near copy) is compared with it byte for byte from both ends: its windows inside
+        the common prefix are the ``a`` row's first ones (their distinct count is read, not
+        hashed), those inside the common suffix are the ``a`` row's last ones (their slots are
+        read); only the windows in between are looked up in the set, each shared shingle counted
+        once (a stamp per slot) and the others put in a second set (few, for a near copy). The scan
+        stops once even all the remaining windows shared could not reach ``threshold``."""
         m = len(a)
         longest = 1
         for k in range(m):
             longest = max(longest, offsets[a[k] + 1] - offsets[a[k]], offsets[b[k] + 1] - offsets[b[k]])
-        buf = np.empty(longest + n + 8, dtype=np.uint8)
+        room = (longest + n + 16) // 8 + 1
+        cwords = np.zeros(room, dtype=np.uint64)
+        cbuf = cwords.view(np.uint8)
+        mwords = np.zeros(room, dtype=np.uint64)
+        mbuf = mwords.view(np.uint8)
         bits = 4
         while (1 << bits) < 2 * (longest + n):
             bits += 1
         ka = np.empty(1 << bits, dtype=np.uint64)
         sa = np.full(1 << bits, -1, dtype=np.int64)
-        shared = np.full(1 << bits, -1, dtype=np.int64)
+        first = np.empty(1 << bits, dtype=np.int64)     # a slot's first window in the a row
+        shared = np.full(1 << bits, -1, dtype=np.int64)  # the last pair that counted this slot
         kb = np.empty(1 << bits, dtype=np.uint64)
         sb = np.full(1 << bits, -1, dtype=np.int64)
+        slot_at = np.empty(8 * room, dtype=np.int64)     # the a row's window -> its slot
+        distinct = np.empty(8 * room + 1, dtype=np.int64)  # distinct shingles of the a row's first k windows
         top = _u64(8 * (n - 1))
         i = 0
         while i < m:
-            t = _pad(buf, _normalize_into(data, offsets[a[i]], offsets[a[i] + 1], lut, buf, 0), n)
+            tc = _pad(cbuf, _normalize_into(data, offsets[a[i]], offsets[a[i] + 1], lut, cbuf, 0), n)
             size_a = 0
+            distinct[0] = 0
             v = _u64(0)
             for p in range(0, n - 1):
-                v = (v >> _u64(8)) | (_u64(buf[p]) << top)
-            for p in range(n - 1, t):
-                v = (v >> _u64(8)) | (_u64(buf[p]) << top)
-                size_a += _insert(ka, sa, _shingle_at(v, pre_mix, pre_salt), i, bits)
+                v = (v >> _u64(8)) | (_u64(cbuf[p]) << top)
+            for p in range(n - 1, tc):
+                v = (v >> _u64(8)) | (_u64(cbuf[p]) << top)
+                q = p - n + 1
+                s, new = _put(ka, sa, _shingle_at(v, pre_mix, pre_salt), i, bits)
+                if new:
+                    first[s] = q
+                    size_a += 1
+                slot_at[q] = s
+                distinct[q + 1] = size_a
             j = i
             while j < m and a[j] == a[i]:
-                t = _pad(buf, _normalize_into(data, offsets[b[j]], offsets[b[j] + 1], lut, buf, 0), n)
-                inter = 0
+                tm = _pad(mbuf, _normalize_into(data, offsets[b[j]], offsets[b[j] + 1], lut, mbuf, 0), n)
+                wm = tm - n + 1
+                lim = min(tm, tc)
+                pre = 0
+                while pre + 8 <= lim and cwords[pre >> 3] == mwords[pre >> 3]:
+                    pre += 8
+                while pre < lim and cbuf[pre] == mbuf[pre]:
+                    pre += 1
+                suf = 0
+                while suf < lim - pre and cbuf[tc - 1 - suf] == mbuf[tm - 1 - suf]:
+                    suf += 1
+                w0 = max(0, pre - n + 1)   # windows 0..w0-1: the a row's first ones
+                ws = max(w0, tm - suf)     # windows ws..wm-1: the a row's last ones
+                inter = distinct[w0]
                 only = 0
+                below = False
                 v = _u64(0)
-                for p in range(0, n - 1):
-                    v = (v >> _u64(8)) | (_u64(buf[p]) << top)
-                sim = 0.0
-                for p in range(n - 1, t):
-                    v = (v >> _u64(8)) | (_u64(buf[p]) << top)
-                    x = _shingle_at(v, pre_mix, pre_salt)
-                    s = _slot(ka, sa, x, i, bits)
-                    if s >= 0:
-                        if shared[s] != j:
+                if w0 < ws:
+                    for p in range(w0, min(ws, wm) + n - 1):
+                        v = (v >> _u64(8)) | (_u64(mbuf[p]) << top)
+                        if p < w0 + n - 1:
+                            continue
+                        x = _shingle_at(v, pre_mix, pre_salt)
+                        s = _slot(ka, sa, x, i, bits)
+                        if s >= 0:
+                            if first[s] >= w0 and shared[s] != j:
+                                shared[s] = j
+                                inter += 1
+                        elif _insert(kb, sb, x, j, bits):
+                            only += 1
+                            # at most every remaining window shared: J <= (inter + left) / (size_a + only)
+                            if (inter + tm - 1 - p) / (size_a + only) < threshold:
+                                below = True
+                                break
+                if not below:
+                    for p in range(ws, wm):
+                        s = slot_at[p - tm + tc]
+                        if first[s] >= w0 and shared[s] != j:
                             shared[s] = j
                             inter += 1
-                    elif _insert(kb, sb, x, j, bits):
-                        only += 1
-                        # at most every remaining window shared: J <= (inter + left) / (size_a + only)
-                        if (inter + t - 1 - p) / (size_a + only) < threshold:
-                            sim = -1.0
-                            break
-                out[j] = sim if sim < 0 else inter / (size_a + only)
+                out[j] = -1.0 if below else inter / (size_a + only)
                 j += 1
             i = j
 

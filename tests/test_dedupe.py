@@ -531,3 +531,41 @@ def test_compiled_prefilter_passes_the_same_pairs(monkeypatch):
         assert np.array_equal(ref, got)
         passed.append(int(ref[:200].sum()))
     assert passed[0] > passed[2] > 20  # pairs on both sides of the margin
+
+
+def test_compiled_verification_of_near_copies_with_repeated_shingles(monkeypatch):
+    """The compiled exact check reads a near copy's common prefix and suffix with its kept row
+    without hashing them: on texts of a 3-letter alphabet (every shingle repeated, prefixes and
+    suffixes that overlap, copies that are a prefix of their row, equal rows, empty rows) it still
+    equals the numpy Jaccard, and with a threshold it is exact at or above it and below it else."""
+    rng = random.Random(9)
+
+    def edit(t: str) -> str:
+        i = rng.randrange(len(t) + 1)
+        return rng.choice([t[:i] + rng.choice("ab ") + t[i:], t[:i] + t[i + 1:], t[:i], t[i:], t, t + t[:i]])
+
+    rows = ["".join(rng.choice("ab ") for _ in range(rng.randrange(0, 60))) for _ in range(150)]
+    texts = rows + [edit(edit(t)) for t in rows]
+    texts = pl.Series(norm(texts))
+    n = len(rows)
+    a = sorted(rng.randrange(n) for _ in range(1500))
+    b = [x + n if rng.random() < 0.7 else rng.randrange(2 * n) for x in a]
+    pairs = pl.DataFrame({"a": a, "b": b}, schema={"a": pl.UInt32, "b": pl.UInt32})
+    for measure in ("char5", "char2", "char7"):
+        monkeypatch.setenv("CURATE_NO_JIT", "1")
+        ref = dedupe.verify(pairs, texts, measure)
+        monkeypatch.delenv("CURATE_NO_JIT")
+        monkeypatch.setattr(dedupe, "_JIT_MIN_ROWS", 0)
+        assert np.array_equal(ref, dedupe.verify(pairs, texts, measure))
+        assert (ref == 1.0).sum() > 50 and ((ref > 0.3) & (ref < 1.0)).sum() > 200
+    from curate import minhash_jit
+    from curate.arrow_text import utf8_buffers
+
+    data, offsets = utf8_buffers(texts)
+    for threshold in (0.5, 0.8):
+        out = np.empty(len(a))
+        minhash_jit.jaccard_rows(data, offsets, dedupe._WORD_BYTES, 5, False, np.uint64(dedupe._salt(77)),
+                                 np.array(a, dtype=np.int64), np.array(b, dtype=np.int64), threshold, out)
+        ref = dedupe.verify(pairs, texts, "char5")
+        high = ref >= threshold
+        assert np.array_equal(out[high], ref[high]) and (out[~high] < threshold).all() and (out == -1).any()
