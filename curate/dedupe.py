@@ -58,13 +58,19 @@ Everything is deterministic for the same input and ``seed``: the hashing is nump
 arithmetic on the text's bytes (no dependence on polars' or Python's hash).
 
 Compiled path (char measures, from 20k rows on, when numba is installed): steps 1-3 run as one
-compiled pass per row (:mod:`curate.minhash_jit`; non-ASCII rows are normalized by polars first),
-which keeps no normalized copy of the texts: exact groups compare two independent 64-bit hashes of
-the normalized text and its length, and verification normalizes the rows it reads again (compiled
-too). The rounds of step 5 run on the buckets in CSR form (:func:`curate.minhash_jit.round_pairs`),
-not by re-grouping the bucket table each round. From 512k rows on (``_EST_MEMORY``) the estimator
-bytes are kept for the candidates only (rows in a bucket; the same pass run on them again) instead
-of 256 bytes for every row. The sketches and similarities are bit for bit those of the numpy path
+compiled pass per row (:mod:`curate.minhash_jit`; the pass flags the rows holding non-ASCII bytes,
+which polars normalizes before the pass reads them again), which keeps no normalized copy of the
+texts: exact groups compare two independent 64-bit hashes of the normalized text and its length.
+The buckets are found band by band in compiled code straight to CSR form
+(:func:`curate.minhash_jit.band_buckets`, half of the bands on each thread) and the rounds of step
+5 scan only the buckets still in play (:func:`curate.minhash_jit.round_pairs`). The prefilter is
+compiled with the same arithmetic; the exact check (:func:`curate.minhash_jit.jaccard_rows`)
+normalizes the rows it reads again, builds each center's shingle set once and reads a member's
+common prefix and suffix with its center without hashing them (a near copy hashes only the windows
+around its edits); a pair is dropped early once its Jaccard can no longer reach the threshold, so
+every similarity at or above it is exact. From 512k rows on (``_EST_MEMORY``) the estimator bytes
+are kept for the candidates only (rows in a bucket; the same pass run on them again) instead of 256
+bytes for every row. The sketches and similarities are bit for bit those of the numpy path
 (``CURATE_NO_JIT=1`` forces it; tests/test_dedupe.py compares the two), so the clusters are the same.
 """
 
