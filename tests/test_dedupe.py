@@ -569,3 +569,15 @@ def test_compiled_verification_of_near_copies_with_repeated_shingles(monkeypatch
         ref = dedupe.verify(pairs, texts, "char5")
         high = ref >= threshold
         assert np.array_equal(out[high], ref[high]) and (out[~high] < threshold).all() and (out == -1).any()
+
+
+def test_shared_rows_are_the_rows_in_a_bucket(monkeypatch):
+    """shared_rows (the Ray executor's near-duplicate candidates): compiled or not, exactly the rows
+    of buckets()."""
+    rng = np.random.default_rng(4)
+    keys = rng.integers(0, 1 << 18, size=(30_000, 8), dtype=np.uint32)  # small key range: many shared keys
+    ref = np.unique(dedupe.buckets(keys)["r"].to_numpy())
+    assert 0 < len(ref) < len(keys)
+    assert np.array_equal(dedupe.shared_rows(keys), ref)
+    monkeypatch.setenv("CURATE_NO_JIT", "1")
+    assert np.array_equal(dedupe.shared_rows(keys), ref)

@@ -6,12 +6,14 @@ A. ``map_batches(_rules_block)``: every rule except the duplicate rules runs on 
    same ``_clean_kind`` as the local executor (a block is a frame; rules look at one row at a time).
    Out: the kept rows (with the hits they collected, ``_hits``, and their duplicate keys, computed
    here once by :func:`curate.dedupe.row_keys`, the local executor's own compiled pass: the exact
-   key ``_h1, _h2, _n`` and the LSH band keys ``_bk``), the block's quarantine lines (``_q``) and its
+   key ``_h1, _h2, _n`` and the LSH band keys ``_bk``), the block's quarantine entries (``_q``, as
+   the rows of ``quarantine.parquet``, so the driver only concatenates them) and its
    rule counts (``_stats``). The result is materialized (object store, spilled if big); one small
-   pass (``_small``, Arrow only) brings the quarantine lines, stats and keys to the driver.
-B. Duplicates over every block, as the local executor finds them in one frame. The keys (24 bytes
-   + 4 per band a row) are grouped on the driver: exact groups by the exact key; among the groups'
-   first rows, the rows sharing a band key with another (:func:`curate.dedupe.buckets`) are the
+   pass (``_small``, Arrow only) brings the quarantine entries, stats and keys to the driver.
+B. Duplicates over every block, as the local executor finds them in one frame. The keys (28 bytes
+   + 4 per band a row) are grouped on the driver while they fit (``CURATE_RAY_DRIVER_KEYS_MB``, 2 GB:
+   about 13M rows at threshold 0.8; beyond, by two Ray Data hash shuffles, the exact keys then the
+   band keys): exact groups by the exact key; among the groups' first rows, the rows sharing a band key with another (:func:`curate.dedupe.shared_rows`) are the
    only near-duplicate candidates, so ``dedupe.find_duplicates`` run on the driver over the
    candidates alone gives the same verified edges and clusters as over all rows. One pass
    (``_rows_of``, filtered in Arrow) reads back the rows named: candidates and exact duplicates.
@@ -20,12 +22,13 @@ C. ``map_batches(_finish_block)``: drop the duplicates (quarantined with the sam
    executor writes), write the kept rows as parquet shards ``<kind>/part-<pos>.parquet`` into the
    output's staging directory.
 
-Quarantine lines are written in input order per kind; report.json has the same figures.
+Quarantine entries are written in input order per kind; report.json has the same figures.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -57,16 +60,17 @@ SNIPPET = 120
 @dataclass
 class RayCleanResult:
     report: dict[str, Any]
-    quarantine_lines: list[bytes]
+    quarantine: pl.DataFrame  # the clean's entries (quarantine.parquet's rows, the reader's entries excluded)
 
 
 # --------------------------------------------------------------------------- pass A (workers)
-def _rules_block(table, kind: str, config: CleanConfig, keys: dict[str, Any] | None = None):
-    """Every rule but the duplicate rules on one block. With ``keys`` (the duplicate rules are on),
+def _rules_block(batch, kind: str, config: CleanConfig, keys: dict[str, Any] | None = None):
+    """Every rule but the duplicate rules on one block, read here from its input piece (``batch``:
+    one piece; read straight into polars, no Arrow round trip). With ``keys`` (the duplicate rules are on),
     the kept rows also get their duplicate keys (:func:`_with_keys`; the band keys with
     ``keys["near"] = (threshold, measure)``); null for a row whose normalized text is empty (it has
     no duplicates)."""
-    df = from_arrow(table)
+    df = ray_data.read_frame(batch, kind)
     pos = df[POS]
     df = df.drop(POS)
     active = active_rules(config)
@@ -84,10 +88,9 @@ def _rules_block(table, kind: str, config: CleanConfig, keys: dict[str, Any] | N
         kept = _with_keys(kept, kind, keys.get("near"))
     parts = [kept]
     if q.height:
-        lines = q.write_ndjson().splitlines()
-        parts.append(pl.DataFrame({POS: pos.gather(extras["gone_rows"]), "_q": lines}))
+        parts.append(_entries(pos.gather(extras["gone_rows"]), q))
     out = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else kept.with_columns(
-        pl.lit(None, pl.String).alias("_q"))
+        pl.lit(None, qfile.ENTRY).alias("_q"))
     block_stats = orjson.dumps({"rules": stats.rules, "engine": stats.engine}).decode()
     out = out.with_columns(pl.Series("_stats", [block_stats] + [None] * (out.height - 1), dtype=pl.String))
     return to_arrow(out)
@@ -110,18 +113,15 @@ def _with_keys(kept: pl.DataFrame, kind: str, near: tuple[float, str] | None) ->
     return kept.with_columns(cols)
 
 
-def _without_keys(table) -> pl.DataFrame:
-    return from_arrow(table.drop_columns([k for k in KEYS if k in table.column_names]))
+def _entries(pos: pl.Series, q: pl.DataFrame) -> pl.DataFrame:
+    """``_pos, _q``: the quarantine frame ``q`` as ``quarantine.parquet``'s rows, one struct a row."""
+    return pl.DataFrame({POS: pos}).with_columns(qfile.to_frame([q]).to_struct("_q"))
 
 
-def _small(table):
+def _small(table, keys: bool):
     """The small columns of pass A's output, the only ones the driver needs before the finish pass:
-    quarantine lines, block stats and the duplicate keys (Arrow only: nothing converted)."""
-    return table.select([c for c in (POS, "_q", "_stats", *KEYS) if c in table.column_names])
-
-
-def _kept(df: pl.DataFrame) -> pl.DataFrame:
-    return df.filter(pl.col("_q").is_null())
+    quarantine entries, block stats and (``keys``) the duplicate keys (Arrow only: nothing converted)."""
+    return table.select([c for c in (POS, "_q", "_stats", *(KEYS if keys else ())) if c in table.column_names])
 
 
 # --------------------------------------------------------------------------- pass B (driver, workers)
@@ -133,30 +133,36 @@ def _rows_of(table, kind: str, want):
 
     want = ray_data.resolve(want)
     table = table.filter(pc.is_in(table[POS], value_set=pa.array(want, type=pa.int64())))
-    df = from_arrow(table.drop_columns([c for c in (*KEYS, "_hits", "_stats") if c in table.column_names]))
+    df = from_arrow(table.drop_columns([c for c in (*KEYS, "_hits", "_stats", "_q") if c in table.column_names]))
     return to_arrow(df.select(POS, "id", "source", "line", row_text_expr(kind).fill_null("").alias("text")))
 
 
 # --------------------------------------------------------------------------- pass C (workers)
 def _finish_block(table, kind: str, config: CleanConfig, drops, root: str | None):
     """Drop the block's duplicates (quarantine entries as the local executor makes them), write the
-    kept rows as one shard. Out: ``_file``, ``_rows`` and the quarantine lines ``_pos, _q``."""
-    df = _without_keys(table)
+    kept rows as one shard. Out: ``_file``, ``_rows`` and the quarantine entries ``_pos, _q``. Only
+    the rows pass A kept are converted to polars (filtered in Arrow), their hits only for the
+    duplicates."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     drops = ray_data.resolve(drops)
-    first_pos = int(df[POS].min())
-    rows = _kept(df).with_row_index("_row")
-    content = [c for c in rows.columns if c not in INTERNAL and c != "_row"]
+    first_pos = pc.min(table[POS]).as_py()
+    table = table.filter(pc.is_null(table["_q"]))
+    content = [c for c in table.column_names if c not in INTERNAL]
+    rows = from_arrow(table.select([POS, *content])).with_row_index("_row")
     stats = _Stats(active_rules(config), config.examples)
     gone_hits = rows.select("_row", POS).join(drops, on=POS, how="inner").sort("_row")
     out = []
     if gone_hits.height:
         dup_hits = gone_hits.select("_row", pl.col("rule"), pl.lit("row").alias("field"), "evidence").cast(HIT_SCHEMA)
-        prior = (rows.filter(pl.col("_row").is_in(gone_hits["_row"].implode())).select("_row", "_hits")
-                 .explode("_hits").filter(pl.col("_hits").is_not_null()).unnest("_hits"))
+        gone_at = gone_hits["_row"]
+        prior = (from_arrow(table.select(["_hits"]).take(pa.array(gone_at.to_numpy()))).with_columns(gone_at)
+                 .select("_row", "_hits").explode("_hits").filter(pl.col("_hits").is_not_null()).unnest("_hits"))
         prior = prior.cast(HIT_SCHEMA) if prior.height else pl.DataFrame(schema=HIT_SCHEMA)
         gone = rows.filter(pl.col("_row").is_in(gone_hits["_row"].implode())).select("_row", *content)
         q = _quarantine(gone, [dup_hits], [prior, dup_hits], kind, stats)
-        out.append(pl.DataFrame({POS: gone_hits[POS], "_q": q.write_ndjson().splitlines()}))
+        out.append(_entries(gone_hits[POS], q))
         rows = rows.filter(~pl.col("_row").is_in(gone_hits["_row"].implode()))
     kept = rows.select(content)
     files = []
@@ -219,32 +225,110 @@ def _near_params(dups: dict[str, Any]) -> tuple[float, str] | None:
     return float(p["threshold"]), str(p.get("measure", dedupe.DEFAULT_MEASURE))
 
 
-def _duplicates(a, keys: pl.DataFrame, kind: str, config: CleanConfig, dups: dict[str, Any], gone_pos: np.ndarray,
-                stats: _Stats) -> pl.DataFrame:
-    """Pass B: ``_pos, rule, evidence`` of every duplicate to drop; fills the dup rules' stats.
+def _keys_fit(rows: int, near: tuple[float, str] | None) -> bool:
+    """Whether the duplicate keys of ``rows`` rows are grouped on the driver (up to
+    ``CURATE_RAY_DRIVER_KEYS_MB``, 2 GB: about 13M rows at threshold 0.8) rather than by Ray shuffles."""
+    per_row = 8 + 16 + 4 + (4 * dedupe.lsh_params(near[0], dedupe.DEFAULT_PERM)[0] if near else 0)
+    return rows * per_row <= float(os.environ.get("CURATE_RAY_DRIVER_KEYS_MB", 2048)) * 2**20
 
-    ``keys``: ``_pos, _h1, _h2`` (and the band keys ``_bk``) of every kept row with a normalized
-    text, from pass A. The keys are grouped here on the driver (24 bytes + 4 per band a row: a few
-    hundred MB at 10M rows), where a Ray shuffle of them cost more than the grouping; only the rows
-    the groups name (candidates, duplicates) are read back from the blocks, by the workers."""
-    import ray
 
-    t0 = time.perf_counter()
+def _groups_on_driver(keys: pl.DataFrame, near: bool) -> tuple[pl.DataFrame, np.ndarray]:
+    """``(members, candidates)`` from the keys of every kept row with a text (``_pos, _h1, _h2, _n``,
+    ``_bk``): ``_pos, _rep`` (first row) of the rows in exact groups, and the positions of the
+    groups' first rows that share an LSH band key with another one (:func:`curate.dedupe.shared_rows`)."""
     g = ["_h1", "_h2", "_n"]
     keys = keys.with_columns(pl.col(POS).min().over(g).alias("_rep"))
     members = keys.filter(pl.len().over(g) > 1).select(POS, "_rep")
+    cand = np.empty(0, dtype=np.int64)
+    if near:
+        reps = keys.filter(pl.col(POS) == pl.col("_rep")).sort(POS)
+        if reps.height > 1:
+            cand = reps[POS].to_numpy()[dedupe.shared_rows(reps["_bk"].to_numpy())]
+    return members, cand
+
+
+def _groups_by_shuffle(a, near: bool) -> tuple[pl.DataFrame, np.ndarray]:
+    """:func:`_groups_on_driver` by two Ray Data hash shuffles (keys too many for the driver): the
+    exact keys, then the band keys of the groups' first rows; each partition finds its groups."""
+    import ray
+
+    from curate.executors.ray_session import num_cpus
+
+    nparts = max(2, 2 * num_cpus())
+    members = _collect(a.map_batches(_exact_keys, batch_format="pyarrow", batch_size=None)
+                       .repartition(nparts, keys=["_h1", "_h2", "_n"])
+                       .map_batches(_exact_groups, batch_format="pyarrow", batch_size=None))
+    if members.width == 0:
+        members = pl.DataFrame(schema={POS: pl.Int64, "_rep": pl.Int64})
+    cand = np.empty(0, dtype=np.int64)
+    if near:
+        skip = members.filter(pl.col(POS) != pl.col("_rep"))[POS].to_numpy()
+        shared = _collect(a.map_batches(_band_keys, batch_format="pyarrow", batch_size=None,
+                                        fn_kwargs={"skip": ray.put(skip)})
+                          .repartition(nparts, keys=["_bk"])
+                          .map_batches(_shared_keys, batch_format="pyarrow", batch_size=None))
+        if shared.height:
+            cand = np.unique(shared[POS].to_numpy())
+    return members, cand
+
+
+def _exact_keys(table):
+    """``_pos, _h1, _h2, _n`` of the block's kept rows that have a normalized text."""
+    import pyarrow.compute as pc
+
+    if "_h1" not in table.column_names:  # every row of the block was quarantined
+        return to_arrow(pl.DataFrame(schema={POS: pl.Int64, "_h1": pl.UInt64, "_h2": pl.UInt64, "_n": pl.UInt32}))
+    t = table.select([POS, "_h1", "_h2", "_n"])
+    return t.filter(pc.is_valid(t["_h1"]))
+
+
+def _exact_groups(table):
+    """One hash partition: rows whose normalized text another row has -> (row, first row)."""
+    df = from_arrow(table)
+    g = ["_h1", "_h2", "_n"]
+    return to_arrow(df.filter(pl.len().over(g) > 1).select(POS, pl.col(POS).min().over(g).alias("_rep")))
+
+
+def _band_keys(table, skip):
+    """One row per (row, band) of the band keys of the block's group-first rows: ``_pos, _bk``
+    (band << 32 | key). Rows in ``skip`` (exact duplicates of an earlier row) have none."""
+    empty = to_arrow(pl.DataFrame(schema={POS: pl.Int64, "_bk": pl.UInt64}))
+    if "_bk" not in table.column_names:
+        return empty
+    df = from_arrow(table.select([POS, "_bk"])).filter(pl.col("_bk").is_not_null())
+    skip = ray_data.resolve(skip)
+    if len(skip):
+        df = df.filter(~pl.col(POS).is_in(pl.Series(skip).implode()))
+    if df.height == 0:
+        return empty
+    keys = df["_bk"].to_numpy().astype(np.uint64)
+    keys |= np.arange(keys.shape[1], dtype=np.uint64)[None, :] << np.uint64(32)
+    return to_arrow(pl.DataFrame({POS: np.repeat(df[POS].to_numpy(), keys.shape[1]), "_bk": keys.ravel()}))
+
+
+def _shared_keys(table):
+    """One hash partition of band keys: the rows sharing a band key with another row (candidates)."""
+    df = from_arrow(table)
+    return to_arrow(df.filter(pl.col("_bk").is_duplicated()).select(POS).unique())
+
+
+def _duplicates(a, keys: pl.DataFrame | None, kind: str, config: CleanConfig, dups: dict[str, Any],
+                gone_pos: np.ndarray, stats: _Stats) -> pl.DataFrame:
+    """Pass B: ``_pos, rule, evidence`` of every duplicate to drop; fills the dup rules' stats.
+
+    ``keys``: ``_pos, _h1, _h2, _n`` (and the band keys ``_bk``) of every kept row with a normalized
+    text, from pass A, grouped here on the driver; None: too many for the driver, grouped by Ray
+    shuffles. Only the rows the groups name (near-duplicate candidates, exact duplicates) are read
+    back from the blocks, by the workers."""
+    import ray
+
+    t0 = time.perf_counter()
     near = "near_duplicate" in dups
     threshold, measure = _near_params(dups) or (1.0, dedupe.DEFAULT_MEASURE)
     near_root = pl.DataFrame(schema={"_rep": pl.Int64, "_root": pl.Int64, "_sim": pl.Float64})
-    cand = np.empty(0, dtype=np.int64)
-    if near:  # the representatives that share an LSH band key with another one: the only candidates
-        reps = keys.filter(pl.col(POS) == pl.col("_rep")).sort(POS)
-        if reps.height > 1:
-            bk = dedupe.buckets(reps["_bk"].to_numpy())
-            cand = reps[POS].to_numpy()[np.unique(bk["r"].to_numpy())]
-        del reps
+    members, cand = _groups_on_driver(keys, near) if keys is not None else _groups_by_shuffle(a, near)
     del keys
-    _lap(stats, "ray_keys_on_driver", t0)
+    _lap(stats, "ray_duplicate_keys", t0)
     t1 = time.perf_counter()
     # one pass back over the blocks for every row named: candidates and exact groups' members
     want = np.union1d(cand, members[POS].to_numpy())
@@ -326,22 +410,24 @@ def _duplicates(a, keys: pl.DataFrame, kind: str, config: CleanConfig, dups: dic
 
 def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: dict[str, Any], nrows: int,
                     root: str | None):
-    """Passes A, B and C over one kind: ``(kind, stats, rows kept, quarantine lines, shard paths)``."""
+    """Passes A, B and C over one kind: ``(kind, stats, rows kept, quarantine entries, shard paths)``."""
     import ray
 
-    ds = ray_data.read_kind(kfiles, kind, nrows)
+    items = ray_data.pieces(kfiles, nrows)
+    ds = ray_data.piece_dataset(items)
     if ds is None:
         return kind, None, 0, [], []
     stats = _Stats(active_rules(config), config.examples)
     t0 = time.perf_counter()
     keys = {"near": _near_params(dups)} if dups else None
-    a = ds.map_batches(_rules_block, batch_format="pyarrow", batch_size=None,
+    a = ds.map_batches(_rules_block, batch_format="pyarrow", batch_size=1,
                        fn_kwargs={"kind": kind, "config": config, "keys": keys}).materialize()
-    small = _collect(a.map_batches(_small, batch_format="pyarrow", batch_size=None))
+    on_driver = bool(dups) and _keys_fit(sum(p["length"] for p in items), _near_params(dups))
+    small = _collect(a.map_batches(_small, batch_format="pyarrow", batch_size=None, fn_kwargs={"keys": on_driver}))
     _lap(stats, "ray_rules_pass", t0)
     side = small.filter(pl.col("_q").is_not_null() | pl.col("_stats").is_not_null()).select(POS, "_q", "_stats")
     keys = None
-    if dups:  # every row of the kind quarantined: no keys at all
+    if on_driver:  # every row of the kind quarantined: no keys at all
         keys = small.filter(pl.col("_q").is_null() & pl.col("_h1").is_not_null()).drop("_q", "_stats") \
             if "_h1" in small.columns else pl.DataFrame(schema={POS: pl.Int64, "_h1": pl.UInt64, "_h2": pl.UInt64, "_n": pl.UInt32})
     del small
@@ -349,7 +435,7 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
         _merge_stats(stats, orjson.loads(s))
     quarantined = side.filter(pl.col("_q").is_not_null()).select(POS, "_q")
     gone_pos = np.sort(quarantined[POS].to_numpy())
-    drops = _duplicates(a, keys, kind, config, dups, gone_pos, stats) if keys is not None else \
+    drops = _duplicates(a, keys, kind, config, dups, gone_pos, stats) if dups else \
         pl.DataFrame(schema={POS: pl.Int64, "rule": pl.String, "evidence": pl.String})
     t0 = time.perf_counter()
     fin = _collect(a.map_batches(_finish_block, batch_format="pyarrow", batch_size=None,
@@ -362,8 +448,8 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
     parts = sorted(fin["_file"].drop_nulls().to_list())
     if root is not None and not parts:  # every row dropped: an empty shard still carries the kind's schema
         parts = [ray_data.write_part(schemas.empty(kind), Path(root), kind, 0)]
-    lines = [ln.encode() + b"\n" for ln in quarantined.sort(POS)["_q"].to_list()]
-    return kind, stats, int(fin["_rows"].sum()), lines, parts
+    entries = quarantined.sort(POS)["_q"].struct.unnest()
+    return kind, stats, int(fin["_rows"].sum()), entries, parts
 
 
 def clean_dir_ray(inp: str | Path | list, out: str | Path, config: CleanConfig | None = None, *,
@@ -379,7 +465,7 @@ def clean_dir_ray(inp: str | Path | list, out: str | Path, config: CleanConfig |
     stats = _Stats(active_rules(config), config.examples)
     nrows = rows_per_block or ray_data.block_rows()
     by_kind: dict[str, dict[str, int]] = {}
-    lines: list[bytes] = []
+    entries: list[pl.DataFrame] = []
     writer = contextlib.nullcontext() if dry_run else io.DatasetWriter(
         out, stage="clean", inputs=inputs,
         params={"target_lang": config.target_lang, "actions": config.actions, "params": config.params})
@@ -393,12 +479,12 @@ def clean_dir_ray(inp: str | Path | list, out: str | Path, config: CleanConfig |
             done = list(pool.map(lambda kv: _clean_kind_ray(kv[0], kv[1], config, dups, nrows, root),
                                  files.items()))
         shutil.rmtree(spill, ignore_errors=True)
-        for kind, kstats, n_kept, qlines, parts in done:
+        for kind, kstats, n_kept, kentries, parts in done:
             if kstats is None:
                 continue
             _merge_stats(stats, {"rules": kstats.rules, "engine": kstats.engine})
-            by_kind[kind] = {"in": n_kept + len(qlines), "out": n_kept, "dropped": len(qlines)}
-            lines += qlines
+            by_kind[kind] = {"in": n_kept + kentries.height, "out": n_kept, "dropped": kentries.height}
+            entries.append(kentries)
             if w is not None:
                 for rel in parts:
                     w.add_part(kind, rel)
@@ -414,8 +500,8 @@ def clean_dir_ray(inp: str | Path | list, out: str | Path, config: CleanConfig |
         if w is not None:
             w.input_manifests = data.manifest_ids
             report["output"] = str(out)
-            qfile.write(w.file(qfile.NAME), qfile.from_lines(lines, data.quarantine))
+            qfile.write(w.file(qfile.NAME), pl.concat([qfile.to_frame((), data.quarantine), *entries]))
             w.write_json("report.json", report)
     if report_json:
         io.write_json(report_json, report)
-    return RayCleanResult(report, lines)
+    return RayCleanResult(report, pl.concat(entries) if entries else qfile.to_frame(()))

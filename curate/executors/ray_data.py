@@ -103,25 +103,36 @@ def pieces(files: list[Path], rows_per_block: int) -> list[dict[str, Any]]:
     return out
 
 
-def read_pieces(batch, kind: str):
-    """map_batches function: read the pieces of ``batch`` (one per row) -> their rows plus ``_pos``."""
-    tables = []
+def read_frame(batch, kind: str) -> pl.DataFrame:
+    """The rows of the pieces of ``batch`` (one per row, Arrow) plus ``_pos``, as one polars frame."""
+    frames = []
     for f, off, length, pos in zip(*(batch[c].to_pylist() for c in ("file", "offset", "length", "pos"))):
         df = pl.scan_parquet(f).slice(off, length).collect()
         df = schemas.conform(df, kind).with_columns(pl.int_range(pos, pos + df.height, dtype=pl.Int64).alias(POS))
-        tables.append(df)
-    return to_arrow(pl.concat(tables) if len(tables) > 1 else tables[0])
+        frames.append(df)
+    return pl.concat(frames) if len(frames) > 1 else frames[0]
+
+
+def read_pieces(batch, kind: str):
+    """map_batches function: read the pieces of ``batch`` (one per row) -> their rows plus ``_pos``."""
+    return to_arrow(read_frame(batch, kind))
+
+
+def piece_dataset(items: list[dict[str, Any]]):
+    """:func:`pieces` as a Ray Dataset of one piece a block (None without rows): map it with
+    ``batch_size=1`` and :func:`read_frame` to read each piece where its task runs."""
+    import ray.data
+
+    if not items:
+        return None
+    return ray.data.from_items(items, override_num_blocks=len(items))
 
 
 def read_kind(files: list[Path], kind: str, rows_per_block: int):
     """The rows of one kind as a Ray Dataset of blocks of at most ``rows_per_block`` rows (+ ``_pos``)."""
-    import ray.data
-
-    items = pieces(files, rows_per_block)
-    if not items:
-        return None
-    return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        read_pieces, batch_size=1, batch_format="pyarrow", fn_kwargs={"kind": kind})
+    ds = piece_dataset(pieces(files, rows_per_block))
+    return None if ds is None else ds.map_batches(read_pieces, batch_size=1, batch_format="pyarrow",
+                                                  fn_kwargs={"kind": kind})
 
 
 # ------------------------------------------------------------------------------------------- out
