@@ -170,9 +170,11 @@ def run(job: Job, inp: str | Path, out_dir: str | Path, *, block_rows: int = 20_
             blocks += [{"i": len(blocks) + j, "kind": kind, **p} for j, p in enumerate(ps)]
         n = actors_for(len(blocks), min(c.concurrency for c in job.configs))
         budgets = [ray_budget.start(c) for c in job.configs]
+        # A lost actor is restarted and its block retried: Ray Data's actor pools default to
+        # max_restarts=-1 and max_task_retries=-1 (passing them is deprecated since Ray 2.60).
         ds = ray.data.from_items(blocks, override_num_blocks=len(blocks)).map_batches(
             _Worker, fn_constructor_args=(job, n, str(w.path), budgets), batch_size=1, batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=n), num_cpus=1, max_restarts=-1, max_task_retries=-1)
+            compute=ray.data.ActorPoolStrategy(size=n), num_cpus=1)
         try:
             rows = sorted(ds.take_all(), key=lambda r: r["i"])
         except Exception as exc:  # an actor's StageStopped (endpoint down, budget spent): the user's message
