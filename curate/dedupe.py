@@ -791,32 +791,23 @@ def find_duplicates(df: pl.DataFrame, text: pl.Expr | str, *, threshold: float =
         stats["s_exact"] = round(time.perf_counter() - t0, 3)
 
     # near duplicates between exact-group representatives
-    kept_of_rep = pl.DataFrame(schema={"rep": pl.UInt32, "kept": pl.UInt32, "sim": pl.Float64})
+    rep = base["rep"].cast(pl.Int64).fill_null(-1).to_numpy()
+    rep_rows = reps["row"].to_numpy().astype(np.int64)
+    kept = sim = None
     if near and reps.height > 1:
         kept, sim = near_clusters(reps["norm"], threshold=threshold, num_perm=num_perm, seed=seed,
                                   measure=measure, stats=stats, on_rows=on_rows)
-        kept_of_rep = _kept_of_rep(reps["row"].to_numpy(), kept, sim)
         if on_rows:
             on_rows(n - reps.height)  # rows not sketched (exact copies, empty texts)
     elif near and on_rows:
         on_rows(n)
-    return _result(base.select("row", "rep"), kept_of_rep, stats)
+    return _result(rep, rep_rows, kept, sim, stats)
 
 
 # The normalized form of each byte of an ASCII (or already normalized) text: ASCII letters lowered,
 # digits and every byte of a non-ASCII character kept, 0 for the rest (separators).
 _WORD_BYTES = np.array([c + 32 if 65 <= c <= 90 else c if (c >= 128 or 48 <= c <= 57 or 97 <= c <= 122) else 0
                         for c in range(256)], dtype=np.uint8)
-
-_KEPT_SCHEMA = {"rep": pl.UInt32, "kept": pl.UInt32, "sim": pl.Float64}
-
-
-def _kept_of_rep(rep_rows: np.ndarray, kept: np.ndarray, sim: np.ndarray) -> pl.DataFrame:
-    """``rep, kept, sim`` (input rows) of the representatives that joined a near cluster."""
-    members = np.flatnonzero(kept >= 0)
-    return pl.DataFrame({"rep": rep_rows[members], "kept": rep_rows[kept[members]], "sim": sim[members]},
-                        schema=_KEPT_SCHEMA)
-
 
 def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, threshold: float, near: bool,
                               num_perm: int, seed: int, width: int, stats: dict | None,
@@ -862,14 +853,13 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
     with ThreadPoolExecutor(_THREADS) as pool:
         list(pool.map(span, range(0, n, _SPAN_ROWS)))
     t1 = time.perf_counter()
-    base = pl.DataFrame({"row": np.arange(n, dtype=np.uint32), "h1": hashes[:, 0], "h2": hashes[:, 1],
-                         "len": norm_len}).with_columns(
-        pl.when(pl.col("len") > 0).then(pl.col("row").min().over("h1", "h2", "len")).alias("rep"))
-    rep_rows = base.filter(pl.col("rep") == pl.col("row"))["row"].to_numpy()
+    rep = jit.exact_groups(hashes, norm_len)  # the first row of each exact group (-1: no text)
+    rep_rows = np.flatnonzero(rep == np.arange(n))
+    del hashes, norm_len
     if stats is not None:
         stats["s_exact"] = round(time.perf_counter() - t1, 3)
         stats["s_sketch"] = round(t1 - t0, 3)
-    kept_of_rep = pl.DataFrame(schema=_KEPT_SCHEMA)
+    kept = sim = None
     if near and len(rep_rows) > 1:
         k = len(rep_rows)  # the representatives' sketches moved to the front in place (no copy):
         for s in range(0, k, 65_536):  # rep_rows is increasing, so no row is overwritten before it is read
@@ -920,8 +910,7 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
 
         kept, sim = _near_clusters_of(sk, len(rep_rows), texts_of, threshold=threshold, measure=measure,
                                       stats=stats, est_of=est_of, jaccard_of=jaccard_of)
-        kept_of_rep = _kept_of_rep(rep_rows, kept, sim)
-    return _result(base.select("row", "rep"), kept_of_rep, stats)
+    return _result(rep, rep_rows, kept, sim, stats)
 
 
 def _normalize_sketch(jit, texts: pl.Series, out: tuple, start: int, with_sketch: bool, *, width: int, seed: int,
@@ -978,33 +967,41 @@ def row_keys(texts: pl.Series, *, threshold: float = 0.8, near: bool = True, num
     return RowKeys(out[3], out[4], out[0] if near else None)
 
 
-def _result(base: pl.DataFrame, kept_of_rep: pl.DataFrame, stats: dict | None) -> pl.DataFrame:
-    """The result frame from ``row, rep`` (exact groups) and the near clusters of representatives."""
-    n = base.height
+def _result(rep: np.ndarray, rep_rows: np.ndarray, kept: np.ndarray | None, sim: np.ndarray | None,
+            stats: dict | None) -> pl.DataFrame:
+    """The result frame from ``rep`` (each row's exact group: its first row, -1 without text), the
+    groups' first rows ``rep_rows`` and their near clusters (``kept``: index into ``rep_rows`` of the
+    kept representative or -1, ``sim``: the similarity to it; None: no near pass)."""
+    n = len(rep)
     t1 = time.perf_counter()
-    in_cluster = pl.col("root").is_not_null() & (pl.len().over("root") > 1)
-    is_kept = pl.col("row") == pl.col("root")
-    out = (
-        base
-        .join(kept_of_rep, on="rep", how="left")
-        .with_columns(pl.coalesce("kept", "rep").alias("root"))
-        .with_columns(in_cluster.alias("_in"))
-        .select(
-            "row",
-            pl.when(pl.col("_in")).then(pl.col("root").cast(pl.Int64)).alias("cluster"),
-            (~pl.col("_in") | is_kept).alias("keep"),
-            pl.when(~pl.col("_in")).then(None)
-            .when(is_kept | (pl.col("rep") == pl.col("root"))).then(1.0)
-            .otherwise(pl.col("sim")).alias("similarity"),
-            pl.when(~pl.col("_in") | is_kept).then(None)
-            .when(pl.col("rep") == pl.col("root")).then(pl.lit("exact"))
-            .otherwise(pl.lit("near")).alias("dup_kind"),
-        )
-        .sort("row")
+    rows = np.arange(n, dtype=np.int64)
+    root_of = rows.copy()  # an exact group's kept row: its near cluster's, else its own first row
+    sim_of = np.full(n, np.nan)
+    if kept is not None:
+        members = np.flatnonzero(kept >= 0)
+        root_of[rep_rows[members]] = rep_rows[kept[members]]
+        sim_of[rep_rows[members]] = sim[members]
+    has = rep >= 0
+    at = np.where(has, rep, 0)
+    root = np.where(has, root_of[at], -1)
+    size = np.bincount(root[has], minlength=n)
+    inside = has & (size[np.where(has, root, 0)] > 1)
+    is_kept = rows == root
+    exact = rep == root  # the kept row's own exact group
+    out = pl.DataFrame({
+        "row": rows.astype(np.uint32), "root": root, "in": inside, "keep": ~inside | is_kept,
+        "sim": np.where(is_kept | exact, 1.0, sim_of[at]),
+        "kind": np.where(~inside | is_kept, 0, np.where(exact, 1, 2)).astype(np.int8),
+    }).select(
+        "row",
+        pl.when(pl.col("in")).then(pl.col("root")).alias("cluster"),
+        "keep",
+        pl.when(pl.col("in")).then(pl.col("sim")).alias("similarity"),
+        pl.when(pl.col("kind") == 1).then(pl.lit("exact")).when(pl.col("kind") == 2).then(pl.lit("near"))
+        .alias("dup_kind"),
     )
     if stats is not None:
         stats["s_exact"] = round(stats.get("s_exact", 0.0) + time.perf_counter() - t1, 3)
-    assert out.height == n
     return out.cast(dict(RESULT_SCHEMA))
 
 

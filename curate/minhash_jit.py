@@ -469,6 +469,34 @@ if AVAILABLE:
             margin = 4.5 * np.sqrt(threshold * (1 - threshold) / k_eff) + 0.02
             keep[k] = same / bins >= threshold - margin
 
+    @numba.njit(cache=True)
+    def exact_groups(hashes, norm_len):
+        """``rep[i]``: the first row with row i's two hashes and length of the normalized text (an
+        open-addressing table of the rows met so far), -1 for a row without text (length 0)."""
+        n = len(norm_len)
+        bits = 4
+        while (1 << bits) < 2 * n:
+            bits += 1
+        mask = (1 << bits) - 1
+        slot_row = np.full(1 << bits, -1, dtype=np.int64)
+        rep = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            if norm_len[i] == 0:
+                rep[i] = -1
+                continue
+            k = np.int64((hashes[i, 0] * _u64(0x9E3779B97F4A7C15)) >> _u64(64 - bits))
+            while True:
+                x = slot_row[k]
+                if x < 0:
+                    slot_row[k] = i
+                    rep[i] = i
+                    break
+                if hashes[x, 0] == hashes[i, 0] and hashes[x, 1] == hashes[i, 1] and norm_len[x] == norm_len[i]:
+                    rep[i] = x
+                    break
+                k = (k + 1) & mask
+        return rep
+
     @numba.njit(cache=True, nogil=True)
     def _group(of, values, groups):
         """Counting sort: (start, out), ``out[start[g]:start[g+1]]`` the ``values`` of the entries
