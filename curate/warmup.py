@@ -27,7 +27,10 @@ def warm() -> dict[str, float]:
     from curate import dedupe
 
     rows = max(getattr(dedupe, "_JIT_MIN_ROWS", 0), 64)
-    texts = [f"row {i % 7} of a small warm-up corpus, kata {i % 5} dan kerana, é" for i in range(rows)]
+    # distinct rows (enough for the compiled near-duplicate pass: buckets, rounds, exact checks),
+    # near copies of one another, a few exact copies and non-ASCII rows
+    texts = [f"row {i // 2} of a small warm-up corpus, kata {i % 5} dan kerana{', é' if i % 3 else ''}"
+             for i in range(rows + 64)]
     dedupe.find_duplicates(pl.DataFrame({"text": texts}), "text")
     took["duplicates"] = time.perf_counter() - t
     return took
