@@ -78,8 +78,9 @@ def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run,
     config = CleanConfig.load(config_path, rules=rules, sets=sets, target_lang=target_lang)
     out = out_dir or Path(str(inp).rstrip("/") + ".clean-dry-run")
     if executor.is_ray:
-        from curate.executors.ray_clean import clean_dir_ray
+        from curate.executors.ray_clean import clean_dir_ray, warm_driver
 
+        warm_driver(config)  # overlaps Ray's start-up
         executor.connect(quiet=quiet)
         result = clean_dir_ray(inp, out, config, dry_run=dry_run, report_json=report_json,
                                fmt=None if fmt == "auto" else fmt)

@@ -31,6 +31,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -236,14 +237,18 @@ def _groups_on_driver(keys: pl.DataFrame, near: bool) -> tuple[pl.DataFrame, np.
     """``(members, candidates)`` from the keys of every kept row with a text (``_pos, _h1, _h2, _n``,
     ``_bk``): ``_pos, _rep`` (first row) of the rows in exact groups, and the positions of the
     groups' first rows that share an LSH band key with another one (:func:`curate.dedupe.shared_rows`)."""
-    g = ["_h1", "_h2", "_n"]
-    keys = keys.with_columns(pl.col(POS).min().over(g).alias("_rep"))
-    members = keys.filter(pl.len().over(g) > 1).select(POS, "_rep")
+    pos = keys[POS].to_numpy()
+    if len(pos) > 1 and not (np.diff(pos) > 0).all():
+        keys = keys.sort(POS)
+        pos = keys[POS].to_numpy()
+    first = dedupe.exact_group_firsts(keys["_h1"].to_numpy(), keys["_h2"].to_numpy(), keys["_n"].to_numpy())
+    multi = np.bincount(first, minlength=len(pos))[first] > 1
+    members = pl.DataFrame({POS: pos[multi], "_rep": pos[first[multi]]}, schema={POS: pl.Int64, "_rep": pl.Int64})
     cand = np.empty(0, dtype=np.int64)
     if near:
-        reps = keys.filter(pl.col(POS) == pl.col("_rep")).sort(POS)
-        if reps.height > 1:
-            cand = reps[POS].to_numpy()[dedupe.shared_rows(reps["_bk"].to_numpy())]
+        is_first = first == np.arange(len(pos))
+        if is_first.sum() > 1:
+            cand = pos[is_first][dedupe.shared_rows(keys.filter(pl.Series(is_first))["_bk"].to_numpy())]
     return members, cand
 
 
@@ -450,6 +455,18 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
         parts = [ray_data.write_part(schemas.empty(kind), Path(root), kind, 0)]
     entries = quarantined.sort(POS)["_q"].struct.unnest()
     return kind, stats, int(fin["_rows"].sum()), entries, parts
+
+
+def warm_driver(config: CleanConfig) -> threading.Thread | None:
+    """With a duplicate rule on, load the compiled kernels the driver runs in pass B (from numba's
+    cache, ~1 s of CPU) in a thread now, while Ray starts and pass A runs, not on pass B's path."""
+    if not _dup_rules(config):
+        return None
+    from curate import warmup
+
+    t = threading.Thread(target=warmup.warm_duplicates, name="curate-warm-duplicates")
+    t.start()
+    return t
 
 
 def clean_dir_ray(inp: str | Path | list, out: str | Path, config: CleanConfig | None = None, *,
