@@ -180,8 +180,10 @@ def test_fleet_spreads_requests_and_takes_a_failing_server_out(tmp_path):
         out = engine.run([Request(f"r{i}", [{"role": "user", "content": f"hello {i}"}]) for i in range(120)])
         assert all(r.ok for r in out)
         assert a.count > 20 and b.count > 20  # spread over the healthy ones
-        assert sick.count <= 3 + 2  # three failures in a row take a server out (60 s here); 2 were in flight
-        assert engine.stats.servers_taken_out == 2
+        # three failures in a row take a server out (60 s here), and nothing is sent to it after that;
+        # at most the other 7 of the 8 slots can have been on their way to it at that moment
+        assert sick.count <= 3 + 7
+        assert engine.stats.servers_taken_out == 2  # late failures of requests already sent don't count again
         assert engine.report()["endpoint"]["base_urls"] == [a.url, dead, b.url, sick.url]
 
 

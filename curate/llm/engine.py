@@ -860,6 +860,8 @@ class Engine:
 
     def _server_failed(self, server: _Server) -> None:
         server.failed += 1
+        if server.down_until > time.monotonic():
+            return  # a request sent before the server was taken out: it is out already
         server.streak += 1
         if len(self._servers) > 1 and server.streak >= self.config.server_fail_streak:
             server.down_until = time.monotonic() + self.config.server_cooldown * 2 ** min(server.outs, 5)
