@@ -126,21 +126,6 @@ if AVAILABLE:
         return (_mix(v, pre_salt) & _u64(0xFFFFFFFFFF)) if pre_mix else v
 
     @numba.njit(inline="always", cache=True)
-    def _insert(keys, stamps, v, stamp, bits):
-        """Put ``v`` in the open-addressing set of this ``stamp`` (slots of other stamps are empty):
-        True when it was not there yet."""
-        mask = (1 << bits) - 1
-        k = np.int64((_u64(v) * _u64(0x9E3779B97F4A7C15)) >> _u64(64 - bits))
-        while True:
-            if stamps[k] != stamp:
-                stamps[k] = stamp
-                keys[k] = v
-                return True
-            if keys[k] == v:
-                return False
-            k = (k + 1) & mask
-
-    @numba.njit(inline="always", cache=True)
     def _slot(keys, stamps, v, stamp, bits):
         """The slot of ``v`` in the open-addressing set of this ``stamp``, or -1."""
         mask = (1 << bits) - 1
@@ -288,7 +273,7 @@ if AVAILABLE:
                             if first[s] >= w0 and shared[s] != j:
                                 shared[s] = j
                                 inter += 1
-                        elif _insert(kb, sb, x, j, bits):
+                        elif _put(kb, sb, x, j, bits)[1]:
                             only += 1
                             # at most every remaining window shared: J <= (inter + left) / (size_a + only)
                             if (inter + tm - 1 - p) / (size_a + only) < threshold:

@@ -377,6 +377,16 @@ def test_compiled_sketch_equals_the_numpy_sketch(sft, monkeypatch, measure):
         assert np.array_equal(ref.lengths, got.lengths)
 
 
+def _numpy_and_compiled_verification(monkeypatch, pairs, texts):
+    """(numpy similarities, compiled similarities) of the pairs, for each character measure."""
+    for measure in ("char5", "char2", "char7"):
+        monkeypatch.setenv("CURATE_NO_JIT", "1")
+        ref = dedupe.verify(pairs, texts, measure)
+        monkeypatch.delenv("CURATE_NO_JIT")
+        monkeypatch.setattr(dedupe, "_JIT_MIN_ROWS", 0)
+        yield ref, dedupe.verify(pairs, texts, measure)
+
+
 def test_compiled_verification_equals_the_numpy_verification(sft, monkeypatch):
     """The compiled exact Jaccard (char measures, from 20k rows on) equals the numpy one on real
     rows: near copies, unrelated rows, texts shorter than a shingle and multi-byte characters."""
@@ -389,12 +399,7 @@ def test_compiled_verification_equals_the_numpy_verification(sft, monkeypatch):
     b = [rng.randrange(n) for _ in range(3000)] + [n - 2, n - 3, n - 4, n - 5]
     b[:len(base)] = [i + len(base) if i + len(base) < n else i for i in a[:len(base)]]
     pairs = pl.DataFrame({"a": a, "b": b}, schema={"a": pl.UInt32, "b": pl.UInt32})
-    for measure in ("char5", "char2", "char7"):
-        monkeypatch.setenv("CURATE_NO_JIT", "1")
-        ref = dedupe.verify(pairs, texts, measure)
-        monkeypatch.delenv("CURATE_NO_JIT")
-        monkeypatch.setattr(dedupe, "_JIT_MIN_ROWS", 0)
-        got = dedupe.verify(pairs, texts, measure)
+    for ref, got in _numpy_and_compiled_verification(monkeypatch, pairs, texts):
         assert (ref > 0.5).sum() > 100 and (ref < 0.3).sum() > 100  # both kinds of pair are there
         assert np.array_equal(ref, got)
 
@@ -551,12 +556,8 @@ def test_compiled_verification_of_near_copies_with_repeated_shingles(monkeypatch
     a = sorted(rng.randrange(n) for _ in range(1500))
     b = [x + n if rng.random() < 0.7 else rng.randrange(2 * n) for x in a]
     pairs = pl.DataFrame({"a": a, "b": b}, schema={"a": pl.UInt32, "b": pl.UInt32})
-    for measure in ("char5", "char2", "char7"):
-        monkeypatch.setenv("CURATE_NO_JIT", "1")
-        ref = dedupe.verify(pairs, texts, measure)
-        monkeypatch.delenv("CURATE_NO_JIT")
-        monkeypatch.setattr(dedupe, "_JIT_MIN_ROWS", 0)
-        assert np.array_equal(ref, dedupe.verify(pairs, texts, measure))
+    for ref, got in _numpy_and_compiled_verification(monkeypatch, pairs, texts):
+        assert np.array_equal(ref, got)
         assert (ref == 1.0).sum() > 50 and ((ref > 0.3) & (ref < 1.0)).sum() > 200
     from curate import minhash_jit
     from curate.arrow_text import utf8_buffers
