@@ -317,6 +317,13 @@ def main() -> None:
         corpus, truth = build(args.rows, args.seed, work)
         print(f"built {args.rows:,} rows in {time.perf_counter() - t0:.1f} s "
               f"({corpus.stat().st_size / 1e6:.0f} MB): {corpus}", flush=True)
+    # numba's kernels compiled and cached outside the timed runs, as ``make install`` does for a user
+    # (``python -m curate.warmup``): a run just after a change of a kernel's source would otherwise
+    # count its compilation (~5 s of the 1M clean's near_duplicate after a change of minhash_jit.py)
+    warm = subprocess.run([PY, "-m", "curate.warmup"], cwd=Path(CURATE).parent, capture_output=True, text=True)
+    if warm.returncode != 0:
+        sys.exit(f"curate.warmup failed: {warm.stderr.strip().splitlines()[-1:]}")
+    print(warm.stdout.strip(), flush=True)
     load0 = os.getloadavg()
     runs = [timed([PY, "-c", FLOOR, str(corpus), str(work / "floor.jsonl")], "polars floor: read JSONL + write JSONL")]
     print(runs[-1], flush=True)
