@@ -341,13 +341,19 @@ def _probe(num_perm: int, attempt: int, seed: int) -> np.ndarray:
     return (h & np.uint64(num_perm - 1)).astype(np.int64)
 
 
+def _band_init(bands: int, seed: int) -> np.ndarray:
+    """Each LSH band's starting hash, before its bins are folded in: the same for the numpy path
+    (:func:`band_keys`) and every compiled pass, so their band keys agree."""
+    return np.array([(seed * 0x9E3779B97F4A7C15 + j * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+                     for j in range(bands)], dtype=np.uint64)
+
+
 def band_keys(sig: np.ndarray, bands: int, r: int, seed: int = 0) -> np.ndarray:
     """(n, bands) uint32 key of each band; band j hashes bins j, j+b, j+2b, ... (no two neighbours)."""
     n = sig.shape[0]
     grid = sig[:, : bands * r].reshape(n, r, bands)  # grid[:, i, j] = bin i * bands + j
     h = np.empty((n, bands), dtype=np.uint64)
-    h[:] = np.array([(seed * 0x9E3779B97F4A7C15 + j * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-                     for j in range(bands)], dtype=np.uint64)
+    h[:] = _band_init(bands, seed)
     for i in range(r):
         h ^= grid[:, i, :]
         h *= _M1
@@ -381,8 +387,7 @@ def sketch(texts: pl.Series, *, threshold: float = 0.8, num_perm: int = DEFAULT_
     jit = _jit() if n >= _JIT_MIN_ROWS else None
     unit, width = parse_measure(measure)
     bits = int(math.log2(num_perm))
-    band_init = np.array([(seed * 0x9E3779B97F4A7C15 + j * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-                          for j in range(bands)], dtype=np.uint64)
+    band_init = _band_init(bands, seed)
 
     def span(s: int) -> None:  # numpy and the compiled kernels release the GIL: spans run in parallel
         part = texts.slice(s, _SPAN_ROWS)
@@ -845,17 +850,14 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
     lengths = np.empty(m, dtype=np.int64)
     hashes = np.empty((n, 2), dtype=np.uint64)
     norm_len = np.empty(n, dtype=np.int64)
-    band_init = np.array([(seed * 0x9E3779B97F4A7C15 + j * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-                          for j in range(bands)], dtype=np.uint64)
     expr = (pl.col(text) if isinstance(text, str) else text).cast(pl.String).fill_null("")
     source = df.select(expr.meta.root_names() or df.columns)  # rows gathered later: only the columns read
-
 
     def sketch_span(part: pl.DataFrame, out: tuple, start: int, with_sketch: bool) -> int:
         """normalize_sketch of the rows of ``part`` into ``out`` (keys, est, lengths, hashes,
         norm_len) from row ``start`` on."""
         return _normalize_sketch(jit, part.select(expr.alias("t"))["t"], out, start, with_sketch,
-                                 width=width, seed=seed, bits=bits, band_init=band_init, bands=bands, r=r)
+                                 width=width, seed=seed, bits=bits, bands=bands, r=r)
 
     def span(s: int) -> None:
         done = sketch_span(df.slice(s, _SPAN_ROWS), (keys, no_est, lengths, hashes, norm_len), s, near)
@@ -926,7 +928,7 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
 
 
 def _normalize_sketch(jit, texts: pl.Series, out: tuple, start: int, with_sketch: bool, *, width: int, seed: int,
-                      bits: int, band_init: np.ndarray, bands: int, r: int) -> int:
+                      bits: int, bands: int, r: int) -> int:
     """The compiled normalize + sketch pass over ``texts`` (raw row texts, not null) into ``out``
     (keys, est, lengths, hashes, norm_len) from row ``start`` on: the pass skips the rows holding
     non-ASCII bytes, which go through :func:`normalize` (Unicode case folding and separators) and
@@ -934,7 +936,7 @@ def _normalize_sketch(jit, texts: pl.Series, out: tuple, start: int, with_sketch
     data, offsets = utf8_buffers(texts)
     wide = np.zeros(len(texts), dtype=bool)
     args = (_WORD_BYTES, width, width > 5, np.uint64(_salt(77)), np.uint64(_salt(seed)), bits,
-            np.uint64(_salt(seed + 1)), band_init, bands, r, *out, with_sketch)
+            np.uint64(_salt(seed + 1)), _band_init(bands, seed), bands, r, *out, with_sketch)
     jit.normalize_sketch(data, offsets, np.arange(start, start + len(texts), dtype=np.int64), wide, *args)
     if wide.any():
         at = np.flatnonzero(wide)
@@ -972,10 +974,8 @@ def row_keys(texts: pl.Series, *, threshold: float = 0.8, near: bool = True, num
     m = n if near else 0
     out = (np.empty((m, bands), dtype=np.uint32), np.empty((m, 0), dtype=np.uint8), np.empty(m, dtype=np.int64),
            np.empty((n, 2), dtype=np.uint64), np.empty(n, dtype=np.int64))
-    band_init = np.array([(seed * 0x9E3779B97F4A7C15 + j * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-                          for j in range(bands)], dtype=np.uint64)
     _normalize_sketch(jit, texts, out, 0, near, width=width, seed=seed, bits=int(math.log2(num_perm)),
-                      band_init=band_init, bands=bands, r=r)
+                      bands=bands, r=r)
     return RowKeys(out[3], out[4], out[0] if near else None)
 
 
