@@ -7,8 +7,14 @@
    refusals, ...) ingested once; then, each as a whole process timed from outside: the polars floor
    (read the parquet dataset, write it again), ``curate clean`` local and ``curate clean --executor
    ray`` (which starts a local Ray instance on this machine's cores: the figure includes Ray's
-   start-up). The Ray output is checked to be the local output (rows, quarantine bytes, report
-   figures). Ratio = Ray / local (target <= 1.5 on this 2-core machine).
+   start-up: what a laptop user pays per command), then ``curate clean --executor ray --ray-address``
+   against a Ray head started once before, outside the timing (``ray start --head`` with the CPUs
+   and worker settings of the instance curate starts itself: what a cluster user pays per command).
+   The local run and the cold Ray run happen while no head is up (an idle head takes CPU too); the
+   attached run's CPU and memory include the head's processes (their CPU during the run). Both Ray
+   outputs are checked to be the local output (rows, quarantine entries, report figures). Ratio =
+   Ray / local (target <= 1.5 on this 2-core machine). The ingested corpus is kept under
+   ``bench/out/scale_<rows>`` and reused.
 2. **translate**: ``curate translate --executor ray`` through loopback OpenAI-compatible servers that
    each answer one request at a time (``--server-ms`` per request, like a saturated model server),
    first one server, then two (``--base-url`` twice): requests per second of each, and the speed-up.
@@ -19,6 +25,7 @@ The machine is shared: the load average is printed beside every figure; quote ra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -99,11 +106,16 @@ def _sample(pids: list[int], cpu: dict[int, float], titles: dict[int, str] | Non
     return mem
 
 
-def timed(cmd: list[str], label: str, env: dict | None = None) -> dict:
+def timed(cmd: list[str], label: str, env: dict | None = None, head: "Head | None" = None) -> dict:
     """Wall seconds, CPU seconds and peak memory of a whole process tree (Ray's workers included: the
     command waits for them). Memory is the tree's PSS sampled from /proc every 0.5 s; CPU the larger
     of the samples' sum (the last half second of a short-lived worker may be missed) and ``os.wait4``
-    (the command's own process and the children it reaped)."""
+    (the command's own process and the children it reaped). With ``head`` (a Ray head the command
+    attaches to), the head's processes count too: their CPU during the run (what they had used
+    before is subtracted) and their memory."""
+    before: dict[int, float] = {}
+    if head is not None:
+        _sample(head.pids(), before)
     t0 = time.perf_counter()
     loads = [os.getloadavg()[0]]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or ENV)
@@ -116,7 +128,8 @@ def timed(cmd: list[str], label: str, env: dict | None = None) -> dict:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        peak = max(peak, _sample(_tree(proc.pid), cpu, titles))
+        pids = _tree(proc.pid) + (head.pids() if head is not None else [])
+        peak = max(peak, _sample(pids, cpu, titles))
         err += proc.stderr.read() or b""
         loads.append(os.getloadavg()[0])
         time.sleep(0.5)
@@ -125,6 +138,9 @@ def timed(cmd: list[str], label: str, env: dict | None = None) -> dict:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{label} failed ({code}):\n{err.decode(errors='replace')[-3000:]}")
+    if head is not None:
+        _sample(head.pids(), cpu)
+        cpu = {p: c - before.get(p, 0.0) for p, c in cpu.items()}
     cpu_s = max(sum(cpu.values()), usage.ru_utime + usage.ru_stime)
     peak_mb = peak / 2**20  # not ru_maxrss: a forked child starts with this (big) process's RSS
     load_s = f"load {min(loads):.1f}-{max(loads):.1f}"
@@ -141,6 +157,84 @@ def timed(cmd: list[str], label: str, env: dict | None = None) -> dict:
             "cpu_by_process": {t: [round(c, 1), n] for c, n, t in top}}
 
 
+class Head:
+    """A Ray head started once with ``ray start --head``, outside any timing: a cluster that is
+    already up, as a cluster user has it. Its settings are those of the local instance ``curate``
+    starts itself (this machine's CPUs, Ray's default object store and memory, the same
+    ``_system_config``: ``ray_session.local_instance_kwargs``). Its processes are this process's
+    children (a child subreaper: ``ray start`` daemonizes them), so they are counted by pid and
+    stopped by pid (never ``ray stop``, which stops every Ray on the machine)."""
+
+    def __init__(self, cpus: int):
+        import ctypes
+        import socket
+
+        from curate.executors.ray_session import local_instance_kwargs
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.temp = tempfile.mkdtemp(prefix="rayhead-", dir="/tmp")  # short: Ray's socket paths live here
+        self.address = f"127.0.0.1:{port}"
+        system = local_instance_kwargs(num_cpus=cpus)["_system_config"]
+        # Ray's token authentication (on by default since Ray 2.5x when ~/.ray/auth_token exists): a
+        # driver given an explicit address sends the token only with RAY_AUTH_MODE=token
+        self.env = {**ENV, "RAY_AUTH_MODE": "token"}
+        mine = set(_tree(os.getpid()))
+        t0 = time.perf_counter()
+        done = subprocess.run([str(Path(PY).with_name("ray")), "start", "--head", "--node-ip-address=127.0.0.1",
+                               f"--port={port}", f"--num-cpus={cpus}",
+                               "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp}",
+                               "--system-config=" + json.dumps(system)],
+                              env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.roots = [p for p in _tree(os.getpid()) if p not in mine]
+        if done.returncode != 0:
+            self.stop()
+            raise SystemExit(f"ray start --head failed:\n{done.stderr.decode(errors='replace')[-2000:]}")
+        time.sleep(3)  # let the new head settle (its first workers start) before anything is timed
+        print(f"  Ray head up at {self.address} in {time.perf_counter() - t0:.1f} s (not timed): "
+              f"{len(self.pids())} processes, {cpus} CPUs", flush=True)
+
+    def pids(self) -> list[int]:
+        return sorted({p for r in self.roots for p in _tree(r) if os.path.exists(f"/proc/{p}")})
+
+    def stop(self) -> None:
+        import shutil
+        import signal
+
+        for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+            pids = self.pids()
+            for p in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, sig)
+            end = time.time() + wait
+            while time.time() < end and _reap(self.pids()):
+                time.sleep(0.2)
+        _reap(self.pids())
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def _reap(pids: list[int]) -> list[int]:
+    """Collect the exit status of those of ``pids`` that are this process's children and have
+    exited; return those still running."""
+    alive = []
+    for p in pids:
+        try:
+            got, _ = os.waitpid(p, os.WNOHANG)
+        except ChildProcessError:  # not our child: alive while /proc has it (and it is not a zombie)
+            try:
+                with open(f"/proc/{p}/stat") as fh:
+                    if fh.read().rsplit(")", 1)[1].split()[0] != "Z":
+                        alive.append(p)
+            except OSError:
+                pass
+            continue
+        if got == 0:
+            alive.append(p)
+    return alive
+
+
 def strip(obj):
     if isinstance(obj, dict):
         return {k: strip(v) for k, v in obj.items() if k not in ("seconds", "engine_seconds", "input", "output")}
@@ -149,7 +243,7 @@ def strip(obj):
     return obj
 
 
-def same_output(a: Path, b: Path) -> bool:
+def same_output(a: Path, b: Path, label: str) -> bool:
     from curate import io
 
     fa, fb = io.read_input(a).collect(), io.read_input(b).collect()
@@ -158,34 +252,68 @@ def same_output(a: Path, b: Path) -> bool:
 
     quarantine = qfile.read(a / qfile.NAME) == qfile.read(b / qfile.NAME)
     report = strip(json.loads((a / "report.json").read_text())) == strip(json.loads((b / "report.json").read_text()))
-    print(f"  Ray output == local output: rows {rows}, quarantine {quarantine}, report {report}", flush=True)
+    print(f"  {label} output == local output: rows {rows}, quarantine {quarantine}, report {report}", flush=True)
     return rows and quarantine and report
 
 
-def bench_clean(rows: int, work: Path) -> dict:
+def corpus(rows: int) -> Path:
+    """The ingested corpus of ``rows`` rows (bench/clean.py's synthetic Alpaca rows with injected
+    issues), built and ingested once under ``bench/out/scale_<rows>`` and reused."""
     from clean import build  # bench/clean.py: the synthetic corpus with injected issues
 
-    src, _truth = build(rows, 13, work)
-    norm = work / "normalized"
-    timed([CURATE, "ingest", str(src), "-o", str(norm), "-q"], "ingest (setup)")
+    keep = ROOT / "bench" / "out" / f"scale_{rows}"
+    norm = keep / "normalized"
+    if not (norm / "manifest.json").exists():
+        src, _truth = build(rows, 13, keep)
+        timed([CURATE, "ingest", str(src), "-o", str(norm), "-q"], "ingest (setup)")
+        src.unlink()
+    else:
+        print(f"  corpus: {norm} (kept from an earlier run)", flush=True)
+    return norm
+
+
+def _passes(out: Path, label: str) -> dict:
+    passes = {k: v for k, v in json.loads((out / "report.json").read_text())["engine_seconds"].items()
+              if k.startswith("ray_")}
+    print(f"  {label} passes (wall s, kinds overlap): " + ", ".join(f"{k[4:]} {v}" for k, v in passes.items()),
+          flush=True)
+    return passes
+
+
+def bench_clean(rows: int, work: Path, attached: bool = True) -> dict:
+    norm = corpus(rows)
+    work.mkdir(parents=True, exist_ok=True)
+    clean = [CURATE, "clean", str(norm), "--target-lang", "any", "-q"]
     floor = timed([PY, "-c", "import polars as pl, sys; pl.scan_parquet(sys.argv[1] + '/*.parquet')"
                    ".sink_parquet(sys.argv[2])", str(norm), str(work / "floor.parquet")], "polars floor (read+write)")
-    local = timed([CURATE, "clean", str(norm), "-o", str(work / "local"), "--target-lang", "any", "-q"], "clean local")
-    ray = timed([CURATE, "clean", str(norm), "-o", str(work / "ray"), "--target-lang", "any", "-q",
-                 "--executor", "ray"], "clean --executor ray")
-    ok = same_output(work / "local", work / "ray")
-    passes = {k: v for k, v in json.loads((work / "ray" / "report.json").read_text())["engine_seconds"].items()
-              if k.startswith("ray_")}
-    ray["passes"] = passes
-    print("  Ray passes (wall s, kinds overlap): " + ", ".join(f"{k[4:]} {v}" for k, v in passes.items()), flush=True)
+    local = timed([*clean, "-o", str(work / "local")], "clean local")
+    ray = timed([*clean, "-o", str(work / "ray"), "--executor", "ray"], "clean --executor ray (cold)")
+    ok = same_output(work / "local", work / "ray", "Ray (cold)")
+    ray["passes"] = _passes(work / "ray", "Ray (cold)")
     dedup = {r["code"]: r["seconds"] for r in json.loads((work / "local" / "report.json").read_text())["rules"]
              if r["code"] in ("exact_duplicate", "near_duplicate")}
     local["dedupe_seconds"] = dedup
     print(f"  local duplicate rules: {dedup}", flush=True)
+    out = {"rows": rows, "floor": floor, "local": local, "ray": ray}
     ratio = ray["seconds"] / local["seconds"]
-    print(f"  ratio Ray / local = {ratio:.2f} (target <= 1.5); local / floor = {local['seconds'] / floor['seconds']:.1f}",
-          flush=True)
-    return {"rows": rows, "floor": floor, "local": local, "ray": ray, "ratio": round(ratio, 2), "identical": ok}
+    print(f"  ratio Ray (cold) / local = {ratio:.2f} wall, {ray['cpu_seconds'] / local['cpu_seconds']:.2f} CPU "
+          f"(target <= 1.5); local / floor = {local['seconds'] / floor['seconds']:.1f}", flush=True)
+    out["ratio"] = round(ratio, 2)
+    if attached:
+        head = Head(os.cpu_count() or 1)
+        try:
+            att = timed([*clean, "-o", str(work / "ray_attached"), "--executor", "ray", "--ray-address", head.address],
+                        "clean --executor ray (attached)", env=head.env, head=head)
+        finally:
+            head.stop()
+        ok = same_output(work / "local", work / "ray_attached", "Ray (attached)") and ok
+        att["passes"] = _passes(work / "ray_attached", "Ray (attached)")
+        ratio_att = att["seconds"] / local["seconds"]
+        print(f"  ratio Ray (attached to a running head) / local = {ratio_att:.2f} wall, "
+              f"{att['cpu_seconds'] / local['cpu_seconds']:.2f} CPU (target <= 1.5)", flush=True)
+        out.update(ray_attached=att, ratio_attached=round(ratio_att, 2))
+    out["identical"] = ok
+    return out
 
 
 def bench_translate(n: int, work: Path, server_ms: float) -> dict:
@@ -246,13 +374,14 @@ def main() -> None:
     ap.add_argument("--server-ms", type=float, default=20.0, help="loopback server time per request")
     ap.add_argument("--work", type=Path, default=None, help="work directory (default: a temp dir, removed)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--no-attached", action="store_true", help="clean: skip the run against a Ray head started before")
     args = ap.parse_args()
     figures = {"cpus": os.cpu_count(), "load_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.work) as tmp:
         work = Path(tmp)
         if args.rows:
             print(f"clean, {args.rows:,} rows, {os.cpu_count()} cores", flush=True)
-            figures["clean"] = bench_clean(args.rows, work / "clean")
+            figures["clean"] = bench_clean(args.rows, work / "clean", attached=not args.no_attached)
         if args.translate:
             print(f"translate, {args.translate:,} rows", flush=True)
             figures["translate"] = bench_translate(args.translate, work / "translate", args.server_ms)
