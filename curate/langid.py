@@ -560,26 +560,32 @@ class _Detector:
                 return UND
             n = len(words)
         if n_fam >= _FAMILY_SHARE * n and n_fam >= 2 * n_en:
-            return self._msid(score, (n_fam + 1) / (n_fam + n_en + 2) * _length_factor(n))
+            return _msid(score, (n_fam + 1) / (n_fam + n_en + 2) * _length_factor(n))
         if n_en >= _FAMILY_SHARE * n and n_en >= 2 * n_fam:
             return "en", round((n_en + 1) / (n_fam + n_en + 2) * _length_factor(n), 3)
         return _Pending(text, score, n)
 
     def finish(self, pending: _Pending, guess: tuple[str, float, float]) -> tuple[str, float]:
         """The decision for a text the cheap steps left to lingua, from lingua's ``guess``."""
-        label, conf, p_ms = guess
-        conf *= _length_factor(pending.n)
-        if label not in ("ms", "id"):
-            return label, round(conf, 3)
-        if abs(pending.score - self.scorer.bias) < 1e-9:  # no informative word: trust lingua
-            return ("ms" if p_ms >= 0.5 else "id"), round(conf * max(p_ms, 1 - p_ms), 3)
-        return self._msid(pending.score, conf)
+        return _finish(pending, guess, self.scorer.bias)
 
-    @staticmethod
-    def _msid(score: float, fam_conf: float) -> tuple[str, float]:
-        p = _sigmoid(score)
-        label = "ms" if p >= 0.5 else "id"
-        return label, round(fam_conf * max(p, 1 - p), 3)
+
+def _finish(pending: _Pending, guess: tuple[str, float, float], bias: float) -> tuple[str, float]:
+    """The decision for a text the cheap steps left to lingua, from lingua's ``guess`` (``bias``:
+    the ms/id scorer's, the score of a text without an informative word)."""
+    label, conf, p_ms = guess
+    conf *= _length_factor(pending.n)
+    if label not in ("ms", "id"):
+        return label, round(conf, 3)
+    if abs(pending.score - bias) < 1e-9:  # no informative word: trust lingua
+        return ("ms" if p_ms >= 0.5 else "id"), round(conf * max(p_ms, 1 - p_ms), 3)
+    return _msid(pending.score, conf)
+
+
+def _msid(score: float, fam_conf: float) -> tuple[str, float]:
+    p = _sigmoid(score)
+    label = "ms" if p >= 0.5 else "id"
+    return label, round(fam_conf * max(p, 1 - p), 3)
 
 
 @lru_cache(maxsize=1)
@@ -652,7 +658,7 @@ def start_detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bo
         return lambda: frame
     from curate.arrow_text import utf8_buffers
 
-    det = _default_detector()
+    bias = _jit_tables()[3]
     cut = series.fill_null("") if series.null_count() else series
     if len(cut) and (cut.str.len_bytes().max() or 0) > _MAX_CHARS:  # type: ignore[operator]
         cut = cut.str.slice(0, _MAX_CHARS)
@@ -671,7 +677,7 @@ def start_detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bo
     for i in np.flatnonzero(code == jit.PENDING).tolist():
         late[i] = _Pending(cleaned[i] if i in cleaned else cut[i], float(score[i]), int(nwords[i]))
     for i in np.flatnonzero(code == jit.PY).tolist():
-        late[i] = det.cheap(series[i])
+        late[i] = _default_detector().cheap(series[i])
     pending = [i for i, r in late.items() if isinstance(r, _Pending)]
     guesses: Callable[[], list[tuple[str, float, float]]] | None = None
     if pending and fallback:
@@ -685,7 +691,7 @@ def start_detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bo
         if guesses is not None:
             guess = dict(zip(distinct, guesses()))  # repeated labels and headings: once each
             for i in pending:
-                late[i] = det.finish(late[i], guess[late[i].text])  # type: ignore[arg-type,union-attr]
+                late[i] = _finish(late[i], guess[late[i].text], bias)  # type: ignore[arg-type,union-attr]
         if late:
             idx = list(late)
             lang = lang.scatter(idx, [late[i][0] for i in idx])  # type: ignore[index]
@@ -703,8 +709,7 @@ def _scan(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
 
     n = len(offsets) - 1
     out = np.empty(n, np.int8), np.empty(n), np.empty(n), np.empty(n, np.int64), np.empty(n, np.bool_)
-    flags, lower, table = _jit_tables()
-    bias = _default_scorer().bias
+    flags, lower, table, bias = _jit_tables()
 
     def part(a: int, b: int) -> None:
         jit.scan(data, offsets[a:b + 1], flags, lower, *table, bias, _FAMILY_SHARE, *(x[a:b] for x in out))
@@ -737,13 +742,24 @@ def _round3(x: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _jit_tables():
-    """Code point tables and the vocabulary table of the default scorer, for :func:`curate.langid_jit.scan`."""
+    """Code point tables, the vocabulary table of the default scorer and its bias, for
+    :func:`curate.langid_jit.scan`. The vocabulary table is kept on disk (its key: this module, the
+    kernel's and the data files, what it is built from), so a process loads it instead of building
+    it (~0.5 s)."""
     from curate import langid_jit as jit
 
     flags, lower = jit.char_tables(_LATIN.pattern, _HANGUL.pattern, _CJK.pattern)
-    weights = _default_scorer().weights
-    fam, eng = _family_words()
-    return flags, lower, jit.word_table(sorted(set(weights) | fam | eng), weights, fam, eng)
+
+    def build() -> dict[str, np.ndarray]:
+        weights = _default_scorer().weights
+        fam, eng = _family_words()
+        slots, _, key_cp = jit.word_table(sorted(set(weights) | fam | eng), weights, fam, eng)
+        return {"slots": slots, "key_cp": key_cp, "bias": np.array([_default_scorer().bias])}
+
+    sources = (Path(__file__), Path(jit.__file__), _LEXICON_PATH, _VOCAB_PATH, _MODEL_PATH)
+    saved = jit.cached_arrays("langid_words", b"\0".join(p.read_bytes() for p in sources), build)
+    slots = jit.aligned_slots(saved["slots"])
+    return flags, lower, (slots, slots.view(np.float64), saved["key_cp"]), float(saved["bias"][0])
 
 
 def _detect_column_per_text(values: list[str | None], fallback: bool) -> pl.DataFrame:

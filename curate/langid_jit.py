@@ -10,8 +10,9 @@ its verdicts are identical (``tests/test_langid.py`` compares both paths):
 
 * code points are classified by tables built from Python's own ``re`` classes (``[^\\W\\d_]``
   letters, ``\\s``, ``\\w``, the Latin/Hangul/CJK ranges of ``langid``) and ``str.lower``/``islower``;
-* words are looked up in an open-addressing table of the lower-cased vocabulary (exact comparison
-  of the code points after a 64-bit hash);
+* words are looked up in an open-addressing table of the lower-cased vocabulary: a word of at most
+  8 ASCII letters (most words) by its bytes packed in a 64-bit integer, any other by a 64-bit hash
+  and then an exact comparison of its code points;
 * a mid-sentence ``Anda`` becomes the pseudo-word ``andacap`` by the same rule as ``langid._ANDA_MID``.
 
 What the kernel cannot reproduce it hands back (code :data:`PY`): a word holding a letter whose
@@ -30,6 +31,7 @@ import sys
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -55,24 +57,32 @@ def char_tables(latin: str, hangul: str, cjk: str) -> tuple[np.ndarray, np.ndarr
     """(flags per code point, lower case per code point) from Python's own ``re`` classes and
     ``str`` methods; ``latin``/``hangul``/``cjk`` are langid's character classes. Building them takes
     ~0.3 s, so they are kept beside numba's cache (keyed by the Unicode version and the classes)."""
-    key = hashlib.blake2b(repr((sys.version_info[:2], unicodedata.unidata_version, latin, hangul, cjk,
-                                _TABLES_VERSION)).encode(), digest_size=6).hexdigest()
-    path = Path(__file__).with_name("__pycache__") / f"langid_chars.{key}.npz"
+    key = repr((sys.version_info[:2], unicodedata.unidata_version, latin, hangul, cjk, _TABLES_VERSION)).encode()
+    saved = cached_arrays("langid_chars", key, lambda: dict(zip(("flags", "lower"), _build_char_tables(
+        latin, hangul, cjk))))
+    return saved["flags"], saved["lower"]
+
+
+def cached_arrays(name: str, key: bytes, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """``build()``'s arrays, kept beside numba's cache in a file named for ``name`` and a hash of
+    ``key`` (what they are built from): later processes load them instead of building them again."""
+    digest = hashlib.blake2b(key, digest_size=8).hexdigest()
+    path = Path(__file__).with_name("__pycache__") / f"{name}.{digest}.npz"
     try:
         with np.load(path) as saved:
-            return saved["flags"], saved["lower"]
+            return {k: saved[k] for k in saved.files}
     except (OSError, KeyError, ValueError):
         pass
-    flags, lower = _build_char_tables(latin, hangul, cjk)
+    arrays = build()
     try:  # atomic: a concurrent process reads a whole file or none
         path.parent.mkdir(exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         with open(tmp, "wb") as fh:
-            np.savez(fh, flags=flags, lower=lower)
+            np.savez(fh, **arrays)
         os.replace(tmp, path)
     except OSError:  # a read-only install: built again next time
         pass
-    return flags, lower
+    return arrays
 
 
 def _build_char_tables(latin: str, hangul: str, cjk: str) -> tuple[np.ndarray, np.ndarray]:
@@ -96,9 +106,12 @@ def _build_char_tables(latin: str, hangul: str, cjk: str) -> tuple[np.ndarray, n
 
 
 def word_table(words: list[str], weights: dict[str, float], fam: frozenset[str], eng: frozenset[str]):
-    """The vocabulary as arrays for :func:`scan`: an open-addressing table of 3 words per slot (the
-    key's hash, its weight, and its place, length and English / ms-id flags, see :func:`_build`),
-    the same table seen as floats, and the keys' code points."""
+    """The vocabulary as arrays for :func:`scan`: an open-addressing table of 32-byte slots (one
+    cache line holds two: a looked-up word touches one line), the same table seen as floats, and the
+    keys' code points. A slot holds the key, the weight and the key's place, length and flags (see
+    :func:`_build`). A word of at most 8 ASCII letters is its own key (its bytes packed in a 64-bit
+    integer: no hash, no comparison of code points); a longer or non-ASCII word is keyed by a 64-bit
+    hash and its code points are compared on a match."""
     cps = [np.frombuffer(w.encode("utf-32-le"), dtype=np.int32) for w in words]
     offsets = np.zeros(len(words) + 1, np.int64)
     np.cumsum([len(c) for c in cps], out=offsets[1:])
@@ -107,16 +120,30 @@ def word_table(words: list[str], weights: dict[str, float], fam: frozenset[str],
     is_en = np.array([w in eng for w in words], np.bool_)
     is_fam = np.array([w in fam for w in words], np.bool_)
     size = 1 << max(4, (2 * len(words)).bit_length())
-    slots = np.zeros(3 * size, np.uint64)
-    slot_w = slots.view(np.float64)  # the same memory: a slot's weight sits beside its hash
-    _build(key_cp, offsets, weight, is_en, is_fam, slots, slot_w)
-    return slots, slot_w, key_cp
+    slots = aligned_slots(np.zeros(_SLOT * size, np.uint64))
+    _build(key_cp, offsets, weight, is_en, is_fam, slots, slots.view(np.float64))
+    return slots, slots.view(np.float64), key_cp
+
+
+_SLOT = 4  # 64-bit words per slot (32 bytes)
+
+
+def aligned_slots(slots: np.ndarray) -> np.ndarray:
+    """``slots`` in memory aligned to 64 bytes (a slot never straddles two cache lines)."""
+    if slots.ctypes.data % 64 == 0:
+        return slots
+    raw = np.empty(len(slots) + 8, np.uint64)
+    start = (-raw.ctypes.data % 64) // 8
+    out = raw[start:start + len(slots)]
+    out[:] = slots
+    return out
 
 
 if AVAILABLE:
     _u64 = numba.types.uint64
     _FNV_INIT = 0xCBF29CE484222325
     _FNV_PRIME = 0x100000001B3
+    _GOLD = 0x9E3779B97F4A7C15
 
     @numba.njit(inline="always", cache=True)
     def _step(h, cp):
@@ -129,40 +156,75 @@ if AVAILABLE:
     _USED = 1 << 63
     _EN = 1 << 62
     _FAM = 1 << 61
+    _PACKED = 1 << 60
+    _ANDACAP = sum(ord(ch) << (8 * k) for k, ch in enumerate("andacap"))  # the pseudo-word, packed
+
+    @numba.njit(inline="always", cache=True)
+    def _geometry(slots):
+        """(shift, mask) of a table of 2**k slots: a key's first slot is the top k bits of a
+        multiplicative hash (``(key * GOLD) >> shift``)."""
+        n = len(slots) // _SLOT
+        bits = 0
+        while (1 << bits) < n:
+            bits += 1
+        return _u64(64 - bits), _u64(n - 1)
 
     @numba.njit(cache=True)
     def _build(key_cp, offsets, weight, is_en, is_fam, slots, slot_w):
-        """Slot ``s`` (linear probing): ``slots[3s]`` the key's hash, ``slot_w[3s+1]`` its weight,
-        ``slots[3s+2]`` used/English/ms-id bits, its length (bits 32-47) and its first code point's
-        place in ``key_cp`` (bits 0-31)."""
-        mask = _u64(len(slots) // 3 - 1)
+        """Slot ``s`` (linear probing): ``slots[4s]`` the key (packed ASCII or hash, see
+        :func:`word_table`), ``slot_w[4s+1]`` its weight, ``slots[4s+2]`` used/English/ms-id/packed
+        bits, its length (bits 32-47) and its first code point's place in ``key_cp`` (bits 0-31)."""
+        shift, mask = _geometry(slots)
         for k in range(len(offsets) - 1):
-            h = _u64(_FNV_INIT)
-            for i in range(offsets[k], offsets[k + 1]):
-                h = _step(h, key_cp[i])
-            h = _final(h)
-            s = h & mask
-            while slots[3 * s + 2] != 0:
+            n = offsets[k + 1] - offsets[k]
+            packed = n <= 8
+            key = _u64(0)
+            for i in range(n):
+                cp = key_cp[offsets[k] + i]
+                if cp >= 128 or cp == 0:
+                    packed = False
+                elif i < 8:
+                    key |= _u64(cp) << _u64(8 * i)
+            if not packed:
+                h = _u64(_FNV_INIT)
+                for i in range(offsets[k], offsets[k + 1]):
+                    h = _step(h, key_cp[i])
+                key = _final(h)
+            s = (key * _u64(_GOLD)) >> shift
+            while slots[_SLOT * s + 2] != 0:
                 s = (s + _u64(1)) & mask
-            slots[3 * s] = h
-            slot_w[3 * s + 1] = weight[k]
-            info = _u64(_USED) | (_u64(offsets[k + 1] - offsets[k]) << _u64(32)) | _u64(offsets[k])
+            slots[_SLOT * s] = key
+            slot_w[_SLOT * s + 1] = weight[k]
+            info = _u64(_USED) | (_u64(n) << _u64(32)) | _u64(offsets[k])
+            if packed:
+                info |= _u64(_PACKED)
             if is_en[k]:
                 info |= _u64(_EN)
             if is_fam[k]:
                 info |= _u64(_FAM)
-            slots[3 * s + 2] = info
+            slots[_SLOT * s + 2] = info
 
     @numba.njit(inline="always", cache=True)
-    def _find(buf, n, h, slots, key_cp):
-        """The slot (``3s``) of the key equal to ``buf[:n]`` (hash ``h``), or -1."""
-        mask = _u64(len(slots) // 3 - 1)
-        s = h & mask
+    def _find_packed(key, slots, shift, mask):
+        """The slot (``4s``) of the packed ASCII word ``key``, or -1."""
+        s = (key * _u64(_GOLD)) >> shift
         while True:
-            info = slots[3 * s + 2]
+            info = slots[_SLOT * s + 2]
             if info == 0:
                 return -1
-            if slots[3 * s] == h and ((info >> _u64(32)) & _u64(0xFFFF)) == n:
+            if slots[_SLOT * s] == key and (info & _u64(_PACKED)):
+                return _SLOT * s
+            s = (s + _u64(1)) & mask
+
+    @numba.njit(inline="always", cache=True)
+    def _find(buf, n, h, slots, key_cp, shift, mask):
+        """The slot (``4s``) of the hashed key equal to ``buf[:n]`` (hash ``h``), or -1."""
+        s = (h * _u64(_GOLD)) >> shift
+        while True:
+            info = slots[_SLOT * s + 2]
+            if info == 0:
+                return -1
+            if slots[_SLOT * s] == h and not (info & _u64(_PACKED)) and ((info >> _u64(32)) & _u64(0xFFFF)) == n:
                 o = info & _u64(0xFFFFFFFF)
                 same = True
                 for i in range(n):
@@ -170,7 +232,7 @@ if AVAILABLE:
                         same = False
                         break
                 if same:
-                    return 3 * s
+                    return _SLOT * s
             s = (s + _u64(1)) & mask
 
     @numba.njit(inline="always", cache=True)
@@ -263,6 +325,7 @@ if AVAILABLE:
         what lingua's turn needs: ``langid._Pending``), and ``dirty[r]``: the row holds what
         ``langid._clean`` removes (a backtick, ``~~~``, ``://``, ``www.``, ``@`` or ``<``), so its
         verdict stands only after cleaning in Python and scanning again."""
+        shift, mask = _geometry(slots)
         longest = 7
         for r in range(len(offsets) - 1):
             longest = max(longest, offsets[r + 1] - offsets[r])
@@ -278,55 +341,62 @@ if AVAILABLE:
                 continue
             n_en = n_fam = n_cnt = n_all = nonlatin = 0
             total = chunk_w = 0.0
-            in_chunk = first_lower = anda = special = unclean = False
+            in_chunk = first_lower = special = unclean = False
+            packable = True  # the word so far is ASCII once lower-cased (its key: the packed bytes)
+            key = _u64(0)
             wlen = 0
             wstart = lo
-            h = _u64(_FNV_INIT)
             i = lo
             while True:
                 start = i
                 if i < hi:
                     b = data[i]
                     if b < 0x80:
-                        c = np.int32(b)
                         i += 1
+                        if 97 <= b <= 122 or 65 <= b <= 90:  # an ASCII letter, and the run of them after it
+                            if wlen == 0:
+                                wstart = start
+                                first_lower = b >= 97
+                                packable = True
+                                key = _u64(0)
+                            if wlen < 8:
+                                key |= _u64(b | 32) << _u64(8 * wlen)
+                            wlen += 1
+                            while i < hi:
+                                b = data[i]
+                                if not (97 <= b <= 122 or 65 <= b <= 90):
+                                    break
+                                if wlen < 8:
+                                    key |= _u64(b | 32) << _u64(8 * wlen)
+                                wlen += 1
+                                i += 1
+                            in_chunk = True
+                            continue
+                        c = np.int32(b)
                         f = flags[c]
-                        lc = c + 32 if 65 <= c <= 90 else c  # str.lower of ASCII
                     else:
                         c, i = _decode(data, i)
                         f = flags[c]
-                        lc = lower[c]
+                        if f & LETTER:
+                            lc = lower[c]
+                            if wlen == 0:
+                                wstart = start
+                                first_lower = (f & LOWER) != 0
+                                packable = True
+                                key = _u64(0)
+                            if lc >= 128:
+                                packable = False
+                            elif wlen < 8:
+                                key |= _u64(lc) << _u64(8 * wlen)
+                            wlen += 1
+                            if f & SPECIAL:
+                                special = True
+                            if not f & LATIN:
+                                nonlatin += 1
+                            in_chunk = True
+                            continue
                 else:
-                    c, f, lc = -1, np.uint8(SPACE), -1  # the end closes the last word and chunk
-                if f & LETTER:
-                    if wlen == 0:
-                        wstart = start
-                        first_lower = (f & LOWER) != 0
-                        anda = c == 65  # "Anda" so far
-                        h = _u64(_FNV_INIT)
-                    elif anda:
-                        anda = wlen < 4 and c == (110 if wlen == 1 else 100 if wlen == 2 else 97)
-                    buf[wlen] = lc
-                    h = _step(h, lc)
-                    wlen += 1
-                    if f & SPECIAL:
-                        special = True
-                    if not f & LATIN:
-                        nonlatin += 1
-                    while i < hi:  # the rest of the word while it is ASCII letters (Latin, no special case)
-                        b = data[i]
-                        if not (97 <= b <= 122 or 65 <= b <= 90):
-                            break
-                        c = np.int32(b)
-                        lc = c + 32 if b <= 90 else c
-                        if anda:
-                            anda = wlen < 4 and c == (110 if wlen == 1 else 100 if wlen == 2 else 97)
-                        buf[wlen] = lc
-                        h = _step(h, lc)
-                        wlen += 1
-                        i += 1
-                    in_chunk = True
-                    continue
+                    c, f = -1, np.uint8(SPACE)  # the end closes the last word and chunk
                 if c == 96 or c == 64 or c == 60:  # ` @ <
                     unclean = True
                 elif c == 126 or c == 58:  # ~~~ ://
@@ -336,15 +406,26 @@ if AVAILABLE:
                     if c == 46 and wlen >= 3 and start - wstart >= 3 and data[start - 1] == 119 \
                             and data[start - 2] == 119 and data[start - 3] == 119:  # www.
                         unclean = True
-                    if anda and wlen == 4 and (c < 0 or not f & WORD) and _anda_mid(data, lo, wstart, flags):
-                        buf[0], buf[1], buf[2], buf[3] = 97, 110, 100, 97  # "andacap"
-                        buf[4], buf[5], buf[6] = 99, 97, 112
-                        wlen = 7
-                        first_lower = True
+                    if wlen == 4 and start - wstart == 4 and data[wstart] == 65 and data[wstart + 1] == 110 \
+                            and data[wstart + 2] == 100 and data[wstart + 3] == 97 \
+                            and (c < 0 or not f & WORD) and _anda_mid(data, lo, wstart, flags):
+                        key, wlen, packable, first_lower = _u64(_ANDACAP), 7, True, True
+                    if packable and wlen <= 8:
+                        k = _find_packed(key, slots, shift, mask)
+                    else:  # a long or non-ASCII word: its lower-cased code points again, hashed
                         h = _u64(_FNV_INIT)
-                        for k in range(7):
-                            h = _step(h, buf[k])
-                    k = _find(buf, wlen, _final(h), slots, key_cp)
+                        j = wstart
+                        for m in range(wlen):
+                            if data[j] < 0x80:
+                                cc = np.int32(data[j])
+                                j += 1
+                                lc = cc + 32 if 65 <= cc <= 90 else cc
+                            else:
+                                cc, j = _decode(data, j)
+                                lc = lower[cc]
+                            buf[m] = lc
+                            h = _step(h, lc)
+                        k = _find(buf, wlen, _final(h), slots, key_cp, shift, mask)
                     if k >= 0:
                         chunk_w += slot_w[k + 1]
                         info = slots[k + 2]
