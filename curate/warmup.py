@@ -3,7 +3,7 @@
 numba compiles a kernel the first time it is called after an install or a change of its source and
 caches the machine code (``cache=True``: beside the module, or in numba's user cache directory when
 the install is read-only); every later process loads it in well under a second. Compiling the
-language-id kernels takes ~9 s of CPU and the MinHash ones more: ``make install`` (and so CI and
+language-id kernels takes ~9 s of CPU, the MinHash ones more, ingest's a few seconds: ``make install`` (and so CI and
 ``make demo``) runs ``python -m curate.warmup`` once so that the first real ingest or clean does not.
 """
 
@@ -22,9 +22,24 @@ def warm() -> dict[str, float]:
                           "The cat sat on the mat.", ""], fallback=False)
     took["language id"] = time.perf_counter() - t
     t = time.perf_counter()
+    warm_ingest()
+    took["ingest"] = time.perf_counter() - t
+    t = time.perf_counter()
     warm_duplicates()
     took["duplicates"] = time.perf_counter() - t
     return took
+
+
+def warm_ingest() -> None:
+    """Ingest's compiled paths once: the line scan of a JSONL block and the content ids."""
+    import polars as pl
+
+    from curate import schemas
+    from curate.ingest import lines_jit
+
+    lines_jit.scan(b'{"instruction": "a", "output": "b"}\n\n')
+    schemas.frame_ids("sft", pl.DataFrame({"instruction": ["a"], "input": [None], "output": ["b\n"]},
+                                          schema={"instruction": pl.String, "input": pl.String, "output": pl.String}))
 
 
 def warm_duplicates() -> None:

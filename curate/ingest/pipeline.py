@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
 import orjson
 import polars as pl
 
@@ -24,7 +25,8 @@ from curate.errors import UserError
 from curate.ingest.base import Record, Reject, SourceFormat, data_objects, precheck, unwrap_nested
 from curate.ingest.encoding import CP1252_NOTE, check_text_head, decode_line
 from curate.ingest.formats import BY_NAME, FORMATS
-from curate.ingest.readers import (MAX_RECORD, Span, iter_json_array, iter_jsonl, iter_jsonl_blocks, parse_line,
+from curate.ingest import lines_jit
+from curate.ingest.readers import (MAX_RECORD, Span, iter_json_array, iter_jsonl, jsonl_blocks, parse_line,
                                    peek_objects, read_head, sniff_container)
 from curate.io.files import DatasetError, require_file
 from curate.rowlang import add_lang, start_lang
@@ -431,22 +433,118 @@ def _fast_jsonl(path, fmt, summary, on_quarantine, on_progress, span: Span | Non
     """JSONL of a flat format: polars parses whole blocks of lines with the format's schema, and
     only the lines that need more than plain reading (repairs, extra keys, non-text values, empty or
     refusal rows, broken JSON) take the general path. Both give identical rows, in file order."""
-    for first, block in iter_jsonl_blocks(path, span=span):
-        try:
-            lines = pl.read_lines(io.BytesIO(block))["line"]
-        except pl.exceptions.PolarsError:
-            lines = None
-        if lines is None:  # invalid UTF-8 somewhere: every line of the block takes the general path
-            raw_lines = block.split(b"\n")[:-1]
-            frames = [_general_lines(fmt, summary, on_quarantine,
-                                     [(first + i, line) for i, line in enumerate(raw_lines) if line.strip()])]
+    first = span.first_line if span else 1
+    for block in jsonl_blocks(path, span=span):
+        if lines_jit.AVAILABLE:
+            frames, count = _scanned_block(fmt, summary, on_quarantine, first, block)
         else:
-            frames = _fast_block(fmt, summary, on_quarantine, first, lines, block)
+            frames, count = _polars_block(fmt, summary, on_quarantine, first, block), block.count(b"\n")
+        first += count
         frames = [f for f in frames if f is not None and f.height]
         if frames:
             yield pl.concat(frames).sort("line", maintain_order=True) if len(frames) > 1 else frames[0]
         if on_progress:
             on_progress(sum(f.height for f in frames))
+
+
+def _all_general(fmt, summary, on_quarantine, first: int, block: bytes) -> list[pl.DataFrame | None]:
+    """A block that is not valid UTF-8: every line takes the general path."""
+    raw_lines = block.split(b"\n")[:-1]
+    return [_general_lines(fmt, summary, on_quarantine,
+                           [(first + i, line) for i, line in enumerate(raw_lines) if line.strip()])]
+
+
+def _polars_block(fmt, summary, on_quarantine, first: int, block: bytes) -> list[pl.DataFrame | None]:
+    """A block's frames with its lines found by polars (without numba)."""
+    try:
+        lines = pl.read_lines(io.BytesIO(block))["line"]
+    except pl.exceptions.PolarsError:  # invalid UTF-8 somewhere
+        return _all_general(fmt, summary, on_quarantine, first, block)
+    return _fast_block(fmt, summary, on_quarantine, first, lines, block)
+
+
+@dataclass
+class _Lines:
+    """A block and what :func:`curate.ingest.lines_jit.scan` found in its lines."""
+    block: bytes
+    starts: Any
+    ends: Any
+    blank: Any
+    keys: Any
+    str_keys: Any
+
+    def raw(self, i: int) -> bytes:
+        return self.block[self.starts[i]:self.ends[i]]
+
+    def data(self, lo: int, hi: int) -> bytes:
+        """The bytes of lines ``lo..hi`` (with their newlines)."""
+        return self.block[self.starts[lo]:self.starts[hi] if hi < len(self.starts) else len(self.block)]
+
+
+def _scanned_block(fmt, summary, on_quarantine, first: int, block: bytes) -> tuple[list[pl.DataFrame | None], int]:
+    """A block's frames, and its number of lines, with its lines found by one compiled pass
+    (:mod:`curate.ingest.lines_jit`): the same frames as :func:`_polars_block`."""
+    lines = _Lines(block, *lines_jit.scan(block))
+    try:
+        parsed = pl.read_ndjson(io.BytesIO(block), schema=fmt.fast_schema)
+    except pl.exceptions.PolarsError:
+        try:
+            block.decode("utf-8")
+        except UnicodeDecodeError:
+            return _all_general(fmt, summary, on_quarantine, first, block), len(lines.starts)
+        parsed = None
+    return _lines_block(fmt, summary, on_quarantine, first, lines, 0, len(lines.starts), parsed), len(lines.starts)
+
+
+_UNPARSED = object()
+#: Rust's (polars') whitespace: ``str.strip_chars()`` removes these.
+_WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+    "\u2028\u2029\u202f\u205f\u3000"
+
+
+def _lines_block(fmt, summary, on_quarantine, first: int, lines: _Lines, lo: int, hi: int,
+                 parsed: Any = _UNPARSED) -> list[pl.DataFrame | None]:
+    """Rows of lines ``lo..hi`` of a scanned block, exactly as :func:`_fast_block` gives them for the
+    same lines (``parsed``: those lines read by polars, None if it could not)."""
+    if parsed is _UNPARSED:
+        try:
+            parsed = pl.read_ndjson(io.BytesIO(lines.data(lo, hi)), schema=fmt.fast_schema)
+        except pl.exceptions.PolarsError:
+            parsed = None
+    # polars skips blank lines; a block it parsed holds no other whitespace-only line
+    nonblank = np.flatnonzero(~lines.blank[lo:hi]) + lo
+    if parsed is None or parsed.height != len(nonblank):
+        if hi - lo > _MIN_SPLIT:  # a broken line inside: halve the block to isolate it
+            mid = lo + (hi - lo) // 2
+            return (_lines_block(fmt, summary, on_quarantine, first, lines, lo, mid)
+                    + _lines_block(fmt, summary, on_quarantine, first, lines, mid, hi))
+        numbered = [(first + i, raw) for i in range(lo, hi)
+                    if (raw := lines.raw(i)).decode("utf-8").strip(_WHITE_SPACE)]
+        return [_general_lines(fmt, summary, on_quarantine, numbered)]
+    present = parsed.select(pl.sum_horizontal(pl.all().is_not_null()).alias("n"))["n"].to_numpy()
+    ok = (fmt.fast_columns(parsed).to_numpy() & (lines.keys[nonblank] == present)
+          & (lines.str_keys[nonblank] == present) & (lines.ends[nonblank] - lines.starts[nonblank] <= MAX_RECORD))
+    frames = [_general_lines(fmt, summary, on_quarantine, [(first + i, lines.raw(i)) for i in nonblank[~ok].tolist()])]
+    n = int(ok.sum())
+    if n:
+        frames.append(_fast_frame(fmt, summary, parsed.filter(pl.Series(ok)), nonblank[ok] + first))
+    return frames
+
+
+def _fast_frame(fmt, summary, parsed: pl.DataFrame, lines) -> pl.DataFrame:
+    """The rows of the fast path's records (``parsed``: the records read by polars, ``lines``: their line numbers)."""
+    n = parsed.height
+    fields = list(schemas.CONTENT[fmt.kind])
+    content = fmt.fast_content(parsed)
+    summary.records += n
+    summary.kept += n
+    summary.rows += n
+    return pl.DataFrame({
+        "id": schemas.frame_ids(fmt.kind, content), "kind": pl.repeat(fmt.kind, n, eager=True),
+        "lang": pl.repeat(None, n, dtype=pl.String, eager=True), "source": pl.repeat(summary.source, n, eager=True),
+        "format": pl.repeat(fmt.name, n, eager=True), "line": pl.Series("line", lines).cast(pl.Int64),
+        "meta": pl.repeat(None, n, dtype=pl.String, eager=True), **{f: content[f] for f in fields},
+    }, schema=schemas.schema(fmt.kind))
 
 
 def _general_lines(fmt, summary, on_quarantine, numbered: list[tuple[int, bytes]]) -> pl.DataFrame | None:
@@ -493,18 +591,7 @@ def _fast_block(fmt, summary, on_quarantine, first: int, raw: pl.Series,
     frames = [_general_lines(fmt, summary, on_quarantine, _numbered(raw, nonblank.filter(~ok), first))]
     n = int(ok.sum())
     if n:
-        fields = list(schemas.CONTENT[fmt.kind])
-        content = fmt.fast_content(parsed.filter(ok))
-        summary.records += n
-        summary.kept += n
-        summary.rows += n
-        cols = {name: content[name].to_list() for name in fields}
-        frames.append(pl.DataFrame({
-            "id": schemas.content_ids(fmt.kind, cols), "kind": [fmt.kind] * n,
-            "lang": pl.Series([None] * n, dtype=pl.String), "source": [summary.source] * n,
-            "format": [fmt.name] * n, "line": (nonblank.filter(ok) + first).cast(pl.Int64),
-            "meta": pl.Series([None] * n, dtype=pl.String), **{f: content[f] for f in fields},
-        }, schema=schemas.schema(fmt.kind)))
+        frames.append(_fast_frame(fmt, summary, parsed.filter(ok), nonblank.filter(ok) + first))
     return frames
 
 

@@ -9,6 +9,8 @@ with an ``error`` so the caller can quarantine it. Nothing is skipped silently.
 from __future__ import annotations
 
 import json
+import mmap
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,33 +207,29 @@ def iter_jsonl_lines(path: Path, size: int, span: Span | None = None) -> Iterato
         yield nums, lines
 
 
-def iter_jsonl_blocks(path: Path, size: int = 16 << 20, span: Span | None = None) -> Iterator[tuple[int, bytes]]:
-    """Blocks of whole lines: (1-based number of the block's first line, bytes ending in a newline).
-    A leading BOM is removed. With ``span``, only the lines of that byte range."""
-    lineno, rest, first = (span.first_line if span else 1), b"", True
-    left = None if span is None else span.end - span.start
+def jsonl_blocks(path: Path, size: int = 16 << 20, span: Span | None = None) -> Iterator[bytes]:
+    """Blocks of whole lines (bytes ending in a newline), in order: each ends at the last newline
+    before the next multiple of ``size`` bytes (a longer line makes its block longer). A leading
+    BOM is removed. With ``span``, only the lines of that byte range. The file is mapped, not read:
+    each block is one copy of its bytes."""
+    start = span.start if span else 0
     with open(path, "rb") as fh:
-        if span is not None:
-            fh.seek(span.start)
-        while True:
-            data = fh.read(size if left is None else min(size, left))
-            if left is not None:
-                left -= len(data)
-            if first:
-                data = data[3:] if lineno == 1 and data.startswith(b"\xef\xbb\xbf") else data
-                first = False
-            if not data:
-                if rest.strip():
-                    yield lineno, rest + b"\n"
-                return
-            buf = rest + data
-            cut = buf.rfind(b"\n")
-            if cut < 0:
-                rest = buf
-                continue
-            block, rest = buf[:cut + 1], buf[cut + 1:]
-            yield lineno, block
-            lineno += block.count(b"\n")
+        stop = os.fstat(fh.fileno()).st_size if span is None else span.end
+        if stop <= start:
+            return
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            pos = start + 3 if (span is None or span.first_line == 1) and mm[start:start + 3] == b"\xef\xbb\xbf" \
+                else start
+            window = start
+            while window < stop:
+                window = min(window + size, stop)
+                cut = mm.rfind(b"\n", pos, window)
+                if cut >= 0:
+                    yield mm[pos:cut + 1]
+                    pos = cut + 1
+            tail = mm[pos:stop]
+            if tail.strip():
+                yield tail + b"\n"
 
 
 def iter_jsonl(path: Path, span: Span | None = None) -> Iterator[Item]:

@@ -1,0 +1,209 @@
+"""Compiled (numba) content ids of whole string columns: :func:`curate.schemas.frame_ids`.
+
+A row's id is blake2b-64 of ``orjson.dumps((kind, *values))`` (:func:`curate.schemas.content_id`).
+For kinds whose id fields are all strings (``sft``, ``ppo``), :func:`ids` builds each row's
+canonical JSON straight from the columns' Arrow buffers, with orjson's escaping (``\\"``, ``\\\\``,
+``\\b \\t \\n \\f \\r``, other control characters as ``\\u00xx``, everything else as its UTF-8
+bytes; ``null`` for a null), hashes it with BLAKE2b (RFC 7693, 8-byte digest) and writes the hex
+into an Arrow string buffer: no Python object per row. The ids are identical to the Python ones
+(tests/test_content_ids.py checks every code point, hostile strings and the fixtures).
+
+numba compiles the kernel on first use and caches it beside this module (``cache=_CACHE``;
+``python -m curate.warmup`` does it at install). Without numba, :data:`AVAILABLE` is False and
+:func:`curate.schemas.frame_ids` keeps the Python path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:  # numba is a dependency; the Python path stays for platforms without its wheels
+    import numba
+except ImportError:  # pragma: no cover - exercised only without numba
+    numba = None
+
+AVAILABLE = numba is not None
+_CACHE = True
+
+_IV = np.array([0x6A09E667F3BCC908, 0xBB67AE8584CAA73B, 0x3C6EF372FE94F82B, 0xA54FF53A5F1D36F1,
+                0x510E527FADE682D1, 0x9B05688C2B3E6C1F, 0x1F83D9ABFB41BD6B, 0x5BE0CD19137E2179], dtype=np.uint64)
+_SIGMA = np.array([
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+    [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3],
+    [11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4],
+    [7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8],
+    [9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13],
+    [2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9],
+    [12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11],
+    [13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10],
+    [6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5],
+    [10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0],
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+    [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3]], dtype=np.uint64)
+#: The parameter block of an unkeyed BLAKE2b with an 8-byte digest (fanout 1, depth 1), xored into h[0].
+_PARAM = 0x01010008
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+#: orjson's escape of each byte below 0x20 (a short form, else \\u00xx), as the byte after the backslash.
+_SHORT = np.zeros(32, dtype=np.uint8)
+for _b, _c in ((8, "b"), (9, "t"), (10, "n"), (12, "f"), (13, "r")):
+    _SHORT[_b] = ord(_c)
+
+
+if AVAILABLE:
+    _u64 = numba.types.uint64
+
+    @numba.njit(cache=_CACHE)
+    def _rotr(x, n):
+        return (x >> _u64(n)) | (x << _u64(64 - n))
+
+    @numba.njit(cache=_CACHE)
+    def _g(a, b, c, d, x, y):
+        a = a + b + x
+        d = _rotr(d ^ a, 32)
+        c = c + d
+        b = _rotr(b ^ c, 24)
+        a = a + b + y
+        d = _rotr(d ^ a, 16)
+        c = c + d
+        b = _rotr(b ^ c, 63)
+        return a, b, c, d
+
+    @numba.njit(cache=_CACHE)
+    def _compress(h, m, o, t, last):  # o: uint64, so no index wraps around
+        """BLAKE2b's compression of the message words ``m[o:o + 16]`` into ``h`` (``t``: bytes so far)."""
+        v0, v1, v2, v3, v4, v5, v6, v7 = h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]
+        v8, v9, v10, v11 = _IV[0], _IV[1], _IV[2], _IV[3]
+        v12, v13, v14, v15 = _IV[4] ^ _u64(t), _IV[5], _IV[6], _IV[7]
+        if last:
+            v14 = ~v14
+        for r in range(12):
+            s = _SIGMA[r]
+            v0, v4, v8, v12 = _g(v0, v4, v8, v12, m[o + s[0]], m[o + s[1]])
+            v1, v5, v9, v13 = _g(v1, v5, v9, v13, m[o + s[2]], m[o + s[3]])
+            v2, v6, v10, v14 = _g(v2, v6, v10, v14, m[o + s[4]], m[o + s[5]])
+            v3, v7, v11, v15 = _g(v3, v7, v11, v15, m[o + s[6]], m[o + s[7]])
+            v0, v5, v10, v15 = _g(v0, v5, v10, v15, m[o + s[8]], m[o + s[9]])
+            v1, v6, v11, v12 = _g(v1, v6, v11, v12, m[o + s[10]], m[o + s[11]])
+            v2, v7, v8, v13 = _g(v2, v7, v8, v13, m[o + s[12]], m[o + s[13]])
+            v3, v4, v9, v14 = _g(v3, v4, v9, v14, m[o + s[14]], m[o + s[15]])
+        h[0] ^= v0 ^ v8
+        h[1] ^= v1 ^ v9
+        h[2] ^= v2 ^ v10
+        h[3] ^= v3 ^ v11
+        h[4] ^= v4 ^ v12
+        h[5] ^= v5 ^ v13
+        h[6] ^= v6 ^ v14
+        h[7] ^= v7 ^ v15
+
+    @numba.njit(cache=_CACHE)
+    def _put_byte(buf, pos, c):
+        """One byte of a string as orjson writes it; the new end."""
+        if c >= 32 and c != 34 and c != 92:
+            buf[pos] = c
+            return pos + 1
+        buf[pos] = 92
+        if c == 34 or c == 92:
+            buf[pos + 1] = c
+            return pos + 2
+        if _SHORT[c] != 0:
+            buf[pos + 1] = _SHORT[c]
+            return pos + 2
+        buf[pos + 1] = 117  # u
+        buf[pos + 2] = 48
+        buf[pos + 3] = 48
+        buf[pos + 4] = _HEX[c >> 4]
+        buf[pos + 5] = _HEX[c & 15]
+        return pos + 6
+
+    @numba.njit(cache=_CACHE)
+    def _put_string(buf, pos, data, lo, hi):
+        """``data[lo:hi]`` (UTF-8) as a JSON string at ``buf[pos]``, escaped as orjson does; the new end."""
+        buf[pos] = 34
+        pos += 1
+        for i in range(lo, hi):
+            pos = _put_byte(buf, pos, data[i])
+        buf[pos] = 34
+        return pos + 1
+
+    @numba.njit(cache=_CACHE)
+    def _valid(bits, has_bits, i):
+        return not has_bits or (bits[i >> 3] >> (i & 7)) & 1 == 1
+
+    @numba.njit(cache=_CACHE, nogil=True)
+    def _ids(kind, n, ncols, off0, dat0, bit0, has0, start0, off1, dat1, bit1, has1, start1,
+             off2, dat2, bit2, has2, start2, out):
+        """Hex blake2b-64 of ``["<kind>","<col0>",...]`` for rows ``0..n`` into ``out`` (16 bytes a row).
+        Column j: Arrow large-string offsets, data, validity bits (``has``: any), array offset."""
+        most = 0
+        for r in range(n):
+            size = off0[start0 + r + 1] - off0[start0 + r]
+            if ncols > 1:
+                size += off1[start1 + r + 1] - off1[start1 + r]
+            if ncols > 2:
+                size += off2[start2 + r + 1] - off2[start2 + r]
+            most = max(most, size)
+        cap = (6 * most + kind.size + 8 * ncols + 16 + 127) // 128 * 128 + 128
+        buf = np.zeros(cap, dtype=np.uint8)
+        words = buf.view(np.uint64)
+        h = np.empty(8, dtype=np.uint64)
+        for r in range(n):
+            buf[0] = 91  # [
+            pos = _put_string(buf, 1, kind, 0, kind.size)
+            for j in range(ncols):
+                buf[pos] = 44  # ,
+                pos += 1
+                if j == 0 and _valid(bit0, has0, start0 + r):
+                    pos = _put_string(buf, pos, dat0, off0[start0 + r], off0[start0 + r + 1])
+                elif j == 1 and _valid(bit1, has1, start1 + r):
+                    pos = _put_string(buf, pos, dat1, off1[start1 + r], off1[start1 + r + 1])
+                elif j == 2 and _valid(bit2, has2, start2 + r):
+                    pos = _put_string(buf, pos, dat2, off2[start2 + r], off2[start2 + r + 1])
+                else:
+                    buf[pos] = 110  # null
+                    buf[pos + 1] = 117
+                    buf[pos + 2] = 108
+                    buf[pos + 3] = 108
+                    pos += 4
+            buf[pos] = 93  # ]
+            pos += 1
+            blocks = (pos + 127) // 128
+            buf[pos:blocks * 128] = 0
+            for i in range(8):
+                h[i] = _IV[i]
+            h[0] ^= _u64(_PARAM)
+            for b in range(blocks - 1):
+                _compress(h, words, _u64(b * 16), (b + 1) * 128, False)
+            _compress(h, words, _u64((blocks - 1) * 16), pos, True)
+            d = h[0]
+            for k in range(8):
+                byte = (d >> _u64(8 * k)) & _u64(255)
+                out[16 * r + 2 * k] = _HEX[byte >> _u64(4)]
+                out[16 * r + 2 * k + 1] = _HEX[byte & _u64(15)]
+
+
+def ids(kind: str, columns: list) -> "pa.StringArray":  # noqa: F821
+    """The content ids of rows given as 1 to 3 Arrow string columns (pyarrow arrays of equal
+    length, in the kind's id-field order), as an Arrow string array of 16-hex-digit ids."""
+    import pyarrow as pa
+
+    if not 1 <= len(columns) <= 3:
+        raise ValueError("1 to 3 string columns")
+    n = len(columns[0])
+    parts = []
+    for col in columns:
+        col = col.cast(pa.large_string()) if col.type != pa.large_string() else col
+        if len(col) != n:
+            raise ValueError("columns of different lengths")
+        bits, offsets, data = col.buffers()
+        offs = np.frombuffer(offsets, dtype=np.int64)
+        dat = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(1, dtype=np.uint8)
+        has = bits is not None and col.null_count > 0
+        bit = np.frombuffer(bits, dtype=np.uint8) if has else np.zeros(1, dtype=np.uint8)
+        parts.append((offs, dat, bit, has, col.offset))
+    while len(parts) < 3:
+        parts.append(parts[0])
+    out = np.empty(16 * n, dtype=np.uint8)
+    kind_bytes = np.frombuffer(kind.encode(), dtype=np.uint8)
+    _ids(kind_bytes, n, len(columns), *parts[0], *parts[1], *parts[2], out)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(np.arange(0, 16 * n + 1, 16, dtype=np.int32)),
+                                                  pa.py_buffer(out)])
