@@ -658,16 +658,30 @@ def start_detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bo
         return lambda: frame
     from curate.arrow_text import utf8_buffers
 
-    bias = _jit_tables()[3]
     cut = series.fill_null("") if series.null_count() else series
     if len(cut) and (cut.str.len_bytes().max() or 0) > _MAX_CHARS:  # type: ignore[operator]
         cut = cut.str.slice(0, _MAX_CHARS)
-    code, conf, score, nwords, dirty = _scan(*utf8_buffers(cut))
+    return start_detect_utf8(*utf8_buffers(cut), fallback=fallback, worker=worker)
+
+
+def start_detect_utf8(data: np.ndarray, offsets: np.ndarray, *, fallback: bool = True,
+                      worker=None) -> Callable[[], pl.DataFrame]:
+    """:func:`start_detect_column` of texts given as UTF-8 bytes (text i at
+    ``data[offsets[i]:offsets[i+1]]``, at most ``_MAX_CHARS`` characters each, nulls as empty
+    texts): what the compiled path works on, so a caller holding the bytes already skips the column."""
+    from curate import langid_jit as jit
+
+    bias = _jit_tables()[3]
+
+    def text(i: int) -> str:
+        return data[offsets[i]:offsets[i + 1]].tobytes().decode("utf-8")
+
+    code, conf, score, nwords, dirty = _scan(data, offsets)
     dirty_idx = np.flatnonzero(dirty)
     cleaned: dict[int, str] = {}
     if len(dirty_idx):  # code, URLs, tags: removed in Python, then those rows scanned again
-        cleaned = dict(zip(dirty_idx.tolist(), map(_clean, cut.gather(dirty_idx).to_list())))
-        again = _scan(*utf8_buffers(pl.Series(list(cleaned.values()), dtype=pl.String)))
+        cleaned = {i: _clean(text(i)) for i in dirty_idx.tolist()}
+        again = _scan(*_utf8_of(list(cleaned.values())))
         for arr, part in zip((code, conf, score, nwords), again):
             arr[dirty_idx] = part
     lang = pl.Series("lang", code, dtype=pl.Int8).replace_strict(
@@ -675,9 +689,9 @@ def start_detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bo
     conf = _round3(conf)
     late: dict[int, tuple[str, float] | _Pending] = {}
     for i in np.flatnonzero(code == jit.PENDING).tolist():
-        late[i] = _Pending(cleaned[i] if i in cleaned else cut[i], float(score[i]), int(nwords[i]))
+        late[i] = _Pending(cleaned[i] if i in cleaned else text(i), float(score[i]), int(nwords[i]))
     for i in np.flatnonzero(code == jit.PY).tolist():
-        late[i] = _default_detector().cheap(series[i])
+        late[i] = _default_detector().cheap(text(i))
     pending = [i for i, r in late.items() if isinstance(r, _Pending)]
     guesses: Callable[[], list[tuple[str, float, float]]] | None = None
     if pending and fallback:
@@ -699,6 +713,14 @@ def start_detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bo
         return pl.DataFrame({"lang": lang, "lang_conf": conf}, schema={"lang": pl.String, "lang_conf": pl.Float64})
 
     return finish
+
+
+def _utf8_of(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(UTF-8 bytes, offsets) of a few texts (see :func:`start_detect_utf8`)."""
+    raw = [t.encode("utf-8") for t in texts]
+    offsets = np.zeros(len(raw) + 1, np.int64)
+    np.cumsum([len(r) for r in raw], out=offsets[1:])
+    return np.frombuffer(b"".join(raw), dtype=np.uint8), offsets
 
 
 def _scan(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, ...]:

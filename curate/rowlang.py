@@ -3,6 +3,8 @@ at once: :func:`curate.langid.detect_column`)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from typing import Callable
 
 import polars as pl
@@ -33,13 +35,25 @@ def add_lang(df: pl.DataFrame, kind: str | None = None) -> pl.DataFrame:
 
 
 def start_lang(df: pl.DataFrame, kind: str | None = None, worker=None) -> Callable[[], pl.DataFrame]:
-    """:func:`add_lang` in two steps (:func:`curate.langid.start_detect_column`): the returned
-    function gives the frame once lingua (in ``worker``, a helper process, when given) has answered."""
-    from curate import langid
-
+    """:func:`add_lang` in two steps: the cheap steps of language id run in a background thread
+    (the compiled scan and polars release the GIL, so the caller goes on reading the next frame
+    meanwhile) and hand the undecided texts to lingua (in ``worker``, a helper process, when given:
+    :func:`curate.langid.start_detect_column`); the returned function waits for both and gives the
+    frame. Frames are worked on in the order they are started."""
     kind = kind or schemas.kind_of(df)
     if df.height == 0:
         return lambda: df
+    job = _lang_thread().submit(_start_detect, df, kind, worker)
+    return lambda: df.with_columns(job.result()()["lang"])
+
+
+@lru_cache(maxsize=1)
+def _lang_thread() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="curate-lang")
+
+
+def _start_detect(df: pl.DataFrame, kind: str, worker) -> Callable[[], pl.DataFrame]:
+    from curate import langid
+
     texts = df.select(text_expr(kind).fill_null("").alias("t"))["t"]
-    langs = langid.start_detect_column(texts, worker=worker)
-    return lambda: df.with_columns(langs()["lang"])
+    return langid.start_detect_column(texts, worker=worker)
