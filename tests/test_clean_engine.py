@@ -321,3 +321,14 @@ def test_quarantine_file_restores_every_dropped_row_and_is_small(fixtures, tmp_p
     result = CliRunner().invoke(cli, ["info", str(out)])
     assert result.exit_code == 0, result.output
     assert "quarantined" in result.output and "near_duplicate" in result.output
+
+
+def test_reader_entries_quoting_a_record_go_to_the_quarantine_file(fixtures, tmp_path):
+    # the reader quarantines a few lines of this raw file with the record itself as evidence (a dict)
+    src = fixtures / "malay_kochatgpt_sft.jsonl"
+    res = clean_dir(src, tmp_path / "out", CleanConfig(target_lang="any"))
+    reader = [e for e in qfile.read(tmp_path / "out" / qfile.NAME) if e.get("stage") != "clean"]
+    lines = {e["line"] for e in reader}
+    assert {98, 151, 184} <= lines and res.report["accounted"]
+    quoted = next(e for e in reader if e["line"] == 98)
+    assert orjson.loads(quoted["evidence"])["prompt"].startswith("Saya melewati tempat")

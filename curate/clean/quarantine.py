@@ -41,7 +41,7 @@ def to_frame(dropped: Iterable[pl.DataFrame], entries: Iterable[dict] = ()) -> p
             ))
     rows = []
     for e in entries:
-        rows.append({**{c: e.get(c) for c in _COLS if c not in ("matches", "row", "entry")},
+        rows.append({**{c: _cell(e.get(c), t) for c, t in _COLS.items() if c not in ("matches", "row", "entry")},
                      "entry": orjson.dumps({k: v for k, v in e.items() if k not in _COLS}, default=str).decode()})
     if rows:
         parts.insert(0, pl.DataFrame(rows, schema={c: t for c, t in _COLS.items() if c not in ("matches", "row")},
@@ -51,6 +51,14 @@ def to_frame(dropped: Iterable[pl.DataFrame], entries: Iterable[dict] = ()) -> p
     both = pl.concat(parts, how="diagonal_relaxed")
     return both.select(*(pl.col(c).cast(t) if c in both.columns else pl.lit(None, t).alias(c)
                          for c, t in _COLS.items()))
+
+
+def _cell(value: Any, dtype) -> Any:
+    """A reader entry's value for a String column: a record it quotes as evidence (a dict or list)
+    as its JSON text."""
+    if dtype == pl.String and value is not None and not isinstance(value, str):
+        return orjson.dumps(value, default=str).decode()
+    return value
 
 
 def write(path: str | Path, frame: pl.DataFrame) -> None:
