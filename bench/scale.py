@@ -9,7 +9,8 @@
    ray`` (which starts a local Ray instance on this machine's cores: the figure includes Ray's
    start-up: what a laptop user pays per command), then ``curate clean --executor ray --ray-address``
    against a Ray head started once before, outside the timing (``ray start --head`` with the CPUs
-   and worker settings of the instance curate starts itself: what a cluster user pays per command).
+   and worker settings of the instance curate starts itself: what a cluster user pays per command),
+   twice: the first job on the new head, and the next one (Ray Data's detached actors are up by then).
    The local run and the cold Ray run happen while no head is up (an idle head takes CPU too); the
    attached run's CPU and memory include the head's processes (their CPU during the run). Both Ray
    outputs are checked to be the local output (rows, quarantine entries, report figures). Ratio =
@@ -300,18 +301,23 @@ def bench_clean(rows: int, work: Path, attached: bool = True) -> dict:
           f"(target <= 1.5); local / floor = {local['seconds'] / floor['seconds']:.1f}", flush=True)
     out["ratio"] = round(ratio, 2)
     if attached:
+        # two jobs on the same head: the first also starts Ray Data's detached actors (stats,
+        # autoscaling coordinator, usage), which every later job on that cluster finds running
         head = Head(os.cpu_count() or 1)
         try:
-            att = timed([*clean, "-o", str(work / "ray_attached"), "--executor", "ray", "--ray-address", head.address],
-                        "clean --executor ray (attached)", env=head.env, head=head)
+            for n, name in ((1, "first job"), (2, "next job")):
+                target = work / f"ray_attached{n}"
+                label = f"Ray (attached, {name})"
+                r = timed([*clean, "-o", str(target), "--executor", "ray", "--ray-address", head.address],
+                          f"clean --executor ray (attached, {name})", env=head.env, head=head)
+                ok = same_output(work / "local", target, label) and ok
+                r["passes"] = _passes(target, label)
+                r["ratio"] = round(r["seconds"] / local["seconds"], 2)
+                print(f"  ratio {label} / local = {r['ratio']:.2f} wall, "
+                      f"{r['cpu_seconds'] / local['cpu_seconds']:.2f} CPU (target <= 1.5)", flush=True)
+                out[f"ray_attached_{n}"] = r
         finally:
             head.stop()
-        ok = same_output(work / "local", work / "ray_attached", "Ray (attached)") and ok
-        att["passes"] = _passes(work / "ray_attached", "Ray (attached)")
-        ratio_att = att["seconds"] / local["seconds"]
-        print(f"  ratio Ray (attached to a running head) / local = {ratio_att:.2f} wall, "
-              f"{att['cpu_seconds'] / local['cpu_seconds']:.2f} CPU (target <= 1.5)", flush=True)
-        out.update(ray_attached=att, ratio_attached=round(ratio_att, 2))
     out["identical"] = ok
     return out
 
