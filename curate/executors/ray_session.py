@@ -25,7 +25,11 @@ def connect(address: str | None = None, *, quiet: bool = False, **init_kwargs) -
                      configure_logging=False, **init_kwargs)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             where = "a new local instance" if address == "local" else address
-            raise UserError(f"cannot connect to Ray at {where}: {str(exc).splitlines()[0]}") from None
+            hint = ""
+            if address != "local" and not os.environ.get("RAY_AUTH_MODE"):
+                # Ray sends its auth token to an explicitly named cluster only with RAY_AUTH_MODE=token
+                hint = " (a cluster started with token authentication also needs RAY_AUTH_MODE=token here)"
+            raise UserError(f"cannot connect to Ray at {where}: {str(exc).splitlines()[0]}{hint}") from None
     configure()
 
 
