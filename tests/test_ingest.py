@@ -337,12 +337,16 @@ def test_fast_path_equals_general_path_on_tricky_lines(fixtures, tmp_path, monke
         '{"instruction": "Lebih", "input": "", "output": "z", "extra": "kunci"}',     # extra key
         '{"instruction": "Petik \\"a\\": \\"b\\"", "input": "", "output": "z"}',      # quotes and colons inside text
         '{"instruction": "Baris\\\\nbaru", "input": "", "output": "a\\\\nb"}',        # literal \n
+        '{"instruction": "Tab\\\\tsahaja", "input": "", "output": "z"}',              # literal \t
         '{}', '{"message": "Maaf, saya tidak boleh"}',
         '{"instruction": "Dua", "output": "a"}{"instruction": "Tiga", "output": "b"}',  # glued
         '{"instruction": "Patah", "output": "a"',                                    # missing brace
         '   ', '',
     ]
-    lines = rows[:20] + tricky + rows[20:]
+    # backslashes that no repair touches stay on the fast path
+    backslashes = [json.dumps({"instruction": f"Laluan C:\\dir\\{i} dan \\frac{{1}}{{2}}", "input": "\\\\",
+                               "output": 'a\\"b\\u00e9 \\\\n'[: 4 + i]}) for i in range(4)]
+    lines = rows[:20] + tricky + rows[20:] + backslashes
     path = tmp_path / "tricky.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
     import curate.ingest.pipeline as pipeline
@@ -354,13 +358,32 @@ def test_fast_path_equals_general_path_on_tricky_lines(fixtures, tmp_path, monke
     fast = ingest([path], "alpaca", detect_lang=False)
     # only the tricky lines (not the blank ones, not the 40 plain rows) took the general path;
     # the quoted-colon line may go either way (it is safe to send it to the general path)
-    assert set(range(21, 32)) <= set(general) <= set(range(21, 32))
+    assert set(range(21, 33)) <= set(general) <= set(range(21, 33))
     monkeypatch.setattr(Alpaca, "fast_columns", None)
     slow = ingest([path], "alpaca", detect_lang=False)
     assert fast.frames["sft"].equals(slow.frames["sft"])
+    assert fast.frames["sft"]["instruction"].str.contains("C:\\", literal=True).sum() == len(backslashes)
     assert [(q["line"], q["code"]) for q in fast.quarantine] == [(q["line"], q["code"]) for q in slow.quarantine]
     assert fast.files[0].as_dict() == slow.files[0].as_dict()
     assert fast.files[0].records == fast.files[0].kept + fast.files[0].quarantined
+
+
+def test_fast_path_backslash_rule_covers_every_literal_escape_repair():
+    """plain_text_rows keeps a text with backslashes on the fast path unless it matches
+    LITERAL_ESCAPE: fix_literal_newlines must leave every other text unchanged."""
+    import itertools
+
+    from curate.ingest.base import LITERAL_ESCAPE
+    from curate.text import fix_literal_newlines
+
+    parts = ["\\", "n", "t", "r", '"', "x", " ", "\n", "print(", "é"]
+    texts = ["".join(p) for k in range(1, 5) for p in itertools.product(parts, repeat=k)]
+    col = pl.Series(texts)
+    outside = col.filter(~col.str.contains(LITERAL_ESCAPE)).to_list()
+    assert len(outside) > 1000 and any("\\" in t for t in outside)
+    assert all(fix_literal_newlines(t) == (t, 0) for t in outside)
+    inside = col.filter(col.str.contains(LITERAL_ESCAPE)).to_list()
+    assert any(fix_literal_newlines(t)[1] for t in inside)  # the rule is not vacuous
 
 
 def test_invalid_utf8_line_does_not_lose_the_block(tmp_path):
