@@ -180,7 +180,9 @@ def _lingua():
     from lingua import Language, LanguageDetectorBuilder
 
     langs = [getattr(Language, name) for name in _LINGUA_FALLBACK]
-    return LanguageDetectorBuilder.from_languages(*langs).build()
+    # all models at once, loaded by lingua's threads in parallel (lingua loads all of them for its
+    # first text anyway, on one core)
+    return LanguageDetectorBuilder.from_languages(*langs).with_preloaded_language_models().build()
 
 
 _LINGUA_CHARS = 300  # lingua reads this much of a hard text (its time grows fast with length: 25x at 600)
