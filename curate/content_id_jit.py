@@ -2,13 +2,14 @@
 
 A row's id is blake2b-64 of ``orjson.dumps((kind, *values))`` (:func:`curate.schemas.content_id`).
 For kinds whose id fields are all strings (``sft``, ``ppo``), :func:`ids` builds each row's
-canonical JSON straight from the columns' Arrow buffers, with orjson's escaping (``\\"``, ``\\\\``,
-``\\b \\t \\n \\f \\r``, other control characters as ``\\u00xx``, everything else as its UTF-8
-bytes; ``null`` for a null), hashes it with BLAKE2b (RFC 7693, 8-byte digest) and writes the hex
-into an Arrow string buffer: no Python object per row. The ids are identical to the Python ones
-(tests/test_content_ids.py checks every code point, hostile strings and the fixtures).
+canonical JSON straight from the columns' Arrow buffers (string views, as polars holds them), with
+orjson's escaping (``\\"``, ``\\\\``, ``\\b \\t \\n \\f \\r``, other control characters as
+``\\u00xx``, everything else as its UTF-8 bytes; ``null`` for a null), hashes it with BLAKE2b
+(RFC 7693, 8-byte digest) and writes the hex into an Arrow string buffer: no Python object per row.
+The ids are identical to the Python ones (tests/test_content_ids.py checks every code point,
+hostile strings and the fixtures).
 
-numba compiles the kernel on first use and caches it beside this module (``cache=_CACHE``;
+numba compiles the kernel on first use and caches it beside this module (``cache=True``;
 ``python -m curate.warmup`` does it at install). Without numba, :data:`AVAILABLE` is False and
 :func:`curate.schemas.frame_ids` keeps the Python path.
 """
@@ -23,7 +24,6 @@ except ImportError:  # pragma: no cover - exercised only without numba
     numba = None
 
 AVAILABLE = numba is not None
-_CACHE = True
 
 _IV = np.array([0x6A09E667F3BCC908, 0xBB67AE8584CAA73B, 0x3C6EF372FE94F82B, 0xA54FF53A5F1D36F1,
                 0x510E527FADE682D1, 0x9B05688C2B3E6C1F, 0x1F83D9ABFB41BD6B, 0x5BE0CD19137E2179], dtype=np.uint64)
@@ -52,11 +52,11 @@ for _b, _c in ((8, "b"), (9, "t"), (10, "n"), (12, "f"), (13, "r")):
 if AVAILABLE:
     _u64 = numba.types.uint64
 
-    @numba.njit(cache=_CACHE)
+    @numba.njit(cache=True)
     def _rotr(x, n):
         return (x >> _u64(n)) | (x << _u64(64 - n))
 
-    @numba.njit(cache=_CACHE)
+    @numba.njit(cache=True)
     def _g(a, b, c, d, x, y):
         a = a + b + x
         d = _rotr(d ^ a, 32)
@@ -68,7 +68,7 @@ if AVAILABLE:
         b = _rotr(b ^ c, 63)
         return a, b, c, d
 
-    @numba.njit(cache=_CACHE)
+    @numba.njit(cache=True)
     def _compress(h, m, o, t, last):  # o: uint64, so no index wraps around
         """BLAKE2b's compression of the message words ``m[o:o + 16]`` into ``h`` (``t``: bytes so far)."""
         v0, v1, v2, v3, v4, v5, v6, v7 = h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]
@@ -95,52 +95,86 @@ if AVAILABLE:
         h[6] ^= v6 ^ v14
         h[7] ^= v7 ^ v15
 
-    @numba.njit(cache=_CACHE)
+    # Indices are unsigned (uint64) in the byte loops: numba then skips the wrap-around of negative
+    # indices, which made these loops several times slower.
+    @numba.njit(cache=True)
     def _put_byte(buf, pos, c):
-        """One byte of a string as orjson writes it; the new end."""
+        """One byte of a string as orjson writes it at ``buf[pos]``; the new end."""
         if c >= 32 and c != 34 and c != 92:
             buf[pos] = c
-            return pos + 1
+            return pos + _u64(1)
         buf[pos] = 92
         if c == 34 or c == 92:
-            buf[pos + 1] = c
-            return pos + 2
+            buf[pos + _u64(1)] = c
+            return pos + _u64(2)
         if _SHORT[c] != 0:
-            buf[pos + 1] = _SHORT[c]
-            return pos + 2
-        buf[pos + 1] = 117  # u
-        buf[pos + 2] = 48
-        buf[pos + 3] = 48
-        buf[pos + 4] = _HEX[c >> 4]
-        buf[pos + 5] = _HEX[c & 15]
-        return pos + 6
+            buf[pos + _u64(1)] = _SHORT[c]
+            return pos + _u64(2)
+        buf[pos + _u64(1)] = 117  # u
+        buf[pos + _u64(2)] = 48
+        buf[pos + _u64(3)] = 48
+        buf[pos + _u64(4)] = _HEX[c >> 4]
+        buf[pos + _u64(5)] = _HEX[c & 15]
+        return pos + _u64(6)
 
-    @numba.njit(cache=_CACHE)
+    @numba.njit(cache=True)
     def _put_string(buf, pos, data, lo, hi):
-        """``data[lo:hi]`` (UTF-8) as a JSON string at ``buf[pos]``, escaped as orjson does; the new end."""
+        """``data[lo:hi]`` (UTF-8) as a JSON string at ``buf[pos]``, escaped as orjson does; the new
+        end. Eight bytes at a time: a word without a byte to escape (SWAR test for < 0x20, ``"``
+        and ``\\``) is copied as it is."""
+        ones, highs = _u64(0x0101010101010101), _u64(0x8080808080808080)
         buf[pos] = 34
-        pos += 1
-        for i in range(lo, hi):
+        pos += _u64(1)
+        i = lo
+        while i + _u64(8) <= hi:
+            x = _u64(0)
+            for k in range(8):
+                x |= _u64(data[i + _u64(k)]) << _u64(8 * k)
+            low = (x - ones * _u64(0x20)) & ~x
+            quote = x ^ (ones * _u64(0x22))
+            slash = x ^ (ones * _u64(0x5C))
+            if (low | ((quote - ones) & ~quote) | ((slash - ones) & ~slash)) & highs:
+                for k in range(8):
+                    pos = _put_byte(buf, pos, data[i + _u64(k)])
+            else:
+                for k in range(8):
+                    buf[pos + _u64(k)] = data[i + _u64(k)]
+                pos += _u64(8)
+            i += _u64(8)
+        while i < hi:
             pos = _put_byte(buf, pos, data[i])
+            i += _u64(1)
         buf[pos] = 34
-        return pos + 1
+        return pos + _u64(1)
 
-    @numba.njit(cache=_CACHE)
+    @numba.njit(cache=True)
+    def _put_view(buf, pos, views, inline, data, i):
+        """String ``i`` of an Arrow string-view array (``views``: its views as uint32 words, ``inline``:
+        the same as bytes, ``data``: its data buffers) as a JSON string at ``buf[pos]``; the new end."""
+        size = _u64(views[4 * i])
+        if size <= _u64(12):  # the string is inside its view
+            at = _u64(16 * i + 4)
+            return _put_string(buf, pos, inline, at, at + size)
+        at = _u64(views[4 * i + 3])
+        return _put_string(buf, pos, data[views[4 * i + 2]], at, at + size)
+
+    @numba.njit(cache=True)
     def _valid(bits, has_bits, i):
         return not has_bits or (bits[i >> 3] >> (i & 7)) & 1 == 1
 
-    @numba.njit(cache=_CACHE, nogil=True)
-    def _ids(kind, n, ncols, off0, dat0, bit0, has0, start0, off1, dat1, bit1, has1, start1,
-             off2, dat2, bit2, has2, start2, out):
+    @numba.njit(cache=True, nogil=True)
+    def _ids(kind, n, ncols, views0, inline0, data0, bits0, has0, start0, views1, inline1, data1, bits1, has1,
+             start1, views2, inline2, data2, bits2, has2, start2, out):
         """Hex blake2b-64 of ``["<kind>","<col0>",...]`` for rows ``0..n`` into ``out`` (16 bytes a row).
-        Column j: Arrow large-string offsets, data, validity bits (``has``: any), array offset."""
+        Column j: an Arrow string-view array's views (as uint32 words and as bytes), data buffers,
+        validity bits (``has``: any null) and offset."""
         most = 0
         for r in range(n):
-            size = off0[start0 + r + 1] - off0[start0 + r]
+            size = np.int64(views0[4 * (start0 + r)])
             if ncols > 1:
-                size += off1[start1 + r + 1] - off1[start1 + r]
+                size += np.int64(views1[4 * (start1 + r)])
             if ncols > 2:
-                size += off2[start2 + r + 1] - off2[start2 + r]
+                size += np.int64(views2[4 * (start2 + r)])
             most = max(most, size)
         cap = (6 * most + kind.size + 8 * ncols + 16 + 127) // 128 * 128 + 128
         buf = np.zeros(cap, dtype=np.uint8)
@@ -148,32 +182,32 @@ if AVAILABLE:
         h = np.empty(8, dtype=np.uint64)
         for r in range(n):
             buf[0] = 91  # [
-            pos = _put_string(buf, 1, kind, 0, kind.size)
+            pos = _put_string(buf, _u64(1), kind, _u64(0), _u64(kind.size))
             for j in range(ncols):
                 buf[pos] = 44  # ,
-                pos += 1
-                if j == 0 and _valid(bit0, has0, start0 + r):
-                    pos = _put_string(buf, pos, dat0, off0[start0 + r], off0[start0 + r + 1])
-                elif j == 1 and _valid(bit1, has1, start1 + r):
-                    pos = _put_string(buf, pos, dat1, off1[start1 + r], off1[start1 + r + 1])
-                elif j == 2 and _valid(bit2, has2, start2 + r):
-                    pos = _put_string(buf, pos, dat2, off2[start2 + r], off2[start2 + r + 1])
+                pos += _u64(1)
+                if j == 0 and _valid(bits0, has0, start0 + r):
+                    pos = _put_view(buf, pos, views0, inline0, data0, start0 + r)
+                elif j == 1 and _valid(bits1, has1, start1 + r):
+                    pos = _put_view(buf, pos, views1, inline1, data1, start1 + r)
+                elif j == 2 and _valid(bits2, has2, start2 + r):
+                    pos = _put_view(buf, pos, views2, inline2, data2, start2 + r)
                 else:
                     buf[pos] = 110  # null
-                    buf[pos + 1] = 117
-                    buf[pos + 2] = 108
-                    buf[pos + 3] = 108
-                    pos += 4
+                    buf[pos + _u64(1)] = 117
+                    buf[pos + _u64(2)] = 108
+                    buf[pos + _u64(3)] = 108
+                    pos += _u64(4)
             buf[pos] = 93  # ]
-            pos += 1
-            blocks = (pos + 127) // 128
-            buf[pos:blocks * 128] = 0
+            size = np.int64(pos) + 1
+            blocks = (size + 127) // 128
+            buf[size:blocks * 128] = 0
             for i in range(8):
                 h[i] = _IV[i]
             h[0] ^= _u64(_PARAM)
             for b in range(blocks - 1):
                 _compress(h, words, _u64(b * 16), (b + 1) * 128, False)
-            _compress(h, words, _u64((blocks - 1) * 16), pos, True)
+            _compress(h, words, _u64((blocks - 1) * 16), size, True)
             d = h[0]
             for k in range(8):
                 byte = (d >> _u64(8 * k)) & _u64(255)
@@ -183,27 +217,29 @@ if AVAILABLE:
 
 def ids(kind: str, columns: list) -> "pa.StringArray":  # noqa: F821
     """The content ids of rows given as 1 to 3 Arrow string columns (pyarrow arrays of equal
-    length, in the kind's id-field order), as an Arrow string array of 16-hex-digit ids."""
+    length, in the kind's id-field order; string views are read without a copy), as an Arrow
+    string array of 16-hex-digit ids."""
     import pyarrow as pa
+    from numba.typed import List
 
     if not 1 <= len(columns) <= 3:
         raise ValueError("1 to 3 string columns")
     n = len(columns[0])
     parts = []
     for col in columns:
-        col = col.cast(pa.large_string()) if col.type != pa.large_string() else col
+        col = col if col.type == pa.string_view() else col.cast(pa.string_view())
         if len(col) != n:
             raise ValueError("columns of different lengths")
-        bits, offsets, data = col.buffers()
-        offs = np.frombuffer(offsets, dtype=np.int64)
-        dat = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(1, dtype=np.uint8)
+        bits, views, *data = col.buffers()
+        inline = np.frombuffer(views, dtype=np.uint8) if views is not None else np.zeros(16, dtype=np.uint8)
+        buffers = List([np.frombuffer(b, dtype=np.uint8) for b in data if b is not None]
+                       or [np.zeros(1, dtype=np.uint8)])
         has = bits is not None and col.null_count > 0
         bit = np.frombuffer(bits, dtype=np.uint8) if has else np.zeros(1, dtype=np.uint8)
-        parts.append((offs, dat, bit, has, col.offset))
+        parts.append((inline.view(np.uint32), inline, buffers, bit, has, col.offset))
     while len(parts) < 3:
         parts.append(parts[0])
     out = np.empty(16 * n, dtype=np.uint8)
-    kind_bytes = np.frombuffer(kind.encode(), dtype=np.uint8)
-    _ids(kind_bytes, n, len(columns), *parts[0], *parts[1], *parts[2], out)
+    _ids(np.frombuffer(kind.encode(), dtype=np.uint8), n, len(columns), *parts[0], *parts[1], *parts[2], out)
     return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(np.arange(0, 16 * n + 1, 16, dtype=np.int32)),
                                                   pa.py_buffer(out)])

@@ -104,7 +104,7 @@ def frame_ids(kind: str, df: pl.DataFrame) -> pl.Series:
 
     fields = ID_FIELDS[kind]
     if content_id_jit.AVAILABLE and all(df.schema[f] == pl.String for f in fields):
-        arrays = [df[f].to_arrow(compat_level=pl.CompatLevel.oldest()) for f in fields]
+        arrays = [df[f].to_arrow(compat_level=pl.CompatLevel.newest()) for f in fields]
         return pl.Series("id", content_id_jit.ids(kind, arrays), dtype=pl.String)
     return pl.Series("id", content_ids(kind, {f: df[f].to_list() for f in fields}), dtype=pl.String)
 

@@ -5,6 +5,7 @@ counts (curate.ingest.lines_jit vs polars' regexes)."""
 from __future__ import annotations
 
 import io
+import random
 from pathlib import Path
 
 import polars as pl
@@ -65,9 +66,12 @@ def test_fixture_rows_keep_their_python_ids(name):
 
 def test_line_scan_counts_like_the_polars_regexes():
     lines = ['{"instruction":"a","output":"b"}', "", "  \t", '{"a" : "b", "c"\u3000:\u2028"d"}', '"\u00a0:"\u0085:"',
-             '{"x":":":"y"}', '""::""', '{"k":1,"s":"\\":\\""}', "\r", '{"o":"p"}\r', '" \u1680\u2000\u200a\u202f\u205f:',
-             '"\u200b:"', '"\u3000', "\x0c", '{"a":"\u2028"}', '"' + " " * 50 + ':' + " " * 50 + '"']
-    block = ("\n".join(lines) + "\n").replace("\r\n", "\r\n").encode()
+             '{"x":":":"y"}', '""::""', '{"k":1,"s":"\\":\\""}', "\r", '{"o":"p"}\r', "\x0c", '{"a":"\u2028"}',
+             '" \u1680\u2000\u200a\u202f\u205f:', '"\u200b:"', '"\u3000', '"' + " " * 50 + ":" + " " * 50 + '"']
+    pieces = ['"', ":", " ", '": "', '"\u3000:', "\u2028", "x" * 7, "é", "{", "\\", "\r"]
+    rnd = random.Random(15)  # lines with quotes and colons at every offset of the 8-byte steps
+    lines += ["".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 40))) for _ in range(400)]
+    block = ("\n".join(lines) + "\n").encode()
     starts, ends, blank, keys, str_keys = lines_jit.scan(block)
     raw = pl.read_lines(io.BytesIO(block))["line"]
     assert len(starts) == raw.len() == len(lines)

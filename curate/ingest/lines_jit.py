@@ -28,6 +28,8 @@ AVAILABLE = numba is not None
 
 
 if AVAILABLE:
+    _u64 = numba.types.uint64
+
     @numba.njit(cache=True)
     def _space(buf, i, end):
         """The length of the Unicode White_Space character at ``buf[i]`` (before ``end``), else 0.
@@ -67,7 +69,19 @@ if AVAILABLE:
         str_end = -1  # where the last _STR_KEY match ended (a match can't start at or before it)
         nkeys = 0
         nstr = 0
-        for i in range(n):
+        ones, highs = _u64(0x0101010101010101), _u64(0x8080808080808080)
+        i = 0
+        while i < n:
+            if i + 8 <= n:  # skip eight bytes at a time while none is a quote or a newline (SWAR)
+                x = _u64(0)
+                at = _u64(i)
+                for k in range(8):
+                    x |= _u64(buf[at + _u64(k)]) << _u64(8 * k)
+                quote = x ^ (ones * _u64(0x22))
+                newline = x ^ (ones * _u64(0x0A))
+                if not (((quote - ones) & ~quote) | ((newline - ones) & ~newline)) & highs:
+                    i += 8
+                    continue
             c = buf[i]
             if line == starts.size:
                 return -1
@@ -94,6 +108,7 @@ if AVAILABLE:
                 start = i + 1
                 nkeys = 0
                 nstr = 0
+            i += 1
         return line
 
 

@@ -432,19 +432,37 @@ _MIN_SPLIT = 256  # a block polars can't parse is halved until it is this small,
 def _fast_jsonl(path, fmt, summary, on_quarantine, on_progress, span: Span | None = None) -> Iterator[pl.DataFrame]:
     """JSONL of a flat format: polars parses whole blocks of lines with the format's schema, and
     only the lines that need more than plain reading (repairs, extra keys, non-text values, empty or
-    refusal rows, broken JSON) take the general path. Both give identical rows, in file order."""
+    refusal rows, broken JSON) take the general path. Both give identical rows, in file order.
+
+    With numba, a helper thread runs the compiled parts, which release the GIL: a block's line scan
+    while polars parses it, and its content ids while the next block is read; so each block's
+    frame is yielded once the next block has been read."""
     first = span.first_line if span else 1
-    for block in jsonl_blocks(path, span=span):
-        if lines_jit.AVAILABLE:
-            frames, count = _scanned_block(fmt, summary, on_quarantine, first, block)
-        else:
-            frames, count = _polars_block(fmt, summary, on_quarantine, first, block), block.count(b"\n")
-        first += count
-        frames = [f for f in frames if f is not None and f.height]
-        if frames:
-            yield pl.concat(frames).sort("line", maintain_order=True) if len(frames) > 1 else frames[0]
-        if on_progress:
-            on_progress(sum(f.height for f in frames))
+    if not lines_jit.AVAILABLE:
+        for block in jsonl_blocks(path, span=span):
+            yield from _block_frame(_polars_block(fmt, summary, on_quarantine, first, block), on_progress)
+            first += block.count(b"\n")
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="curate-scan") as helper:
+        waiting: list = []
+        for block in jsonl_blocks(path, span=span):
+            frames, count = _scanned_block(fmt, summary, on_quarantine, first, block, helper)
+            first += count
+            yield from _block_frame(waiting, on_progress)
+            waiting = frames
+        yield from _block_frame(waiting, on_progress)
+
+
+def _block_frame(frames: list, on_progress) -> Iterator[pl.DataFrame]:
+    """One block's frame from its parts (frames, or functions giving one once its ids are done)."""
+    frames = [f() if callable(f) else f for f in frames]
+    frames = [f for f in frames if f is not None and f.height]
+    if frames:
+        yield pl.concat(frames).sort("line", maintain_order=True) if len(frames) > 1 else frames[0]
+    if on_progress:
+        on_progress(sum(f.height for f in frames))
 
 
 def _all_general(fmt, summary, on_quarantine, first: int, block: bytes) -> list[pl.DataFrame | None]:
@@ -481,19 +499,23 @@ class _Lines:
         return self.block[self.starts[lo]:self.starts[hi] if hi < len(self.starts) else len(self.block)]
 
 
-def _scanned_block(fmt, summary, on_quarantine, first: int, block: bytes) -> tuple[list[pl.DataFrame | None], int]:
-    """A block's frames, and its number of lines, with its lines found by one compiled pass
-    (:mod:`curate.ingest.lines_jit`): the same frames as :func:`_polars_block`."""
-    lines = _Lines(block, *lines_jit.scan(block))
+def _scanned_block(fmt, summary, on_quarantine, first: int, block: bytes, helper) -> tuple[list, int]:
+    """A block's frames (or functions giving them: see :func:`_fast_frame`), and its number of
+    lines, with its lines found by one compiled pass (:mod:`curate.ingest.lines_jit`, on the
+    ``helper`` thread while polars parses the block): the same frames as :func:`_polars_block`."""
+    scan = helper.submit(lines_jit.scan, block)
     try:
         parsed = pl.read_ndjson(io.BytesIO(block), schema=fmt.fast_schema)
     except pl.exceptions.PolarsError:
+        parsed = None
+    lines = _Lines(block, *scan.result())
+    if parsed is None:
         try:
             block.decode("utf-8")
         except UnicodeDecodeError:
             return _all_general(fmt, summary, on_quarantine, first, block), len(lines.starts)
-        parsed = None
-    return _lines_block(fmt, summary, on_quarantine, first, lines, 0, len(lines.starts), parsed), len(lines.starts)
+    return (_lines_block(fmt, summary, on_quarantine, first, lines, 0, len(lines.starts), parsed, helper),
+            len(lines.starts))
 
 
 _UNPARSED = object()
@@ -503,7 +525,7 @@ _WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u200
 
 
 def _lines_block(fmt, summary, on_quarantine, first: int, lines: _Lines, lo: int, hi: int,
-                 parsed: Any = _UNPARSED) -> list[pl.DataFrame | None]:
+                 parsed: Any = _UNPARSED, helper=None) -> list:
     """Rows of lines ``lo..hi`` of a scanned block, exactly as :func:`_fast_block` gives them for the
     same lines (``parsed``: those lines read by polars, None if it could not)."""
     if parsed is _UNPARSED:
@@ -516,8 +538,8 @@ def _lines_block(fmt, summary, on_quarantine, first: int, lines: _Lines, lo: int
     if parsed is None or parsed.height != len(nonblank):
         if hi - lo > _MIN_SPLIT:  # a broken line inside: halve the block to isolate it
             mid = lo + (hi - lo) // 2
-            return (_lines_block(fmt, summary, on_quarantine, first, lines, lo, mid)
-                    + _lines_block(fmt, summary, on_quarantine, first, lines, mid, hi))
+            return (_lines_block(fmt, summary, on_quarantine, first, lines, lo, mid, helper=helper)
+                    + _lines_block(fmt, summary, on_quarantine, first, lines, mid, hi, helper=helper))
         numbered = [(first + i, raw) for i in range(lo, hi)
                     if (raw := lines.raw(i)).decode("utf-8").strip(_WHITE_SPACE)]
         return [_general_lines(fmt, summary, on_quarantine, numbered)]
@@ -527,24 +549,31 @@ def _lines_block(fmt, summary, on_quarantine, first: int, lines: _Lines, lo: int
     frames = [_general_lines(fmt, summary, on_quarantine, [(first + i, lines.raw(i)) for i in nonblank[~ok].tolist()])]
     n = int(ok.sum())
     if n:
-        frames.append(_fast_frame(fmt, summary, parsed.filter(pl.Series(ok)), nonblank[ok] + first))
+        frames.append(_fast_frame(fmt, summary, parsed.filter(pl.Series(ok)), nonblank[ok] + first, helper))
     return frames
 
 
-def _fast_frame(fmt, summary, parsed: pl.DataFrame, lines) -> pl.DataFrame:
-    """The rows of the fast path's records (``parsed``: the records read by polars, ``lines``: their line numbers)."""
+def _fast_frame(fmt, summary, parsed: pl.DataFrame, lines, helper=None):
+    """The rows of the fast path's records (``parsed``: the records read by polars, ``lines``: their
+    line numbers): the frame, or with a ``helper`` thread computing the ids, a function giving it."""
     n = parsed.height
     fields = list(schemas.CONTENT[fmt.kind])
     content = fmt.fast_content(parsed)
     summary.records += n
     summary.kept += n
     summary.rows += n
-    return pl.DataFrame({
-        "id": schemas.frame_ids(fmt.kind, content), "kind": pl.repeat(fmt.kind, n, eager=True),
-        "lang": pl.repeat(None, n, dtype=pl.String, eager=True), "source": pl.repeat(summary.source, n, eager=True),
-        "format": pl.repeat(fmt.name, n, eager=True), "line": pl.Series("line", lines).cast(pl.Int64),
-        "meta": pl.repeat(None, n, dtype=pl.String, eager=True), **{f: content[f] for f in fields},
-    }, schema=schemas.schema(fmt.kind))
+    ids = helper.submit(schemas.frame_ids, fmt.kind, content) if helper is not None else None
+
+    def frame() -> pl.DataFrame:
+        return pl.DataFrame({
+            "id": ids.result() if ids is not None else schemas.frame_ids(fmt.kind, content),
+            "kind": pl.repeat(fmt.kind, n, eager=True), "lang": pl.repeat(None, n, dtype=pl.String, eager=True),
+            "source": pl.repeat(summary.source, n, eager=True), "format": pl.repeat(fmt.name, n, eager=True),
+            "line": pl.Series("line", lines).cast(pl.Int64), "meta": pl.repeat(None, n, dtype=pl.String, eager=True),
+            **{f: content[f] for f in fields},
+        }, schema=schemas.schema(fmt.kind))
+
+    return frame if helper is not None else frame()
 
 
 def _general_lines(fmt, summary, on_quarantine, numbered: list[tuple[int, bytes]]) -> pl.DataFrame | None:
