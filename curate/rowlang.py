@@ -3,7 +3,9 @@ at once: :func:`curate.langid.detect_column`)."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
+from concurrent.futures import Future
 from functools import lru_cache
 from typing import Callable
 
@@ -47,9 +49,34 @@ def start_lang(df: pl.DataFrame, kind: str | None = None, worker=None) -> Callab
     return lambda: df.with_columns(job.result()()["lang"])
 
 
+class _LangThread:
+    """One daemon thread running jobs in the order they are submitted. A daemon, unlike a
+    ``ThreadPoolExecutor``'s worker, does not keep the interpreter's normal exit waiting for it
+    (``curate.cli`` ends a command without the slow teardown only when no other thread runs); every
+    job's caller waits for its result before the command ends."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="curate-lang", daemon=True).start()
+
+    def submit(self, fn: Callable, *args) -> Future:
+        job: Future = Future()
+        self.jobs.put((job, fn, args))
+        return job
+
+    def _run(self) -> None:
+        while True:
+            job, fn, args = self.jobs.get()
+            if job.set_running_or_notify_cancel():
+                try:
+                    job.set_result(fn(*args))
+                except BaseException as exc:  # handed to the caller of job.result()
+                    job.set_exception(exc)
+
+
 @lru_cache(maxsize=1)
-def _lang_thread() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(1, thread_name_prefix="curate-lang")
+def _lang_thread() -> _LangThread:
+    return _LangThread()
 
 
 def _start_detect(df: pl.DataFrame, kind: str, worker) -> Callable[[], pl.DataFrame]:
