@@ -43,6 +43,7 @@ _SIGMA = np.array([
 #: The parameter block of an unkeyed BLAKE2b with an 8-byte digest (fanout 1, depth 1), xored into h[0].
 _PARAM = 0x01010008
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_NONE = bytes(16)
 #: orjson's escape of each byte below 0x20 (a short form, else \\u00xx), as the byte after the backslash.
 _SHORT = np.zeros(32, dtype=np.uint8)
 for _b, _c in ((8, "b"), (9, "t"), (10, "n"), (12, "f"), (13, "r")):
@@ -50,7 +51,19 @@ for _b, _c in ((8, "b"), (9, "t"), (10, "n"), (12, "f"), (13, "r")):
 
 
 if AVAILABLE:
+    from numba.extending import intrinsic
+
     _u64 = numba.types.uint64
+
+    @intrinsic
+    def _bytes_at(typingctx, address):
+        """A pointer to the bytes at ``address`` (an int64: an Arrow buffer's address)."""
+        sig = numba.types.CPointer(numba.types.uint8)(numba.types.int64)
+
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+        return sig, codegen
 
     @numba.njit(cache=True)
     def _rotr(x, n):
@@ -150,13 +163,15 @@ if AVAILABLE:
     @numba.njit(cache=True)
     def _put_view(buf, pos, views, inline, data, i):
         """String ``i`` of an Arrow string-view array (``views``: its views as uint32 words, ``inline``:
-        the same as bytes, ``data``: its data buffers) as a JSON string at ``buf[pos]``; the new end."""
+        the same as bytes, ``data``: the addresses and sizes of its data buffers) as a JSON string at
+        ``buf[pos]``; the new end."""
         size = _u64(views[4 * i])
         if size <= _u64(12):  # the string is inside its view
             at = _u64(16 * i + 4)
             return _put_string(buf, pos, inline, at, at + size)
         at = _u64(views[4 * i + 3])
-        return _put_string(buf, pos, data[views[4 * i + 2]], at, at + size)
+        b = views[4 * i + 2]
+        return _put_string(buf, pos, numba.carray(_bytes_at(data[b, 0]), data[b, 1]), at, at + size)
 
     @numba.njit(cache=True)
     def _valid(bits, has_bits, i):
@@ -166,8 +181,8 @@ if AVAILABLE:
     def _ids(kind, n, ncols, views0, inline0, data0, bits0, has0, start0, views1, inline1, data1, bits1, has1,
              start1, views2, inline2, data2, bits2, has2, start2, out):
         """Hex blake2b-64 of ``["<kind>","<col0>",...]`` for rows ``0..n`` into ``out`` (16 bytes a row).
-        Column j: an Arrow string-view array's views (as uint32 words and as bytes), data buffers,
-        validity bits (``has``: any null) and offset."""
+        Column j: an Arrow string-view array's views (as uint32 words and as bytes), its data buffers
+        (address, size), validity bits (``has``: any null) and offset."""
         most = 0
         for r in range(n):
             size = np.int64(views0[4 * (start0 + r)])
@@ -220,26 +235,26 @@ def ids(kind: str, columns: list) -> "pa.StringArray":  # noqa: F821
     length, in the kind's id-field order; string views are read without a copy), as an Arrow
     string array of 16-hex-digit ids."""
     import pyarrow as pa
-    from numba.typed import List
 
     if not 1 <= len(columns) <= 3:
         raise ValueError("1 to 3 string columns")
     n = len(columns[0])
+    columns = [col if col.type == pa.string_view() else col.cast(pa.string_view()) for col in columns]
     parts = []
     for col in columns:
-        col = col if col.type == pa.string_view() else col.cast(pa.string_view())
         if len(col) != n:
             raise ValueError("columns of different lengths")
         bits, views, *data = col.buffers()
-        inline = np.frombuffer(views, dtype=np.uint8) if views is not None else np.zeros(16, dtype=np.uint8)
-        buffers = List([np.frombuffer(b, dtype=np.uint8) for b in data if b is not None]
-                       or [np.zeros(1, dtype=np.uint8)])
+        # every array read-only, as the buffers' own are: one compiled signature whatever the data
+        inline = np.frombuffer(views if views is not None else _NONE, dtype=np.uint8)
+        buffers = np.array([(b.address, b.size) for b in data if b is not None] or [(0, 0)], dtype=np.int64)
         has = bits is not None and col.null_count > 0
-        bit = np.frombuffer(bits, dtype=np.uint8) if has else np.zeros(1, dtype=np.uint8)
+        bit = np.frombuffer(bits if has else _NONE, dtype=np.uint8)
         parts.append((inline.view(np.uint32), inline, buffers, bit, has, col.offset))
     while len(parts) < 3:
         parts.append(parts[0])
     out = np.empty(16 * n, dtype=np.uint8)
     _ids(np.frombuffer(kind.encode(), dtype=np.uint8), n, len(columns), *parts[0], *parts[1], *parts[2], out)
+    del columns  # the kernel read their data buffers by address: they lived until here
     return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(np.arange(0, 16 * n + 1, 16, dtype=np.int32)),
                                                   pa.py_buffer(out)])
