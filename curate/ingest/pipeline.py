@@ -549,7 +549,8 @@ def _lines_block(fmt, summary, on_quarantine, first: int, lines: _Lines, lo: int
     frames = [_general_lines(fmt, summary, on_quarantine, [(first + i, lines.raw(i)) for i in nonblank[~ok].tolist()])]
     n = int(ok.sum())
     if n:
-        frames.append(_fast_frame(fmt, summary, parsed.filter(pl.Series(ok)), nonblank[ok] + first, helper))
+        frames.append(_fast_frame(fmt, summary, parsed if n == len(ok) else parsed.filter(pl.Series(ok)),
+                                  nonblank[ok] + first, helper))
     return frames
 
 

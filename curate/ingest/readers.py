@@ -210,14 +210,15 @@ def iter_jsonl_lines(path: Path, size: int, span: Span | None = None) -> Iterato
 def jsonl_blocks(path: Path, size: int = 16 << 20, span: Span | None = None) -> Iterator[bytes]:
     """Blocks of whole lines (bytes ending in a newline), in order: each ends at the last newline
     before the next multiple of ``size`` bytes (a longer line makes its block longer). A leading
-    BOM is removed. With ``span``, only the lines of that byte range. The file is mapped, not read:
-    each block is one copy of its bytes."""
+    BOM is removed. With ``span``, only the lines of that byte range. Each block is read once, into
+    its own bytes (the file is mapped only to find the newlines)."""
     start = span.start if span else 0
     with open(path, "rb") as fh:
-        stop = os.fstat(fh.fileno()).st_size if span is None else span.end
+        fd = fh.fileno()
+        stop = os.fstat(fd).st_size if span is None else span.end
         if stop <= start:
             return
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
             pos = start + 3 if (span is None or span.first_line == 1) and mm[start:start + 3] == b"\xef\xbb\xbf" \
                 else start
             window = start
@@ -225,7 +226,8 @@ def jsonl_blocks(path: Path, size: int = 16 << 20, span: Span | None = None) -> 
                 window = min(window + size, stop)
                 cut = mm.rfind(b"\n", pos, window)
                 if cut >= 0:
-                    yield mm[pos:cut + 1]
+                    block = os.pread(fd, cut + 1 - pos, pos)
+                    yield block if len(block) == cut + 1 - pos else mm[pos:cut + 1]  # (a read stops at 2 GB)
                     pos = cut + 1
             tail = mm[pos:stop]
             if tail.strip():
