@@ -423,3 +423,20 @@ def test_lingua_in_a_helper_process_gives_the_same_rows(fixtures, monkeypatch):
     monkeypatch.setattr(LinguaWorker, "submit", dying_submit)
     orphaned = frames()
     assert workers[1].failed and all(a.equals(b) for a, b in zip(local, orphaned))
+
+
+def test_lone_surrogate_escapes_are_quarantined_not_a_crash(tmp_path):
+    """Python's JSON parser (arrays, repaired lines) accepts "\\ud800", which is no Unicode
+    character: the record goes to quarantine; a valid surrogate pair is the character it encodes."""
+    lines = tmp_path / "s.jsonl"
+    lines.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "x\\ud800", "output": "b"}\n'
+                     '{"instruction": "patah", "output": "\\udfff"\n{"instruction": "\\ud83d\\ude00", "output": "c"}\n')
+    array = tmp_path / "s.json"
+    array.write_text('[\n{"instruction": "a", "output": "b"},\n{"instruction": "x", "output": "\\ud800"},\n'
+                     '{"instruction": "\\ud83d\\ude00", "output": "c"}\n]\n')
+    for path, bad in ((lines, [2, 3]), (array, [3])):
+        res = ingest([path], "alpaca", detect_lang=False)
+        assert res.frames["sft"]["instruction"].to_list() == ["a", "😀"]
+        assert [(q["line"], q["code"]) for q in res.quarantine] == [(n, "lone_surrogate") for n in bad]
+        assert all("\\ud8" in q["raw"] or "\\udf" in q["raw"] for q in res.quarantine)
+        assert res.files[0].records == res.files[0].kept + res.files[0].quarantined

@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -244,12 +245,14 @@ def _convert(item, fmt: SourceFormat, source: str, summary: FileSummary) -> tupl
     try:
         obj = item.obj
         if fmt.container == "json":
+            _check_surrogates(obj)
             obj = unwrap_nested(precheck(obj), RECORD_KEYS, rec)
         contents = fmt.convert(obj, rec)
     except Reject as rej:
         summary.quarantined += 1
         summary.reasons[rej.code] = summary.reasons.get(rej.code, 0) + 1
-        raw = item.raw if item.raw is not None else orjson.dumps(item.obj).decode()
+        raw = item.raw if item.raw is not None else (
+            json.dumps(item.obj) if rej.code == "lone_surrogate" else orjson.dumps(item.obj).decode())
         return "quarantine", _qentry(source, fmt, item.line, rej.code, rej.reason, rej.evidence, raw)
     summary.kept += 1
     summary.rows += len(contents)
@@ -259,6 +262,19 @@ def _convert(item, fmt: SourceFormat, source: str, summary: FileSummary) -> tupl
             summary.recovered += 1
         meta_text = orjson.dumps(rec.meta()).decode()
     return "rows", (item.line, meta_text, contents)
+
+
+def _check_surrogates(obj: Any) -> None:
+    """Refuse a record holding a lone UTF-16 surrogate (``"\\ud800"``: Python's JSON parser, which
+    reads arrays and repairs broken lines, accepts it; it is not a Unicode character, so no row,
+    id or output file can hold it)."""
+    try:
+        orjson.dumps(obj)
+    except orjson.JSONEncodeError as exc:
+        if "surrogates" not in str(exc):
+            raise
+        raise Reject("lone_surrogate", "text holds a lone UTF-16 surrogate escape (such as \\ud800), "
+                     "which is not a Unicode character", json.dumps(obj)) from None
 
 
 def _error_code(error: str) -> str:
