@@ -8,14 +8,16 @@ An export's rows are turned into the same records the JSON readers yield (one pe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import orjson
 import polars as pl
 
 from curate import schemas
 from curate.io.files import DatasetError
-from curate.ingest.readers import Item
+
+if TYPE_CHECKING:  # the ingest package (its compiled line scan) is imported only by a reader of raw rows
+    from curate.ingest.readers import Item
 
 BLOCK = 10_000
 TABLE_SUFFIXES = {".parquet": "parquet", ".csv": "csv", ".tsv": "tsv"}
@@ -91,6 +93,8 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
 
 def table_items(lf: pl.LazyFrame) -> Iterator[Item]:
     """One record per row (null cells left out, JSON text in list columns parsed)."""
+    from curate.ingest.readers import Item
+
     n = lf.select(pl.len()).collect().item()
     for off in range(0, n, BLOCK):
         block = lf.slice(off, BLOCK).collect()
