@@ -66,10 +66,11 @@ def configure() -> None:
     # a UserCodeException that has lost it: see user_error_in
     ctx.raise_original_map_exception = True
     # nothing curate reads: a thread in every map task polling the worker's memory (for Ray Data's
-    # stats), and the driver's issue detectors (warnings about hash-shuffle aggregators and memory,
-    # logged below WARNING's filter anyway); both documented DataContext fields
+    # stats), and the driver's periodic issue detectors (hash-shuffle aggregator and memory warnings
+    # no curate run acts on); both documented DataContext fields
     ctx.memory_usage_poll_interval_s = None
-    ctx.issue_detectors_config.detectors = []
+    if hasattr(ctx, "issue_detectors_config"):  # older Ray versions have no issue detectors
+        ctx.issue_detectors_config.detectors = []
     for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
