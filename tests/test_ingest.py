@@ -440,3 +440,18 @@ def test_lone_surrogate_escapes_are_quarantined_not_a_crash(tmp_path):
         assert [(q["line"], q["code"]) for q in res.quarantine] == [(n, "lone_surrogate") for n in bad]
         assert all("\\ud8" in q["raw"] or "\\udf" in q["raw"] for q in res.quarantine)
         assert res.files[0].records == res.files[0].kept + res.files[0].quarantined
+
+
+def test_lone_surrogate_in_well_formed_jsonl_is_not_read_as_nul(tmp_path):
+    """Every line parses, so polars reads the block on the fast path, and polars makes "\ud800" a
+    NUL: such a line must still go to quarantine, and a real "\u0000" stays the NUL it encodes."""
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(f'{{"instruction": "q{i}", "output": "{out}"}}\n' for i, out in enumerate(
+        ["lone \\ud800 here", "pair \\ud83d\\ude00 ok", "nul \\u0000 char", "upper \\uDBFF lone", "plain"] * 60)))
+    res = ingest([path], "alpaca", detect_lang=False)
+    kept = res.frames["sft"]
+    assert kept["output"].unique(maintain_order=True).to_list() == ["pair 😀 ok", "nul \x00 char", "plain"]
+    assert kept.height == 180 and len(res.quarantine) == 120
+    assert {q["code"] for q in res.quarantine} == {"lone_surrogate"}
+    assert sorted(q["line"] for q in res.quarantine) == sorted(
+        n for k in range(60) for n in (5 * k + 1, 5 * k + 4))

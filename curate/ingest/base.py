@@ -135,13 +135,17 @@ def text(obj: dict[str, Any], key: str, rec: Record, *, required: bool = True, d
 #: A regex (polars) for text that :func:`curate.text.fix_literal_newlines` may change: a backslash
 #: before ``n`` or ``t``. tests/test_ingest.py checks that it changes no other text.
 LITERAL_ESCAPE = r"\\[nt]"
+#: What else sends a fast row to the general path: a NUL, which polars also makes of a lone UTF-16
+#: surrogate escape (``"\ud800"`` reads as ``"\x00"``), a record the general path quarantines.
+_GENERAL = LITERAL_ESCAPE + r"|\x00"
 
 
 def plain_text_rows(df, required: tuple[str, ...], optional: tuple[str, ...] = ()):
     """For fast paths: rows whose fields are all plain strings needing no repair, or None when the
     chunk has other columns or types. A backslash before ``n`` or ``t`` anywhere sends the row to
     the general path, which knows about literal ``\\n`` (:func:`curate.text.fix_literal_newlines`
-    changes no text without one; other backslashes, e.g. ``C:\\dir`` or ``\\frac``, stay fast)."""
+    changes no text without one; other backslashes, e.g. ``C:\\dir`` or ``\\frac``, stay fast), and
+    so does a NUL (see :data:`_GENERAL`)."""
     import polars as pl
 
     allowed = set(required) | set(optional)
@@ -150,7 +154,7 @@ def plain_text_rows(df, required: tuple[str, ...], optional: tuple[str, ...] = (
     if any(df.schema[c] != pl.String for c in df.columns):
         return None
     ok = pl.all_horizontal([pl.col(c).is_not_null() for c in required])
-    ok = ok & ~pl.any_horizontal([pl.col(c).str.contains(LITERAL_ESCAPE).fill_null(False) for c in df.columns])
+    ok = ok & ~pl.any_horizontal([pl.col(c).str.contains(_GENERAL).fill_null(False) for c in df.columns])
     return df.select(ok.alias("ok"))["ok"]
 
 
