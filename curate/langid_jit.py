@@ -120,7 +120,7 @@ def word_table(words: list[str], weights: dict[str, float], fam: frozenset[str],
     is_en = np.array([w in eng for w in words], np.bool_)
     is_fam = np.array([w in fam for w in words], np.bool_)
     size = 1 << max(4, (2 * len(words)).bit_length())
-    slots = aligned_slots(np.zeros(_SLOT * size, np.uint64))
+    slots = aligned_slots(np.zeros(_SLOT * (size + 1), np.uint64))  # + the empty slot (see scan)
     _build(key_cp, offsets, weight, is_en, is_fam, slots, slots.view(np.float64))
     return slots, slots.view(np.float64), key_cp
 
@@ -163,7 +163,7 @@ if AVAILABLE:
     def _geometry(slots):
         """(shift, mask) of a table of 2**k slots: a key's first slot is the top k bits of a
         multiplicative hash (``(key * GOLD) >> shift``)."""
-        n = len(slots) // _SLOT
+        n = len(slots) // _SLOT - 1  # the last slot is the empty one after the table
         bits = 0
         while (1 << bits) < n:
             bits += 1
@@ -317,6 +317,35 @@ if AVAILABLE:
     def _sigmoid(z):
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
+    @numba.njit(inline="always", cache=True)
+    def _count(nk, keys, found, lower_chunk, slots, slot_w, shift, mask, none):
+        """A row's counts from its words (see :func:`scan`): English, ms/id and counted words and
+        the summed weight, chunk by chunk in order (the per-text path's float sums). The packed
+        words are looked up here, one after another, apart from the scan of the bytes (the look-ups
+        of a row overlap: ~15% faster than each at its word)."""
+        for t in range(nk):
+            if keys[t] != _u64(0):
+                k = _find_packed(keys[t], slots, shift, mask)
+                found[t] = k if k >= 0 else none
+        n_en = n_fam = n_cnt = 0
+        total = chunk_w = 0.0
+        last = -1
+        for t in range(nk):
+            chunk = lower_chunk[t] >> 1
+            new = chunk != last  # a new chunk: the last one's sum joins the total (no branch)
+            total += chunk_w if new else 0.0
+            chunk_w = 0.0 if new else chunk_w
+            last = chunk
+            k = found[t]
+            chunk_w += slot_w[k + 1]  # the empty slot's weight is 0.0: the sum is unchanged
+            info = slots[k + 2]
+            en = np.int64((info >> _u64(62)) & _u64(1))
+            fam = np.int64((info >> _u64(61)) & _u64(1))
+            n_en += en
+            n_fam += fam
+            n_cnt += en | fam | (lower_chunk[t] & 1)
+        return n_en, n_fam, n_cnt, total + chunk_w
+
     @numba.njit(cache=True, nogil=True)
     def scan(data, offsets, flags, lower, slots, slot_w, key_cp, bias, family_share, code, conf, score,
              nwords, dirty):
@@ -330,6 +359,11 @@ if AVAILABLE:
         for r in range(len(offsets) - 1):
             longest = max(longest, offsets[r + 1] - offsets[r])
         buf = np.empty(longest, np.int32)  # a word has at most as many code points as its row bytes
+        # a row's words: packed key (0: looked up already), slot, chunk and lower-case first letter
+        keys = np.empty(longest + 1, np.uint64)
+        found = np.empty(longest + 1, np.int64)
+        lower_chunk = np.empty(longest + 1, np.int64)
+        none = len(slots) - _SLOT  # the slot after the table: no word, weight 0, no flags
         for r in range(len(offsets) - 1):
             lo, hi = offsets[r], offsets[r + 1]
             score[r] = bias
@@ -339,8 +373,7 @@ if AVAILABLE:
             if hi == lo:
                 code[r] = UND
                 continue
-            n_en = n_fam = n_cnt = n_all = nonlatin = 0
-            total = chunk_w = 0.0
+            nk = chunk = nonlatin = 0  # words so far, chunks so far
             in_chunk = first_lower = special = unclean = False
             packable = True  # the word so far is ASCII once lower-cased (its key: the packed bytes)
             key = _u64(0)
@@ -410,8 +443,9 @@ if AVAILABLE:
                             and data[wstart + 2] == 100 and data[wstart + 3] == 97 \
                             and (c < 0 or not f & WORD) and _anda_mid(data, lo, wstart, flags):
                         key, wlen, packable, first_lower = _u64(_ANDACAP), 7, True, True
-                    if packable and wlen <= 8:
-                        k = _find_packed(key, slots, shift, mask)
+                    if packable and wlen <= 8:  # looked up after the row
+                        keys[nk] = key
+                        found[nk] = -1
                     else:  # a long or non-ASCII word: its lower-cased code points again, hashed
                         h = _u64(_FNV_INIT)
                         j = wstart
@@ -426,26 +460,21 @@ if AVAILABLE:
                             buf[m] = lc
                             h = _step(h, lc)
                         k = _find(buf, wlen, _final(h), slots, key_cp, shift, mask)
-                    if k >= 0:
-                        chunk_w += slot_w[k + 1]
-                        info = slots[k + 2]
-                        en, fam = (info & _u64(_EN)) != 0, (info & _u64(_FAM)) != 0
-                        n_en += en
-                        n_fam += fam
-                        n_cnt += en or fam or first_lower
-                    else:
-                        n_cnt += first_lower
-                    n_all += 1
+                        keys[nk] = _u64(0)
+                        found[nk] = k if k >= 0 else none
+                    lower_chunk[nk] = (chunk << 1) | first_lower
+                    nk += 1
                     wlen = 0
                 if f & SPACE:
                     if in_chunk:
-                        total += chunk_w
-                        chunk_w = 0.0
+                        chunk += 1
                         in_chunk = False
                     if c < 0:
                         break
                 else:
                     in_chunk = True
+            n_en, n_fam, n_cnt, total = _count(nk, keys, found, lower_chunk, slots, slot_w, shift, mask, none)
+            n_all = nk
             dirty[r] = unclean
             if nonlatin and _script(data, lo, hi, flags, nonlatin, code, conf, r):
                 continue
