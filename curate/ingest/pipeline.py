@@ -7,6 +7,7 @@ a file of several GB needs memory for one batch, not for the file.
 from __future__ import annotations
 
 import codecs
+import collections
 import contextlib
 import io
 import json
@@ -389,17 +390,22 @@ def iter_file(src: Source, f: SourceFormat, summary: FileSummary, *, batch_size:
 LINGUA_WORKER_BYTES = 64 << 20
 
 
+#: Frames a frame's language id may lag behind the reading: the first frames' undecided texts wait
+#: for lingua's models (~1 s to load in the helper process) while the next frames are read.
+LANG_LAG = 4
+
+
 def _lang_lagged(frames: Iterable[pl.DataFrame], kind: str, worker) -> Iterator[pl.DataFrame]:
-    """The frames with their ``lang`` column, one frame behind: a frame's undecided texts are with
-    lingua (``worker``) while the next frame is read, then it is finished and yielded, in order."""
-    waiting = None
+    """The frames with their ``lang`` column, up to :data:`LANG_LAG` frames behind: a frame's
+    undecided texts are with lingua (``worker``) while the next frames are read, then it is
+    finished and yielded, in order."""
+    waiting: collections.deque = collections.deque()
     for df in frames:
-        job = start_lang(df, kind, worker)
-        if waiting is not None:
-            yield waiting()
-        waiting = job
-    if waiting is not None:
-        yield waiting()
+        waiting.append(start_lang(df, kind, worker))
+        if len(waiting) > LANG_LAG:
+            yield waiting.popleft()()
+    while waiting:
+        yield waiting.popleft()()
 
 
 def iter_records(items: Iterable[Any], f: SourceFormat, summary: FileSummary, *, batch_size: int = BATCH,
