@@ -54,6 +54,8 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 import numpy as np
 import polars as pl
 
+from curate.arrow_text import utf8_buffers
+
 __all__ = [
     "LANGS",
     "MS_ID_MARKERS",
@@ -658,8 +660,6 @@ def start_detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bo
     if not jit.AVAILABLE or series.dtype != pl.String:
         frame = _detect_column_per_text(series.to_list(), fallback)
         return lambda: frame
-    from curate.arrow_text import utf8_buffers
-
     cut = series.fill_null("") if series.null_count() else series
     if len(cut) and (cut.str.len_bytes().max() or 0) > _MAX_CHARS:  # type: ignore[operator]
         cut = cut.str.slice(0, _MAX_CHARS)
@@ -683,7 +683,7 @@ def start_detect_utf8(data: np.ndarray, offsets: np.ndarray, *, fallback: bool =
     cleaned: dict[int, str] = {}
     if len(dirty_idx):  # code, URLs, tags: removed in Python, then those rows scanned again
         cleaned = {i: _clean(text(i)) for i in dirty_idx.tolist()}
-        again = _scan(*_utf8_of(list(cleaned.values())))
+        again = _scan(*utf8_buffers(pl.Series(list(cleaned.values()), dtype=pl.String)))
         for arr, part in zip((code, conf, score, nwords), again):
             arr[dirty_idx] = part
     lang = pl.Series("lang", code, dtype=pl.Int8).replace_strict(
@@ -715,14 +715,6 @@ def start_detect_utf8(data: np.ndarray, offsets: np.ndarray, *, fallback: bool =
         return pl.DataFrame({"lang": lang, "lang_conf": conf}, schema={"lang": pl.String, "lang_conf": pl.Float64})
 
     return finish
-
-
-def _utf8_of(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(UTF-8 bytes, offsets) of a few texts (see :func:`start_detect_utf8`)."""
-    raw = [t.encode("utf-8") for t in texts]
-    offsets = np.zeros(len(raw) + 1, np.int64)
-    np.cumsum([len(r) for r in raw], out=offsets[1:])
-    return np.frombuffer(b"".join(raw), dtype=np.uint8), offsets
 
 
 def _scan(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
