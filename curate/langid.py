@@ -179,12 +179,9 @@ _LINGUA_CODE = {"ENGLISH": "en", "MALAY": "ms", "INDONESIAN": "id"}
 
 @lru_cache(maxsize=1)
 def _lingua():
-    from lingua import Language, LanguageDetectorBuilder
+    from curate.lingua_worker import detector
 
-    langs = [getattr(Language, name) for name in _LINGUA_FALLBACK]
-    # all models at once, loaded by lingua's threads in parallel (lingua loads all of them for its
-    # first text anyway, on one core)
-    return LanguageDetectorBuilder.from_languages(*langs).with_preloaded_language_models().build()
+    return detector(_LINGUA_FALLBACK)
 
 
 _LINGUA_CHARS = 300  # lingua reads this much of a hard text (its time grows fast with length: 25x at 600)

@@ -118,21 +118,27 @@ class LinguaWorker:
         self.close()
 
 
-def main() -> None:
+def detector(languages: list[str]):
+    """lingua's detector of ``languages`` (names of ``lingua.Language``), every model loaded now, by
+    lingua's threads in parallel (~1 s on 2 cores instead of ~2 s on one when they load on first
+    use; the same models: lingua loads all of them for its first text anyway). The helper process
+    and the in-process fallback (:func:`curate.langid._lingua`) both build it here."""
     from lingua import Language, LanguageDetectorBuilder
 
+    return LanguageDetectorBuilder.from_languages(*(getattr(Language, n) for n in languages)) \
+        .with_preloaded_language_models().build()
+
+
+def main() -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     languages = _recv(stdin)
-    # every model loaded now, by lingua's threads in parallel (~1 s on 2 cores instead of ~2 s on one
-    # when they load on first use; the same models: lingua loads all of them for its first text anyway)
-    detector = LanguageDetectorBuilder.from_languages(*(getattr(Language, n) for n in languages)) \
-        .with_preloaded_language_models().build()
+    lingua = detector(languages)
     while True:
         try:
             texts = _recv(stdin)
         except EOFError:
             return
-        values = detector.compute_language_confidence_values_in_parallel(texts)
+        values = lingua.compute_language_confidence_values_in_parallel(texts)
         _send(stdout, [[[v.language.name, v.value] for v in vals] for vals in values])
 
 
