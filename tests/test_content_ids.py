@@ -1,6 +1,6 @@
 """The compiled paths of ingest's fast path give exactly what the Python/polars ones give:
 content ids (curate.content_id_jit vs schemas.content_ids: orjson + hashlib) and the per-line key
-counts (curate.ingest.lines_jit vs polars' regexes)."""
+counts (curate.ingest.lines_jit vs polars' regexes, which are also its fallback without numba)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 
 from curate import content_id_jit, schemas
 from curate.ingest import ingest, lines_jit
-from curate.ingest.pipeline import _KEY, _STR_KEY
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
 
@@ -64,19 +63,62 @@ def test_fixture_rows_keep_their_python_ids(name):
             assert schemas.frame_ids(kind, df).to_list() == df["id"].to_list()
 
 
-def test_line_scan_counts_like_the_polars_regexes():
+def _hostile_lines() -> list[str]:
     lines = ['{"instruction":"a","output":"b"}', "", "  \t", '{"a" : "b", "c"\u3000:\u2028"d"}', '"\u00a0:"\u0085:"',
              '{"x":":":"y"}', '""::""', '{"k":1,"s":"\\":\\""}', "\r", '{"o":"p"}\r', "\x0c", '{"a":"\u2028"}',
              '" \u1680\u2000\u200a\u202f\u205f:', '"\u200b:"', '"\u3000', '"' + " " * 50 + ":" + " " * 50 + '"']
     pieces = ['"', ":", " ", '": "', '"\u3000:', "\u2028", "x" * 7, "é", "{", "\\", "\r"]
     rnd = random.Random(15)  # lines with quotes and colons at every offset of the 8-byte steps
-    lines += ["".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 40))) for _ in range(400)]
+    return lines + ["".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 40))) for _ in range(400)]
+
+
+def test_line_scan_counts_like_the_polars_regexes():
+    lines = _hostile_lines()
     block = ("\n".join(lines) + "\n").encode()
     starts, ends, blank, keys, str_keys = lines_jit.scan(block)
     raw = pl.read_lines(io.BytesIO(block))["line"]
     assert len(starts) == raw.len() == len(lines)
-    assert keys.tolist() == raw.str.count_matches(_KEY).to_list()
-    assert str_keys.tolist() == raw.str.count_matches(_STR_KEY).to_list()
+    assert keys.tolist() == raw.str.count_matches(lines_jit.KEY).to_list()
+    assert str_keys.tolist() == raw.str.count_matches(lines_jit.STR_KEY).to_list()
     assert (ends - starts).tolist() == raw.str.len_bytes().to_list()
     assert [block[s:e].decode() for s, e in zip(starts, ends)] == raw.to_list()
     assert blank.tolist() == [not line.strip(" \t\r") for line in lines]
+
+
+@pytest.mark.parametrize("block", [
+    ("\n".join(_hostile_lines()) + "\n").encode(),
+    b"", b"\n", b"\r\n\r\n", b'{"a":"b"}\r\n  \n\t\r\n{"c" :\t"d"}\n', '{"e"\u3000:\u2028"f"}\n'.encode(),
+])
+def test_line_scan_without_numba_gives_the_same_arrays(block):
+    compiled, fallback = lines_jit.scan(block), lines_jit.scan_polars(block)
+    assert len(compiled[0]) == block.count(b"\n")
+    for a, b in zip(compiled, fallback):
+        assert a.dtype == b.dtype and a.tolist() == b.tolist()
+
+
+def test_line_scan_without_numba_finds_the_lines_of_invalid_utf8():
+    """Lines that are not UTF-8 are found and measured alike; their key counts are never read
+    (polars parses no block holding one: such lines take the general path)."""
+    block = b'{"a":"\xff\xfe"}\n\xc3\n  \r\n"\xe2\x80":\n{"b":"\xed\xa0\x80"}\r\n'
+    compiled, fallback = lines_jit.scan(block), lines_jit.scan_polars(block)
+    for a, b in zip(compiled[:3], fallback[:3]):
+        assert a.tolist() == b.tolist()
+    assert compiled[2].tolist() == [False, False, True, False, False] and len(fallback[3]) == 5
+
+
+def test_ingest_without_numba_gives_the_same_rows(tmp_path, monkeypatch):
+    """The pipeline on the fallback scan: the same rows and quarantine as on the kernel, for a
+    source with blank, CRLF, broken, invalid UTF-8 and extra-key lines."""
+    good = [line for line in (FIXTURES / "malay_gpt4all.jsonl").read_bytes().splitlines() if line.strip()] * 3
+    bad = [b"", b"  \t", b'{"prompt": "x", "response": 3}', b'{"prompt": "a\xff", "response": "b"}',
+           b'{"prompt": "p", "response": "r", "extra": "e"}', b'{"prompt": "cut', '{"prompt" :\u3000"q", "response": "s"}\r'.encode()]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(good[:400] + bad + good[400:]) + b"\n")  # a broken block is halved
+    want = ingest([path], detect_lang=False)
+    monkeypatch.setattr(lines_jit, "scan", lines_jit.scan_polars)
+    got = ingest([path], detect_lang=False)
+    assert want.frames.keys() == got.frames.keys() and sum(df.height for df in got.frames.values()) > len(good)
+    for kind, df in want.frames.items():
+        assert got.frames[kind].equals(df)
+    assert [q["line"] for q in got.quarantine] == [q["line"] for q in want.quarantine] != []
+    assert got.quarantine == want.quarantine

@@ -4,15 +4,16 @@ check needs to know about it.
 :func:`scan` gives, for every line of a block (bytes ending in a newline), its start and end (the
 end excludes the newline and one ``\\r`` before it, as ``polars.read_lines`` cuts lines), whether it
 is blank (only spaces, tabs and ``\\r``: JSON whitespace, which ``polars.read_ndjson`` skips) and
-two counts over its bytes that equal polars' ``str.count_matches`` of the pipeline's ``_KEY``
-(``"\\s*:``) and ``_STR_KEY`` (``"\\s*:\\s*"``) regexes: ``\\s`` is Unicode White_Space as in Rust's
-regex crate, and ``_STR_KEY``'s matches don't overlap (a match's closing quote never starts the
-next one). The pipeline's fast path used polars for both (a ``read_lines`` of the block, then two
-regex passes over every line); this is one pass over the bytes, without copying them.
+two counts over its bytes that equal polars' ``str.count_matches`` of the :data:`KEY`
+(``"\\s*:``) and :data:`STR_KEY` (``"\\s*:\\s*"``) regexes: ``\\s`` is Unicode White_Space as in Rust's
+regex crate, and :data:`STR_KEY`'s matches don't overlap (a match's closing quote never starts the
+next one). :func:`scan_polars` computes the same arrays the polars way (the lines' bytes copied
+into a Series, then two regex passes over every line); the compiled kernel is one pass over the
+bytes, without copying them.
 
 numba compiles the kernel on first use and caches it beside this module (``cache=True``;
-``python -m curate.warmup`` does it at install). Without numba, :data:`AVAILABLE` is False and the
-pipeline keeps the polars way.
+``python -m curate.warmup`` does it at install). Without numba, :data:`AVAILABLE` is False and
+:func:`scan` is :func:`scan_polars`, which the tests hold equal to the kernel.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ except ImportError:  # pragma: no cover - exercised only without numba
     numba = None
 
 AVAILABLE = numba is not None
+
+#: In a raw JSON line, every key is followed by `"<ws>:`, and every key holding a string by
+#: `"<ws>:<ws>"` (``\\s``: Unicode White_Space, as polars' regex engine reads it).
+KEY = r'"\s*:'
+STR_KEY = r'"\s*:\s*"'
 
 
 if AVAILABLE:
@@ -66,7 +72,7 @@ if AVAILABLE:
         n = buf.size
         line = 0
         start = 0
-        str_end = -1  # where the last _STR_KEY match ended (a match can't start at or before it)
+        str_end = -1  # where the last STR_KEY match ended (a match can't start at or before it)
         nkeys = 0
         nstr = 0
         ones, highs = _u64(0x0101010101010101), _u64(0x8080808080808080)
@@ -115,6 +121,8 @@ if AVAILABLE:
 def scan(block: bytes):
     """Per line of ``block`` (bytes ending in a newline): start, end, blank, key count and string-key
     count, as numpy arrays."""
+    if not AVAILABLE:
+        return scan_polars(block)
     buf = np.frombuffer(block, dtype=np.uint8)
     size = len(block) // 64 + 64  # lines are rarely shorter; if they are, count them and start again
     while True:
@@ -124,3 +132,21 @@ def scan(block: bytes):
         if lines >= 0:
             return tuple(a[:lines] for a in arrays)
         size = block.count(b"\n")
+
+
+def scan_polars(block: bytes):
+    """:func:`scan` without numba: the lines found by numpy, the counts by polars' regexes. Bytes
+    that are not UTF-8 are read as U+FFFD (never a newline: the lines stay those of the bytes;
+    such a line's counts are never read, since polars parses no block holding one)."""
+    import polars as pl
+
+    buf = np.frombuffer(block, dtype=np.uint8)
+    newlines = np.flatnonzero(buf == 10)
+    starts = np.concatenate(([0], newlines + 1))[:len(newlines)].astype(np.int64)
+    before = buf[np.maximum(newlines - 1, 0)]
+    ends = (newlines - ((newlines > starts) & (before == 13))).astype(np.int64)
+    lines = pl.Series(block.decode("utf-8", "replace").split("\n")[:-1], dtype=pl.String)
+    blank = (lines.str.strip_chars(" \t\r") == "").to_numpy()
+    keys = lines.str.count_matches(KEY).to_numpy().astype(np.int64)
+    str_keys = lines.str.count_matches(STR_KEY).to_numpy().astype(np.int64)
+    return starts, ends, blank, keys, str_keys

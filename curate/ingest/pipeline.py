@@ -440,14 +440,6 @@ def _batches(events, batcher, on_quarantine, on_progress) -> Iterator[pl.DataFra
         yield df
 
 
-# In a raw JSON line: every key is followed by `"<ws>:`, and every key holding a string by
-# `"<ws>:<ws>"`. When both counts equal the number of fields polars filled in, the line has no
-# other key and no non-string value (text that merely contains such characters only sends a line
-# to the general path, never the other way round).
-_KEY = r'"\s*:'
-_STR_KEY = r'"\s*:\s*"'
-
-
 _MIN_SPLIT = 256  # a block polars can't parse is halved until it is this small, then read per line
 
 
@@ -456,15 +448,10 @@ def _fast_jsonl(path, fmt, summary, on_quarantine, on_progress, span: Span | Non
     only the lines that need more than plain reading (repairs, extra keys, non-text values, empty or
     refusal rows, broken JSON) take the general path. Both give identical rows, in file order.
 
-    With numba, a helper thread runs the compiled parts, which release the GIL: a block's line scan
-    while polars parses it, and its content ids while the next block is read; so each block's
-    frame is yielded once the next block has been read."""
+    A helper thread runs the compiled parts, which release the GIL: a block's line scan while
+    polars parses it, and its content ids while the next block is read; so each block's frame is
+    yielded once the next block has been read."""
     first = span.first_line if span else 1
-    if not lines_jit.AVAILABLE:
-        for block in jsonl_blocks(path, span=span):
-            yield from _block_frame(_polars_block(fmt, summary, on_quarantine, first, block), on_progress)
-            first += block.count(b"\n")
-        return
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1, thread_name_prefix="curate-scan") as helper:
@@ -494,15 +481,6 @@ def _all_general(fmt, summary, on_quarantine, first: int, block: bytes) -> list[
                            [(first + i, line) for i, line in enumerate(raw_lines) if line.strip()])]
 
 
-def _polars_block(fmt, summary, on_quarantine, first: int, block: bytes) -> list[pl.DataFrame | None]:
-    """A block's frames with its lines found by polars (without numba)."""
-    try:
-        lines = pl.read_lines(io.BytesIO(block))["line"]
-    except pl.exceptions.PolarsError:  # invalid UTF-8 somewhere
-        return _all_general(fmt, summary, on_quarantine, first, block)
-    return _fast_block(fmt, summary, on_quarantine, first, lines, block)
-
-
 @dataclass
 class _Lines:
     """A block and what :func:`curate.ingest.lines_jit.scan` found in its lines."""
@@ -524,7 +502,12 @@ class _Lines:
 def _scanned_block(fmt, summary, on_quarantine, first: int, block: bytes, helper) -> tuple[list, int]:
     """A block's frames (or functions giving them: see :func:`_fast_frame`), and its number of
     lines, with its lines found by one compiled pass (:mod:`curate.ingest.lines_jit`, on the
-    ``helper`` thread while polars parses the block): the same frames as :func:`_polars_block`."""
+    ``helper`` thread while polars parses the block).
+
+    A line takes the fast path when its key counts (:data:`curate.ingest.lines_jit.KEY`,
+    :data:`~curate.ingest.lines_jit.STR_KEY`) both equal the number of fields polars filled in: it
+    has no other key and no non-string value (text that merely contains such characters only sends
+    a line to the general path, never the other way round)."""
     scan = helper.submit(lines_jit.scan, block)
     try:
         parsed = pl.read_ndjson(io.BytesIO(block), schema=fmt.fast_schema)
@@ -547,9 +530,9 @@ _WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u200
 
 
 def _lines_block(fmt, summary, on_quarantine, first: int, lines: _Lines, lo: int, hi: int,
-                 parsed: Any = _UNPARSED, helper=None) -> list:
-    """Rows of lines ``lo..hi`` of a scanned block, exactly as :func:`_fast_block` gives them for the
-    same lines (``parsed``: those lines read by polars, None if it could not)."""
+                 parsed: Any, helper) -> list:
+    """Rows of lines ``lo..hi`` of a scanned block (``parsed``: those lines read by polars, None if
+    it could not)."""
     if parsed is _UNPARSED:
         try:
             parsed = pl.read_ndjson(io.BytesIO(lines.data(lo, hi)), schema=fmt.fast_schema)
@@ -560,8 +543,8 @@ def _lines_block(fmt, summary, on_quarantine, first: int, lines: _Lines, lo: int
     if parsed is None or parsed.height != len(nonblank):
         if hi - lo > _MIN_SPLIT:  # a broken line inside: halve the block to isolate it
             mid = lo + (hi - lo) // 2
-            return (_lines_block(fmt, summary, on_quarantine, first, lines, lo, mid, helper=helper)
-                    + _lines_block(fmt, summary, on_quarantine, first, lines, mid, hi, helper=helper))
+            return (_lines_block(fmt, summary, on_quarantine, first, lines, lo, mid, _UNPARSED, helper)
+                    + _lines_block(fmt, summary, on_quarantine, first, lines, mid, hi, _UNPARSED, helper))
         numbered = [(first + i, raw) for i in range(lo, hi)
                     if (raw := lines.raw(i)).decode("utf-8").strip(_WHITE_SPACE)]
         return [_general_lines(fmt, summary, on_quarantine, numbered)]
@@ -576,27 +559,27 @@ def _lines_block(fmt, summary, on_quarantine, first: int, lines: _Lines, lo: int
     return frames
 
 
-def _fast_frame(fmt, summary, parsed: pl.DataFrame, lines, helper=None):
+def _fast_frame(fmt, summary, parsed: pl.DataFrame, lines, helper):
     """The rows of the fast path's records (``parsed``: the records read by polars, ``lines``: their
-    line numbers): the frame, or with a ``helper`` thread computing the ids, a function giving it."""
+    line numbers): a function giving their frame once the ``helper`` thread has computed the ids."""
     n = parsed.height
     fields = list(schemas.CONTENT[fmt.kind])
     content = fmt.fast_content(parsed)
     summary.records += n
     summary.kept += n
     summary.rows += n
-    ids = helper.submit(schemas.frame_ids, fmt.kind, content) if helper is not None else None
+    ids = helper.submit(schemas.frame_ids, fmt.kind, content)
 
     def frame() -> pl.DataFrame:
         return pl.DataFrame({
-            "id": ids.result() if ids is not None else schemas.frame_ids(fmt.kind, content),
+            "id": ids.result(),
             "kind": pl.repeat(fmt.kind, n, eager=True), "lang": pl.repeat(None, n, dtype=pl.String, eager=True),
             "source": pl.repeat(summary.source, n, eager=True), "format": pl.repeat(fmt.name, n, eager=True),
             "line": pl.Series("line", lines).cast(pl.Int64), "meta": pl.repeat(None, n, dtype=pl.String, eager=True),
             **{f: content[f] for f in fields},
         }, schema=schemas.schema(fmt.kind))
 
-    return frame if helper is not None else frame()
+    return frame
 
 
 def _general_lines(fmt, summary, on_quarantine, numbered: list[tuple[int, bytes]]) -> pl.DataFrame | None:
@@ -611,40 +594,6 @@ def _general_lines(fmt, summary, on_quarantine, numbered: list[tuple[int, bytes]
             else:
                 batcher.add(*payload)
     return batcher.flush()
-
-
-def _numbered(raw: pl.Series, idx: pl.Series, first: int) -> list[tuple[int, bytes]]:
-    return [(first + i, line.encode("utf-8")) for i, line in zip(idx.to_list(), raw.gather(idx).to_list())]
-
-
-def _fast_block(fmt, summary, on_quarantine, first: int, raw: pl.Series,
-                data: bytes | None = None) -> list[pl.DataFrame | None]:
-    """Rows of a block of lines (``raw``, a String Series; ``data`` the same lines as bytes)."""
-    if data is None:
-        data = ("\n".join(raw.to_list()) + "\n").encode("utf-8")
-    try:
-        parsed = pl.read_ndjson(io.BytesIO(data), schema=fmt.fast_schema)
-    except pl.exceptions.PolarsError:
-        parsed = None
-    # polars skips blank lines; find them only when there are some
-    nonblank = (pl.int_range(raw.len(), dtype=pl.UInt32, eager=True)
-                if parsed is not None and parsed.height == raw.len()
-                else (raw.str.strip_chars() != "").arg_true())
-    if parsed is None or parsed.height != nonblank.len():
-        if raw.len() > _MIN_SPLIT:  # a broken line inside: halve the block to isolate it
-            mid = raw.len() // 2
-            return (_fast_block(fmt, summary, on_quarantine, first, raw.slice(0, mid))
-                    + _fast_block(fmt, summary, on_quarantine, first + mid, raw.slice(mid)))
-        return [_general_lines(fmt, summary, on_quarantine, _numbered(raw, nonblank, first))]
-    body = raw.gather(nonblank)
-    present = parsed.select(pl.sum_horizontal(pl.all().is_not_null()).alias("n"))["n"]
-    ok = (fmt.fast_columns(parsed) & (body.str.count_matches(_KEY) == present)
-          & (body.str.count_matches(_STR_KEY) == present) & (body.str.len_bytes() <= MAX_RECORD))
-    frames = [_general_lines(fmt, summary, on_quarantine, _numbered(raw, nonblank.filter(~ok), first))]
-    n = int(ok.sum())
-    if n:
-        frames.append(_fast_frame(fmt, summary, parsed.filter(ok), nonblank.filter(ok) + first))
-    return frames
 
 
 def _parquet_writer(open_writers: dict[str, Any], files: contextlib.ExitStack, kind: str, path: Path,
