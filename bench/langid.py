@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import math
 import random
 import re
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from curate import langid  # noqa: E402
+from tests import fixture_json  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "data" / "fixtures"
 PAIRS = FIXTURES / "langid" / "ms_id_pairs.tsv"
@@ -62,43 +62,14 @@ def langdetect_preds(pairs):
     return [(lab, one(t)) for ms, idn in pairs for lab, t in (("ms", ms), ("id", idn))]
 
 
-def _json_records(raw: str):
-    """Records of a .json or .jsonl file (unparsable lines are skipped)."""
-    try:
-        yield json.loads(raw)
-        return
-    except json.JSONDecodeError:
-        pass
-    for line in raw.splitlines():
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError:
-            continue
-
-
 def fixture_texts(name: str, keys: tuple[str, ...]) -> list[str]:
     """Strings under ``keys`` in the records of one fixture file."""
-    out = []
-    for rec in _json_records((FIXTURES / name).read_text(encoding="utf-8")):
-        for r in rec if isinstance(rec, list) else [rec]:
-            if isinstance(r, dict):
-                out.extend(r[k] for k in keys if isinstance(r.get(k), str) and r[k].strip())
-    return out
+    return [r[k] for r in fixture_json.records(name) for k in keys if isinstance(r.get(k), str) and r[k].strip()]
 
 
 def real_rows(limit=6000):
     """Distinct real rows from the project fixtures (ms, id-ish, en, ko)."""
-    texts = []
-    for path in sorted(FIXTURES.glob("*.json*")):
-        stack = list(_json_records(path.read_text(encoding="utf-8")))
-        while stack:
-            x = stack.pop()
-            if isinstance(x, dict):
-                stack.extend(x.values())
-            elif isinstance(x, list):
-                stack.extend(x)
-            elif isinstance(x, str) and len(x) >= 20:
-                texts.append(x)
+    texts = [t for t in fixture_json.every_string() if len(t) >= 20]
     random.Random(0).shuffle(texts)
     return texts[:limit]
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from curate import langid
+from tests import fixture_json
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "fixtures"
 PAIRS = FIXTURES / "langid/ms_id_pairs.tsv"
@@ -25,15 +25,8 @@ def _pairs() -> list[tuple[str, str]]:
 
 
 def _fixture_texts(name: str, keys: tuple[str, ...]) -> list[str]:
-    path = FIXTURES / name
-    assert path.exists(), f"fixture missing: {path}"
-    raw = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(raw)
-        records = data if isinstance(data, list) else [data]
-    except json.JSONDecodeError:
-        records = [json.loads(line) for line in raw.splitlines() if line.strip()]
-    return [r[k] for r in records if isinstance(r, dict) for k in keys if isinstance(r.get(k), str) and len(r[k]) >= 20]
+    assert (FIXTURES / name).exists(), f"fixture missing: {FIXTURES / name}"
+    return [r[k] for r in fixture_json.records(name) for k in keys if isinstance(r.get(k), str) and len(r[k]) >= 20]
 
 
 # ------------------------------------------------------------- ms vs id --
@@ -163,31 +156,6 @@ def test_detect_column_agrees_with_detect_and_batches_lingua():
     assert cheap["lang"].to_list() == [langid.detect(t, fallback=False)[0] for t in texts]
 
 
-def _every_fixture_string() -> list[str]:
-    """Every string of every JSON/JSONL fixture (real rows: ms, id, en, ko, code, markup)."""
-    out: list[str] = []
-    for path in sorted(FIXTURES.glob("*.json*")):
-        raw = path.read_text(encoding="utf-8")
-        try:
-            stack = [json.loads(raw)]
-        except json.JSONDecodeError:
-            stack = []
-            for line in raw.splitlines():  # the anomaly fixtures hold broken lines: skipped
-                try:
-                    stack.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        while stack:
-            x = stack.pop()
-            if isinstance(x, dict):
-                stack.extend(x.values())
-            elif isinstance(x, list):
-                stack.extend(x)
-            elif isinstance(x, str):
-                out.append(x)
-    return out
-
-
 # What the compiled path must treat exactly as the per-text path: "Anda" mid-sentence or not, after
 # , ; : or a digit or "_", letters whose lower case is not one code point (İ, ﬁ), the Greek capital
 # sigma (lower case by context), the Kelvin sign (lower case is ASCII "k"), astral letters and emoji,
@@ -208,7 +176,7 @@ def test_compiled_column_path_agrees_with_the_per_text_path():
     from curate import langid_jit
 
     assert langid_jit.AVAILABLE
-    texts = _every_fixture_string() + [t for p in _pairs() for t in p] + _EDGE_CASES + [None]
+    texts = fixture_json.every_string() + [t for p in _pairs() for t in p] + _EDGE_CASES + [None]
     assert len(texts) > 5000
     got = langid.detect_column(pl.Series(texts, dtype=pl.String), fallback=False)
     assert list(got.iter_rows()) == [langid.detect(t, fallback=False) for t in texts]
