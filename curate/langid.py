@@ -187,14 +187,26 @@ def _lingua():
 _LINGUA_CHARS = 300  # lingua reads this much of a hard text (its time grows fast with length: 25x at 600)
 
 
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def lingua_text(text: str) -> str:
+    """What lingua is given of a hard text: its first :data:`_LINGUA_CHARS` characters, each run of
+    ASCII digits as one ``0``. lingua drops digits (and punctuation) before it looks at a text, and a
+    run of digits stays a run of non-space characters, so lingua sees the same text either way and
+    gives the same values; texts that differ only in their numbers (templates, counters, sums) are
+    then one text, computed once (:func:`start_detect_utf8` sends each distinct one)."""
+    return _DIGITS.sub("0", text[:_LINGUA_CHARS])
+
+
 def _lingua_guess(text: str) -> tuple[str, float, float]:
     """(label, confidence, p_malay_given_family) from lingua for hard texts."""
-    return _guess_of(_lingua().compute_language_confidence_values(text[:_LINGUA_CHARS]))
+    return _guess_of(_lingua().compute_language_confidence_values(lingua_text(text)))
 
 
 def _lingua_guesses(texts: list[str]) -> list[tuple[str, float, float]]:
     """:func:`_lingua_guess` of many texts in one parallel lingua call."""
-    batch = _lingua().compute_language_confidence_values_in_parallel([t[:_LINGUA_CHARS] for t in texts])
+    batch = _lingua().compute_language_confidence_values_in_parallel([lingua_text(t) for t in texts])
     return [_guess_of(v) for v in batch]
 
 
@@ -694,7 +706,8 @@ def start_detect_utf8(data: np.ndarray, offsets: np.ndarray, *, fallback: bool =
     pending = [i for i, r in late.items() if isinstance(r, _Pending)]
     guesses: Callable[[], list[tuple[str, float, float]]] | None = None
     if pending and fallback:
-        distinct = list(dict.fromkeys(late[i].text for i in pending))  # type: ignore[union-attr]
+        seen = {i: lingua_text(late[i].text) for i in pending}  # type: ignore[union-attr]
+        distinct = list(dict.fromkeys(seen.values()))  # repeated labels, headings, templates: once each
         guesses = worker.submit(distinct) if worker is not None else (lambda: _lingua_guesses(distinct))
     else:
         late.update((i, UND) for i in pending)
@@ -702,9 +715,9 @@ def start_detect_utf8(data: np.ndarray, offsets: np.ndarray, *, fallback: bool =
     def finish() -> pl.DataFrame:
         nonlocal lang
         if guesses is not None:
-            guess = dict(zip(distinct, guesses()))  # repeated labels and headings: once each
+            guess = dict(zip(distinct, guesses()))
             for i in pending:
-                late[i] = _finish(late[i], guess[late[i].text], bias)  # type: ignore[arg-type,union-attr]
+                late[i] = _finish(late[i], guess[seen[i]], bias)  # type: ignore[arg-type,union-attr]
         if late:
             idx = list(late)
             lang = lang.scatter(idx, [late[i][0] for i in idx])  # type: ignore[index]
