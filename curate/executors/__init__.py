@@ -22,6 +22,9 @@ INSTALL_HINT = "--executor ray needs Ray: pip install 'curate[ray]' (or pip inst
 
 def require_ray() -> None:
     """Raise a one-line :class:`UserError` saying how to install Ray when it is missing."""
+    from curate.executors.ray_session import env_defaults
+
+    env_defaults()  # before the first import of ray.data
     try:
         import ray  # noqa: F401
         import ray.data  # noqa: F401
