@@ -182,6 +182,11 @@ def _exit(code) -> None:
         sys.exit(code)
     import atexit
 
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        # disconnected here rather than by Ray's own atexit hook, which first sleeps 0.5 s so that
+        # workers' last log lines can print (curate's workers print nothing it waits for)
+        ray.shutdown()
     atexit._run_exitfuncs()
     try:
         sys.stdout.flush()

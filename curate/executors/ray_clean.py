@@ -8,8 +8,9 @@ A. ``map_batches(_rules_block)``: every rule except the duplicate rules runs on 
    here once by :func:`curate.dedupe.row_keys`, the local executor's own compiled pass: the exact
    key ``_h1, _h2, _n`` and the LSH band keys ``_bk``), the block's quarantine entries (``_q``, as
    the rows of ``quarantine.parquet``, so the driver only concatenates them) and its
-   rule counts (``_stats``). The result is materialized (object store, spilled if big); one small
-   pass (``_small``, Arrow only) brings the quarantine entries, stats and keys to the driver.
+   rule counts (``_stats``). The result is materialized (object store, spilled if big); each task
+   also writes those small columns (``_small``: quarantine entries, stats, keys) as an Arrow IPC
+   side file beside the output, which the driver reads (no second Ray pass over the blocks).
 B. Duplicates over every block, as the local executor finds them in one frame. The keys (28 bytes
    + 4 per band a row) are grouped on the driver while they fit (``CURATE_RAY_DRIVER_KEYS_MB``, 2 GB:
    about 13M rows at threshold 0.8; beyond, by two Ray Data hash shuffles, the exact keys then the
@@ -65,12 +66,15 @@ class RayCleanResult:
 
 
 # --------------------------------------------------------------------------- pass A (workers)
-def _rules_block(batch, kind: str, config: CleanConfig, keys: dict[str, Any] | None = None):
+def _rules_block(batch, kind: str, config: CleanConfig, side: str | None, keys: dict[str, Any] | None = None):
     """Every rule but the duplicate rules on one block, read here from its input piece (``batch``:
     one piece; read straight into polars, no Arrow round trip). With ``keys`` (the duplicate rules are on),
     the kept rows also get their duplicate keys (:func:`_with_keys`; the band keys with
     ``keys["near"] = (threshold, measure)``); null for a row whose normalized text is empty (it has
-    no duplicates)."""
+    no duplicates). The small columns the driver needs next (:func:`_small`) are also written to the
+    directory ``side`` (:func:`_write_side`), so no second Ray pass reads them out of the blocks
+    (``side`` None: a dry run, which has no output directory the driver shares with the workers)."""
+    first_pos = int(batch["pos"][0].as_py())
     df = ray_data.read_frame(batch, kind)
     pos = df[POS]
     df = df.drop(POS)
@@ -94,6 +98,8 @@ def _rules_block(batch, kind: str, config: CleanConfig, keys: dict[str, Any] | N
         pl.lit(None, qfile.ENTRY).alias("_q"))
     block_stats = orjson.dumps({"rules": stats.rules, "engine": stats.engine}).decode()
     out = out.with_columns(pl.Series("_stats", [block_stats] + [None] * (out.height - 1), dtype=pl.String))
+    if side is not None:
+        _write_side(out.select(_small(out.columns, keys is not None and keys["side_keys"])), Path(side), first_pos)
     return to_arrow(out)
 
 
@@ -119,10 +125,39 @@ def _entries(pos: pl.Series, q: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame({POS: pos}).with_columns(qfile.to_frame([q]).to_struct("_q"))
 
 
-def _small(table, keys: bool):
+def _small(columns: list[str], keys: bool) -> list[str]:
     """The small columns of pass A's output, the only ones the driver needs before the finish pass:
-    quarantine entries, block stats and (``keys``) the duplicate keys (Arrow only: nothing converted)."""
-    return table.select([c for c in (POS, "_q", "_stats", *(KEYS if keys else ())) if c in table.column_names])
+    quarantine entries, block stats and (``keys``) the duplicate keys."""
+    return [c for c in (POS, "_q", "_stats", *(KEYS if keys else ())) if c in columns]
+
+
+def _small_pass(table, keys: bool):
+    """:func:`_small` of a materialized block, Arrow only (a dry run's pass: no side files)."""
+    return table.select(_small(table.column_names, keys))
+
+
+def _write_side(df: pl.DataFrame, side: Path, first_pos: int) -> None:
+    """Write a block's small columns as ``side/<first pos>.arrow`` (Arrow IPC, uncompressed: a few
+    bytes a row), atomically: a retried task rewrites the same file. ``side`` is beside the output
+    (shared storage on a cluster, as the shards)."""
+    side.mkdir(parents=True, exist_ok=True)
+    target = side / f"{first_pos:012d}.arrow"
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=side)
+    os.close(fd)
+    try:
+        df.write_ipc(tmp, compression="uncompressed")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_side(side: Path, blocks: int) -> pl.DataFrame:
+    """The small columns of every block of pass A (:func:`_write_side`), in input order."""
+    files = sorted(side.glob("*.arrow"))
+    if len(files) != blocks:
+        raise RuntimeError(f"pass A wrote {len(files)} side files for {blocks} blocks in {side}")
+    return pl.concat([pl.read_ipc(f) for f in files], how="diagonal_relaxed")
 
 
 # --------------------------------------------------------------------------- pass B (driver, workers)
@@ -414,8 +449,10 @@ def _duplicates(a, keys: pl.DataFrame | None, kind: str, config: CleanConfig, du
 
 
 def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: dict[str, Any], nrows: int,
-                    root: str | None):
-    """Passes A, B and C over one kind: ``(kind, stats, rows kept, quarantine entries, shard paths)``."""
+                    root: str | None, side_root: Path | None):
+    """Passes A, B and C over one kind: ``(kind, stats, rows kept, quarantine entries, shard paths)``.
+    ``side_root``: where pass A's blocks write their small columns (beside the output; None: a dry
+    run, one more Ray pass reads them out of the blocks)."""
     import ray
 
     items = ray_data.pieces(kfiles, nrows)
@@ -424,11 +461,18 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
         return kind, None, 0, [], []
     stats = _Stats(active_rules(config), config.examples)
     t0 = time.perf_counter()
-    keys = {"near": _near_params(dups)} if dups else None
-    a = ds.map_batches(_rules_block, batch_format="pyarrow", batch_size=1,
-                       fn_kwargs={"kind": kind, "config": config, "keys": keys}).materialize()
     on_driver = bool(dups) and _keys_fit(sum(p["length"] for p in items), _near_params(dups))
-    small = _collect(a.map_batches(_small, batch_format="pyarrow", batch_size=None, fn_kwargs={"keys": on_driver}))
+    keys = {"near": _near_params(dups), "side_keys": on_driver} if dups else None
+    side_dir = None if side_root is None else side_root / kind
+    a = ds.map_batches(_rules_block, batch_format="pyarrow", batch_size=1,
+                       fn_kwargs={"kind": kind, "config": config, "side": side_dir and str(side_dir),
+                                  "keys": keys}).materialize()
+    if side_dir is not None:
+        small = _read_side(side_dir, len(items))
+        shutil.rmtree(side_dir, ignore_errors=True)
+    else:
+        small = _collect(a.map_batches(_small_pass, batch_format="pyarrow", batch_size=None,
+                                       fn_kwargs={"keys": on_driver}))
     _lap(stats, "ray_rules_pass", t0)
     side = small.filter(pl.col("_q").is_not_null() | pl.col("_stats").is_not_null()).select(POS, "_q", "_stats")
     keys = None
@@ -495,8 +539,9 @@ def clean_dir_ray(inp: str | Path | list, out: str | Path, config: CleanConfig |
         data, files = ray_data.open_input(inputs, fmt, spill)
         root = None if w is None else str(w.path)
         # the kinds run at the same time (their Ray Data jobs overlap); results are merged in kind order
+        side_root = None if w is None else spill / "side"  # pass A's small columns, per kind and block
         with ThreadPoolExecutor(max(1, len(files))) as pool:
-            done = list(pool.map(lambda kv: _clean_kind_ray(kv[0], kv[1], config, dups, nrows, root),
+            done = list(pool.map(lambda kv: _clean_kind_ray(kv[0], kv[1], config, dups, nrows, root, side_root),
                                  files.items()))
         shutil.rmtree(spill, ignore_errors=True)
         for kind, kstats, n_kept, kentries, parts in done:
