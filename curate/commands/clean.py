@@ -80,8 +80,10 @@ def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run,
     if executor.is_ray:
         from curate.executors.ray_clean import clean_dir_ray, warm_driver
 
-        warm_driver(config)  # overlaps Ray's start-up
         executor.connect(quiet=quiet)
+        # after connecting, not before: the kernels' load (Python, under the GIL) slowed the imports of
+        # ray and ray.data and so delayed the first pass by ~0.7-1.6 s; now it overlaps the workers' start
+        warm_driver(config)
         result = clean_dir_ray(inp, out, config, dry_run=dry_run, report_json=report_json,
                                fmt=None if fmt == "auto" else fmt)
     else:

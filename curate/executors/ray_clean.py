@@ -503,7 +503,8 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
 
 def warm_driver(config: CleanConfig) -> threading.Thread | None:
     """With a duplicate rule on, load the compiled kernels the driver runs in pass B (from numba's
-    cache, ~1 s of CPU) in a thread now, while Ray starts and pass A runs, not on pass B's path.
+    cache, ~1 s of CPU) in a thread now, while pass A runs, not on pass B's path (called once
+    connected: the load would slow the imports of ray and ray.data, under the GIL).
     A daemon: a run that fails before pass B exits at once instead of waiting for it (numba
     writes a cache file to a temporary name and renames it, so an interrupted load leaves none
     half-written)."""
