@@ -140,16 +140,8 @@ def _write_side(df: pl.DataFrame, side: Path, first_pos: int) -> None:
     """Write a block's small columns as ``side/<first pos>.arrow`` (Arrow IPC, uncompressed: a few
     bytes a row), atomically: a retried task rewrites the same file. ``side`` is beside the output
     (shared storage on a cluster, as the shards)."""
-    side.mkdir(parents=True, exist_ok=True)
-    target = side / f"{first_pos:012d}.arrow"
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=side)
-    os.close(fd)
-    try:
+    with io.atomic_path(side / f"{first_pos:012d}.arrow") as tmp:
         df.write_ipc(tmp, compression="uncompressed")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_side(side: Path, blocks: int) -> pl.DataFrame:
