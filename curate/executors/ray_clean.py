@@ -99,7 +99,10 @@ def _rules_block(batch, kind: str, config: CleanConfig, side: str | None, keys: 
     block_stats = orjson.dumps({"rules": stats.rules, "engine": stats.engine}).decode()
     out = out.with_columns(pl.Series("_stats", [block_stats] + [None] * (out.height - 1), dtype=pl.String))
     if side is not None:
-        _write_side(out.select(_small(out.columns, keys is not None and keys["side_keys"])), Path(side), first_pos)
+        small = _small(out.columns, keys is not None and keys["side_keys"])
+        _write_side(out.select(small), Path(side), first_pos)
+        # the block keeps what passes B and C read of it: the driver has the stats and keys now
+        out = out.drop([c for c in small if c not in (POS, "_q")])
     return to_arrow(out)
 
 
