@@ -107,6 +107,14 @@ def test_clean_ray_equals_local(ray_local, normalized, tmp_path):
     dup = {r["code"]: r for r in res.report["rules"]}
     assert dup["exact_duplicate"]["dropped"] + dup["near_duplicate"]["dropped"] > 0  # found across blocks
     assert_same_dataset(tmp_path / "local", tmp_path / "ray")
+    # pass A's side files and the spilled input stay in the staging directory, never in the output
+    published = sorted(p.relative_to(tmp_path / "ray").as_posix() for p in (tmp_path / "ray").rglob("*"))
+    assert not [p for p in published if p.endswith(".arrow") or p.startswith(".") or "/." in p], published
+    # a dry run has no output directory for side files: the same figures through one more Ray pass
+    dry = clean_dir_ray(normalized, tmp_path / "dry", cfg, dry_run=True, rows_per_block=BLOCK)
+    assert not (tmp_path / "dry").exists()
+    assert strip_timing(dry.report) == strip_timing({k: v for k, v in res.report.items() if k != "output"})
+    assert dry.quarantine.equals(res.quarantine)
 
 
 def test_executor_ray_without_ray_says_how_to_install(normalized, tmp_path):
