@@ -439,6 +439,8 @@ def test_lone_surrogate_escapes_are_quarantined_not_a_crash(tmp_path):
         assert res.frames["sft"]["instruction"].to_list() == ["a", "😀"]
         assert [(q["line"], q["code"]) for q in res.quarantine] == [(n, "lone_surrogate") for n in bad]
         assert all("\\ud8" in q["raw"] or "\\udf" in q["raw"] for q in res.quarantine)
+        if path is array:  # the raw record is kept whole, so it can be mended and ingested again
+            assert [json.loads(q["raw"]) for q in res.quarantine] == [{"instruction": "x", "output": "\ud800"}]
         assert res.files[0].records == res.files[0].kept + res.files[0].quarantined
 
 

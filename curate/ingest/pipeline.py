@@ -252,8 +252,8 @@ def _convert(item, fmt: SourceFormat, source: str, summary: FileSummary) -> tupl
     except Reject as rej:
         summary.quarantined += 1
         summary.reasons[rej.code] = summary.reasons.get(rej.code, 0) + 1
-        raw = item.raw if item.raw is not None else (
-            json.dumps(item.obj) if rej.code == "lone_surrogate" else orjson.dumps(item.obj).decode())
+        raw = item.raw if item.raw is not None else (  # a lone surrogate's evidence is the whole record
+            rej.evidence if rej.code == "lone_surrogate" else orjson.dumps(item.obj).decode())
         return "quarantine", _qentry(source, fmt, item.line, rej.code, rej.reason, rej.evidence, raw)
     summary.kept += 1
     summary.rows += len(contents)
