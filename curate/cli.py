@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "info": "curate.commands.info:info",
     "export": "curate.commands.export:export",
     "clean": "curate.commands.clean:clean",
+    "restore": "curate.commands.restore:restore",
     "decontaminate": "curate.commands.decontaminate:decontaminate",
     "schemas": "curate.commands.info:schemas_cmd",
     "lang": "curate.commands.lang:lang",

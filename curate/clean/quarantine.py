@@ -14,7 +14,7 @@ the dropped rows as frames of their kinds, :func:`read_any` either file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import orjson
 import polars as pl
@@ -67,10 +67,14 @@ def write(path: str | Path, frame: pl.DataFrame) -> None:
 
 def read(path: str | Path) -> list[dict[str, Any]]:
     """The entries as dicts, ``matches`` and ``row`` decoded (the shape of a ``quarantine.jsonl`` line)."""
+    return _decode(pl.read_parquet(path))
+
+
+def _decode(frame: pl.DataFrame) -> list[dict[str, Any]]:
     out = []
-    for r in pl.read_parquet(path).iter_rows(named=True):
+    for r in frame.iter_rows(named=True):
         extra = orjson.loads(r.pop("entry")) if r.get("entry") else {}
-        matches, row = r.pop("matches"), r.pop("row")
+        matches, row = r.pop("matches", None), r.pop("row", None)
         entry = {k: v for k, v in r.items() if v is not None}
         if matches:
             entry["matches"] = orjson.loads(matches)["matches"]
@@ -80,42 +84,172 @@ def read(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def read_any(directory: str | Path) -> list[dict[str, Any]] | None:
-    """Entries of a stage output's quarantine (``quarantine.parquet`` or ``quarantine.jsonl``); None if none."""
-    d = Path(directory)
-    if (d / NAME).is_file():
-        return read(d / NAME)
-    if (d / "quarantine.jsonl").is_file():
-        return [orjson.loads(line) for line in (d / "quarantine.jsonl").read_bytes().splitlines() if line.strip()]
+JSONL = "quarantine.jsonl"  # the other stages' quarantine (and clean's before quarantine.parquet)
+FORMAT = "curate quarantine"  # a quarantine file read as input: the format named in a reader's report
+
+
+def file_of(path: str | Path) -> Path | None:
+    """The quarantine file of a stage output directory (``quarantine.parquet`` or ``quarantine.jsonl``),
+    or ``path`` itself when it is a file; None if a directory has none."""
+    p = Path(path)
+    if not p.is_dir():
+        return p
+    for name in (NAME, JSONL):
+        if (p / name).is_file():
+            return p / name
     return None
 
 
+def read_any(directory: str | Path) -> list[dict[str, Any]] | None:
+    """Entries of a stage output's quarantine (``quarantine.parquet`` or ``quarantine.jsonl``); None if none."""
+    f = file_of(directory)
+    return None if f is None else read_file(f)
+
+
+def read_file(path: str | Path) -> list[dict[str, Any]]:
+    """The entries of a quarantine file of either format; a line that is no entry is refused with
+    its file and line (:class:`curate.io.files.DatasetError`)."""
+    path = Path(path)
+    if is_parquet(path):
+        return read(path)
+    out = []
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                _refuse(f"{path}:{n}: not a JSON line ({exc}); a quarantine file holds one entry per line")
+            if not is_entry(entry):
+                _refuse(f"{path}:{n}: not a quarantine entry (every entry is an object naming its stage and code)")
+            out.append(entry)
+    return out
+
+
+def is_parquet(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
+def is_entry(obj: Any) -> bool:
+    """A quarantine entry: an object naming the stage and the code, with a reason or a location."""
+    return isinstance(obj, dict) and isinstance(obj.get("stage"), str) and isinstance(obj.get("code"), str) \
+        and ("reason" in obj or "where" in obj)
+
+
+def is_quarantine_columns(names: Iterable[str]) -> bool:
+    """A Parquet file with these columns is a quarantine file (``quarantine.parquet``)."""
+    return {"stage", "code", "row"} <= set(names)
+
+
+def _refuse(message: str):
+    from curate.io.files import DatasetError
+
+    raise DatasetError(message) from None
+
+
 def counts(directory: str | Path) -> pl.DataFrame | None:
-    """Rows per (stage, code) of a stage output's quarantine file (either format); None if none."""
-    d = Path(directory)
-    if (d / NAME).is_file():
-        q = pl.scan_parquet(d / NAME).select("stage", "code").collect()
-    elif (d / "quarantine.jsonl").is_file():
-        entries = read_any(d) or []
+    """Rows per (stage, code) of a stage output's quarantine file (either format), or of the
+    quarantine file ``directory`` itself; None if none."""
+    f = file_of(directory)
+    if f is None:
+        return None
+    if is_parquet(f):
+        q = pl.scan_parquet(f).select("stage", "code").collect()
+    else:
+        entries = read_file(f)
         q = pl.DataFrame({"stage": [str(e.get("stage") or "?") for e in entries],
                           "code": [str(e.get("code") or "?") for e in entries]},
                          schema={"stage": pl.String, "code": pl.String})
-    else:
-        return None
     return q.group_by("stage", "code").agg(pl.len().alias("rows")).sort("rows", "stage", "code",
                                                                          descending=[True, False, False])
 
 
 def restore(path: str | Path, codes: Iterable[str] | None = None) -> dict[str, pl.DataFrame]:
     """The dropped rows (all, or those whose ``code`` is in ``codes``) as frames of their kinds, as the
-    rules saw them (fixes applied, ``meta.fixes`` listing them)."""
-    lf = pl.scan_parquet(path).filter(pl.col("row").is_not_null())
-    if codes is not None:
-        lf = lf.filter(pl.col("code").is_in(list(codes)))
-    q = lf.select("kind", "row").collect()
-    out = {}
+    stage saw them (a clean's fixes applied, ``meta.fixes`` listing them). ``path``: a quarantine
+    file of either format, or the stage output holding one."""
+    return split(path, codes).frames
+
+
+class Restored(NamedTuple):
+    """A quarantine file taken apart: the ``frames`` of the rows it holds, by kind, and the ``left``
+    entries that hold no row to give back (records a reader could not turn into rows: their raw
+    text is in the entry), with ``entries``, the number read (after the ``codes`` filter)."""
+    frames: dict[str, pl.DataFrame]
+    left: list[dict[str, Any]]
+    entries: int
+    restored_by_code: dict[str, int]
+
+
+def split(path: str | Path, codes: Iterable[str] | None = None) -> Restored:
+    """:class:`Restored` of a quarantine file (either format) or of the stage output holding one,
+    all entries or those whose ``code`` is in ``codes``."""
+    f = file_of(path)
+    if f is None:
+        _refuse(f"{path}: no {NAME} or {JSONL} in this directory; give a stage output or a quarantine file")
+    from curate.io.files import require_file
+    from curate.io.tables import check_parquet
+
+    require_file(f)
+    wanted = None if codes is None else set(codes)
+    if is_parquet(f):
+        names = check_parquet(f, f.as_posix()).names()
+        if not is_quarantine_columns(names):
+            _refuse(f"{f}: a Parquet file, but not a quarantine file (no stage, code and row columns)")
+        lf = pl.scan_parquet(f)
+        if wanted is not None:
+            lf = lf.filter(pl.col("code").is_in(sorted(wanted)))
+        q = lf.collect().with_row_index("_i")
+        ok = pl.col("row").is_not_null() & pl.col("kind").is_in(list(schemas.KINDS))
+        rows = [(k, orjson.loads(r), c, i) for k, r, c, i in q.filter(ok).select("kind", "row", "code", "_i").iter_rows()]
+        left_idx = q.filter(~ok.fill_null(False))["_i"].to_list()
+
+        def entry_at(i: int) -> dict[str, Any]:
+            return _decode(q.slice(i, 1).drop("_i"))[0]
+        n = q.height
+    else:
+        entries = [e for e in read_file(f) if wanted is None or e["code"] in wanted]
+        rows, left_idx = [], []
+        for i, e in enumerate(entries):
+            row = e.get("row")
+            kind = row.get("kind") if isinstance(row, dict) else None
+            if isinstance(row, dict) and (kind or e.get("kind")) in schemas.KINDS:
+                rows.append((kind or e["kind"], row, e["code"], i))
+            else:
+                left_idx.append(i)
+        entry_at, n = entries.__getitem__, len(entries)
+    frames, bad = _frames(rows)
+    left = [entry_at(i) for i in sorted([*left_idx, *bad])]
+    restored: dict[str, int] = {}
+    bad_set = set(bad)
+    for _, _, code, i in rows:
+        if i not in bad_set:
+            restored[code] = restored.get(code, 0) + 1
+    return Restored(frames, left, n, restored)
+
+
+def _frames(rows: list[tuple[str, dict, str, int]]) -> tuple[dict[str, pl.DataFrame], list[int]]:
+    """Frames by kind of ``(kind, row, code, index)``; the indices of rows that fit no frame of their
+    kind (a hand-edited file: a list where text belongs) come back as unrestorable."""
+    out, bad = {}, []
     for kind in schemas.KINDS:
-        rows = q.filter(pl.col("kind") == kind)["row"]
-        if rows.len():
-            out[kind] = schemas.from_rows(kind, (orjson.loads(r) for r in rows))
-    return out
+        mine = [(r, i) for k, r, _, i in rows if k == kind]
+        if not mine:
+            continue
+        try:
+            out[kind] = schemas.from_rows(kind, (r for r, _ in mine))
+        except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+            good = []
+            for r, i in mine:
+                try:
+                    good.append(schemas.from_rows(kind, [r]))
+                except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+                    bad.append(i)
+            if good:
+                out[kind] = pl.concat(good)
+    return out, bad

@@ -7,7 +7,7 @@ import polars as pl
 from rich.table import Table
 
 from curate import schemas
-from curate.info import counts, frames_for
+from curate.info import counts
 from curate.progress import console
 
 
@@ -17,16 +17,20 @@ from curate.progress import console
 def info(paths, as_json):
     """Row counts by schema (kind), source and language; a stage output's quarantined rows by code.
 
-    Works on curate datasets (a directory with manifest.json, or one file) and on raw source
-    files or directories of them, which are ingested in memory first.
+    Works on curate datasets (a directory with manifest.json, or one file), on a stage's
+    quarantine file (the rows it holds, and its entries by code), and on raw source files or
+    directories of them, which are ingested in memory first.
 
     \b
     Example:
       curate info datasets/normalized
+      curate info datasets/clean/quarantine.parquet
       curate info tests/data/fixtures/malay_alpaca.json
     """
-    frames = frames_for(list(paths))
-    df = counts(frames)
+    from curate import io
+
+    data = io.read_input(list(paths))
+    df = counts(data.frames)
     if as_json:
         for row in df.iter_rows(named=True):
             click.echo(pl.DataFrame([row]).write_ndjson().strip())
@@ -44,8 +48,9 @@ def info(paths, as_json):
     console.print(f"total rows: {df['rows'].sum():,}")
     from curate.clean import quarantine as qfile
 
-    for p in paths:
-        q = qfile.counts(p) if p.is_dir() else None
+    qfiles = [f["source"] for f in data.report["files"] if f.get("format") == qfile.FORMAT]
+    for p in [*(p for p in paths if p.is_dir()), *map(Path, qfiles)]:
+        q = qfile.counts(p)
         if q is not None and q.height:
             table = Table(title=f"quarantined ({p.name})")
             for col in ("stage", "code", "rows"):

@@ -62,7 +62,7 @@ class Input:
 
 @dataclass
 class _Part:
-    what: str              # "dataset" | "canonical" | "raw" | "table"
+    what: str              # "dataset" | "canonical" | "quarantine" | "raw" | "table"
     path: Path
     name: str
     kind: str | None = None
@@ -150,6 +150,7 @@ class Plan:
             self.skipped.append({"path": path.as_posix(), "reason": str(exc).removeprefix(f"{path.as_posix()}: ")})
 
     def _probe(self, path: Path) -> _Part:
+        from curate.clean import quarantine as qfile  # (a module of the clean package: imported when used)
         from curate.ingest.pipeline import _format, open_source
         from curate.io.files import require_file
         from curate.ingest.readers import read_head, sniff_container
@@ -163,9 +164,12 @@ class Plan:
             raise DatasetError(f"{name}: cannot read ({exc.strerror}).") from None
         suffix = path.suffix.lower()
         if suffix == ".parquet" or head == b"PAR1":
-            kind = canonical_kind(check_parquet(path, name).names())
+            names = check_parquet(path, name).names()
+            kind = canonical_kind(names)
             if kind:
                 return _Part("canonical", path, name, kind=kind)
+            if qfile.is_quarantine_columns(names):
+                return _Part("quarantine", path, name)
             return self._table(path, name, "parquet")
         if suffix in (".csv", ".tsv"):
             src = self.stack.enter_context(open_source(path, name))  # binary/encoding checks first
@@ -177,6 +181,8 @@ class Plan:
             kind = _canonical_jsonl(src.path)
             if kind:
                 return _Part("canonical", src.path, name, kind=kind, reader="ndjson")
+            if kind is None and qfile.is_entry(_first_record(src.path)):
+                return _Part("quarantine", src.path, name, reader="ndjson")
         f = _format(src.path, self.fmt, name)
         return _Part("raw", path, name, kind=f.kind, fmt=f, src=src)
 
@@ -228,6 +234,8 @@ class Plan:
                 n = lf.select(pl.len()).collect().item()
                 self.summaries.append(_passed(part.name, "curate", part.kind, n, None))
                 yield part.kind, schemas.conform(lf, part.kind)
+            elif part.what == "quarantine":
+                yield from self._quarantine(part, on_quarantine)
             else:
                 f = part.fmt
                 enc = part.src.encoding if part.src is not None else part.what
@@ -239,6 +247,26 @@ class Plan:
                           else iter_records(table_items(part.table), f, summary, **kw))
                 for df in frames:
                     yield f.kind, df
+
+    def _quarantine(self, part: _Part, on_quarantine: Callable[[dict], None] | None
+                    ) -> Iterator[tuple[str, pl.DataFrame]]:
+        """A quarantine file: the rows it holds, given back; its entries that hold none (records a
+        reader could not turn into rows) stay quarantined as they are."""
+        from curate.clean import quarantine as qfile
+
+        got = qfile.split(part.path)
+        reasons: dict[str, int] = {}
+        for entry in got.left:
+            reasons[entry["code"]] = reasons.get(entry["code"], 0) + 1
+            if on_quarantine is not None:
+                on_quarantine(entry)
+        rows = sum(f.height for f in got.frames.values())
+        self.summaries.append({"source": part.name, "format": qfile.FORMAT,
+                               "kind": "+".join(got.frames) or None, "records": got.entries, "kept": rows,
+                               "rows": rows, "recovered": 0, "quarantined": len(got.left), "reasons": reasons,
+                               "manifest": None})
+        for kind, frame in got.frames.items():
+            yield kind, schemas.conform(frame.lazy(), kind)
 
     def report(self) -> dict[str, Any]:
         files = [s if isinstance(s, dict) else s.as_dict() for s in self.summaries]
@@ -283,19 +311,24 @@ def _read_ndjson(path: Path, kind: str) -> pl.LazyFrame:
 
 def _canonical_jsonl(path: Path) -> str | None:
     """The kind when a JSONL file's first record is a canonical curate row (written by curate)."""
+    obj = _first_record(path)
+    if not isinstance(obj, dict):
+        return None
+    kind = canonical_kind(obj.keys())
+    return kind if kind is not None and obj.get("kind", kind) == kind else None
+
+
+def _first_record(path: Path) -> Any:
+    """A JSONL file's first record (None if it is empty or its first line does not parse)."""
     with open(path, "rb") as fh:
         for raw in fh:
             raw = raw.removeprefix(b"\xef\xbb\xbf").strip()
             if not raw:
                 continue
             try:
-                obj = orjson.loads(raw)
+                return orjson.loads(raw)
             except orjson.JSONDecodeError:
                 return None
-            if not isinstance(obj, dict):
-                return None
-            kind = canonical_kind(obj.keys())
-            return kind if kind is not None and obj.get("kind", kind) == kind else None
     return None
 
 
