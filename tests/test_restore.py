@@ -74,6 +74,8 @@ def test_every_command_reads_a_quarantine_file_as_its_rows(fixtures, tmp_path):
     res = _run("info", out / qfile.NAME)
     assert res.exit_code == 0, res.output
     assert "exact_duplicate" in res.output and "refusal" in res.output and f"total rows: {frame.height}" in res.output
+    lines = [json.loads(x) for x in _run("info", "--json", out / qfile.NAME).output.splitlines()]
+    assert sum(x["rows"] for x in lines) == frame.height
     exp = tmp_path / "exp"
     assert _run("export", out / qfile.NAME, "-o", exp, "--format", "alpaca").exit_code == 0
     assert len(json.loads((exp / "sft_alpaca_train.json").read_text())) == frame.height
