@@ -39,6 +39,8 @@ def connect(address: str | None = None, *, quiet: bool = False, **init_kwargs) -
         address = address or os.environ.get("RAY_ADDRESS") or "local"
         if address == "local":
             init_kwargs = local_instance_kwargs(**init_kwargs)
+        if quiet:  # -q: Ray's notice that the instance it starts uses token authentication is not printed
+            logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=not quiet,
                      configure_logging=False, **init_kwargs)
