@@ -50,6 +50,10 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
 
+    def resolve_command(self, ctx, args):
+        ctx.meta["curate.args"] = list(args)  # the command line, to name a damaged input file in an error
+        return super().resolve_command(ctx, args)
+
     def get_command(self, ctx, name):
         if name in self.lazy:
             module, attr = self.lazy[name].split(":")
@@ -72,7 +76,14 @@ class LazyGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - the last line of defence: a message, not a traceback
             if _debug(ctx):
                 raise
-            message, code = describe(exc)
+            message, code = describe(exc, ctx.meta.get("curate.args", ()))
+            _fail(message, code)
+        except BaseException as exc:
+            # a panic in polars' Rust code (pyo3's PanicException is a BaseException): a damaged
+            # Parquet input can cause one; anything else is a bug, reported as one
+            if type(exc).__name__ != "PanicException" or _debug(ctx):
+                raise
+            message, code = describe(exc, ctx.meta.get("curate.args", ()))
             _fail(message, code)
 
 
@@ -86,8 +97,19 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def describe(exc: BaseException) -> tuple[str, int]:
-    """One line for an exception that escaped a command, and the exit code."""
+def describe(exc: BaseException, args: "list[str] | tuple" = ()) -> tuple[str, int]:
+    """One line for an exception that escaped a command, and the exit code (``args``: the command
+    line, where a damaged input is looked for)."""
+    from curate.io.tables import find_corrupt_parquet, is_corrupt_parquet_error
+
+    damaged = is_corrupt_parquet_error(exc)
+    if damaged or type(exc).__name__ == "PanicException":
+        bad = find_corrupt_parquet(a for a in args if not a.startswith("-") and os.path.exists(a))
+        if bad or damaged:
+            text = str(exc).strip().splitlines()[0][:200] if damaged else "it does not decode"
+            where = f"{bad}: a damaged Parquet file" if bad else "a Parquet input is damaged"
+            return (f"{where} ({text}); nothing was published. Re-create it (re-run the stage that wrote it) "
+                    "or copy it again from where it came."), EXIT_USER
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         if exc.errno == errno.ENOSPC:

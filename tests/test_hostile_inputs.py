@@ -2,8 +2,8 @@
 nothing written on a refusal, and every record accounted for (records = kept + quarantined).
 
 The inputs are generated here (empty, 0-byte, an empty JSON array, a FIFO, binary, UTF-16 with and without BOM, Latin-1, BOM,
-NaN/Infinity, duplicate keys, 100k-level nesting, a 50 MB line, CSV, foreign and truncated
-Parquet, a single JSON object, bare line numbers), plus one real raw file of every known source
+NaN/Infinity, duplicate keys, 100k-level nesting, a 50 MB line, CSV, foreign, truncated and
+damaged Parquet, a single JSON object, bare line numbers), plus one real raw file of every known source
 format. Commands come from ``curate.cli.COMMANDS``, so a new command is covered automatically: it
 runs as ``curate NAME INPUT -o OUT`` unless ``ARGV`` says otherwise. LLM commands get an
 unreachable endpoint (nothing listens on port 9), ``push`` an unreachable Argilla server.
@@ -20,6 +20,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from curate import schemas
 from curate.cli import COMMANDS, cli
 from curate.errors import EXIT_BUG, EXIT_USAGE
 from curate.ingest.formats import FORMATS
@@ -38,6 +39,24 @@ REAL = {"alpaca": "malay_alpaca_anomalies.json", "seed_tasks": "malay_seed_tasks
 
 def _jsonl(rows) -> bytes:
     return b"".join(orjson.dumps(r) + b"\n" for r in rows)
+
+
+def _damaged(frame: pl.DataFrame) -> bytes:
+    """A curate Parquet file whose header and footer are intact but whose data pages are damaged
+    (a byte changed every 53): found only when the data is decoded, long after the file was opened."""
+    data = bytearray(_parquet_bytes(frame))
+    footer = int.from_bytes(data[-8:-4], "little")
+    for i in range(4, len(data) - 8 - footer, 53):
+        data[i] ^= 0x5A
+    return bytes(data)
+
+
+def _parquet_bytes(frame: pl.DataFrame) -> bytes:
+    import io as _io
+
+    buf = _io.BytesIO()
+    frame.write_parquet(buf)
+    return buf.getvalue()
 
 
 def build(d: Path, fixtures: Path) -> dict[str, tuple[Path, dict | None]]:
@@ -71,6 +90,8 @@ def build(d: Path, fixtures: Path) -> dict[str, tuple[Path, dict | None]]:
     pl.DataFrame(ALPACA).write_parquet(good)
     add("truncated.parquet", good.read_bytes()[: good.stat().st_size // 2], None)
     good.unlink()
+    add("damaged.parquet", _damaged(schemas.from_rows("sft", [{**r, "source": "a.json", "line": i, "lang": "ms"}
+                                                             for i, r in enumerate(ALPACA * 40)])), None)
 
     # -- usable: {records, quarantined} --------------------------------------------------------
     n = len(ALPACA)

@@ -8,7 +8,7 @@ An export's rows are turned into the same records the JSON readers yield (one pe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import orjson
 import polars as pl
@@ -57,6 +57,39 @@ def canonical_kind(names: list[str] | set[str]) -> str | None:
     for kind in ("chat", "rm", "sft", "ppo"):
         if set(schemas.CONTENT[kind]) <= names:
             return kind
+    return None
+
+
+def is_corrupt_parquet_error(exc: BaseException) -> bool:
+    """An error polars or pyarrow raise while decoding a damaged Parquet file (a data page that
+    does not decompress or decode): found only when the data is read, long after the file was opened."""
+    low = str(exc).lower()
+    return ("parquet" in low and ("out of specification" in low or "corrupt" in low)) \
+        or "decompression failed" in low or "deserialize thrift" in low
+
+
+def find_corrupt_parquet(paths: Iterable[str | Path]) -> Path | None:
+    """The first Parquet file among ``paths`` (files, or directories searched recursively) whose
+    data does not decode, reading one row group at a time; None if all decode. Used after a
+    decoding error, to name the file."""
+    import pyarrow.parquet as pq
+
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*.parquet") if not any(x.startswith(".") for x in f.parts))
+        elif p.is_file():
+            files.append(p)
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                if fh.read(4) != b"PAR1":
+                    continue
+            pf = pq.ParquetFile(f)
+            for i in range(pf.num_row_groups):
+                pf.read_row_group(i)
+        except Exception:  # noqa: BLE001 - any failure to decode is what is looked for
+            return f
     return None
 
 
