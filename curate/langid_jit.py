@@ -11,8 +11,8 @@ its verdicts are identical (``tests/test_langid.py`` compares both paths):
 * code points are classified by tables built from Python's own ``re`` classes (``[^\\W\\d_]``
   letters, ``\\s``, ``\\w``, the Latin/Hangul/CJK ranges of ``langid``) and ``str.lower``/``islower``;
 * words are looked up in an open-addressing table of the lower-cased vocabulary: a word of at most
-  8 ASCII letters (most words) by its bytes packed in a 64-bit integer, any other by a 64-bit hash
-  and then an exact comparison of its code points;
+  16 ASCII letters (nearly all words) by its bytes packed in two 64-bit integers, any other by a
+  64-bit hash and then an exact comparison of its code points;
 * a mid-sentence ``Anda`` becomes the pseudo-word ``andacap`` by the same rule as ``langid._ANDA_MID``.
 
 What the kernel cannot reproduce it hands back (code :data:`PY`): a word holding a letter whose
@@ -109,9 +109,10 @@ def word_table(words: list[str], weights: dict[str, float], fam: frozenset[str],
     """The vocabulary as arrays for :func:`scan`: an open-addressing table of 32-byte slots (one
     cache line holds two: a looked-up word touches one line), the same table seen as floats, and the
     keys' code points. A slot holds the key, the weight and the key's place, length and flags (see
-    :func:`_build`). A word of at most 8 ASCII letters is its own key (its bytes packed in a 64-bit
-    integer: no hash, no comparison of code points); a longer or non-ASCII word is keyed by a 64-bit
-    hash and its code points are compared on a match."""
+    :func:`_build`). A word of at most 16 ASCII letters is its own key (its bytes packed in two 64-bit
+    integers, the second 0 for a word of at most 8: no hash, no second pass over its letters, no
+    comparison of code points); a longer or non-ASCII word is keyed by a 64-bit hash and its code
+    points are compared on a match."""
     cps = [np.frombuffer(w.encode("utf-32-le"), dtype=np.int32) for w in words]
     offsets = np.zeros(len(words) + 1, np.int64)
     np.cumsum([len(c) for c in cps], out=offsets[1:])
@@ -144,6 +145,8 @@ if AVAILABLE:
     _FNV_INIT = 0xCBF29CE484222325
     _FNV_PRIME = 0x100000001B3
     _GOLD = 0x9E3779B97F4A7C15
+    _MIX = 0xC2B2AE3D27D4EB4F
+    _PACK = 16  # an ASCII word of at most this many letters is its own key (two 64-bit integers)
 
     @numba.njit(inline="always", cache=True)
     def _step(h, cp):
@@ -173,27 +176,31 @@ if AVAILABLE:
     def _build(key_cp, offsets, weight, is_en, is_fam, slots, slot_w):
         """Slot ``s`` (linear probing): ``slots[4s]`` the key (packed ASCII or hash, see
         :func:`word_table`), ``slot_w[4s+1]`` its weight, ``slots[4s+2]`` used/English/ms-id/packed
-        bits, its length (bits 32-47) and its first code point's place in ``key_cp`` (bits 0-31)."""
+        bits, its length (bits 32-47) and its first code point's place in ``key_cp`` (bits 0-31),
+        ``slots[4s+3]`` a packed word's 9th to 16th letters (0 for a shorter word or a hash)."""
         shift, mask = _geometry(slots)
         for k in range(len(offsets) - 1):
             n = offsets[k + 1] - offsets[k]
-            packed = n <= 8
-            key = _u64(0)
+            packed = n <= _PACK
+            key = key2 = _u64(0)
             for i in range(n):
                 cp = key_cp[offsets[k] + i]
                 if cp >= 128 or cp == 0:
                     packed = False
                 elif i < 8:
                     key |= _u64(cp) << _u64(8 * i)
+                elif i < _PACK:
+                    key2 |= _u64(cp) << _u64(8 * (i - 8))
             if not packed:
                 h = _u64(_FNV_INIT)
                 for i in range(offsets[k], offsets[k + 1]):
                     h = _step(h, key_cp[i])
-                key = _final(h)
-            s = (key * _u64(_GOLD)) >> shift
+                key, key2 = _final(h), _u64(0)
+            s = _first(key, key2, shift)
             while slots[_SLOT * s + 2] != 0:
                 s = (s + _u64(1)) & mask
             slots[_SLOT * s] = key
+            slots[_SLOT * s + 3] = key2
             slot_w[_SLOT * s + 1] = weight[k]
             info = _u64(_USED) | (_u64(n) << _u64(32)) | _u64(offsets[k])
             if packed:
@@ -205,21 +212,27 @@ if AVAILABLE:
             slots[_SLOT * s + 2] = info
 
     @numba.njit(inline="always", cache=True)
-    def _find_packed(key, slots, shift, mask):
-        """The slot (``4s``) of the packed ASCII word ``key``, or -1."""
-        s = (key * _u64(_GOLD)) >> shift
+    def _first(key, key2, shift):
+        """A key's first slot: the top bits of a multiplicative hash (``key2``, the 9th to 16th
+        letters of a packed word, is 0 for a shorter word or a hashed key)."""
+        return ((key ^ (key2 * _u64(_MIX))) * _u64(_GOLD)) >> shift
+
+    @numba.njit(inline="always", cache=True)
+    def _find_packed(key, key2, slots, shift, mask):
+        """The slot (``4s``) of the packed ASCII word ``key``, ``key2``, or -1."""
+        s = _first(key, key2, shift)
         while True:
             info = slots[_SLOT * s + 2]
             if info == 0:
                 return -1
-            if slots[_SLOT * s] == key and (info & _u64(_PACKED)):
+            if slots[_SLOT * s] == key and slots[_SLOT * s + 3] == key2 and (info & _u64(_PACKED)):
                 return _SLOT * s
             s = (s + _u64(1)) & mask
 
     @numba.njit(inline="always", cache=True)
     def _find(buf, n, h, slots, key_cp, shift, mask):
         """The slot (``4s``) of the hashed key equal to ``buf[:n]`` (hash ``h``), or -1."""
-        s = (h * _u64(_GOLD)) >> shift
+        s = _first(h, _u64(0), shift)
         while True:
             info = slots[_SLOT * s + 2]
             if info == 0:
@@ -318,14 +331,14 @@ if AVAILABLE:
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
     @numba.njit(inline="always", cache=True)
-    def _count(nk, keys, found, lower_chunk, slots, slot_w, shift, mask, none):
+    def _count(nk, keys, keys2, found, lower_chunk, slots, slot_w, shift, mask, none):
         """A row's counts from its words (see :func:`scan`): English, ms/id and counted words and
         the summed weight, chunk by chunk in order (the per-text path's float sums). The packed
         words are looked up here, one after another, apart from the scan of the bytes (the look-ups
         of a row overlap: ~15% faster than each at its word)."""
         for t in range(nk):
             if keys[t] != _u64(0):
-                k = _find_packed(keys[t], slots, shift, mask)
+                k = _find_packed(keys[t], keys2[t], slots, shift, mask)
                 found[t] = k if k >= 0 else none
         n_en = n_fam = n_cnt = 0
         total = chunk_w = 0.0
@@ -361,6 +374,7 @@ if AVAILABLE:
         buf = np.empty(longest, np.int32)  # a word has at most as many code points as its row bytes
         # a row's words: packed key (0: looked up already), slot, chunk and lower-case first letter
         keys = np.empty(longest + 1, np.uint64)
+        keys2 = np.empty(longest + 1, np.uint64)
         found = np.empty(longest + 1, np.int64)
         lower_chunk = np.empty(longest + 1, np.int64)
         none = len(slots) - _SLOT  # the slot after the table: no word, weight 0, no flags
@@ -376,7 +390,7 @@ if AVAILABLE:
             nk = chunk = nonlatin = 0  # words so far, chunks so far
             in_chunk = first_lower = special = unclean = False
             packable = True  # the word so far is ASCII once lower-cased (its key: the packed bytes)
-            key = _u64(0)
+            key = key2 = _u64(0)
             wlen = 0
             wstart = lo
             i = lo
@@ -391,9 +405,11 @@ if AVAILABLE:
                                 wstart = start
                                 first_lower = b >= 97
                                 packable = True
-                                key = _u64(0)
+                                key = key2 = _u64(0)
                             if wlen < 8:
                                 key |= _u64(b | 32) << _u64(8 * wlen)
+                            elif wlen < _PACK:
+                                key2 |= _u64(b | 32) << _u64(8 * (wlen - 8))
                             wlen += 1
                             while i < hi:
                                 b = data[i]
@@ -401,6 +417,8 @@ if AVAILABLE:
                                     break
                                 if wlen < 8:
                                     key |= _u64(b | 32) << _u64(8 * wlen)
+                                elif wlen < _PACK:
+                                    key2 |= _u64(b | 32) << _u64(8 * (wlen - 8))
                                 wlen += 1
                                 i += 1
                             in_chunk = True
@@ -416,11 +434,13 @@ if AVAILABLE:
                                 wstart = start
                                 first_lower = (f & LOWER) != 0
                                 packable = True
-                                key = _u64(0)
+                                key = key2 = _u64(0)
                             if lc >= 128:
                                 packable = False
                             elif wlen < 8:
                                 key |= _u64(lc) << _u64(8 * wlen)
+                            elif wlen < _PACK:
+                                key2 |= _u64(lc) << _u64(8 * (wlen - 8))
                             wlen += 1
                             if f & SPECIAL:
                                 special = True
@@ -442,9 +462,10 @@ if AVAILABLE:
                     if wlen == 4 and start - wstart == 4 and data[wstart] == 65 and data[wstart + 1] == 110 \
                             and data[wstart + 2] == 100 and data[wstart + 3] == 97 \
                             and (c < 0 or not f & WORD) and _anda_mid(data, lo, wstart, flags):
-                        key, wlen, packable, first_lower = _u64(_ANDACAP), 7, True, True
-                    if packable and wlen <= 8:  # looked up after the row
+                        key, key2, wlen, packable, first_lower = _u64(_ANDACAP), _u64(0), 7, True, True
+                    if packable and wlen <= _PACK:  # looked up after the row
                         keys[nk] = key
+                        keys2[nk] = key2
                         found[nk] = -1
                     else:  # a long or non-ASCII word: its lower-cased code points again, hashed
                         h = _u64(_FNV_INIT)
@@ -473,7 +494,7 @@ if AVAILABLE:
                         break
                 else:
                     in_chunk = True
-            n_en, n_fam, n_cnt, total = _count(nk, keys, found, lower_chunk, slots, slot_w, shift, mask, none)
+            n_en, n_fam, n_cnt, total = _count(nk, keys, keys2, found, lower_chunk, slots, slot_w, shift, mask, none)
             n_all = nk
             dirty[r] = unclean
             if nonlatin and _script(data, lo, hi, flags, nonlatin, code, conf, r):

@@ -185,8 +185,13 @@ def test_texts_differing_only_in_their_numbers_go_to_lingua_once():
 # What the compiled path must treat exactly as the per-text path: "Anda" mid-sentence or not, after
 # , ; : or a digit or "_", letters whose lower case is not one code point (İ, ﬁ), the Greek capital
 # sigma (lower case by context), the Kelvin sign (lower case is ASCII "k"), astral letters and emoji,
-# Unicode spaces, digits-as-letters (½ ²), scripts mixed with Latin, code, URLs and tags.
+# Unicode spaces, digits-as-letters (½ ²), scripts mixed with Latin, code, URLs and tags; words of 8,
+# 9, 16 and 17 letters (a word of at most 16 ASCII letters is its own key), in any case, with a
+# Kelvin sign past the 8th letter.
 _EDGE_CASES = [
+    "Bertanggungjawab kerana pertanggungjawaban itu", "PEMBANGUNAN BERTANGGUNGJAWAB dan kebanyakannya",
+    "pengetahuan\u212A kerana \u212Aebanyakannya", "internationalization responsibilities and the",
+    "abcdefgh abcdefghi abcdefghijklmnop abcdefghijklmnopq sebagaimana",
     "Saya rasa, Anda tahu", "kata; Anda", "x ,Anda kerana", "1 Anda_ itu", "2  Anda.", "Anda kerana itu",
     "kerana\u3000Anda", "_ Anda", "Andaman dan Anda2", "semua ANDA dan Anda", "Apa?  \t Anda boleh",
     "İstanbul kerana dan yang", "ΣΑΣ kerana itu yang", "ﬁle kerana", "\u212Aerana itu saya yang",
