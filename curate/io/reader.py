@@ -1,7 +1,8 @@
 """The one way in: :func:`read_input` turns whatever the user points at into canonical frames.
 
 Accepted, in any mix: a committed dataset directory (``manifest.json``), a canonical
-``.parquet``/``.jsonl`` written by curate, a raw source file in a known format (the ingest
+``.parquet``/``.jsonl`` written by curate, a stage's quarantine file (``quarantine.parquet`` or
+``quarantine.jsonl``: the rows its entries hold; entries without one stay quarantined), a raw source file in a known format (the ingest
 formats; UTF-8 with or without BOM, UTF-16/32 with BOM, provable Latin-1 lines with a note), a
 Parquet/CSV/TSV export whose columns are those of a known format, or a directory of such files
 (read recursively; files it can't read are skipped and listed in the report). Anything else is
