@@ -902,29 +902,33 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
             return est
 
         def jaccard_of(rows: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            """Exact Jaccard of pairs (a, b) of ``rows`` (sorted representatives; a sorted): the rows'
-            texts normalized by the compiled pass (polars first for non-ASCII rows), then checked in
-            spans of about _VERIFY_SHINGLES bytes on both threads."""
-            t = source[rep_rows[rows]].select(expr.alias("t"))["t"]
-            wide = (t.str.len_bytes() != t.str.len_chars()).arg_true()
-            if len(wide):  # non-ASCII rows: Unicode case folding and separators first
-                t = t.scatter(wide, t.gather(wide).to_frame("t").select(normalize("t"))["t"])
-            data, offsets = utf8_buffers(t)
-            spans = _spans(np.cumsum(np.diff(offsets)[a] + np.diff(offsets)[b] + 2))
-            out = np.empty(len(a), dtype=np.float64)
-
-            def batch(span: tuple[int, int]) -> None:
-                lo, hi = span
-                jit.jaccard_rows(data, offsets, _WORD_BYTES, width, width > 5, np.uint64(_salt(77)), a[lo:hi], b[lo:hi],
-                                 threshold, out[lo:hi])
-
-            with ThreadPoolExecutor(_THREADS) as pool:
-                list(pool.map(batch, spans))
-            return out
+            return _jaccard_rows(jit, source[rep_rows[rows]].select(expr.alias("t"))["t"], a, b, width, threshold)
 
         kept, sim = _near_clusters_of(sk, len(rep_rows), texts_of, threshold=threshold, measure=measure,
                                       stats=stats, est_of=est_of, jaccard_of=jaccard_of)
     return _result(rep, rep_rows, kept, sim, stats)
+
+
+def _jaccard_rows(jit, t: pl.Series, a: np.ndarray, b: np.ndarray, width: int, threshold: float) -> np.ndarray:
+    """Exact Jaccard (char ``width`` shingles) of pairs (a, b) of the raw row texts ``t`` (a sorted):
+    the texts normalized by the compiled pass (polars first for non-ASCII rows), then checked in
+    spans of about _VERIFY_SHINGLES bytes on both threads; a pair is left early once it can no
+    longer reach ``threshold`` (every similarity at or above it is exact)."""
+    wide = (t.str.len_bytes() != t.str.len_chars()).arg_true()
+    if len(wide):  # non-ASCII rows: Unicode case folding and separators first
+        t = t.scatter(wide, t.gather(wide).to_frame("t").select(normalize("t"))["t"])
+    data, offsets = utf8_buffers(t)
+    spans = _spans(np.cumsum(np.diff(offsets)[a] + np.diff(offsets)[b] + 2))
+    out = np.empty(len(a), dtype=np.float64)
+
+    def batch(span: tuple[int, int]) -> None:
+        lo, hi = span
+        jit.jaccard_rows(data, offsets, _WORD_BYTES, width, width > 5, np.uint64(_salt(77)), a[lo:hi], b[lo:hi],
+                         threshold, out[lo:hi])
+
+    with ThreadPoolExecutor(_THREADS) as pool:
+        list(pool.map(batch, spans))
+    return out
 
 
 def _normalize_sketch(jit, texts: pl.Series, out: tuple, start: int, with_sketch: bool, *, width: int, seed: int,
@@ -949,34 +953,64 @@ def _normalize_sketch(jit, texts: pl.Series, out: tuple, start: int, with_sketch
 class RowKeys:
     """Per row: ``hashes`` (n, 2) uint64 and ``norm_len`` (n,) of the normalized text (rows with the
     same three are exact duplicates; ``norm_len`` 0: no text, never a duplicate), and the LSH band
-    keys ``keys`` (n, bands) uint32 (None without ``near``)."""
+    keys ``keys`` (n, bands) uint32 (None without ``near``); with ``est``, the rest of each row's
+    sketch: its estimator bytes ``est`` (n, 256) uint8 and shingle count ``lengths`` (n,)."""
     hashes: np.ndarray
     norm_len: np.ndarray
     keys: np.ndarray | None
+    est: np.ndarray | None = None
+    lengths: np.ndarray | None = None
 
 
 def row_keys(texts: pl.Series, *, threshold: float = 0.8, near: bool = True, num_perm: int = DEFAULT_PERM,
-             seed: int = 0, measure: str = DEFAULT_MEASURE) -> RowKeys:
+             seed: int = 0, measure: str = DEFAULT_MEASURE, est: bool = False) -> RowKeys:
     """The duplicate keys of raw row ``texts`` (any slice of a column can be keyed anywhere: a Ray
     block at a time), from one normalization of each row: for char measures the compiled pass of
     :func:`find_duplicates` (the same exact groups and band keys as its own on the whole column),
-    else :func:`normalize`, a hash of the normalized text and :func:`sketch`."""
+    else :func:`normalize`, a hash of the normalized text and :func:`sketch`. ``est`` (with
+    ``near``): also the estimator bytes and shingle counts, from the same pass (for
+    :func:`near_duplicates_of`, which then never sketches these rows again)."""
     unit, width = parse_measure(measure)
     n = len(texts)
     bands, r = lsh_params(threshold, num_perm)
     texts = texts.cast(pl.String).fill_null("")
     jit = _jit() if unit == "char" else None
+    est = est and near
     if jit is None:
         norm = pl.DataFrame({"t": texts}).select(normalize("t"))["t"]
         hashes = np.stack([norm.hash(seed=1).to_numpy(), norm.hash(seed=2).to_numpy()], axis=1)
-        keys = sketch(norm, threshold=threshold, num_perm=num_perm, seed=seed, measure=measure).keys if near else None
-        return RowKeys(hashes, norm.str.len_bytes().to_numpy().astype(np.int64), keys)
+        sk = sketch(norm, threshold=threshold, num_perm=num_perm, seed=seed, measure=measure) if near else None
+        return RowKeys(hashes, norm.str.len_bytes().to_numpy().astype(np.int64), sk and sk.keys,
+                       sk.est if est else None, sk.lengths if est else None)
     m = n if near else 0
-    out = (np.empty((m, bands), dtype=np.uint32), np.empty((m, 0), dtype=np.uint8), np.empty(m, dtype=np.int64),
-           np.empty((n, 2), dtype=np.uint64), np.empty(n, dtype=np.int64))
+    out = (np.empty((m, bands), dtype=np.uint32), np.empty((m, min(num_perm, _EST_BINS) if est else 0), dtype=np.uint8),
+           np.empty(m, dtype=np.int64), np.empty((n, 2), dtype=np.uint64), np.empty(n, dtype=np.int64))
     _normalize_sketch(jit, texts, out, 0, near, width=width, seed=seed, bits=int(math.log2(num_perm)),
                       bands=bands, r=r)
-    return RowKeys(out[3], out[4], out[0] if near else None)
+    return RowKeys(out[3], out[4], out[0] if near else None, out[1] if est else None, out[2] if est else None)
+
+
+def near_duplicates_of(texts: pl.Series, sk: Sketch, *, threshold: float = 0.8,
+                       measure: str = DEFAULT_MEASURE) -> pl.DataFrame:
+    """:func:`find_duplicates` (with ``near``) of rows no two of which have the same normalized
+    text, from their sketches computed before, anywhere (``sk``: :func:`row_keys` with ``est`` of
+    the same rows, in the same order): the same clusters and similarities, without sketching the
+    rows again. ``texts``: the raw row texts (read again by the exact check)."""
+    n = len(texts)
+    unit, width = parse_measure(measure)
+    texts = texts.cast(pl.String).fill_null("")
+    kept = sim = None
+    if n > 1:
+        jit = _jit() if unit == "char" and n >= _JIT_MIN_ROWS else None
+        if jit is not None:  # as _find_duplicates_compiled checks its pairs
+            kept, sim = _near_clusters_of(sk, n, None, threshold=threshold, measure=measure, stats=None,
+                                          jaccard_of=lambda rows, a, b: _jaccard_rows(jit, texts.gather(rows), a, b,
+                                                                                      width, threshold))
+        else:  # as near_clusters checks them
+            kept, sim = _near_clusters_of(sk, n, lambda rows: texts.gather(rows).to_frame("t").select(normalize("t"))["t"],
+                                          threshold=threshold, measure=measure, stats=None)
+    rows = np.arange(n, dtype=np.int64)
+    return _result(rows, rows, kept, sim, None)
 
 
 def _result(rep: np.ndarray, rep_rows: np.ndarray, kept: np.ndarray | None, sim: np.ndarray | None,

@@ -512,6 +512,28 @@ def test_row_keys_of_slices_give_the_exact_groups_and_band_keys_of_the_whole(sft
                           dedupe.sketch(normalized, measure=measure).keys[n > 0])
 
 
+
+@pytest.mark.parametrize("measure", ["char5", "word3"])
+@pytest.mark.parametrize("jit_rows", [10**9, 0])
+def test_near_duplicates_of_sketches_keyed_in_slices_equal_find_duplicates(sft, monkeypatch, measure, jit_rows):
+    """near_duplicates_of (what the Ray driver runs over the near-duplicate candidates, whose sketches
+    the blocks computed with row_keys(est=True)): keyed in slices, the same clusters, similarities
+    and kinds as find_duplicates over the same rows, on distinct real rows with near copies."""
+    monkeypatch.setattr(dedupe, "_JIT_MIN_ROWS", jit_rows)
+    rng = random.Random(3)
+    rows = texts_of(sft)
+    texts = pl.Series(rows + [mutate(t, rng, 2) for t in rows[::3] if len(t.split(" ")) > 5] + ["Straße b", "héllo wörld"],
+                      dtype=pl.String)
+    normalized = pl.Series(norm(texts.to_list()))
+    texts = texts.filter(normalized.is_first_distinct() & (normalized != ""))  # no exact copies, every row a text
+    ks = [dedupe.row_keys(texts.slice(s, 97), measure=measure, est=True) for s in range(0, len(texts), 97)]
+    sk = dedupe.Sketch(*(np.concatenate([getattr(k, f) for k in ks]) for f in ("keys", "est", "lengths")))
+    got = dedupe.near_duplicates_of(texts, sk, measure=measure)
+    ref = dedupe.find_duplicates(pl.DataFrame({"t": texts}), "t", measure=measure)
+    check_contract(got, len(texts))
+    assert got.equals(ref)
+    assert (ref["dup_kind"] == "near").sum() > 20 and (ref["dup_kind"] == "exact").sum() == 0
+
 def test_compiled_prefilter_passes_the_same_pairs(monkeypatch):
     """minhash_jit.prefilter (from 20k rows on) keeps exactly the pairs the numpy prefilter keeps,
     near the margin too (estimator bytes that agree on a share close to the threshold)."""

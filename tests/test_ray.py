@@ -105,7 +105,9 @@ def test_clean_ray_equals_local(ray_local, normalized, tmp_path):
     res = clean_dir_ray(normalized, tmp_path / "ray", cfg, rows_per_block=BLOCK)
     assert res.report["rows_dropped"] == local.report["rows_dropped"] > 0
     dup = {r["code"]: r for r in res.report["rules"]}
-    assert dup["exact_duplicate"]["dropped"] + dup["near_duplicate"]["dropped"] > 0  # found across blocks
+    # found across blocks; the near duplicates verified from pass A's sketches (side files), the dry
+    # run's below by sketching the candidates again on the driver: the same rows either way
+    assert dup["exact_duplicate"]["dropped"] > 0 and dup["near_duplicate"]["dropped"] > 0
     assert_same_dataset(tmp_path / "local", tmp_path / "ray")
     # pass A's side files and the spilled input stay in the staging directory, never in the output
     published = sorted(p.relative_to(tmp_path / "ray").as_posix() for p in (tmp_path / "ray").rglob("*"))
@@ -116,6 +118,26 @@ def test_clean_ray_equals_local(ray_local, normalized, tmp_path):
     assert strip_timing(dry.report) == strip_timing({k: v for k, v in res.report.items() if k != "output"})
     assert dry.quarantine.equals(res.quarantine)
 
+
+
+def test_kept_rows_of_a_block_are_its_prefix_or_filtered():
+    """The finish and rows-back passes read a pass-A block's kept rows (``_q`` null) as the block's
+    first rows (pass A puts its quarantined rows last): every slice of a block is so; a table joined
+    from two blocks is not, and is filtered instead: always exactly the kept rows, in order."""
+    from curate.executors.ray_clean import _kept
+
+    def block(first: int, kept: int, gone: int) -> pl.DataFrame:
+        pos = list(range(first, first + kept + gone))
+        return pl.DataFrame({"_pos": pos, "_q": [None] * kept + [{"code": "x"}] * gone,
+                             "text": [f"row {p}" for p in pos]})
+
+    a, b = block(0, 5, 3), block(8, 4, 2)
+    for table, want in ((a.to_arrow(), list(range(5))), (a.to_arrow().slice(2, 5), [2, 3, 4]),
+                        (a.to_arrow().slice(5), []), (block(0, 6, 0).to_arrow(), list(range(6))),
+                        (pl.concat([a, b]).to_arrow(), list(range(5)) + list(range(8, 12)))):
+        got = _kept(table)
+        assert got["_pos"].to_pylist() == want
+        assert got["text"].to_pylist() == [f"row {p}" for p in want]
 
 def test_executor_ray_without_ray_says_how_to_install(normalized, tmp_path):
     code = ("import sys; sys.modules['ray'] = None; from curate.cli import main; "

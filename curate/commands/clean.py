@@ -78,9 +78,10 @@ def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run,
     config = CleanConfig.load(config_path, rules=rules, sets=sets, target_lang=target_lang)
     out = out_dir or Path(str(inp).rstrip("/") + ".clean-dry-run")
     if executor.is_ray:
-        from curate.executors.ray_clean import clean_dir_ray, warm_driver
+        from curate.executors.ray_clean import clean_dir_ray, warm_driver, warm_workers
 
         executor.connect(quiet=quiet)
+        warm_workers(config)  # the workers start and import while this process plans the passes
         # after connecting, not before: the kernels' load (Python, under the GIL) slowed the imports of
         # ray and ray.data and so delayed the first pass by ~0.7-1.6 s; now it overlaps the workers' start
         warm_driver(config)

@@ -15,10 +15,13 @@ B. Duplicates over every block, as the local executor finds them in one frame. T
    + 4 per band a row) are grouped on the driver while they fit (``CURATE_RAY_DRIVER_KEYS_MB``, 2 GB:
    about 13M rows at threshold 0.8; beyond, by two Ray Data hash shuffles, the exact keys then the
    band keys): exact groups by the exact key; among the groups' first rows, the rows sharing a band key with another (:func:`curate.dedupe.shared_rows`) are the
-   only near-duplicate candidates, so ``dedupe.find_duplicates`` run on the driver over the
-   candidates alone gives the same verified edges and clusters as over all rows. One pass
-   (``_rows_of``, filtered in Arrow) reads back the rows named: candidates and exact duplicates.
-   The kept row of a cluster is the first in input order, as locally.
+   only near-duplicate candidates, so the near-duplicate pass run on the driver over the
+   candidates alone gives the same verified edges and clusters as over all rows. With side files,
+   pass A also wrote the rest of each row's sketch (estimator bytes, shingle count), so the
+   driver verifies the candidates from those (:func:`curate.dedupe.near_duplicates_of`) without
+   sketching them again; otherwise ``dedupe.find_duplicates`` over the candidates. One pass
+   (``_rows_of``: a binary search, then a take in Arrow) reads back the rows named: candidates
+   and exact duplicates. The kept row of a cluster is the first in input order, as locally.
 C. ``map_batches(_finish_block)``: drop the duplicates (quarantined with the same entry the local
    executor writes), write the kept rows as parquet shards ``<kind>/part-<pos>.parquet`` into the
    output's staging directory.
@@ -54,7 +57,8 @@ from curate.executors import ray_data
 from curate.executors.ray_data import POS, from_arrow, to_arrow
 
 DUP_CODES = ("exact_duplicate", "near_duplicate")
-KEYS = ("_h1", "_h2", "_n", "_bk")  # duplicate keys pass A adds to the kept rows
+KEYS = ("_h1", "_h2", "_n", "_bk", "_est", "_len")  # duplicate keys (and sketches) pass A adds to the kept rows
+EST = "_est"  # read from the side files for the candidates only
 INTERNAL = (POS, "_hits", "_q", "_stats", *KEYS)
 SNIPPET = 120
 
@@ -70,8 +74,9 @@ def _rules_block(batch, kind: str, config: CleanConfig, side: str | None, keys: 
     """Every rule but the duplicate rules on one block, read here from its input piece (``batch``:
     one piece; read straight into polars, no Arrow round trip). With ``keys`` (the duplicate rules are on),
     the kept rows also get their duplicate keys (:func:`_with_keys`; the band keys with
-    ``keys["near"] = (threshold, measure)``); null for a row whose normalized text is empty (it has
-    no duplicates). The small columns the driver needs next (:func:`_small`) are also written to the
+    ``keys["near"] = (threshold, measure)``; with ``keys["est"]`` also the rest of each row's sketch,
+    so the driver never sketches the candidates again); null for a row whose normalized text is
+    empty (it has no duplicates). The small columns the driver needs next (:func:`_small`) are also written to the
     directory ``side`` (:func:`_write_side`), so no second Ray pass reads them out of the blocks
     (``side`` None: a dry run, which has no output directory the driver shares with the workers)."""
     first_pos = int(batch["pos"][0].as_py())
@@ -90,7 +95,7 @@ def _rules_block(batch, kind: str, config: CleanConfig, side: str | None, keys: 
     kept = (kept.with_columns(kept_rows.alias("_row"), pos.gather(kept_rows).alias(POS))
             .join(per_row, on="_row", how="left", maintain_order="left").drop("_row"))
     if keys is not None:
-        kept = _with_keys(kept, kind, keys.get("near"))
+        kept = _with_keys(kept, kind, keys.get("near"), bool(keys.get("est")))
     parts = [kept]
     if q.height:
         parts.append(_entries(pos.gather(extras["gone_rows"]), q))
@@ -106,20 +111,24 @@ def _rules_block(batch, kind: str, config: CleanConfig, side: str | None, keys: 
     return to_arrow(out)
 
 
-def _with_keys(kept: pl.DataFrame, kind: str, near: tuple[float, str] | None) -> pl.DataFrame:
+def _with_keys(kept: pl.DataFrame, kind: str, near: tuple[float, str] | None, est: bool = False) -> pl.DataFrame:
     """``_h1, _h2, _n`` (the exact key: two hashes and the length of the normalized text) and the
-    band keys ``_bk`` of each row, from :func:`curate.dedupe.row_keys`; null without text."""
+    band keys ``_bk`` of each row, from :func:`curate.dedupe.row_keys`; with ``est`` also its
+    estimator bytes ``_est`` and shingle count ``_len`` (the rest of its sketch); null without text."""
     if kept.height == 0:
         return kept
     measure = near[1] if near else dedupe.DEFAULT_MEASURE
     k = dedupe.row_keys(kept.select(row_text_expr(kind))[:, 0], threshold=near[0] if near else 0.8,
-                        near=near is not None, measure=measure)
+                        near=near is not None, measure=measure, est=est)
     some = pl.Series(k.norm_len > 0)
     cols = [pl.when(some).then(pl.Series(k.hashes[:, i])).alias(f"_h{i + 1}") for i in (0, 1)]
     cols.append(pl.when(some).then(pl.Series(k.norm_len.astype(np.uint32))).alias("_n"))
     if k.keys is not None:
         bk = pl.Series("_bk", k.keys, dtype=pl.Array(pl.UInt32, k.keys.shape[1]))
         cols.append(pl.when(some).then(bk).alias("_bk"))
+    if k.est is not None:
+        cols.append(pl.when(some).then(pl.Series(k.est, dtype=pl.Array(pl.UInt8, k.est.shape[1]))).alias(EST))
+        cols.append(pl.when(some).then(pl.Series(k.lengths.astype(np.uint32))).alias("_len"))
     return kept.with_columns(cols)
 
 
@@ -140,31 +149,78 @@ def _small_pass(table, keys: bool):
 
 
 def _write_side(df: pl.DataFrame, side: Path, first_pos: int) -> None:
-    """Write a block's small columns as ``side/<first pos>.arrow`` (Arrow IPC, uncompressed: a few
-    bytes a row), atomically: a retried task rewrites the same file. ``side`` is beside the output
-    (shared storage on a cluster, as the shards)."""
+    """Write a block's small columns as ``side/<first pos>.arrow`` (Arrow IPC, uncompressed: 156
+    bytes a row, 420 with the estimator bytes), atomically: a retried task rewrites the same file.
+    ``side`` is beside the output (shared storage on a cluster, as the shards)."""
     with io.atomic_path(side / f"{first_pos:012d}.arrow") as tmp:
         df.write_ipc(tmp, compression="uncompressed")
 
 
-def _read_side(side: Path, blocks: int) -> pl.DataFrame:
-    """The small columns of every block of pass A (:func:`_write_side`), in input order."""
+def _read_side(side: Path, blocks: int) -> tuple[pl.DataFrame, list[Path]]:
+    """The small columns of every block of pass A (:func:`_write_side`), in input order, but the
+    estimator bytes (256 a row: :func:`_read_est` reads the candidates' only); and the files."""
     files = sorted(side.glob("*.arrow"))
     if len(files) != blocks:
         raise RuntimeError(f"pass A wrote {len(files)} side files for {blocks} blocks in {side}")
-    return pl.concat([pl.read_ipc(f) for f in files], how="diagonal_relaxed")
+    frames = [pl.read_ipc(f, columns=[c for c in pl.read_ipc_schema(f) if c != EST]) for f in files]
+    return pl.concat(frames, how="diagonal_relaxed"), files
+
+
+def _read_est(files: list[Path], rows: np.ndarray) -> np.ndarray:
+    """The estimator bytes (rows, 256) of the kept rows at positions ``rows`` (sorted), from the side
+    files (one file at a time: only those rows are kept)."""
+    out = []
+    for f in files:
+        df = pl.read_ipc(f, columns=[POS, EST])
+        pos = df[POS]
+        mine = rows[np.searchsorted(rows, pos.min()):np.searchsorted(rows, pos.max(), side="right")]
+        if len(mine):
+            out.append(df.filter(pos.is_in(pl.Series(mine).implode())).sort(POS)[EST].to_numpy())
+    got = np.concatenate(out) if out else np.empty((0, dedupe.DEFAULT_PERM), dtype=np.uint8)
+    if len(got) != len(rows):
+        raise RuntimeError(f"the side files hold the estimator bytes of {len(got)} of {len(rows)} candidates")
+    return got
 
 
 # --------------------------------------------------------------------------- pass B (driver, workers)
-def _rows_of(table, kind: str, want):
-    """``_pos, id, source, line, text`` of the rows in ``want`` (kept rows): filtered in Arrow, so
-    only those rows are converted."""
-    import pyarrow as pa
+def _kept(table):
+    """The kept rows of a pass-A block (``_q`` null), in input order, without a copy: pass A puts
+    them first (the rows its rules quarantined come after), so they are the block's first rows
+    however Ray Data slices the block (a block that is not so, were Ray Data to join blocks, is
+    filtered)."""
+    if "_q" not in table.column_names:
+        return table
+    q = table["_q"]
+    kept = q.null_count
+    if kept == table.num_rows:
+        return table
+    if q.slice(0, kept).null_count == kept:
+        return table.slice(0, kept)
     import pyarrow.compute as pc
 
+    return table.filter(pc.is_null(q))
+
+
+def _rows_of(table, kind: str, want):
+    """``_pos, id, source, line, text`` of the rows in ``want`` (kept rows' positions, sorted): found
+    by a binary search among the block's kept rows (in input order) and taken in Arrow, so only those
+    rows of the columns read are copied and converted."""
+    import pyarrow as pa
+
     want = ray_data.resolve(want)
-    table = table.filter(pc.is_in(table[POS], value_set=pa.array(want, type=pa.int64())))
-    df = from_arrow(table.drop_columns([c for c in (*KEYS, "_hits", "_stats", "_q") if c in table.column_names]))
+    table = _kept(table)
+    pos = table[POS].to_numpy()
+    cols = [POS, "id", "source", "line", *row_text_expr(kind).meta.root_names()]
+    idx = np.empty(0, dtype=np.int64)
+    if len(pos):
+        w = want[np.searchsorted(want, pos.min()):np.searchsorted(want, pos.max(), side="right")]
+        order = None if (np.diff(pos) > 0).all() else np.argsort(pos, kind="stable")
+        ranked = pos if order is None else pos[order]
+        at = np.searchsorted(ranked, w)
+        if not np.array_equal(ranked[at], w):
+            raise RuntimeError("a row asked for is not among its block's kept rows")
+        idx = at if order is None else order[at]
+    df = from_arrow(table.select(cols).take(pa.array(idx, type=pa.int64())))
     return to_arrow(df.select(POS, "id", "source", "line", row_text_expr(kind).fill_null("").alias("text")))
 
 
@@ -172,14 +228,14 @@ def _rows_of(table, kind: str, want):
 def _finish_block(table, kind: str, config: CleanConfig, drops, root: str | None):
     """Drop the block's duplicates (quarantine entries as the local executor makes them), write the
     kept rows as one shard. Out: ``_file``, ``_rows`` and the quarantine entries ``_pos, _q``. Only
-    the rows pass A kept are converted to polars (filtered in Arrow), their hits only for the
-    duplicates."""
+    the rows pass A kept are converted to polars (a slice of the block: :func:`_kept`), their hits
+    only for the duplicates."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     drops = ray_data.resolve(drops)
     first_pos = pc.min(table[POS]).as_py()
-    table = table.filter(pc.is_null(table["_q"]))
+    table = _kept(table)
     content = [c for c in table.column_names if c not in INTERNAL]
     rows = from_arrow(table.select([POS, *content])).with_row_index("_row")
     stats = _Stats(active_rules(config), config.examples)
@@ -348,13 +404,15 @@ def _shared_keys(table):
 
 
 def _duplicates(a, keys: pl.DataFrame | None, kind: str, config: CleanConfig, dups: dict[str, Any],
-                gone_pos: np.ndarray, stats: _Stats) -> pl.DataFrame:
+                gone_pos: np.ndarray, stats: _Stats, side_files: list[Path] | None = None) -> pl.DataFrame:
     """Pass B: ``_pos, rule, evidence`` of every duplicate to drop; fills the dup rules' stats.
 
     ``keys``: ``_pos, _h1, _h2, _n`` (and the band keys ``_bk``) of every kept row with a normalized
     text, from pass A, grouped here on the driver; None: too many for the driver, grouped by Ray
     shuffles. Only the rows the groups name (near-duplicate candidates, exact duplicates) are read
-    back from the blocks, by the workers."""
+    back from the blocks, by the workers. With the rest of the rows' sketches (``_len`` in ``keys``,
+    the estimator bytes in ``side_files``), the candidates are verified from pass A's sketches
+    (:func:`curate.dedupe.near_duplicates_of`), not sketched again."""
     import ray
 
     t0 = time.perf_counter()
@@ -362,6 +420,16 @@ def _duplicates(a, keys: pl.DataFrame | None, kind: str, config: CleanConfig, du
     threshold, measure = _near_params(dups) or (1.0, dedupe.DEFAULT_MEASURE)
     near_root = pl.DataFrame(schema={"_rep": pl.Int64, "_root": pl.Int64, "_sim": pl.Float64})
     members, cand = _groups_on_driver(keys, near) if keys is not None else _groups_by_shuffle(a, near)
+    sketches = None
+    if len(cand) and keys is not None and "_len" in keys.columns and side_files:
+        kpos = keys[POS].to_numpy()
+        if not (np.diff(kpos) > 0).all():
+            keys = keys.sort(POS)
+            kpos = keys[POS].to_numpy()
+        mine = keys[np.searchsorted(kpos, cand)]
+        sketches = dedupe.Sketch(mine["_bk"].to_numpy(), _read_est(side_files, cand),
+                                 mine["_len"].to_numpy().astype(np.int64))
+        del mine
     del keys
     _lap(stats, "ray_duplicate_keys", t0)
     t1 = time.perf_counter()
@@ -376,7 +444,10 @@ def _duplicates(a, keys: pl.DataFrame | None, kind: str, config: CleanConfig, du
     t1 = time.perf_counter()
     if len(cand):
         ctexts = texts.filter(pl.col(POS).is_in(pl.Series(cand).implode()))
-        res = dedupe.find_duplicates(ctexts, "text", threshold=threshold, near=True, measure=measure)
+        if sketches is not None:  # the same result as find_duplicates over the candidates (they are distinct)
+            res = dedupe.near_duplicates_of(ctexts["text"], sketches, threshold=threshold, measure=measure)
+        else:
+            res = dedupe.find_duplicates(ctexts, "text", threshold=threshold, near=True, measure=measure)
         clustered = res.filter(pl.col("cluster").is_not_null())
         pos = ctexts[POS]
         near_root = pl.DataFrame({"_rep": pos.gather(clustered["row"]),
@@ -457,15 +528,17 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
     stats = _Stats(active_rules(config), config.examples)
     t0 = time.perf_counter()
     on_driver = bool(dups) and _keys_fit(sum(p["length"] for p in items), _near_params(dups))
-    keys = {"near": _near_params(dups), "side_keys": on_driver} if dups else None
     side_dir = None if side_root is None else side_root / kind
+    # with side files, the blocks also write the rest of each row's sketch (the candidates' is read back)
+    keys = {"near": _near_params(dups), "side_keys": on_driver,
+            "est": on_driver and side_dir is not None and "near_duplicate" in dups} if dups else None
     a = ds.map_batches(_rules_block, batch_format="pyarrow", batch_size=1,
                        fn_kwargs={"kind": kind, "config": config, "side": side_dir and str(side_dir),
                                   "keys": keys}).materialize()
     if side_dir is not None:
-        small = _read_side(side_dir, len(items))
-        shutil.rmtree(side_dir, ignore_errors=True)
+        small, side_files = _read_side(side_dir, len(items))
     else:
+        side_files = None
         small = _collect(a.map_batches(_small_pass, batch_format="pyarrow", batch_size=None,
                                        fn_kwargs={"keys": on_driver}))
     _lap(stats, "ray_rules_pass", t0)
@@ -479,8 +552,10 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
         _merge_stats(stats, orjson.loads(s))
     quarantined = side.filter(pl.col("_q").is_not_null()).select(POS, "_q")
     gone_pos = np.sort(quarantined[POS].to_numpy())
-    drops = _duplicates(a, keys, kind, config, dups, gone_pos, stats) if dups else \
+    drops = _duplicates(a, keys, kind, config, dups, gone_pos, stats, side_files) if dups else \
         pl.DataFrame(schema={POS: pl.Int64, "rule": pl.String, "evidence": pl.String})
+    if side_dir is not None:
+        shutil.rmtree(side_dir, ignore_errors=True)
     t0 = time.perf_counter()
     fin = _collect(a.map_batches(_finish_block, batch_format="pyarrow", batch_size=None,
                                  fn_kwargs={"kind": kind, "config": config, "drops": ray.put(drops), "root": root}))
@@ -494,6 +569,37 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
         parts = [ray_data.write_part(schemas.empty(kind), Path(root), kind, 0)]
     entries = quarantined.sort(POS)["_q"].struct.unnest()
     return kind, stats, int(fin["_rows"].sum()), entries, parts
+
+
+def _warm_worker(near: tuple[float, str] | None, keys: bool) -> None:
+    """A Ray task, one per CPU, sent as soon as the driver is connected: the worker process starts
+    and imports what every pass-A task needs first (``ray.data``, which Ray Data's tasks import:
+    ~1 s of CPU; curate's clean) and, with a duplicate rule on, loads the compiled keys kernel
+    from numba's cache, while the driver still plans the passes. Ray Data's tasks then run in
+    these workers (idle workers of the job are reused), so none of that is on the first pass's
+    path. Never fails: a worker it could not warm does it at its first block instead."""
+    try:
+        import ray.data  # noqa: F401
+
+        if keys:
+            dedupe.row_keys(pl.Series(["a warm-up row, kata kerana"] * 2), threshold=near[0] if near else 0.8,
+                            near=near is not None, measure=near[1] if near else dedupe.DEFAULT_MEASURE,
+                            est=near is not None)
+    except Exception:  # noqa: BLE001 - a warm-up only
+        pass
+
+
+def warm_workers(config: CleanConfig) -> None:
+    """Start one worker per CPU of the cluster and warm it up (:func:`_warm_worker`), without
+    waiting for it: the workers' start-up (process, imports, kernels) overlaps the driver's."""
+    import ray
+
+    from curate.executors.ray_session import num_cpus
+
+    dups = _dup_rules(config)
+    task = ray.remote(num_cpus=1, max_retries=0)(_warm_worker)
+    for _ in range(num_cpus()):
+        task.remote(_near_params(dups), bool(dups))
 
 
 def warm_driver(config: CleanConfig) -> threading.Thread | None:
