@@ -335,7 +335,15 @@ if AVAILABLE:
         """A row's counts from its words (see :func:`scan`): English, ms/id and counted words and
         the summed weight, chunk by chunk in order (the per-text path's float sums). The packed
         words are looked up here, one after another, apart from the scan of the bytes (the look-ups
-        of a row overlap: ~15% faster than each at its word)."""
+        of a row overlap: ~15% faster than each at its word), after a first pass that only reads
+        each word's first slot (no branch on what it holds, so the cache misses overlap: ~4%).
+
+        Indexes are cast to unsigned where they are known not to be negative, here and in
+        :func:`scan`: numba then drops the wraparound of a negative index (~10% of the scan)."""
+        touched = _u64(0)
+        for t in range(nk):
+            touched |= slots[_SLOT * _first(keys[_u64(t)], keys2[_u64(t)], shift) + _u64(2)]
+        found[nk] = np.int64(touched & _u64(1))  # keeps the reads (found[nk] is not used after)
         for t in range(nk):
             if keys[t] != _u64(0):
                 k = _find_packed(keys[t], keys2[t], slots, shift, mask)
@@ -344,19 +352,19 @@ if AVAILABLE:
         total = chunk_w = 0.0
         last = -1
         for t in range(nk):
-            chunk = lower_chunk[t] >> 1
+            chunk = lower_chunk[_u64(t)] >> 1
             new = chunk != last  # a new chunk: the last one's sum joins the total (no branch)
             total += chunk_w if new else 0.0
             chunk_w = 0.0 if new else chunk_w
             last = chunk
-            k = found[t]
-            chunk_w += slot_w[k + 1]  # the empty slot's weight is 0.0: the sum is unchanged
-            info = slots[k + 2]
+            k = found[_u64(t)]
+            chunk_w += slot_w[_u64(k + 1)]  # the empty slot's weight is 0.0: the sum is unchanged
+            info = slots[_u64(k + 2)]
             en = np.int64((info >> _u64(62)) & _u64(1))
             fam = np.int64((info >> _u64(61)) & _u64(1))
             n_en += en
             n_fam += fam
-            n_cnt += en | fam | (lower_chunk[t] & 1)
+            n_cnt += en | fam | (lower_chunk[_u64(t)] & 1)
         return n_en, n_fam, n_cnt, total + chunk_w
 
     @numba.njit(cache=True, nogil=True)
@@ -397,7 +405,7 @@ if AVAILABLE:
             while True:
                 start = i
                 if i < hi:
-                    b = data[i]
+                    b = data[_u64(i)]
                     if b < 0x80:
                         i += 1
                         if 97 <= b <= 122 or 65 <= b <= 90:  # an ASCII letter, and the run of them after it
@@ -412,7 +420,7 @@ if AVAILABLE:
                                 key2 |= _u64(b | 32) << _u64(8 * (wlen - 8))
                             wlen += 1
                             while i < hi:
-                                b = data[i]
+                                b = data[_u64(i)]
                                 if not (97 <= b <= 122 or 65 <= b <= 90):
                                     break
                                 if wlen < 8:
@@ -424,12 +432,12 @@ if AVAILABLE:
                             in_chunk = True
                             continue
                         c = np.int32(b)
-                        f = flags[c]
+                        f = flags[_u64(c)]
                     else:
                         c, i = _decode(data, i)
-                        f = flags[c]
+                        f = flags[_u64(c)]
                         if f & LETTER:
-                            lc = lower[c]
+                            lc = lower[_u64(c)]
                             if wlen == 0:
                                 wstart = start
                                 first_lower = (f & LOWER) != 0
@@ -464,9 +472,9 @@ if AVAILABLE:
                             and (c < 0 or not f & WORD) and _anda_mid(data, lo, wstart, flags):
                         key, key2, wlen, packable, first_lower = _u64(_ANDACAP), _u64(0), 7, True, True
                     if packable and wlen <= _PACK:  # looked up after the row
-                        keys[nk] = key
-                        keys2[nk] = key2
-                        found[nk] = -1
+                        keys[_u64(nk)] = key
+                        keys2[_u64(nk)] = key2
+                        found[_u64(nk)] = -1
                     else:  # a long or non-ASCII word: its lower-cased code points again, hashed
                         h = _u64(_FNV_INIT)
                         j = wstart
@@ -483,7 +491,7 @@ if AVAILABLE:
                         k = _find(buf, wlen, _final(h), slots, key_cp, shift, mask)
                         keys[nk] = _u64(0)
                         found[nk] = k if k >= 0 else none
-                    lower_chunk[nk] = (chunk << 1) | first_lower
+                    lower_chunk[_u64(nk)] = (chunk << 1) | first_lower
                     nk += 1
                     wlen = 0
                 if f & SPACE:
