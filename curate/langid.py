@@ -787,7 +787,8 @@ def _jit_tables():
     sources = (Path(__file__), Path(jit.__file__), _LEXICON_PATH, _VOCAB_PATH, _MODEL_PATH)
     saved = jit.cached_arrays("langid_words", b"\0".join(p.read_bytes() for p in sources), build)
     slots = jit.aligned_slots(saved["slots"])
-    return flags, lower, (slots, slots.view(np.float64), saved["key_cp"]), float(saved["bias"][0])
+    hangul_keys = bool((flags[saved["key_cp"]] & jit.HANGUL).any())
+    return flags, lower, (slots, slots.view(np.float64), saved["key_cp"], hangul_keys), float(saved["bias"][0])
 
 
 def _detect_column_per_text(values: list[str | None], fallback: bool) -> pl.DataFrame:

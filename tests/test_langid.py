@@ -192,6 +192,7 @@ _EDGE_CASES = [
     "Bertanggungjawab kerana pertanggungjawaban itu", "PEMBANGUNAN BERTANGGUNGJAWAB dan kebanyakannya",
     "pengetahuan\u212A kerana \u212Aebanyakannya", "internationalization responsibilities and the",
     "abcdefgh abcdefghi abcdefghijklmnop abcdefghijklmnopq sebagaimana",
+    "Saya suka kimchi 김치 kerana sedap dan yang itu semua orang tahu", "the 안녕x and xㅎ of",
     "Saya rasa, Anda tahu", "kata; Anda", "x ,Anda kerana", "1 Anda_ itu", "2  Anda.", "Anda kerana itu",
     "kerana\u3000Anda", "_ Anda", "Andaman dan Anda2", "semua ANDA dan Anda", "Apa?  \t Anda boleh",
     "İstanbul kerana dan yang", "ΣΑΣ kerana itu yang", "ﬁle kerana", "\u212Aerana itu saya yang",
