@@ -293,23 +293,11 @@ if AVAILABLE:
                 return False
         return False
 
-    @numba.njit(cache=True)
-    def _script(data, lo, hi, flags, nonlatin, code, conf, r):
-        """``langid._script`` of a row holding a non-Latin letter: True when it decides the row."""
-        hangul = cjk = latin = chunks = 0
-        in_chunk = False
-        i = lo
-        while i < hi:
-            c, i = _decode(data, i)
-            f = flags[c]
-            hangul += (f & HANGUL) != 0
-            cjk += (f & CJK) != 0
-            latin += (f & LATIN) != 0
-            if f & SPACE:
-                in_chunk = False
-            elif not in_chunk:
-                in_chunk = True
-                chunks += 1
+    @numba.njit(inline="always", cache=True)
+    def _script(hangul, cjk, latin, chunks, nonlatin, code, conf, r):
+        """``langid._script`` of a row holding a non-Latin letter, from its counts (code points of
+        the Hangul, CJK and Latin ranges, whitespace-separated chunks, non-Latin letters: counted by
+        :func:`scan` on its one pass over the row): True when it decides the row."""
         h, k3 = hangul * 3, cjk * 3
         other = nonlatin - (h + k3) // 3
         tot = h + k3 + other + latin
@@ -399,6 +387,7 @@ if AVAILABLE:
                 continue
             nk = chunk = nonlatin = 0  # words so far, chunks so far
             in_chunk = first_lower = special = unclean = hangul = False
+            n_hangul = n_cjk = n_latin = 0  # what _script counts: code points of each script
             packable = True  # the word so far is ASCII once lower-cased (its key: the packed bytes)
             key = key2 = _u64(0)
             wlen = 0
@@ -431,13 +420,17 @@ if AVAILABLE:
                                     key2 |= _u64(b | 32) << _u64(8 * (wlen - 8))
                                 wlen += 1
                                 i += 1
+                            n_latin += i - start
                             in_chunk = True
                             continue
-                        c = np.int32(b)
+                        c = np.int32(b)  # not a letter: none of the script ranges (n_latin ...)
                         f = flags[_u64(c)]
                     else:
                         c, i = _decode(data, i)
                         f = flags[_u64(c)]
+                        n_hangul += (f & HANGUL) != 0
+                        n_cjk += (f & CJK) != 0
+                        n_latin += (f & LATIN) != 0
                         if f & LETTER:
                             lc = lower[_u64(c)]
                             if wlen == 0:
@@ -514,7 +507,7 @@ if AVAILABLE:
             n_en, n_fam, n_cnt, total = _count(nk, keys, keys2, found, lower_chunk, slots, slot_w, shift, mask, none)
             n_all = nk
             dirty[r] = unclean
-            if nonlatin and _script(data, lo, hi, flags, nonlatin, code, conf, r):
+            if nonlatin and _script(n_hangul, n_cjk, n_latin, chunk, nonlatin, code, conf, r):
                 continue
             if special:
                 code[r] = PY
