@@ -604,3 +604,20 @@ def test_shared_rows_are_the_rows_in_a_bucket(monkeypatch):
     assert np.array_equal(dedupe.shared_rows(keys), ref)
     monkeypatch.setenv("CURATE_NO_JIT", "1")
     assert np.array_equal(dedupe.shared_rows(keys), ref)
+
+
+def test_warm_duplicate_groups_loads_the_ray_drivers_kernels_but_not_the_sketch():
+    """warmup.warm_duplicate_groups (what a wet Ray clean's driver loads while pass A runs: its
+    blocks sketch the rows) loads every kernel the driver's near-duplicate pass calls, and not the
+    sketch kernel it never calls (a fresh process: nothing loaded before)."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json; from curate import warmup, minhash_jit as m; warmup.warm_duplicate_groups(); "
+            "print(json.dumps({k: len(getattr(m, k).signatures) for k in ('exact_groups', 'band_buckets', "
+            "'round_pairs', 'round_finish', 'prefilter', 'jaccard_rows', 'normalize_sketch')}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded.pop("normalize_sketch") == 0
+    assert all(v > 0 for v in loaded.values()), loaded

@@ -84,7 +84,7 @@ def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run,
         warm_workers(config)  # the workers start and import while this process plans the passes
         # after connecting, not before: the kernels' load (Python, under the GIL) slowed the imports of
         # ray and ray.data and so delayed the first pass by ~0.7-1.6 s; now it overlaps the workers' start
-        warm_driver(config)
+        warm_driver(config, dry_run)
         result = clean_dir_ray(inp, out, config, dry_run=dry_run, report_json=report_json,
                                fmt=None if fmt == "auto" else fmt)
     else:

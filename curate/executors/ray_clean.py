@@ -602,10 +602,12 @@ def warm_workers(config: CleanConfig) -> None:
         task.remote(_near_params(dups), bool(dups))
 
 
-def warm_driver(config: CleanConfig) -> threading.Thread | None:
+def warm_driver(config: CleanConfig, dry_run: bool = False) -> threading.Thread | None:
     """With a duplicate rule on, load the compiled kernels the driver runs in pass B (from numba's
     cache, ~1 s of CPU) in a thread now, while pass A runs, not on pass B's path (called once
-    connected: the load would slow the imports of ray and ray.data, under the GIL).
+    connected: the load would slow the imports of ray and ray.data, under the GIL). A wet run's
+    blocks sketch the rows (side files), so its driver needs no sketch kernel
+    (:func:`curate.warmup.warm_duplicate_groups`); a dry run's sketches the candidates again.
     A daemon: a run that fails before pass B exits at once instead of waiting for it (numba
     writes a cache file to a temporary name and renames it, so an interrupted load leaves none
     half-written)."""
@@ -613,7 +615,8 @@ def warm_driver(config: CleanConfig) -> threading.Thread | None:
         return None
     from curate import warmup
 
-    t = threading.Thread(target=warmup.warm_duplicates, name="curate-warm-duplicates", daemon=True)
+    warm = warmup.warm_duplicates if dry_run else warmup.warm_duplicate_groups
+    t = threading.Thread(target=warm, name="curate-warm-duplicates", daemon=True)
     t.start()
     return t
 
