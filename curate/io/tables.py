@@ -64,6 +64,8 @@ def is_corrupt_parquet_error(exc: BaseException) -> bool:
     """An error polars or pyarrow raise while decoding a damaged Parquet file (a data page that
     does not decompress or decode): found only when the data is read, long after the file was opened."""
     low = str(exc).lower()
+    if "io error" in low or "os error" in low:  # the disk failed the read or write (full, file too large)
+        return False
     return ("parquet" in low and ("out of specification" in low or "corrupt" in low)) \
         or "decompression failed" in low or "deserialize thrift" in low
 
