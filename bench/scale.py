@@ -12,7 +12,8 @@
    and worker settings of the instance curate starts itself: what a cluster user pays per command),
    the first job on the new head and the next ones (Ray Data's detached actors are up by then).
    ``--repeat N`` runs that round (local, cold Ray, head up, first and next job, head down) N times;
-   the figures quoted are the runs of median wall time.
+   the figures quoted are the runs of median wall time, and the median of each Ray run's ratio to
+   the local run of its own round (the host's speed drifts between rounds on a shared machine).
    The local run and the cold Ray run happen while no head is up (an idle head takes CPU too); the
    attached run's CPU and memory include the head's processes (their CPU during the run). Both Ray
    outputs are checked to be the local output (rows, quarantine entries, report figures). Ratio =
@@ -342,6 +343,17 @@ def bench_clean(rows: int, work: Path, attached: bool = True, repeat: int = 1) -
         print(f"  Ray attached ({'first' if key.endswith('first') else 'next'} job) {att['seconds']} s / "
               f"{att['cpu_seconds']} CPU s = {att['seconds'] / local['seconds']:.2f}x wall, "
               f"{att['cpu_seconds'] / local['cpu_seconds']:.2f}x CPU", flush=True)
+    if repeat > 1:  # each Ray run against the local run of its own round (the same load and host speed)
+        paired = {}
+        for key in ("ray", "ray_attached_first", "ray_attached"):
+            if runs[key]:
+                wall = sorted(r["ratio"] for r in runs[key])[(len(runs[key]) - 1) // 2]
+                cpu = sorted(r["cpu_ratio"] for r in runs[key])[(len(runs[key]) - 1) // 2]
+                paired[key] = {"ratio": wall, "cpu_ratio": cpu}
+        out["paired"] = paired
+        print("  medians of the rounds' own ratios: " + ", ".join(
+            f"{ {'ray': 'cold', 'ray_attached_first': 'first job', 'ray_attached': 'next job'}[k]} "
+            f"{v['ratio']:.2f}x wall / {v['cpu_ratio']:.2f}x CPU" for k, v in paired.items()), flush=True)
     out["identical"] = ok
     return out
 
