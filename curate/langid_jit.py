@@ -10,6 +10,8 @@ its verdicts are identical (``tests/test_langid.py`` compares both paths):
 
 * code points are classified by tables built from Python's own ``re`` classes (``[^\\W\\d_]``
   letters, ``\\s``, ``\\w``, the Latin/Hangul/CJK ranges of ``langid``) and ``str.lower``/``islower``;
+* a word of ASCII letters is read 8 bytes at a time (:func:`_letters8`: which bytes are letters, by
+  bit arithmetic on the 8 bytes at once), its first 16 letters making its key as they are;
 * words are looked up in an open-addressing table of the lower-cased vocabulary: a word of at most
   16 ASCII letters (nearly all words) by its bytes packed in two 64-bit integers, any other by a
   64-bit hash and then an exact comparison of its code points;
@@ -146,6 +148,7 @@ if AVAILABLE:
     _FNV_PRIME = 0x100000001B3
     _GOLD = 0x9E3779B97F4A7C15
     _MIX = 0xC2B2AE3D27D4EB4F
+    _ALL = 0xFFFFFFFFFFFFFFFF
     _PACK = 16  # an ASCII word of at most this many letters is its own key (two 64-bit integers)
 
     @numba.njit(inline="always", cache=True)
@@ -161,6 +164,39 @@ if AVAILABLE:
     _FAM = 1 << 61
     _PACKED = 1 << 60
     _ANDACAP = sum(ord(ch) << (8 * k) for k, ch in enumerate("andacap"))  # the pseudo-word, packed
+
+    from llvmlite import ir as _ir
+    from numba.core import types as _types
+    from numba.extending import intrinsic as _intrinsic
+
+    @_intrinsic
+    def _load8(typingctx, arr, idx):
+        """The 8 bytes of ``arr`` (uint8) at ``idx`` as a little-endian uint64 (an unaligned load)."""
+        def codegen(context, builder, signature, args):
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), _ir.IntType(64).as_pointer())
+            return builder.load(ptr, align=1)
+        return _types.uint64(arr, idx), codegen
+
+    @_intrinsic
+    def _ctz(typingctx, x):
+        """The number of trailing zero bits of the uint64 ``x`` (not 0)."""
+        def codegen(context, builder, signature, args):
+            return builder.cttz(args[0], _ir.Constant(_ir.IntType(1), 1))
+        return _types.uint64(x), codegen
+
+    _HIGH = 0x8080808080808080
+    _CASE = 0x2020202020202020
+
+    @numba.njit(inline="always", cache=True)
+    def _letters8(v):
+        """How many of the 8 bytes of ``v`` (little-endian) are ASCII letters before the first
+        that is not (8 if all are), SWAR: a byte b is a letter when (b | 0x20) - 0x61 < 26."""
+        t = (v | _u64(_CASE)) & _u64(0x7F7F7F7F7F7F7F7F)
+        at_least_a = (t + _u64(0x1F1F1F1F1F1F1F1F)) & _u64(_HIGH)
+        past_z = (t + _u64(0x0505050505050505)) & _u64(_HIGH)
+        other = ~(at_least_a & ~past_z & ~(v & _u64(_HIGH))) & _u64(_HIGH)
+        return 8 if other == _u64(0) else np.int64(_ctz(other)) >> 3
 
     @numba.njit(inline="always", cache=True)
     def _geometry(slots):
@@ -367,6 +403,7 @@ if AVAILABLE:
         known to be no key and is not looked up (a Korean row's words: ~18% of its scan)."""
         shift, mask = _geometry(slots)
         longest = 7
+        nbytes = len(data)
         for r in range(len(offsets) - 1):
             longest = max(longest, offsets[r + 1] - offsets[r])
         buf = np.empty(longest, np.int32)  # a word has at most as many code points as its row bytes
@@ -405,11 +442,28 @@ if AVAILABLE:
                                 first_lower = b >= 97
                                 packable = True
                                 key = key2 = _u64(0)
-                            if wlen < 8:
+                                if start + 16 <= nbytes:  # its first 16 letters, 8 bytes at a time
+                                    v = _load8(data, start)
+                                    n = min(_letters8(v), hi - start)
+                                    key = (v | _u64(_CASE)) & (_u64(_ALL) >> _u64(64 - 8 * n))
+                                    if n == 8 and hi - start > 8:
+                                        v = _load8(data, start + 8)
+                                        n2 = min(_letters8(v), hi - start - 8)
+                                        if n2:
+                                            key2 = (v | _u64(_CASE)) & (_u64(_ALL) >> _u64(64 - 8 * n2))
+                                        n += n2
+                                    wlen = n
+                                    i = start + n
+                                else:
+                                    key = _u64(b | 32)
+                                    wlen = 1
+                            elif wlen < 8:
                                 key |= _u64(b | 32) << _u64(8 * wlen)
-                            elif wlen < _PACK:
-                                key2 |= _u64(b | 32) << _u64(8 * (wlen - 8))
-                            wlen += 1
+                                wlen += 1
+                            else:
+                                if wlen < _PACK:
+                                    key2 |= _u64(b | 32) << _u64(8 * (wlen - 8))
+                                wlen += 1
                             while i < hi:
                                 b = data[_u64(i)]
                                 if not (97 <= b <= 122 or 65 <= b <= 90):

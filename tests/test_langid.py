@@ -217,6 +217,24 @@ def test_compiled_column_path_agrees_with_the_per_text_path():
     assert langid.detect_column(_EDGE_CASES).equals(slow)
 
 
+def test_compiled_scan_reads_words_8_bytes_at_a_time_within_their_row():
+    """The compiled scan reads a word's letters 8 bytes at a time: rows that end and begin with
+    letters, words of 1 to 20 letters in any case, next to digits, punctuation and non-ASCII letters,
+    rows of every length (the last ones near the end of the column's bytes) give exactly what the
+    per-text path gives."""
+    import random
+
+    rng = random.Random(5)
+    words = ["kerana", "the", "yang", "Anda", "and", "BERTANGGUNGJAWAB", "pertanggungjawaban", "dan", "a",
+             "Kebanyakannya", "information", "abcdefgh", "abcdefghi", "café", "naïve", "uang", "boleh"]
+    seps = [" ", "", "1", ".", ", ", "\n", "é", "-"]
+    rows = ["".join(rng.choice(words) + rng.choice(seps) for _ in range(rng.randint(0, 6))) for _ in range(3000)]
+    rows += ["kerana"[:k] for k in range(7)] + ["x" * k for k in range(1, 20)]
+    got = langid.detect_column(pl.Series(rows, dtype=pl.String), fallback=False)
+    assert list(got.iter_rows()) == [langid.detect(t, fallback=False) for t in rows]
+    assert {"ms", "id", "en"} <= set(got["lang"])
+
+
 def test_compiled_scan_flags_exactly_the_rows_clean_changes():
     """The compiled pass marks a row for cleaning in Python exactly when it holds one of _clean's
     triggers (backtick, ~~~, ://, www., @, <), wherever they fall among words and other bytes."""
