@@ -236,3 +236,20 @@ def test_rows_waiting_for_batch_results_are_not_a_silent_empty_input(tmp_path):
     io.write_stage(tmp_path / "t2", stage="translate", frames={"sft": _sft(2)}, quarantine=pending[:1])
     inp = io.read_input(tmp_path / "t2")
     assert inp.rows() == {"sft": 2} and any("1 row(s) wait" in w for w in inp.warnings)
+
+
+def test_find_corrupt_parquet_names_the_damaged_file_under_a_hidden_parent(tmp_path):
+    """A damaged file is found under a directory given by the user even when a parent of that
+    directory is hidden (~/.cache/...); hidden directories below it are skipped, as a walk skips them."""
+    from curate.io.tables import find_corrupt_parquet
+
+    root = tmp_path / ".cache" / "data"
+    (root / "sft").mkdir(parents=True)
+    (root / ".old").mkdir()
+    pl.DataFrame({"a": [1, 2]}).write_parquet(root / "sft" / "good.parquet")
+    bad = b"PAR1" + bytes(range(200)) + b"PAR1"
+    (root / ".old" / "bad.parquet").write_bytes(bad)
+    assert find_corrupt_parquet([root]) is None
+    (root / "sft" / "part-1.parquet").write_bytes(bad)
+    assert find_corrupt_parquet([root]) == root / "sft" / "part-1.parquet"
+    assert find_corrupt_parquet([root / "sft" / "good.parquet"]) is None

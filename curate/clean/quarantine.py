@@ -13,6 +13,7 @@ the dropped rows as frames of their kinds, :func:`read_any` either file.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
@@ -20,6 +21,7 @@ import orjson
 import polars as pl
 
 from curate import schemas
+from curate.io.tables import is_parquet
 
 NAME = "quarantine.parquet"
 _COLS = {"stage": pl.String, "code": pl.String, "reason": pl.String, "evidence": pl.String, "id": pl.String,
@@ -127,14 +129,6 @@ def read_file(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def is_parquet(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(4) == b"PAR1"
-    except OSError:
-        return False
-
-
 def is_entry(obj: Any) -> bool:
     """A quarantine entry: an object naming the stage and the code, with a reason or a location."""
     return isinstance(obj, dict) and isinstance(obj.get("stage"), str) and isinstance(obj.get("code"), str) \
@@ -179,11 +173,13 @@ def restore(path: str | Path, codes: Iterable[str] | None = None) -> dict[str, p
 class Restored(NamedTuple):
     """A quarantine file taken apart: the ``frames`` of the rows it holds, by kind, and the ``left``
     entries that hold no row to give back (records a reader could not turn into rows: their raw
-    text is in the entry), with ``entries``, the number read (after the ``codes`` filter)."""
+    text is in the entry), with ``entries``, the number read (after the ``codes`` filter), and how
+    many of each code were restored and left."""
     frames: dict[str, pl.DataFrame]
     left: list[dict[str, Any]]
     entries: int
     restored_by_code: dict[str, int]
+    left_by_code: dict[str, int]
 
 
 def split(path: str | Path, codes: Iterable[str] | None = None) -> Restored:
@@ -225,12 +221,9 @@ def split(path: str | Path, codes: Iterable[str] | None = None) -> Restored:
         entry_at, n = entries.__getitem__, len(entries)
     frames, bad = _frames(rows)
     left = [entry_at(i) for i in sorted([*left_idx, *bad])]
-    restored: dict[str, int] = {}
     bad_set = set(bad)
-    for _, _, code, i in rows:
-        if i not in bad_set:
-            restored[code] = restored.get(code, 0) + 1
-    return Restored(frames, left, n, restored)
+    restored = Counter(code for _, _, code, i in rows if i not in bad_set)
+    return Restored(frames, left, n, dict(restored), dict(Counter(e["code"] for e in left)))
 
 
 def _frames(rows: list[tuple[str, dict, str, int]]) -> tuple[dict[str, pl.DataFrame], list[int]]:

@@ -40,13 +40,10 @@ def restore(inp, out_dir, codes):
     if codes and not got.entries:
         raise click.UsageError(f"no entry in {inp} has the code(s) {', '.join(codes)}; `curate info {inp}` "
                                "lists the codes it holds")
-    left: dict[str, int] = {}
-    for e in got.left:
-        left[e["code"]] = left.get(e["code"], 0) + 1
     rows = {k: f.height for k, f in got.frames.items()}
     report = {"stage": "restore", "input": str(inp), "codes": list(codes) or None, "entries": got.entries,
               "restored": sum(rows.values()), "rows": rows, "restored_by_code": got.restored_by_code,
-              "not_restored_by_code": left}
+              "not_restored_by_code": got.left_by_code}
     io.write_stage(out_dir, stage="restore", frames=got.frames, quarantine=got.left, report=report, inputs=[inp],
                    params={"codes": list(codes)})
     console.print(f"{report['restored']:,} of {got.entries:,} quarantined rows restored to {out_dir}/"

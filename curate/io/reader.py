@@ -179,10 +179,11 @@ class Plan:
             return self._table(path, name, suffix[1:])
         src = self.stack.enter_context(open_source(path, name))
         if sniff_container(src.path, read_head(src.path)) == "jsonl":
-            kind = _canonical_jsonl(src.path)
+            first = _first_record(src.path)
+            kind = _canonical_kind_of(first)
             if kind:
                 return _Part("canonical", src.path, name, kind=kind, reader="ndjson")
-            if kind is None and qfile.is_entry(_first_record(src.path)):
+            if qfile.is_entry(first):
                 return _Part("quarantine", src.path, name, reader="ndjson")
         f = _format(src.path, self.fmt, name)
         return _Part("raw", path, name, kind=f.kind, fmt=f, src=src)
@@ -256,15 +257,13 @@ class Plan:
         from curate.clean import quarantine as qfile
 
         got = qfile.split(part.path)
-        reasons: dict[str, int] = {}
-        for entry in got.left:
-            reasons[entry["code"]] = reasons.get(entry["code"], 0) + 1
-            if on_quarantine is not None:
+        if on_quarantine is not None:
+            for entry in got.left:
                 on_quarantine(entry)
         rows = sum(f.height for f in got.frames.values())
         self.summaries.append({"source": part.name, "format": qfile.FORMAT,
                                "kind": "+".join(got.frames) or None, "records": got.entries, "kept": rows,
-                               "rows": rows, "recovered": 0, "quarantined": len(got.left), "reasons": reasons,
+                               "rows": rows, "recovered": 0, "quarantined": len(got.left), "reasons": got.left_by_code,
                                "manifest": None})
         for kind, frame in got.frames.items():
             yield kind, schemas.conform(frame.lazy(), kind)
@@ -310,9 +309,8 @@ def _read_ndjson(path: Path, kind: str) -> pl.LazyFrame:
                            "re-create it, or ingest the source it came from.") from None
 
 
-def _canonical_jsonl(path: Path) -> str | None:
-    """The kind when a JSONL file's first record is a canonical curate row (written by curate)."""
-    obj = _first_record(path)
+def _canonical_kind_of(obj: Any) -> str | None:
+    """The kind when a JSONL file's first record ``obj`` is a canonical curate row (written by curate)."""
     if not isinstance(obj, dict):
         return None
     kind = canonical_kind(obj.keys())

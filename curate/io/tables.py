@@ -70,6 +70,15 @@ def is_corrupt_parquet_error(exc: BaseException) -> bool:
         or "decompression failed" in low or "deserialize thrift" in low
 
 
+def is_parquet(path: Path) -> bool:
+    """Whether ``path`` starts with Parquet's magic bytes (False if it cannot be read)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
 def find_corrupt_parquet(paths: Iterable[str | Path]) -> Path | None:
     """The first Parquet file among ``paths`` (files, or directories searched recursively) whose
     data does not decode, reading one row group at a time; None if all decode. Used after a
@@ -78,15 +87,15 @@ def find_corrupt_parquet(paths: Iterable[str | Path]) -> Path | None:
 
     files: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*.parquet") if not any(x.startswith(".") for x in f.parts))
+        if p.is_dir():  # hidden directories below it are skipped, as a directory walk skips them
+            files += sorted(f for f in p.rglob("*.parquet")
+                            if not any(x.startswith(".") for x in f.relative_to(p).parts))
         elif p.is_file():
             files.append(p)
     for f in files:
+        if not is_parquet(f):
+            continue
         try:
-            with open(f, "rb") as fh:
-                if fh.read(4) != b"PAR1":
-                    continue
             pf = pq.ParquetFile(f)
             for i in range(pf.num_row_groups):
                 pf.read_row_group(i)
