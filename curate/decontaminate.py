@@ -705,6 +705,7 @@ def decontaminate_dir(inp: str | Path | list, out: str | Path, index: Index, *, 
         schema={"_g": pl.String, "eval": pl.String, "item": pl.UInt32})
     report = _report(index, rows_in, rows_out, described, common, time.perf_counter() - t0)
     report["input"], report["output"] = inputs if len(inputs) > 1 else inputs[0], str(out)
+    report = io.with_read(report, data)
     with writer as w:
         w.input_manifests = data.manifest_ids
         for kind, lf in lfs.items():

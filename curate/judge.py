@@ -361,9 +361,8 @@ def judge_pairs(rows: list[dict[str, Any]], engine: Engine, *, confidence: float
 # ---- dataset level --------------------------------------------------------------------------------
 def write_outcome(outcome: Outcome, out_dir: Path, inp: str | Path | None = None,
                   data: io.Input | None = None) -> None:
-    io.write_stage(out_dir, stage="judge", frames=outcome.frames, report=outcome.report,
-                   quarantine=[*(data.quarantine if data else ()), *outcome.quarantine],
-                   inputs=[inp] if inp is not None else [], input_manifests=data.manifest_ids if data else None)
+    io.write_stage(out_dir, stage="judge", frames=outcome.frames, report=outcome.report, quarantine=outcome.quarantine,
+                   inputs=[inp] if inp is not None else [], data=data)
 
 
 def judge_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig, *, pairwise: bool = False,
@@ -378,11 +377,11 @@ def judge_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig, *,
     if pairwise:
         if "rm" not in frames:
             raise UserError(f"{inp}: --pairwise needs RM rows (rm.parquet, e.g. from `curate reflect`); "
-                            f"found {', '.join(frames)}")
+                            f"found {', '.join(frames) or 'nothing'}")
         outcome = judge_pairs(frames["rm"].collect().to_dicts(), engine, **kw)
     else:
         if "sft" not in frames:
-            raise UserError(f"{inp}: no SFT rows to score (found {', '.join(frames)}); "
+            raise UserError(f"{inp}: no SFT rows to score (found {', '.join(frames) or 'nothing'}); "
                             "use --pairwise for RM rows")
         outcome = judge_rows({k: lf.collect().to_dicts() for k, lf in frames.items()}, engine, **kw)
     write_outcome(outcome, Path(out_dir), inp, data)

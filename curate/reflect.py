@@ -483,9 +483,8 @@ def read_chats(inp: str | Path | io.Input) -> list[dict[str, Any]]:
 
 def write_outcome(outcome: Outcome, out_dir: Path, inp: str | Path | None = None,
                   data: io.Input | None = None) -> None:
-    io.write_stage(out_dir, stage="reflect", frames=outcome.frames, report=outcome.report,
-                   quarantine=[*(data.quarantine if data else ()), *outcome.quarantine],
-                   inputs=[inp] if inp is not None else [], input_manifests=data.manifest_ids if data else None)
+    io.write_stage(out_dir, stage="reflect", frames=outcome.frames, report=outcome.report, quarantine=outcome.quarantine,
+                   inputs=[inp] if inp is not None else [], data=data)
 
 
 def reflect_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig, **kw: Any) -> tuple[Outcome, Engine]:

@@ -658,9 +658,8 @@ def read_rows(inp: str | Path) -> dict[str, list[dict]]:
 
 def write_outcome(outcome: Outcome, out_dir: Path, inp: str | Path | None = None, data: io.Input | None = None,
                   stage: str = "translate") -> None:
-    io.write_stage(out_dir, stage=stage, frames=outcome.frames, report=outcome.report,
-                   quarantine=[*(data.quarantine if data else ()), *outcome.quarantine],
-                   inputs=[inp] if inp is not None else [], input_manifests=data.manifest_ids if data else None)
+    io.write_stage(out_dir, stage=stage, frames=outcome.frames, report=outcome.report, quarantine=outcome.quarantine,
+                   inputs=[inp] if inp is not None else [], data=data)
 
 
 def _add_reports(total: dict[str, Any] | None, part: dict[str, Any]) -> dict[str, Any]:
@@ -681,8 +680,12 @@ def _add_reports(total: dict[str, Any] | None, part: dict[str, Any]) -> dict[str
 
 
 def iter_blocks(inp: str | Path | io.Input, block_rows: int) -> Iterable[dict[str, list[dict]]]:
-    """The dataset ``{kind: rows}`` in blocks of at most ``block_rows`` rows (bounded memory)."""
+    """The dataset ``{kind: rows}`` in blocks of at most ``block_rows`` rows (bounded memory); at least
+    one block, empty when the input has no rows (e.g. every record of a raw file quarantined), so the
+    stage still writes its whole report."""
     data = inp if isinstance(inp, io.Input) else io.read_input(inp)
+    if not data.frames:
+        yield {}
     for kind, lf in data.frames.items():
         n = lf.select(pl.len()).collect().item()
         for off in range(0, max(n, 1), block_rows):

@@ -111,6 +111,11 @@ def build(d: Path, fixtures: Path) -> dict[str, tuple[Path, dict | None]]:
     huge = orjson.dumps({"instruction": "long", "input": "", "output": "x" * (50 << 20)})
     add("huge.jsonl", _jsonl(ALPACA[:1]) + huge + b"\n" + _jsonl(ALPACA[1:]), {"records": n + 1, "quarantined": 1})
     add("alpaca.csv", pl.DataFrame(ALPACA).write_csv().encode(), {"records": n, "quarantined": 0})
+    # an Alpaca file none of whose records can become a row: every stage still writes its whole report
+    add("all_quarantined.jsonl", _jsonl([{"instruction": {"a": 1}, "input": "", "output": "x"},
+                                         {"instruction": ["q"], "input": "", "output": {"b": 2}},
+                                         {"instruction": "q", "input": [], "output": None}]),
+        {"records": 3, "quarantined": 3})
     p = d / "messages.parquet"
     pl.DataFrame({"messages": [[{"role": "user", "content": f"Hai {i}"}, {"role": "assistant", "content": "Hai!"}]
                                for i in range(4)]}).write_parquet(p)
@@ -220,4 +225,12 @@ def _accounting(command: str, out: Path, expect: dict) -> str | None:
             return f"ingest accounting {total} != {expect}"
         if "recovered" in expect and total["recovered"] != expect["recovered"]:
             return f"recovered {total['recovered']} != {expect['recovered']}"
+    elif command in READ_IN_REPORT:  # the records lost in reading are in the stage's report too
+        read = (json.loads((out / "report.json").read_text()).get("read") or {}).get("total") or {}
+        if read.get("records") != expect["records"] or read.get("quarantined") != expect["quarantined"]:
+            return f"report.json read {read} != {expect}"
     return None
+
+
+#: Stages whose report.json says what reading the input gave (``read``), as well as their own work.
+READ_IN_REPORT = {"clean", "translate", "localize", "reflect", "judge", "decontaminate"}

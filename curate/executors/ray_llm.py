@@ -93,10 +93,14 @@ class _Worker:
         out: dict[str, list] = {"i": [], "files": [], "quarantine": [], "report": [], "sub": [], "llm": []}
         cols = ("i", "kind", "file", "offset", "length", "pos")
         for i, kind, f, off, length, pos in zip(*(batch[c].to_pylist() for c in cols)):
-            df = schemas.conform(pl.scan_parquet(f).slice(off, length).collect(), kind) if length else schemas.empty(kind)
+            if not kind:  # the input has no rows at all
+                rows = {}
+            else:
+                df = schemas.conform(pl.scan_parquet(f).slice(off, length).collect(), kind) if length else schemas.empty(kind)
+                rows = {kind: df.to_dicts()}
             engines = [Engine(cfg, description=d, shared=b)
                        for cfg, d, b in zip(self.configs, self.job.descriptions, self.budgets)]
-            frames, quarantine, report, sub = self.job.block({kind: df.to_dicts()}, *engines)
+            frames, quarantine, report, sub = self.job.block(rows, *engines)
             files = [[k, ray_data.write_part(fr, self.root, k, pos), fr.height] for k, fr in frames.items()]
             out["i"].append(i)
             out["files"].append(orjson.dumps(files).decode())
@@ -168,6 +172,8 @@ def run(job: Job, inp: str | Path, out_dir: str | Path, *, block_rows: int = 20_
                 continue
             ps = ray_data.pieces(kfiles, block_rows) or [{"file": str(kfiles[0]), "offset": 0, "length": 0, "pos": 0}]
             blocks += [{"i": len(blocks) + j, "kind": kind, **p} for j, p in enumerate(ps)]
+        if not blocks:  # no rows at all (as translate.iter_blocks): one empty block, so the report is whole
+            blocks = [{"i": 0, "kind": "", "file": "", "offset": 0, "length": 0, "pos": 0}]
         n = actors_for(len(blocks), min(c.concurrency for c in job.configs))
         budgets = [ray_budget.start(c) for c in job.configs]
         # A lost actor is restarted and its block retried: Ray Data's actor pools default to
@@ -210,7 +216,7 @@ def run(job: Job, inp: str | Path, out_dir: str | Path, *, block_rows: int = 20_
         report = finish(report, sub, reports[0], reports[1] if len(reports) > 1 else None)
         w.input_manifests = data.manifest_ids
         w.write_jsonl("quarantine.jsonl", quarantine)
-        w.write_json("report.json", report)
+        w.write_json("report.json", io.with_read(report, data))
     return report, written
 
 

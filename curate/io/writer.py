@@ -254,15 +254,31 @@ def _fsync(p: Path) -> None:
         os.close(fd)
 
 
+def with_read(report: dict[str, Any] | None, data: Any) -> dict[str, Any] | None:
+    """``report`` with what reading the input gave (``read``: records, rows and quarantined entries
+    per file, as `curate clean` reports it), so the records a raw input lost before the stage are in
+    the report as well as in the quarantine. ``data``: the :class:`curate.io.Input` read."""
+    if report is None or data is None or "read" in report:
+        return report
+    return {**report, "read": data.report}
+
+
 def write_stage(out_dir: str | os.PathLike, *, stage: str, frames: dict[str, pl.DataFrame | pl.LazyFrame],
                 quarantine: Iterable[dict] = (), report: dict[str, Any] | None = None,
                 inputs: Iterable[str | os.PathLike] = (), input_manifests: Iterable[str] | None = None,
-                params: dict[str, Any] | None = None) -> dict[str, Any]:
+                params: dict[str, Any] | None = None, data: Any = None) -> dict[str, Any]:
     """The usual stage output in one call: ``<kind>.parquet`` per frame, ``quarantine.jsonl``,
     ``report.json``, committed at once. Rows quarantined as ``pending`` (waiting for Batch API
-    results) are counted in the manifest, so the next stage can say so. Returns the manifest."""
+    results) are counted in the manifest, so the next stage can say so. Returns the manifest.
+
+    ``data``: the :class:`curate.io.Input` the stage read: its quarantine goes first in
+    ``quarantine.jsonl``, its report under the report's ``read`` (:func:`with_read`), its manifests
+    are the output's input manifests."""
     inputs = list(inputs)
-    quarantine = list(quarantine)
+    quarantine = [*(data.quarantine if data is not None else ()), *quarantine]
+    report = with_read(report, data)
+    if input_manifests is None and data is not None:
+        input_manifests = data.manifest_ids
     if input_manifests is None:
         input_manifests = [m for m in (_manifest_id(p) for p in inputs) if m]
     pending = sum(1 for q in quarantine if q.get("code") == "pending")
