@@ -57,6 +57,11 @@ class LazyGroup(click.Group):
 
     def resolve_command(self, ctx, args):
         ctx.meta["curate.args"] = list(args)  # the command line, to name a damaged input file in an error
+        if args and not ctx.resilient_parsing:
+            from curate.commands.early import EARLY  # before the command's modules are imported
+
+            if args[0] in EARLY:
+                EARLY[args[0]](list(args[1:]))
         return super().resolve_command(ctx, args)
 
     def get_command(self, ctx, name):

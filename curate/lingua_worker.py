@@ -15,6 +15,7 @@ first message names the languages; then a list of texts -> a list of ``[[languag
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import struct
@@ -26,6 +27,17 @@ from typing import Any, Callable
 import orjson
 
 _LEN = struct.Struct("<I")
+
+#: lingua's languages for the texts the cheap steps leave undecided (:mod:`curate.langid`'s fallback:
+#: English, the pair and common Latin-script languages; Korean never gets there, Hangul is decided
+#: by script), and how much of such a text lingua reads (its time grows fast with length: 25x at 600).
+LANGUAGES = ("ENGLISH MALAY INDONESIAN FRENCH GERMAN SPANISH PORTUGUESE ITALIAN DUTCH TAGALOG VIETNAMESE "
+             "TURKISH").split()
+CHARS = 300
+
+#: An input file at least this big has lingua's share of its language id done in a helper process:
+#: its ~2-3 s of model loading is only worth hiding on a long job.
+BIG_INPUT_BYTES = 64 << 20
 
 
 def _send(fh, obj: Any) -> None:
@@ -111,11 +123,50 @@ class LinguaWorker:
             proc.wait()
         proc.stdout.close()  # type: ignore[union-attr]
 
+    def kill(self) -> None:
+        """End the child without waiting for its models or its answers (a helper never used)."""
+        if self.proc is not None:
+            self.proc.kill()
+        self.close()
+
     def __enter__(self) -> "LinguaWorker":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_early: LinguaWorker | None = None
+
+
+def start_early() -> None:
+    """Start the helper process now, for the next :func:`take` to hand out: ``curate ingest`` of a
+    big file calls it before it imports its modules (:mod:`curate.commands.early`), so the models
+    load on the second core, idle while the command starts (~1 s of imports and compiled code
+    loading on one core), instead of beside the reading, which keeps both cores busy."""
+    global _early
+    if _early is None:
+        _early = LinguaWorker(list(LANGUAGES), CHARS)
+        atexit.register(_drop_early)
+
+
+def take(languages: list[str], chars: int) -> LinguaWorker:
+    """A helper process for ``languages``: the one :func:`start_early` started (once), else a new one."""
+    global _early
+    worker, _early = _early, None
+    if worker is not None and (worker.languages, worker.chars) == (languages, chars):
+        return worker
+    if worker is not None:
+        worker.kill()
+    return LinguaWorker(languages, chars)
+
+
+def _drop_early() -> None:
+    """At exit: an early helper nothing took (the input turned out not to need it) is ended at once."""
+    global _early
+    worker, _early = _early, None
+    if worker is not None:
+        worker.kill()
 
 
 def detector(languages: list[str], preload: bool = True):

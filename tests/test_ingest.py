@@ -398,6 +398,7 @@ def test_lingua_in_a_helper_process_gives_the_same_rows(fixtures, monkeypatch):
     """A big file's undecided texts go to lingua in a helper process (curate/lingua_worker.py), one
     frame behind; the frames are those of the in-process path, and a dead helper changes nothing."""
     import curate.ingest.pipeline as pipeline
+    from curate import lingua_worker
     from curate.lingua_worker import LinguaWorker
 
     def frames():
@@ -409,8 +410,9 @@ def test_lingua_in_a_helper_process_gives_the_same_rows(fixtures, monkeypatch):
     monkeypatch.setattr(LinguaWorker, "__init__", lambda self, *a: workers.append(self) or real_init(self, *a))
     monkeypatch.setattr(LinguaWorker, "submit", lambda self, texts: sent.append(len(texts)) or real_submit(self, texts))
     monkeypatch.setattr(pipeline, "LINGUA_WORKER_BYTES", 0)
+    lingua_worker.start_early()  # as `curate ingest` of a big file does before it imports the pipeline
     helped = frames()
-    assert len(workers) == 1 and workers[0].proc is None and not workers[0].failed  # used, then closed
+    assert len(workers) == 1 and workers[0].proc is None and not workers[0].failed  # taken, used, closed
     assert len(local) > 3 and len(sent) >= 2  # several frames, several of them with texts for lingua
     assert len(helped) == len(local) and all(a.equals(b) for a, b in zip(local, helped))
 
@@ -423,6 +425,32 @@ def test_lingua_in_a_helper_process_gives_the_same_rows(fixtures, monkeypatch):
     monkeypatch.setattr(LinguaWorker, "submit", dying_submit)
     orphaned = frames()
     assert workers[1].failed and all(a.equals(b) for a, b in zip(local, orphaned))
+
+
+def test_ingest_of_a_big_file_starts_lingua_before_its_imports(tmp_path, monkeypatch):
+    """`curate ingest` starts lingua's helper process from its command line alone when it will read a
+    file of at least BIG_INPUT_BYTES with language id here; a helper nothing takes is ended."""
+    from curate import lingua_worker
+    from curate.commands import early
+
+    started = []
+    monkeypatch.setattr(lingua_worker, "start_early", lambda: started.append(True))
+    small, big = tmp_path / "small.jsonl", tmp_path / "big.jsonl"
+    small.write_text('{"instruction": "a", "output": "b"}\n')
+    big.write_text('{"instruction": "a", "output": "b"}\n' * 4)
+    monkeypatch.setattr(lingua_worker, "BIG_INPUT_BYTES", big.stat().st_size)
+    for args, wanted in (([str(small), "-o", str(tmp_path / "o")], False), ([str(big), "-o", "o"], True),
+                         ([str(big), "-o", "o", "--no-lang"], False), ([str(big), "--executor=ray"], False),
+                         ([str(tmp_path), "-o", "o"], False), (["--help"], False)):
+        started.clear()
+        early.ingest(args)
+        assert started == ([True] if wanted else []), args
+    monkeypatch.undo()
+    lingua_worker.start_early()
+    worker = lingua_worker._early
+    assert worker is not None and worker.proc is not None
+    lingua_worker._drop_early()  # what runs at exit
+    assert lingua_worker._early is None and worker.proc is None
 
 
 def test_lone_surrogate_escapes_are_quarantined_not_a_crash(tmp_path):

@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 import polars as pl
 
-from curate import schemas
+from curate import lingua_worker, schemas
 from curate.errors import UserError
 from curate.ingest.base import Record, Reject, SourceFormat, data_objects, precheck, unwrap_nested
 from curate.ingest.encoding import CP1252_NOTE, check_text_head, decode_line
@@ -386,8 +386,8 @@ def iter_file(src: Source, f: SourceFormat, summary: FileSummary, *, batch_size:
 
 
 #: Files at least this big have lingua's share of language id done in a helper process
-#: (:mod:`curate.lingua_worker`): its ~3 s of model loading is only worth hiding on a long job.
-LINGUA_WORKER_BYTES = 64 << 20
+#: (:mod:`curate.lingua_worker`): its ~2-3 s of model loading is only worth hiding on a long job.
+LINGUA_WORKER_BYTES = lingua_worker.BIG_INPUT_BYTES
 
 
 #: Frames a frame's language id may lag behind the reading: the first frames' undecided texts wait

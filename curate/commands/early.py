@@ -1,0 +1,38 @@
+"""Work a command starts before its modules are imported: the command line is all it looks at.
+
+Importing ``curate ingest``'s modules and loading its compiled code takes ~1 s on one core, while the
+second core idles. :func:`ingest` starts lingua's helper process then when the command will want
+it (language id of a file big enough: :data:`curate.lingua_worker.BIG_INPUT_BYTES`), so its models
+load meanwhile; the command takes it over when it reaches the file, and a helper nothing takes is
+ended at exit. This module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: Options of ``curate ingest`` after which no helper is started: no language id, nothing read here
+#: (Ray workers read), or no reading at all.
+_NO_HELPER = ("--no-lang", "--executor", "--help", "-h", "--list-formats")
+
+
+def ingest(args: list[str]) -> None:
+    """Start lingua's helper process when ``curate ingest <args>`` will ask for it: language id is on,
+    the rows are read here, and an argument names a regular file of at least
+    :data:`~curate.lingua_worker.BIG_INPUT_BYTES` (a JSON Lines file that big gets the helper;
+    any other file the pipeline reads without it simply leaves it unused)."""
+    from curate import lingua_worker
+
+    if any(a in _NO_HELPER or a.startswith("--executor=") for a in args):
+        return
+    for arg in args:
+        try:
+            if os.path.isfile(arg) and os.path.getsize(arg) >= lingua_worker.BIG_INPUT_BYTES:
+                lingua_worker.start_early()
+                return
+        except (OSError, ValueError):
+            continue
+
+
+#: Command name -> its early work (see :class:`curate.cli.LazyGroup`).
+EARLY = {"ingest": ingest}
