@@ -11,16 +11,19 @@ from typing import Callable
 
 import polars as pl
 
-from curate import schemas
+from curate import row_text_jit, schemas
 
 SAMPLE_CHARS = 600  # enough text to decide; keeps language id fast on long rows
+
+
+#: Kinds whose row text is plain text columns joined by a newline, and those columns.
+JOINED_COLUMNS = {"sft": ("instruction", "input", "output"), "ppo": ("prompt",)}
 
 
 def text_expr(kind: str) -> pl.Expr:
     """An expression giving the text that decides a row's language."""
     if kind == "sft":
-        expr = pl.concat_str([pl.col("instruction"), pl.col("input"), pl.col("output")],
-                             separator="\n", ignore_nulls=True)
+        expr = pl.concat_str([pl.col(c) for c in JOINED_COLUMNS[kind]], separator="\n", ignore_nulls=True)
     elif kind == "chat":
         expr = pl.col("messages").list.eval(pl.element().struct.field("content")).list.join("\n")
     elif kind == "rm":
@@ -82,5 +85,10 @@ def _lang_thread() -> _LangThread:
 def _start_detect(df: pl.DataFrame, kind: str, worker) -> Callable[[], pl.DataFrame]:
     from curate import langid
 
+    columns = JOINED_COLUMNS.get(kind)
+    if columns is not None and row_text_jit.AVAILABLE and all(df.schema[c] == pl.String for c in columns):
+        # the texts' bytes made in one compiled pass from the columns' own (what text_expr gives)
+        data, offsets = row_text_jit.join_cut([df.get_column(c) for c in columns], "\n", SAMPLE_CHARS)
+        return langid.start_detect_utf8(data, offsets, worker=worker)
     texts = df.select(text_expr(kind).fill_null("").alias("t"))["t"]
     return langid.start_detect_column(texts, worker=worker)

@@ -34,10 +34,11 @@ def warm_ingest() -> None:
     """Ingest's compiled paths once: the line scan of a JSONL block and the content ids."""
     import polars as pl
 
-    from curate import schemas
+    from curate import row_text_jit, schemas
     from curate.ingest import lines_jit
 
     lines_jit.scan(b'{"instruction": "a", "output": "b"}\n\n')
+    row_text_jit.join_cut([pl.Series(["a", None]), pl.Series(["a value longer than 12 bytes", "b"])], "\n", 600)
     schemas.frame_ids("sft", pl.DataFrame({"instruction": ["a"], "input": [None], "output": ["b\n"]},
                                           schema={"instruction": pl.String, "input": pl.String, "output": pl.String}))
 

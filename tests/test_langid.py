@@ -318,3 +318,37 @@ def test_read_pairs_names_the_file_and_line_of_a_line_without_one_tab(tmp_path):
         langid.read_pairs(path)
     path.write_text("Kereta saya rosak.\tMobil saya rusak.\n", encoding="utf-8")
     assert langid.read_pairs(path) == [("Kereta saya rosak.", "Mobil saya rusak.")]
+
+
+def test_row_texts_joined_in_compiled_code_are_those_of_the_polars_expression():
+    """rowlang's text of a row (the columns that are not null, joined by a newline, cut after
+    SAMPLE_CHARS characters) made by row_text_jit.join_cut from the columns' string views: the same
+    bytes as text_expr, for values inline in their view (<= 12 bytes) or not, nulls, multi-byte
+    characters at the cut, a cut inside a separator, sliced and many-chunk columns; and so the
+    same language column."""
+    import random
+
+    from curate import rowlang
+    from curate.row_text_jit import join_cut
+
+    rng = random.Random(0)
+    pieces = ["a", "b", " ", "\n", "é", "한", "😀", "kerana ", "the ", "xyz" * 3]
+
+    def value():
+        if rng.random() < 0.2:
+            return None
+        return "".join(rng.choice(pieces) for _ in range(rng.choice([0, 1, 3, 5, 11, 12, 13, 40, 150])))
+
+    cols = ("instruction", "input", "output")
+    df = pl.DataFrame({c: [value() for _ in range(3000)] for c in cols}, schema={c: pl.String for c in cols})
+    df = pl.concat([df, df.reverse()], rechunk=False).slice(7, 5000)  # two chunks, an offset
+    for chars in (0, 1, 7, 13, 600):
+        for sep in ("\n", "--", "😀"):
+            want = df.select(pl.concat_str(pl.all(), separator=sep, ignore_nulls=True).str.slice(0, chars)
+                             .fill_null("").alias("t"))["t"].to_list()
+            data, offsets = join_cut(df.get_columns(), sep, chars)
+            got = [data[offsets[i]:offsets[i + 1]].tobytes().decode("utf-8") for i in range(len(offsets) - 1)]
+            assert got == want, (chars, sep)
+    frame = df.head(300).with_columns(pl.lit(None, pl.String).alias("lang"))
+    by_expr = langid.detect_column(frame.select(rowlang.text_expr("sft").fill_null(""))[:, 0])
+    assert rowlang.add_lang(frame, "sft")["lang"].equals(by_expr["lang"])
