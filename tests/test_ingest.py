@@ -435,13 +435,15 @@ def test_ingest_of_a_big_file_starts_lingua_before_its_imports(tmp_path, monkeyp
 
     started = []
     monkeypatch.setattr(lingua_worker, "start_early", lambda: started.append(True))
-    small, big = tmp_path / "small.jsonl", tmp_path / "big.jsonl"
+    small, big, table = tmp_path / "small.jsonl", tmp_path / "big.jsonl", tmp_path / "big.csv"
     small.write_text('{"instruction": "a", "output": "b"}\n')
     big.write_text('{"instruction": "a", "output": "b"}\n' * 4)
+    table.write_text("instruction,output\n" + "a,b\n" * 40)
     monkeypatch.setattr(lingua_worker, "BIG_INPUT_BYTES", big.stat().st_size)
     for args, wanted in (([str(small), "-o", str(tmp_path / "o")], False), ([str(big), "-o", "o"], True),
                          ([str(big), "-o", "o", "--no-lang"], False), ([str(big), "--executor=ray"], False),
-                         ([str(tmp_path), "-o", "o"], False), (["--help"], False)):
+                         ([str(tmp_path), "-o", "o"], False), ([str(table), "-o", "o"], False),
+                         (["--help"], False)):
         started.clear()
         early.ingest(args)
         assert started == ([True] if wanted else []), args

@@ -14,18 +14,22 @@ import os
 #: Options of ``curate ingest`` after which no helper is started: no language id, nothing read here
 #: (Ray workers read), or no reading at all.
 _NO_HELPER = ("--no-lang", "--executor", "--help", "-h", "--list-formats")
+#: Files the pipeline reads line by line or record by record (the ones that get the helper).
+_JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 
 def ingest(args: list[str]) -> None:
     """Start lingua's helper process when ``curate ingest <args>`` will ask for it: language id is on,
-    the rows are read here, and an argument names a regular file of at least
-    :data:`~curate.lingua_worker.BIG_INPUT_BYTES` (a JSON Lines file that big gets the helper;
-    any other file the pipeline reads without it simply leaves it unused)."""
+    the rows are read here, and an argument names a JSON or JSON Lines file of at least
+    :data:`~curate.lingua_worker.BIG_INPUT_BYTES` (a file the pipeline then reads otherwise, e.g. a
+    curate output, leaves it unused: it is ended at exit)."""
     from curate import lingua_worker
 
     if any(a in _NO_HELPER or a.startswith("--executor=") for a in args):
         return
     for arg in args:
+        if not arg.lower().endswith(_JSON_SUFFIXES):  # tables (Parquet, CSV) are read without the helper
+            continue
         try:
             if os.path.isfile(arg) and os.path.getsize(arg) >= lingua_worker.BIG_INPUT_BYTES:
                 lingua_worker.start_early()
