@@ -34,8 +34,8 @@ def ingest(args: list[str]) -> None:
             if os.path.isfile(arg) and os.path.getsize(arg) >= lingua_worker.BIG_INPUT_BYTES:
                 lingua_worker.start_early()
                 return
-        except (OSError, ValueError):
-            continue
+        except (OSError, ValueError):  # an unreadable argument, or no process to start: the command decides
+            return
 
 
 #: Command name -> its early work (see :class:`curate.cli.LazyGroup`).
