@@ -7,6 +7,7 @@ blocks and duplicates are found across blocks, as on a cluster.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -33,8 +34,9 @@ def ray_local():
     from curate.executors import ray_session
 
     if not ray.is_initialized():
-        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 **ray_session.local_instance_kwargs(num_cpus=2, object_store_memory=200 * 1024 * 1024))
+        with ray_session.lean_local_instance():  # the instance `--executor ray` starts (no monitor, log monitor, API server)
+            ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     **ray_session.local_instance_kwargs(num_cpus=2, object_store_memory=200 * 1024 * 1024))
     ray_session.configure()
     yield ray
     ray.shutdown()
@@ -118,6 +120,33 @@ def test_clean_ray_equals_local(ray_local, normalized, tmp_path):
     assert strip_timing(dry.report) == strip_timing({k: v for k, v in res.report.items() if k != "output"})
     assert dry.quarantine.equals(res.quarantine)
 
+
+
+def test_local_instance_starts_without_monitor_log_monitor_or_api_server(ray_local):
+    """The local instance curate starts (``ray_session.lean_local_instance``) has Ray's GCS, raylet
+    and agents, and none of the three head processes a one-machine command never uses."""
+    def tree(root: int) -> list[str]:
+        kids: dict[int, list[int]] = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as fh:
+                        kids.setdefault(int(fh.read().rsplit(")", 1)[1].split()[1]), []).append(int(d))
+                except (OSError, IndexError, ValueError):
+                    pass
+        out, todo = [], [root]
+        while todo:
+            p = todo.pop()
+            todo += kids.get(p, [])
+            with contextlib.suppress(OSError), open(f"/proc/{p}/cmdline", "rb") as fh:
+                out.append(fh.read().replace(b"\0", b" ").decode(errors="replace"))
+        return out
+
+    cmds = tree(os.getpid())
+    assert any("gcs_server" in c for c in cmds) and any("raylet" in c for c in cmds), cmds
+    for gone in ("log_monitor.py", "autoscaler/_private/monitor.py", "dashboard/dashboard.py"):
+        assert not [c for c in cmds if gone in c], gone
+    assert ray.get(ray.remote(lambda: 41 + 1).remote()) == 42  # and it runs tasks
 
 
 def test_kept_rows_of_a_block_are_its_prefix_or_filtered():
