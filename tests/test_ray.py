@@ -149,6 +149,20 @@ def test_local_instance_starts_without_monitor_log_monitor_or_api_server(ray_loc
     assert ray.get(ray.remote(lambda: 41 + 1).remote()) == 42  # and it runs tasks
 
 
+def test_planned_blocks_counts_the_pieces_pass_a_reads(normalized, fixtures):
+    """The warm-up sends no more tasks than pass A has blocks: the count comes from the parquet
+    files' metadata (every kind's files, cut into pieces of ``rows_per_block``); raw sources, read
+    by the driver first, give None (one warm-up task per CPU)."""
+    from curate.executors.ray_clean import planned_blocks
+
+    files = sorted(f for f in normalized.rglob("*.parquet") if f.name != "quarantine.parquet")
+    rows = [pl.scan_parquet(f).select(pl.len()).collect().item() for f in files]
+    assert sum(rows) > BLOCK
+    assert planned_blocks(normalized, rows_per_block=BLOCK) == sum(-(-n // BLOCK) for n in rows if n)
+    assert planned_blocks(normalized, rows_per_block=10**9) == len([n for n in rows if n])
+    assert planned_blocks(fixtures / "kochatgpt_ppo.jsonl") is None
+
+
 def test_kept_rows_of_a_block_are_its_prefix_or_filtered():
     """The finish and rows-back passes read a pass-A block's kept rows (``_q`` null) as the block's
     first rows (pass A puts its quarantined rows last): every slice of a block is so; a table joined

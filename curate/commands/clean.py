@@ -78,10 +78,13 @@ def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run,
     config = CleanConfig.load(config_path, rules=rules, sets=sets, target_lang=target_lang)
     out = out_dir or Path(str(inp).rstrip("/") + ".clean-dry-run")
     if executor.is_ray:
-        from curate.executors.ray_clean import clean_dir_ray, warm_driver, warm_workers
+        # ray_clean (and ray.data) imported while Ray starts
+        executor.connect(quiet=quiet, preload=("curate.executors.ray_clean",))
+        from curate.executors.ray_clean import clean_dir_ray, planned_blocks, warm_driver, warm_workers
 
-        executor.connect(quiet=quiet)
-        warm_workers(config)  # the workers start and import while this process plans the passes
+        fmt_given = None if fmt == "auto" else fmt
+        # the workers start and import while this process plans the passes
+        warm_workers(config, planned_blocks(inp, fmt_given))
         # after connecting, not before: the kernels' load (Python, under the GIL) slowed the imports of
         # ray and ray.data and so delayed the first pass by ~0.7-1.6 s; now it overlaps the workers' start
         warm_driver(config, dry_run)

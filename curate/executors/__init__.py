@@ -24,12 +24,15 @@ def require_ray() -> None:
     """Raise a one-line :class:`UserError` saying how to install Ray when it is missing."""
     from curate.executors.ray_session import env_defaults
 
+    import importlib.util
+
     env_defaults()  # before the first import of ray.data
-    try:
-        import ray  # noqa: F401
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise UserError(INSTALL_HINT) from None
+    try:  # ray.data is found, not imported: connect imports it while Ray starts
+        found = importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.data") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise UserError(INSTALL_HINT)
 
 
 def executor_options(f):
@@ -66,10 +69,11 @@ class RayExecutor(Executor):
         require_ray()
         self.address = address
 
-    def connect(self, *, quiet: bool = False) -> None:
+    def connect(self, *, quiet: bool = False, preload: tuple[str, ...] = ()) -> None:
+        """Connect (:func:`curate.executors.ray_session.connect`), importing ``preload`` meanwhile."""
         from curate.executors.ray_session import connect
 
-        connect(self.address, quiet=quiet)
+        connect(self.address, quiet=quiet, preload=preload)
 
 
 @functools.cache

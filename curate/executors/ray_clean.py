@@ -589,17 +589,35 @@ def _warm_worker(near: tuple[float, str] | None, keys: bool) -> None:
         pass
 
 
-def warm_workers(config: CleanConfig) -> None:
-    """Start one worker per CPU of the cluster and warm it up (:func:`_warm_worker`), without
-    waiting for it: the workers' start-up (process, imports, kernels) overlaps the driver's."""
+def warm_workers(config: CleanConfig, blocks: int | None = None) -> None:
+    """Start one worker per CPU of the cluster, but no more than the ``blocks`` pass A has (when
+    known: :func:`planned_blocks`; a worker never given a block would only have imported), and
+    warm them up (:func:`_warm_worker`), without waiting for them: the workers' start-up (process,
+    imports, kernels) overlaps the driver's."""
     import ray
 
     from curate.executors.ray_session import num_cpus
 
     dups = _dup_rules(config)
     task = ray.remote(num_cpus=1, max_retries=0)(_warm_worker)
-    for _ in range(num_cpus()):
+    for _ in range(min(num_cpus(), blocks) if blocks is not None else num_cpus()):
         task.remote(_near_params(dups), bool(dups))
+
+
+def planned_blocks(inp: str | Path | list, fmt: str | None = None, rows_per_block: int | None = None) -> int | None:
+    """The number of pass-A blocks of ``inp``, all kinds (they run at once), from the parquet
+    files' metadata; None when the input is not
+    parquet datasets or files (raw sources are read by the driver first) or cannot be planned here
+    (:func:`clean_dir_ray` then says why)."""
+    inputs = list(inp) if isinstance(inp, (list, tuple)) else [inp]
+    try:
+        files = ray_data._parquet_files(inputs, fmt)
+        if files is None:
+            return None
+        nrows = rows_per_block or ray_data.block_rows()
+        return sum(len(ray_data.pieces(f, nrows)) for f in files.values())
+    except Exception:  # noqa: BLE001 - only a hint for the warm-up
+        return None
 
 
 def warm_driver(config: CleanConfig, dry_run: bool = False) -> threading.Thread | None:
