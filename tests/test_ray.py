@@ -7,7 +7,6 @@ blocks and duplicates are found across blocks, as on a cluster.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -125,27 +124,9 @@ def test_clean_ray_equals_local(ray_local, normalized, tmp_path):
 def test_local_instance_starts_without_monitor_log_monitor_or_api_server(ray_local):
     """The local instance curate starts (``ray_session.lean_local_instance``) has Ray's GCS, raylet
     and agents, and none of the three head processes a one-machine command never uses."""
-    def tree(root: int) -> list[str]:
-        kids: dict[int, list[int]] = {}
-        for d in os.listdir("/proc"):
-            if d.isdigit():
-                try:
-                    with open(f"/proc/{d}/stat") as fh:
-                        kids.setdefault(int(fh.read().rsplit(")", 1)[1].split()[1]), []).append(int(d))
-                except (OSError, IndexError, ValueError):
-                    pass
-        out, todo = [], [root]
-        while todo:
-            p = todo.pop()
-            todo += kids.get(p, [])
-            with contextlib.suppress(OSError), open(f"/proc/{p}/cmdline", "rb") as fh:
-                out.append(fh.read().replace(b"\0", b" ").decode(errors="replace"))
-        return out
-
-    cmds = tree(os.getpid())
-    assert any("gcs_server" in c for c in cmds) and any("raylet" in c for c in cmds), cmds
-    for gone in ("log_monitor.py", "autoscaler/_private/monitor.py", "dashboard/dashboard.py"):
-        assert not [c for c in cmds if gone in c], gone
+    assert descendant_pids(b"gcs_server") and descendant_pids(b"raylet")
+    for gone in (b"log_monitor.py", b"autoscaler/_private/monitor.py", b"dashboard/dashboard.py"):
+        assert not descendant_pids(gone), gone
     assert ray.get(ray.remote(lambda: 41 + 1).remote()) == 42  # and it runs tasks
 
 
@@ -206,6 +187,12 @@ def worker_pids(marker: bytes) -> list[int]:
     """Workers of *this* process's Ray instance (descendants of this process: other sessions' Ray
     workers on the same machine are never touched) whose title (Ray sets it from the task or actor)
     contains ``marker``."""
+    return descendant_pids(marker, ray_titled=True)
+
+
+def descendant_pids(marker: bytes, ray_titled: bool = False) -> list[int]:
+    """Descendants of this process whose command line (``ray_titled``: a Ray worker's title)
+    contains ``marker``."""
     me, pids = os.getpid(), []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -214,7 +201,7 @@ def worker_pids(marker: bytes) -> list[int]:
             title = (d / "cmdline").read_bytes()
         except OSError:
             continue
-        if not (title.startswith(b"ray::") and marker in title):
+        if not ((title.startswith(b"ray::") or not ray_titled) and marker in title):
             continue
         pid, hops = int(d.name), 0
         while pid > 1 and pid != me and hops < 64:
