@@ -42,7 +42,7 @@ def export(inp, out_dir, formats, test_size, fmt, **kwargs):
     if executor.is_ray:
         from curate.executors.ray_export import export_ray
 
-        executor.connect()
+        executor.connect(quiet=console.quiet)  # -q: Ray's start-up notices are not printed either
         manifest = export_ray(inp, out_dir, list(formats) or None, test_size, fmt=None if fmt == "auto" else fmt)
     else:
         data = io.read_input(inp, format=None if fmt == "auto" else fmt)
