@@ -606,9 +606,8 @@ def warm_workers(config: CleanConfig, blocks: int | None = None) -> None:
 
 def planned_blocks(inp: str | Path | list, fmt: str | None = None, rows_per_block: int | None = None) -> int | None:
     """The number of pass-A blocks of ``inp``, all kinds (they run at once), from the parquet
-    files' metadata; None when the input is not
-    parquet datasets or files (raw sources are read by the driver first) or cannot be planned here
-    (:func:`clean_dir_ray` then says why)."""
+    files' metadata; None when the input is not parquet datasets or files (raw sources are read by
+    the driver first) or cannot be planned here (:func:`clean_dir_ray` then says why)."""
     inputs = list(inp) if isinstance(inp, (list, tuple)) else [inp]
     try:
         files = ray_data._parquet_files(inputs, fmt)
