@@ -50,7 +50,7 @@ def reflect(inp, out_dir, max_context, min_change, lang, keep_indonesian, chat, 
       curate reflect datasets/translated -o datasets/reflected \\
           --base-url http://127.0.0.1:8000/v1 --model qwen2.5-7b-instruct
       OPENAI_API_KEY=... curate reflect chats.jsonl -o out/ --max-context 4000 --min-change 0.1
-      curate reflect datasets/translated -o datasets/reflected --executor ray \
+      curate reflect datasets/translated -o datasets/reflected --executor ray \\
           --base-url http://vllm-0:8000/v1 --base-url http://vllm-1:8000/v1   # chats spread over a Ray actor pool
     """
     from curate.reflect import reflect_dataset

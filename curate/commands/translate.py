@@ -41,7 +41,7 @@ def translate(inp, out_dir, to, src, glossary, localize, max_chars, quiet, **kwa
       OPENAI_API_KEY=... curate translate data/ -o out/ --glossary terms.tsv --localize MY
       curate translate data/ -o out/ --batch-out out/batch/requests.jsonl
       curate translate data/ -o out/ --batch-in batch_results.jsonl
-      curate translate data/ -o out/ --executor ray --base-url http://vllm-0:8000/v1 \
+      curate translate data/ -o out/ --executor ray --base-url http://vllm-0:8000/v1 \\
           --base-url http://vllm-1:8000/v1 --concurrency 256     # an actor pool on a Ray cluster
     """
     from curate.translate import translate_dataset
