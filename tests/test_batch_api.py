@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from click.testing import CliRunner
 
 from curate import schemas
@@ -96,3 +98,28 @@ def test_fetch_before_done_and_bad_files_are_one_line_errors(openai_server, tmp_
     sub = json.loads(invoke("batch", "submit", str(good), *ep, "--json").output)[0]
     res = invoke("batch", "fetch", sub["batch_id"], "-o", str(tmp_path / "r.jsonl"), *ep)
     assert res.exit_code == 1 and "in_progress" in res.output and not (tmp_path / "r.jsonl").exists()
+
+
+def test_results_whose_replies_are_not_chat_completions_are_errors_not_crashes(tmp_path):
+    from curate.errors import UserError
+    from curate.llm.batch import merge_results
+    from curate.llm.cache import Cache
+    from tests.servers.openai_server import completion
+
+    def line(cid, body=None, response=None):
+        return json.dumps({"custom_id": cid, "response": response if response is not None else
+                           {"status_code": 200, "body": body}}) + "\n"
+    odd = completion("x")
+    odd["choices"][0]["message"]["content"] = 5
+    huge = completion("baik")
+    huge["usage"] = {"prompt_tokens": 1e20, "completion_tokens": -1}
+    results = tmp_path / "results.jsonl"
+    results.write_text(line("ok", completion("jawapan")) + line("odd", odd) + line("str", response="oops")
+                       + line("huge", huge) + line("nomsg", {"choices": [{"message": None}]}))
+    cache = Cache(tmp_path / "c.sqlite")
+    assert merge_results([results], cache) == {"replies": 2, "errors": 3, "lines": 5}
+    assert cache.get("ok").text == "jawapan" and cache.get("huge").prompt_tokens == 0
+    assert cache.get("odd") is None and cache.get("str") is None
+    results.write_text(json.dumps({"custom_id": 7, "response": {}}) + "\n")
+    with pytest.raises(UserError, match=r"results.jsonl:1: .*custom_id"):
+        merge_results([results], cache)

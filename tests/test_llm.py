@@ -349,3 +349,48 @@ def test_a_stalled_event_loop_does_not_time_out_replies_already_written(tmp_path
         assert engine.stats.timeouts == 0
         assert sum(n - 1 for n in server.answered.values()) == 0
         assert server.count == len(texts)
+
+
+# replies an endpoint may send that are not chat completions; each must be retried, never cached
+# or allowed to crash the run (found by sending fuzzed replies through every LLM stage)
+_UNSET = object()
+
+
+def _with(content=None, usage=None, choices=None, message=_UNSET):
+    body = completion("x")
+    if content is not None:
+        body["choices"][0]["message"]["content"] = content
+    if message is not _UNSET:
+        body["choices"][0]["message"] = message
+    if choices is not None:
+        body["choices"] = choices
+    if usage is not None:
+        body["usage"] = usage
+    return body
+
+
+BAD_BODIES = [_with(content=5), _with(content={"text": "x"}), _with(content=[{"text": 5}]), _with(message="x"),
+              _with(message=None), _with(choices={"0": {}}), _with(choices=["x"])]
+
+
+@pytest.mark.parametrize("bad", BAD_BODIES, ids=range(len(BAD_BODIES)))
+def test_reply_that_is_not_a_chat_completion_is_retried(bad, openai_server, tmp_path):
+    openai_server.script(Reply(200, body=bad))
+    engine = Engine(cfg(openai_server, tmp_path, concurrency=1))
+    out = engine.run(reqs(["hello doctor"]))
+    assert out[0].ok and "doktor" in out[0].value
+    assert openai_server.count == 2 and engine.stats.server_errors == 1
+    again = Engine(cfg(openai_server, tmp_path, concurrency=1)).run(reqs(["hello doctor"]))
+    assert again[0].value == out[0].value and openai_server.count == 2  # the good reply was cached
+
+
+def test_implausible_usage_figures_count_as_unknown(openai_server, tmp_path):
+    usages = [{"prompt_tokens": 1e20, "completion_tokens": 2**70}, {"prompt_tokens": "12", "completion_tokens": -3},
+              "lots", {"prompt_tokens": True, "completion_tokens": 7}]
+    openai_server.script(*(Reply(200, body=_with(content=f"jawapan {i}", usage=u)) for i, u in enumerate(usages)))
+    engine = Engine(cfg(openai_server, tmp_path, concurrency=1))
+    out = engine.run(reqs(TEXTS[:4]))
+    assert [r.value for r in out] == [f"jawapan {i}" for i in range(4)]
+    assert engine.stats.prompt_tokens == 0 and engine.stats.completion_tokens == 7
+    cached = Engine(cfg(openai_server, tmp_path, concurrency=1)).run(reqs(TEXTS[:4]))
+    assert [r.value for r in cached] == [r.value for r in out] and openai_server.count == 4

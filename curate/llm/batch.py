@@ -69,16 +69,38 @@ def write_requests(path: str | Path, items: Iterable[tuple[str, dict[str, Any]]]
 
 
 def reply_from_body(body: dict[str, Any], origin: str = "batch") -> Reply:
-    """A :class:`Reply` from a chat.completion JSON body (live or from a batch result)."""
-    choice = (body.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
+    """A :class:`Reply` from a chat.completion JSON body (live or from a batch result).
+
+    Raises ValueError for a body that is not a chat completion (no message, content that is not
+    text): the caller retries it or records it as an error, never caches it."""
+    choices = body.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise ValueError("the reply has no message")
     text = message.get("content")
+    if isinstance(text, list):  # content parts, as some servers send them
+        if not all(isinstance(p, dict) and isinstance(p.get("text", ""), str) for p in text):
+            raise ValueError("the reply's content parts are not text")
+        text = "".join(p.get("text", "") for p in text)
     if text is None:
         text = message.get("refusal") or ""
-    usage = body.get("usage") or {}
-    return Reply(text=text, finish_reason=choice.get("finish_reason"),
-                 prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                 completion_tokens=int(usage.get("completion_tokens") or 0), origin=origin)
+    if not isinstance(text, str):
+        raise ValueError(f"the reply's content is {type(text).__name__}, not text")
+    finish = choice.get("finish_reason")
+    usage = body.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return Reply(text=text, finish_reason=finish if isinstance(finish, str) or finish is None else str(finish),
+                 prompt_tokens=_token_count(usage.get("prompt_tokens")),
+                 completion_tokens=_token_count(usage.get("completion_tokens")), origin=origin)
+
+
+def _token_count(value: Any) -> int:
+    """A usage figure as the server gave it, or 0 when it is not a plausible token count (a string,
+    a negative number, a float past what any request holds): usage only feeds the cost report."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 2**53:
+        return 0
+    return int(value)
 
 
 def merge_results(paths: Iterable[str | Path], cache: Cache, model: str | None = None) -> dict[str, int]:
@@ -99,12 +121,22 @@ def merge_results(paths: Iterable[str | Path], cache: Cache, model: str | None =
                     key = rec["custom_id"]
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     raise UserError(f"{path}:{n}: not a Batch API result line (no custom_id)") from None
-                response = rec.get("response") or {}
+                if not isinstance(key, str) or not key:
+                    raise UserError(f"{path}:{n}: not a Batch API result line (custom_id is not a string)")
+                response = rec.get("response")
+                response = response if isinstance(response, dict) else {}
                 status = response.get("status_code")
                 body = response.get("body")
                 error = rec.get("error")
+                reply = None
                 if not error and status == 200 and isinstance(body, dict) and body.get("choices"):
-                    cache.put(key, body.get("model") or model or "", reply_from_body(body))
+                    try:
+                        reply = reply_from_body(body)
+                    except ValueError as exc:
+                        error = f"malformed reply body: {exc}"
+                if reply is not None:
+                    model_name = body.get("model")
+                    cache.put(key, model_name if isinstance(model_name, str) else model or "", reply)
                     counts["replies"] += 1
                 else:
                     if isinstance(error, dict):
