@@ -32,6 +32,7 @@ interval (default 95 %): ties count as half a win, ``p = (wins + ties/2) / n`` o
 judged (Wilson's interval with ``wins + ties/2`` successes in ``n`` trials); and, beside it, the
 decisive win rate ``wins / (wins + losses)`` with its own interval, the tie share, and the position
 bias seen (how often the first-shown answer was preferred among the decided single-order replies).
+Rows of other kinds pass through unchanged here too (:func:`judge_pairs_by_kind`).
 """
 
 from __future__ import annotations
@@ -358,6 +359,17 @@ def judge_pairs(rows: list[dict[str, Any]], engine: Engine, *, confidence: float
     return Outcome(frames, quarantine, report)
 
 
+def judge_pairs_by_kind(rows_by_kind: dict[str, list[dict]], engine: Engine, **kw: Any) -> Outcome:
+    """:func:`judge_pairs` over the RM rows; rows of other kinds pass through unchanged, as pointwise."""
+    out = judge_pairs(rows_by_kind.get("rm") or [], engine, **kw)
+    frames = {k: schemas.from_rows(k, v) for k, v in rows_by_kind.items() if k != "rm"}
+    if "rm" in rows_by_kind:  # only the kinds given (a Ray block holds one kind)
+        frames["rm"] = out.frames["rm"]
+    report = {**out.report, "rows_in": sum(len(v) for v in rows_by_kind.values()),
+              "rows_out": sum(f.height for f in frames.values()), "rows_by_kind": {k: f.height for k, f in frames.items()}}
+    return Outcome(frames, out.quarantine, report)
+
+
 # ---- dataset level --------------------------------------------------------------------------------
 def write_outcome(outcome: Outcome, out_dir: Path, inp: str | Path | None = None,
                   data: io.Input | None = None) -> None:
@@ -378,7 +390,7 @@ def judge_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig, *,
         if "rm" not in frames:
             raise UserError(f"{inp}: --pairwise needs RM rows (rm.parquet, e.g. from `curate reflect`); "
                             f"found {', '.join(frames) or 'nothing'}")
-        outcome = judge_pairs(frames["rm"].collect().to_dicts(), engine, **kw)
+        outcome = judge_pairs_by_kind({k: lf.collect().to_dicts() for k, lf in frames.items()}, engine, **kw)
     else:
         if "sft" not in frames:
             raise UserError(f"{inp}: no SFT rows to score (found {', '.join(frames) or 'nothing'}); "

@@ -230,6 +230,11 @@ def test_cli_pointwise_and_pairwise_on_reflect_output(rm_rows, sft_rows, openai_
     assert "win rate 1.000" in res.stderr
     rep = json.loads((tmp_path / "pairs" / "report.json").read_text())
     assert rep["pairwise"]["wins"] == len(rm_rows) and rep["pairwise"]["ci"][1] == 1.0
+    # the SFT rows beside the RM rows pass through unchanged, as in pointwise mode
+    pairs = io.read_dataset(tmp_path / "pairs")
+    assert pairs["sft"].collect().equals(schemas.from_rows("sft", sft_rows))
+    assert rep["rows_in"] == rep["rows_out"] == len(rm_rows) + len(sft_rows)
+    assert rep["rows_by_kind"] == {"sft": len(sft_rows), "rm": len(rm_rows)}
     res = subprocess.run([*CURATE, "judge", str(inp), "-o", str(tmp_path / "scored"), "--min-score", "3", *base],
                          cwd=ROOT, env=_env(OPENAI_API_KEY=SECRET), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

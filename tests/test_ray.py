@@ -491,7 +491,7 @@ def _same_reports(local: Path, other: Path) -> None:
 
 
 def test_reflect_then_pairwise_judge_ray_equal_local(ray_local, identity_chats, openai_server, tmp_path):
-    from curate import schemas
+    from curate import io, schemas
     from curate.executors import ray_llm
     from curate.judge import judge_dataset
     from curate.reflect import reflect_dataset
@@ -517,15 +517,16 @@ def test_reflect_then_pairwise_judge_ray_equal_local(ray_local, identity_chats, 
     rows = read_kinds(tmp_path / "local")["rm"].to_dicts()
     for i in range(0, len(rows), 5):
         rows[i]["ranks"] = None
-    (tmp_path / "pairs").mkdir()
-    schemas.from_rows("rm", rows).write_parquet(tmp_path / "pairs" / "rm.parquet")
+    # beside them the reflected SFT rows, which pairwise judging passes through unchanged
+    io.write_dataset({"rm": schemas.from_rows("rm", rows), "sft": read_kinds(tmp_path / "local")["sft"]},
+                     tmp_path / "pairs")
 
     def judge(request):
         t = tags(request)
         pick = ("1", "2", "tie", "3")[_crc(t["prompt"] + t["answer_1"]) % 4]  # "3": invalid, re-asked, quarantined
         return orjson.dumps({"better": pick, "reason": "by content"}).decode()
     openai_server.handler = judge
-    pairs = tmp_path / "pairs" / "rm.parquet"
+    pairs = tmp_path / "pairs"
     outcome, _ = judge_dataset(pairs, tmp_path / "jlocal", llm_config(openai_server, tmp_path / "c.sqlite", **cfg),
                                pairwise=True, confidence=0.9)
     jr, _ = ray_llm.judge(pairs, tmp_path / "jray", llm_config(openai_server, tmp_path / "d.sqlite", **cfg),
@@ -534,6 +535,7 @@ def test_reflect_then_pairwise_judge_ray_equal_local(ray_local, identity_chats, 
     assert min(s["wins"], s["losses"], s["ties"]) > 0 and s["confidence"] == 0.9
     assert set(outcome.report["quarantine_codes"]) == {"unranked", "invalid_reply"}
     assert jr["pairwise"] == s
+    assert read_kinds(tmp_path / "jray")["sft"].equals(read_kinds(tmp_path / "local")["sft"])
     assert_same_llm_run(tmp_path / "jlocal", tmp_path / "jray")
     _same_reports(tmp_path / "jlocal", tmp_path / "jray")
 

@@ -37,7 +37,8 @@ def judge(inp, out_dir, pairwise, min_score, drop_verdicts, confidence, temperat
     Pairwise (--pairwise): for each RM row (e.g. `curate reflect` output) the judge sees the prompt
     and the two best-ranked answers, unlabelled, in both orders; the report gives the win rate of
     the best-ranked (the reflected answer) over the other with a Wilson interval (a row wins only
-    when both orders agree; ties and disagreements count half).
+    when both orders agree; ties and disagreements count half). In both modes rows of
+    other kinds pass through unchanged.
 
     \b
     Example:

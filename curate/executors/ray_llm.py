@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -202,6 +203,9 @@ def run(job: Job, inp: str | Path, out_dir: str | Path, *, block_rows: int = 20_
             for k, rep in enumerate(orjson.loads(r["llm"])):
                 llm[k].append(rep)
             parts += [tuple(f) for f in orjson.loads(r["files"])]
+        clash = [rel for rel, n in Counter(rel for _, rel, _ in parts).items() if n > 1]
+        if clash:  # two blocks wrote the same shard: one's rows would be lost
+            raise RuntimeError(f"{job.stage}: blocks wrote the same output shard {clash[0]}")
         if job.on_duplicates is not None:
             parts, dropped = _drop_repeated_ids(w.path, parts)
             report = job.on_duplicates(report or {}, dropped)
@@ -308,9 +312,9 @@ def _add_reports_but_settings(total: dict | None, part: dict) -> dict:
 
 
 def _judge_block(rows_by_kind, engine, *, pairwise: bool = False, **kw):
-    from curate.judge import judge_pairs, judge_rows
+    from curate.judge import judge_pairs_by_kind, judge_rows
 
-    out = judge_pairs(rows_by_kind.get("rm") or [], engine, **kw) if pairwise else judge_rows(rows_by_kind, engine, **kw)
+    out = (judge_pairs_by_kind if pairwise else judge_rows)(rows_by_kind, engine, **kw)
     return out.frames, out.quarantine, out.report, None
 
 
@@ -353,7 +357,7 @@ def judge(inp, out_dir, config: EngineConfig, *, pairwise: bool = False, min_sco
           {"min_score": min_score, "drop_verdicts": tuple(drop_verdicts), "temperature": temperature})
     block = functools.partial(_judge_block, pairwise=pairwise, **kw)
     name = "judge pairwise" if pairwise else "judge"
-    job = Job("judge", block, [config], [name], kinds=("rm",) if pairwise else None)
+    job = Job("judge", block, [config], [name])
     report, _ = run(job, inp, out_dir, block_rows=block_rows, finish=finish, add_reports=_add_reports_but_settings)
     return report, RunView(report["llm"])
 
