@@ -169,10 +169,11 @@ def cli(ctx, debug, input_format):
       curate export datasets/normalized -o datasets/export --test-size 0.05
 
     \b
-    Exit codes: 0 all rows done; 1 unusable input or setting (nothing written); 2 bad option;
-    3 rows quarantined because of the environment (endpoint refused/unreachable, disk full);
-    4 rows quarantined because the model's replies were unusable; 5 rows wait for an earlier
-    step (Batch API results); 70 internal error; 130 interrupted.
+    Exit codes: 0 all rows done; 1 unusable input or setting; nothing written; 2 bad option or
+    argument; 3 rows quarantined because the model's replies were unusable; 4 stopped or rows
+    quarantined because of the environment (endpoint, network, budget, disk); 5 rows wait for an
+    earlier step (Batch API results, an earlier stage); 70 internal error (a bug); 130
+    interrupted (Ctrl-C).
     """
     ctx.ensure_object(dict)["debug"] = debug
     from curate.commands._input import echo_notices

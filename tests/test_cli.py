@@ -23,6 +23,14 @@ def test_help_lists_every_command():
         assert name in result.output
 
 
+def test_top_level_help_gives_the_exit_codes_as_defined():
+    from curate.errors import EXIT_CODES
+
+    text = " ".join(CliRunner().invoke(cli, ["--help"]).output.split())
+    for code, meaning in EXIT_CODES.items():
+        assert f" {code} {meaning}" in text, (code, meaning)
+
+
 def _every_command(group: click.Group = cli, path: tuple[str, ...] = ()):
     ctx = click.Context(group)
     for name in COMMANDS if group is cli else group.list_commands(ctx):
