@@ -481,6 +481,12 @@ def read_chats(inp: str | Path | io.Input) -> list[dict[str, Any]]:
     return frames["chat"].collect().to_dicts()
 
 
+def rows_not_read(data: io.Input) -> dict[str, int]:
+    """The input's rows of other kinds than chat, by kind: reflect derives new rows from chats and
+    does not carry these over (the report says so under ``rows_not_read``)."""
+    return {k: lf.select(pl.len()).collect().item() for k, lf in data.frames.items() if k != "chat"}
+
+
 def write_outcome(outcome: Outcome, out_dir: Path, inp: str | Path | None = None,
                   data: io.Input | None = None) -> None:
     io.write_stage(out_dir, stage="reflect", frames=outcome.frames, report=outcome.report, quarantine=outcome.quarantine,
@@ -494,5 +500,6 @@ def reflect_dataset(inp: str | Path, out_dir: str | Path, config: EngineConfig, 
     chats = read_chats(data)
     engine = Engine(config, description="reflect")
     outcome = reflect_rows(chats, engine, **kw)
+    outcome.report["rows_not_read"] = rows_not_read(data)
     write_outcome(outcome, Path(out_dir), inp, data)
     return outcome, engine

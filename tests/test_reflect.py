@@ -358,7 +358,9 @@ def test_cli_writes_dataset_report_and_quarantine(chats, openai_server, tmp_path
     openai_server.handler = model()
     inp, out = tmp_path / "in", tmp_path / "out"
     rows = chats["ms"][:2] + chats["sharegpt"][:1]
-    io.write_dataset({"chat": schemas.from_rows("chat", rows)}, inp)
+    # SFT rows beside the chats: not reflected on, not carried over, and the report and summary say so
+    sft = schemas.from_rows("sft", [{"instruction": f"Soalan {i}", "input": "", "output": "Jawapan"} for i in range(2)])
+    io.write_dataset({"chat": schemas.from_rows("chat", rows), "sft": sft}, inp)
     cmd = [*CURATE, "reflect", str(inp), "-o", str(out), "--base-url", openai_server.url, "--model", "loopback",
            "--cache", str(tmp_path / "c.sqlite"), "--chat"]
     res = subprocess.run(cmd, cwd=ROOT, env=_env(OPENAI_API_KEY=SECRET), capture_output=True, text=True)
@@ -370,6 +372,7 @@ def test_cli_writes_dataset_report_and_quarantine(chats, openai_server, tmp_path
     assert all(lf.collect().height == n for lf in frames.values())
     report = json.loads((out / "report.json").read_text())
     assert report["answers_reflected"] == n and report["llm"]["requests_sent"] == n
+    assert report["rows_not_read"] == {"sft": 2} and "not in the output: 2 sft rows" in res.stderr
     assert (out / "quarantine.jsonl").exists()
     for f in out.rglob("*"):
         if f.is_file():

@@ -42,8 +42,10 @@ def reflect(inp, out_dir, max_context, min_change, lang, keep_indonesian, chat, 
     new answer L' to K as if in a fresh chat. Checked: K unchanged, C and L' non-empty, L' in the
     chat's language (Malay, not Indonesian) and not a refusal; failures are re-asked with the error,
     then quarantined with the raw reply. Writes SFT rows (instruction K, input = the earlier turns,
-    output L'; critique and old answer in meta) and RM rows ranking L' over L. Replies are cached;
-    without an endpoint the requests are written as Batch API files.
+    output L'; critique and old answer in meta) and RM rows ranking L' over L: only these new rows
+    are in the output (the input's rows of other kinds are counted in report.json under
+    rows_not_read). Replies are cached; without an endpoint the requests are written as Batch API
+    files.
 
     \b
     Example:
@@ -69,5 +71,7 @@ def reflect(inp, out_dir, max_context, min_change, lang, keep_indonesian, chat, 
     else:
         outcome, engine = reflect_dataset(inp, out_dir, cfg, **kw)
         rep = outcome.report
+    not_read = ", ".join(f"{n} {k}" for k, n in rep.get("rows_not_read", {}).items() if n)
     summary("reflect", rep, engine, out_dir, quiet,
-            extra=f"answers reviewed {rep['answers_reviewed']}, reflected {rep['answers_reflected']}")
+            extra=f"answers reviewed {rep['answers_reviewed']}, reflected {rep['answers_reflected']}"
+                  + (f"; not chats, so not in the output: {not_read} rows" if not_read else ""))

@@ -386,8 +386,12 @@ def reflect(inp, out_dir, config: EngineConfig, *, block_rows: int = 20_000, **k
             report["rows_out"] -= n
         return report
 
+    from curate.reflect import rows_not_read
+
+    not_read = rows_not_read(io.read_input(inp))
+
     def finish(report, _sub, llm, _sub_llm):
-        return {**(report or {}), "llm": llm}
+        return {**(report or {}), "rows_not_read": not_read, "llm": llm}
 
     job = Job("reflect", functools.partial(_reflect_block, **kw), [config], ["reflect"], kinds=("chat",),
               on_duplicates=duplicates)
