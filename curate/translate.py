@@ -78,7 +78,10 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _LETTER = re.compile(r"[^\W\d_]")
 
 
-_ALTERNATIVES = re.split(r"\|(?=\(\?P<)", _PROTECT.pattern)  # one per named group, in order
+# one per named group, in order; first, the sentinel form itself: a text that already holds
+# "⟦2⟧" (about these brackets, or a leaked token) has it protected like code, so it is neither
+# mistaken for a token of its own nor replaced by another token's original on the way back
+_ALTERNATIVES = [rf"(?P<sentinel>{SENTINEL.pattern})", *re.split(r"\|(?=\(\?P<)", _PROTECT.pattern)]
 _OPERATOR = re.compile(r"[-+*/×÷^=<>≤≥]|x\s*\d")
 _DIGIT = re.compile(r"[\d=]")
 
@@ -92,7 +95,7 @@ def _protector(text: str) -> re.Pattern[str] | None:
     """``_PROTECT`` without the alternatives that cannot match in ``text`` (a big alternation is
     several times slower than the few parts a text needs); None when nothing can match."""
     low = text.lower() if "W" in text else text
-    groups = ("```" in text or "~~~" in text, "`" in text, "://" in text or "www." in low, "@" in text,
+    groups = ("⟦" in text, "```" in text or "~~~" in text, "`" in text, "://" in text or "www." in low, "@" in text,
               "$$" in text or "\\[" in text or "\\(" in text, "$" in text,
               "{" in text or "%" in text or "#" in text or "<" in text,
               _OPERATOR.search(text) is not None and _DIGIT.search(text) is not None)

@@ -63,13 +63,16 @@ def run(rows, server, tmp_path, **kw):
     ("#이름#님, 안녕하세요 <noinput>", ["#이름#", "<noinput>"]),
     ("Solve $x^2 + 1 = 5$ and \\(a+b\\), so 3 x 4 = 12.", ["$x^2 + 1 = 5$", "\\(a+b\\)", "3 x 4 = 12"]),
     ("Code:\n```python\nprint('hello world')\n```\nDone.", ["```python\nprint('hello world')\n```"]),
+    # text that already holds the token form: protected itself, never confused with a real token
+    ("See ⟦1⟧ and https://example.com/a", ["⟦1⟧", "https://example.com/a"]),
+    ("Code `x=1` then ⟦1⟧ and ⟦3⟧", ["`x=1`", "⟦1⟧", "⟦3⟧"]),
 ])
 def test_protect_round_trip(text, kept):
     protected, mapping = protect(text)
     assert restore(protected, mapping) == text
     assert list(mapping.values()) == kept
-    for span in kept:
-        assert span not in protected
+    for span in kept:  # (a token-form span is replaced by a token, which may read the same)
+        assert span not in protected or re.fullmatch(r"⟦\d+⟧", span)
 
 
 def test_nothing_to_translate_is_not_sent():
@@ -108,6 +111,19 @@ def test_translates_every_field_of_every_kind(dataset, openai_server, tmp_path):
     # short fields share requests: far fewer requests than fields
     assert out.report["requests"] < out.report["units"] / 2
     assert openai_server.count == out.report["requests"]
+
+
+def test_text_holding_the_token_form_is_translated_and_kept_exactly(openai_server, tmp_path):
+    texts = ["See ⟦1⟧ and https://example.com/a for the doctor", "The symbol ⟦2⟧ alone in this text about water",
+             "Code `x=1` and ⟦1⟧ and ⟦3⟧ for the doctor"]
+    rows = {"sft": schemas.from_rows("sft", [{"instruction": t, "input": "", "output": "Hello doctor"}
+                                             for t in texts]).to_dicts()}
+    out, _ = run(rows, openai_server, tmp_path)
+    assert out.quarantine == []  # they were quarantined as "extra or repeated ⟦1⟧" on every attempt
+    got = out.frames["sft"]["instruction"].to_list()
+    assert [re.findall(r"⟦\d⟧|https://\S+|`[^`]+`", g) for g in got] == \
+        [re.findall(r"⟦\d⟧|https://\S+|`[^`]+`", t) for t in texts]
+    assert all("doktor" in g or "air" in g for g in got)
 
 
 def test_packed_fields_are_not_mixed_up(openai_server, tmp_path):
