@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 
 try:  # numba is a dependency; without it langid keeps its per-text path
-    import numba
+    from curate.jit_import import numba
 except ImportError:  # pragma: no cover - exercised only without numba
     numba = None
 

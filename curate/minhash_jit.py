@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 try:  # numba is a dependency; the numpy path stays for platforms without its wheels
-    import numba
+    from curate.jit_import import numba
 except ImportError:  # pragma: no cover - exercised only without numba
     numba = None
 

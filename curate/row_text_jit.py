@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 try:  # numba is a dependency; without it callers keep the polars expression
-    import numba
+    from curate.jit_import import numba
 except ImportError:  # pragma: no cover - exercised only without numba
     numba = None
 
