@@ -662,7 +662,8 @@ def start_detect_column(texts: pl.Series | Sequence[str | None], *, fallback: bo
                         worker=None) -> Callable[[], pl.DataFrame]:
     """:func:`detect_column` in two steps: this call does the cheap steps and hands the undecided
     texts to lingua, in ``worker`` (:func:`lingua_worker`) when given, so that lingua works while the
-    caller goes on; the returned function waits for lingua and gives the frame."""
+    caller goes on; the returned function waits for lingua and gives the frame (its ``ready()``
+    tells whether it would wait)."""
     from curate import langid_jit as jit
 
     series = texts if isinstance(texts, pl.Series) else pl.Series("text", list(texts), dtype=pl.String)
@@ -724,6 +725,8 @@ def start_detect_utf8(data: np.ndarray, offsets: np.ndarray, *, fallback: bool =
             conf[idx] = [late[i][1] for i in idx]  # type: ignore[index]
         return pl.DataFrame({"lang": lang, "lang_conf": conf}, schema={"lang": pl.String, "lang_conf": pl.Float64})
 
+    # whether finish() would give the frame without waiting for lingua's helper process
+    finish.ready = getattr(guesses, "done", lambda: True)  # type: ignore[attr-defined]
     return finish
 
 

@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import threading
+from concurrent.futures import Future
 from typing import Any, Callable
 
 import orjson
@@ -71,7 +72,9 @@ class LinguaWorker:
         self._writer = threading.Thread(target=self._write_all, daemon=True)
         self._writer.start()
         self._outbox.put(languages)
-        self._sent = self._read = 0
+        self._replies: queue.SimpleQueue = queue.SimpleQueue()  # a Future per batch sent, in order
+        self._reader = threading.Thread(target=self._read_all, daemon=True)
+        self._reader.start()
         self.failed = False
 
     def _write_all(self) -> None:
@@ -81,30 +84,45 @@ class LinguaWorker:
             except (OSError, ValueError, AttributeError):
                 return  # the child is gone: the reader sees it and falls back
 
+    def _read_all(self) -> None:
+        """The replies, read as they come (so :meth:`submit`'s ``done`` can tell whether one is in):
+        each sets the next batch's Future; a dead or confused child ends the reading, and that
+        batch and the later ones are computed in the parent (``None``)."""
+        stdout, ok = self.proc.stdout, True  # type: ignore[union-attr]
+        while (reply := self._replies.get()) is not None:  # None: the worker is closed
+            future, n = reply
+            if ok:
+                try:
+                    pairs = _recv(stdout)
+                    ok = len(pairs) == n
+                except (OSError, EOFError, ValueError):
+                    ok = False
+            future.set_result(pairs if ok else None)
+
     def submit(self, texts: list[str]) -> Callable[[], list[tuple[str, float, float]]]:
+        """Send ``texts`` to the child; the returned function gives their guesses (waiting for
+        them), and its ``done()`` tells, without waiting, whether they are in."""
         from curate import langid
 
         cut = [t[:self.chars] for t in texts]
         if self.failed or self.proc is None:
-            return lambda: langid._lingua_guesses(texts)
+            local = lambda: langid._lingua_guesses(texts)  # noqa: E731
+            local.done = lambda: True  # type: ignore[attr-defined]
+            return local
+        future: Future = Future()
+        self._replies.put((future, len(cut)))
         self._outbox.put(cut)
-        ticket = self._sent
-        self._sent += 1
 
         def result() -> list[tuple[str, float, float]]:
-            assert ticket == self._read, "lingua worker replies are read in submission order"
-            self._read += 1
+            reply = future.result()
+            if reply is not None:
+                return [langid._guess_of_pairs(pairs) for pairs in reply]
             if not self.failed:
-                try:
-                    reply = _recv(self.proc.stdout)  # type: ignore[union-attr]
-                    if len(reply) == len(cut):
-                        return [langid._guess_of_pairs(pairs) for pairs in reply]
-                except (OSError, EOFError, ValueError):
-                    pass
                 self.failed = True  # a dead or confused child: this and later batches in-process
                 self.close()
             return langid._lingua_guesses(texts)
 
+        result.done = future.done  # type: ignore[attr-defined]
         return result
 
     def close(self) -> None:
@@ -112,6 +130,7 @@ class LinguaWorker:
         if proc is None:
             return
         self._outbox.put(None)
+        self._replies.put(None)
         try:
             proc.stdin.close()  # type: ignore[union-attr]
         except OSError:
@@ -121,6 +140,7 @@ class LinguaWorker:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        self._reader.join()
         proc.stdout.close()  # type: ignore[union-attr]
 
     def kill(self) -> None:

@@ -44,12 +44,24 @@ def start_lang(df: pl.DataFrame, kind: str | None = None, worker=None) -> Callab
     (the compiled scan and polars release the GIL, so the caller goes on reading the next frame
     meanwhile) and hand the undecided texts to lingua (in ``worker``, a helper process, when given:
     :func:`curate.langid.start_detect_column`); the returned function waits for both and gives the
-    frame. Frames are worked on in the order they are started."""
+    frame, and its ``ready()`` tells whether it would wait. Frames are worked on in the order they
+    are started."""
     kind = kind or schemas.kind_of(df)
     if df.height == 0:
-        return lambda: df
+        done = lambda: df  # noqa: E731
+        done.ready = lambda: True  # type: ignore[attr-defined]
+        return done
     job = _lang_thread().submit(_start_detect, df, kind, worker)
-    return lambda: df.with_columns(job.result()()["lang"])
+
+    def finish() -> pl.DataFrame:
+        return df.with_columns(job.result()()["lang"])
+
+    def ready() -> bool:
+        """Whether ``finish()`` would give the frame without waiting (for the thread or for lingua)."""
+        return job.done() and (job.exception() is not None or getattr(job.result(), "ready", lambda: True)())
+
+    finish.ready = ready  # type: ignore[attr-defined]
+    return finish
 
 
 class _LangThread:

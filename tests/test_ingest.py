@@ -395,8 +395,9 @@ def test_invalid_utf8_line_does_not_lose_the_block(tmp_path):
 
 
 def test_lingua_in_a_helper_process_gives_the_same_rows(fixtures, monkeypatch):
-    """A big file's undecided texts go to lingua in a helper process (curate/lingua_worker.py), one
-    frame behind; the frames are those of the in-process path, and a dead helper changes nothing."""
+    """A big file's undecided texts go to lingua in a helper process (curate/lingua_worker.py), up to
+    LANG_LAG frames behind the reading; the frames are those of the in-process path, and a dead helper
+    changes nothing."""
     import curate.ingest.pipeline as pipeline
     from curate import lingua_worker
     from curate.lingua_worker import LinguaWorker
@@ -423,8 +424,9 @@ def test_lingua_in_a_helper_process_gives_the_same_rows(fixtures, monkeypatch):
         return result
 
     monkeypatch.setattr(LinguaWorker, "submit", dying_submit)
+    monkeypatch.setattr(pipeline, "LANG_LAG", 1)  # and the reading waits for each frame's answers at once
     orphaned = frames()
-    assert workers[1].failed and all(a.equals(b) for a, b in zip(local, orphaned))
+    assert workers[1].failed and all(a.equals(b) for a, b in zip(local, orphaned, strict=True))
 
 
 def test_ingest_of_a_big_file_starts_lingua_before_its_imports(tmp_path, monkeypatch):

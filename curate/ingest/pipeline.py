@@ -390,19 +390,22 @@ def iter_file(src: Source, f: SourceFormat, summary: FileSummary, *, batch_size:
 LINGUA_WORKER_BYTES = lingua_worker.BIG_INPUT_BYTES
 
 
-#: Frames a frame's language id may lag behind the reading: the first frames' undecided texts wait
-#: for lingua's models (~1 s to load in the helper process) while the next frames are read.
-LANG_LAG = 4
+#: Frames a frame's language id may lag behind the reading: a frame is yielded as soon as its
+#: language id is done, and the reading waits for it only when this many frames are waiting. The
+#: first frames' undecided texts wait for lingua's models (~2-3 s of CPU to load in the helper
+#: process, see :mod:`curate.commands.early`), so the reading goes on meanwhile instead of leaving a
+#: core idle; each waiting frame holds a 16 MB block's rows.
+LANG_LAG = 12
 
 
 def _lang_lagged(frames: Iterable[pl.DataFrame], kind: str, worker) -> Iterator[pl.DataFrame]:
-    """The frames with their ``lang`` column, up to :data:`LANG_LAG` frames behind: a frame's
-    undecided texts are with lingua (``worker``) while the next frames are read, then it is
-    finished and yielded, in order."""
+    """The frames with their ``lang`` column, in order, up to :data:`LANG_LAG` frames behind the
+    reading: a frame's undecided texts are with lingua (``worker``) while the next frames are
+    read."""
     waiting: collections.deque = collections.deque()
     for df in frames:
         waiting.append(start_lang(df, kind, worker))
-        if len(waiting) > LANG_LAG:
+        while waiting and (len(waiting) > LANG_LAG or waiting[0].ready()):
             yield waiting.popleft()()
     while waiting:
         yield waiting.popleft()()
