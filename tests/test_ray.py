@@ -32,11 +32,9 @@ def ray_local():
     """One local Ray instance for the session: 2 CPUs, 200 MB object store."""
     from curate.executors import ray_session
 
-    if not ray.is_initialized():
-        with ray_session.lean_local_instance():  # the instance `--executor ray` starts (no monitor, log monitor, API server)
-            ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False,
-                     **ray_session.local_instance_kwargs(num_cpus=2, object_store_memory=200 * 1024 * 1024))
-    ray_session.configure()
+    # the lean instance `--executor ray` starts (no monitor, log monitor, API server; Ray Data's
+    # stats actor and autoscaling coordinator not started)
+    ray_session.connect("local", quiet=True, num_cpus=2, object_store_memory=200 * 1024 * 1024)
     yield ray
     ray.shutdown()
 
@@ -123,11 +121,20 @@ def test_clean_ray_equals_local(ray_local, normalized, tmp_path):
 
 def test_local_instance_starts_without_monitor_log_monitor_or_api_server(ray_local):
     """The local instance curate starts (``ray_session.lean_local_instance``) has Ray's GCS, raylet
-    and agents, and none of the three head processes a one-machine command never uses."""
+    and agents, and none of the three head processes a one-machine command never uses, nor Ray
+    Data's two detached actors (``ray_session.lean_ray_data``)."""
     assert descendant_pids(b"gcs_server") and descendant_pids(b"raylet")
     for gone in (b"log_monitor.py", b"autoscaler/_private/monitor.py", b"dashboard/dashboard.py"):
         assert not descendant_pids(gone), gone
     assert ray.get(ray.remote(lambda: 41 + 1).remote()) == 42  # and it runs tasks
+    # nor Ray Data's detached stats actor and autoscaling coordinator, once a Ray Data job has run
+    # (the coordinator's reservations are made in the driver: the job gets the node's CPUs)
+    rows = ray.data.range(40, override_num_blocks=4).map_batches(lambda b: {"x": b["id"] * 2}).take_all()
+    assert [r["x"] for r in rows] == list(range(0, 80, 2))
+    named = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
+    assert not named & {"datasets_stats_actor", "AutoscalingCoordinator"}, named
+    for gone in (b"_StatsActor", b"_AutoscalingCoordinatorActor"):
+        assert not descendant_pids(gone, ray_titled=True), gone
 
 
 def test_planned_blocks_counts_the_pieces_pass_a_reads(normalized, fixtures):

@@ -60,6 +60,7 @@ def connect(address: str | None = None, *, quiet: bool = False, preload: tuple[s
             raise UserError(f"cannot connect to Ray at {where}: {str(exc).splitlines()[0]}{hint}") from None
     imports.join()
     configure()
+    lean_ray_data()
 
 
 class _Preload(threading.Thread):
@@ -125,6 +126,8 @@ def lean_local_instance(on: bool = True):
                 super().__init__(*args, **kwargs)
 
         class LeanNode(base_node):
+            curate_lean = True  # this process started the instance lean: see is_lean_instance
+
             def start_api_server(self, *args, **kwargs):
                 return None
     except (ImportError, AttributeError, TypeError):
@@ -135,6 +138,116 @@ def lean_local_instance(on: bool = True):
         yield
     finally:
         parameter.RayParams, ray_node.Node = base_params, base_node
+
+
+def is_lean_instance() -> bool:
+    """Whether this process is connected to a lean local instance it started itself
+    (:func:`lean_local_instance`): one node, one driver, no dashboard."""
+    import ray
+
+    node = getattr(getattr(ray, "_private", None) and ray._private.worker, "_global_node", None)
+    return ray.is_initialized() and getattr(type(node), "curate_lean", False)
+
+
+def lean_ray_data() -> None:
+    """In the driver, while it is connected to a lean local instance (:func:`is_lean_instance`):
+    Ray Data's two detached helper actors are not started. Each is a Python worker process of its
+    own that imports ``ray.data`` (pandas included): ~2-2.5 CPU s each at start-up on this 2-core
+    machine, and each took one of the workers the raylet had prestarted for curate's tasks, so one
+    more worker had to boot. In an instance one curate command starts and stops:
+
+    * the stats actor (``datasets_stats_actor``) only collects each dataset's metrics for the
+      dashboard (there is none) and its Prometheus gauges (nothing scrapes them): its calls are
+      dropped;
+    * the autoscaling coordinator (``AutoscalingCoordinator``) shares the cluster's resources
+      among the drivers and asks Ray's autoscaler for more: one node, one driver, no autoscaler.
+      Ray Data's own coordinator class runs in the driver instead (the same reservations: the
+      whole node to this command), with nothing sent to the autoscaler.
+
+    Any other instance (a cluster given with ``--ray-address``, ``CURATE_RAY_LEAN=0``) keeps Ray
+    Data's actors: the replacements hand over to Ray Data's own functions. With a Ray Data whose
+    internals differ (the two functions or the coordinator class not found), nothing is replaced.
+    Idempotent."""
+    if not is_lean_instance():
+        return
+    try:
+        from ray.data._internal import stats
+        from ray.data._internal.cluster_autoscaler import default_autoscaling_coordinator as coord
+
+        stats_original = stats.get_or_create_stats_actor
+        coord_original = coord.get_or_create_autoscaling_coordinator
+        coordinator_cls = coord._AutoscalingCoordinatorActor
+    except (ImportError, AttributeError):
+        return
+    if getattr(stats_original, "curate_lean", False):
+        return  # already in place
+
+    def get_or_create_stats_actor():
+        return _DROPPED_CALLS if is_lean_instance() else stats_original()
+
+    in_driver: dict = {}  # the node -> its coordinator, made on first use
+
+    def get_or_create_autoscaling_coordinator():
+        if not is_lean_instance():
+            return coord_original()
+        import ray
+
+        node = ray._private.worker._global_node
+        if in_driver.get("node") is not node:
+            # nothing is sent to Ray's autoscaler (there is none in a lean instance)
+            in_driver.update(node=node, handle=_InDriver(coordinator_cls(
+                send_resources_request=lambda *args, **kwargs: None)))
+        return in_driver["handle"]
+
+    get_or_create_stats_actor.curate_lean = True
+    stats.get_or_create_stats_actor = get_or_create_stats_actor
+    coord.get_or_create_autoscaling_coordinator = get_or_create_autoscaling_coordinator
+
+
+class _DroppedCall:
+    """``handle.method.remote(...)`` of an actor that does not exist: nothing done, nothing returned
+    (Ray Data sends the stats actor's calls without waiting for them), except a new id for
+    ``gen_dataset_id`` (only called with ``use_legacy_dataset_ids``), as Ray Data's fallback does."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def remote(self, *args, **kwargs):
+        if self.name == "gen_dataset_id":
+            import uuid
+
+            import ray
+
+            return ray.put(uuid.uuid4().hex)
+        return None
+
+
+class _DroppedCalls:
+    def __getattr__(self, name: str) -> _DroppedCall:
+        return _DroppedCall(name)
+
+
+_DROPPED_CALLS = _DroppedCalls()
+
+
+class _InDriver:
+    """An object called as an actor handle is (``handle.method.remote(...)``): the call runs now, in
+    this process, and its result comes back as a ready object reference."""
+
+    def __init__(self, obj):
+        self._obj = obj
+
+    def __getattr__(self, name: str):
+        method = getattr(self._obj, name)
+
+        class _Call:
+            @staticmethod
+            def remote(*args, **kwargs):
+                import ray
+
+                return ray.put(method(*args, **kwargs))
+
+        return _Call
 
 
 def local_instance_kwargs(num_cpus: int | None = None, **init_kwargs) -> dict:
