@@ -84,11 +84,12 @@ def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run,
 
         fmt_given = None if fmt == "auto" else fmt
         # the workers start and import while this process plans the passes
-        warm_workers(config, planned_blocks(inp, fmt_given))
+        warming = warm_workers(config, planned_blocks(inp, fmt_given))
         # after connecting, not before: the kernels' load (Python, under the GIL) slowed the imports of
         # ray and ray.data and so delayed the first pass by ~0.7-1.6 s; now it overlaps the workers' start
         warm_driver(config, dry_run)
-        result = clean_dir_ray(inp, out, config, dry_run=dry_run, report_json=report_json, fmt=fmt_given)
+        result = clean_dir_ray(inp, out, config, dry_run=dry_run, report_json=report_json, fmt=fmt_given,
+                               warming=warming)
     else:
         result = clean_dir(inp, out, config, dry_run=dry_run, report_json=report_json,
                            progress=None if not quiet else False, fmt=None if fmt == "auto" else fmt)

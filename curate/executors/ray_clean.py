@@ -589,19 +589,41 @@ def _warm_worker(near: tuple[float, str] | None, keys: bool) -> None:
         pass
 
 
-def warm_workers(config: CleanConfig, blocks: int | None = None) -> None:
+def warm_workers(config: CleanConfig, blocks: int | None = None) -> list:
     """Start one worker per CPU of the cluster, but no more than the ``blocks`` pass A has (when
     known: :func:`planned_blocks`; a worker never given a block would only have imported), and
     warm them up (:func:`_warm_worker`), without waiting for them: the workers' start-up (process,
-    imports, kernels) overlaps the driver's."""
+    imports, kernels) overlaps the driver's. Returns the tasks' references, for
+    :func:`clean_dir_ray` (``warming``)."""
     import ray
 
     from curate.executors.ray_session import num_cpus
 
     dups = _dup_rules(config)
     task = ray.remote(num_cpus=1, max_retries=0)(_warm_worker)
-    for _ in range(min(num_cpus(), blocks) if blocks is not None else num_cpus()):
-        task.remote(_near_params(dups), bool(dups))
+    refs = []
+    for i in range(min(num_cpus(), blocks) if blocks is not None else num_cpus()):
+        # each task a scheduling class of its own (a different, negligible logical memory request:
+        # i + 1 bytes): the raylet starts one more worker whenever a lease request's backlog (the
+        # tasks of its class queued) exceeds its idle and starting workers, which two tasks of one
+        # class sent together did most of the time (the first one took an idle worker, the second
+        # one's request counted both: a third worker booted, ~1 CPU s, never used)
+        refs.append(task.options(memory=i + 1).remote(_near_params(dups), bool(dups)))
+    return refs
+
+
+def _wait_warm_up(refs: list | None, timeout: float = 60.0) -> None:
+    """Wait until the warm-up tasks are done (never raises; gives up after ``timeout`` seconds).
+    Pass A's tasks could not start before anyway (each warm-up task holds a CPU), but sent while
+    every worker is busy warming up, their lease requests made the raylet boot one more worker
+    (it starts one whenever a request's backlog exceeds its idle and starting workers), which then
+    never ran a task: ~1 CPU s. Sent once the warm-up is done, they find the warmed workers idle."""
+    if not refs:
+        return
+    import ray
+
+    with contextlib.suppress(Exception):
+        ray.wait(refs, num_returns=len(refs), timeout=timeout)
 
 
 def planned_blocks(inp: str | Path | list, fmt: str | None = None, rows_per_block: int | None = None) -> int | None:
@@ -640,9 +662,10 @@ def warm_driver(config: CleanConfig, dry_run: bool = False) -> threading.Thread 
 
 def clean_dir_ray(inp: str | Path | list, out: str | Path, config: CleanConfig | None = None, *,
                   dry_run: bool = False, report_json: str | Path | None = None, fmt: str | None = None,
-                  rows_per_block: int | None = None) -> RayCleanResult:
+                  rows_per_block: int | None = None, warming: list | None = None) -> RayCleanResult:
     """:func:`curate.clean.clean_dir` on Ray (connect first: ``RayExecutor.connect()``): the same
-    output directory, quarantine and report."""
+    output directory, quarantine and report. ``warming``: the warm-up tasks of :func:`warm_workers`,
+    waited for before pass A is sent (:func:`_wait_warm_up`)."""
     config = config or CleanConfig()
     config.validate()
     dups = _dup_rules(config)
@@ -662,6 +685,7 @@ def clean_dir_ray(inp: str | Path | list, out: str | Path, config: CleanConfig |
         root = None if w is None else str(w.path)
         # the kinds run at the same time (their Ray Data jobs overlap); results are merged in kind order
         side_root = None if w is None else spill / "side"  # pass A's small columns, per kind and block
+        _wait_warm_up(warming)
         with ThreadPoolExecutor(max(1, len(files))) as pool:
             done = list(pool.map(lambda kv: _clean_kind_ray(kv[0], kv[1], config, dups, nrows, root, side_root),
                                  files.items()))
