@@ -33,7 +33,6 @@ from __future__ import annotations
 import importlib
 import math
 import re
-import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,10 +110,12 @@ def manifest(seeds_dir: Path = SEEDS_DIR) -> dict[str, dict[str, Any]]:
     path = Path(seeds_dir) / MANIFEST
     if not path.exists():
         return {}
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8")).get("files", {})
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: {exc}") from None
+    from curate.io.files import load_toml
+
+    files = load_toml(path, what="seeds manifest").get("files", {})
+    if not isinstance(files, dict):
+        raise UserError(f"{path}: [files] must be a table of file name -> settings")
+    return files
 
 
 def settings_for(path: Path) -> dict[str, Any]:

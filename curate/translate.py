@@ -48,7 +48,7 @@ import polars as pl
 
 from curate import io, schemas
 from curate.errors import UserError
-from curate.io.files import require_file
+from curate.io.files import read_text
 from curate.llm import Engine, EngineConfig, Invalid, Request, Result, extract_json
 
 LANG_NAMES = {"ms": "Malay (Bahasa Melayu, as written in Malaysia)", "id": "Indonesian (Bahasa Indonesia)",
@@ -164,26 +164,37 @@ class Glossary:
         return [f"{t!r} must be translated as {tr!r}" for t, tr in self.relevant(src).items() if tr.lower() not in low]
 
 
+def _add_term(terms: dict[str, str], path: Path, term: str, tr: str, where: str) -> None:
+    if not term or not tr:
+        raise UserError(f"{where}: empty term or translation")
+    if "⟦" in term or "⟧" in term:
+        raise UserError(f"{where}: a term may not hold ⟦ or ⟧ (curate's protected-token brackets)")
+    if terms.get(term, tr) != tr:
+        raise UserError(f"{where}: {term!r} is given twice, as {terms[term]!r} and as {tr!r}; keep one")
+    terms[term] = tr
+
+
 def load_glossary(path: str | Path | None) -> Glossary | None:
     """A glossary from JSON ``{term: translation}`` or lines ``term<TAB>translation`` / ``term = translation``."""
     if path is None:
         return None
     path = Path(path)
-    require_file(path, what="glossary file")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, what="glossary file")
     terms: dict[str, str] = {}
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise UserError(f"{path}: not valid JSON: {exc}") from None
+        except RecursionError:
+            raise UserError(f"{path}: not valid JSON: nested too deeply") from None
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             raise UserError(f"{path}: expected a JSON object of term -> translation strings")
-        terms = {k.strip(): v.strip() for k, v in data.items() if k.strip() and v.strip()}
+        for term, tr in data.items():
+            _add_term(terms, path, term.strip(), tr.strip(), where=f"{path}: {term!r}")
     else:
         for n, line in enumerate(text.splitlines(), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
+            if not line.strip() or line.lstrip().startswith("#"):
                 continue
             for sep in ("\t", "=>", "->", "="):
                 if sep in line:
@@ -191,9 +202,9 @@ def load_glossary(path: str | Path | None) -> Glossary | None:
                     break
             else:
                 raise UserError(f"{path}:{n}: expected 'term<TAB>translation' or 'term = translation'")
-            if not term or not tr:
-                raise UserError(f"{path}:{n}: empty term or translation")
-            terms[term] = tr
+            if "\t" in tr:
+                raise UserError(f"{path}:{n}: more than one tab; expected 'term<TAB>translation'")
+            _add_term(terms, path, term, tr, where=f"{path}:{n}")
     if not terms:
         raise UserError(f"{path}: the glossary is empty")
     return Glossary(terms)

@@ -19,7 +19,6 @@ CLI flags override the file: ``--rule CODE=ACTION``, ``--set CODE.param=VALUE``,
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -60,13 +59,10 @@ class CleanConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "CleanConfig":
+        from curate.io.files import load_toml
+
         path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such config file.") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise UserError(f"{path}: not valid TOML: {exc}") from None
+        data = load_toml(path, what="config file")
         cfg = cls()
         unknown = set(data) - {"target_lang", "examples", "rules"}
         if unknown:

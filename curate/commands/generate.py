@@ -10,6 +10,7 @@ from curate import seeds as S
 from curate.errors import PendingRows, UserError
 from curate.generate import generate as run_generate, write_outputs
 from curate.io import check_output
+from curate.io.files import read_text
 from curate.llm import Engine
 from curate.llm.options import config_from_options, llm_options, pop_llm_options
 from curate.progress import console, quiet_option
@@ -59,7 +60,9 @@ def generate(seeds_file, n, out_dir, lang, seed, prompt_file, threshold, tempera
     out_dir = check_output(out_dir, [seeds_file])
     tasks = S.load_tasks(seeds_file)
     lang = lang or S.settings_for(seeds_file).get("lang") or "ms"
-    prompt = prompt_file.read_text(encoding="utf-8").rstrip("\n") if prompt_file else None
+    prompt = read_text(prompt_file, what="prompt file").rstrip("\n") if prompt_file else None
+    if prompt is not None and not prompt.strip():
+        raise UserError(f"{prompt_file}: the prompt file is empty; leave --prompt out to use the built-in prompt")
     cfg = config_from_options(llm, default_batch_out=out_dir / "batch" / "generate-requests.jsonl")
     engine = Engine(cfg, description="generate")
     result = run_generate(tasks, n, engine, lang=lang, seed=seed, threshold=threshold, prompt=prompt,

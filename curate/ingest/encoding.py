@@ -89,7 +89,9 @@ def check_text_head(path: Path, head: bytes) -> str:
         return enc
     what = magic_of(head)
     if what:
-        raise UserError(f"{path}: this is {what}, not a text, JSON, JSON Lines, Parquet or CSV file curate reads.")
+        # (curate reads a Parquet file as Parquet by its .parquet name; this one is named as text)
+        hint = " (where curate takes Parquet, name it .parquet)" if what == "a Parquet file" else ""
+        raise UserError(f"{path}: this is {what}, not text{hint}.")
     if b"\x00" in head:
         even, odd = head[0::2].count(0), head[1::2].count(0)
         if max(even, odd) > len(head) // 4 and min(even, odd) < len(head) // 50 + 1:

@@ -102,6 +102,45 @@ def _format_of(path: Path) -> str:
     raise DatasetError(f"{path}: unknown output format {suffix!r}; use .parquet or .jsonl")
 
 
+SMALL_FILE_BYTES = 256 * 1024 * 1024
+
+
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """A small text file the user names (a glossary, a config, a prompt) as text, or a one-line
+    error: not a regular file, binary, UTF-16 without a byte-order mark, not UTF-8, too big.
+    A byte-order mark is honoured and dropped."""
+    from curate.ingest.encoding import check_text_head, magic_of
+
+    path = Path(path)
+    require_file(path, what=what)
+    if path.stat().st_size > SMALL_FILE_BYTES:
+        raise DatasetError(f"{path}: {path.stat().st_size:,} bytes is too big for a {what} "
+                           f"(at most {SMALL_FILE_BYTES // 2**20} MB)")
+    raw = path.read_bytes()
+    kind = magic_of(raw[:64])
+    if kind:  # (check_text_head's own message lists the data formats; this is not a data file)
+        raise DatasetError(f"{path}: this is {kind}, not a text {what}")
+    encoding = check_text_head(path, raw[:65536])
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}); re-save the {what} as UTF-8") from None
+    return text.removeprefix("\ufeff")
+
+
+def load_toml(path: str | os.PathLike, what: str = "config file") -> dict[str, Any]:
+    """A TOML file the user names, parsed, or a one-line error (see :func:`read_text`)."""
+    import tomllib
+
+    text = read_text(path, what)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DatasetError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: not valid TOML: nested too deeply") from None
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     with open(path, "rb") as fh:
         return [orjson.loads(line) for line in fh if line.strip()]

@@ -25,6 +25,8 @@ from typing import Any, Iterable
 
 import orjson
 
+from curate.errors import UserError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS replies (
     key TEXT PRIMARY KEY,
@@ -79,6 +81,18 @@ def _set_wal(db: sqlite3.Connection, wait: float = 60.0) -> None:
             time.sleep(0.05)
 
 
+_TABLES = {"replies", "meta", "batch_errors"}
+
+
+def _check_is_cache(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse a file that is not a reply cache before anything is written to it: not SQLite at all
+    (sqlite3.DatabaseError), or another program's database (its tables, none of a cache's)."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if tables and not tables & _TABLES:
+        raise UserError(f"{path}: an SQLite database of something else (tables {', '.join(sorted(tables)[:5])}), "
+                        "not a curate reply cache; give another --cache path")
+
+
 class Cache:
     """``get(key) -> Reply | None``, ``put(key, model, reply)``; a no-op cache when ``path`` is None."""
 
@@ -88,11 +102,20 @@ class Cache:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
-            _set_wal(db)
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed reply survives kill -9
-            db.executescript(SCHEMA)
+            try:
+                _check_is_cache(db, self.path)
+                _set_wal(db)
+                db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed reply survives kill -9
+                db.executescript(SCHEMA)
+                self._has_errors = db.execute("SELECT 1 FROM batch_errors LIMIT 1").fetchone() is not None
+            except sqlite3.DatabaseError as exc:
+                db.close()
+                if "locked" in str(exc):
+                    raise
+                raise UserError(f"{self.path}: the reply cache cannot be used ({exc}); give another --cache "
+                                "path, or move this file away to start an empty cache (its replies would "
+                                "be paid for again)") from None
             self._db = db
-            self._has_errors = db.execute("SELECT 1 FROM batch_errors LIMIT 1").fetchone() is not None
 
     def close(self) -> None:
         if self._db is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -106,13 +105,9 @@ class EngineConfig:
 
 
 def _load_toml(path: str | os.PathLike) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise UserError(f"{path}: LLM config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: not valid TOML: {exc}") from None
+    from curate.io.files import load_toml
+
+    data = load_toml(path, what="LLM config file")
     if "api_key" in data:
         raise UserError(f"{path}: put the API key in an environment variable and name it with api_key_env; "
                         "curate never reads keys from files")
