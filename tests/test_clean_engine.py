@@ -139,6 +139,9 @@ def test_config_file_and_overrides(tmp_path):
             CleanConfig.load(None, **bad)
     with pytest.raises(UserError):
         clean({}, CleanConfig(params={"refusal": {"nope": 1}}))
+    for threshold in ("5", "0", "nan", "-1"):  # named as the near-duplicate rule's, not the exact pass's
+        with pytest.raises(UserError, match="rule near_duplicate: threshold must be in"):
+            clean({}, CleanConfig.load(None, sets=[f"near_duplicate.threshold={threshold}"]))
 
 
 def test_clean_dir_writes_atomically_and_dry_run_writes_nothing(fixtures, tmp_path):

@@ -98,6 +98,9 @@ class NearDuplicate(Rule):
             dedupe.parse_measure(str(self.p["measure"]))
         except ValueError as e:
             raise UserError(f"rule {self.code}: {e}") from None
+        threshold = float(self.p["threshold"])
+        if not 0.0 < threshold <= 1.0:  # (nan fails this too)
+            raise UserError(f"rule {self.code}: threshold must be in (0, 1], got {self.p['threshold']!r}")
 
     def match_rows(self, rows, ctx):
         return _dups(self, rows, ctx, near=True, threshold=float(self.p["threshold"]), kind="near")
