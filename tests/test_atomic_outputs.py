@@ -167,3 +167,46 @@ def test_clean_never_touches_its_input(where, ingested, tmp_path):
     res = CliRunner().invoke(cli, ["clean", str(d / "sft.parquet"), "-o", str(out), "-q"])
     assert res.exit_code == EXIT_USER and "input" in res.output and "Traceback" not in res.output
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+# single-file outputs (a report, a model, a Batch API file, the cache) named onto the input or into
+# an input dataset: `curate report X.parquet -o X.parquet`, `ingest raw.json --report raw.json` and
+# `clean --report-json DATASET/sft.parquet` overwrote the input before these checks
+FILE_OUTPUTS = {
+    "report -o": lambda d, raw, seeds: ["report", str(d / "sft.parquet"), "-o", str(d / "sft.parquet")],
+    "tokens train -o": lambda d, raw, seeds: ["tokens", "train", str(d), "--vocab-size", "300", "-o", str(d / "m.model")],
+    "ingest --report": lambda d, raw, seeds: ["ingest", str(raw), "-o", str(d.parent / "n"), "--no-lang",
+                                              "--report", str(raw)],
+    "clean --report-json": lambda d, raw, seeds: ["clean", str(d), "-o", str(d.parent / "c"),
+                                                  "--report-json", str(d / "sft.parquet")],
+    "translate --batch-out": lambda d, raw, seeds: ["translate", str(d), "-o", str(d.parent / "t"),
+                                                    "--batch-out", str(d / "sft.parquet")],
+    "reflect --cache": lambda d, raw, seeds: ["reflect", str(d), "-o", str(d.parent / "r"), "--base-url",
+                                              "http://127.0.0.1:9/v1", "--cache", str(d / "cache.sqlite")],
+    "generate --batch-out": lambda d, raw, seeds: ["generate", "--seeds", str(seeds), "-n", "2", "-o",
+                                                   str(d.parent / "g"), "--batch-out", str(seeds)],
+    "decontaminate --batch-out": lambda d, raw, seeds: ["decontaminate", str(d), "--against", str(raw),
+                                                        "--translate-eval", "ms", "-o", str(d.parent / "x"),
+                                                        "--batch-out", str(raw)],
+}
+
+
+@pytest.mark.parametrize("name", list(FILE_OUTPUTS))
+def test_a_file_output_never_overwrites_or_lands_in_the_input(name, ingested, fixtures, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from curate.cli import cli
+
+    d = tmp_path / "data" / "DIR"
+    shutil.copytree(ingested, d)
+    raw = tmp_path / "raw.json"
+    shutil.copy(fixtures / "malay_alpaca.json", raw)
+    seeds = tmp_path / "seeds.jsonl"
+    shutil.copy(fixtures / "malay_seed_tasks.jsonl", seeds)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    res = CliRunner().invoke(cli, FILE_OUTPUTS[name](d, raw, seeds), env={"OPENAI_API_KEY": ""})
+    assert res.exit_code == EXIT_USER, res.output
+    assert "the input" in res.output and "Traceback" not in res.output, res.output
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

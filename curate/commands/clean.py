@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from curate import io
 from curate.clean import CleanConfig, clean_dir, rule_rows
 from curate.clean.config import LANGS
 from curate.executors import executor_options, pop_executor
@@ -72,6 +73,8 @@ def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run,
     """
     if out_dir is None and not dry_run:
         raise click.UsageError("give -o OUT (or --dry-run to only report)")
+    if report_json:
+        io.check_file_output(report_json, [inp, *against], "--report-json")
     if against:
         sets = (*sets, "contaminated.against=" + ",".join(str(p) for p in against))
     executor = pop_executor(kwargs)

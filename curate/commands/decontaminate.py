@@ -61,6 +61,7 @@ def decontaminate(inp, against, out_dir, eval_fields, ngram, min_ngram, threshol
     if translate_to:
         opts = pop_llm_options(kwargs)
         cfg = config_from_options(opts, default_batch_out=out_dir / "batch" / "translate-eval-requests.jsonl",
+                                  inputs=[*inp, *against],
                                   progress=False if quiet else None)
         engine = Engine(cfg, description=f"translate eval -> {translate_to}")
     fields = eval_fields.split(",") if eval_fields else None

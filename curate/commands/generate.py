@@ -63,7 +63,7 @@ def generate(seeds_file, n, out_dir, lang, seed, prompt_file, threshold, tempera
     prompt = read_text(prompt_file, what="prompt file").rstrip("\n") if prompt_file else None
     if prompt is not None and not prompt.strip():
         raise UserError(f"{prompt_file}: the prompt file is empty; leave --prompt out to use the built-in prompt")
-    cfg = config_from_options(llm, default_batch_out=out_dir / "batch" / "generate-requests.jsonl")
+    cfg = config_from_options(llm, default_batch_out=out_dir / "batch" / "generate-requests.jsonl", inputs=[seeds_file])
     engine = Engine(cfg, description="generate")
     result = run_generate(tasks, n, engine, lang=lang, seed=seed, threshold=threshold, prompt=prompt,
                           params={"temperature": temperature, "max_tokens": max_tokens},

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from curate import io
 from curate.executors import executor_options, pop_executor
 from curate.ingest import ingest_to_dir
 from curate.ingest.formats import BY_NAME, FORMATS
@@ -50,6 +51,8 @@ def ingest(paths, out_dir, fmt, no_lang, output_format, quiet, report_html, **kw
       curate ingest raw/ -o datasets/normalized --executor ray     # one Ray task per source file
     """
     executor = pop_executor(kwargs)
+    if report_html:
+        io.check_file_output(report_html, paths, "--report")
     summary = None
     if executor.is_ray:
         from curate.executors.ray_ingest import ingest_ray

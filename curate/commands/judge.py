@@ -52,7 +52,7 @@ def judge(inp, out_dir, pairwise, min_score, drop_verdicts, confidence, temperat
 
     executor = pop_executor(kwargs)
     opts = pop_llm_options(kwargs)
-    cfg = config_from_options(opts, default_batch_out=out_dir / "batch" / "judge-requests.jsonl",
+    cfg = config_from_options(opts, default_batch_out=out_dir / "batch" / "judge-requests.jsonl", inputs=[inp],
                               progress=False if quiet else None)
     kw = (dict(confidence=confidence, temperature=temperature) if pairwise else
           dict(min_score=min_score, drop_verdicts=tuple(drop_verdicts), temperature=temperature))

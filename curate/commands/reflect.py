@@ -59,7 +59,7 @@ def reflect(inp, out_dir, max_context, min_change, lang, keep_indonesian, chat, 
 
     executor = pop_executor(kwargs)
     opts = pop_llm_options(kwargs)
-    cfg = config_from_options(opts, default_batch_out=out_dir / "batch" / "reflect-requests.jsonl",
+    cfg = config_from_options(opts, default_batch_out=out_dir / "batch" / "reflect-requests.jsonl", inputs=[inp],
                               progress=False if quiet else None)
     kw = dict(max_context=max_context or None, min_change=min_change, keep_indonesian=keep_indonesian, lang=lang,
               chat=chat, temperature=temperature, max_tokens=max_tokens)

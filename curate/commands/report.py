@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from curate import io
 from curate.progress import console, quiet_option
 from curate.report_html import write_report
 
@@ -34,5 +35,7 @@ def report(inp, out_html, compare, model, title):
         if not inp.is_dir():
             raise click.UsageError("-o report.html is required when IN is a single file")
         out_html = inp / "report.html"
+    # (report.html beside the data is the report's own place, as without -o)
+    io.check_file_output(out_html, [inp, *([compare] if compare else [])], "-o", may_sit_in_input=("report.html",))
     path = write_report(inp, out_html, compare=compare, model=model, title=title)
     console.print(f"report: {path}")

@@ -70,6 +70,7 @@ def train_cmd(inp, out_model, vocab_size, model_type, character_coverage, input_
     if vocab_size < 300 and not no_byte_fallback:
         raise click.BadParameter("with byte fallback the vocabulary needs more than 256 byte pieces; "
                                  "use --vocab-size 300 or more", param_hint="--vocab-size")
+    io.check_file_output(out_model, [inp], "-o")
     frames = frames_for(inp)
     with bar("reading text", enabled=None if not verbose else False) as b:
         summary = tok.train(frames, out_model, vocab_size, model_type=model_type,

@@ -48,7 +48,7 @@ def translate(inp, out_dir, to, src, glossary, localize, max_chars, quiet, **kwa
 
     executor = pop_executor(kwargs)
     opts = pop_llm_options(kwargs)
-    cfg = config_from_options(opts, default_batch_out=out_dir / "batch" / "translate-requests.jsonl",
+    cfg = config_from_options(opts, default_batch_out=out_dir / "batch" / "translate-requests.jsonl", inputs=[inp],
                               progress=False if quiet else None)
     if executor.is_ray:
         from curate.executors import ray_llm
@@ -86,7 +86,7 @@ def localize(inp, out_dir, country, lang, quiet, **kwargs):
 
     executor = pop_executor(kwargs)
     opts = pop_llm_options(kwargs)
-    cfg = config_from_options(opts, default_batch_out=out_dir / "batch" / "localize-requests.jsonl",
+    cfg = config_from_options(opts, default_batch_out=out_dir / "batch" / "localize-requests.jsonl", inputs=[inp],
                               progress=False if quiet else None)
     if executor.is_ray:
         from curate.executors import ray_llm

@@ -18,9 +18,9 @@ import polars as pl
 from curate.io.files import DatasetError, atomic_path, read_jsonl, write_bytes, write_frame, write_json, write_jsonl
 from curate.io.manifest import read as read_manifest
 from curate.io.reader import Input, open_input, read_input
-from curate.io.writer import DatasetWriter, check_output, with_read, write_stage
+from curate.io.writer import DatasetWriter, check_file_output, check_output, with_read, write_stage
 
-__all__ = ["DatasetError", "DatasetWriter", "Input", "atomic_path", "check_output", "open_input", "read_input",
+__all__ = ["DatasetError", "DatasetWriter", "Input", "atomic_path", "check_file_output", "check_output", "open_input", "read_input",
            "read_jsonl", "read_manifest", "read_dataset", "write_dataset", "write_bytes", "write_frame", "write_json", "write_jsonl", "write_stage", "with_read"]
 
 

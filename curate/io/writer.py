@@ -53,6 +53,26 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]) ->
     return out_abs
 
 
+def check_file_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], option: str = "-o",
+                      may_sit_in_input: tuple[str, ...] = ()) -> Path:
+    """Refuse a single-file output (a report, a model, a Batch API file, the reply cache) that is
+    an input file or sits inside an input directory (a dataset the stage reads, or the dataset of
+    an input file), before anything is touched; ``may_sit_in_input``: file names allowed there
+    (``report.html``, the report's own place beside the data). Returns the path made absolute."""
+    out_abs = Path(os.path.abspath(out))
+    o = out_abs.resolve()
+    for inp in inputs:
+        i = Path(inp).resolve()
+        if o == i:
+            raise DatasetError(f"{out}: this is the input; a stage never overwrites its input. Choose another {option}.")
+        dirs = [i] if i.is_dir() else [i.parent] if (i.parent / mf.NAME).is_file() else []
+        for d in dirs:
+            if o.is_relative_to(d) and o.name not in may_sit_in_input:
+                raise DatasetError(f"{out}: sits inside the input {d}; a stage never writes into its input. "
+                                   f"Choose another {option}.")
+    return out_abs
+
+
 def _foreign(directory: Path) -> list[str]:
     """Entries of an existing output directory that curate did not write."""
     try:

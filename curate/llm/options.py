@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import click
 
@@ -68,8 +68,15 @@ def pop_llm_options(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_from_options(opts: dict[str, Any], default_batch_out: Path | None = None,
-                        progress: bool | None = None) -> EngineConfig:
-    """An :class:`EngineConfig` from ``@llm_options`` values (env and config file fill the gaps)."""
+                        progress: bool | None = None, inputs: Iterable[str | Path] = ()) -> EngineConfig:
+    """An :class:`EngineConfig` from ``@llm_options`` values (env and config file fill the gaps).
+    ``inputs``: what the stage reads; a --batch-out or --cache file that is one, or sits inside one,
+    is refused before anything is written."""
+    from curate.io import check_file_output
+
+    for option in ("batch_out", "cache"):
+        if opts.get(option):
+            check_file_output(opts[option], inputs, "--" + option.replace("_", "-"))
     overrides: dict[str, Any] = {
         "concurrency": opts.get("concurrency"), "timeout": opts.get("timeout"),
         "max_requests": opts.get("max_requests"), "max_retries": opts.get("max_retries"),
