@@ -282,6 +282,15 @@ def test_ingest_to_dir_streams_in_batches(fixtures, tmp_path):
     # same input, same output
     in_memory = ingest(files, detect_lang=False).frames["sft"]
     assert sft["id"].to_list() == in_memory["id"].to_list()
+    # every row group dictionary encodes its columns but the row's own values (id, line)
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(out / "sft.parquet").metadata
+    assert meta.num_row_groups > 1
+    for g in range(meta.num_row_groups):
+        encoded = {(c := meta.row_group(g).column(i)).path_in_schema: "RLE_DICTIONARY" in c.encodings
+                   for i in range(meta.num_columns)}
+        assert encoded == {name: name not in ("id", "line") for name in sft.columns}
 
 
 def test_ingest_to_dir_failure_leaves_no_partial_output(fixtures, tmp_path, monkeypatch):
