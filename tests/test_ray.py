@@ -181,6 +181,21 @@ def test_executor_ray_without_ray_says_how_to_install(normalized, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_an_address_where_nothing_listens_is_one_line_not_minutes_of_retries(normalized, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens on it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    p = subprocess.run([sys.executable, "-m", "curate.cli", "clean", str(normalized), "-o", str(tmp_path / "o"),
+                        "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "-q"],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert p.returncode == 1, p.stderr
+    assert f"cannot connect to Ray at 127.0.0.1:{port}: nothing answers there" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "o").exists()
+
+
 # ---- LLM stages on an actor pool ------------------------------------------------------------------
 def _parent(pid: int) -> int:
     try:

@@ -45,6 +45,7 @@ def connect(address: str | None = None, *, quiet: bool = False, preload: tuple[s
         address = address or os.environ.get("RAY_ADDRESS") or "local"
         if address == "local":
             init_kwargs = local_instance_kwargs(**init_kwargs)
+        _check_reachable(address)
         if quiet:  # -q: Ray's notice that the instance it starts uses token authentication is not printed
             logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
         try:
@@ -61,6 +62,25 @@ def connect(address: str | None = None, *, quiet: bool = False, preload: tuple[s
     imports.join()
     configure()
     lean_ray_data()
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a ``host:port`` where nothing listens in seconds: ``ray.init`` would retry for minutes
+    while Ray's C++ client prints warnings, then time out."""
+    import socket
+
+    if address in ("local", "auto") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        return  # Ray's own message names what is wrong with it
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=10).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(f"cannot connect to Ray at {address}: nothing answers there ({reason}); start the cluster "
+                        "(`ray start --head` prints its address) or fix --ray-address / RAY_ADDRESS, or leave "
+                        "both unset to start a local instance") from None
 
 
 class _Preload(threading.Thread):
