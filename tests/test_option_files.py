@@ -8,6 +8,7 @@ any file that is not SQLite given as --cache crashed the LLM stages (sqlite3.Dat
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -108,3 +109,36 @@ def test_empty_prompt_file_is_refused_not_replaced_by_the_built_in_one(tmp_path)
     res = CliRunner().invoke(cli, ["generate", "--seeds", str(SEEDS), "-n", "2", "-o", str(tmp_path / "out"),
                                    "--prompt", str(f), "--batch-out", str(tmp_path / "req.jsonl")])
     assert res.exit_code == EXIT_USER and "the prompt file is empty" in res.output, res.output
+
+
+@pytest.mark.parametrize("toml,message", [
+    ("base_url = 5\n", "base_url = 5: expected a URL or a list of URLs"),
+    ('base_url = ["http://127.0.0.1:8000/v1", 7]\n', "expected a URL or a list of URLs"),
+    ("model = 5\n", "model = 5: expected a non-empty string"),
+    ("concurrency = -3\n", "concurrency = -3: expected an integer >= 1"),
+    ('timeout = "x"\n', "expected a number"),
+    ("timeout = nan\n", "expected a number"),
+    ("[llm]\nconcurency = 4\n", "unknown setting(s) concurency"),
+    ('[llm]\napi_key = "sk-1"\n', "never reads keys from files"),
+    ('base_url = "http://[::1"\n', "is not a URL"),
+    ('base_url = "localhost:8000"\n', "not an http(s) URL with a host"),
+])
+def test_llm_config_values_are_checked_not_ignored_or_crashing(toml, message, tmp_path):
+    from curate.errors import UserError
+    from curate.llm import resolve
+
+    f = tmp_path / "llm.toml"
+    f.write_text(toml, encoding="utf-8")
+    with pytest.raises(UserError, match=re.escape(message)):
+        resolve(config_file=f)
+    f.write_text('[llm]\nbase_url = ["http://127.0.0.1:8000/v1", "http://127.0.0.1:8001/v1"]\nconcurrency = 4\n'
+                 'timeout = 30\nprice_in = 0.1\n', encoding="utf-8")
+    cfg = resolve(config_file=f)
+    assert cfg.base_urls == ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8001/v1") and cfg.concurrency == 4
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "garbage", "ftp://host/v1", "http://", "http://h:99999/v1"])
+def test_a_base_url_that_is_not_one_is_a_setting_error(url, dataset, tmp_path):
+    res = CliRunner().invoke(cli, ["translate", str(dataset), "-o", str(tmp_path / "out"), "--base-url", url])
+    assert res.exit_code == EXIT_USER and f"base URL {url!r}" in res.output, res.output
+    assert not (tmp_path / "out").exists()

@@ -4,7 +4,9 @@ Resolution order for the endpoint: explicit arguments (``--base-url``, ``--model
 then the environment (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``CURATE_MODEL``), then a TOML config
 file (``--llm-config FILE`` or ``$CURATE_LLM_CONFIG``) with keys ``base_url``, ``model``,
 ``api_key_env`` (the *name* of an environment variable holding the key; a key itself is never read
-from or written to any file), ``concurrency``, ``timeout``, ``price_in``, ``price_out``.
+from or written to any file), ``concurrency``, ``timeout``, ``price_in``, ``price_out`` and the other
+limits of :data:`_FILE_KEYS` (at the top level or under ``[llm]``). An unknown key or a value of the
+wrong type is an error naming it, not ignored.
 
 An endpoint is configured when there is a base URL or an API key. Without one, LLM stages write
 OpenAI Batch API request files instead of calling anything.
@@ -104,14 +106,65 @@ class EngineConfig:
                 "api_key": "set" if self.api_key else "not set"}
 
 
+# the keys an LLM config file may hold: (type, smallest value) for numbers, the type otherwise
+_FILE_KEYS: dict[str, Any] = {
+    "base_url": (str, list), "model": str, "api_key_env": str, "cache_path": str,
+    "concurrency": (int, 1), "timeout": (float, 0.001), "max_retries": (int, 0), "rate_limit_wait": (float, 0),
+    "max_fix": (int, 0), "max_requests": (int, 0), "price_in": (float, 0), "price_out": (float, 0),
+    "fail_fast": (int, 0), "extra_budget": (float, 0), "extra_min": (int, 0), "response_format": bool,
+    "server_fail_streak": (int, 1), "server_cooldown": (float, 0),
+}
+
+
 def _load_toml(path: str | os.PathLike) -> dict[str, Any]:
     from curate.io.files import load_toml
 
     data = load_toml(path, what="LLM config file")
-    if "api_key" in data:
+    if "api_key" in data or "api_key" in (data.get("llm") if isinstance(data.get("llm"), dict) else {}):
         raise UserError(f"{path}: put the API key in an environment variable and name it with api_key_env; "
                         "curate never reads keys from files")
-    return data.get("llm", data)
+    data = data.get("llm", data)
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: [llm] must be a table of settings")
+    unknown = sorted(set(data) - set(_FILE_KEYS))
+    if unknown:
+        raise UserError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(_FILE_KEYS)}")
+    for key, value in data.items():
+        _check_setting(path, key, value, _FILE_KEYS[key])
+    return data
+
+
+def _check_setting(path: str | os.PathLike, key: str, value: Any, spec: Any) -> None:
+    """A config file's value of the right type (and not below its smallest value), or a one-line error."""
+    if spec == (str, list):
+        ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        want = "a URL or a list of URLs"
+    elif isinstance(spec, tuple):
+        kind, least = spec
+        number = isinstance(value, int) or (kind is float and isinstance(value, float))
+        ok = number and not isinstance(value, bool) and value == value and value >= least and value != float("inf")
+        want = f"{'an integer' if kind is int else 'a number'} >= {least:g}"
+    else:
+        ok = isinstance(value, spec) and (spec is not str or bool(value.strip()))
+        want = {str: "a non-empty string", bool: "true or false"}[spec]
+    if not ok:
+        raise UserError(f"{path}: {key} = {value!r}: expected {want}")
+
+
+def check_base_url(url: str) -> str:
+    """``url`` when it is an http(s) URL with a host, else a one-line error naming it."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError as exc:
+        raise UserError(f"base URL {url!r} (--base-url, OPENAI_BASE_URL or a config's base_url) is not a URL "
+                        f"({exc}); e.g. http://127.0.0.1:8000/v1") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"base URL {url!r} (--base-url, OPENAI_BASE_URL or a config's base_url) is not an http(s) "
+                        "URL with a host; e.g. http://127.0.0.1:8000/v1")
+    return url
 
 
 def resolve(base_url: str | list[str] | tuple[str, ...] | None = None, api_key: str | None = None, model: str | None = None,
@@ -127,7 +180,7 @@ def resolve(base_url: str | list[str] | tuple[str, ...] | None = None, api_key: 
     base_url = base_url or os.environ.get("OPENAI_BASE_URL") or file_cfg.get("base_url")
     if isinstance(base_url, str):
         base_url = [u for u in base_url.replace(",", " ").split() if u]
-    urls = tuple(base_url or ())
+    urls = tuple(check_base_url(u) for u in base_url or ())
     if api_key is None:
         api_key = os.environ.get("OPENAI_API_KEY")
         if not api_key and file_cfg.get("api_key_env"):
