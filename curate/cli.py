@@ -45,6 +45,42 @@ COMMANDS: dict[str, str] = {
 }
 
 
+INT64 = 2**63
+
+
+def bounded_numbers(command: click.Command) -> click.Command:
+    """Every number option of ``command`` (and of its subcommands) also refuses what no setting
+    means: nan or infinity for a float, an integer outside 64 bits (sqlite, numpy and Arrow take no
+    more). Each such parameter gets its own copy of its type (click.INT is shared). Idempotent."""
+    for param in command.params:
+        t = param.type
+        if isinstance(t, (click.types.IntParamType, click.types.FloatParamType)) and not getattr(t, "curate_bounded", False):
+            param.type = _bounded(t)
+    for sub in getattr(command, "commands", {}).values():
+        bounded_numbers(sub)
+    return command
+
+
+def _bounded(t: click.ParamType) -> click.ParamType:
+    import copy
+    import math
+
+    bounded = copy.copy(t)
+    convert = t.convert
+
+    def check(value, param, ctx):
+        v = convert(value, param, ctx)
+        if isinstance(v, float) and not math.isfinite(v):
+            bounded.fail(f"{value!r} is not a finite number.", param, ctx)
+        if isinstance(v, int) and not -INT64 <= v < INT64:
+            bounded.fail(f"{value!r} is too large.", param, ctx)
+        return v
+
+    bounded.convert = check
+    bounded.curate_bounded = True
+    return bounded
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are imported only when used (see Click's docs on lazy loading)."""
 
@@ -67,7 +103,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name in self.lazy:
             module, attr = self.lazy[name].split(":")
-            return getattr(importlib.import_module(module), attr)
+            return bounded_numbers(getattr(importlib.import_module(module), attr))
         return super().get_command(ctx, name)
 
     def invoke(self, ctx):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 import polars as pl
+import pytest
 from click.testing import CliRunner
 
 from curate.cli import COMMANDS, cli
@@ -120,3 +121,28 @@ def test_installed_console_script(fixtures, tmp_path):
     assert pl.read_parquet(out / "ppo.parquet").height == 200
     proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "ingest" in proc.stdout
+
+
+def test_every_number_option_refuses_nan_infinity_and_integers_past_64_bits():
+    """Found by fuzzing: `--extra-budget nan`, `--max-requests 99999999999999999999`, `tokens train
+    --threads 99999999999999999999` and the like were internal errors (a NaN or a 20-digit integer
+    reaching sqlite, numpy or SentencePiece); `--price-in -1`, `--timeout -1` were taken."""
+    checked = 0
+    for path in _every_command():
+        command = cli
+        for name in path:
+            command = command.get_command(click.Context(command), name)
+        for param in command.params:
+            if isinstance(param.type, click.types.FloatParamType):
+                bad = ["nan", "inf", "-inf"]
+            elif isinstance(param.type, click.types.IntParamType):
+                bad = [str(2**64), str(-(2**64))]
+            else:
+                continue
+            for value in bad:
+                with pytest.raises(click.BadParameter):
+                    param.type.convert(value, param, None)
+                checked += 1
+    assert checked > 60
+    for args in (["translate", "x", "-o", "y", "--timeout", "-1"], ["tokens", "estimate", "x", "--price-in", "-1"]):
+        assert CliRunner().invoke(cli, args).exit_code == 2

@@ -43,18 +43,18 @@ def tokens():
 @click.argument("inp", metavar="IN", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", "out_model", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the model (e.g. malay.model).")
-@click.option("--vocab-size", type=int, default=16000, show_default=True,
+@click.option("--vocab-size", type=click.IntRange(1, 2**31 - 1), default=16000, show_default=True,
               help="Vocabulary size (a soft limit: a small corpus may give fewer pieces).")
 @click.option("--model-type", type=click.Choice(["unigram", "bpe", "char", "word"]), default="unigram",
               show_default=True)
-@click.option("--character-coverage", type=float, default=0.9995, show_default=True,
+@click.option("--character-coverage", type=click.FloatRange(0, 1, min_open=True), default=0.9995, show_default=True,
               help="Share of characters the vocabulary must cover; 0.9995 suits Latin script, 1.0 CJK/Hangul.")
-@click.option("--input-sentence-size", type=int, default=2_000_000, show_default=True,
+@click.option("--input-sentence-size", type=click.IntRange(0, 2**31 - 1), default=2_000_000, show_default=True,
               help="At most this many lines (a random sample) are used for training.")
 @click.option("--no-byte-fallback", is_flag=True, help="Map unknown characters to <unk> instead of bytes.")
 @click.option("--user-symbol", "user_symbols", multiple=True,
               help="A piece that must stay whole (repeatable), e.g. --user-symbol '<noinput>'.")
-@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 1024), default=2, show_default=True)
 @click.option("-v", "--verbose", is_flag=True, help="Show SentencePiece's own training log.")
 def train_cmd(inp, out_model, vocab_size, model_type, character_coverage, input_sentence_size, no_byte_fallback,
               user_symbols, threads, verbose):
@@ -85,8 +85,8 @@ def train_cmd(inp, out_model, vocab_size, model_type, character_coverage, input_
 @click.argument("inp", metavar="IN", type=click.Path(exists=True, path_type=Path))
 @click.option("-m", "--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="SentencePiece model; without it tokens are estimated as characters/4.")
-@click.option("--max-tokens", type=int, help="List the rows whose total tokens exceed this.")
-@click.option("--top", type=int, default=20, show_default=True, help="How many over-limit rows to list.")
+@click.option("--max-tokens", type=click.IntRange(0), help="List the rows whose total tokens exceed this.")
+@click.option("--top", type=click.IntRange(0), default=20, show_default=True, help="How many over-limit rows to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 def stats_cmd(inp, model, max_tokens, top, as_json):
     """Token counts per field and per row (min / median / p95 / max), and rows over a limit.
@@ -119,11 +119,11 @@ def stats_cmd(inp, model, max_tokens, top, as_json):
 @click.argument("inp", metavar="IN", type=click.Path(exists=True, path_type=Path))
 @click.option("-m", "--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="SentencePiece model; without it tokens are estimated as characters/4.")
-@click.option("--price-in", type=float, help="Price per million input tokens.")
-@click.option("--price-out", type=float, help="Price per million output tokens.")
-@click.option("--prompt-overhead", type=int, default=0, show_default=True,
+@click.option("--price-in", type=click.FloatRange(0), help="Price per million input tokens.")
+@click.option("--price-out", type=click.FloatRange(0), help="Price per million output tokens.")
+@click.option("--prompt-overhead", type=click.IntRange(0), default=0, show_default=True,
               help="Extra input tokens per row (system prompt, instructions).")
-@click.option("--output-ratio", type=float, default=1.0, show_default=True,
+@click.option("--output-ratio", type=click.FloatRange(0), default=1.0, show_default=True,
               help="Output tokens per input text token (1.0 for translation; ~0.05 for a judge).")
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
 def estimate_cmd(inp, model, price_in, price_out, prompt_overhead, output_ratio, as_json):

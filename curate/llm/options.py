@@ -33,7 +33,7 @@ def llm_options(f):
         click.option("--llm-config", type=click.Path(dir_okay=False, path_type=Path),
                      help="TOML file with base_url, model, api_key_env, concurrency, timeout, price_in/out."),
         click.option("--concurrency", type=click.IntRange(1, 1024), help="Requests in flight [default: 16]."),
-        click.option("--timeout", type=float, help="Seconds per request [default: 120]."),
+        click.option("--timeout", type=click.FloatRange(0, min_open=True), help="Seconds per request [default: 120]."),
         click.option("--max-requests", type=click.IntRange(0), help="Stop sending after this many requests."),
         click.option("--max-retries", type=click.IntRange(0), help="Retries on 5xx/timeouts [default: 8]."),
         click.option("--cache", type=click.Path(dir_okay=False, path_type=Path),
@@ -54,8 +54,8 @@ def llm_options(f):
         click.option("--extra-budget", type=click.FloatRange(0), metavar="SHARE",
                      help="Retries and fix-ups may add at most this share of the first round's requests "
                           "[default: 0.25, at least 5]."),
-        click.option("--price-in", type=float, help="USD per 1M input tokens (cost report)."),
-        click.option("--price-out", type=float, help="USD per 1M output tokens (cost report)."),
+        click.option("--price-in", type=click.FloatRange(0), help="USD per 1M input tokens (cost report)."),
+        click.option("--price-out", type=click.FloatRange(0), help="USD per 1M output tokens (cost report)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
