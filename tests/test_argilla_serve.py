@@ -270,3 +270,11 @@ def test_serve_errors_are_one_clear_message(tmp_path, monkeypatch):
     # no server yet: `key` says how to start one
     res = runner.invoke(cli, ["argilla", "key", "--home", home])
     assert res.exit_code == 1 and "curate argilla serve" in res.output
+
+    # a --home whose database is not SQLite (was an internal error): one line, the file untouched
+    odd = tmp_path / "odd-home"
+    odd.mkdir()
+    (odd / "argilla.db").write_text("not a database")
+    res = runner.invoke(cli, ["argilla", "key", "--home", str(odd)])
+    assert res.exit_code == 1 and "not a usable Argilla server database" in res.output, res.output
+    assert (odd / "argilla.db").read_text() == "not a database"

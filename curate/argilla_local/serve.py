@@ -51,6 +51,9 @@ def owner_api_key(home: Path, username: str) -> Optional[str]:
         row = con.execute("SELECT api_key FROM users WHERE username = ?", (username,)).fetchone()
     except sqlite3.OperationalError:  # not migrated yet
         return None
+    except sqlite3.DatabaseError as exc:  # not SQLite, or damaged
+        raise UserError(f"{db}: not a usable Argilla server database ({exc}); give the --home of a server "
+                        "`curate argilla serve` started, or move this file away to start a new one") from None
     finally:
         con.close()
     return row[0] if row else None
