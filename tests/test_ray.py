@@ -196,6 +196,29 @@ def test_an_address_where_nothing_listens_is_one_line_not_minutes_of_retries(nor
     assert "Traceback" not in p.stderr and not (tmp_path / "o").exists()
 
 
+def test_an_input_curate_cannot_read_is_refused_before_ray_starts(normalized, tmp_path):
+    """A dataset directory without its manifest (an unfinished run) is refused with the reader's one
+    line before any Ray is started or connected to: here the Ray address is one where nothing
+    listens, so reaching connect() would have said that instead."""
+    import shutil
+    import socket
+
+    bad = tmp_path / "unfinished"
+    shutil.copytree(normalized, bad)
+    (bad / "manifest.json").unlink()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    p = subprocess.run([sys.executable, "-m", "curate.cli", "clean", str(bad), "-o", str(tmp_path / "o"),
+                        "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "-q"],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert p.returncode != 0, p.stderr
+    assert "not a complete curate dataset (no manifest.json)" in p.stderr, p.stderr
+    assert "cannot connect to Ray" not in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "o").exists()
+
+
 # ---- LLM stages on an actor pool ------------------------------------------------------------------
 def _parent(pid: int) -> int:
     try:

@@ -81,11 +81,15 @@ def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run,
     config = CleanConfig.load(config_path, rules=rules, sets=sets, target_lang=target_lang)
     out = out_dir or Path(str(inp).rstrip("/") + ".clean-dry-run")
     if executor.is_ray:
+        fmt_given = None if fmt == "auto" else fmt
+        # an input curate cannot read (no manifest, unknown format, ...) says so before a Ray instance
+        # starts (~5-10 s of start-up on a small machine), not after
+        with io.open_input(inp, format=fmt_given):
+            pass
         # ray_clean (and ray.data) imported while Ray starts
         executor.connect(quiet=quiet, preload=("curate.executors.ray_clean",))
         from curate.executors.ray_clean import clean_dir_ray, planned_blocks, warm_driver, warm_workers
 
-        fmt_given = None if fmt == "auto" else fmt
         # the workers start and import while this process plans the passes
         warming = warm_workers(config, planned_blocks(inp, fmt_given))
         # after connecting, not before: the kernels' load (Python, under the GIL) slowed the imports of
