@@ -181,38 +181,38 @@ def test_executor_ray_without_ray_says_how_to_install(normalized, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_an_address_where_nothing_listens_is_one_line_not_minutes_of_retries(normalized, tmp_path):
+def clean_on_a_dead_address(inp: Path, out: Path) -> tuple[subprocess.CompletedProcess, str]:
+    """``curate clean INP -o OUT --executor ray --ray-address`` a port that was free a moment ago
+    (nothing listens on it); the process and that address."""
     import socket
 
-    with socket.socket() as s:  # a port that was free a moment ago: nothing listens on it
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        address = f"127.0.0.1:{s.getsockname()[1]}"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    p = subprocess.run([sys.executable, "-m", "curate.cli", "clean", str(normalized), "-o", str(tmp_path / "o"),
-                        "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "-q"],
+    p = subprocess.run([sys.executable, "-m", "curate.cli", "clean", str(inp), "-o", str(out),
+                        "--executor", "ray", "--ray-address", address, "-q"],
                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    return p, address
+
+
+def test_an_address_where_nothing_listens_is_one_line_not_minutes_of_retries(normalized, tmp_path):
+    p, address = clean_on_a_dead_address(normalized, tmp_path / "o")
     assert p.returncode == 1, p.stderr
-    assert f"cannot connect to Ray at 127.0.0.1:{port}: nothing answers there" in p.stderr, p.stderr
+    assert f"cannot connect to Ray at {address}: nothing answers there" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr and not (tmp_path / "o").exists()
 
 
 def test_an_input_curate_cannot_read_is_refused_before_ray_starts(normalized, tmp_path):
     """A dataset directory without its manifest (an unfinished run) is refused with the reader's one
-    line before any Ray is started or connected to: here the Ray address is one where nothing
-    listens, so reaching connect() would have said that instead."""
+    line before any Ray is started or connected to: the Ray address is one where nothing listens,
+    so reaching connect() would have said that instead."""
     import shutil
-    import socket
 
     bad = tmp_path / "unfinished"
     shutil.copytree(normalized, bad)
     (bad / "manifest.json").unlink()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    p = subprocess.run([sys.executable, "-m", "curate.cli", "clean", str(bad), "-o", str(tmp_path / "o"),
-                        "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "-q"],
-                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    p, _ = clean_on_a_dead_address(bad, tmp_path / "o")
     assert p.returncode != 0, p.stderr
     assert "not a complete curate dataset (no manifest.json)" in p.stderr, p.stderr
     assert "cannot connect to Ray" not in p.stderr and "Traceback" not in p.stderr

@@ -215,8 +215,11 @@ def lean_ray_data() -> None:
         node = ray._private.worker._global_node
         if in_driver.get("node") is not node:
             # nothing is sent to Ray's autoscaler (there is none in a lean instance)
+            # its tick thread (every 20 s, for the life of the process) asks for the nodes: none
+            # once this instance is shut down, instead of a warning every tick
             in_driver.update(node=node, handle=_InDriver(coordinator_cls(
-                send_resources_request=lambda *args, **kwargs: None)))
+                send_resources_request=lambda *args, **kwargs: None,
+                get_cluster_nodes=lambda: ray.nodes() if ray.is_initialized() else [])))
         return in_driver["handle"]
 
     get_or_create_stats_actor.curate_lean = True
