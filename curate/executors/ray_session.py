@@ -217,9 +217,12 @@ def lean_ray_data() -> None:
             # nothing is sent to Ray's autoscaler (there is none in a lean instance)
             # its tick thread (every 20 s, for the life of the process) asks for the nodes: none
             # once this instance is shut down, instead of a warning every tick
-            in_driver.update(node=node, handle=_InDriver(coordinator_cls(
-                send_resources_request=lambda *args, **kwargs: None,
-                get_cluster_nodes=lambda: ray.nodes() if ray.is_initialized() else [])))
+            try:
+                made = coordinator_cls(send_resources_request=lambda *args, **kwargs: None,
+                                       get_cluster_nodes=lambda: ray.nodes() if ray.is_initialized() else [])
+            except TypeError:  # a Ray Data whose coordinator takes other arguments: Ray's own actor
+                return coord_original()
+            in_driver.update(node=node, handle=_InDriver(made))
         return in_driver["handle"]
 
     get_or_create_stats_actor.curate_lean = True
