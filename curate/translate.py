@@ -164,7 +164,7 @@ class Glossary:
         return [f"{t!r} must be translated as {tr!r}" for t, tr in self.relevant(src).items() if tr.lower() not in low]
 
 
-def _add_term(terms: dict[str, str], path: Path, term: str, tr: str, where: str) -> None:
+def _add_term(terms: dict[str, str], term: str, tr: str, where: str) -> None:
     if not term or not tr:
         raise UserError(f"{where}: empty term or translation")
     if "⟦" in term or "⟧" in term:
@@ -191,7 +191,7 @@ def load_glossary(path: str | Path | None) -> Glossary | None:
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             raise UserError(f"{path}: expected a JSON object of term -> translation strings")
         for term, tr in data.items():
-            _add_term(terms, path, term.strip(), tr.strip(), where=f"{path}: {term!r}")
+            _add_term(terms, term.strip(), tr.strip(), where=f"{path}: {term!r}")
     else:
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip() or line.lstrip().startswith("#"):
@@ -204,7 +204,7 @@ def load_glossary(path: str | Path | None) -> Glossary | None:
                 raise UserError(f"{path}:{n}: expected 'term<TAB>translation' or 'term = translation'")
             if "\t" in tr:
                 raise UserError(f"{path}:{n}: more than one tab; expected 'term<TAB>translation'")
-            _add_term(terms, path, term, tr, where=f"{path}:{n}")
+            _add_term(terms, term, tr, where=f"{path}:{n}")
     if not terms:
         raise UserError(f"{path}: the glossary is empty")
     return Glossary(terms)

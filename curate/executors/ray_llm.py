@@ -318,10 +318,12 @@ def _judge_block(rows_by_kind, engine, *, pairwise: bool = False, **kw):
     return out.frames, out.quarantine, out.report, None
 
 
-def _need_kind(inp, kind: str, hint: str) -> None:
-    frames = io.read_input(inp).frames
-    if kind not in frames:
-        raise UserError(f"{inp}: {hint} (found {', '.join(frames) or 'nothing'})")
+def _need_kind(inp, kind: str, hint: str) -> io.Input:
+    """The input read, when it holds rows of ``kind``; else a one-line error."""
+    data = io.read_input(inp)
+    if kind not in data.frames:
+        raise UserError(f"{inp}: {hint} (found {', '.join(data.frames) or 'nothing'})")
+    return data
 
 
 def judge(inp, out_dir, config: EngineConfig, *, pairwise: bool = False, min_score: float | None = None,
@@ -375,7 +377,7 @@ def reflect(inp, out_dir, config: EngineConfig, *, block_rows: int = 20_000, **k
     duplicate, as locally. The same output and report."""
     import functools
 
-    _need_kind(inp, "chat", "no chat rows to reflect on; reflect needs multi-turn chats (ShareGPT, OpenAI "
+    data = _need_kind(inp, "chat", "no chat rows to reflect on; reflect needs multi-turn chats (ShareGPT, OpenAI "
                             "messages, KoChatGPT conversations)")
 
     def duplicates(report, dropped):
@@ -388,7 +390,7 @@ def reflect(inp, out_dir, config: EngineConfig, *, block_rows: int = 20_000, **k
 
     from curate.reflect import rows_not_read
 
-    not_read = rows_not_read(io.read_input(inp))
+    not_read = rows_not_read(data)
 
     def finish(report, _sub, llm, _sub_llm):
         return {**(report or {}), "rows_not_read": not_read, "llm": llm}

@@ -15,6 +15,7 @@ OpenAI Batch API request files instead of calling anything.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,7 @@ def _check_setting(path: str | os.PathLike, key: str, value: Any, spec: Any) -> 
     elif isinstance(spec, tuple):
         kind, least = spec
         number = isinstance(value, int) or (kind is float and isinstance(value, float))
-        ok = number and not isinstance(value, bool) and value == value and value >= least and value != float("inf")
+        ok = number and not isinstance(value, bool) and math.isfinite(value) and value >= least
         want = f"{'an integer' if kind is int else 'a number'} >= {least:g}"
     else:
         ok = isinstance(value, spec) and (spec is not str or bool(value.strip()))
