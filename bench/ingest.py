@@ -78,6 +78,9 @@ def main() -> None:
     if not corpus.exists():
         print(f"building {corpus} ...", flush=True)
         build_corpus(corpus, args.rows)
+        # again in a fresh process: a child's peak RSS (ru_maxrss) starts at this process's own
+        # peak (Linux carries it over exec), which building the corpus raised
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     size_mb = corpus.stat().st_size / 1e6
     py = sys.executable
     curate = [py, "-m", "curate.cli"]

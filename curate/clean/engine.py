@@ -27,7 +27,7 @@ from typing import Any, Callable
 import orjson
 import polars as pl
 
-from curate import io, schemas
+from curate import io, memory, schemas
 from curate.clean import cells as cellmod
 from curate.clean import quarantine as qfile
 from curate.clean.base import Context, Rule, fmt
@@ -464,6 +464,7 @@ def clean(frames: dict[str, pl.DataFrame | pl.LazyFrame], config: CleanConfig | 
         t0 += time.perf_counter() - t_read  # seconds: the cleaning, not the reading
         rows_in[kind] = box[0].height
         kept, q = _clean_kind(box, kind, active, config, stats, on_rule, progress)
+        memory.release()  # the passes' scratch goes back to the OS before the next kind and the writes
         out[kind] = kept
         if q.height:
             quarantined[kind] = q

@@ -6,6 +6,7 @@ import re
 
 import polars as pl
 
+from curate import memory
 from curate.clean.base import ROW_MATCH_SCHEMA, Rule, empty_matches, fast, fmt, python_fix, row_text
 
 # Function words, matched on lowercased text with ASCII word boundaries (fast DFA matching).
@@ -161,6 +162,7 @@ def _release_lingua() -> None:
 
     if langid._lingua.cache_info().currsize:
         langid._lingua().unload_language_models()
+        memory.release()  # the models' heap goes back to the OS, not only to malloc's free lists
 
 
 class _LangRule(Rule):
