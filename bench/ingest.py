@@ -13,7 +13,10 @@ each one's peak memory (ru_maxrss from wait4):
 Each run prints wall and CPU seconds (user + system), both also as a multiple of the floor's, and
 the load average when it started: the machine is shared, so quote the ratios of one run.
 
-Rerun: .venv/bin/python bench/ingest.py [--rows 1000000] [--skip-lang]
+``--corpus recombined`` builds every row new from real en/ms/id/ko sentences instead
+(bench/recombined.py): ~20x as many distinct texts reach lingua, as in a real corpus.
+
+Rerun: .venv/bin/python bench/ingest.py [--rows 1000000] [--skip-lang] [--corpus recombined]
 """
 
 from __future__ import annotations
@@ -72,12 +75,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--skip-lang", action="store_true", help="skip the run with language identification")
+    ap.add_argument("--corpus", choices=["cycled", "recombined"], default="cycled",
+                    help="cycled: the fixtures' SFT rows again and again, a counter in each instruction; "
+                         "recombined: every row new, from en/ms/id/ko sentences (bench/recombined.py), "
+                         "like issue 15's independent benchmark")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    corpus = OUT / f"alpaca_{args.rows}.jsonl"
+    corpus = OUT / (f"alpaca_{args.rows}.jsonl" if args.corpus == "cycled" else f"recombined_{args.rows}.jsonl")
     if not corpus.exists():
         print(f"building {corpus} ...", flush=True)
-        build_corpus(corpus, args.rows)
+        if args.corpus == "cycled":
+            build_corpus(corpus, args.rows)
+        else:
+            sys.path.insert(0, str(ROOT / "bench"))
+            import recombined
+
+            recombined.build(corpus, args.rows)
         # again in a fresh process: a child's peak RSS (ru_maxrss) starts at this process's own
         # peak (Linux carries it over exec), which building the corpus raised
         os.execv(sys.executable, [sys.executable, *sys.argv])
