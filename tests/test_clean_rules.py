@@ -303,6 +303,10 @@ def test_wrong_math_catches_wrong_answers(cases):
     ("$1,200 x 3 = $3,600", False), ("RM5 x 2 = RM11", True), ("0.2 * 100 = 20%", False),
     ("2x + 3 = 7", False), ("S + 143 = 200 - 16 = 184", False), ("8 x 1 1/2 = 12", False),
     ("(3 + 4) * 2 = 14", False), ("2^10 = 1000", True),
+    # a word after the value (GSM8K's style): judged; "5A", a variable glued on, is not
+    ("Janice typed 6 * 20 = 121 sentences before her break.", True),
+    ("Janice typed 6 * 20 = 120 sentences before her break.", False),
+    ("She walks 15+9=25 flights of stairs", True), ("100 - 5 = 9A", False),
 ])
 def test_equation_checker(text, wrong):
     assert (check_equations(text) is not None) == wrong

@@ -114,7 +114,9 @@ def _standalone(text: str, m: re.Match) -> bool:
     before = text[:m.start()].rstrip()
     if before and (before[-1] in _OPS_BEFORE and not (before[-1] in "xX" and len(before) > 1 and before[-2].isalpha())):
         return False
-    after = text[m.end():]
+    # what follows the chain, not its own trailing spaces (CHAIN's last term takes them): in
+    # "walks 15 + 9 = 24 flights" the word after the value is not glued to it
+    after = text[m.start() + len(m.group(0).rstrip()):]
     if after[:1].isalnum():
         return False
     nxt = after.lstrip()[:1]
