@@ -15,6 +15,7 @@ import ast
 import math
 import operator
 import re
+from functools import lru_cache
 
 import polars as pl
 
@@ -137,21 +138,26 @@ def check_equations(text: str, max_equations: int = 2) -> str | None:
     if len(found) > max_equations:
         return None
     for m in found:
-        parts = [p.strip() for p in m.group(1).split("=")]
-        if not any(re.search(rf"\d\s*\)*\s*{_OP}", p) for p in parts):
-            continue
-        values = []
-        try:
-            for p in parts:
-                py, percent = to_python(p)
-                values.append((safe_eval(py), p, percent))
-        except (SyntaxError, Unsafe, ValueError, ZeroDivisionError, OverflowError, TypeError):
-            continue
-        for (v1, p1, pc1), (v2, p2, pc2) in zip(values, values[1:]):
-            if _equal(v1, p1, pc1, v2, p2, pc2):
-                continue
+        if _false_chain(m.group(1)):
             return m.group(1).strip()
     return None
+
+
+@lru_cache(maxsize=1 << 16)
+def _false_chain(chain: str) -> bool:
+    """Whether an ``a = b (= c ...)`` chain states a false equality. Cached: a corpus repeats its
+    worked steps ("6 * 20 = 120") across rows, and parsing and evaluating them is the rule's cost."""
+    parts = [p.strip() for p in chain.split("=")]
+    if not any(re.search(rf"\d\s*\)*\s*{_OP}", p) for p in parts):
+        return False
+    values = []
+    try:
+        for p in parts:
+            py, percent = to_python(p)
+            values.append((safe_eval(py), p, percent))
+    except (SyntaxError, Unsafe, ValueError, ZeroDivisionError, OverflowError, TypeError):
+        return False
+    return not all(_equal(v1, p1, pc1, v2, p2, pc2) for (v1, p1, pc1), (v2, p2, pc2) in zip(values, values[1:]))
 
 
 def _truncated(value: float, written: str) -> bool:
