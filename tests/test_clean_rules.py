@@ -417,3 +417,26 @@ def test_near_duplicate_measure_is_selectable(load):
     assert q and all("similarity" in e["evidence"] for e in q)
     with pytest.raises(UserError, match="measure"):
         clean(frames, only("near_duplicate", measure="syllable3"))
+
+
+def test_language_pass_keeps_lingua_loaded_only_when_asked():
+    """A Ray worker cleans block after block (language.keep_models): lingua's models stay loaded
+    between blocks; a local clean unloads them before its duplicate pass. Same verdicts either way
+    (lingua's last float digits vary from call to call: compared to 4 places, as curate rounds them)."""
+    from curate import langid
+    from curate.clean.rules import language
+
+    texts = ["EP pertama band Kim Chang Wan adalah (i)\n\nReady to Blast.", "Ready to Blast."]
+
+    def guesses():
+        return [(lang, round(conf, 4), round(p_ms, 4)) for lang, conf, p_ms in langid._lingua_guesses(texts)]
+
+    first = guesses()   # lingua's models loaded
+    try:
+        language.keep_models()
+        assert language._release_lingua() is False
+        assert guesses() == first
+    finally:
+        language.keep_models(False)
+    assert language._release_lingua() is True
+    assert guesses() == first  # loaded again on use

@@ -51,6 +51,7 @@ from curate.clean.config import CleanConfig
 from curate.clean import quarantine as qfile
 from curate.clean.engine import (BOTH_DUPS_NOTE, HIT_SCHEMA, _clean_kind, _examples, _quarantine, _short, _Stats, active_rules,
                                  row_text_expr)
+from curate.clean.rules import language
 from curate.clean.rules.duplicates import evidence_expr
 from curate.errors import UserError
 from curate.executors import ray_data
@@ -86,6 +87,7 @@ def _rules_block(batch, kind: str, config: CleanConfig, side: str | None, keys: 
     active = active_rules(config)
     stats = _Stats(active, config.examples)
     extras: dict[str, Any] = {}
+    language.keep_models()  # this worker's next block wants lingua again: not loaded once per block
     kept, q = _clean_kind(df, kind, [a for a in active if a.rule.code not in DUP_CODES], config, stats,
                           extras=extras)
     kept_rows = extras["kept_rows"]
