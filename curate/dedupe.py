@@ -990,24 +990,35 @@ def row_keys(texts: pl.Series, *, threshold: float = 0.8, near: bool = True, num
     return RowKeys(out[3], out[4], out[0] if near else None, out[1] if est else None, out[2] if est else None)
 
 
-def near_duplicates_of(texts: pl.Series, sk: Sketch, *, threshold: float = 0.8,
+def near_duplicates_of(texts: pl.Series | Callable[[], pl.Series], sk: Sketch, *, threshold: float = 0.8,
                        measure: str = DEFAULT_MEASURE) -> pl.DataFrame:
     """:func:`find_duplicates` (with ``near``) of rows no two of which have the same normalized
     text, from their sketches computed before, anywhere (``sk``: :func:`row_keys` with ``est`` of
     the same rows, in the same order): the same clusters and similarities, without sketching the
-    rows again. ``texts``: the raw row texts (read again by the exact check)."""
-    n = len(texts)
+    rows again. ``texts``: the raw row texts (read again by the exact check), or a function that
+    gives them, called once, when the first candidate pair is verified (the buckets and estimates
+    come before: the Ray driver reads the texts back meanwhile)."""
+    n = len(sk.lengths)
     unit, width = parse_measure(measure)
-    texts = texts.cast(pl.String).fill_null("")
+    got: list[pl.Series] = []
+
+    def text() -> pl.Series:
+        if not got:
+            t = texts() if callable(texts) else texts
+            if len(t) != n:
+                raise ValueError(f"near_duplicates_of: {len(t)} texts for {n} sketches")
+            got.append(t.cast(pl.String).fill_null(""))
+        return got[0]
+
     kept = sim = None
     if n > 1:
         jit = _jit() if unit == "char" and n >= _JIT_MIN_ROWS else None
         if jit is not None:  # as _find_duplicates_compiled checks its pairs
             kept, sim = _near_clusters_of(sk, n, None, threshold=threshold, measure=measure, stats=None,
-                                          jaccard_of=lambda rows, a, b: _jaccard_rows(jit, texts.gather(rows), a, b,
+                                          jaccard_of=lambda rows, a, b: _jaccard_rows(jit, text().gather(rows), a, b,
                                                                                       width, threshold))
         else:  # as near_clusters checks them
-            kept, sim = _near_clusters_of(sk, n, lambda rows: texts.gather(rows).to_frame("t").select(normalize("t"))["t"],
+            kept, sim = _near_clusters_of(sk, n, lambda rows: text().gather(rows).to_frame("t").select(normalize("t"))["t"],
                                           threshold=threshold, measure=measure, stats=None)
     rows = np.arange(n, dtype=np.int64)
     return _result(rows, rows, kept, sim, None)

@@ -527,11 +527,17 @@ def test_near_duplicates_of_sketches_keyed_in_slices_equal_find_duplicates(sft, 
     normalized = pl.Series(norm(texts.to_list()))
     texts = texts.filter(normalized.is_first_distinct() & (normalized != ""))  # no exact copies, every row a text
     ks = [dedupe.row_keys(texts.slice(s, 97), measure=measure, est=True) for s in range(0, len(texts), 97)]
-    sk = dedupe.Sketch(*(np.concatenate([getattr(k, f) for k in ks]) for f in ("keys", "est", "lengths")))
-    got = dedupe.near_duplicates_of(texts, sk, measure=measure)
+    def sketches():  # near_duplicates_of uses up its sketch's band keys
+        return dedupe.Sketch(*(np.concatenate([getattr(k, f) for k in ks]) for f in ("keys", "est", "lengths")))
+
+    got = dedupe.near_duplicates_of(texts, sketches(), measure=measure)
     ref = dedupe.find_duplicates(pl.DataFrame({"t": texts}), "t", measure=measure)
     check_contract(got, len(texts))
     assert got.equals(ref)
+    # the texts given late (the Ray driver reads them back while the buckets are built): asked for once
+    asked = []
+    late = dedupe.near_duplicates_of(lambda: asked.append(1) or texts, sketches(), measure=measure)
+    assert late.equals(ref) and asked == [1]
     assert (ref["dup_kind"] == "near").sum() > 20 and (ref["dup_kind"] == "exact").sum() == 0
 
 def test_compiled_prefilter_passes_the_same_pairs(monkeypatch):
