@@ -632,3 +632,20 @@ def test_ingest_ray_splits_a_big_jsonl_file_into_line_aligned_ranges(ray_local, 
     assert [e["code"] for e in q if e["where"] == where] == ["parse_error"]
     assert [f["source"] for f in summary["files"]] == [big.as_posix(), seeds.as_posix()]  # one line per file
     assert summary["total"]["accounted"] and summary["files"][0]["reasons"]["parse_error"] >= 1
+
+
+def test_union_of_positions_is_union1d():
+    """ray_clean._union (the rows the driver reads back: candidates and exact duplicates) is
+    np.union1d for sorted, unsorted, overlapping and empty inputs."""
+    import numpy as np
+
+    from curate.executors.ray_clean import _union
+
+    rng = np.random.default_rng(7)
+    empty = np.empty(0, dtype=np.int64)
+    cases = [(empty, empty), (np.array([4]), empty), (empty, np.array([3, 3])),
+             (np.unique(rng.integers(0, 5000, 900)), np.unique(rng.integers(0, 5000, 300))),
+             (rng.integers(0, 500, 400), rng.integers(0, 500, 400))]  # unsorted, repeated (the shuffle path's order)
+    for a, b in cases:
+        got = _union(a, b)
+        assert got.dtype == np.int64 and np.array_equal(got, np.union1d(a, b))

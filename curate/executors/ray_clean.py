@@ -447,6 +447,17 @@ def _shared_keys(table):
     return to_arrow(df.filter(pl.col("_bk").is_duplicated()).select(POS).unique())
 
 
+def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.union1d(a, b)`` (sorted, distinct), by a stable sort (Timsort: two sorted runs, as the
+    driver's candidates and exact duplicates are, merge in linear time; ``union1d``'s quicksort took
+    ~0.2 s for 420k positions); any order in, the same result."""
+    both = np.concatenate([a, b]).astype(np.int64, copy=False)
+    both.sort(kind="stable")
+    if len(both) < 2:
+        return both
+    return both[np.concatenate(([True], both[1:] != both[:-1]))]
+
+
 def _duplicates(a, keys: pl.DataFrame | None, kind: str, config: CleanConfig, dups: dict[str, Any],
                 gone_pos: np.ndarray, stats: _Stats, side_files: list[Path] | None = None) -> pl.DataFrame:
     """Pass B: ``_pos, rule, evidence`` of every duplicate to drop; fills the dup rules' stats.
@@ -468,7 +479,7 @@ def _duplicates(a, keys: pl.DataFrame | None, kind: str, config: CleanConfig, du
     # now: its tasks run (~0.6 s on 2 CPUs, mostly Ray Data's dispatch) while this thread gathers the
     # candidates' sketches and starts their near-duplicate pass (buckets, estimates), which waits for
     # the texts only when it first verifies a pair
-    want = np.union1d(cand, members[POS].to_numpy())
+    want = _union(cand, members[POS].to_numpy())
     empty = pl.DataFrame(schema={POS: pl.Int64, "id": pl.String, "source": pl.String, "line": pl.Int64,
                                  "text": pl.String})
     rows_back = ThreadPoolExecutor(1, thread_name_prefix="curate-rows-back") if len(want) else None
