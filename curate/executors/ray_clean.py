@@ -35,6 +35,7 @@ Quarantine entries are written in input order per kind; report.json has the same
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
@@ -492,17 +493,13 @@ def _duplicates(a, keys: pl.DataFrame | None, kind: str, config: CleanConfig, du
         return got
 
     texts_of = rows_back.submit(read_back) if rows_back is not None else None
-    got: dict[str, pl.DataFrame] = {}
 
-    def texts_now() -> pl.DataFrame:
-        if "texts" not in got:
-            got["texts"] = texts_of.result() if texts_of is not None else empty
-        return got["texts"]
+    def texts_now() -> pl.DataFrame:  # the Future keeps its result: no copy of it here
+        return texts_of.result() if texts_of is not None else empty
 
+    @functools.cache
     def ctexts() -> pl.DataFrame:  # the candidates' rows, in candidate (input) order
-        if "cand" not in got:
-            got["cand"] = texts_now().filter(pl.col(POS).is_in(pl.Series(cand).implode()))
-        return got["cand"]
+        return texts_now().filter(pl.col(POS).is_in(pl.Series(cand).implode()))
 
     try:
         sketches = None
@@ -530,7 +527,7 @@ def _duplicates(a, keys: pl.DataFrame | None, kind: str, config: CleanConfig, du
                                       "_root": pos.gather(clustered["cluster"].cast(pl.UInt32)),
                                       "_sim": clustered["similarity"]})
         texts = texts_now()
-        got.clear()
+        ctexts.cache_clear()
     finally:
         if rows_back is not None:
             rows_back.shutdown(wait=True)
