@@ -312,6 +312,32 @@ def test_equation_checker(text, wrong):
     assert (check_equations(text) is not None) == wrong
 
 
+def test_equation_search_finds_what_the_regex_finds_everywhere(fixtures):
+    """chains() searches CHAIN only around each "=": the same spans as CHAIN.finditer over the whole
+    text, on every text of the fixtures holding an "=" and on random strings of the characters
+    that matter (digits of other scripts, odd spaces, operators, currency, letters glued on)."""
+    import random
+
+    from curate.clean.rules.arith import CHAIN, chains
+
+    def whole(t):
+        return [m.span() for m in CHAIN.finditer(t)]
+
+    texts = [t for name in ("alpacacleaned_gsm8k.json", "malay_alpaca.json", "chatdoctor.json")
+             for row in json.loads((fixtures / name).read_text()) for t in row.values()
+             if isinstance(t, str) and "=" in t]
+    assert len(texts) > 150
+    assert sum(bool(whole(t)) for t in texts) > 100
+    for t in texts:
+        assert chains(t) == whole(t), t
+    rng = random.Random(7)
+    alphabet = list("0123456789 =+-*/xX×÷^−·().,%$€£RMpab_\n\t\u00a0\u0661\u0662\uff13")
+    strings = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(20000)]
+    assert sum(bool(whole(s)) for s in strings) > 400
+    for s in strings:
+        assert chains(s) == whole(s), s
+
+
 def test_safe_eval_refuses_anything_but_arithmetic():
     assert safe_eval("(3 + 4) * 2 ** 3") == 56
     for bad in ("__import__('os').system('true')", "x + 1", "[1] * 3", "9 ** 9 ** 9", "1 / 0"):

@@ -109,23 +109,54 @@ def _close(value: float, written: float, decimals: int) -> bool:
 _OPS_BEFORE = set("+-*/×÷^=(−·xX0123456789.,")
 
 
-def _standalone(text: str, m: re.Match) -> bool:
-    """The chain is the whole arithmetic: no operator, digit or variable glued on either side
-    ("S + 143 = 184", "60 students x 2/3 = 40", "8 x 1 1/2 = 12", "100 = 5A")."""
-    before = text[:m.start()].rstrip()
+def _standalone(text: str, start: int, end: int) -> bool:
+    """The chain ``text[start:end]`` is the whole arithmetic: no operator, digit or variable glued on
+    either side ("S + 143 = 184", "60 students x 2/3 = 40", "8 x 1 1/2 = 12", "100 = 5A")."""
+    before = text[:start].rstrip()
     if before and (before[-1] in _OPS_BEFORE and not (before[-1] in "xX" and len(before) > 1 and before[-2].isalpha())):
         return False
     # what follows the chain, not its own trailing spaces (CHAIN's last term takes them): in
     # "walks 15 + 9 = 24 flights" the word after the value is not glued to it
-    after = text[m.start() + len(m.group(0).rstrip()):]
+    after = text[start + len(text[start:end].rstrip()):]
     if after[:1].isalnum():
         return False
     nxt = after.lstrip()[:1]
     return not (nxt and nxt in "+-*/×÷^=−·(")
 
 
-def equations(text: str) -> list[re.Match]:
-    return [m for m in CHAIN.finditer(text) if _standalone(text, m)]
+# Every character a CHAIN match can hold (Unicode digits and spaces, as CHAIN's \d and \s): a match
+# has an "=" and lies inside one run of them.
+_CHAIN_RUN = re.compile(r"[\d\s()\-−+*/×xX÷^·=,.%$€£RMp]*")
+
+
+@lru_cache(maxsize=1 << 16)
+def _window_chains(window: str) -> tuple[tuple[int, int], ...]:
+    """CHAIN's matches in one window of :func:`chains` (cached: a corpus repeats its worked steps)."""
+    return tuple(m.span() for m in CHAIN.finditer(window))
+
+
+def chains(text: str) -> list[tuple[int, int]]:
+    """The spans of ``CHAIN.finditer(text)``, searched only inside the runs of chain characters that
+    hold an "=", each with the character before it and the two after it (all CHAIN's lookarounds
+    read): the same matches in the same order, without trying the regex at every position of a long
+    text (a response's equations are a few dozen of its hundreds of characters)."""
+    n = len(text)
+    i = text.find("=")
+    if i < 0:
+        return []
+    back, out = text[::-1], []
+    while i >= 0:
+        start = i - (_CHAIN_RUN.match(back, n - i).end() - (n - i))
+        end = _CHAIN_RUN.match(text, i + 1).end()
+        lo = max(start - 1, 0)
+        out.extend((lo + s, lo + e) for s, e in _window_chains(text[lo:min(end + 2, n)]))
+        i = text.find("=", end)
+    return out
+
+
+def equations(text: str) -> list[str]:
+    """The standalone ``expr = value`` chains of ``text``, in order."""
+    return [text[s:e] for s, e in chains(text) if _standalone(text, s, e)]
 
 
 def check_equations(text: str, max_equations: int = 2) -> str | None:
@@ -137,9 +168,9 @@ def check_equations(text: str, max_equations: int = 2) -> str | None:
     found = equations(text)
     if len(found) > max_equations:
         return None
-    for m in found:
-        if _false_chain(m.group(1)):
-            return m.group(1).strip()
+    for chain in found:
+        if _false_chain(chain):
+            return chain.strip()
     return None
 
 
