@@ -27,7 +27,20 @@ def warm() -> dict[str, float]:
     t = time.perf_counter()
     warm_duplicates()
     took["duplicates"] = time.perf_counter() - t
+    t = time.perf_counter()
+    warm_rules()
+    took["clean rules"] = time.perf_counter() - t
     return took
+
+
+def warm_rules() -> None:
+    """The clean rules' compiled paths once (letter counts)."""
+    import polars as pl
+
+    from curate import letters_jit
+
+    if letters_jit.AVAILABLE:
+        letters_jit.counts(pl.Series(["a", "é 한 漢 𠀀"]))
 
 
 def warm_ingest() -> None:
