@@ -34,13 +34,15 @@ def warm() -> dict[str, float]:
 
 
 def warm_rules() -> None:
-    """The clean rules' compiled paths once (letter counts)."""
+    """The clean rules' compiled paths once (letter counts, control characters)."""
     import polars as pl
 
-    from curate import letters_jit
+    from curate import char_scan_jit
 
-    if letters_jit.AVAILABLE:
-        letters_jit.counts(pl.Series(["a", "é 한 漢 𠀀"]))
+    if char_scan_jit.AVAILABLE:
+        texts = pl.Series(["a", "é 한 漢 𠀀", "a text longer than twelve bytes\r\n"])
+        char_scan_jit.letter_counts(texts)
+        char_scan_jit.has_control(texts)
 
 
 def warm_ingest() -> None:

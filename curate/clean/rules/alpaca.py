@@ -177,10 +177,10 @@ class UnclearInstruction(Rule):
         # mostly symbols: letters under 30% (letters counted as what removing letter runs takes away,
         # one regex match per word instead of one per letter)
         sym = rest.filter(pl.col("text").str.len_bytes() > 12)
-        from curate import letters_jit  # numba: imported by the rules that run, not by --help
+        from curate import char_scan_jit  # numba: imported by the rules that run, not by --help
 
-        if letters_jit.AVAILABLE and sym.height:  # the rows whose letters surely reach 30% go first
-            n, at_least = letters_jit.counts(sym["text"])
+        if char_scan_jit.AVAILABLE and sym.height:  # the rows whose letters surely reach 30% go first
+            n, at_least = char_scan_jit.letter_counts(sym["text"])
             sym = sym.filter(pl.Series((n > 12) & (at_least < n * 0.3)))
         sym = sym.with_columns(pl.col("text").str.len_chars().alias("_n"))
         sym = sym.with_columns((pl.col("_n") - pl.col("text").str.replace_all(r"\p{L}+", "").str.len_chars()).alias("_l"))
