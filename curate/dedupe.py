@@ -58,9 +58,10 @@ Everything is deterministic for the same input and ``seed``: the hashing is nump
 arithmetic on the text's bytes (no dependence on polars' or Python's hash).
 
 Compiled path (char measures, from 20k rows on, when numba is installed): steps 1-3 run as one
-compiled pass per row (:mod:`curate.minhash_jit`; the pass flags the rows holding non-ASCII bytes,
-which polars normalizes before the pass reads them again), which keeps no normalized copy of the
-texts: exact groups compare two independent 64-bit hashes of the normalized text and its length.
+compiled pass per row (:mod:`curate.minhash_jit`; non-ASCII characters are lowercased, folded or
+made separators by a table of what :func:`normalize` makes of each code point, built by polars
+itself; the rare rows holding a character the table leaves out are normalized by polars before the
+pass reads them again), which keeps no normalized copy of the texts: exact groups compare two independent 64-bit hashes of the normalized text and its length.
 The buckets are found band by band in compiled code straight to CSR form
 (:func:`curate.minhash_jit.band_buckets`, half of the bands on each thread) and the rounds of step
 5 scan only the buckets still in play (:func:`curate.minhash_jit.round_pairs`). The prefilter is
@@ -826,13 +827,58 @@ def find_duplicates(df: pl.DataFrame, text: pl.Expr | str, *, threshold: float =
 _WORD_BYTES = np.array([c + 32 if 65 <= c <= 90 else c if (c >= 128 or 48 <= c <= 57 or 97 <= c <= 122) else 0
                         for c in range(256)], dtype=np.uint8)
 
+_WIDE_CODES = 0x20000  # code points the compiled pass normalizes itself (the BMP and plane 1); rows with others: polars
+
+
+@functools.cache
+def _wide_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`normalize` makes of each non-ASCII code point below ``_WIDE_CODES``, for the
+    compiled pass (:func:`curate.minhash_jit.normalize_sketch`), computed by :func:`normalize`'s
+    own polars steps on every code point, so polars' Unicode tables decide, not ours: (``table``
+    int32 per code point: 0 a separator, 1 a word character kept as it is, ``k >= 2`` a word
+    character that becomes ``rdata[roff[k - 2]:roff[k - 1]]``, -1 one the pass leaves to polars;
+    ``rdata``, ``roff``).
+
+    :func:`normalize` is per character but for the final sigma, which lowercasing writes as ``ς``
+    or ``σ`` by context and case folding makes ``σ`` in both: a character's folded lowercase is
+    taken alone and beside letters (before, after, both), and any that differed (none does) or
+    whose result mixes word and separator characters, or grows more than twice in bytes, is -1.
+    A text of such characters is the polars runs of separators made one space and stripped, which
+    the pass does byte by byte."""
+    codes = np.r_[np.arange(0x80, 0xD800), np.arange(0xE000, _WIDE_CODES)]
+
+    def fold(e: pl.Expr) -> pl.Expr:  # normalize()'s steps before the separators
+        return e.str.to_lowercase().str.replace_many(*_FOLD)
+
+    c, f = pl.col("c"), pl.col("f")
+    df = pl.DataFrame({"c": [chr(x) for x in codes]}).with_columns(f=fold(c)).select(
+        f,
+        same_ctx=(f == fold("a" + c + "a").str.slice(1).str.head(-1)) & (f == fold("A" + c).str.slice(1))
+        & (f == fold(c + "A").str.head(-1)) & (f.str.len_bytes() <= 2 * c.str.len_bytes()),
+        word=f.str.contains(r"^[\p{L}\p{N}\p{M}]+$"),
+        sep=f.str.contains(r"^[^\p{L}\p{N}\p{M}]+$"),
+        kept=f == c,
+    )
+    same, word, sep, kept = (df[k].to_numpy() for k in ("same_ctx", "word", "sep", "kept"))
+    mapped = same & word & ~kept
+    entry = np.full(len(codes), -1, dtype=np.int32)
+    entry[same & sep] = 0
+    entry[same & word & kept] = 1
+    entry[mapped] = 2 + np.arange(int(mapped.sum()), dtype=np.int32)
+    rdata, roff = utf8_buffers(df["f"].filter(pl.Series(mapped)))
+    table = np.full(_WIDE_CODES, -1, dtype=np.int32)
+    table[codes] = entry
+    return table, rdata.copy(), roff - roff[0]
+
+
 def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, threshold: float, near: bool,
                               num_perm: int, seed: int, width: int, stats: dict | None,
                               on_rows: Callable[[int], None] | None) -> pl.DataFrame:
     """:func:`find_duplicates` for char measures on big inputs, the same result with one compiled pass
     per row (:func:`curate.minhash_jit.normalize_sketch`): the normalized text is never kept (the
     exact groups compare two 64-bit hashes of it, 128 bits, and verification normalizes the few rows
-    it reads again); only the non-ASCII rows go through :func:`normalize` first."""
+    it reads again); only the rows holding a character :func:`_wide_table` leaves out go through
+    :func:`normalize` first."""
     if num_perm < 8 or num_perm & (num_perm - 1):
         raise ValueError(f"num_perm must be a power of two >= 8, got {num_perm}")
     t0 = time.perf_counter()
@@ -934,18 +980,21 @@ def _jaccard_rows(jit, t: pl.Series, a: np.ndarray, b: np.ndarray, width: int, t
 def _normalize_sketch(jit, texts: pl.Series, out: tuple, start: int, with_sketch: bool, *, width: int, seed: int,
                       bits: int, bands: int, r: int) -> int:
     """The compiled normalize + sketch pass over ``texts`` (raw row texts, not null) into ``out``
-    (keys, est, lengths, hashes, norm_len) from row ``start`` on: the pass skips the rows holding
-    non-ASCII bytes, which go through :func:`normalize` (Unicode case folding and separators) and
-    the pass again."""
+    (keys, est, lengths, hashes, norm_len) from row ``start`` on: the pass normalizes non-ASCII
+    rows itself by :func:`_wide_table` and skips the few holding a character the table leaves out,
+    which go through :func:`normalize` (Unicode case folding and separators) and the pass again."""
     data, offsets = utf8_buffers(texts)
     wide = np.zeros(len(texts), dtype=bool)
-    args = (_WORD_BYTES, width, width > 5, np.uint64(_salt(77)), np.uint64(_salt(seed)), bits,
+    args = (width, width > 5, np.uint64(_salt(77)), np.uint64(_salt(seed)), bits,
             np.uint64(_salt(seed + 1)), _band_init(bands, seed), bands, r, *out, with_sketch)
-    jit.normalize_sketch(data, offsets, np.arange(start, start + len(texts), dtype=np.int64), wide, *args)
+    jit.normalize_sketch(data, offsets, np.arange(start, start + len(texts), dtype=np.int64), wide, _WORD_BYTES,
+                         *_wide_table(), *args)
     if wide.any():
         at = np.flatnonzero(wide)
         data, offsets = utf8_buffers(texts.gather(at).to_frame("t").select(normalize("t"))["t"])
-        jit.normalize_sketch(data, offsets, at + start, np.zeros(0, dtype=bool), *args)
+        none = np.zeros(0, dtype=np.int32)
+        jit.normalize_sketch(data, offsets, at + start, np.zeros(0, dtype=bool), _WORD_BYTES, none,
+                             none.view(np.uint8), np.zeros(1, dtype=np.int64), *args)
     return len(texts)
 
 

@@ -158,6 +158,67 @@ if AVAILABLE:
         return t
 
     @numba.njit(inline="always", cache=True)
+    def _normalize_wide_into(data, lo, hi, lut, table, rdata, roff, out, t):
+        """:func:`_normalize_into` for a text holding non-ASCII characters, one character at a time:
+        ASCII bytes by ``lut``, a code point ``c`` by ``table[c]`` (see ``dedupe._wide_table``):
+        0 a separator, 1 a word character kept as it is, ``k >= 2`` a word character written as
+        ``rdata[roff[k - 2]:roff[k - 1]]`` (its lowercase, case-folded), -1 (or ``c`` past the
+        table) a character only :func:`dedupe.normalize` handles. Returns the end, or -1 when the
+        text holds such a character (nothing else is certain then). ``out`` needs twice the text's
+        length (a mapped character is at most twice as long as it was) plus 1 spare byte."""
+        begin = t
+        gap = False
+        p = lo
+        size = len(table)
+        while p < hi:
+            b = np.int64(data[p])
+            if b < 0x80:
+                c = lut[b]
+                if c == 0:
+                    gap = True
+                else:
+                    if gap and t > begin:
+                        out[t] = 32
+                        t += 1
+                    gap = False
+                    out[t] = c
+                    t += 1
+                p += 1
+                continue
+            if b >= 0xF0:
+                k = 4
+                cp = ((b & 0x07) << 18) | ((np.int64(data[p + 1]) & 0x3F) << 12) \
+                    | ((np.int64(data[p + 2]) & 0x3F) << 6) | (np.int64(data[p + 3]) & 0x3F)
+            elif b >= 0xE0:
+                k = 3
+                cp = ((b & 0x0F) << 12) | ((np.int64(data[p + 1]) & 0x3F) << 6) | (np.int64(data[p + 2]) & 0x3F)
+            else:
+                k = 2
+                cp = ((b & 0x1F) << 6) | (np.int64(data[p + 1]) & 0x3F)
+            if cp >= size:
+                return -1
+            e = table[cp]
+            if e < 0:
+                return -1
+            if e == 0:
+                gap = True
+            else:
+                if gap and t > begin:
+                    out[t] = 32
+                    t += 1
+                gap = False
+                if e == 1:
+                    for q in range(p, p + k):
+                        out[t] = data[q]
+                        t += 1
+                else:
+                    for q in range(roff[e - 2], roff[e - 1]):
+                        out[t] = rdata[q]
+                        t += 1
+            p += k
+        return t
+
+    @numba.njit(inline="always", cache=True)
     def _chars_at_least(buf, lo, hi, n):
         """min(n, characters of the UTF-8 bytes buf[lo:hi]) (only short texts are counted)."""
         if hi - lo >= 4 * n:
@@ -290,8 +351,8 @@ if AVAILABLE:
             i = j
 
     @numba.njit(cache=True, nogil=True)
-    def normalize_sketch(data, offsets, rows, wide, lut, n, pre_mix, pre_salt, salt, bits, probe_salt, band_init, bands,
-                         r, keys, est, lengths, hashes, norm_len, with_sketch):
+    def normalize_sketch(data, offsets, rows, wide, lut, table, rdata, roff, n, pre_mix, pre_salt, salt, bits,
+                         probe_salt, band_init, bands, r, keys, est, lengths, hashes, norm_len, with_sketch):
         """:func:`dedupe.normalize` and :func:`sketch_chars` in one pass, for rows that are ASCII
         (normalized here: lower case, every run of other characters one space, stripped) or already
         normalized (unchanged by the same steps); text i's results go to row ``rows[i]``. ``lut[c]``:
@@ -299,7 +360,9 @@ if AVAILABLE:
         character), 0 for a separator. Also ``hashes[row]``: two independent 64-bit hashes of the
         normalized bytes (exact duplicates), ``norm_len[row]``: their length. ``with_sketch`` False:
         only the hashes and lengths. With ``wide`` (one flag per text; empty: off) a text holding a
-        non-ASCII byte is skipped and flagged (it needs Unicode normalization first)."""
+        non-ASCII byte is normalized here by ``table`` (:func:`_normalize_wide_into`; empty: none is), or,
+        when it holds a character the table leaves out, skipped and flagged (it needs
+        :func:`dedupe.normalize` first)."""
         num_perm = 1 << bits
         est_bins = est.shape[1]
         shift = _u64(64 - bits)
@@ -308,18 +371,24 @@ if AVAILABLE:
         longest = 0
         for i in range(len(offsets) - 1):
             longest = max(longest, offsets[i + 1] - offsets[i])
+        if len(table):
+            longest *= 2  # a mapped character grows at most 2x (dedupe._wide_table)
         words = np.zeros((longest + n + 16) // 8 + 1, dtype=np.uint64)
         buf = words.view(np.uint8)
         top = _u64(8 * (n - 1))
         for i in range(len(offsets) - 1):
+            high = 0
             if len(wide):
-                high = 0
                 for p in range(offsets[i], offsets[i + 1]):
                     high |= data[p]
-                if high & 0x80:
+            if high & 0x80:
+                m = _normalize_wide_into(data, offsets[i], offsets[i + 1], lut, table, rdata, roff, buf, 0) \
+                    if len(table) else -1
+                if m < 0:
                     wide[i] = True
                     continue
-            m = _normalize_into(data, offsets[i], offsets[i + 1], lut, buf, 0)
+            else:
+                m = _normalize_into(data, offsets[i], offsets[i + 1], lut, buf, 0)
             # the normalized bytes 8 at a time (little-endian words, the last one cut), into two hashes
             h1 = _u64(0x243F6A8885A308D3)
             h2 = _u64(0x13198A2E03707344)

@@ -627,3 +627,100 @@ def test_warm_duplicate_groups_loads_the_ray_drivers_kernels_but_not_the_sketch(
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded.pop("normalize_sketch") == 0
     assert all(v > 0 for v in loaded.values()), loaded
+
+
+def _fixture_strings(root) -> list[str]:
+    """Every string value (and every line of the text files) of the fixtures, recursively."""
+    import json
+
+    out: list[str] = []
+
+    def walk(v) -> None:
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    def parse(text: str) -> None:  # a JSON value, else the text itself (the fixtures of broken records)
+        try:
+            walk(json.loads(text))
+        except ValueError:
+            out.append(text)
+
+    for path in sorted(root.rglob("*")):
+        text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+        if path.suffix == ".json":
+            parse(text)
+        elif path.suffix == ".jsonl":
+            for line in text.splitlines():
+                parse(line)
+        else:
+            out.extend(text.splitlines())
+    return out
+
+
+# Hard cases of Unicode case folding and separators, each alone and inside Malay, Korean or English.
+_HARD = ["İstanbul İZMİR ıi Iİ", "Straße STRASSE ẞ groß", "ΟΔΟΣ Σ. ΣΑΣ σς aΣb ΣA", "ﬁnd ﬂow ﬀ ﬃ ﬄ ﬅ ﬆ",
+         "e\u0301te\u0301 CAFE\u0301 n\u0303", "Ｆｕｌｌ－ｗｉｄｔｈ　ＡＢＣ　１２３！", "emoji 🙂👍🏽 👩‍💻 ❤️ 🇲🇾 end",
+         "Tiếng Việt: ĐẶNG Thị Ánh Tuyết", "한국어 문장입니다. 안녕하세요!", "Ⓐ Ⓩ ⓐ ① ½ ² ⅷ Ⅻ", "Ⱥ Ⱦ ȿ ɀ Ꞵ",
+         "ǅ ǈ ǋ Ǳ ǲ ǳ", "Ꭰ ꭰ Ა ა Ⴀ", "𐐀𐐨 𝐀𝐁 𞤀𞤢", "𠀀 𪜀 CJK ext B", "\u200b\u200d\ufeff\u00ad zero width",
+         "“quotes” ‘single’ — dash… «guillemets»", "Ǆ  Å K Ω Ω", "i\u0307 I\u0307", "kerana dia tiada wang ¿¡"]
+
+
+def _old_and_new_keys(monkeypatch, texts: list[str]):
+    """dedupe.row_keys of ``texts`` by the compiled pass with its Unicode table (most non-ASCII
+    rows normalized in the kernel) and without it (every non-ASCII row through polars first)."""
+    from curate import minhash_jit
+
+    if not minhash_jit.AVAILABLE:
+        pytest.skip("numba not installed")
+    series = pl.Series(texts, dtype=pl.String)
+    new = dedupe.row_keys(series, est=True)
+    none = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.int64))
+    monkeypatch.setattr(dedupe, "_wide_table", lambda: none)
+    old = dedupe.row_keys(series, est=True)
+    return old, new
+
+
+def _assert_same_keys(old, new) -> None:
+    for field in ("hashes", "norm_len", "keys", "est", "lengths"):
+        assert np.array_equal(getattr(old, field), getattr(new, field)), field
+
+
+def test_compiled_unicode_normalization_equals_polars_on_the_fixtures(fixtures, monkeypatch):
+    """Non-ASCII rows the compiled pass normalizes itself (Korean, Malay, Vietnamese, curly
+    quotes, ...) get the same normalized length, hashes and sketch as when polars normalizes
+    them first (the old path): every string of the fixtures, and hard cases (Turkish dotted I,
+    sharp s, final sigma, ligatures, combining marks, full-width forms, emoji, Cherokee, plane 2
+    CJK, which the pass leaves to polars) alone and inside other text."""
+    texts = _fixture_strings(fixtures)
+    wide = [t for t in texts if not t.isascii()]
+    assert len(wide) > 1000 and any("안녕" in t for t in wide)
+    rng = random.Random(3)
+    hard = _HARD + [f"{a} {h} {b}" for h in _HARD for a, b in [rng.sample(wide, 2)]] + [h.upper() for h in _HARD]
+    table = dedupe._wide_table()[0]
+    assert table[ord("한")] == 1 and table[ord("”")] == 0 and table[ord("É")] >= 2 and table[ord("ß")] >= 2
+    left = [t for t in wide if any(ord(c) >= len(table) or (ord(c) >= 0x80 and table[ord(c)] < 0) for c in t)]
+    assert len(left) < len(wide) / 100  # the kernel normalizes nearly every non-ASCII row itself
+    old, new = _old_and_new_keys(monkeypatch, texts + hard)
+    _assert_same_keys(old, new)
+
+
+def test_compiled_unicode_normalization_equals_polars_for_every_code_point(monkeypatch):
+    """Every code point the compiled pass's table covers (and some past it), each in a few texts
+    between ASCII letters, digits, punctuation and spaces and other such code points: the same
+    normalized length, hashes and sketches as through polars."""
+    rng = random.Random(7)
+    codes = [c for c in range(0x80, dedupe._WIDE_CODES + 0x400) if not 0xD800 <= c < 0xE000]
+    texts = []
+    for _ in range(3):
+        rng.shuffle(codes)
+        for i in range(0, len(codes), 24):
+            parts = [chr(c) + rng.choice(["", "", " ", "a", "Z", "1", ".", "  ", "-"]) for c in codes[i:i + 24]]
+            texts.append(rng.choice(["", " ", "Ab "]) + "".join(parts))
+    old, new = _old_and_new_keys(monkeypatch, texts)
+    _assert_same_keys(old, new)
