@@ -647,7 +647,7 @@ def verify(pairs: pl.DataFrame, texts: pl.Series, measure: str = DEFAULT_MEASURE
         a, b = a_all[lo:hi], b_all[lo:hi]
         rows = np.unique(np.concatenate([a, b]))
         data, offsets = utf8_buffers(texts.gather(rows).fill_null(""))
-        jit.jaccard_rows(data, offsets, _WORD_BYTES, width, width > 5, np.uint64(_salt(77)),
+        jit.jaccard_rows(data, offsets, _WORD_BYTES, *_NO_TABLE, _NO_ROWS, width, width > 5, np.uint64(_salt(77)),
                          np.searchsorted(rows, a), np.searchsorted(rows, b), 0.0, out[lo:hi])
 
     with ThreadPoolExecutor(_THREADS) as pool:
@@ -830,6 +830,11 @@ _WORD_BYTES = np.array([c + 32 if 65 <= c <= 90 else c if (c >= 128 or 48 <= c <
 _WIDE_CODES = 0x20000  # code points the compiled pass normalizes itself (the BMP and plane 1); rows with others: polars
 
 
+# No table: the compiled passes read every row as ASCII or already normalized (_NO_ROWS: no flags).
+_NO_TABLE = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.int64))
+_NO_ROWS = np.zeros(0, dtype=bool)
+
+
 @functools.cache
 def _wide_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What :func:`normalize` makes of each non-ASCII code point below ``_WIDE_CODES``, for the
@@ -957,20 +962,24 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
 
 def _jaccard_rows(jit, t: pl.Series, a: np.ndarray, b: np.ndarray, width: int, threshold: float) -> np.ndarray:
     """Exact Jaccard (char ``width`` shingles) of pairs (a, b) of the raw row texts ``t`` (a sorted):
-    the texts normalized by the compiled pass (polars first for non-ASCII rows), then checked in
+    the texts normalized by the compiled pass (polars first for the rows holding a character
+    :func:`_wide_table` leaves out), then checked in
     spans of about _VERIFY_SHINGLES bytes on both threads; a pair is left early once it can no
     longer reach ``threshold`` (every similarity at or above it is exact)."""
-    wide = (t.str.len_bytes() != t.str.len_chars()).arg_true()
-    if len(wide):  # non-ASCII rows: Unicode case folding and separators first
-        t = t.scatter(wide, t.gather(wide).to_frame("t").select(normalize("t"))["t"])
     data, offsets = utf8_buffers(t)
+    table = _wide_table()
+    plain = jit.outside_table(data, offsets, table[0])
+    if plain.any():  # rows holding a character the table leaves out: Unicode case folding and separators first
+        at = np.flatnonzero(plain)
+        t = t.scatter(at, t.gather(at).to_frame("t").select(normalize("t"))["t"])
+        data, offsets = utf8_buffers(t)
     spans = _spans(np.cumsum(np.diff(offsets)[a] + np.diff(offsets)[b] + 2))
     out = np.empty(len(a), dtype=np.float64)
 
     def batch(span: tuple[int, int]) -> None:
         lo, hi = span
-        jit.jaccard_rows(data, offsets, _WORD_BYTES, width, width > 5, np.uint64(_salt(77)), a[lo:hi], b[lo:hi],
-                         threshold, out[lo:hi])
+        jit.jaccard_rows(data, offsets, _WORD_BYTES, *table, plain, width, width > 5, np.uint64(_salt(77)),
+                         a[lo:hi], b[lo:hi], threshold, out[lo:hi])
 
     with ThreadPoolExecutor(_THREADS) as pool:
         list(pool.map(batch, spans))
@@ -992,9 +1001,7 @@ def _normalize_sketch(jit, texts: pl.Series, out: tuple, start: int, with_sketch
     if wide.any():
         at = np.flatnonzero(wide)
         data, offsets = utf8_buffers(texts.gather(at).to_frame("t").select(normalize("t"))["t"])
-        none = np.zeros(0, dtype=np.int32)
-        jit.normalize_sketch(data, offsets, at + start, np.zeros(0, dtype=bool), _WORD_BYTES, none,
-                             none.view(np.uint8), np.zeros(1, dtype=np.int64), *args)
+        jit.normalize_sketch(data, offsets, at + start, _NO_ROWS, _WORD_BYTES, *_NO_TABLE, *args)
     return len(texts)
 
 

@@ -48,28 +48,62 @@ if AVAILABLE:
         val = min(np.uint32(h & _u64(0xFFFFFFFF)), np.uint32(_SENT - 1))
         raw[b] = min(raw[b], val)
 
+    _PROBES = 16  # densification attempts whose probed bins are tabled (later ones are computed)
+
     @numba.njit(inline="always", cache=True)
-    def _finish(sig, raw, row, probe_salt, band_init, bands, r, keys, est, est_bins):
+    def _probe_table(num_perm, probe_salt):
+        """``table[a, j]``: the bin that bin ``j`` probes at attempt ``a`` (``dedupe._probe``), the
+        same for every row; plus the scratch arrays :func:`_finish` needs."""
+        table = np.empty((_PROBES, num_perm), dtype=np.int32)
+        for a in range(_PROBES):
+            for j in range(num_perm):
+                table[a, j] = np.int32(_mix(_u64(j) * _u64(0x100000001B3) + _u64(a + 1), probe_salt)
+                                       & _u64(num_perm - 1))
+        return table, np.empty(num_perm, dtype=np.int64), np.empty(num_perm, dtype=np.uint64)
+
+    @numba.njit(inline="always", cache=True)
+    def _finish(sig, raw, row, probe_salt, band_init, bands, r, keys, est, est_bins, probes):
         """Densify ``sig`` (from ``raw``, the bins before densification: bin j probes the bins
-        ``dedupe._probe(num_perm, attempt, seed)[j]``, attempt 0, 1, ...), then band keys and estimator bytes."""
+        ``dedupe._probe(num_perm, attempt, seed)[j]``, attempt 0, 1, ..., and takes the first
+        non-empty one), then band keys and estimator bytes. ``probes``: :func:`_probe_table`.
+
+        The empty bins are listed, then attempt by attempt each bin still empty reads its probed
+        bin and stays listed only while that is empty too (no branch per bin, the first attempts'
+        bins read from the table); the band hashes advance all bands a bin at a time (independent
+        multiplies, not one chain of ``r`` per band)."""
+        table, empty, h = probes
         num_perm = sig.shape[0]
+        k = 0
         for j in range(num_perm):
-            if raw[j] == _SENT:
-                a = 0
-                while True:
-                    q = _mix(_u64(j) * _u64(0x100000001B3) + _u64(a + 1), probe_salt) & _u64(num_perm - 1)
-                    v = raw[q]
-                    if v != _SENT:
-                        sig[j] = v
-                        break
-                    a += 1
+            empty[k] = j
+            k += raw[j] == _SENT
+        a = 0
+        while k:
+            m = 0
+            if a < _PROBES:
+                for e in range(k):
+                    j = empty[e]
+                    v = raw[table[a, j]]
+                    sig[j] = v
+                    empty[m] = j
+                    m += v == _SENT
+            else:
+                for e in range(k):
+                    j = empty[e]
+                    v = raw[_mix(_u64(j) * _u64(0x100000001B3) + _u64(a + 1), probe_salt) & _u64(num_perm - 1)]
+                    sig[j] = v
+                    empty[m] = j
+                    m += v == _SENT
+            k = m
+            a += 1
         for j in range(bands):
-            h = band_init[j]
-            for i in range(r):
-                h ^= _u64(sig[i * bands + j])
-                h *= _u64(0x9E3779B97F4A7C15)
-                h ^= h >> _u64(32)
-            keys[row, j] = np.uint32(h >> _u64(32))
+            h[j] = band_init[j]
+        for i in range(r):
+            for j in range(bands):
+                x = (h[j] ^ _u64(sig[i * bands + j])) * _u64(0x9E3779B97F4A7C15)
+                h[j] = x ^ (x >> _u64(32))
+        for j in range(bands):
+            keys[row, j] = np.uint32(h[j] >> _u64(32))
         for j in range(est_bins):
             est[row, j] = np.uint8(sig[j] & 0xFF)
 
@@ -84,6 +118,7 @@ if AVAILABLE:
         shift = _u64(64 - bits)
         raw = np.empty(num_perm, dtype=np.uint32)
         sig = np.empty(num_perm, dtype=np.uint32)
+        probes = _probe_table(num_perm, probe_salt)
         top = _u64(8 * (n - 1))
         for i in range(len(offsets) - 1):
             lo, hi = offsets[i], offsets[i + 1]
@@ -102,7 +137,7 @@ if AVAILABLE:
             sig[:] = raw
             row = start + i
             lengths[row] = hi - n + 1 - lo
-            _finish(sig, raw, row, probe_salt, band_init, bands, r, keys, est, est_bins)
+            _finish(sig, raw, row, probe_salt, band_init, bands, r, keys, est, est_bins, probes)
 
     @numba.njit(cache=True, nogil=True)
     def sketch_values(values, offsets, salt, bits, probe_salt, band_init, bands, r, keys, est, lengths, start):
@@ -112,6 +147,7 @@ if AVAILABLE:
         shift = _u64(64 - bits)
         raw = np.empty(num_perm, dtype=np.uint32)
         sig = np.empty(num_perm, dtype=np.uint32)
+        probes = _probe_table(num_perm, probe_salt)
         for i in range(len(offsets) - 1):
             raw[:] = _SENT
             for p in range(offsets[i], offsets[i + 1]):
@@ -119,7 +155,7 @@ if AVAILABLE:
             sig[:] = raw
             row = start + i
             lengths[row] = offsets[i + 1] - offsets[i]
-            _finish(sig, raw, row, probe_salt, band_init, bands, r, keys, est, est_bins)
+            _finish(sig, raw, row, probe_salt, band_init, bands, r, keys, est, est_bins, probes)
 
     @numba.njit(inline="always", cache=True)
     def _shingle_at(v, pre_mix, pre_salt):
@@ -158,6 +194,16 @@ if AVAILABLE:
         return t
 
     @numba.njit(inline="always", cache=True)
+    def _code_at(data, p, b):
+        """(code point, length) of the UTF-8 character at ``data[p]``, whose lead byte ``b`` is >= 0x80."""
+        if b >= 0xF0:
+            return ((b & 0x07) << 18) | ((np.int64(data[p + 1]) & 0x3F) << 12) \
+                | ((np.int64(data[p + 2]) & 0x3F) << 6) | (np.int64(data[p + 3]) & 0x3F), 4
+        if b >= 0xE0:
+            return ((b & 0x0F) << 12) | ((np.int64(data[p + 1]) & 0x3F) << 6) | (np.int64(data[p + 2]) & 0x3F), 3
+        return ((b & 0x1F) << 6) | (np.int64(data[p + 1]) & 0x3F), 2
+
+    @numba.njit(inline="always", cache=True)
     def _normalize_wide_into(data, lo, hi, lut, table, rdata, roff, out, t):
         """:func:`_normalize_into` for a text holding non-ASCII characters, one character at a time:
         ASCII bytes by ``lut``, a code point ``c`` by ``table[c]`` (see ``dedupe._wide_table``):
@@ -185,16 +231,7 @@ if AVAILABLE:
                     t += 1
                 p += 1
                 continue
-            if b >= 0xF0:
-                k = 4
-                cp = ((b & 0x07) << 18) | ((np.int64(data[p + 1]) & 0x3F) << 12) \
-                    | ((np.int64(data[p + 2]) & 0x3F) << 6) | (np.int64(data[p + 3]) & 0x3F)
-            elif b >= 0xE0:
-                k = 3
-                cp = ((b & 0x0F) << 12) | ((np.int64(data[p + 1]) & 0x3F) << 6) | (np.int64(data[p + 2]) & 0x3F)
-            else:
-                k = 2
-                cp = ((b & 0x1F) << 6) | (np.int64(data[p + 1]) & 0x3F)
+            cp, k = _code_at(data, p, b)
             if cp >= size:
                 return -1
             e = table[cp]
@@ -217,6 +254,35 @@ if AVAILABLE:
                         t += 1
             p += k
         return t
+
+    @numba.njit(inline="always", cache=True)
+    def _normalize_row(data, lo, hi, lut, table, rdata, roff, plain, out):
+        """The normalized bytes of row ``data[lo:hi]`` at the start of ``out`` (see
+        :func:`jaccard_rows`); returns their end."""
+        if plain or not len(table):
+            return _normalize_into(data, lo, hi, lut, out, 0)
+        return _normalize_wide_into(data, lo, hi, lut, table, rdata, roff, out, 0)
+
+    @numba.njit(cache=True, nogil=True)
+    def outside_table(data, offsets, table):
+        """Per text ``data[offsets[i]:offsets[i+1]]`` (valid UTF-8): True when it holds a character
+        ``table`` leaves to polars (-1, or a code point past it; see :func:`_normalize_wide_into`)."""
+        size = len(table)
+        out = np.zeros(len(offsets) - 1, dtype=np.bool_)
+        for i in range(len(offsets) - 1):
+            p = offsets[i]
+            hi = offsets[i + 1]
+            while p < hi:
+                b = np.int64(data[p])
+                if b < 0x80:
+                    p += 1
+                    continue
+                cp, k = _code_at(data, p, b)
+                if cp >= size or table[cp] < 0:
+                    out[i] = True
+                    break
+                p += k
+        return out
 
     @numba.njit(inline="always", cache=True)
     def _chars_at_least(buf, lo, hi, n):
@@ -252,11 +318,13 @@ if AVAILABLE:
             k = (k + 1) & mask
 
     @numba.njit(cache=True, nogil=True)
-    def jaccard_rows(data, offsets, lut, n, pre_mix, pre_salt, a, b, threshold, out):
+    def jaccard_rows(data, offsets, lut, table, rdata, roff, plain, n, pre_mix, pre_salt, a, b, threshold, out):
         """``out[k]``: the Jaccard of the shingle sets of rows ``a[k]`` and ``b[k]`` (the ``n``-byte
-        windows of each row normalized as :func:`normalize_sketch` does, i.e. rows ASCII or already
-        normalized, padded to ``n`` characters: ``dedupe.shingles``), exact for every pair at or
-        above ``threshold``; a pair found below it early is -1.
+        windows of each row normalized as :func:`normalize_sketch` does, padded to ``n``
+        characters: ``dedupe.shingles``), exact for every pair at or above ``threshold``; a pair
+        found below it early is -1. A row is normalized by ``lut`` when it is ASCII or already
+        normalized (``plain[row]``; ``plain`` or ``table`` empty: every row), else by ``table``
+        (:func:`_normalize_wide_into`), which must hold its every character.
 
         Pairs grouped by ``a``: each ``a`` row's set is built once (a hash set; per window its
         slot, per slot its first window, per window the distinct shingles before it). A ``b`` row
@@ -270,6 +338,8 @@ if AVAILABLE:
         longest = 1
         for k in range(m):
             longest = max(longest, offsets[a[k] + 1] - offsets[a[k]], offsets[b[k] + 1] - offsets[b[k]])
+        if len(table):
+            longest *= 2  # a mapped character grows at most 2x (dedupe._wide_table)
         room = (longest + n + 16) // 8 + 1
         cwords = np.zeros(room, dtype=np.uint64)
         cbuf = cwords.view(np.uint8)
@@ -289,7 +359,8 @@ if AVAILABLE:
         top = _u64(8 * (n - 1))
         i = 0
         while i < m:
-            tc = _pad(cbuf, _normalize_into(data, offsets[a[i]], offsets[a[i] + 1], lut, cbuf, 0), n)
+            tc = _pad(cbuf, _normalize_row(data, offsets[a[i]], offsets[a[i] + 1], lut, table, rdata, roff,
+                                           len(plain) == 0 or plain[a[i]], cbuf), n)
             size_a = 0
             distinct[0] = 0
             v = _u64(0)
@@ -306,7 +377,8 @@ if AVAILABLE:
                 distinct[q + 1] = size_a
             j = i
             while j < m and a[j] == a[i]:
-                tm = _pad(mbuf, _normalize_into(data, offsets[b[j]], offsets[b[j] + 1], lut, mbuf, 0), n)
+                tm = _pad(mbuf, _normalize_row(data, offsets[b[j]], offsets[b[j] + 1], lut, table, rdata, roff,
+                                               len(plain) == 0 or plain[b[j]], mbuf), n)
                 wm = tm - n + 1
                 lim = min(tm, tc)
                 pre = 0
@@ -368,6 +440,7 @@ if AVAILABLE:
         shift = _u64(64 - bits)
         raw = np.empty(num_perm, dtype=np.uint32)
         sig = np.empty(num_perm, dtype=np.uint32)
+        probes = _probe_table(num_perm, probe_salt)
         longest = 0
         for i in range(len(offsets) - 1):
             longest = max(longest, offsets[i + 1] - offsets[i])
@@ -421,7 +494,7 @@ if AVAILABLE:
                     _bin_min(raw, _mix(v, salt), shift)
             sig[:] = raw
             lengths[row] = t - n + 1
-            _finish(sig, raw, row, probe_salt, band_init, bands, r, keys, est, est_bins)
+            _finish(sig, raw, row, probe_salt, band_init, bands, r, keys, est, est_bins, probes)
 
     # ------------------------------------------------------------------ star clustering rounds
 

@@ -593,7 +593,8 @@ def test_compiled_verification_of_near_copies_with_repeated_shingles(monkeypatch
     data, offsets = utf8_buffers(texts)
     for threshold in (0.5, 0.8):
         out = np.empty(len(a))
-        minhash_jit.jaccard_rows(data, offsets, dedupe._WORD_BYTES, 5, False, np.uint64(dedupe._salt(77)),
+        minhash_jit.jaccard_rows(data, offsets, dedupe._WORD_BYTES, *dedupe._NO_TABLE, dedupe._NO_ROWS, 5, False,
+                                 np.uint64(dedupe._salt(77)),
                                  np.array(a, dtype=np.int64), np.array(b, dtype=np.int64), threshold, out)
         ref = dedupe.verify(pairs, texts, "char5")
         high = ref >= threshold
@@ -680,8 +681,7 @@ def _old_and_new_keys(monkeypatch, texts: list[str]):
         pytest.skip("numba not installed")
     series = pl.Series(texts, dtype=pl.String)
     new = dedupe.row_keys(series, est=True)
-    none = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.int64))
-    monkeypatch.setattr(dedupe, "_wide_table", lambda: none)
+    monkeypatch.setattr(dedupe, "_wide_table", lambda: dedupe._NO_TABLE)
     old = dedupe.row_keys(series, est=True)
     return old, new
 
@@ -724,3 +724,22 @@ def test_compiled_unicode_normalization_equals_polars_for_every_code_point(monke
             texts.append(rng.choice(["", " ", "Ab "]) + "".join(parts))
     old, new = _old_and_new_keys(monkeypatch, texts)
     _assert_same_keys(old, new)
+
+
+def test_compiled_unicode_normalization_gives_the_same_clusters_and_similarities(fixtures, monkeypatch):
+    """The compiled pass's clusters and exact similarities (its exact check normalizes non-ASCII
+    rows by the same table) equal those of the old path on the fixtures' non-ASCII texts and near
+    copies of them (a few with a character the table leaves out)."""
+    rng = random.Random(5)
+    wide = sorted({t for t in _fixture_strings(fixtures) if not t.isascii() and len(t) > 40})
+    copies = [mutate(t, rng, 2) if t.count(" ") > 4 else t.upper() for t in rng.sample(wide, 400)]
+    copies += [t + " 𠀀" for t in rng.sample(wide, 50)] + [t.replace(" ", "  İ ", 1) for t in rng.sample(wide, 50)]
+    texts = wide + copies
+    rng.shuffle(texts)
+    monkeypatch.setattr(dedupe, "_JIT_MIN_ROWS", 0)
+    df = pl.DataFrame({"t": texts})
+    new = dedupe.find_duplicates(df, "t")
+    monkeypatch.setattr(dedupe, "_wide_table", lambda: dedupe._NO_TABLE)
+    old = dedupe.find_duplicates(df, "t")
+    assert new.equals(old)
+    assert (new["dup_kind"] == "near").sum() > 100 and ((new["similarity"] < 1) & (new["similarity"] >= 0.8)).sum() > 100
