@@ -178,30 +178,35 @@ if AVAILABLE:
         """The normalized bytes of ``data[lo:hi]`` (see :func:`normalize_sketch`) written to ``out``
         from ``t`` on (``out`` needs 1 spare byte); returns the end. Branch-free: each byte is
         written where it would go and the end moves only for word bytes and the one space before a
-        word that follows a separator."""
-        p = lo
-        while p < hi and lut[data[p]] == 0:  # leading separators (strip)
-            p += 1
-        gap = False
-        for q in range(p, hi):
+        word that follows a separator. Unsigned indices: numba checks a signed index for a negative
+        value on every access (2.6x slower here)."""
+        p = np.uint64(lo)
+        end = np.uint64(hi)
+        while p < end and lut[data[p]] == 0:  # leading separators (strip)
+            p += np.uint64(1)
+        gap = np.uint64(0)
+        u = np.uint64(t)
+        for q in range(p, end):
             c = lut[data[q]]
-            word = c != 0
-            out[t] = 32
-            t += word & gap
-            out[t] = c
-            t += word
-            gap = not word
-        return t
+            word = np.uint64(c != 0)
+            out[u] = 32
+            u += word & gap
+            out[u] = c
+            u += word
+            gap = word ^ np.uint64(1)
+        return np.int64(u)
 
     @numba.njit(inline="always", cache=True)
     def _code_at(data, p, b):
-        """(code point, length) of the UTF-8 character at ``data[p]``, whose lead byte ``b`` is >= 0x80."""
-        if b >= 0xF0:
-            return ((b & 0x07) << 18) | ((np.int64(data[p + 1]) & 0x3F) << 12) \
-                | ((np.int64(data[p + 2]) & 0x3F) << 6) | (np.int64(data[p + 3]) & 0x3F), 4
-        if b >= 0xE0:
-            return ((b & 0x0F) << 12) | ((np.int64(data[p + 1]) & 0x3F) << 6) | (np.int64(data[p + 2]) & 0x3F), 3
-        return ((b & 0x1F) << 6) | (np.int64(data[p + 1]) & 0x3F), 2
+        """(code point, length) of the UTF-8 character at ``data[p]``, whose lead byte ``b`` is >= 0x80
+        (all unsigned)."""
+        if b >= _u64(0xF0):
+            return ((b & _u64(0x07)) << _u64(18)) | ((_u64(data[p + _u64(1)]) & _u64(0x3F)) << _u64(12)) \
+                | ((_u64(data[p + _u64(2)]) & _u64(0x3F)) << _u64(6)) | (_u64(data[p + _u64(3)]) & _u64(0x3F)), _u64(4)
+        if b >= _u64(0xE0):
+            return ((b & _u64(0x0F)) << _u64(12)) | ((_u64(data[p + _u64(1)]) & _u64(0x3F)) << _u64(6)) \
+                | (_u64(data[p + _u64(2)]) & _u64(0x3F)), _u64(3)
+        return ((b & _u64(0x1F)) << _u64(6)) | (_u64(data[p + _u64(1)]) & _u64(0x3F)), _u64(2)
 
     @numba.njit(inline="always", cache=True)
     def _normalize_wide_into(data, lo, hi, lut, table, rdata, roff, out, t):
@@ -212,24 +217,26 @@ if AVAILABLE:
         table) a character only :func:`dedupe.normalize` handles. Returns the end, or -1 when the
         text holds such a character (nothing else is certain then). ``out`` needs twice the text's
         length (a mapped character is at most twice as long as it was) plus 1 spare byte."""
+        t = _u64(t)  # unsigned indices throughout (see _normalize_into)
         begin = t
         gap = False
-        p = lo
-        size = len(table)
-        while p < hi:
-            b = np.int64(data[p])
-            if b < 0x80:
+        p = _u64(lo)
+        end = _u64(hi)
+        size = _u64(len(table))
+        while p < end:
+            b = _u64(data[p])
+            if b < _u64(0x80):
                 c = lut[b]
                 if c == 0:
                     gap = True
                 else:
                     if gap and t > begin:
                         out[t] = 32
-                        t += 1
+                        t += _u64(1)
                     gap = False
                     out[t] = c
-                    t += 1
-                p += 1
+                    t += _u64(1)
+                p += _u64(1)
                 continue
             cp, k = _code_at(data, p, b)
             if cp >= size:
@@ -242,18 +249,18 @@ if AVAILABLE:
             else:
                 if gap and t > begin:
                     out[t] = 32
-                    t += 1
+                    t += _u64(1)
                 gap = False
                 if e == 1:
                     for q in range(p, p + k):
                         out[t] = data[q]
-                        t += 1
+                        t += _u64(1)
                 else:
-                    for q in range(roff[e - 2], roff[e - 1]):
+                    for q in range(_u64(roff[e - 2]), _u64(roff[e - 1])):
                         out[t] = rdata[q]
-                        t += 1
+                        t += _u64(1)
             p += k
-        return t
+        return np.int64(t)
 
     @numba.njit(inline="always", cache=True)
     def _normalize_row(data, lo, hi, lut, table, rdata, roff, plain, out):
@@ -267,15 +274,15 @@ if AVAILABLE:
     def outside_table(data, offsets, table):
         """Per text ``data[offsets[i]:offsets[i+1]]`` (valid UTF-8): True when it holds a character
         ``table`` leaves to polars (-1, or a code point past it; see :func:`_normalize_wide_into`)."""
-        size = len(table)
+        size = _u64(len(table))
         out = np.zeros(len(offsets) - 1, dtype=np.bool_)
         for i in range(len(offsets) - 1):
-            p = offsets[i]
-            hi = offsets[i + 1]
+            p = _u64(offsets[i])
+            hi = _u64(offsets[i + 1])
             while p < hi:
-                b = np.int64(data[p])
-                if b < 0x80:
-                    p += 1
+                b = _u64(data[p])
+                if b < _u64(0x80):
+                    p += _u64(1)
                     continue
                 cp, k = _code_at(data, p, b)
                 if cp >= size or table[cp] < 0:
@@ -452,7 +459,7 @@ if AVAILABLE:
         for i in range(len(offsets) - 1):
             high = 0
             if len(wide):
-                for p in range(offsets[i], offsets[i + 1]):
+                for p in range(np.uint64(offsets[i]), np.uint64(offsets[i + 1])):  # unsigned: vectorized
                     high |= data[p]
             if high & 0x80:
                 m = _normalize_wide_into(data, offsets[i], offsets[i + 1], lut, table, rdata, roff, buf, 0) \
@@ -485,11 +492,11 @@ if AVAILABLE:
             for p in range(0, n - 1):
                 v = (v >> _u64(8)) | (_u64(buf[p]) << top)
             if pre_mix:
-                for p in range(n - 1, t):
+                for p in range(_u64(n - 1), _u64(t)):
                     v = (v >> _u64(8)) | (_u64(buf[p]) << top)
                     _bin_min(raw, _mix(_mix(v, pre_salt) & _u64(0xFFFFFFFFFF), salt), shift)
             else:
-                for p in range(n - 1, t):
+                for p in range(_u64(n - 1), _u64(t)):  # unsigned: no negative-index check per byte
                     v = (v >> _u64(8)) | (_u64(buf[p]) << top)
                     _bin_min(raw, _mix(v, salt), shift)
             sig[:] = raw
