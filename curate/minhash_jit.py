@@ -209,6 +209,14 @@ if AVAILABLE:
         return ((b & _u64(0x1F)) << _u64(6)) | (_u64(data[p + _u64(1)]) & _u64(0x3F)), _u64(2)
 
     @numba.njit(inline="always", cache=True)
+    def _space_if(out, t, cond):
+        """A separator's one space written at ``out[t]`` when ``cond``; the new end."""
+        if cond:
+            out[t] = 32
+            return t + _u64(1)
+        return t
+
+    @numba.njit(inline="always", cache=True)
     def _normalize_wide_into(data, lo, hi, lut, table, rdata, roff, out, t):
         """:func:`_normalize_into` for a text holding non-ASCII characters, one character at a time:
         ASCII bytes by ``lut``, a code point ``c`` by ``table[c]`` (see ``dedupe._wide_table``):
@@ -230,9 +238,7 @@ if AVAILABLE:
                 if c == 0:
                     gap = True
                 else:
-                    if gap and t > begin:
-                        out[t] = 32
-                        t += _u64(1)
+                    t = _space_if(out, t, gap and t > begin)
                     gap = False
                     out[t] = c
                     t += _u64(1)
@@ -247,9 +253,7 @@ if AVAILABLE:
             if e == 0:
                 gap = True
             else:
-                if gap and t > begin:
-                    out[t] = 32
-                    t += _u64(1)
+                t = _space_if(out, t, gap and t > begin)
                 gap = False
                 if e == 1:
                     for q in range(p, p + k):
