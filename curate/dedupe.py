@@ -457,10 +457,28 @@ def shared_rows(keys: np.ndarray) -> np.ndarray:
     """The rows (ascending) that share an LSH band key with another row, from the band keys ``keys``
     (n, bands): the only rows that can be near duplicates of any other (the Ray executor finds its
     candidates so). Compiled from 20k rows on (:func:`_band_buckets`, both threads)."""
+    return shared_buckets(keys)[0]
+
+
+def shared_buckets(keys: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """:func:`shared_rows` and the buckets it found, renumbered to those rows, in CSR form
+    (``bstart, mem``: bucket g's rows ``mem[bstart[g]:bstart[g+1]]``, ascending, as indices into
+    the shared rows). They are the very buckets :func:`near_duplicates_of` would build from the
+    shared rows' own keys (a bucket is a band key of >= 2 rows, all of them shared rows, and
+    renumbering keeps each bucket's rows ascending), so it is given them (``csr``) instead."""
     n = len(keys)
     jit = _jit() if n >= _JIT_MIN_ROWS else None
-    members = _band_buckets(jit, np.ascontiguousarray(keys))[1] if jit is not None else buckets(keys)["r"].to_numpy()
-    return _distinct(members, n)
+    if jit is not None:
+        bstart, mem = _band_buckets(jit, np.ascontiguousarray(keys))
+    else:
+        bk = buckets(keys).sort("g", "r")
+        g = bk["g"].to_numpy()
+        mem = bk["r"].to_numpy().astype(np.int32)
+        bstart = np.flatnonzero(np.concatenate(([True], g[1:] != g[:-1], [True]))) if len(g) else np.zeros(1, np.int64)
+    rows = _distinct(mem, n)
+    rank = np.empty(n, dtype=np.int32)
+    rank[rows] = np.arange(len(rows), dtype=np.int32)
+    return rows, (bstart.astype(np.int64, copy=False), rank[mem])
 
 
 def round_pairs(bk: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
@@ -711,10 +729,12 @@ def _near_clusters_of(sk: Sketch, n: int, texts_of: Callable[[np.ndarray], pl.Se
                       measure: str, stats: dict | None,
                       est_of: Callable[[np.ndarray], np.ndarray] | None = None,
                       jaccard_of: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+                      csr: tuple[np.ndarray, np.ndarray] | None = None,
                       ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`near_clusters` from the sketches: buckets, then rounds; ``texts_of(rows)`` gives the
     normalized texts of those rows (sorted, distinct) for the exact check. Without ``sk.est``,
-    ``est_of(rows)`` gives the estimator bytes of those rows (the candidates: rows in a bucket)."""
+    ``est_of(rows)`` gives the estimator bytes of those rows (the candidates: rows in a bucket).
+    ``csr``: the buckets of ``sk.keys`` found before (:func:`shared_buckets`)."""
     clock = [time.perf_counter()]
 
     def lap(name: str) -> None:
@@ -724,8 +744,13 @@ def _near_clusters_of(sk: Sketch, n: int, texts_of: Callable[[np.ndarray], pl.Se
 
     jit = _jit() if n >= _JIT_MIN_ROWS else None
     if jit is not None:  # compiled: the buckets in CSR form, for the compiled rounds
-        csr = _band_buckets(jit, sk.keys)
+        csr = csr if csr is not None else _band_buckets(jit, sk.keys)
         bucket_rows = len(csr[1])
+    elif csr is not None:  # a bucket's key only groups its rows: its number does as well
+        bstart, mem = csr
+        bk = pl.DataFrame({"g": np.repeat(np.arange(len(bstart) - 1, dtype=np.uint64), np.diff(bstart)),
+                           "r": mem.astype(np.uint32)})
+        bucket_rows = bk.height
     else:
         bk = buckets(sk.keys)
         bucket_rows = bk.height
@@ -1047,13 +1072,15 @@ def row_keys(texts: pl.Series, *, threshold: float = 0.8, near: bool = True, num
 
 
 def near_duplicates_of(texts: pl.Series | Callable[[], pl.Series], sk: Sketch, *, threshold: float = 0.8,
-                       measure: str = DEFAULT_MEASURE) -> pl.DataFrame:
+                       measure: str = DEFAULT_MEASURE,
+                       csr: tuple[np.ndarray, np.ndarray] | None = None) -> pl.DataFrame:
     """:func:`find_duplicates` (with ``near``) of rows no two of which have the same normalized
     text, from their sketches computed before, anywhere (``sk``: :func:`row_keys` with ``est`` of
     the same rows, in the same order): the same clusters and similarities, without sketching the
     rows again. ``texts``: the raw row texts (read again by the exact check), or a function that
     gives them, called once, when the first candidate pair is verified (the buckets and estimates
-    come before: the Ray driver reads the texts back meanwhile)."""
+    come before: the Ray driver reads the texts back meanwhile). ``csr``: the buckets of these rows,
+    found before (:func:`shared_buckets`): ``sk.keys`` is then not read (it may be None)."""
     n = len(sk.lengths)
     unit, width = parse_measure(measure)
     got: list[pl.Series] = []
@@ -1070,12 +1097,12 @@ def near_duplicates_of(texts: pl.Series | Callable[[], pl.Series], sk: Sketch, *
     if n > 1:
         jit = _jit() if unit == "char" and n >= _JIT_MIN_ROWS else None
         if jit is not None:  # as _find_duplicates_compiled checks its pairs
-            kept, sim = _near_clusters_of(sk, n, None, threshold=threshold, measure=measure, stats=None,
+            kept, sim = _near_clusters_of(sk, n, None, threshold=threshold, measure=measure, stats=None, csr=csr,
                                           jaccard_of=lambda rows, a, b: _jaccard_rows(jit, text().gather(rows), a, b,
                                                                                       width, threshold))
         else:  # as near_clusters checks them
             kept, sim = _near_clusters_of(sk, n, lambda rows: text().gather(rows).to_frame("t").select(normalize("t"))["t"],
-                                          threshold=threshold, measure=measure, stats=None)
+                                          threshold=threshold, measure=measure, stats=None, csr=csr)
     rows = np.arange(n, dtype=np.int64)
     return _result(rows, rows, kept, sim, None)
 

@@ -540,6 +540,29 @@ def test_near_duplicates_of_sketches_keyed_in_slices_equal_find_duplicates(sft, 
     assert late.equals(ref) and asked == [1]
     assert (ref["dup_kind"] == "near").sum() > 20 and (ref["dup_kind"] == "exact").sum() == 0
 
+@pytest.mark.parametrize("measure", ["char5", "word3"])
+@pytest.mark.parametrize("jit_rows", [10**9, 0])
+def test_near_duplicates_of_the_shared_rows_with_their_buckets(sft, monkeypatch, measure, jit_rows):
+    """The Ray driver's near-duplicate pass: the rows sharing a band key (shared_buckets over every
+    row's keys) given with the buckets shared_buckets found (csr, no band keys in the sketch) give
+    the same clusters and similarities as find_duplicates over those rows."""
+    monkeypatch.setattr(dedupe, "_JIT_MIN_ROWS", jit_rows)
+    rng = random.Random(5)
+    rows = texts_of(sft)
+    texts = pl.Series(rows + [mutate(t, rng, 2) for t in rows[::3] if len(t.split(" ")) > 5], dtype=pl.String)
+    normalized = pl.Series(norm(texts.to_list()))
+    texts = texts.filter(normalized.is_first_distinct() & (normalized != ""))
+    k = dedupe.row_keys(texts, measure=measure, est=True)
+    shared, csr = dedupe.shared_buckets(k.keys)
+    assert np.array_equal(shared, dedupe.shared_rows(k.keys)) and 0 < len(shared) < len(texts)
+    cand = texts.gather(shared)
+    got = dedupe.near_duplicates_of(cand, dedupe.Sketch(None, k.est[shared], k.lengths[shared]), measure=measure,
+                                    csr=csr)
+    ref = dedupe.find_duplicates(pl.DataFrame({"t": cand}), "t", measure=measure)
+    check_contract(got, len(cand))
+    assert got.equals(ref) and (ref["dup_kind"] == "near").sum() > 20
+
+
 def test_compiled_prefilter_passes_the_same_pairs(monkeypatch):
     """minhash_jit.prefilter (from 20k rows on) keeps exactly the pairs the numpy prefilter keeps,
     near the margin too (estimator bytes that agree on a share close to the threshold)."""

@@ -162,21 +162,84 @@ def _write_side(df: pl.DataFrame, side: Path, first_pos: int) -> None:
         df.write_ipc(tmp, compression="uncompressed")
 
 
-def _read_small(f: Path) -> pl.DataFrame:
-    """One side file's columns but the estimator bytes (256 a row: :func:`_read_est` reads the
-    candidates' only)."""
-    return pl.read_ipc(f, columns=[c for c in pl.read_ipc_schema(f) if c != EST])
+@dataclass
+class _Keys:
+    """The duplicate keys of the kept rows that have a normalized text, as numpy arrays (row i's:
+    ``pos[i]``, ``h1[i]``...): the exact key ``h1, h2, n``, the band keys ``bk`` (rows, bands; None
+    without the near-duplicate rule) and, with the estimator bytes in the side files, the shingle
+    counts ``length``. Numpy rather than a polars frame: the driver's pass B reads them as arrays
+    (the compiled kernels), and a ``filter(...)["_bk"].to_numpy()`` of the frame made of every
+    block's side file took ~0.4-0.6 s of the driver's 1M-row pass B, while every worker waited."""
+
+    pos: np.ndarray
+    h1: np.ndarray
+    h2: np.ndarray
+    n: np.ndarray
+    bk: np.ndarray | None = None
+    length: np.ndarray | None = None
+
+    @staticmethod
+    def of(table) -> "_Keys | None":
+        """The keys of a block's small columns (an Arrow table: a side file, or a dry run's
+        :func:`_small_pass`); None when it has none (no key columns: keys off, or every row of the
+        block quarantined)."""
+        import pyarrow.compute as pc
+
+        if "_h1" not in table.column_names:
+            return None
+        mine = pc.and_(pc.is_null(table["_q"]), pc.is_valid(table["_h1"])).to_numpy(zero_copy_only=False)
+        cols = table.column_names
+        return _Keys(*(_np_values(table[c])[mine] for c in (POS, "_h1", "_h2", "_n")),
+                     bk=_np_values(table["_bk"])[mine] if "_bk" in cols else None,
+                     length=_np_values(table["_len"])[mine] if "_len" in cols else None)
+
+    @staticmethod
+    def concat(parts: "list[_Keys | None]") -> "_Keys":
+        """The blocks' keys in input order (blocks without keys skipped; none: no rows)."""
+        parts = [k for k in parts if k is not None]
+        if not parts:
+            return _Keys(np.empty(0, np.int64), np.empty(0, np.uint64), np.empty(0, np.uint64), np.empty(0, np.uint32))
+
+        def cat(name: str) -> np.ndarray | None:
+            got = [getattr(k, name) for k in parts]
+            return None if any(g is None for g in got) else got[0] if len(got) == 1 else np.concatenate(got)
+
+        keys = _Keys(*(cat(f) for f in ("pos", "h1", "h2", "n", "bk", "length")))
+        if len(keys.pos) > 1 and not (np.diff(keys.pos) > 0).all():  # in input order, as pass B wants them
+            order = np.argsort(keys.pos, kind="stable")
+            keys = _Keys(*(None if a is None else a[order] for a in (keys.pos, keys.h1, keys.h2, keys.n, keys.bk,
+                                                                       keys.length)))
+        return keys
 
 
-def _read_side(side: Path, blocks: int, read: dict[Path, pl.DataFrame] | None = None) -> tuple[pl.DataFrame, list[Path]]:
-    """The small columns of every block of pass A (:func:`_write_side`), in input order, but the
-    estimator bytes; and the files. ``read``: the files read already (:class:`_SideReader`)."""
+def _split_small(table) -> tuple[pl.DataFrame, "_Keys | None"]:
+    """A block's small columns (an Arrow table) as ``(side, keys)``: ``_pos, _q, _stats`` of its
+    rows that carry a quarantine entry or the block's stats (a polars frame), and the kept rows'
+    duplicate keys (:class:`_Keys`)."""
+    side = pl.from_arrow(table.select([c for c in (POS, "_q", "_stats") if c in table.column_names]))
+    return side.filter(pl.col("_q").is_not_null() | pl.col("_stats").is_not_null()), _Keys.of(table)
+
+
+def _read_small(f: Path) -> tuple[pl.DataFrame, "_Keys | None"]:
+    """One side file's small columns (:func:`_split_small`), memory-mapped: its estimator bytes
+    (256 a row) are not read (:func:`_read_est` reads the candidates' only)."""
+    import pyarrow as pa
+    import pyarrow.ipc
+
+    with pa.memory_map(str(f)) as src:
+        return _split_small(pa.ipc.open_file(src).read_all())
+
+
+def _read_side(side: Path, blocks: int, read: dict | None = None) -> tuple[pl.DataFrame, _Keys, list[Path]]:
+    """The small columns of every block of pass A (:func:`_write_side`), in input order: the rows
+    with a quarantine entry or stats, the kept rows' keys; and the files. ``read``: the files read
+    already (:class:`_SideReader`)."""
     files = sorted(side.glob("*.arrow"))
     if len(files) != blocks:
         raise RuntimeError(f"pass A wrote {len(files)} side files for {blocks} blocks in {side}")
     read = read or {}
-    frames = [read[f] if f in read else _read_small(f) for f in files]
-    return pl.concat(frames, how="diagonal_relaxed"), files
+    got = [read[f] if f in read else _read_small(f) for f in files]
+    return pl.concat([g[0] for g in got], how="diagonal_relaxed"), _Keys.concat([g[1] for g in got]), files
 
 
 class _SideReader(threading.Thread):
@@ -189,7 +252,7 @@ class _SideReader(threading.Thread):
     def __init__(self, side: Path):
         super().__init__(name="curate-side-reader", daemon=True)
         self.side = side
-        self.read: dict[Path, pl.DataFrame] = {}
+        self.read: dict[Path, tuple] = {}
         self._done = threading.Event()
         self.start()
 
@@ -206,25 +269,60 @@ class _SideReader(threading.Thread):
         self._done.set()
         self.join()
 
-    def result(self, blocks: int) -> tuple[pl.DataFrame, list[Path]]:
+    def result(self, blocks: int) -> tuple[pl.DataFrame, _Keys, list[Path]]:
         self.stop()
         return _read_side(self.side, blocks, self.read)
 
 
 def _read_est(files: list[Path], rows: np.ndarray) -> np.ndarray:
     """The estimator bytes (rows, 256) of the kept rows at positions ``rows`` (sorted), from the side
-    files (one file at a time: only those rows are kept)."""
+    files (one file at a time: only those rows are kept). Each file is memory-mapped and its
+    ``_est`` column viewed as one (rows, 256) byte array, from which those rows are taken: ~0.1 s
+    for 342k of 1M rows, where a polars filter, sort and Array-to-numpy conversion took ~0.3 s."""
+    import pyarrow as pa
+    import pyarrow.ipc
+
     out = []
     for f in files:
-        df = pl.read_ipc(f, columns=[POS, EST])
-        pos = df[POS]
+        with pa.memory_map(str(f)) as src:
+            table = pa.ipc.open_file(src).read_all()
+        pos = _np_values(table[POS])
+        if not len(pos):
+            continue
         mine = rows[np.searchsorted(rows, pos.min()):np.searchsorted(rows, pos.max(), side="right")]
-        if len(mine):
-            out.append(df.filter(pos.is_in(pl.Series(mine).implode())).sort(POS)[EST].to_numpy())
+        if not len(mine):
+            continue
+        order = np.argsort(pos, kind="stable")
+        at = order[np.minimum(np.searchsorted(pos, mine, sorter=order), len(pos) - 1)]
+        if not np.array_equal(pos[at], mine):
+            raise RuntimeError(f"a candidate's estimator bytes are not in {f.name}")
+        out.append(_np_values(table[EST])[at])
     got = np.concatenate(out) if out else np.empty((0, dedupe.DEFAULT_PERM), dtype=np.uint8)
     if len(got) != len(rows):
         raise RuntimeError(f"the side files hold the estimator bytes of {len(got)} of {len(rows)} candidates")
     return got
+
+
+def _np_values(col, dtype=None) -> np.ndarray:
+    """The values of an Arrow column of a fixed-width type (numpy ``dtype``: the column's own by
+    default) as a numpy view, no copy (null slots hold whatever the writer left there); a
+    fixed-size list column as a (rows, width) array."""
+    import pyarrow as pa
+
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_fixed_size_list(arr.type):
+        width = arr.type.list_size
+        dtype = dtype or np.dtype(arr.type.value_type.to_pandas_dtype())
+        if len(arr) == 0:
+            return np.empty((0, width), dtype=dtype)
+        child = arr.values
+        flat = np.frombuffer(child.buffers()[1], dtype=dtype)
+        start = child.offset + arr.offset * width
+        return flat[start:start + len(arr) * width].reshape(len(arr), width)
+    dtype = dtype or np.dtype(arr.type.to_pandas_dtype())
+    if len(arr) == 0:
+        return np.empty(0, dtype=dtype)
+    return np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset:arr.offset + len(arr)]
 
 
 # --------------------------------------------------------------------------- pass B (driver, workers)
@@ -364,28 +462,30 @@ def _keys_fit(rows: int, near: tuple[float, str] | None) -> bool:
     return rows * per_row <= float(os.environ.get("CURATE_RAY_DRIVER_KEYS_MB", 2048)) * 2**20
 
 
-def _groups_on_driver(keys: pl.DataFrame, near: bool) -> tuple[pl.DataFrame, np.ndarray]:
-    """``(members, candidates)`` from the keys of every kept row with a text (``_pos, _h1, _h2, _n``,
-    ``_bk``): ``_pos, _rep`` (first row) of the rows in exact groups, and the positions of the
-    groups' first rows that share an LSH band key with another one (:func:`curate.dedupe.shared_rows`)."""
-    pos = keys[POS].to_numpy()
-    if len(pos) > 1 and not (np.diff(pos) > 0).all():
-        keys = keys.sort(POS)
-        pos = keys[POS].to_numpy()
-    first = dedupe.exact_group_firsts(keys["_h1"].to_numpy(), keys["_h2"].to_numpy(), keys["_n"].to_numpy())
+def _groups_on_driver(keys: _Keys, near: bool) -> tuple[pl.DataFrame, np.ndarray, tuple | None]:
+    """``(members, candidates, buckets)`` from the keys of every kept row with a text, in input
+    order (:class:`_Keys`): ``_pos, _rep`` (first row) of the rows in exact groups, the positions of
+    the groups' first rows that share an LSH band key with another one, and the candidates' LSH
+    buckets (:func:`curate.dedupe.shared_buckets`, for :func:`curate.dedupe.near_duplicates_of`;
+    None without candidates)."""
+    pos = keys.pos
+    first = dedupe.exact_group_firsts(keys.h1, keys.h2, keys.n)
     multi = np.bincount(first, minlength=len(pos))[first] > 1
     members = pl.DataFrame({POS: pos[multi], "_rep": pos[first[multi]]}, schema={POS: pl.Int64, "_rep": pl.Int64})
     cand = np.empty(0, dtype=np.int64)
+    csr = None
     if near:
         is_first = first == np.arange(len(pos))
         if is_first.sum() > 1:
-            cand = pos[is_first][dedupe.shared_rows(keys.filter(pl.Series(is_first))["_bk"].to_numpy())]
-    return members, cand
+            shared, csr = dedupe.shared_buckets(keys.bk[is_first])
+            cand = pos[is_first][shared]
+    return members, cand, csr
 
 
-def _groups_by_shuffle(a, near: bool) -> tuple[pl.DataFrame, np.ndarray]:
+def _groups_by_shuffle(a, near: bool) -> tuple[pl.DataFrame, np.ndarray, None]:
     """:func:`_groups_on_driver` by two Ray Data hash shuffles (keys too many for the driver): the
-    exact keys, then the band keys of the groups' first rows; each partition finds its groups."""
+    exact keys, then the band keys of the groups' first rows; each partition finds its groups (not
+    their buckets: None)."""
     import ray
 
     from curate.executors.ray_session import num_cpus
@@ -405,7 +505,7 @@ def _groups_by_shuffle(a, near: bool) -> tuple[pl.DataFrame, np.ndarray]:
                           .map_batches(_shared_keys, batch_format="pyarrow", batch_size=None))
         if shared.height:
             cand = np.unique(shared[POS].to_numpy())
-    return members, cand
+    return members, cand, None
 
 
 def _exact_keys(table):
@@ -448,6 +548,16 @@ def _shared_keys(table):
     return to_arrow(df.filter(pl.col("_bk").is_duplicated()).select(POS).unique())
 
 
+def _rank_in(sorted_pos: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """The index of each of ``pos`` in ``sorted_pos`` (ascending, distinct), every one of which must
+    be there (a binary search: a dict of the ~420k rows involved and ``replace_strict`` took ~0.1 s
+    per duplicate rule on the 1M-row driver's path, while the workers waited)."""
+    at = np.searchsorted(sorted_pos, pos)
+    if len(pos) and (at.max() >= len(sorted_pos) or not np.array_equal(sorted_pos[at], pos)):
+        raise RuntimeError("a duplicate cluster names a row that was not read back")
+    return at
+
+
 def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``np.union1d(a, b)`` (sorted, distinct), by a stable sort (Timsort: two sorted runs, as the
     driver's candidates and exact duplicates are, merge in linear time; ``union1d``'s quicksort took
@@ -459,23 +569,24 @@ def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return both[np.concatenate(([True], both[1:] != both[:-1]))]
 
 
-def _duplicates(a, keys: pl.DataFrame | None, kind: str, config: CleanConfig, dups: dict[str, Any],
+def _duplicates(a, keys: _Keys | None, kind: str, config: CleanConfig, dups: dict[str, Any],
                 gone_pos: np.ndarray, stats: _Stats, side_files: list[Path] | None = None) -> pl.DataFrame:
     """Pass B: ``_pos, rule, evidence`` of every duplicate to drop; fills the dup rules' stats.
 
-    ``keys``: ``_pos, _h1, _h2, _n`` (and the band keys ``_bk``) of every kept row with a normalized
-    text, from pass A, grouped here on the driver; None: too many for the driver, grouped by Ray
-    shuffles. Only the rows the groups name (near-duplicate candidates, exact duplicates) are read
-    back from the blocks, by the workers. With the rest of the rows' sketches (``_len`` in ``keys``,
+    ``keys``: the exact and band keys of every kept row with a normalized text (:class:`_Keys`, in
+    input order), from pass A, grouped here on the driver; None: too many for the driver, grouped
+    by Ray shuffles. Only the rows the groups name (near-duplicate candidates, exact duplicates) are
+    read back from the blocks, by the workers. With the rest of the rows' sketches (``keys.length``,
     the estimator bytes in ``side_files``), the candidates are verified from pass A's sketches
-    (:func:`curate.dedupe.near_duplicates_of`), not sketched again."""
+    (:func:`curate.dedupe.near_duplicates_of`, given the buckets :func:`_groups_on_driver` found),
+    not sketched again."""
     import ray
 
     t0 = time.perf_counter()
     near = "near_duplicate" in dups
     threshold, measure = _near_params(dups) or (1.0, dedupe.DEFAULT_MEASURE)
     near_root = pl.DataFrame(schema={"_rep": pl.Int64, "_root": pl.Int64, "_sim": pl.Float64})
-    members, cand = _groups_on_driver(keys, near) if keys is not None else _groups_by_shuffle(a, near)
+    members, cand, csr = _groups_on_driver(keys, near) if keys is not None else _groups_by_shuffle(a, near)
     # one pass back over the blocks for every row named (candidates and exact groups' members), sent
     # now: its tasks run (~0.6 s on 2 CPUs, mostly Ray Data's dispatch) while this thread gathers the
     # candidates' sketches and starts their near-duplicate pass (buckets, estimates), which waits for
@@ -503,22 +614,18 @@ def _duplicates(a, keys: pl.DataFrame | None, kind: str, config: CleanConfig, du
 
     try:
         sketches = None
-        if len(cand) and keys is not None and "_len" in keys.columns and side_files:
-            kpos = keys[POS].to_numpy()
-            if not (np.diff(kpos) > 0).all():
-                keys = keys.sort(POS)
-                kpos = keys[POS].to_numpy()
-            mine = keys[np.searchsorted(kpos, cand)]
-            sketches = dedupe.Sketch(mine["_bk"].to_numpy(), _read_est(side_files, cand),
-                                     mine["_len"].to_numpy().astype(np.int64))
-            del mine
+        if len(cand) and keys is not None and keys.length is not None and side_files:
+            at = np.searchsorted(keys.pos, cand)  # the keys are in input order
+            # with the buckets found among the groups' first rows, the candidates' band keys are not needed
+            sketches = dedupe.Sketch(None if csr is not None else keys.bk[at], _read_est(side_files, cand),
+                                     keys.length[at].astype(np.int64))
         del keys
         _lap(stats, "ray_duplicate_keys", t0)
         t1 = time.perf_counter()
         if len(cand):
             if sketches is not None:  # the same result as find_duplicates over the candidates (they are distinct)
                 res = dedupe.near_duplicates_of(lambda: ctexts()["text"], sketches, threshold=threshold,
-                                                measure=measure)
+                                                measure=measure, csr=csr)
             else:
                 res = dedupe.find_duplicates(ctexts(), "text", threshold=threshold, near=True, measure=measure)
             clustered = res.filter(pl.col("cluster").is_not_null())
@@ -548,6 +655,7 @@ def _duplicates(a, keys: pl.DataFrame | None, kind: str, config: CleanConfig, du
         return (p.to_numpy() - np.searchsorted(gone_pos, p.to_numpy())).tolist()
 
     info = texts.filter(pl.col(POS).is_in(res[POS].implode()))
+    info_pos = info[POS].to_numpy()  # ascending: the rows read back are sorted
     drops = []
     seconds = time.perf_counter() - t0
     for code in ("exact_duplicate", "near_duplicate"):
@@ -573,10 +681,9 @@ def _duplicates(a, keys: pl.DataFrame | None, kind: str, config: CleanConfig, du
         stats.add(code, "drop", dropped.height, examples, seconds if code == "exact_duplicate" else 0.0)
         rule = dups[code].rule
         mine = res.filter(pl.col("_root").is_in(dropped["_root"].unique().implode()))
-        dense = {p: i for i, p in enumerate(info[POS].to_list())}
         result = mine.select(
-            pl.col(POS).replace_strict(dense, return_dtype=pl.UInt32).alias("row"),
-            pl.col("_root").replace_strict(dense, return_dtype=pl.Int64).alias("cluster"), "keep", "similarity",
+            pl.Series("row", _rank_in(info_pos, mine[POS].to_numpy()), dtype=pl.UInt32),
+            pl.Series("cluster", _rank_in(info_pos, mine["_root"].to_numpy()), dtype=pl.Int64), "keep", "similarity",
             pl.when(pl.col("dup_kind").is_null() | (pl.col("dup_kind") == dkind)).then(pl.col("dup_kind")).alias("dup_kind"))
         report = dedupe.clusters_report(result, info, "text", limit=int(rule.p.get("report_clusters", 10)), members=5)
         back = kidx(info[POS])
@@ -618,29 +725,35 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
         if reader is not None:
             reader.stop()
     if reader is not None:
-        small, side_files = reader.result(len(items))
+        side, keys, side_files = reader.result(len(items))
     else:
         side_files = None
-        small = _collect(a.map_batches(_small_pass, batch_format="pyarrow", batch_size=None,
-                                       fn_kwargs={"keys": on_driver}))
+        side, keys = _split_small(_collect(a.map_batches(_small_pass, batch_format="pyarrow", batch_size=None,
+                                                         fn_kwargs={"keys": on_driver})).to_arrow())
+        keys = _Keys.concat([keys])
     _lap(stats, "ray_rules_pass", t0)
-    side = small.filter(pl.col("_q").is_not_null() | pl.col("_stats").is_not_null()).select(POS, "_q", "_stats")
-    keys = None
-    if on_driver:  # every row of the kind quarantined: no keys at all
-        keys = small.filter(pl.col("_q").is_null() & pl.col("_h1").is_not_null()).drop("_q", "_stats") \
-            if "_h1" in small.columns else pl.DataFrame(schema={POS: pl.Int64, "_h1": pl.UInt64, "_h2": pl.UInt64, "_n": pl.UInt32})
-    del small
+    if not on_driver:
+        keys = None
     for s in side["_stats"].drop_nulls().to_list():
         _merge_stats(stats, orjson.loads(s))
     quarantined = side.filter(pl.col("_q").is_not_null()).select(POS, "_q")
     gone_pos = np.sort(quarantined[POS].to_numpy())
     drops = _duplicates(a, keys, kind, config, dups, gone_pos, stats, side_files) if dups else \
         pl.DataFrame(schema={POS: pl.Int64, "rule": pl.String, "evidence": pl.String})
+    # the side files (~420 MB per million rows) are deleted while the finish pass runs, not before
+    # it (~0.1 s of the kernel freeing their pages, on the driver's path while every worker waited)
+    removed = None
     if side_dir is not None:
-        shutil.rmtree(side_dir, ignore_errors=True)
+        removed = threading.Thread(target=shutil.rmtree, args=(side_dir,), kwargs={"ignore_errors": True},
+                                   name="curate-side-files", daemon=True)
+        removed.start()
     t0 = time.perf_counter()
-    fin = _collect(a.map_batches(_finish_block, batch_format="pyarrow", batch_size=None,
-                                 fn_kwargs={"kind": kind, "config": config, "drops": ray.put(drops), "root": root}))
+    try:
+        fin = _collect(a.map_batches(_finish_block, batch_format="pyarrow", batch_size=None,
+                                     fn_kwargs={"kind": kind, "config": config, "drops": ray.put(drops), "root": root}))
+    finally:
+        if removed is not None:
+            removed.join()
     _lap(stats, "ray_finish_pass", t0)
     for s in fin["_stats"].drop_nulls().to_list():
         _merge_stats(stats, orjson.loads(s))
