@@ -230,7 +230,14 @@ def cli(ctx, debug, input_format):
         DEFAULT_FORMAT.set(None)
 
 
+# True when the process ends with the command (main): a command may then release early what only
+# the process's end would (ray_session.release); not for in-process runs (tests)
+PROCESS_ENDS_WITH_COMMAND = False
+
+
 def main() -> None:
+    global PROCESS_ENDS_WITH_COMMAND
+    PROCESS_ENDS_WITH_COMMAND = True
     try:
         cli(prog_name="curate")
     except SystemExit as exc:  # click ends every command with sys.exit

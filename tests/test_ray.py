@@ -181,6 +181,23 @@ def test_executor_ray_without_ray_says_how_to_install(normalized, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_clean_command_on_a_new_local_instance_equals_local(normalized, tmp_path):
+    """`curate clean --executor ray` as a user runs it (its own new local Ray instance, the process
+    ending with the command): Ray is shut down (ray_session.release) while the quarantine and report
+    are written in another thread; the command ends cleanly (no Ray error, no traceback) and its
+    output is the local one."""
+    cfg = CleanConfig.load(target_lang="any")
+    clean_dir(normalized, tmp_path / "local", cfg, progress=False)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["CURATE_RAY_BLOCK_ROWS"] = str(BLOCK)
+    p = subprocess.run([sys.executable, "-m", "curate.cli", "clean", str(normalized), "-o", str(tmp_path / "ray"),
+                        "--target-lang", "any", "--executor", "ray", "-q"],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr and "already been shutdown" not in p.stderr, p.stderr
+    assert_same_dataset(tmp_path / "local", tmp_path / "ray")
+
+
 def clean_on_a_dead_address(inp: Path, out: Path) -> tuple[subprocess.CompletedProcess, str]:
     """``curate clean INP -o OUT --executor ray --ray-address`` a port that was free a moment ago
     (nothing listens on it); the process and that address."""

@@ -95,8 +95,11 @@ def clean(inp, out_dir, config_path, rules, sets, target_lang, against, dry_run,
         # after connecting, not before: the kernels' load (Python, under the GIL) slowed the imports of
         # ray and ray.data and so delayed the first pass by ~0.7-1.6 s; now it overlaps the workers' start
         warm_driver(config, dry_run)
+        from curate.executors.ray_session import release
+
+        # Ray stops (when the process ends with the command) while the quarantine and report are written
         result = clean_dir_ray(inp, out, config, dry_run=dry_run, report_json=report_json, fmt=fmt_given,
-                               warming=warming)
+                               warming=warming, ray_done=release)
     else:
         result = clean_dir(inp, out, config, dry_run=dry_run, report_json=report_json,
                            progress=None if not quiet else False, fmt=None if fmt == "auto" else fmt)
