@@ -84,7 +84,8 @@ def has_control(texts: pl.Series) -> np.ndarray:
 
 
 if AVAILABLE:
-    from llvmlite import ir as _ir
+    from curate.content_id_jit import _bytes_at, _load8
+    from curate.langid_jit import _decode
     from numba.core import types as _types
     from numba.extending import intrinsic as _intrinsic
 
@@ -93,32 +94,18 @@ if AVAILABLE:
     _ONES = 0x0101010101010101
 
     @_intrinsic
-    def _byte(typingctx, address):
-        """The byte at memory address ``address`` (an int64)."""
-        def codegen(context, builder, signature, args):
-            return builder.load(builder.inttoptr(args[0], _ir.IntType(8).as_pointer()))
-        return _types.uint8(address), codegen
-
-    @_intrinsic
-    def _word(typingctx, address):
-        """The 8 bytes at memory address ``address`` as a little-endian uint64 (an unaligned load)."""
-        def codegen(context, builder, signature, args):
-            return builder.load(builder.inttoptr(args[0], _ir.IntType(64).as_pointer()), align=1)
-        return _types.uint64(address), codegen
-
-    @_intrinsic
     def _popcount(typingctx, x):
         def codegen(context, builder, signature, args):
             return builder.ctpop(args[0])
         return _types.uint64(x), codegen
 
     @numba.njit(inline="always", cache=True)
-    def _span(views, at, data, i):
-        """(address, size) of text ``i``'s bytes."""
+    def _text(views, at, data, i):
+        """Text ``i``'s bytes, as an array over the memory where they are."""
         size = np.int64(views[4 * i])
         if size <= 12:
-            return at + 16 * i + 4, size
-        return data[views[4 * i + 2]] + np.int64(views[4 * i + 3]), size
+            return numba.carray(_bytes_at(at + 16 * i + 4), size)
+        return numba.carray(_bytes_at(data[views[4 * i + 2]] + np.int64(views[4 * i + 3])), size)
 
     @numba.njit(inline="always", cache=True)
     def _ascii_letters8(w):
@@ -131,37 +118,27 @@ if AVAILABLE:
     @numba.njit(cache=True, nogil=True)
     def _letters(views, at, data, bmp, astral, chars, letters):
         for r in range(len(views) // 4):
-            p, size = _span(views, at, data, r)
-            end = p + size
+            t = _text(views, at, data, r)
+            size = len(t)
+            p = 0
             c = 0
             k = 0
-            while p + 8 <= end:
-                w = _word(p)
+            while p + 8 <= size:
+                w = _load8(t, p)
                 if w & _u64(_HIGH):
                     break
                 k += _ascii_letters8(w)
                 c += 8
                 p += 8
-            while p < end:
-                b = np.int64(_byte(p))
-                if b < 0x80:
-                    k += bmp[b]
-                    p += 1
-                elif b < 0xE0:  # two bytes
-                    k += bmp[((b & 0x1F) << 6) | (np.int64(_byte(p + 1)) & 0x3F)]
-                    p += 2
-                elif b < 0xF0:  # three bytes
-                    k += bmp[((b & 0x0F) << 12) | ((np.int64(_byte(p + 1)) & 0x3F) << 6)
-                             | (np.int64(_byte(p + 2)) & 0x3F)]
-                    p += 3
-                else:  # four bytes
-                    cp = (((b & 0x07) << 18) | ((np.int64(_byte(p + 1)) & 0x3F) << 12)
-                          | ((np.int64(_byte(p + 2)) & 0x3F) << 6) | (np.int64(_byte(p + 3)) & 0x3F))
+            while p < size:
+                cp, p = _decode(t, p)
+                if cp < 0x10000:
+                    k += bmp[cp]
+                else:
                     for j in range(astral.shape[0]):
                         if astral[j, 0] <= cp <= astral[j, 1]:
                             k += 1
                             break
-                    p += 4
                 c += 1
             chars[r] = c
             letters[r] = k
@@ -173,9 +150,9 @@ if AVAILABLE:
         return (v - _u64(_ONES)) & ~v
 
     @numba.njit(inline="always", cache=True)
-    def _control_at(p):
-        """Whether the character starting at address ``p`` is a control character (see the module)."""
-        b = _byte(p)
+    def _control_at(t, p):
+        """Whether the character starting at ``t[p]`` is a control character (see the module)."""
+        b = t[p]
         if b < 0x20:
             return b != 0x09 and b != 0x0A
         if b < 0x7F:
@@ -183,24 +160,25 @@ if AVAILABLE:
         if b == 0x7F:
             return True
         if b == 0xC2:  # U+0080..U+009F
-            return _byte(p + 1) <= 0x9F
+            return t[p + 1] <= 0x9F
         if b == 0xE2:
-            b1, b2 = _byte(p + 1), _byte(p + 2)
+            b1, b2 = t[p + 1], t[p + 2]
             if b1 == 0x80:  # U+200B, U+200E, U+200F, U+2028..U+202E
                 return b2 == 0x8B or b2 == 0x8E or b2 == 0x8F or 0xA8 <= b2 <= 0xAE
             return b1 == 0x81 and b2 == 0xA0  # U+2060
         if b == 0xEF:  # U+FEFF
-            return _byte(p + 1) == 0xBB and _byte(p + 2) == 0xBF
+            return t[p + 1] == 0xBB and t[p + 2] == 0xBF
         return False
 
     @numba.njit(cache=True, nogil=True)
     def _control(views, at, data, out):
         for r in range(len(views) // 4):
-            p, size = _span(views, at, data, r)
-            end = p + size
+            t = _text(views, at, data, r)
+            size = len(t)
+            p = 0
             found = False
-            while not found and p + 8 <= end:
-                w = _word(p)
+            while not found and p + 8 <= size:
+                w = _load8(t, p)
                 # a byte under 0x20, or DEL, or the first byte of a character that may be one
                 # (C2, E2, EF): look at the 8 bytes one by one (a character they start may end in
                 # the next word: it is read whole; its continuation bytes start no character)
@@ -208,11 +186,11 @@ if AVAILABLE:
                         | _zero_byte(w ^ _u64(0xC2C2C2C2C2C2C2C2)) | _zero_byte(w ^ _u64(0xE2E2E2E2E2E2E2E2))
                         | _zero_byte(w ^ _u64(0xEFEFEFEFEFEFEFEF))) & _u64(_HIGH):
                     for j in range(8):
-                        if _control_at(p + j):
+                        if _control_at(t, p + j):
                             found = True
                             break
                 p += 8
-            while not found and p < end:
-                found = _control_at(p)
+            while not found and p < size:
+                found = _control_at(t, p)
                 p += 1
             out[r] = found
