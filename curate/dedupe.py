@@ -1083,15 +1083,12 @@ def near_duplicates_of(texts: pl.Series | Callable[[], pl.Series], sk: Sketch, *
     found before (:func:`shared_buckets`): ``sk.keys`` is then not read (it may be None)."""
     n = len(sk.lengths)
     unit, width = parse_measure(measure)
-    got: list[pl.Series] = []
-
+    @functools.cache
     def text() -> pl.Series:
-        if not got:
-            t = texts() if callable(texts) else texts
-            if len(t) != n:
-                raise ValueError(f"near_duplicates_of: {len(t)} texts for {n} sketches")
-            got.append(t.cast(pl.String).fill_null(""))
-        return got[0]
+        t = texts() if callable(texts) else texts
+        if len(t) != n:
+            raise ValueError(f"near_duplicates_of: {len(t)} texts for {n} sketches")
+        return t.cast(pl.String).fill_null("")
 
     kept = sim = None
     if n > 1:
