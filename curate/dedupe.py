@@ -69,7 +69,7 @@ compiled with the same arithmetic; the exact check (:func:`curate.minhash_jit.ja
 normalizes the rows it reads again, builds each center's shingle set once and reads a member's
 common prefix and suffix with its center without hashing them (a near copy hashes only the windows
 around its edits); a pair is dropped early once its Jaccard can no longer reach the threshold, so
-every similarity at or above it is exact. From 512k rows on (``_EST_MEMORY``) the estimator bytes
+every similarity at or above it is exact. Past 1M rows (``_EST_MEMORY``, 256 MB) the estimator bytes
 are kept for the candidates only (rows in a bucket; the same pass run on them again) instead of 256
 bytes for every row. The sketches and similarities are bit for bit those of the numpy path
 (``CURATE_NO_JIT=1`` forces it; tests/test_dedupe.py compares the two), so the clusters are the same.
@@ -101,7 +101,7 @@ _SPAN_ROWS = 16_384      # rows read from polars at a time
 _CHUNK_ROWS = 1_024      # rows hashed per chunk (cache-sized temporaries)
 _VERIFY_SHINGLES = 250_000  # shingles per verification batch (cache-sized: 4x faster than 4M)
 _JIT_MIN_ROWS = 20_000   # from this many rows the compiled sketch (its import: ~0.7 s CPU) pays off
-_EST_MEMORY = 128 << 20  # estimator bytes of every row above this: only the candidates' are kept (computed again)
+_EST_MEMORY = 256 << 20  # estimator bytes of every row above this (past 1M rows): only the candidates' are kept (computed again)
 _MAX_CHECKS = 16         # a row that failed this many checks against centers is left unclustered
 _SENT = np.uint32(0xFFFFFFFF)
 _M1 = np.uint64(0x9E3779B97F4A7C15)
@@ -613,9 +613,16 @@ def prefilter(pairs: pl.DataFrame, sk: Sketch, threshold: float) -> np.ndarray:
     ea, eb = (a, b) if sk.est_at is None else (sk.est_at[a], sk.est_at[b])
     keep = np.zeros(len(a), dtype=bool)
     jit = _jit() if len(sk.lengths) >= _JIT_MIN_ROWS else None
-    if jit is not None:
-        jit.prefilter(sk.est, ea.astype(np.int64), eb.astype(np.int64), sk.lengths, a.astype(np.int64), b.astype(np.int64),
-                      float(threshold), keep)
+    if jit is not None:  # in halves on both threads (the kernel releases the GIL)
+        ea, eb, a, b = (x.astype(np.int64) for x in (ea, eb, a, b))
+        cut = [0, len(a) // 2 if _THREADS > 1 and len(a) >= 4_096 else len(a), len(a)]
+
+        def part(h: int) -> None:
+            lo, hi = cut[h], cut[h + 1]
+            jit.prefilter(sk.est, ea[lo:hi], eb[lo:hi], sk.lengths, a[lo:hi], b[lo:hi], float(threshold), keep[lo:hi])
+
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(part, range(2)))
         return keep
     est_bins = sk.est.shape[1]
     step = 65_536

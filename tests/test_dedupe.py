@@ -564,7 +564,7 @@ def test_near_duplicates_of_the_shared_rows_with_their_buckets(sft, monkeypatch,
 
 
 def test_compiled_prefilter_passes_the_same_pairs(monkeypatch):
-    """minhash_jit.prefilter (from 20k rows on) keeps exactly the pairs the numpy prefilter keeps,
+    """minhash_jit.prefilter (from 20k rows on; in halves on both threads) keeps exactly the pairs the numpy prefilter keeps,
     near the margin too (estimator bytes that agree on a share close to the threshold)."""
     rng = np.random.default_rng(5)
     n, bins = 400, 256

@@ -77,6 +77,8 @@ class Rule:
     stage: ClassVar[int] = 50       # order: fixes < 50 <= cheap detectors < 80 <= language < 90 <= duplicates
     params: ClassVar[dict[str, Any]] = {}
     switch: ClassVar[str] = ""      # a parameter that, once set, turns a rule that is off by default on (drop)
+    slow: ClassVar[bool] = False    # one of the slowest cell rules (a Python checker, language id): started
+                                    # first among the rules matched together, so the others fill the other thread
 
     def __init__(self, **params: Any):
         unknown = set(params) - set(self.params)

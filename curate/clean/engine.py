@@ -351,6 +351,7 @@ def _match_together(run: list[tuple[int, Rule]], sub_of: Callable[[Rule], pl.Dat
         return m, time.perf_counter() - t
 
     work = [(j, rule, sub) for j, rule in run if (sub := sub_of(rule)).height]
+    work.sort(key=lambda w: not w[1].slow)  # the slowest first: the others fill the other thread to the end
     out: dict[int, tuple[pl.DataFrame, float]] = {}
     with ThreadPoolExecutor(_THREADS, thread_name_prefix="clean-rule") as pool:
         futures = {pool.submit(one, rule, sub): j for j, rule, sub in work}

@@ -252,6 +252,7 @@ class WrongMath(Rule):
     roles = ("response",)
     kinds = ("sft", "chat", "rm")
     params = {"max_equations": 2}
+    slow = True  # a Python checker on every candidate
 
     def match(self, cells, ctx):
         # cheap literal/length filters first; the regexes run only on what they keep

@@ -72,6 +72,7 @@ class UntranslatedField(Rule):
     default_action = "drop"
     roles = ("prompt", "response", "system")
     params = {"min_words": 5, "min_share": 0.2}
+    slow = True  # word and script counts over every field
 
     def match(self, cells, ctx):
         min_words, share = int(self.p["min_words"]), float(self.p["min_share"])
