@@ -293,6 +293,12 @@ class _InDriver:
         return _Call
 
 
+# Ray's socket-connect retries (``ray::ConnectSocketRetry``: a failed attempt sleeps the timeout): 200
+# attempts 50 ms apart, the 10 s in all of Ray's defaults (10 x 1000 ms); the raylet's object manager
+# asks for 300 attempts itself (15 s)
+CONNECT_RETRY = {"raylet_client_connect_timeout_milliseconds": 50, "raylet_client_num_connect_attempts": 200}
+
+
 def local_instance_kwargs(num_cpus: int | None = None, **init_kwargs) -> dict:
     """``ray.init`` settings of a Ray instance curate starts itself (``address="local"``).
 
@@ -301,9 +307,15 @@ def local_instance_kwargs(num_cpus: int | None = None, **init_kwargs) -> dict:
     workers as there are CPUs: every pass that follows a shuffle killed the idle workers of the other
     pools and started new Python processes (a few seconds each on a busy machine; most of the Ray
     overhead of a clean). Keeping three pools' worth of idle workers alive removes that churn. On a
-    cluster you connect to, its operator sets this (``RAY_num_workers_soft_limit``)."""
+    cluster you connect to, its operator sets this (``RAY_num_workers_soft_limit``).
+
+    The raylet connects to its own object store's socket as it starts, while the store's thread
+    may not have bound it yet; a failed attempt sleeps ``raylet_client_connect_timeout_milliseconds``
+    (Ray's default 1000) before the next, so about every other cold start here waited one second
+    more (the raylet's log: the store up at t, its object manager at t + 1.00 s). Retried every
+    50 ms instead, as many times (:data:`CONNECT_RETRY`: the same 10 s for the default callers)."""
     cpus = num_cpus or os.cpu_count() or 1
-    system = {"num_workers_soft_limit": 3 * cpus, **init_kwargs.pop("_system_config", {})}
+    system = {"num_workers_soft_limit": 3 * cpus, **CONNECT_RETRY, **init_kwargs.pop("_system_config", {})}
     out = {**init_kwargs, "_system_config": system}
     if num_cpus is not None:
         out["num_cpus"] = num_cpus
