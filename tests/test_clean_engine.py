@@ -335,3 +335,30 @@ def test_reader_entries_quoting_a_record_go_to_the_quarantine_file(fixtures, tmp
     assert {98, 151, 184} <= lines and res.report["accounted"]
     quoted = next(e for e in reader if e["line"] == 98)
     assert orjson.loads(quoted["evidence"])["prompt"].startswith("Saya melewati tempat")
+
+
+def test_fixes_matched_at_once_see_the_text_the_fixes_before_them_left(fixtures, monkeypatch):
+    """The fixes in a row are matched at once on the text before them all; a fix's matches are then
+    mended for the cells an earlier fix changed: the same fixes, kept rows, quarantine and report as
+    one fix after the other, on every fixture and on cells where one fix makes the next one match
+    (a zero-width space inside <noinput>, a mojibake'd label)."""
+    from curate.clean import engine
+
+    frames = ingest([fixtures / "malay_alpaca_anomalies.json", fixtures / "malay_kochatgpt_conversation.jsonl",
+                     fixtures / "malay_kochatgpt_rm.jsonl"], detect_lang=False).frames
+    extra = pl.DataFrame({"instruction": ["Tulis satu ayat tentang kucing.", "Instruction:\u200b Terjemahkan ayat ini."],
+                          "input": ["<no\u200binput>", "Saya suka makan nasi lemak\\n pada waktu pagi."],
+                          "output": ["Kucing itu tidur di atas kerusi.", "I like to eat nasi lemak in the morning."]})
+    frames["sft"] = pl.concat([frames["sft"], schemas.conform(extra.with_columns(
+        pl.lit("extra.jsonl").alias("source"), pl.Series("line", [1, 2])), "sft")], how="diagonal_relaxed")
+    got = clean(frames, CleanConfig())
+    monkeypatch.setattr(engine, "_fixes_in_a_row", lambda active, i, kind: [])  # one fix after the other
+    ref = clean(frames, CleanConfig())
+    for kind in ref.frames:
+        assert got.frames[kind].equals(ref.frames[kind])
+    assert got.quarantine_ndjson() == ref.quarantine_ndjson()
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in ref.report["rules"]]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in got.report["rules"]] == strip
+    metas = [schemas.meta_of(m) for m in got.frames["sft"].filter(pl.col("source") == "extra.jsonl")["meta"]]
+    assert [f["rule"] for f in metas[0]["fixes"]] == ["control_chars", "noinput_marker"]
+    assert [f["rule"] for f in metas[1]["fixes"]] == ["literal_escapes", "control_chars", "label_prefix"]

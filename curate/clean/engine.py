@@ -201,6 +201,7 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
 
     early: dict[int, tuple[pl.DataFrame, float]] = {}   # matches computed together: (matches, seconds)
     covered = -1                            # the last rule index of the rules matched together
+    fixes_before = 0                        # fix frames written before the rules matched together
     for i, a in enumerate(active):
         rule = a.rule
         if pending:
@@ -211,10 +212,11 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
         if not rule.applies_to(kind):
             continue
         if rule.scope == "cell" and i > covered:
-            run = _together(active, i, kind)
+            run = _together(active, i, kind) or _fixes_in_a_row(active, i, kind)
             if len(run) > 1:
                 early = _match_together(run, sub_of, ctx, lambda: rules_bar.advance(n))
                 covered = run[-1][0]
+                fixes_before = len(fix_frames)  # (fixes in a row: each matched on the text before them all)
         if rule.code not in _OWN_BAR:
             pending = 0 if i in early else n
             rules_bar.update(description=f"clean {kind}: {rule.code}")
@@ -231,6 +233,9 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
             if i in early:
                 m, secs = early.pop(i)
                 t0 -= secs
+                if len(fix_frames) > fixes_before:  # a fix matched before the fixes in a row that came first
+                    m = _match_changed(rule, m, sub_of(rule), ctx,
+                                       pl.concat([f.select("_cell") for f in fix_frames[fixes_before:]])["_cell"])
             else:
                 sub = sub_of(rule)
                 if sub.height == 0:
@@ -239,6 +244,8 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
             if m.height == 0:
                 stats.add(rule.code, a.action, 0, [], time.perf_counter() - t0)
                 continue
+            if rule.fixes and a.action == "fix":  # a fix's changes in cell order, however it was matched
+                m = m.sort("_cell", maintain_order=True)
             m = m.unique("_cell", keep="first", maintain_order=True)
             where = cells.select("_row", "field", "pos").gather(m["_cell"]).hstack(m)
             if rule.fixes and a.action == "fix":
@@ -338,6 +345,31 @@ def _together(active: list[_Active], i: int, kind: str) -> list[tuple[int, Rule]
         if a.rule.applies_to(kind):
             run.append((j, a.rule))
     return run
+
+
+def _fixes_in_a_row(active: list[_Active], i: int, kind: str) -> list[tuple[int, Rule]]:
+    """The cell rules from ``active[i]`` on that are fixes with the action fix, up to the next other
+    rule. Each would see the text the ones before it left: they are matched at once on the text before
+    them all, and each one's matches are then mended for the few cells an earlier one changed
+    (:func:`_match_changed`): the same matches as one after the other."""
+    run = []
+    for j in range(i, len(active)):
+        a = active[j]
+        if a.rule.scope != "cell" or not (a.rule.fixes and a.action == "fix"):
+            break
+        if a.rule.applies_to(kind):
+            run.append((j, a.rule))
+    return run
+
+
+def _match_changed(rule: Rule, m: pl.DataFrame, sub: pl.DataFrame, ctx: Context, changed: pl.Series) -> pl.DataFrame:
+    """A fix's matches on ``sub`` (the cells now) from ``m``, its matches on them before the fixes
+    that changed the cells ``changed``: only those cells are matched again (a fix reads each cell
+    alone: its text and the cell's own columns)."""
+    again = pl.col("_cell").is_in(changed.unique().implode())
+    sub = sub.filter(again)
+    fresh = rule.match(sub, ctx) if sub.height else m.clear()
+    return pl.concat([m.filter(~again), fresh.select(m.columns)], how="vertical_relaxed")
 
 
 def _match_together(run: list[tuple[int, Rule]], sub_of: Callable[[Rule], pl.DataFrame], ctx: Context,
