@@ -313,9 +313,16 @@ def local_instance_kwargs(num_cpus: int | None = None, **init_kwargs) -> dict:
     may not have bound it yet; a failed attempt sleeps ``raylet_client_connect_timeout_milliseconds``
     (Ray's default 1000) before the next, so about every other cold start here waited one second
     more (the raylet's log: the store up at t, its object manager at t + 1.00 s). Retried every
-    50 ms instead, as many times (:data:`CONNECT_RETRY`: the same 10 s for the default callers)."""
+    50 ms instead, for as long (:data:`CONNECT_RETRY`: the same 10 s for the default callers).
+
+    The raylet starts one worker process per CPU as soon as it is up (``enable_worker_prestart``;
+    Ray's default: only when the first driver has connected), so the workers boot while ``ray.init``
+    still waits for the raylet's agents and the driver imports; a job's tasks run in them (they
+    take the driver's code path when given its first task). A cold 20k-row clean (start-up bound),
+    5 alternated pairs at load 2.3-4.0: 4.65-4.80 s against 4.80-5.39 s without, faster in each pair."""
     cpus = num_cpus or os.cpu_count() or 1
-    system = {"num_workers_soft_limit": 3 * cpus, **CONNECT_RETRY, **init_kwargs.pop("_system_config", {})}
+    system = {"num_workers_soft_limit": 3 * cpus, "enable_worker_prestart": True, **CONNECT_RETRY,
+              **init_kwargs.pop("_system_config", {})}
     out = {**init_kwargs, "_system_config": system}
     if num_cpus is not None:
         out["num_cpus"] = num_cpus
