@@ -61,6 +61,9 @@ class Rule:
     * ``scope = "cell"``: ``match(cells, ctx)`` gets the cells of the rule's kinds and roles (columns
       ``_cell, _row, field, pos, role, text, given, question``) and returns ``_cell, evidence`` (and
       ``after`` for a rule whose ``fixes`` is true).
+      A fix (``fixes``) must read each cell alone (its text and its own columns, never other
+      cells): the engine matches the fixes in a row at once on the text before them all and then
+      matches again only the cells an earlier fix changed (``engine._match_changed``).
     * ``scope = "row"``: ``match_rows(rows, ctx)`` gets ``_row``, ``id``, ``source``, ``line`` and the
       row's text after fixes (read it with :func:`row_text` or :func:`with_text`: the engine passes
       the text columns, not a joined copy) and returns ``_row, evidence``.

@@ -4,7 +4,8 @@
 (used by ``curate clean``). Order of work per kind:
 
 1. fixes (mojibake, escapes, control characters, empty-input markers ...) change the cells' text
-   in turn, each fix seeing the previous ones' output; every change is recorded;
+   in turn, each fix seeing the previous ones' output (they are matched at once and each one's
+   matches mended for the cells an earlier one changed: :func:`_fixes_in_a_row`); every change is recorded;
 2. cheap detectors (regex and the arithmetic checker) run on every row;
 3. language identification and then duplicate detection run on the rows still kept, so an
    expensive check never runs on a row already dropped and the kept copy of a duplicate cluster is
