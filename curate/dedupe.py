@@ -621,7 +621,7 @@ def prefilter(pairs: pl.DataFrame, sk: Sketch, threshold: float) -> np.ndarray:
             lo, hi = cut[h], cut[h + 1]
             jit.prefilter(sk.est, ea[lo:hi], eb[lo:hi], sk.lengths, a[lo:hi], b[lo:hi], float(threshold), keep[lo:hi])
 
-        with ThreadPoolExecutor(2) as pool:
+        with ThreadPoolExecutor(_THREADS) as pool:
             list(pool.map(part, range(2)))
         return keep
     est_bins = sk.est.shape[1]

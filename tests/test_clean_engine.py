@@ -352,7 +352,9 @@ def test_fixes_matched_at_once_see_the_text_the_fixes_before_them_left(fixtures,
     frames["sft"] = pl.concat([frames["sft"], schemas.conform(extra.with_columns(
         pl.lit("extra.jsonl").alias("source"), pl.Series("line", [1, 2])), "sft")], how="diagonal_relaxed")
     got = clean(frames, CleanConfig())
-    monkeypatch.setattr(engine, "_fixes_in_a_row", lambda active, i, kind: [])  # one fix after the other
+    together = engine._together  # fixes not matched together: one fix after the other
+    monkeypatch.setattr(engine, "_together", lambda active, i, kind:
+                        [] if engine._fixing(active[i]) else together(active, i, kind))
     ref = clean(frames, CleanConfig())
     for kind in ref.frames:
         assert got.frames[kind].equals(ref.frames[kind])

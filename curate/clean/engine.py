@@ -5,7 +5,7 @@
 
 1. fixes (mojibake, escapes, control characters, empty-input markers ...) change the cells' text
    in turn, each fix seeing the previous ones' output (they are matched at once and each one's
-   matches mended for the cells an earlier one changed: :func:`_fixes_in_a_row`); every change is recorded;
+   matches mended for the cells an earlier one changed: :func:`_together`); every change is recorded;
 2. cheap detectors (regex and the arithmetic checker) run on every row;
 3. language identification and then duplicate detection run on the rows still kept, so an
    expensive check never runs on a row already dropped and the kept copy of a duplicate cluster is
@@ -213,7 +213,7 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
         if not rule.applies_to(kind):
             continue
         if rule.scope == "cell" and i > covered:
-            run = _together(active, i, kind) or _fixes_in_a_row(active, i, kind)
+            run = _together(active, i, kind)
             if len(run) > 1:
                 early = _match_together(run, sub_of, ctx, lambda: rules_bar.advance(n))
                 covered = run[-1][0]
@@ -334,29 +334,25 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
 _THREADS = 2  # cell rules matched at once (polars releases the GIL; the Python checkers overlap its work)
 
 
+def _fixing(a: _Active) -> bool:
+    """Whether the rule changes the text here (a fix rule whose action is fix)."""
+    return a.rule.fixes and a.action == "fix"
+
+
 def _together(active: list[_Active], i: int, kind: str) -> list[tuple[int, Rule]]:
-    """The cell rules from ``active[i]`` on that leave the text as it is (everything but a fix rule
-    whose action is fix), up to the next rule that changes it or reads rows: their matches do not
-    depend on each other, so they can be computed at once."""
+    """The cell rules from ``active[i]`` on that are matched at once, up to the next rule that reads
+    rows or is not of ``active[i]``'s sort:
+
+    * rules that leave the text as it is (everything but a fix rule whose action is fix): their
+      matches do not depend on each other;
+    * fixes with the action fix: each would see the text the ones before it left, so they are
+      matched at once on the text before them all, and each one's matches are then mended for the
+      few cells an earlier one changed (:func:`_match_changed`): the same matches as one after the other."""
+    fixing = _fixing(active[i])
     run = []
     for j in range(i, len(active)):
         a = active[j]
-        if a.rule.scope != "cell" or (a.rule.fixes and a.action == "fix"):
-            break
-        if a.rule.applies_to(kind):
-            run.append((j, a.rule))
-    return run
-
-
-def _fixes_in_a_row(active: list[_Active], i: int, kind: str) -> list[tuple[int, Rule]]:
-    """The cell rules from ``active[i]`` on that are fixes with the action fix, up to the next other
-    rule. Each would see the text the ones before it left: they are matched at once on the text before
-    them all, and each one's matches are then mended for the few cells an earlier one changed
-    (:func:`_match_changed`): the same matches as one after the other."""
-    run = []
-    for j in range(i, len(active)):
-        a = active[j]
-        if a.rule.scope != "cell" or not (a.rule.fixes and a.action == "fix"):
+        if a.rule.scope != "cell" or _fixing(a) != fixing:
             break
         if a.rule.applies_to(kind):
             run.append((j, a.rule))
