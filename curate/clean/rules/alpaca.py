@@ -122,6 +122,8 @@ MEDIA_WORDS = ["image", "picture", "photo", "drawing", "painting", "logo", "post
                "animation", "gif", "meme", "banner", "flyer", "infographic", "sketch", "cartoon", "comic", "recording",
                "sound", "mp3", "mp4", "3d", "gambar", "imej", "foto", "lukisan", "ilustrasi", "rakaman", "animasi",
                "infografik", "risalah", "sepanduk", "kartun", "komik", "lakaran", "klip"]
+# every alternative of MEDIA_PLACEHOLDER holds one of these
+_PLACEHOLDER_MARKS = ["<", "[", "http", "www."]
 # "describe the painting Mona Lisa" is fine; these words say the image is *here*.
 _GIVEN_EXCUSE = fast(r"(?i)\b(?:mona\s+lisa|starry\s+night|famous)\b")
 MEDIA_MAKE, MEDIA_PLACEHOLDER, MEDIA_GIVEN = fast(MEDIA_MAKE), fast(MEDIA_PLACEHOLDER), fast(MEDIA_GIVEN)
@@ -135,7 +137,9 @@ class MediaRequest(Rule):
     params = {"given_max_words": 60}
 
     def match(self, cells, ctx):
-        placeholder = regex_match(cells, MEDIA_PLACEHOLDER, mask=any_of(["<", "[", "http", "www."]))
+        # one literal scan for both prefilters (each scan reads every field), then each on what it kept
+        cells = cells.filter(any_of([*_PLACEHOLDER_MARKS, *MEDIA_WORDS]))
+        placeholder = regex_match(cells, MEDIA_PLACEHOLDER, mask=any_of(_PLACEHOLDER_MARKS))
         cells = cells.filter(any_of(MEDIA_WORDS))
         make = regex_match(cells, MEDIA_MAKE, mask=pl.col("role") == "prompt")
         # "describe the given image": only when nothing but a short text accompanies it
