@@ -217,8 +217,6 @@ class Plan:
                 batch_size: int | None = None) -> Iterator[tuple[str, pl.DataFrame | pl.LazyFrame]]:
         """``(kind, frame)`` for every part: lazy frames for datasets and canonical files, streamed
         DataFrame batches for raw files (quarantine entries go to ``on_quarantine``)."""
-        from curate.ingest.pipeline import BATCH, FileSummary, iter_file, iter_records
-
         for part in self.parts:
             if part.what == "dataset":
                 data = part.manifest
@@ -238,7 +236,9 @@ class Plan:
                 yield part.kind, schemas.conform(lf, part.kind)
             elif part.what == "quarantine":
                 yield from self._quarantine(part, on_quarantine)
-            else:
+            else:  # (the ingest pipeline is imported here: a dataset's read does not wait for numba)
+                from curate.ingest.pipeline import BATCH, FileSummary, iter_file, iter_records
+
                 f = part.fmt
                 enc = part.src.encoding if part.src is not None else part.what
                 summary = FileSummary(part.name, f.name, f.kind, encoding=enc)
