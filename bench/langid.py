@@ -99,7 +99,7 @@ def speed(pairs, n_rows):
     lingua_rows = sent_rows[:4000]
     langid.detect("warm up")  # load tables outside the timing
     langid.detect_column(["warm up"], fallback=False)  # ... the compiled column path's
-    langid._lingua_guess("warm up")  # ... and lingua's models
+    langid._lingua_guesses([(mode, "warm up") for mode in ("trigrams", "family")])  # ... and lingua's models
     return {
         "sentences": (len(sent_rows), rate(fresh_detect_many, sent_rows)),
         "paragraphs (4 sent.)": (len(para_rows), rate(fresh_detect_many, para_rows)),

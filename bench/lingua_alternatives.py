@@ -97,8 +97,8 @@ def main() -> None:
     for name, pendings in src.items():
         for p in pendings:
             by_text.setdefault(langid.lingua_text(p.text), []).append((name, p))
-    texts = list(by_text)
-    lingua = dict(zip(texts, langid._lingua_guesses(texts)))
+    texts = list(by_text)  # each to the lingua detector curate gives it (langid.lingua_mode)
+    lingua = dict(zip(texts, langid._lingua_guesses([(langid.lingua_mode(by_text[t][0][1]), t) for t in texts])))
     bias = langid._jit_tables()[3]
     print(f"{len(texts)} distinct hard texts; rows by source: " + ", ".join(f"{k} {len(v)}" for k, v in src.items()))
     for name, make in (("py3langid (12 languages)", py3langid), ("pycld2", cld2)):

@@ -12,8 +12,9 @@ How a text is decided (cheap steps first, lingua only as a fallback):
    that belong to each vocabulary (wordfreq-derived lists of words at least
    10x rarer in the other languages, plus function-word lists). Texts with
    too little evidence (labels, headings, other Latin-script languages) go
-   to lingua, restricted to 12 languages. A text of a few words gets a
-   confidence of at most ~0.5.
+   to lingua, restricted to 12 languages (by trigrams, or English/Malay/
+   Indonesian at every n-gram length: :func:`lingua_mode`). A text of a few
+   words gets a confidence of at most ~0.5.
 4. Malay vs Indonesian: a linear score summed over words,
    ``score = bias + sum_w (a*lex(w) + b*nb(w) + c*wf(w))`` where
 
@@ -55,7 +56,7 @@ import numpy as np
 import polars as pl
 
 from curate.arrow_text import utf8_buffers
-from curate.lingua_worker import CHARS as LINGUA_CHARS, LANGUAGES as LINGUA_LANGUAGES
+from curate.lingua_worker import CHARS as LINGUA_CHARS, DETECTORS as LINGUA_DETECTORS
 
 __all__ = [
     "LANGS",
@@ -168,19 +169,35 @@ _MSID_STOP = frozenset(
 )
 _EN_SAFE = _EN_STOP - _MSID_STOP
 
-# lingua fallback (curate.lingua_worker.LANGUAGES). Built on first use; loading these models takes a
-# few seconds and ~250 MB once per process (the low accuracy mode is lighter but confuses short texts,
-# which is what it gets: on short snippets of the ms/id pairs and English fixture rows that reach
-# lingua, English is found 36% of the time instead of 57%).
-_LINGUA_FALLBACK = LINGUA_LANGUAGES
+# lingua fallback: two detectors (curate.lingua_worker.DETECTORS), a hard text going to one of them
+# (lingua_mode). Each is built on first use; their models load in ~0.5 s of CPU and take ~100 MB once
+# per process (all n-gram lengths of all 12 languages took ~1.7 s and ~250 MB).
 _LINGUA_CODE = {"ENGLISH": "en", "MALAY": "ms", "INDONESIAN": "id"}
 
 
-@lru_cache(maxsize=1)
-def _lingua():
-    from curate.lingua_worker import detector
+class _Lingua:
+    """lingua's detectors (:data:`curate.lingua_worker.DETECTORS`) by name, each built on first use."""
 
-    return detector(_LINGUA_FALLBACK)
+    def __init__(self) -> None:
+        self.detectors: dict[str, object] = {}
+
+    def __getitem__(self, mode: str):
+        if mode not in self.detectors:
+            from curate.lingua_worker import detector
+
+            languages, low_accuracy = LINGUA_DETECTORS[mode]
+            self.detectors[mode] = detector(languages, low_accuracy)
+        return self.detectors[mode]
+
+    def unload_language_models(self) -> None:
+        """Every detector's models unloaded (a later use loads them again)."""
+        for lingua in self.detectors.values():
+            lingua.unload_language_models()  # type: ignore[attr-defined]
+
+
+@lru_cache(maxsize=1)
+def _lingua() -> _Lingua:
+    return _Lingua()
 
 
 _LINGUA_CHARS = LINGUA_CHARS  # lingua reads this much of a hard text
@@ -198,15 +215,45 @@ def lingua_text(text: str) -> str:
     return _DIGITS.sub("0", text[:_LINGUA_CHARS])
 
 
-def _lingua_guess(text: str) -> tuple[str, float, float]:
-    """(label, confidence, p_malay_given_family) from lingua for hard texts."""
-    return _guess_of(_lingua().compute_language_confidence_values(lingua_text(text)))
+#: lingua's high-accuracy mode reads only the trigrams of a text of at least this many letters (what
+#: its low-accuracy mode reads of any text: the same values, to ~1e-12).
+_LONG_LETTERS = 120
 
 
-def _lingua_guesses(texts: list[str]) -> list[tuple[str, float, float]]:
-    """:func:`_lingua_guess` of many texts in one parallel lingua call."""
-    batch = _lingua().compute_language_confidence_values_in_parallel([lingua_text(t) for t in texts])
-    return [_guess_of(v) for v in batch]
+def lingua_mode(pending: "_Pending") -> str:
+    """Which of lingua's detectors decides a hard text (:data:`curate.lingua_worker.DETECTORS`).
+
+    ``trigrams`` (the 12 languages, trigram models only): a text of at least :data:`_LONG_LETTERS`
+    letters, where lingua's high-accuracy mode reads the same trigrams (the same verdicts on all
+    ~5,000 such texts of the two 1M benchmark corpora); and a short text of several words, few of
+    them (fewer than 2, or than a third of its counted words) English or ms/id vocabulary: another
+    language ('Le gouvernement a annoncé ...'), names, code.
+    ``family`` (English, Malay and Indonesian, every n-gram length): a short text with more of that
+    vocabulary, a mix of the three, which the trigrams alone often take for Tagalog or Turkish
+    ('The dog ate the cake. Saya faham.'); and a single word ('yes', 'Pandemik'), which the
+    trigrams alone mostly take for another language.
+
+    Not all 12 languages at every n-gram length (what curate did before): their models cost ~1.7 s
+    of CPU to load, for a few short texts. The verdicts this changed: README (ingest)."""
+    words = _WORD.findall(lingua_text(pending.text))
+    if sum(map(len, words)) >= _LONG_LETTERS:
+        return "trigrams"
+    return "family" if pending.vocab >= max(2, pending.n / 3) or len(words) == 1 else "trigrams"
+
+
+def _lingua_guess(pending: "_Pending") -> tuple[str, float, float]:
+    """(label, confidence, p_malay_given_family) from lingua for a hard text."""
+    return _lingua_guesses([(lingua_mode(pending), pending.text)])[0]
+
+
+def _lingua_guesses(items: list[tuple[str, str]]) -> list[tuple[str, float, float]]:
+    """:func:`_lingua_guess` of many ``(detector, text)`` items (:func:`lingua_mode`), each
+    detector's texts in one parallel lingua call."""
+    from curate.lingua_worker import guesses
+
+    lingua = _lingua()
+    detectors = {mode: lingua[mode] for mode in dict.fromkeys(mode for mode, _ in items)}
+    return [_guess_of(v) for v in guesses(detectors, [(mode, lingua_text(t)) for mode, t in items])]
 
 
 def _guess_of(values) -> tuple[str, float, float]:
@@ -227,12 +274,12 @@ def _guess_of_pairs(pairs) -> tuple[str, float, float]:
 
 
 def lingua_worker():
-    """A :class:`curate.lingua_worker.LinguaWorker` with the fallback detector's languages (a big
-    job's lingua turns in a helper process; see :func:`start_detect_column`): the one started at the
+    """A :class:`curate.lingua_worker.LinguaWorker` with the fallback's detectors (a big job's
+    lingua turns in a helper process; see :func:`start_detect_column`): the one started at the
     command's start (:func:`curate.lingua_worker.start_early`) if any."""
     from curate.lingua_worker import take
 
-    return take(list(_LINGUA_FALLBACK), _LINGUA_CHARS)
+    return take(LINGUA_DETECTORS, _LINGUA_CHARS)
 
 
 # ------------------------------------------------------------ ms/id lexicon --
@@ -532,10 +579,12 @@ class _TokenCache(dict):
 
 
 class _Pending(NamedTuple):
-    """A text the cheap steps could not decide: lingua's turn."""
+    """A text the cheap steps could not decide: lingua's turn. ``n``: its counted words, ``vocab``:
+    how many of them are English or ms/id vocabulary (:func:`lingua_mode`)."""
     text: str
     score: float
     n: int
+    vocab: int
 
 
 class _Detector:
@@ -551,7 +600,7 @@ class _Detector:
             return r
         if not fallback:
             return UND  # the caller takes "undecided" over loading lingua's models (seconds)
-        return self.finish(r, _lingua_guess(r.text))
+        return self.finish(r, _lingua_guess(r))
 
     def cheap(self, text: str | None) -> tuple[str, float] | _Pending:
         """The cheap steps: a decision, or what lingua must decide (little or mixed evidence)."""
@@ -576,7 +625,7 @@ class _Detector:
             return _msid(score, (n_fam + 1) / (n_fam + n_en + 2) * _length_factor(n))
         if n_en >= _FAMILY_SHARE * n and n_en >= 2 * n_fam:
             return "en", round((n_en + 1) / (n_fam + n_en + 2) * _length_factor(n), 3)
-        return _Pending(text, score, n)
+        return _Pending(text, score, n, n_en + n_fam)
 
     def finish(self, pending: _Pending, guess: tuple[str, float, float]) -> tuple[str, float]:
         """The decision for a text the cheap steps left to lingua, from lingua's ``guess``."""
@@ -688,26 +737,26 @@ def start_detect_utf8(data: np.ndarray, offsets: np.ndarray, *, fallback: bool =
     def text(i: int) -> str:
         return data[offsets[i]:offsets[i + 1]].tobytes().decode("utf-8")
 
-    code, conf, score, nwords, dirty = _scan(data, offsets)
+    code, conf, score, nwords, vocab, dirty = _scan(data, offsets)
     dirty_idx = np.flatnonzero(dirty)
     cleaned: dict[int, str] = {}
     if len(dirty_idx):  # code, URLs, tags: removed in Python, then those rows scanned again
         cleaned = {i: _clean(text(i)) for i in dirty_idx.tolist()}
         again = _scan(*utf8_buffers(pl.Series(list(cleaned.values()), dtype=pl.String)))
-        for arr, part in zip((code, conf, score, nwords), again):
+        for arr, part in zip((code, conf, score, nwords, vocab), again):
             arr[dirty_idx] = part
     lang = pl.Series("lang", code, dtype=pl.Int8).replace_strict(
         list(range(len(jit.CODES))), list(jit.CODES), default=None, return_dtype=pl.String)
     conf = _round3(conf)
     late: dict[int, tuple[str, float] | _Pending] = {}
     for i in np.flatnonzero(code == jit.PENDING).tolist():
-        late[i] = _Pending(cleaned[i] if i in cleaned else text(i), float(score[i]), int(nwords[i]))
+        late[i] = _Pending(cleaned[i] if i in cleaned else text(i), float(score[i]), int(nwords[i]), int(vocab[i]))
     for i in np.flatnonzero(code == jit.PY).tolist():
         late[i] = _default_detector().cheap(text(i))
     pending = [i for i, r in late.items() if isinstance(r, _Pending)]
     guesses: Callable[[], list[tuple[str, float, float]]] | None = None
     if pending and fallback:
-        seen = {i: lingua_text(late[i].text) for i in pending}  # type: ignore[union-attr]
+        seen = {i: (lingua_mode(late[i]), lingua_text(late[i].text)) for i in pending}  # type: ignore[arg-type,union-attr]
         distinct = list(dict.fromkeys(seen.values()))  # repeated labels, headings, templates: once each
         guesses = worker.submit(distinct) if worker is not None else (lambda: _lingua_guesses(distinct))
     else:
@@ -731,13 +780,15 @@ def start_detect_utf8(data: np.ndarray, offsets: np.ndarray, *, fallback: bool =
 
 
 def _scan(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(code, confidence before rounding, ms/id score, counted words, needs cleaning) per text
-    (UTF-8 ``data``, text i at ``offsets[i]:offsets[i+1]``, cut) by the compiled cheap steps.
-    The kernel runs without the GIL, so a long column is split over one thread per core."""
+    """(code, confidence before rounding, ms/id score, counted words, English or ms/id vocabulary
+    words among them, needs cleaning) per text (UTF-8 ``data``, text i at ``offsets[i]:offsets[i+1]``,
+    cut) by the compiled cheap steps. The kernel runs without the GIL, so a long column is split over
+    one thread per core."""
     from curate import langid_jit as jit
 
     n = len(offsets) - 1
-    out = np.empty(n, np.int8), np.empty(n), np.empty(n), np.empty(n, np.int64), np.empty(n, np.bool_)
+    out = (np.empty(n, np.int8), np.empty(n), np.empty(n), np.empty(n, np.int64), np.empty(n, np.int64),
+           np.empty(n, np.bool_))
     flags, lower, table, bias = _jit_tables()
 
     def part(a: int, b: int) -> None:
@@ -801,7 +852,7 @@ def _detect_column_per_text(values: list[str | None], fallback: bool) -> pl.Data
     pending = [i for i, r in enumerate(out) if isinstance(r, _Pending)]
     if pending:
         if fallback:
-            guesses = _lingua_guesses([out[i].text for i in pending])  # type: ignore[union-attr]
+            guesses = _lingua_guesses([(lingua_mode(out[i]), out[i].text) for i in pending])  # type: ignore[arg-type,union-attr]
             for i, g in zip(pending, guesses):
                 out[i] = det.finish(out[i], g)  # type: ignore[arg-type]
         else:

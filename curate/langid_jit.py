@@ -393,10 +393,11 @@ if AVAILABLE:
 
     @numba.njit(cache=True, nogil=True)
     def scan(data, offsets, flags, lower, slots, slot_w, key_cp, hangul_keys, bias, family_share, code, conf, score,
-             nwords, dirty):
+             nwords, vocab, dirty):
         """Per row ``r`` (bytes ``data[offsets[r]:offsets[r+1]]``, cut): the code (:data:`MS` ...
-        :data:`PY`), confidence before rounding, ms/id score and counted words (the last two are
-        what lingua's turn needs: ``langid._Pending``), and ``dirty[r]``: the row holds what
+        :data:`PY`), confidence before rounding, ms/id score, counted words and the English or ms/id
+        vocabulary words among them (the last three are what lingua's turn needs: ``langid._Pending``),
+        and ``dirty[r]``: the row holds what
         ``langid._clean`` removes (a backtick, ``~~~``, ``://``, ``www.``, ``@`` or ``<``), so its
         verdict stands only after cleaning in Python and scanning again. ``hangul_keys``: some key
         holds a Hangul letter; when none does (the vocabulary has none), a word holding one is
@@ -417,6 +418,7 @@ if AVAILABLE:
             lo, hi = offsets[r], offsets[r + 1]
             score[r] = bias
             nwords[r] = 0
+            vocab[r] = 0
             conf[r] = 0.0
             dirty[r] = False
             if hi == lo:
@@ -575,6 +577,7 @@ if AVAILABLE:
                     continue
                 n = n_all
             nwords[r] = n
+            vocab[r] = n_en + n_fam
             if n_fam >= family_share * n and n_fam >= 2 * n_en:
                 p = _sigmoid(s)
                 code[r] = MS if p >= 0.5 else ID

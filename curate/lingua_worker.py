@@ -1,16 +1,22 @@
 """lingua in a helper process, so a big ingest does not wait for it.
 
-Loading lingua's models costs ~2 s of CPU and holds the GIL all along, and the few texts the cheap
+Loading lingua's models costs ~0.5 s of CPU and holds the GIL all along, and the few texts the cheap
 language steps leave undecided (~0.3% of real rows) then cost ~0.3 ms each. :class:`LinguaWorker`
 starts ``python -m curate.lingua_worker`` at once: the child loads the models on the other core while
 the parent reads and parses the first blocks, then answers each batch of texts while the parent
 works on the next block (:func:`curate.langid.start_detect_column`). The child computes exactly what
-:func:`curate.langid._lingua_guesses` would (the same languages, the same calls, the confidence
+:func:`curate.langid._lingua_guesses` would (the same detectors, the same calls, the confidence
 values sent back as JSON floats, which round-trip exactly), so the verdicts are the same; if the
 child fails, the parent computes the rest itself.
 
+Two detectors (:data:`DETECTORS`), a hard text going to one of them (:func:`curate.langid.lingua_mode`):
+``trigrams``, the 12 languages in lingua's low-accuracy mode (trigram models only, ~0.1 s to load),
+and ``family``, English, Malay and Indonesian in its high-accuracy mode (every n-gram length, the
+3 languages' models ~0.4 s to load; all 12 languages' took ~1.7 s, fivegrams alone ~1.2 s).
+
 Protocol on the pipes, one message each way per batch: 4-byte little-endian length, then JSON. The
-first message names the languages; then a list of texts -> a list of ``[[language, value], ...]``.
+first message names the detectors (:data:`DETECTORS`); then a list of ``[detector, text]`` -> a list
+of ``[[language, value], ...]``.
 """
 
 from __future__ import annotations
@@ -34,10 +40,15 @@ _LEN = struct.Struct("<I")
 #: by script), and how much of such a text lingua reads (its time grows fast with length: 25x at 600).
 LANGUAGES = ("ENGLISH MALAY INDONESIAN FRENCH GERMAN SPANISH PORTUGUESE ITALIAN DUTCH TAGALOG VIETNAMESE "
              "TURKISH").split()
+FAMILY = ["ENGLISH", "MALAY", "INDONESIAN"]
 CHARS = 300
 
+#: The detectors, by name: (languages, low-accuracy mode). Which one a hard text goes to:
+#: :func:`curate.langid.lingua_mode`.
+DETECTORS = {"trigrams": (LANGUAGES, True), "family": (FAMILY, False)}
+
 #: An input file at least this big has lingua's share of its language id done in a helper process:
-#: its ~2-3 s of model loading is only worth hiding on a long job.
+#: its ~0.5 s of model loading is only worth hiding on a long job.
 BIG_INPUT_BYTES = 64 << 20
 
 
@@ -59,11 +70,12 @@ def _recv(fh) -> Any:
 
 
 class LinguaWorker:
-    """A child process running lingua; :meth:`submit` texts, call the returned function for the
-    guesses (``(label, confidence, p_malay)`` per text, as :func:`curate.langid._lingua_guesses`)."""
+    """A child process running lingua's ``detectors`` (:data:`DETECTORS`); :meth:`submit`
+    ``(detector, text)`` pairs, call the returned function for the guesses (``(label, confidence,
+    p_malay)`` per text, as :func:`curate.langid._lingua_guesses`)."""
 
-    def __init__(self, languages: list[str], chars: int):
-        self.languages, self.chars = languages, chars
+    def __init__(self, detectors: dict[str, tuple[list[str], bool]], chars: int):
+        self.detectors, self.chars = detectors, chars
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self.proc: subprocess.Popen | None = subprocess.Popen(
             [sys.executable, "-m", "curate.lingua_worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -71,7 +83,7 @@ class LinguaWorker:
         self._outbox: queue.Queue = queue.Queue()  # a thread writes, so a full pipe never blocks the caller
         self._writer = threading.Thread(target=self._write_all, daemon=True)
         self._writer.start()
-        self._outbox.put(languages)
+        self._outbox.put(detectors)
         self._replies: queue.SimpleQueue = queue.SimpleQueue()  # a Future per batch sent, in order
         self._reader = threading.Thread(target=self._read_all, daemon=True)
         self._reader.start()
@@ -99,14 +111,14 @@ class LinguaWorker:
                     ok = False
             future.set_result(pairs if ok else None)
 
-    def submit(self, texts: list[str]) -> Callable[[], list[tuple[str, float, float]]]:
-        """Send ``texts`` to the child; the returned function gives their guesses (waiting for
-        them), and its ``done()`` tells, without waiting, whether they are in."""
+    def submit(self, items: list[tuple[str, str]]) -> Callable[[], list[tuple[str, float, float]]]:
+        """Send ``items`` (``(detector, text)`` pairs) to the child; the returned function gives
+        their guesses (waiting for them), and its ``done()`` tells, without waiting, whether they are in."""
         from curate import langid
 
-        cut = [t[:self.chars] for t in texts]
+        cut = [(mode, t[:self.chars]) for mode, t in items]
         if self.failed or self.proc is None:
-            local = lambda: langid._lingua_guesses(texts)  # noqa: E731
+            local = lambda: langid._lingua_guesses(items)  # noqa: E731
             local.done = lambda: True  # type: ignore[attr-defined]
             return local
         future: Future = Future()
@@ -120,7 +132,7 @@ class LinguaWorker:
             if not self.failed:
                 self.failed = True  # a dead or confused child: this and later batches in-process
                 self.close()
-            return langid._lingua_guesses(texts)
+            return langid._lingua_guesses(items)
 
         result.done = future.done  # type: ignore[attr-defined]
         return result
@@ -166,19 +178,19 @@ def start_early() -> None:
     loading on one core), instead of beside the reading, which keeps both cores busy."""
     global _early
     if _early is None:
-        _early = LinguaWorker(list(LANGUAGES), CHARS)
+        _early = LinguaWorker(DETECTORS, CHARS)
         atexit.register(_drop_early)
 
 
-def take(languages: list[str], chars: int) -> LinguaWorker:
-    """A helper process for ``languages``: the one :func:`start_early` started (once), else a new one."""
+def take(detectors: dict[str, tuple[list[str], bool]], chars: int) -> LinguaWorker:
+    """A helper process for ``detectors``: the one :func:`start_early` started (once), else a new one."""
     global _early
     worker, _early = _early, None
-    if worker is not None and (worker.languages, worker.chars) == (languages, chars):
+    if worker is not None and (worker.detectors, worker.chars) == (detectors, chars):
         return worker
     if worker is not None:
         worker.kill()
-    return LinguaWorker(languages, chars)
+    return LinguaWorker(detectors, chars)
 
 
 def _drop_early() -> None:
@@ -189,39 +201,52 @@ def _drop_early() -> None:
         worker.kill()
 
 
-def detector(languages: list[str], preload: bool = True):
-    """lingua's detector of ``languages`` (names of ``lingua.Language``). ``preload``: every model
-    loaded now, by lingua's threads in parallel (~1 s on 2 cores instead of ~2 s on one when they
-    load on first use), what the in-process fallback (:func:`curate.langid._lingua`) wants; the
-    helper process, which has a core of its own while the parent reads, loads them one after
-    another instead (:func:`main`). The same models either way, so the same values."""
+def detector(languages: list[str], low_accuracy: bool = False, preload: bool = True):
+    """lingua's detector of ``languages`` (names of ``lingua.Language``), in its low-accuracy mode
+    (trigrams only) if ``low_accuracy``. ``preload``: every model loaded now, by lingua's threads in
+    parallel, what the in-process fallback (:func:`curate.langid._lingua`) wants; the helper
+    process, which has a core of its own while the parent reads, loads them one after another
+    instead (:func:`main`). The same models either way, so the same values."""
     from lingua import Language, LanguageDetectorBuilder
 
     builder = LanguageDetectorBuilder.from_languages(*(getattr(Language, n) for n in languages))
+    if low_accuracy:
+        builder = builder.with_low_accuracy_mode()
     return (builder.with_preloaded_language_models() if preload else builder).build()
 
 
+def guesses(detectors: dict[str, Any], items: list[tuple[str, str]]) -> list[list]:
+    """lingua's confidence values of each ``(detector, text)`` item, in order: each detector's texts
+    in one parallel call."""
+    out: list[list] = [[] for _ in items]
+    for name, lingua in detectors.items():
+        at = [i for i, (mode, _) in enumerate(items) if mode == name]
+        if at:
+            for i, values in zip(at, lingua.compute_language_confidence_values_in_parallel([items[i][1] for i in at])):
+                out[i] = values
+    return out
+
+
 #: A short text of plain ASCII words: what lingua needs to compute it is every n-gram length (1 to 5;
-#: a text of 120 characters or more takes trigrams only) of every language, so computing it loads
-#: the models a short hard text needs, one after another, at once.
+#: a text of 120 letters or more takes trigrams only) of each language, so computing it loads the
+#: models a short hard text needs, one after another, at once.
 _WARM_UP = "Siapakah pemilik asal filem Home Alone?"
 
 
 def main() -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    languages = _recv(stdin)
-    # Loaded one after another on first use: ~2.3 s of CPU with lingua's parallel preloading, ~1.8 s
-    # so (its threads contend on 2 cores), and the parent's first blocks are read meanwhile.
-    lingua = detector(languages, preload=False)
-    lingua.compute_language_confidence_values(_WARM_UP)
+    # Loaded one after another on first use (lingua's parallel preloading costs more CPU: its
+    # threads contend on 2 cores), while the parent's first blocks are read.
+    detectors = {name: detector(languages, low, preload=False) for name, (languages, low) in _recv(stdin).items()}
+    for lingua in detectors.values():
+        lingua.compute_language_confidence_values(_WARM_UP)
     while True:
         try:
-            texts = _recv(stdin)
+            items = _recv(stdin)
         except EOFError:  # the parent is done: exit without freeing the models one by one (~0.1-0.2 s it waits)
             stdout.flush()
             os._exit(0)
-        values = lingua.compute_language_confidence_values_in_parallel(texts)
-        _send(stdout, [[[v.language.name, v.value] for v in vals] for vals in values])
+        _send(stdout, [[[v.language.name, v.value] for v in vals] for vals in guesses(detectors, items)])
 
 
 if __name__ == "__main__":

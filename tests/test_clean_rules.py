@@ -455,7 +455,7 @@ def test_language_pass_keeps_lingua_loaded_only_when_asked():
     texts = ["EP pertama band Kim Chang Wan adalah (i)\n\nReady to Blast.", "Ready to Blast."]
 
     def guesses():
-        return [(lang, round(conf, 4), round(p_ms, 4)) for lang, conf, p_ms in langid._lingua_guesses(texts)]
+        return [(lang, round(conf, 4), round(p_ms, 4)) for lang, conf, p_ms in langid._lingua_guesses([("family", t) for t in texts])]
 
     first = guesses()   # lingua's models loaded
     try:

@@ -156,6 +156,29 @@ def test_detect_column_agrees_with_detect_and_batches_lingua():
     assert cheap["lang"].to_list() == [langid.detect(t, fallback=False)[0] for t in texts]
 
 
+def test_lingua_detector_of_each_hard_text():
+    """A hard text of 120 letters or more goes to lingua's 12-language trigram detector: lingua's
+    high-accuracy mode reads only the trigrams of such a text, so the verdicts are those of all 12
+    languages at every n-gram length (what curate used for every hard text). A short text goes to the
+    English/Malay/Indonesian detector when it holds their vocabulary (a mix of them is not taken for
+    Tagalog or Turkish) or is a single word; a sentence of another language stays ``other``."""
+    from curate.lingua_worker import LANGUAGES, detector
+
+    det = langid._default_detector()
+    hard = [p for t in fixture_json.every_string() if isinstance(p := det.cheap(t), langid._Pending)]
+    long = [p for p in hard if sum(map(len, langid._WORD.findall(langid.lingua_text(p.text)))) >= 120]
+    assert len(long) >= 10 and all(langid.lingua_mode(p) == "trigrams" for p in long)
+    full = detector(LANGUAGES, preload=False)
+    for p in long:
+        every_ngram = det.finish(p, langid._guess_of(full.compute_language_confidence_values(langid.lingua_text(p.text))))
+        assert det.finish(p, langid._lingua_guess(p)) == every_ngram, p.text
+    cases = {"The dog ate the cake.\n\nSaya faham.": ("family", "ms"), "yes": ("family", "en"),
+             "Le gouvernement a annoncé de nouvelles mesures contre l'inflation cette semaine.": ("trigrams", "other")}
+    for text, (mode, label) in cases.items():
+        assert langid.lingua_mode(det.cheap(text)) == mode, text
+        assert langid.detect(text)[0] == label, text
+
+
 def test_texts_differing_only_in_their_numbers_go_to_lingua_once():
     """lingua drops digits before it reads a text, so a hard text is given to it with each run of
     digits as one "0" (langid.lingua_text): the same values as the text itself, and texts that differ
@@ -163,22 +186,23 @@ def test_texts_differing_only_in_their_numbers_go_to_lingua_once():
     hard = [t for t in fixture_json.every_string() if isinstance(langid._default_detector().cheap(t), langid._Pending)]
     numbered = [f"{t[:k]} {n} {t[k:]}" for t in hard[:40] for k, n in ((0, 7), (len(t) // 2, 2024), (len(t), 31))]
     numbered += ["Ciao (1), come stai?", "Ciao (22), come stai?", "12 Muito obrigado 3", "1234 Muito obrigado 5"]
-    lingua = langid._lingua()
-    for t in numbered:
-        plain = [(v.language.name, v.value) for v in lingua.compute_language_confidence_values(t[:300])]
-        folded = [(v.language.name, v.value) for v in lingua.compute_language_confidence_values(langid.lingua_text(t))]
-        assert [name for name, _ in plain] == [name for name, _ in folded], t
-        assert all(abs(a - b) < 1e-9 for (_, a), (_, b) in zip(plain, folded)), t  # lingua's sums vary in the last bits
-    sent: list[list[str]] = []
+    for mode in ("trigrams", "family"):  # each of lingua's detectors (curate.lingua_worker.DETECTORS)
+        lingua = langid._lingua()[mode]
+        for t in numbered:
+            plain = [(v.language.name, v.value) for v in lingua.compute_language_confidence_values(t[:300])]
+            folded = [(v.language.name, v.value) for v in lingua.compute_language_confidence_values(langid.lingua_text(t))]
+            assert [name for name, _ in plain] == [name for name, _ in folded], t
+            assert all(abs(a - b) < 1e-9 for (_, a), (_, b) in zip(plain, folded)), t  # lingua's sums vary in the last bits
+    sent: list[list[tuple[str, str]]] = []
 
     class Worker:  # what start_detect_column hands to lingua's helper process
-        def submit(self, texts):
-            sent.append(texts)
-            return lambda: langid._lingua_guesses(texts)
+        def submit(self, items):
+            sent.append(items)
+            return lambda: langid._lingua_guesses(items)
 
     texts = [f"Ciao, come stai? {n} Tutto bene." for n in range(1, 300)] + ["Muito obrigado 1", "Muito obrigado 22"]
     got = langid.start_detect_column(pl.Series(texts), worker=Worker())()
-    assert sent == [["Ciao, come stai? 0 Tutto bene.", "Muito obrigado 0"]]
+    assert sent == [[("trigrams", "Ciao, come stai? 0 Tutto bene."), ("trigrams", "Muito obrigado 0")]]
     assert list(zip(got["lang"].to_list(), got["lang_conf"].to_list())) == [langid.detect(t) for t in texts]
 
 
@@ -248,7 +272,7 @@ def test_compiled_scan_flags_exactly_the_rows_clean_changes():
     parts = ["`", "~", "~~", "~~~", ":", "//", "://", "w", "ww", "www", "www.", "Www.", "awww.", "@", "<",
              "x", " ", ".", "é", "안", "kerana"]
     rows = ["".join(rng.choice(parts) for _ in range(rng.randint(0, 12))) for _ in range(5000)]
-    dirty = langid._scan(*utf8_buffers(pl.Series(rows, dtype=pl.String)))[4]
+    dirty = langid._scan(*utf8_buffers(pl.Series(rows, dtype=pl.String)))[-1]
     want = np.array([any(t in r for t in langid._CLEAN_TRIGGERS) for r in rows])
     assert 0 < want.sum() < len(rows)
     assert (dirty == want).all()

@@ -386,13 +386,13 @@ def iter_file(src: Source, f: SourceFormat, summary: FileSummary, *, batch_size:
 
 
 #: Files at least this big have lingua's share of language id done in a helper process
-#: (:mod:`curate.lingua_worker`): its ~2-3 s of model loading is only worth hiding on a long job.
+#: (:mod:`curate.lingua_worker`): its ~0.5 s of model loading is only worth hiding on a long job.
 LINGUA_WORKER_BYTES = lingua_worker.BIG_INPUT_BYTES
 
 
 #: Frames a frame's language id may lag behind the reading: a frame is yielded as soon as its
 #: language id is done, and the reading waits for it only when this many frames are waiting. The
-#: first frames' undecided texts wait for lingua's models (~2-3 s of CPU to load in the helper
+#: first frames' undecided texts wait for lingua's models (~0.5 s of CPU to load in the helper
 #: process, see :mod:`curate.commands.early`), so the reading goes on meanwhile instead of leaving a
 #: core idle; each waiting frame holds a 16 MB block's rows.
 LANG_LAG = 12
