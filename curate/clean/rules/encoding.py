@@ -61,8 +61,10 @@ class Mojibake(Rule):
             start = max(0, m.start() - 20)
             return after, text[start:m.end() + 20]
 
-        nonascii = cells.filter(pl.col("text").str.len_bytes() != pl.col("text").str.len_chars())
-        return python_fix(nonascii, pl.col("text").str.contains(MOJIBAKE), fix)
+        # a match starts with a character of U+00C2..U+00F0, whose UTF-8 lead byte is C3: a byte
+        # search finds the cells holding one (the regex's classes over every non-ASCII cell took 2-5x longer)
+        lead = cells.filter(pl.col("text").cast(pl.Binary).bin.contains(b"\xc3"))
+        return python_fix(lead, pl.col("text").str.contains(MOJIBAKE), fix)
 
 
 _ESCAPED_QUOTE = re.compile(r"(?<!\\)\\([\"'])")
