@@ -35,6 +35,7 @@ from curate.clean import quarantine as qfile
 from curate.clean.base import Context, Rule, fmt
 from curate.clean.config import CleanConfig
 from curate.clean.registry import RULES
+from curate.clean.rules.language import reads_langs
 from curate.progress import Stages, stages
 
 HIT_SCHEMA = {"_row": pl.UInt32, "rule": pl.String, "field": pl.String, "evidence": pl.String}
@@ -277,7 +278,7 @@ def _clean_kind(df: pl.DataFrame, kind: str, active: list[_Active], config: Clea
                     df = cellmod.rebuild(df, kind, cells, pl.concat([f.select("_cell") for f in fix_frames])["_cell"].unique())
                     rebuilt = len(fix_frames)
                 rowbase = _row_frame(df, kind, fix_frames,
-                                     need_lang=any(x.rule.code in ("wrong_language", "indonesian") for x in active))
+                                     need_lang=reads_langs([x.rule for x in active], config.target_lang))
                 if all(x.rule.scope == "row" for x in active[active.index(a):]):
                     # no cell rule left: free the cells (and the last fix's copies of their texts)
                     # before the heavy row rules
@@ -401,7 +402,8 @@ def _row_frame(df: pl.DataFrame, kind: str, fix_frames, need_lang: bool = True) 
     texts of a few thousand rows at a time. ``lang_text`` is what language id reads when it is
     not the whole row (null): when the prompt asks for a translation or another language, the foreign
     input and output are the task, so only the prompt is read (not a second copy of every text). ``_lang_cache`` is the ``lang`` of ingest
-    for rows no fix changed. Without ``need_lang`` (no language rule active) the last two are left out.
+    for rows no fix changed. Without ``need_lang`` (no language rule that reads them for the target
+    language: with ``--target-lang any`` none does) the last two are left out.
     """
     from curate.clean.rules.language import wants_other_rows
 

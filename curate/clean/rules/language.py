@@ -50,6 +50,11 @@ def wants_other(column: str) -> pl.Expr:
     return pl.col(column).str.contains(WANTS_OTHER)
 
 
+def reads_langs(rules: list[Rule], target_lang: str) -> bool:
+    """Whether one of ``rules`` looks at the rows' languages when cleaning for ``target_lang``."""
+    return any(isinstance(r, _LangRule) and r.reads_langs(target_lang) for r in rules)
+
+
 def wants_other_rows(df: pl.DataFrame, column: str) -> pl.Series:
     """``_row`` of the rows whose ``column`` asks for another language (literal prefilter first)."""
     cand = df.select("_row", column).filter(pl.col(column).str.contains_any(WANTS_OTHER_WORDS, ascii_case_insensitive=True))
@@ -187,6 +192,10 @@ class _LangRule(Rule):
     stage = 80
     params = {"min_conf": 0.6, "reuse_lang": True}
 
+    def reads_langs(self, target_lang: str) -> bool:
+        """Whether the rule looks at the rows' languages when cleaning for ``target_lang``."""
+        return True
+
     def langs(self, rows: pl.DataFrame, ctx) -> pl.DataFrame:
         """Language of each row, computed once per run and shared by the language rules."""
         have = ctx.langs
@@ -202,8 +211,11 @@ class WrongLanguage(_LangRule):
     description = "the row's text is not in the target language (English or Korean left untranslated), by curate.langid"
     default_action = "drop"
 
+    def reads_langs(self, target_lang: str) -> bool:
+        return target_lang != "any"
+
     def match_rows(self, rows, ctx):
-        if ctx.target_lang == "any":
+        if not self.reads_langs(ctx.target_lang):
             return pl.DataFrame(schema=ROW_MATCH_SCHEMA)
         langs = self.langs(rows, ctx)
         ok = {ctx.target_lang, "und"} | ({"id"} if ctx.target_lang == "ms" else set()) \
@@ -218,8 +230,11 @@ class Indonesian(_LangRule):
     description = "the row is Indonesian where Malay is wanted (--target-lang ms), by curate.langid"
     default_action = "drop"
 
+    def reads_langs(self, target_lang: str) -> bool:
+        return target_lang == "ms"
+
     def match_rows(self, rows, ctx):
-        if ctx.target_lang != "ms":
+        if not self.reads_langs(ctx.target_lang):
             return pl.DataFrame(schema=ROW_MATCH_SCHEMA)
         langs = self.langs(rows, ctx)
         bad = langs.filter((pl.col("lang") == "id") & (pl.col("conf") >= float(self.p["min_conf"])))
