@@ -22,6 +22,7 @@ import polars as pl
 
 from curate import schemas
 from curate.io.tables import is_parquet
+from curate.io.writer import PAGE_BYTES
 
 NAME = "quarantine.parquet"
 _COLS = {"stage": pl.String, "code": pl.String, "reason": pl.String, "evidence": pl.String, "id": pl.String,
@@ -64,7 +65,7 @@ def _cell(value: Any, dtype) -> Any:
 
 
 def write(path: str | Path, frame: pl.DataFrame) -> None:
-    frame.write_parquet(path, compression="zstd", compression_level=_LEVEL)
+    frame.write_parquet(path, compression="zstd", compression_level=_LEVEL, data_page_size=PAGE_BYTES)
 
 
 def read(path: str | Path) -> list[dict[str, Any]]:
