@@ -19,10 +19,12 @@ B. Duplicates over every block, as the local executor finds them in one frame. T
    candidates alone gives the same verified edges and clusters as over all rows. With side files,
    pass A also wrote the rest of each row's sketch (estimator bytes, shingle count), so the
    driver verifies the candidates from those (:func:`curate.dedupe.near_duplicates_of`) without
-   sketching them again; otherwise ``dedupe.find_duplicates`` over the candidates. One pass
-   (``_rows_of``: a binary search, then a take in Arrow) reads back the rows named: candidates
-   and exact duplicates, while the driver gathers the candidates' sketches and starts their
-   near-duplicate pass (which waits for the texts at its first verified pair). The side files are
+   sketching them again; otherwise ``dedupe.find_duplicates`` over the candidates. The rows named
+   (candidates and exact duplicates) are read back while the driver gathers the candidates'
+   sketches and starts their near-duplicate pass (which waits for the texts at its first verified
+   pair): with side files, from them (pass A also wrote each kept row's text, id, source and line
+   there: a take of memory-mapped Arrow, :func:`_read_rows`); otherwise by one Ray pass
+   (``_rows_of``: a binary search, then a take in Arrow). The side files are
    read as pass A writes them (:class:`_SideReader`). The kept row of a cluster is the first in
    input order, as locally.
 C. ``map_batches(_finish_block)``: drop the duplicates (quarantined with the same entry the local
@@ -64,7 +66,9 @@ from curate.executors.ray_data import POS, from_arrow, to_arrow
 DUP_CODES = ("exact_duplicate", "near_duplicate")
 KEYS = ("_h1", "_h2", "_n", "_bk", "_est", "_len")  # duplicate keys (and sketches) pass A adds to the kept rows
 EST = "_est"  # read from the side files for the candidates only
-INTERNAL = (POS, "_hits", "_q", "_stats", *KEYS)
+TEXT = "_text"  # a kept row's text (row_text_expr), in the side files: read back for the rows pass B names
+ROW_COLS = (TEXT, "id", "source", "line")  # what the driver reads back of a row (with its position)
+INTERNAL = (POS, "_hits", "_q", "_stats", TEXT, *KEYS)
 SNIPPET = 120
 
 
@@ -101,7 +105,10 @@ def _rules_block(batch, kind: str, config: CleanConfig, side: str | None, keys: 
     kept = (kept.with_columns(kept_rows.alias("_row"), pos.gather(kept_rows).alias(POS))
             .join(per_row, on="_row", how="left", maintain_order="left").drop("_row"))
     if keys is not None:
-        kept = _with_keys(kept, kind, keys.get("near"), bool(keys.get("est")))
+        text = kept.select(row_text_expr(kind).fill_null(""))[:, 0]
+        kept = _with_keys(kept, kind, keys.get("near"), bool(keys.get("est")), text)
+        if side is not None and keys.get("rows"):
+            kept = kept.with_columns(text.alias(TEXT))  # for the side file only: the rows the driver reads back
     parts = [kept]
     if q.height:
         parts.append(_entries(pos.gather(extras["gone_rows"]), q))
@@ -111,20 +118,24 @@ def _rules_block(batch, kind: str, config: CleanConfig, side: str | None, keys: 
     out = out.with_columns(pl.Series("_stats", [block_stats] + [None] * (out.height - 1), dtype=pl.String))
     if side is not None:
         small = _small(out.columns, keys is not None and keys["side_keys"])
-        _write_side(out.select(small), Path(side), first_pos)
-        # the block keeps what passes B and C read of it: the driver has the stats and keys now
-        out = out.drop([c for c in small if c not in (POS, "_q")])
+        rows = [c for c in ROW_COLS if TEXT in out.columns]
+        _write_side(out.select(small + rows), Path(side), first_pos)
+        # the block keeps what passes B and C read of it: the driver has the stats, keys and texts now
+        out = out.drop([c for c in small if c not in (POS, "_q")] + [c for c in rows if c == TEXT])
     return to_arrow(out)
 
 
-def _with_keys(kept: pl.DataFrame, kind: str, near: tuple[float, str] | None, est: bool = False) -> pl.DataFrame:
+def _with_keys(kept: pl.DataFrame, kind: str, near: tuple[float, str] | None, est: bool = False,
+               text: pl.Series | None = None) -> pl.DataFrame:
     """``_h1, _h2, _n`` (the exact key: two hashes and the length of the normalized text) and the
     band keys ``_bk`` of each row, from :func:`curate.dedupe.row_keys`; with ``est`` also its
-    estimator bytes ``_est`` and shingle count ``_len`` (the rest of its sketch); null without text."""
+    estimator bytes ``_est`` and shingle count ``_len`` (the rest of its sketch); null without text.
+    ``text``: the rows' texts (:func:`row_text_expr`), when the caller has them already."""
     if kept.height == 0:
         return kept
     measure = near[1] if near else dedupe.DEFAULT_MEASURE
-    k = dedupe.row_keys(kept.select(row_text_expr(kind))[:, 0], threshold=near[0] if near else 0.8,
+    text = kept.select(row_text_expr(kind))[:, 0] if text is None else text
+    k = dedupe.row_keys(text, threshold=near[0] if near else 0.8,
                         near=near is not None, measure=measure, est=est)
     some = pl.Series(k.norm_len > 0)
     cols = [pl.when(some).then(pl.Series(k.hashes[:, i])).alias(f"_h{i + 1}") for i in (0, 1)]
@@ -274,15 +285,13 @@ class _SideReader(threading.Thread):
         return _read_side(self.side, blocks, self.read)
 
 
-def _read_est(files: list[Path], rows: np.ndarray) -> np.ndarray:
-    """The estimator bytes (rows, 256) of the kept rows at positions ``rows`` (sorted), from the side
-    files (one file at a time: only those rows are kept). Each file is memory-mapped and its
-    ``_est`` column viewed as one (rows, 256) byte array, from which those rows are taken: ~0.1 s
-    for 342k of 1M rows, where a polars filter, sort and Array-to-numpy conversion took ~0.3 s."""
+def _side_rows(files: list[Path], rows: np.ndarray):
+    """For each side file holding some of the kept rows at positions ``rows`` (sorted): the file's
+    columns (an Arrow table, memory-mapped: nothing is read but what is taken) and the indices of
+    those rows in it, in position order."""
     import pyarrow as pa
     import pyarrow.ipc
 
-    out = []
     for f in files:
         with pa.memory_map(str(f)) as src:
             table = pa.ipc.open_file(src).read_all()
@@ -295,12 +304,34 @@ def _read_est(files: list[Path], rows: np.ndarray) -> np.ndarray:
         order = np.argsort(pos, kind="stable")
         at = order[np.minimum(np.searchsorted(pos, mine, sorter=order), len(pos) - 1)]
         if not np.array_equal(pos[at], mine):
-            raise RuntimeError(f"a candidate's estimator bytes are not in {f.name}")
-        out.append(_np_values(table[EST])[at])
+            raise RuntimeError(f"a row asked for is not among the kept rows of {f.name}")
+        yield table, at
+
+
+def _read_est(files: list[Path], rows: np.ndarray) -> np.ndarray:
+    """The estimator bytes (rows, 256) of the kept rows at positions ``rows`` (sorted), from the side
+    files (one file at a time: only those rows are kept). Each file is memory-mapped and its
+    ``_est`` column viewed as one (rows, 256) byte array, from which those rows are taken: ~0.1 s
+    for 342k of 1M rows, where a polars filter, sort and Array-to-numpy conversion took ~0.3 s."""
+    out = [_np_values(table[EST])[at] for table, at in _side_rows(files, rows)]
     got = np.concatenate(out) if out else np.empty((0, dedupe.DEFAULT_PERM), dtype=np.uint8)
     if len(got) != len(rows):
         raise RuntimeError(f"the side files hold the estimator bytes of {len(got)} of {len(rows)} candidates")
     return got
+
+
+def _read_rows(files: list[Path], rows: np.ndarray) -> pl.DataFrame:
+    """``_pos, id, source, line, text`` of the kept rows at positions ``rows`` (sorted), from the side
+    files (pass A wrote each kept row's text there: no Ray pass reads them back out of the blocks).
+    The texts stay views into the memory-mapped files (polars reads Arrow's string views without a
+    copy), paged in as the verification reads them."""
+    got = [pl.from_arrow(table.select([POS, *ROW_COLS])).rename({TEXT: "text"})[at]
+           for table, at in _side_rows(files, rows)]
+    out = pl.concat(got) if got else pl.DataFrame(schema={POS: pl.Int64, "text": pl.String, "id": pl.String,
+                                                          "source": pl.String, "line": pl.Int64})
+    if out.height != len(rows):
+        raise RuntimeError(f"the side files hold {out.height} of the {len(rows)} rows asked for")
+    return out.select(POS, "id", "source", "line", "text")
 
 
 def _np_values(col, dtype=None) -> np.ndarray:
@@ -578,13 +609,15 @@ def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _duplicates(a, keys: _Keys | None, kind: str, config: CleanConfig, dups: dict[str, Any],
-                gone_pos: np.ndarray, stats: _Stats, side_files: list[Path] | None = None) -> pl.DataFrame:
+                gone_pos: np.ndarray, stats: _Stats, side_files: list[Path] | None = None,
+                side_rows: bool = False) -> pl.DataFrame:
     """Pass B: ``_pos, rule, evidence`` of every duplicate to drop; fills the dup rules' stats.
 
     ``keys``: the exact and band keys of every kept row with a normalized text (:class:`_Keys`, in
     input order), from pass A, grouped here on the driver; None: too many for the driver, grouped
     by Ray shuffles. Only the rows the groups name (near-duplicate candidates, exact duplicates) are
-    read back from the blocks, by the workers. With the rest of the rows' sketches (``keys.length``,
+    read back: from the side files with ``side_rows`` (pass A wrote each kept row's text there),
+    else from the blocks, by the workers. With the rest of the rows' sketches (``keys.length``,
     the estimator bytes in ``side_files``), the candidates are verified from pass A's sketches
     (:func:`curate.dedupe.near_duplicates_of`, given the buckets :func:`_groups_on_driver` found),
     not sketched again."""
@@ -595,10 +628,11 @@ def _duplicates(a, keys: _Keys | None, kind: str, config: CleanConfig, dups: dic
     threshold, measure = _near_params(dups) or (1.0, dedupe.DEFAULT_MEASURE)
     near_root = pl.DataFrame(schema={"_rep": pl.Int64, "_root": pl.Int64, "_sim": pl.Float64})
     members, cand, csr = _groups_on_driver(keys, near) if keys is not None else _groups_by_shuffle(a, near)
-    # one pass back over the blocks for every row named (candidates and exact groups' members), sent
-    # now: its tasks run (~0.6 s on 2 CPUs, mostly Ray Data's dispatch) while this thread gathers the
-    # candidates' sketches and starts their near-duplicate pass (buckets, estimates), which waits for
-    # the texts only when it first verifies a pair
+    # every row named (candidates and exact groups' members) is read back in a thread, while this one
+    # gathers the candidates' sketches and starts their near-duplicate pass (buckets, estimates),
+    # which waits for the texts only when it first verifies a pair: from the side files (a take of
+    # memory-mapped Arrow, no copy of the texts), else by one Ray pass back over the blocks (~0.6-1.2 s
+    # on 2 CPUs, mostly Ray Data's dispatch, which the near-duplicate pass then waited for)
     want = _union(cand, members[POS].to_numpy())
     empty = pl.DataFrame(schema={POS: pl.Int64, "id": pl.String, "source": pl.String, "line": pl.Int64,
                                  "text": pl.String})
@@ -606,8 +640,11 @@ def _duplicates(a, keys: _Keys | None, kind: str, config: CleanConfig, dups: dic
 
     def read_back() -> pl.DataFrame:
         t = time.perf_counter()
-        got = _collect(a.map_batches(_rows_of, batch_format="pyarrow", batch_size=None,
-                                     fn_kwargs={"kind": kind, "want": ray.put(want)})).sort(POS)
+        if side_rows and side_files:
+            got = _read_rows(side_files, want)
+        else:
+            got = _collect(a.map_batches(_rows_of, batch_format="pyarrow", batch_size=None,
+                                         fn_kwargs={"kind": kind, "want": ray.put(want)})).sort(POS)
         _lap(stats, "ray_rows_back", t)
         return got
 
@@ -723,7 +760,8 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
     side_dir = None if side_root is None else side_root / kind
     # with side files, the blocks also write the rest of each row's sketch (the candidates' is read back)
     keys = {"near": _near_params(dups), "side_keys": on_driver,
-            "est": on_driver and side_dir is not None and "near_duplicate" in dups} if dups else None
+            "est": on_driver and side_dir is not None and "near_duplicate" in dups,
+            "rows": on_driver and side_dir is not None} if dups else None
     reader = _SideReader(side_dir) if side_dir is not None else None
     try:
         a = ds.map_batches(_rules_block, batch_format="pyarrow", batch_size=1,
@@ -746,7 +784,8 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
         _merge_stats(stats, orjson.loads(s))
     quarantined = side.filter(pl.col("_q").is_not_null()).select(POS, "_q")
     gone_pos = np.sort(quarantined[POS].to_numpy())
-    drops = _duplicates(a, keys, kind, config, dups, gone_pos, stats, side_files) if dups else \
+    drops = _duplicates(a, keys, kind, config, dups, gone_pos, stats, side_files,
+                        side_rows=bool(keys is not None and side_files)) if dups else \
         pl.DataFrame(schema={POS: pl.Int64, "rule": pl.String, "evidence": pl.String})
     # the side files (~420 MB per million rows) are deleted while the finish pass runs, not before
     # it (~0.1 s of the kernel freeing their pages, on the driver's path while every worker waited)
