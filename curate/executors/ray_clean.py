@@ -194,15 +194,9 @@ class _Keys:
         """The keys of a block's small columns (an Arrow table: a side file, or a dry run's
         :func:`_small_pass`); None when it has none (no key columns: keys off, or every row of the
         block quarantined)."""
-        import pyarrow.compute as pc
-
-        if "_h1" not in table.column_names:
-            return None
-        mine = pc.and_(pc.is_null(table["_q"]), pc.is_valid(table["_h1"])).to_numpy(zero_copy_only=False)
-        cols = table.column_names
-        return _Keys(*(_np_values(table[c])[mine] for c in (POS, "_h1", "_h2", "_n")),
-                     bk=_np_values(table["_bk"])[mine] if "_bk" in cols else None,
-                     length=_np_values(table["_len"])[mine] if "_len" in cols else None)
+        cols = _KeyColumns(table.num_rows)
+        cols.add(table)
+        return cols.keys() if cols.cols is not None else None
 
     @staticmethod
     def concat(parts: "list[_Keys | None]") -> "_Keys":
@@ -223,70 +217,105 @@ class _Keys:
         return keys
 
 
-def _split_small(table) -> tuple[pl.DataFrame, "_Keys | None"]:
-    """A block's small columns (an Arrow table) as ``(side, keys)``: ``_pos, _q, _stats`` of its
-    rows that carry a quarantine entry or the block's stats (a polars frame), and the kept rows'
-    duplicate keys (:class:`_Keys`). Both are copies: nothing keeps the table (a memory-mapped side
-    file) alive, so its mapping goes as soon as it is read, while pass A runs (a quarantine frame
-    still holding the mappings of every side file, ~900 MB per million rows, took ~0.3 s to unmap
-    once the command was done)."""
+_KEY_FIELDS = (("pos", POS), ("h1", "_h1"), ("h2", "_h2"), ("n", "_n"), ("bk", "_bk"), ("length", "_len"))
+
+
+class _KeyColumns:
+    """The kept rows' duplicate keys of pass A's blocks (:class:`_Keys`), taken out of each block's
+    small columns as they are read, in input order, straight into arrays sized for every row of the
+    kind (``rows``): once pass A is done there is nothing to concatenate (joining the blocks' keys
+    took ~0.35 s of the driver's 1M-row pass B, while every worker waited)."""
+
+    def __init__(self, rows: int):
+        self.rows, self.n = rows, 0
+        self.cols: dict[str, np.ndarray] | None = None
+
+    def add(self, table) -> None:
+        """Append the keys of a block's kept rows that have a text (the next block in input order)."""
+        import pyarrow.compute as pc
+
+        if "_h1" not in table.column_names:  # keys off, or every row of the block quarantined
+            return
+        mine = pc.and_(pc.is_null(table["_q"]), pc.is_valid(table["_h1"])).to_numpy(zero_copy_only=False)
+        src = {f: _np_values(table[c]) for f, c in _KEY_FIELDS if c in table.column_names}
+        k = int(mine.sum())
+        if self.cols is None:
+            self.cols = {f: np.empty((self.rows, *a.shape[1:]), dtype=a.dtype) for f, a in src.items()}
+        if self.n + k > self.rows:
+            raise RuntimeError(f"pass A's blocks hold keys of more than the kind's {self.rows} rows")
+        for f, a in src.items():
+            np.compress(mine, a, axis=0, out=self.cols[f][self.n:self.n + k])
+        self.n += k
+
+    def keys(self) -> "_Keys":
+        if self.cols is None:
+            return _Keys.concat([])
+        return _Keys(**{f: a[:self.n] for f, a in self.cols.items()})
+
+
+def _side_frame(table) -> pl.DataFrame:
+    """``_pos, _q, _stats`` of a block's rows that carry a quarantine entry or the block's stats (its
+    small columns: an Arrow table), as a copy: nothing keeps the table (a memory-mapped side file)
+    alive, so its mapping goes as soon as it is read, while pass A runs (a quarantine frame still
+    holding the mappings of every side file, ~900 MB per million rows, took ~0.3 s to unmap once the
+    command was done)."""
     side = pl.from_arrow(table.select([c for c in (POS, "_q", "_stats") if c in table.column_names]))
-    side = side.filter(pl.col("_q").is_not_null() | pl.col("_stats").is_not_null())
-    return _owned(side), _Keys.of(table)
-
-
-def _read_small(f: Path) -> tuple[pl.DataFrame, "_Keys | None"]:
-    """One side file's small columns (:func:`_split_small`), memory-mapped: its estimator bytes
-    (256 a row) are not read (:func:`_read_est` reads the candidates' only)."""
-    import pyarrow as pa
-    import pyarrow.ipc
-
-    with pa.memory_map(str(f)) as src:
-        return _split_small(pa.ipc.open_file(src).read_all())
-
-
-def _read_side(side: Path, blocks: int, read: dict | None = None) -> tuple[pl.DataFrame, _Keys, list[Path]]:
-    """The small columns of every block of pass A (:func:`_write_side`), in input order: the rows
-    with a quarantine entry or stats, the kept rows' keys; and the files. ``read``: the files read
-    already (:class:`_SideReader`)."""
-    files = sorted(side.glob("*.arrow"))
-    if len(files) != blocks:
-        raise RuntimeError(f"pass A wrote {len(files)} side files for {blocks} blocks in {side}")
-    read = read or {}
-    got = [read[f] if f in read else _read_small(f) for f in files]
-    return pl.concat([g[0] for g in got], how="diagonal_relaxed"), _Keys.concat([g[1] for g in got]), files
+    return _owned(side.filter(pl.col("_q").is_not_null() | pl.col("_stats").is_not_null()))
 
 
 class _SideReader(threading.Thread):
-    """Reads pass A's side files (:func:`_read_small`) while pass A still runs, each as soon as its
+    """Reads pass A's side files while pass A still runs, in input order, each as soon as its
     block's task has written it (``_write_side`` renames a complete file into place), so that after
     the pass only the last blocks' files are left to read (~0.4 s of the driver's 1M-row pass B was
-    reading them all once pass A was done, while every worker waited). A daemon: :meth:`result`
-    stops it; a file it could not read is read again by :func:`_read_side` (its error raised there)."""
+    reading them all once pass A was done, while every worker waited). ``firsts``: the blocks' first
+    positions (their files' names), ``rows``: the kind's rows. Each file is memory-mapped: the
+    quarantine entries and stats are copied (:func:`_side_frame`), the keys taken into
+    :class:`_KeyColumns`; the estimator bytes and texts are not read (:func:`_read_est`,
+    :func:`_read_rows` take the rows pass B names). A daemon: :meth:`result` stops it and reads
+    what is left (a file it could not read is read again there, its error raised)."""
 
-    def __init__(self, side: Path):
+    def __init__(self, side: Path, firsts: list[int], rows: int):
         super().__init__(name="curate-side-reader", daemon=True)
         self.side = side
-        self.read: dict[Path, tuple] = {}
+        self.files = [side / f"{p:012d}.arrow" for p in firsts]
+        self.frames: list[pl.DataFrame] = []
+        self.keys = _KeyColumns(rows)
         self._done = threading.Event()
         self.start()
 
+    def _read_next(self) -> None:
+        import pyarrow as pa
+        import pyarrow.ipc
+
+        with pa.memory_map(str(self.files[len(self.frames)])) as src:
+            table = pa.ipc.open_file(src).read_all()
+        frame = _side_frame(table)
+        self.keys.add(table)
+        self.frames.append(frame)
+
     def run(self) -> None:
-        while not self._done.wait(0.1):
+        while not self._done.wait(0.05):
             try:
-                for f in sorted(self.side.glob("*.arrow")):
-                    if f not in self.read and not self._done.is_set():
-                        self.read[f] = _read_small(f)
-            except Exception:  # noqa: BLE001 - read again (and raised) by _read_side
+                while (len(self.frames) < len(self.files) and not self._done.is_set()
+                       and self.files[len(self.frames)].exists()):
+                    self._read_next()
+            except Exception:  # noqa: BLE001 - read again (and raised) by result
                 return
 
     def stop(self) -> None:
         self._done.set()
         self.join()
 
-    def result(self, blocks: int) -> tuple[pl.DataFrame, _Keys, list[Path]]:
+    def result(self) -> tuple[pl.DataFrame, _Keys, list[Path]]:
+        """Once pass A is done: the rows with a quarantine entry or stats of every block, the kept
+        rows' keys (:class:`_Keys`), both in input order, and the side files."""
         self.stop()
-        return _read_side(self.side, blocks, self.read)
+        missing = [f.name for f in self.files[len(self.frames):] if not f.exists()]
+        if missing:
+            raise RuntimeError(f"pass A wrote no side file {missing[0]} in {self.side}")
+        while len(self.frames) < len(self.files):
+            self._read_next()
+        return pl.concat(self.frames, how="diagonal_relaxed"), self.keys.keys(), self.files
 
 
 def _side_rows(files: list[Path], rows: np.ndarray):
@@ -787,7 +816,8 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
     keys = {"near": _near_params(dups), "side_keys": on_driver,
             "est": on_driver and side_dir is not None and "near_duplicate" in dups,
             "rows": on_driver and side_dir is not None} if dups else None
-    reader = _SideReader(side_dir) if side_dir is not None else None
+    reader = _SideReader(side_dir, [p["pos"] for p in items], sum(p["length"] for p in items)) \
+        if side_dir is not None else None
     try:
         a = ds.map_batches(_rules_block, batch_format="pyarrow", batch_size=1,
                            fn_kwargs={"kind": kind, "config": config, "side": side_dir and str(side_dir),
@@ -796,12 +826,12 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
         if reader is not None:
             reader.stop()
     if reader is not None:
-        side, keys, side_files = reader.result(len(items))
+        side, keys, side_files = reader.result()
     else:
         side_files = None
-        side, keys = _split_small(_collect(a.map_batches(_small_pass, batch_format="pyarrow", batch_size=None,
-                                                         fn_kwargs={"keys": on_driver})).to_arrow())
-        keys = _Keys.concat([keys])
+        small = _collect(a.map_batches(_small_pass, batch_format="pyarrow", batch_size=None,
+                                       fn_kwargs={"keys": on_driver})).to_arrow()
+        side, keys = _side_frame(small), _Keys.concat([_Keys.of(small)])
     _lap(stats, "ray_rules_pass", t0)
     if not on_driver:
         keys = None
