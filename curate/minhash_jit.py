@@ -518,55 +518,49 @@ if AVAILABLE:
         the first of every bucket it is in (``blocked``: all False on entry and on return). Returns
         the pairs (center, later undecided row of its buckets), not yet sorted nor all unique (a
         pair met in a row's buckets one after another is listed once: ``last[x]`` holds the center
-        x was last paired with, -1 at first), and the list's new length (0: no round left)."""
+        x was last paired with, -1 at first), and the list's new length (0: no round left).
+
+        Three scans of the buckets in play: compact the list and mark the rows that are no center
+        (counting the pairs a round can give at most), list the pairs, clear the marks."""
         k = 0
+        most = 0
         for i in range(nact):
             g = act[i]
             c = 0
             for q in range(bstart[g], bstart[g + 1]):
-                c += undecided[mem[q]]
+                x = mem[q]
+                if undecided[x]:
+                    if c:  # undecided but not the first of this bucket: no center
+                        blocked[x] = True
+                    c += 1
             if c >= 2:
                 act[k] = g
                 k += 1
+                most += c - 1
         nact = k
-        for i in range(nact):  # rows that are undecided but not the first of some bucket are no center
+        a = np.empty(most, dtype=np.int64)
+        b = np.empty(most, dtype=np.int64)
+        p = 0
+        for i in range(nact):
             g = act[i]
-            f = False
+            c = -1
             for q in range(bstart[g], bstart[g + 1]):
                 x = mem[q]
                 if undecided[x]:
-                    if f:
-                        blocked[x] = True
-                    f = True
-        a = np.empty(0, dtype=np.int64)
-        b = np.empty(0, dtype=np.int64)
-        p = 0
-        for emit in range(2):  # count, then fill (``last`` marks -c - 2 in the second pass)
-            if emit:
-                a = np.empty(p, dtype=np.int64)
-                b = np.empty(p, dtype=np.int64)
-                p = 0
-            for i in range(nact):
-                g = act[i]
-                c = -1
-                for q in range(bstart[g], bstart[g + 1]):
-                    x = mem[q]
-                    if undecided[x]:
-                        if c < 0:
-                            c = x
-                            if blocked[c]:
-                                break
-                        elif last[x] != (-c - 2 if emit else c):
-                            last[x] = -c - 2 if emit else c
-                            if emit:
-                                a[p] = c
-                                b[p] = x
-                            p += 1
+                    if c < 0:
+                        c = x
+                        if blocked[c]:
+                            break
+                    elif last[x] != c:
+                        last[x] = c
+                        a[p] = c
+                        b[p] = x
+                        p += 1
         for i in range(nact):
             g = act[i]
             for q in range(bstart[g], bstart[g + 1]):
                 blocked[mem[q]] = False
-        return a, b, nact
+        return a[:p], b[:p], nact
 
     @numba.njit(cache=True)
     def round_finish(a, b, j, threshold, kept, sim, checks, max_checks, undecided):
