@@ -278,9 +278,17 @@ class WrongMath(Rule):
             q = cells.filter(pl.col(col).str.len_chars() < 200)
             qs.append(q.filter(pl.col(col).str.contains(QUESTION_RS)))
         cand = pl.concat([eq, *qs]).unique("_cell", keep="first", maintain_order=True)
+        # check_answer needs a digit (Python's \d: 0-9 or a non-ASCII one) in the question it reads
+        cand = cand.with_columns(_may_hold_digit("question").alias("_qd"), _may_hold_digit("given").alias("_gd"))
 
-        def judge(text: str, question: str, given: str) -> str | None:
-            return (check_answer(question, text) or (check_answer(given, text) if given else None)
+        def judge(text: str, question: str, given: str, qd: bool, gd: bool) -> str | None:
+            return ((check_answer(question, text) if qd else None) or (check_answer(given, text) if gd else None)
                     or check_equations(text, self.p["max_equations"]))
 
-        return python_match(cand, pl.lit(True), judge, columns=("text", "question", "given"))
+        return python_match(cand, pl.lit(True), judge, columns=("text", "question", "given", "_qd", "_gd"))
+
+
+def _may_hold_digit(col: str) -> pl.Expr:
+    """False where ``col`` surely holds no digit Python's ``\\d`` matches (no 0-9, all ASCII) or is empty."""
+    c = pl.col(col)
+    return ((c.str.contains("[0-9]") | (c.str.len_bytes() != c.str.len_chars())) & (c != "")).fill_null(False)
