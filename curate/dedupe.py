@@ -368,7 +368,7 @@ class Sketch:
     keys: np.ndarray | None
     est: np.ndarray | None
     lengths: np.ndarray   # shingles per row (duplicates counted), for the estimate's error
-    est_at: np.ndarray | None = None  # when set, row i's estimator bytes are est[est_at[i]] (candidates only)
+    est_at: np.ndarray | None = None  # when set, row i's estimator bytes are est[est_at[i]]
 
 
 def sketch(texts: pl.Series, *, threshold: float = 0.8, num_perm: int = DEFAULT_PERM, seed: int = 0,
@@ -958,13 +958,13 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
         stats["s_sketch"] = round(t1 - t0, 3)
     kept = sim = None
     if near and len(rep_rows) > 1:
-        k = len(rep_rows)  # the representatives' sketches moved to the front in place (no copy):
+        k = len(rep_rows)  # the representatives' keys moved to the front in place (no copy):
         for s in range(0, k, 65_536):  # rep_rows is increasing, so no row is overwritten before it is read
             idx = rep_rows[s:s + 65_536]
             keys[s:s + len(idx)], lengths[s:s + len(idx)] = keys[idx], lengths[idx]
-            if not later:
-                est[s:s + len(idx)] = est[idx]
-        sk = Sketch(keys[:k], None if later else est[:k], lengths[:k])
+        # the estimator bytes stay where the pass wrote them (moving them was ~0.1 s at 1M rows, on
+        # one core): representative i's are est[rep_rows[i]]
+        sk = Sketch(keys[:k], None if later else est, lengths[:k], None if later else rep_rows)
         del keys, lengths, est
         measure = f"char{width}"
 
