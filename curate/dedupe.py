@@ -64,7 +64,7 @@ itself; the rare rows holding a character the table leaves out are normalized by
 pass reads them again), which keeps no normalized copy of the texts: exact groups compare two independent 64-bit hashes of the normalized text and its length.
 The buckets are found band by band in compiled code straight to CSR form
 (:func:`curate.minhash_jit.band_buckets`, half of the bands on each thread) and the rounds of step
-5 scan only the buckets still in play (:func:`curate.minhash_jit.round_pairs`). The prefilter is
+5 scan only the buckets still in play (:func:`_round_pairs`). The prefilter is
 compiled with the same arithmetic; the exact check (:func:`curate.minhash_jit.jaccard_rows`)
 normalizes the rows it reads again, builds each center's shingle set once and reads a member's
 common prefix and suffix with its center without hashing them (a near copy hashes only the windows
@@ -516,7 +516,7 @@ def star_clusters(n: int, bk: pl.DataFrame, verify_fn: Callable[[pl.DataFrame], 
 
     ``verify_fn(pairs)`` returns the similarity of each pair (a, b) (or -1 for a pair rejected
     without the exact check). From 20k rows on the rounds run compiled (the same rounds on the
-    buckets in CSR form, :func:`curate.minhash_jit.round_pairs`), else with polars (:func:`round_pairs`)."""
+    buckets in CSR form, :func:`_round_pairs`), else with polars (:func:`round_pairs`)."""
     jit = _jit() if n >= _JIT_MIN_ROWS else None
     if jit is not None:
         return _star_clusters_compiled(jit, n, bk, verify_fn, threshold, stats)
@@ -565,7 +565,7 @@ def _star_clusters_compiled(jit, n: int, bk: pl.DataFrame, verify_fn: Callable[[
 def _rounds_compiled(jit, n: int, csr: tuple | None, verify_fn: Callable[[pl.DataFrame], np.ndarray],
                      threshold: float, stats: dict | None) -> tuple[np.ndarray, np.ndarray]:
     """The rounds of :func:`star_clusters` on the buckets in CSR form (``bstart, mem`` as
-    :func:`curate.minhash_jit.round_pairs` reads them; None: no bucket). Each round scans only the
+    :func:`_round_pairs` reads them; None: no bucket). Each round scans only the
     buckets still in play."""
     kept = np.full(n, -1, dtype=np.int64)
     sim = np.full(n, np.nan)
@@ -580,8 +580,9 @@ def _rounds_compiled(jit, n: int, csr: tuple | None, verify_fn: Callable[[pl.Dat
         act = np.arange(len(bstart) - 1, dtype=np.int64)
         nact = len(act)
         mask32 = np.uint64(0xFFFFFFFF)
+        pool = ThreadPoolExecutor(_THREADS) if _THREADS > 1 else None
         while True:
-            a, b, nact = jit.round_pairs(bstart, mem, undecided, blocked, last, act, nact)
+            a, b, nact = _round_pairs(jit, pool, bstart, mem, undecided, blocked, last, act, nact)
             if not nact:
                 break
             rounds += 1
@@ -598,9 +599,41 @@ def _rounds_compiled(jit, n: int, csr: tuple | None, verify_fn: Callable[[pl.Dat
                 j = np.asarray(verify_fn(pl.DataFrame({"a": a, "b": b}, schema={"a": pl.UInt32, "b": pl.UInt32})),
                                dtype=np.float64)
             retired += jit.round_finish(a, b, j, threshold, kept, sim, checks, _MAX_CHECKS, undecided)
+        if pool is not None:
+            pool.shutdown()
     if stats is not None:
         stats.update(rounds=rounds, checked_pairs=checked, retired=retired)
     return kept, sim
+
+
+_HALF_BUCKETS = 8_192  # buckets in play from which a round's scans run on both threads
+
+
+def _round_pairs(jit, pool: ThreadPoolExecutor | None, bstart, mem, undecided, blocked, last, act,
+                 nact: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """One round's pairs and the new length of the list of buckets in play (0: no round left), by
+    the compiled scans (:mod:`curate.minhash_jit`: round_mark, round_emit, round_clear), each on
+    both threads (``pool``), half of the buckets each, from _HALF_BUCKETS buckets on. A pair both
+    halves meet is listed twice (and the halves may race on ``last``, which only ever lists a pair
+    again): the caller makes the pairs unique, as it does any repeat, so the rounds check the same
+    pairs either way."""
+    parts = [(0, nact // 2), (nact // 2, nact)] if pool is not None and nact >= _HALF_BUCKETS else [(0, nact)]
+    run = pool.map if len(parts) > 1 else map
+    marked = list(run(lambda r: jit.round_mark(bstart, mem, undecided, blocked, act, *r), parts))
+    kept, at = [], 0  # the buckets that stay, part after part, to the front of act
+    for (lo, _), (end, _) in zip(parts, marked):
+        if at != lo:
+            act[at:at + end - lo] = act[lo:end]
+        kept.append((at, at + end - lo))
+        at += end - lo
+    out = [(np.empty(most, dtype=np.int64), np.empty(most, dtype=np.int64)) for _, most in marked]
+    got = list(run(lambda i: jit.round_emit(bstart, mem, undecided, blocked, last, act, *kept[i], *out[i]),
+                   range(len(parts))))
+    list(run(lambda i: jit.round_clear(bstart, mem, blocked, act, *kept[i]), range(len(parts))))
+    if len(parts) == 1:
+        return out[0][0][:got[0]], out[0][1][:got[0]], at
+    return (np.concatenate([a[:p] for (a, _), p in zip(out, got)]),
+            np.concatenate([b[:p] for (_, b), p in zip(out, got)]), at)
 
 
 # --------------------------------------------------------------------------- verification

@@ -7,7 +7,7 @@ densification), each through memory; these kernels do the same arithmetic shingl
 registers, row by row, and give bit-identical results (tests/test_dedupe.py compares them), about
 6x faster. :func:`normalize_sketch` also normalizes and hashes each row in the same pass (no
 normalized copy of the texts is kept), :func:`jaccard_rows` is the exact check of candidate pairs (normalizing
-the rows it reads again), :func:`band_buckets` and :func:`round_pairs` the LSH buckets and the star
+the rows it reads again), :func:`band_buckets` and :func:`round_mark` (with :func:`round_emit`, :func:`round_clear`) the LSH buckets and the star
 clustering rounds. numba compiles them on first use and caches the machine code beside this file
 (``cache=True``), so only the first run on a machine pays the compilation (a few seconds).
 
@@ -509,39 +509,44 @@ if AVAILABLE:
 
     # ------------------------------------------------------------------ star clustering rounds
 
-    @numba.njit(cache=True)
-    def round_pairs(bstart, mem, undecided, blocked, last, act, nact):
-        """One round of :func:`curate.dedupe.star_clusters` on the buckets in CSR form (bucket
-        ``g``'s rows ``mem[bstart[g]:bstart[g+1]]``, ascending), scanning only the buckets
-        ``act[:nact]`` still in play: a bucket leaves the list (compacted here) once fewer than 2 of
-        its rows are undecided. A *center* is the first (lowest) undecided row of a bucket that is
-        the first of every bucket it is in (``blocked``: all False on entry and on return). Returns
-        the pairs (center, later undecided row of its buckets), not yet sorted nor all unique (a
-        pair met in a row's buckets one after another is listed once: ``last[x]`` holds the center
-        x was last paired with, -1 at first), and the list's new length (0: no round left).
+    # One round of :func:`curate.dedupe.star_clusters` on the buckets in CSR form (bucket g's rows
+    # mem[bstart[g]:bstart[g+1]], ascending), scanning only the buckets act[:nact] still in play: a
+    # bucket leaves the list once fewer than 2 of its rows are undecided. A *center* is the first
+    # (lowest) undecided row of a bucket that is the first of every bucket it is in (``blocked``:
+    # all False between rounds). The round's pairs are (center, later undecided row of its
+    # buckets), not yet sorted nor all unique (a pair met in a row's buckets one after another is
+    # listed once: last[x] holds the center x was last paired with, -1 at first). Three scans,
+    # each of which may run on a part of the buckets (``dedupe._round_pairs``: on both threads):
+    # round_mark, then round_emit, then round_clear.
 
-        Three scans of the buckets in play: compact the list and mark the rows that are no center
-        (counting the pairs a round can give at most), list the pairs, clear the marks."""
-        k = 0
+    @numba.njit(cache=True, nogil=True)
+    def round_mark(bstart, mem, undecided, blocked, act, lo, hi):
+        """:func:`round_pairs`' first scan, of the buckets ``act[lo:hi]``: those with 2 undecided
+        rows or more are moved to ``act[lo:end]``, and their undecided rows but the first are marked
+        no center (``blocked``). Returns ``(end, most)``: ``most`` bounds the pairs they give."""
+        k = lo
         most = 0
-        for i in range(nact):
+        for i in range(lo, hi):
             g = act[i]
             c = 0
             for q in range(bstart[g], bstart[g + 1]):
                 x = mem[q]
                 if undecided[x]:
-                    if c:  # undecided but not the first of this bucket: no center
+                    if c:
                         blocked[x] = True
                     c += 1
             if c >= 2:
                 act[k] = g
                 k += 1
                 most += c - 1
-        nact = k
-        a = np.empty(most, dtype=np.int64)
-        b = np.empty(most, dtype=np.int64)
+        return k, most
+
+    @numba.njit(cache=True, nogil=True)
+    def round_emit(bstart, mem, undecided, blocked, last, act, lo, hi, a, b):
+        """:func:`round_pairs`' pairs of the buckets ``act[lo:hi]`` (after :func:`round_mark` of
+        all of them) into ``a``, ``b``; returns how many."""
         p = 0
-        for i in range(nact):
+        for i in range(lo, hi):
             g = act[i]
             c = -1
             for q in range(bstart[g], bstart[g + 1]):
@@ -556,11 +561,15 @@ if AVAILABLE:
                         a[p] = c
                         b[p] = x
                         p += 1
-        for i in range(nact):
+        return p
+
+    @numba.njit(cache=True, nogil=True)
+    def round_clear(bstart, mem, blocked, act, lo, hi):
+        """Clear the marks :func:`round_mark` left in the buckets ``act[lo:hi]``."""
+        for i in range(lo, hi):
             g = act[i]
             for q in range(bstart[g], bstart[g + 1]):
                 blocked[mem[q]] = False
-        return a[:p], b[:p], nact
 
     @numba.njit(cache=True)
     def round_finish(a, b, j, threshold, kept, sim, checks, max_checks, undecided):

@@ -646,7 +646,8 @@ def test_warm_duplicate_groups_loads_the_ray_drivers_kernels_but_not_the_sketch(
 
     code = ("import json; from curate import warmup, minhash_jit as m; warmup.warm_duplicate_groups(); "
             "print(json.dumps({k: len(getattr(m, k).signatures) for k in ('exact_groups', 'band_buckets', "
-            "'round_pairs', 'round_finish', 'prefilter', 'jaccard_rows', 'normalize_sketch')}))")
+            "'round_mark', 'round_emit', 'round_clear', 'round_finish', 'prefilter', 'jaccard_rows', "
+            "'normalize_sketch')}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded.pop("normalize_sketch") == 0
