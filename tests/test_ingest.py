@@ -446,6 +446,7 @@ def test_ingest_of_a_big_file_starts_lingua_before_its_imports(tmp_path, monkeyp
 
     started = []
     monkeypatch.setattr(lingua_worker, "start_early", lambda: started.append(True))
+    monkeypatch.setattr(early, "start_loading_kernels", lambda: started.append("kernels"))
     small, big, table = tmp_path / "small.jsonl", tmp_path / "big.jsonl", tmp_path / "big.csv"
     small.write_text('{"instruction": "a", "output": "b"}\n')
     big.write_text('{"instruction": "a", "output": "b"}\n' * 4)
@@ -457,13 +458,28 @@ def test_ingest_of_a_big_file_starts_lingua_before_its_imports(tmp_path, monkeyp
                          (["--help"], False)):
         started.clear()
         early.ingest(args)
-        assert started == ([True] if wanted else []), args
+        assert started == ([True, "kernels"] if wanted else []), args
     monkeypatch.undo()
     lingua_worker.start_early()
     worker = lingua_worker._early
     assert worker is not None and worker.proc is not None
     lingua_worker._drop_early()  # what runs at exit
     assert lingua_worker._early is None and worker.proc is None
+
+
+def test_early_kernel_loading_loads_what_ingest_calls():
+    """The early thread's work (curate ingest of a big file), run in a fresh process, leaves the
+    kernels the pipeline calls first loaded: the line scan, the row texts, the content ids and
+    language id's scan."""
+    import subprocess
+    import sys
+
+    code = ("from curate.commands import early; early.load_kernels()\n"
+            "from curate.ingest import lines_jit; from curate import langid_jit, row_text_jit, content_id_jit\n"
+            "print(*(len(k.signatures) for k in (lines_jit._scan, row_text_jit._join, content_id_jit._ids,"
+            " langid_jit.scan)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1", "1", "1", "1"], out
 
 
 def test_lone_surrogate_escapes_are_quarantined_not_a_crash(tmp_path):

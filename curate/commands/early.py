@@ -4,7 +4,9 @@ Importing ``curate ingest``'s modules and loading its compiled code takes ~1 s o
 second core idles. :func:`ingest` starts lingua's helper process then when the command will want
 it (language id of a file big enough: :data:`curate.lingua_worker.BIG_INPUT_BYTES`), so its models
 load meanwhile; the command takes it over when it reaches the file, and a helper nothing takes is
-ended at exit. This module imports nothing heavy.
+ended at exit. With it, a thread loads the compiled kernels the command will call
+(:func:`load_kernels`) beside the command's imports, instead of the first block's line scan, ids
+and language id each loading theirs on the reading's way. This module imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -33,9 +35,35 @@ def ingest(args: list[str]) -> None:
         try:
             if os.path.isfile(arg) and os.path.getsize(arg) >= lingua_worker.BIG_INPUT_BYTES:
                 lingua_worker.start_early()
+                start_loading_kernels()
                 return
         except (OSError, ValueError):  # an unreadable argument, or no process to start: the command decides
             return
+
+
+def start_loading_kernels() -> None:
+    """Start a daemon thread running :func:`load_kernels`: it imports numba and loads the kernels
+    while the main thread imports the command's modules (numba's cache loads call LLVM without the
+    GIL), and the first block's line scan, ids and language id then find them loaded. Measured on
+    the recombined 1M (2026-12-01, load 2.7-4.5, 4 interleaved rounds): the first row group written
+    0.98 s after the start instead of 1.27 s, the whole ingest 5.01 s instead of 5.22 s."""
+    import threading
+
+    threading.Thread(target=load_kernels, name="ingest-kernels", daemon=True).start()
+
+
+def load_kernels() -> None:
+    """Ingest's compiled kernels (line scan, row texts, content ids) and language id's loaded from
+    numba's cache (:mod:`curate.warmup`). Only a head start: an error is left to the call that
+    meets it (none of the modules imported here is in an import cycle with the command's, so the
+    two threads importing at once wait for one another and never deadlock)."""
+    try:
+        from curate import warmup
+
+        warmup.warm_ingest()
+        warmup.warm_language_id()
+    except Exception:  # noqa: BLE001 - the pipeline's own call raises it again, with its context
+        pass
 
 
 #: Command name -> its early work (see :class:`curate.cli.LazyGroup`).
