@@ -521,7 +521,7 @@ if AVAILABLE:
 
     @numba.njit(cache=True, nogil=True)
     def round_mark(bstart, mem, undecided, blocked, act, lo, hi):
-        """:func:`round_pairs`' first scan, of the buckets ``act[lo:hi]``: those with 2 undecided
+        """``dedupe._round_pairs``' first scan, of the buckets ``act[lo:hi]``: those with 2 undecided
         rows or more are moved to ``act[lo:end]``, and their undecided rows but the first are marked
         no center (``blocked``). Returns ``(end, most)``: ``most`` bounds the pairs they give."""
         k = lo
@@ -543,7 +543,7 @@ if AVAILABLE:
 
     @numba.njit(cache=True, nogil=True)
     def round_emit(bstart, mem, undecided, blocked, last, act, lo, hi, a, b):
-        """:func:`round_pairs`' pairs of the buckets ``act[lo:hi]`` (after :func:`round_mark` of
+        """``dedupe._round_pairs``' pairs of the buckets ``act[lo:hi]`` (after :func:`round_mark` of
         all of them) into ``a``, ``b``; returns how many."""
         p = 0
         for i in range(lo, hi):

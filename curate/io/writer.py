@@ -24,13 +24,13 @@ from curate.io import manifest as mf
 from curate.io import publish
 from curate.io.files import DatasetError
 
-#: Names an output directory of an older curate (before manifests) may hold; such a directory
-#: may be replaced. A directory holding anything else is not curate's to replace.
-# Data pages of up to 8 MB (polars writes 1 MB by default): zstd sees more of a text column at once,
-# so a clean's sft.parquet is a fifth smaller (1M rows: 82 vs 105 MB) and written with ~8% less CPU
-# (1.85-1.92 vs 2.03-2.06 s); polars and pyarrow read it as fast.
+#: Data pages of up to 8 MB (polars writes 1 MB by default): zstd sees more of a text column at once,
+#: so a clean's sft.parquet is a fifth smaller (1M rows: 82 vs 105 MB) and written with ~8% less CPU
+#: (1.85-1.92 vs 2.03-2.06 s); polars and pyarrow read it as fast.
 PAGE_BYTES = 8 << 20
 
+#: Names an output directory of an older curate (before manifests) may hold; such a directory
+#: may be replaced. A directory holding anything else is not curate's to replace.
 _LEGACY = {f"{k}.{ext}" for k in schemas.KINDS for ext in ("parquet", "jsonl")} | {
     "quarantine.jsonl", "report.json", "report.html", "manifest.json", "README.md", "export.json",
     "generated.json", "batch"}
