@@ -284,11 +284,7 @@ class _SideReader(threading.Thread):
         self.start()
 
     def _read_next(self) -> None:
-        import pyarrow as pa
-        import pyarrow.ipc
-
-        with pa.memory_map(str(self.files[len(self.frames)])) as src:
-            table = pa.ipc.open_file(src).read_all()
+        table = _mapped(self.files[len(self.frames)])
         frame = _side_frame(table)
         self.keys.add(table)
         self.frames.append(frame)
@@ -318,16 +314,22 @@ class _SideReader(threading.Thread):
         return pl.concat(self.frames, how="diagonal_relaxed"), self.keys.keys(), self.files
 
 
+def _mapped(f: Path):
+    """A side file (Arrow IPC, as :func:`_write_side` writes them) as an Arrow table over its
+    memory mapping: nothing is read until a column is."""
+    import pyarrow as pa
+    import pyarrow.ipc
+
+    with pa.memory_map(str(f)) as src:
+        return pa.ipc.open_file(src).read_all()
+
+
 def _side_rows(files: list[Path], rows: np.ndarray):
     """For each side file holding some of the kept rows at positions ``rows`` (sorted): the file's
     columns (an Arrow table, memory-mapped: nothing is read but what is taken) and the indices of
     those rows in it, in position order."""
-    import pyarrow as pa
-    import pyarrow.ipc
-
     for f in files:
-        with pa.memory_map(str(f)) as src:
-            table = pa.ipc.open_file(src).read_all()
+        table = _mapped(f)
         pos = _np_values(table[POS])
         if not len(pos):
             continue
@@ -478,13 +480,7 @@ def _read_entries(side: Path) -> pl.DataFrame:
     memory-mapped: they never were in Ray's object store, so the driver needs no copy of them that
     outlives Ray (:func:`_owned`), and freeing them costs nothing (freeing the frame of the entries
     taken out of the finish pass's blocks took ~0.2 s of a 1M-row run's tail)."""
-    import pyarrow as pa
-    import pyarrow.ipc
-
-    got = []
-    for f in sorted(side.glob("*.arrow")) if side.is_dir() else ():
-        with pa.memory_map(str(f)) as src:
-            got.append(pl.from_arrow(pa.ipc.open_file(src).read_all()))
+    got = [pl.from_arrow(_mapped(f)) for f in (sorted(side.glob("*.arrow")) if side.is_dir() else ())]
     return pl.concat(got) if got else pl.DataFrame(schema={POS: pl.Int64, "_q": qfile.ENTRY})
 
 
