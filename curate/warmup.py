@@ -10,7 +10,9 @@ language-id kernels takes ~9 s of CPU, the MinHash ones more, ingest's a few sec
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Callable
 
 
 def warm() -> dict[str, float]:
@@ -32,6 +34,22 @@ def warm() -> dict[str, float]:
     warm_rules()
     took["clean rules"] = time.perf_counter() - t
     return took
+
+
+def in_background(*steps: Callable[[], object], name: str, daemon: bool = False) -> threading.Thread:
+    """Start a thread calling ``steps`` in turn (the kernels a command will call, loaded from numba's
+    cache while its main thread imports or reads): only a head start, so the first error ends it
+    quietly and the pass that calls the kernel meets the error itself, with its context."""
+    def run() -> None:
+        try:
+            for step in steps:
+                step()
+        except Exception:  # noqa: BLE001 - the pipeline's own call raises it again
+            pass
+
+    t = threading.Thread(target=run, name=name, daemon=daemon)
+    t.start()
+    return t
 
 
 def warm_language_id() -> None:
@@ -83,10 +101,14 @@ def warm_ingest() -> None:
 
 
 def warm_duplicates() -> None:
-    """The duplicate finder's compiled paths once (sketch, exact groups, buckets, rounds, exact check)."""
+    """The duplicate finder's compiled paths once (sketch, exact groups, buckets, rounds, exact check);
+    nothing without numba (no kernel to load: the pass would run uncompiled)."""
     import polars as pl
 
     from curate import dedupe
+
+    if dedupe._jit() is None:
+        return
 
     rows = max(getattr(dedupe, "_JIT_MIN_ROWS", 0), 64)
     # distinct rows (enough for the compiled near-duplicate pass: buckets, rounds, exact checks),

@@ -474,7 +474,7 @@ def test_early_kernel_loading_loads_what_ingest_calls():
     import subprocess
     import sys
 
-    code = ("from curate.commands import early; early.load_kernels()\n"
+    code = ("from curate.commands import early; early.start_loading_kernels().join()\n"
             "from curate.ingest import lines_jit; from curate import langid_jit, row_text_jit, content_id_jit\n"
             "print(*(len(k.signatures) for k in (lines_jit._scan, row_text_jit._join, content_id_jit._ids,"
             " langid_jit.scan)))")

@@ -21,3 +21,15 @@ def test_byte_compile_writes_every_module_bytecode_even_when_python_is_told_not_
     warmup.byte_compile()
     missing = [m for m in modules if not os.path.exists(importlib.util.cache_from_source(str(m)))]
     assert missing == []
+
+
+def test_in_background_runs_the_steps_in_turn_and_leaves_an_error_to_the_pass_that_meets_it():
+    done = []
+
+    def fails() -> None:
+        raise RuntimeError("a kernel that does not load")
+
+    t = warmup.in_background(lambda: done.append(1), fails, lambda: done.append(2), name="test-kernels")
+    t.join()
+    assert done == [1] and t.name == "test-kernels" and not t.daemon
+

@@ -19,7 +19,6 @@ rows dropped.
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -475,21 +474,6 @@ def _quarantine(gone: pl.DataFrame, drop_hits, all_hits, kind: str, stats: _Stat
                     pl.lit(kind).alias("kind"), pl.struct(content).alias("row")))
 
 
-def _load_kernels(duplicates: bool) -> None:
-    """Import the compiled kernels and load from numba's cache the ones the rules call (and, with
-    ``duplicates``, the duplicate pass's: a big input's): ~0.4 + 0.6 s of CPU, which
-    :func:`clean_dir` spends in a thread while polars reads the input (without the GIL), instead of
-    on the rule pass's and the duplicate pass's way when each first calls a kernel."""
-    from curate import dedupe, warmup
-
-    try:
-        warmup.warm_rules()
-        if duplicates and dedupe._jit() is not None:  # (without numba: no kernel to load)
-            warmup.warm_duplicates()
-    except Exception:  # noqa: BLE001 - only a head start: the pass that calls a kernel meets the error itself
-        pass
-
-
 def clean(frames: dict[str, pl.DataFrame | pl.LazyFrame], config: CleanConfig | None = None, *,
           on_rule: Callable[[str, str], None] | None = None, progress: Stages | None = None) -> CleanResult:
     """Run every active rule over ``{kind: frame}``; returns the kept frames, the quarantine and the report.
@@ -547,12 +531,15 @@ def clean_dir(inp: str | Path | list, out: str | Path, config: CleanConfig | Non
         out, stage="clean", inputs=inputs,
         params={"target_lang": config.target_lang, "actions": config.actions, "params": config.params})
     data = io.read_input(inputs, format=fmt)
-    from curate import dedupe
+    from curate import dedupe, warmup
 
     big = (data.report.get("total") or {}).get("rows") or 0
     dups = any(a.rule.code in _OWN_BAR for a in active_rules(config)) and big >= dedupe._JIT_MIN_ROWS
-    kernels = threading.Thread(target=_load_kernels, args=(dups,), name="clean-kernels")
-    kernels.start()
+    # the compiled kernels the rules call (and, with ``dups``, the duplicate pass's: a big input's)
+    # loaded from numba's cache in a thread (~0.4 + 0.6 s of CPU) while polars reads the input,
+    # instead of on the rule pass's and the duplicate pass's way when each first calls a kernel
+    kernels = warmup.in_background(warmup.warm_rules, *([warmup.warm_duplicates] if dups else []),
+                                   name="clean-kernels")
     with stages(enabled=progress) as bars:  # lazy frames: each is read when its kind is cleaned
         result = clean(dict(data.frames), config, progress=bars)
     kernels.join()

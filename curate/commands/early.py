@@ -5,13 +5,14 @@ second core idles. :func:`ingest` starts lingua's helper process then when the c
 it (language id of a file big enough: :data:`curate.lingua_worker.BIG_INPUT_BYTES`), so its models
 load meanwhile; the command takes it over when it reaches the file, and a helper nothing takes is
 ended at exit. With it, a thread loads the compiled kernels the command will call
-(:func:`load_kernels`) beside the command's imports, instead of the first block's line scan, ids
+(:func:`start_loading_kernels`) beside the command's imports, instead of the first block's line scan, ids
 and language id each loading theirs on the reading's way. This module imports nothing heavy.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 
 #: Options of ``curate ingest`` after which no helper is started: no language id, nothing read here
 #: (Ray workers read), or no reading at all.
@@ -41,29 +42,18 @@ def ingest(args: list[str]) -> None:
             return
 
 
-def start_loading_kernels() -> None:
-    """Start a daemon thread running :func:`load_kernels`: it imports numba and loads the kernels
-    while the main thread imports the command's modules (numba's cache loads call LLVM without the
-    GIL), and the first block's line scan, ids and language id then find them loaded. Measured on
-    the recombined 1M (2026-12-01, load 2.7-4.5, 4 interleaved rounds): the first row group written
-    0.98 s after the start instead of 1.27 s, the whole ingest 5.01 s instead of 5.22 s."""
-    import threading
+def start_loading_kernels() -> threading.Thread:
+    """Load ingest's compiled kernels (line scan, row texts, content ids) and language id's from
+    numba's cache in a daemon thread (:func:`curate.warmup.in_background`) while the main thread
+    imports the command's modules (numba's cache loads call LLVM without the GIL), so the first
+    block's line scan, ids and language id find them loaded. None of the modules imported there is
+    in an import cycle with the command's, so the two threads importing at once wait for one another
+    and never deadlock. Measured on the recombined 1M (2026-12-01, load 2.7-4.5, 4 interleaved
+    rounds): the first row group written 0.98 s after the start instead of 1.27 s, the whole ingest
+    5.01 s instead of 5.22 s."""
+    from curate import warmup
 
-    threading.Thread(target=load_kernels, name="ingest-kernels", daemon=True).start()
-
-
-def load_kernels() -> None:
-    """Ingest's compiled kernels (line scan, row texts, content ids) and language id's loaded from
-    numba's cache (:mod:`curate.warmup`). Only a head start: an error is left to the call that
-    meets it (none of the modules imported here is in an import cycle with the command's, so the
-    two threads importing at once wait for one another and never deadlock)."""
-    try:
-        from curate import warmup
-
-        warmup.warm_ingest()
-        warmup.warm_language_id()
-    except Exception:  # noqa: BLE001 - the pipeline's own call raises it again, with its context
-        pass
+    return warmup.in_background(warmup.warm_ingest, warmup.warm_language_id, name="ingest-kernels", daemon=True)
 
 
 #: Command name -> its early work (see :class:`curate.cli.LazyGroup`).
