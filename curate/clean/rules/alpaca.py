@@ -184,9 +184,10 @@ class UnclearInstruction(Rule):
         from curate import char_scan_jit  # numba: imported by the rules that run, not by --help
 
         if char_scan_jit.AVAILABLE and sym.height:  # the rows whose letters surely reach 30% go first
-            n, at_least = char_scan_jit.letter_counts(sym["text"])
-            sym = sym.filter(pl.Series((n > 12) & (at_least < n * 0.3)))
-        sym = sym.with_columns(pl.col("text").str.len_chars().alias("_n"))
+            n, at_least = char_scan_jit.letter_counts(sym["text"])  # n: the characters (str.len_chars)
+            sym = sym.with_columns(pl.Series("_n", n)).filter(pl.Series((n > 12) & (at_least < n * 0.3)))
+        else:
+            sym = sym.with_columns(pl.col("text").str.len_chars().alias("_n"))
         sym = sym.with_columns((pl.col("_n") - pl.col("text").str.replace_all(r"\p{L}+", "").str.len_chars()).alias("_l"))
         sym = sym.filter((pl.col("_n") > 12) & (pl.col("_l") < pl.col("_n") * 0.3)).with_columns(
             pl.col("text").alias("_t")).select(
