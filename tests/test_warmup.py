@@ -33,3 +33,23 @@ def test_in_background_runs_the_steps_in_turn_and_leaves_an_error_to_the_pass_th
     t.join()
     assert done == [1] and t.name == "test-kernels" and not t.daemon
 
+
+def test_load_duplicates_loads_every_kernel_the_duplicate_pass_runs_from_the_cache_alone():
+    """load_duplicates (a big input's clean, in a thread while polars reads) leaves loaded every
+    kernel that running the duplicate pass on 20k rows (warm_duplicates) loads, from numba's cache
+    index, without running the pass (fresh processes: nothing loaded before)."""
+    import json
+    import subprocess
+    import sys
+
+    def loaded(call: str) -> list[str]:
+        code = ("import json; from numba.core.registry import CPUDispatcher; from curate import warmup, minhash_jit as m; "
+                f"{call}; print(json.dumps(sorted(k for k, v in vars(m).items() "
+                "if isinstance(v, CPUDispatcher) and v.signatures)))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    ran = loaded("warmup.warm_duplicates()")  # (compiles and caches them if nothing is cached yet)
+    assert "normalize_sketch" in ran and "jaccard_rows" in ran
+    assert set(ran) <= set(loaded("assert warmup.load_cached(m) >= len(" + repr(ran) + ")"))
+    assert set(ran) <= set(loaded("warmup.load_duplicates()"))

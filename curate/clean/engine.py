@@ -536,9 +536,9 @@ def clean_dir(inp: str | Path | list, out: str | Path, config: CleanConfig | Non
     big = (data.report.get("total") or {}).get("rows") or 0
     dups = any(a.rule.code in _OWN_BAR for a in active_rules(config)) and big >= dedupe._JIT_MIN_ROWS
     # the compiled kernels the rules call (and, with ``dups``, the duplicate pass's: a big input's)
-    # loaded from numba's cache in a thread (~0.4 + 0.6 s of CPU) while polars reads the input,
+    # loaded from numba's cache in a thread (~0.7 + 0.2 s of CPU) while polars reads the input,
     # instead of on the rule pass's and the duplicate pass's way when each first calls a kernel
-    kernels = warmup.in_background(warmup.warm_rules, *([warmup.warm_duplicates] if dups else []),
+    kernels = warmup.in_background(warmup.warm_rules, *([warmup.load_duplicates] if dups else []),
                                    name="clean-kernels")
     with stages(enabled=progress) as bars:  # lazy frames: each is read when its kind is cleaned
         result = clean(dict(data.frames), config, progress=bars)
