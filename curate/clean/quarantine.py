@@ -64,8 +64,23 @@ def _cell(value: Any, dtype) -> Any:
     return value
 
 
+#: Columns that hold few distinct values (a rule's code and reason, the input file): dictionary
+#: encoded. The others are near unique (ids, where, the rows as JSON): a dictionary of them is
+#: built and dropped for nothing.
+_FEW_VALUES = ["stage", "code", "reason", "source", "kind", "entry"]
+#: Columns with min/max statistics (short values a reader may filter on), not the long texts.
+_STATISTICS = [*_FEW_VALUES, "id", "line"]
+
+
 def write(path: str | Path, frame: pl.DataFrame) -> None:
-    frame.write_parquet(path, compression="zstd", compression_level=_LEVEL, data_page_size=PAGE_BYTES)
+    """``frame`` (:func:`to_frame`) as ``path`` (pyarrow's writer: it takes per-column dictionary
+    and statistics settings, which polars' does not; 114k dropped rows of the 1M clean: ~0.6 vs
+    ~1.2 s of CPU, 20.0 vs 19.6 MB)."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(frame.to_arrow(), path, compression="zstd", compression_level=_LEVEL,
+                   use_dictionary=[c for c in _FEW_VALUES if c in frame.columns],
+                   write_statistics=[c for c in _STATISTICS if c in frame.columns], data_page_size=PAGE_BYTES)
 
 
 def read(path: str | Path) -> list[dict[str, Any]]:
