@@ -7,6 +7,7 @@ blocks and duplicates are found across blocks, as on a cluster.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -196,6 +197,54 @@ def test_clean_command_on_a_new_local_instance_equals_local(normalized, tmp_path
     assert p.returncode == 0, p.stderr
     assert "Traceback" not in p.stderr and "already been shutdown" not in p.stderr, p.stderr
     assert_same_dataset(tmp_path / "local", tmp_path / "ray")
+
+
+def _session_processes(sid: int) -> list[str]:
+    """Command lines of the running processes of session ``sid`` (zombies left out)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{d}/cmdline", "rb") as fh:
+                    cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[3]) == sid:
+                out.append(cmd)
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_while_ray_starts_leaves_no_ray_process(normalized, tmp_path):
+    """Ctrl-C (SIGINT to the whole foreground process group, Ray's GCS and raylet included) while
+    the local instance is still starting: every process of the instance goes with the command.
+    (Before ray_session._own_local_instance the raylet's dashboard and runtime-env agents outlived
+    it by ~60 s, retrying to tell the dead GCS that their raylet had died.)"""
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    p = subprocess.Popen([sys.executable, "-m", "curate.cli", "clean", str(normalized), "-o", str(tmp_path / "o"),
+                          "--executor", "ray", "-q"], cwd=ROOT, env=env, start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        end = time.monotonic() + 120
+        while not any("RuntimeEnvAgent" in c or "dashboard/agent.py" in c for c in _session_processes(p.pid)):
+            assert p.poll() is None and time.monotonic() < end, "the raylet's agents never started"
+            time.sleep(0.05)
+        os.killpg(p.pid, signal.SIGINT)
+        assert p.wait(timeout=60) == 130, p.stderr.read()
+        end = time.monotonic() + 10
+        while _session_processes(p.pid) and time.monotonic() < end:
+            time.sleep(0.2)
+        assert _session_processes(p.pid) == []
+    finally:  # a failed run leaves nothing behind either (the instance's processes share its group)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+    assert not (tmp_path / "o").exists()
 
 
 def clean_on_a_dead_address(inp: Path, out: Path) -> tuple[subprocess.CompletedProcess, str]:

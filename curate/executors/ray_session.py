@@ -45,6 +45,7 @@ def connect(address: str | None = None, *, quiet: bool = False, preload: tuple[s
         address = address or os.environ.get("RAY_ADDRESS") or "local"
         if address == "local":
             init_kwargs = local_instance_kwargs(**init_kwargs)
+            _own_local_instance()
         _check_reachable(address)
         if quiet:  # -q: Ray's notice that the instance it starts uses token authentication is not printed
             logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
@@ -72,13 +73,79 @@ def release() -> None:
     in another thread meanwhile: Ray's shutdown (~0.55 s of a 1M-row clean) is mostly waiting for
     its processes to exit. Called from the thread that made the Ray calls: a Ray object freed in
     another thread while the core worker shuts down ends the process."""
+    import ray
+
+    if _process_ends_with_command() and ray.is_initialized():
+        ray.shutdown()
+
+
+def _process_ends_with_command() -> bool:
+    """Whether this process is ``curate.cli.main``'s (the ``curate`` script, or ``python -m
+    curate.cli``, whose module is ``__main__``), which ends with the command."""
     import sys
+
+    return any(getattr(sys.modules.get(name), "PROCESS_ENDS_WITH_COMMAND", False) for name in ("curate.cli", "__main__"))
+
+
+def _own_local_instance() -> None:
+    """In a CLI process (one that ends with the command) about to start a local instance: every
+    process of the instance ends with the command, however it ends. A Ctrl-C reaches the whole
+    foreground process group, Ray's GCS and raylet included; interrupted while ``ray.init`` still
+    starts them, the driver never gets to ``ray.shutdown`` them, and the raylet's dashboard and
+    runtime-env agents (the raylet's children) then outlive the command for ~60 s: each one, seeing
+    its raylet gone, reports it to the GCS, which is gone too, and retries for Ray's GCS reconnect
+    timeout before exiting (measured: 60-64 s after a Ctrl-C 1.5-3 s into a cold clean). So this
+    process becomes a child subreaper (Linux ``prctl``): the instance's processes orphaned by the
+    raylet's death are re-parented to it, not to init, and at exit (:func:`_end_local_instance`, an
+    atexit hook: after ``ray.shutdown``, or in place of it when ``ray.init`` was interrupted) those
+    of its descendants still running, only ever processes of the instance it started, are killed."""
+    import atexit
+    import sys
+
+    if not _process_ends_with_command() or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36
+    with contextlib.suppress(OSError, AttributeError):
+        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0:
+            atexit.register(_end_local_instance)
+
+
+def _end_local_instance() -> None:
+    """Shut Ray down if still connected, then SIGKILL every descendant of this process still
+    running (:func:`_own_local_instance`): the processes of the local instance it started."""
+    import signal
 
     import ray
 
-    cli = sys.modules.get("curate.cli")
-    if getattr(cli, "PROCESS_ENDS_WITH_COMMAND", False) and ray.is_initialized():
-        ray.shutdown()
+    with contextlib.suppress(Exception):
+        if ray.is_initialized():
+            ray.shutdown()
+    for pid in _descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(root: int) -> list[int]:
+    """The processes under ``root`` that are still running (from /proc; zombies left out)."""
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            kids.setdefault(int(fields[1]), []).append(int(d))
+    out, todo = [], list(kids.get(root, []))
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += kids.get(pid, [])
+    return out
 
 
 def _check_reachable(address: str) -> None:
