@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from curate.clean.base import Rule, any_of, fast, python_regex, regex_match
+from curate.clean.base import Rule, fast, python_regex, regex_match
 
 _EN = (
     r"\bas\s+an?\s+(?:ai|artificial\s+intelligence)(?:\s+language)?(?:\s+model|\s+assistant|\s+chatbot)?\s*,"
@@ -33,7 +33,10 @@ _KO = (
 )
 REFUSAL = fast(rf"(?im)(?:{_EN}|{_MS}|{_KO})")
 REFUSAL_RE = python_regex(rf"(?im)(?:{_EN}|{_MS}|{_KO})")  # the same, for one text (curate reflect's check)
-# Every alternative above contains one of these; only texts holding one are given to the regex.
+# Every alternative above contains one of these: a literal check before REFUSAL_RE on one text
+# (curate reflect). Not before REFUSAL on a column: the regex engine's own literal prefilter scans a
+# million responses faster (0.64 s of CPU) than this list's (0.75-0.79 s, and then the regex on the
+# 110k it keeps: 0.14 s).
 KEYWORDS = [
     "language model", "artificial intelligence", " ai ", " ai,", " ai.", " ai-", " ai\n", "sorry", "apologi",
     "cannot", "can't", "unable", "not able", "knowledge", "training data", "real-time", "personal opinion", "browse",
@@ -52,4 +55,4 @@ class Refusal(Rule):
     kinds = ("sft", "chat", "rm")
 
     def match(self, cells, ctx):
-        return regex_match(cells, REFUSAL, mask=any_of(KEYWORDS))
+        return regex_match(cells, REFUSAL)
