@@ -89,6 +89,7 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
+from curate import row_text_jit
 from curate.arrow_text import utf8_buffers
 
 SHINGLE = 5              # default shingle width in bytes of normalized UTF-8 text ("char5")
@@ -941,6 +942,20 @@ def _wide_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return table, rdata.copy(), roff - roff[0]
 
 
+def _joined_columns(df: pl.DataFrame, text: pl.Expr) -> list[str] | None:
+    """The String columns of ``df`` whose values that are not null ``text`` joins by a newline (the
+    clean engine's row text, ``pl.concat_str(columns, separator="\\n", ignore_nulls=True)``; or one
+    column), so the compiled pass reads them in place (:func:`curate.row_text_jit.join_cut`, the
+    same bytes) instead of polars building the joined column and Arrow copying it again; None for
+    any other expression (polars builds it)."""
+    columns = text.meta.root_names()
+    if not row_text_jit.AVAILABLE or not columns or any(df.schema.get(c) != pl.String for c in columns):
+        return None
+    joined = pl.concat_str([pl.col(c) for c in columns], separator="\n", ignore_nulls=True)
+    forms = [joined] + ([pl.col(columns[0])] if len(columns) == 1 else [])
+    return columns if any(text.meta.eq(f) or text.meta.eq(f.fill_null("")) for f in forms) else None
+
+
 def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, threshold: float, near: bool,
                               num_perm: int, seed: int, width: int, stats: dict | None,
                               on_rows: Callable[[int], None] | None) -> pl.DataFrame:
@@ -968,11 +983,22 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
     norm_len = np.empty(n, dtype=np.int64)
     expr = (pl.col(text) if isinstance(text, str) else text).cast(pl.String).fill_null("")
     source = df.select(expr.meta.root_names() or df.columns)  # rows gathered later: only the columns read
+    columns = _joined_columns(source, pl.col(text) if isinstance(text, str) else text)
+
+    def texts_of_part(part: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], pl.Series]]:
+        """(UTF-8 bytes, offsets) of the raw texts of the rows of ``part`` (the joined ``columns``
+        read in place when the text is their join), and the texts of some of them as a Series."""
+        def at(rows: np.ndarray) -> pl.Series:
+            return part[rows].select(expr.alias("t"))["t"]
+
+        if columns is None:
+            return *utf8_buffers(part.select(expr.alias("t"))["t"]), at
+        return *row_text_jit.join_cut([part.get_column(c) for c in columns], "\n"), at
 
     def sketch_span(part: pl.DataFrame, out: tuple, start: int, with_sketch: bool) -> int:
         """normalize_sketch of the rows of ``part`` into ``out`` (keys, est, lengths, hashes,
         norm_len) from row ``start`` on."""
-        return _normalize_sketch(jit, part.select(expr.alias("t"))["t"], out, start, with_sketch,
+        return _normalize_sketch(jit, *texts_of_part(part), out, start, with_sketch,
                                  width=width, seed=seed, bits=bits, bands=bands, r=r)
 
     def span(s: int) -> None:
@@ -1018,24 +1044,26 @@ def _find_duplicates_compiled(df: pl.DataFrame, text: pl.Expr | str, jit, *, thr
             return est
 
         def jaccard_of(rows: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            return _jaccard_rows(jit, source[rep_rows[rows]].select(expr.alias("t"))["t"], a, b, width, threshold)
+            return _jaccard_rows(jit, *texts_of_part(source[rep_rows[rows]]), a, b, width, threshold)
 
         kept, sim = _near_clusters_of(sk, len(rep_rows), texts_of, threshold=threshold, measure=measure,
                                       stats=stats, est_of=est_of, jaccard_of=jaccard_of)
     return _result(rep, rep_rows, kept, sim, stats)
 
 
-def _jaccard_rows(jit, t: pl.Series, a: np.ndarray, b: np.ndarray, width: int, threshold: float) -> np.ndarray:
-    """Exact Jaccard (char ``width`` shingles) of pairs (a, b) of the raw row texts ``t`` (a sorted):
-    the texts normalized by the compiled pass (polars first for the rows holding a character
+def _jaccard_rows(jit, data: np.ndarray, offsets: np.ndarray, texts_at: Callable[[np.ndarray], pl.Series],
+                  a: np.ndarray, b: np.ndarray, width: int, threshold: float) -> np.ndarray:
+    """Exact Jaccard (char ``width`` shingles) of pairs (a, b) of raw row texts (a sorted), given as
+    UTF-8 bytes and offsets (``texts_at(rows)``: those rows' texts as a Series): the texts
+    normalized by the compiled pass (polars first for the rows holding a character
     :func:`_wide_table` leaves out), then checked in
     spans of about _VERIFY_SHINGLES bytes on both threads; a pair is left early once it can no
     longer reach ``threshold`` (every similarity at or above it is exact)."""
-    data, offsets = utf8_buffers(t)
     table = _wide_table()
     plain = jit.outside_table(data, offsets, table[0])
     if plain.any():  # rows holding a character the table leaves out: Unicode case folding and separators first
         at = np.flatnonzero(plain)
+        t = texts_at(np.arange(len(offsets) - 1))
         t = t.scatter(at, t.gather(at).to_frame("t").select(normalize("t"))["t"])
         data, offsets = utf8_buffers(t)
     spans = _spans(np.cumsum(np.diff(offsets)[a] + np.diff(offsets)[b] + 2))
@@ -1051,23 +1079,25 @@ def _jaccard_rows(jit, t: pl.Series, a: np.ndarray, b: np.ndarray, width: int, t
     return out
 
 
-def _normalize_sketch(jit, texts: pl.Series, out: tuple, start: int, with_sketch: bool, *, width: int, seed: int,
-                      bits: int, bands: int, r: int) -> int:
-    """The compiled normalize + sketch pass over ``texts`` (raw row texts, not null) into ``out``
-    (keys, est, lengths, hashes, norm_len) from row ``start`` on: the pass normalizes non-ASCII
-    rows itself by :func:`_wide_table` and skips the few holding a character the table leaves out,
-    which go through :func:`normalize` (Unicode case folding and separators) and the pass again."""
-    data, offsets = utf8_buffers(texts)
-    wide = np.zeros(len(texts), dtype=bool)
+def _normalize_sketch(jit, data: np.ndarray, offsets: np.ndarray, texts_at: Callable[[np.ndarray], pl.Series],
+                      out: tuple, start: int, with_sketch: bool, *, width: int, seed: int, bits: int, bands: int,
+                      r: int) -> int:
+    """The compiled normalize + sketch pass over raw row texts (not null) given as UTF-8 bytes and
+    offsets (``texts_at(rows)``: those rows' texts as a Series) into ``out`` (keys, est, lengths,
+    hashes, norm_len) from row ``start`` on: the pass normalizes non-ASCII rows itself by
+    :func:`_wide_table` and skips the few holding a character the table leaves out, which go
+    through :func:`normalize` (Unicode case folding and separators) and the pass again."""
+    n = len(offsets) - 1
+    wide = np.zeros(n, dtype=bool)
     args = (width, width > 5, np.uint64(_salt(77)), np.uint64(_salt(seed)), bits,
             np.uint64(_salt(seed + 1)), _band_init(bands, seed), bands, r, *out, with_sketch)
-    jit.normalize_sketch(data, offsets, np.arange(start, start + len(texts), dtype=np.int64), wide, _WORD_BYTES,
+    jit.normalize_sketch(data, offsets, np.arange(start, start + n, dtype=np.int64), wide, _WORD_BYTES,
                          *_wide_table(), *args)
     if wide.any():
         at = np.flatnonzero(wide)
-        data, offsets = utf8_buffers(texts.gather(at).to_frame("t").select(normalize("t"))["t"])
+        data, offsets = utf8_buffers(texts_at(at).to_frame("t").select(normalize("t"))["t"])
         jit.normalize_sketch(data, offsets, at + start, _NO_ROWS, _WORD_BYTES, *_NO_TABLE, *args)
-    return len(texts)
+    return n
 
 
 @dataclass
@@ -1106,8 +1136,8 @@ def row_keys(texts: pl.Series, *, threshold: float = 0.8, near: bool = True, num
     m = n if near else 0
     out = (np.empty((m, bands), dtype=np.uint32), np.empty((m, min(num_perm, _EST_BINS) if est else 0), dtype=np.uint8),
            np.empty(m, dtype=np.int64), np.empty((n, 2), dtype=np.uint64), np.empty(n, dtype=np.int64))
-    _normalize_sketch(jit, texts, out, 0, near, width=width, seed=seed, bits=int(math.log2(num_perm)),
-                      bands=bands, r=r)
+    _normalize_sketch(jit, *utf8_buffers(texts), texts.gather, out, 0, near, width=width, seed=seed,
+                      bits=int(math.log2(num_perm)), bands=bands, r=r)
     return RowKeys(out[3], out[4], out[0] if near else None, out[1] if est else None, out[2] if est else None)
 
 
@@ -1134,9 +1164,12 @@ def near_duplicates_of(texts: pl.Series | Callable[[], pl.Series], sk: Sketch, *
     if n > 1:
         jit = _jit() if unit == "char" and n >= _JIT_MIN_ROWS else None
         if jit is not None:  # as _find_duplicates_compiled checks its pairs
+            def jaccard_of(rows: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+                t = text().gather(rows)
+                return _jaccard_rows(jit, *utf8_buffers(t), t.gather, a, b, width, threshold)
+
             kept, sim = _near_clusters_of(sk, n, None, threshold=threshold, measure=measure, stats=None, csr=csr,
-                                          jaccard_of=lambda rows, a, b: _jaccard_rows(jit, text().gather(rows), a, b,
-                                                                                      width, threshold))
+                                          jaccard_of=jaccard_of)
         else:  # as near_clusters checks them
             kept, sim = _near_clusters_of(sk, n, lambda rows: text().gather(rows).to_frame("t").select(normalize("t"))["t"],
                                           threshold=threshold, measure=measure, stats=None, csr=csr)

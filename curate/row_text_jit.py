@@ -22,11 +22,16 @@ except ImportError:  # pragma: no cover - exercised only without numba
 AVAILABLE = numba is not None
 
 
-def join_cut(columns: list[pl.Series], sep: str, chars: int) -> tuple[np.ndarray, np.ndarray]:
+_WHOLE = 1 << 60  # ``chars`` of a text never cut
+
+
+def join_cut(columns: list[pl.Series], sep: str, chars: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(UTF-8 bytes, int64 offsets) of each row's text: the non-null values of ``columns`` (String,
-    same length) joined by ``sep``, cut after ``chars`` characters; row i is ``data[offsets[i]:offsets[i+1]]``."""
+    same length) joined by ``sep``, cut after ``chars`` characters (None: whole); row i is
+    ``data[offsets[i]:offsets[i+1]]``."""
     import pyarrow as pa
 
+    chars = _WHOLE if chars is None else chars
     n = len(columns[0])
     arrays, views, valid, addresses = [], [], [], []
     for col in columns:

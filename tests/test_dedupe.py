@@ -767,3 +767,31 @@ def test_compiled_unicode_normalization_gives_the_same_clusters_and_similarities
     old = dedupe.find_duplicates(df, "t")
     assert new.equals(old)
     assert (new["dup_kind"] == "near").sum() > 100 and ((new["similarity"] < 1) & (new["similarity"] >= 0.8)).sum() > 100
+
+
+def test_joined_columns_are_read_in_place_with_the_same_clusters(sft, monkeypatch):
+    """A row text that joins String columns by a newline (the clean engine's, ``TEXT``) is read by
+    the compiled pass from the columns' string views (row_text_jit.join_cut), not built by polars:
+    the same exact groups, clusters and similarities as the column polars joins, with nulls, empty
+    values, values inline in their view, non-ASCII rows and characters only polars normalizes."""
+    rng = random.Random(7)
+    cols = sft.select("instruction", "input", "output")
+    copies = cols.sample(fraction=0.5, seed=1).with_columns(
+        pl.col("output").map_elements(lambda t: mutate(t, rng, 2) if t.count(" ") > 5 else t.upper(),
+                                      return_dtype=pl.String))
+    extra = pl.DataFrame({"instruction": ["Straße", None, "İstanbul yolu", "short", "SHORT", "", None, "ΣΟΦΟΣ"],
+                          "input": [None, None, "", "a", "A", None, "x", None],
+                          "output": ["x", None, "𠀀 kata kerana", "b", "b!", "", None, "σοφος"]})
+    outside = cols.filter(pl.col("output").str.len_chars() > 200).head(30).with_columns(pl.col("output") + " 𠀀 İ")
+    df = pl.concat([cols, copies, outside, extra]).sample(fraction=1.0, shuffle=True, seed=2)
+    assert dedupe._joined_columns(df, TEXT) == ["instruction", "input", "output"]
+    assert dedupe._joined_columns(df, TEXT.fill_null("")) == ["instruction", "input", "output"]
+    assert dedupe._joined_columns(df, TEXT.str.to_lowercase()) is None
+    assert dedupe._joined_columns(df.with_columns(pl.col("input").cast(pl.Categorical)), TEXT) is None
+    monkeypatch.setattr(dedupe, "_JIT_MIN_ROWS", 0)
+    got = dedupe.find_duplicates(df, TEXT)
+    monkeypatch.setattr(dedupe, "_EST_MEMORY", 0)  # the candidates' estimator bytes: their rows read again
+    assert dedupe.find_duplicates(df, TEXT).equals(got)
+    monkeypatch.setattr(dedupe, "_joined_columns", lambda df, text: None)
+    assert dedupe.find_duplicates(df, TEXT).equals(got)
+    assert (got["dup_kind"] == "near").sum() > 50 and (got["dup_kind"] == "exact").sum() > 3
