@@ -85,7 +85,7 @@ def has_control(texts: pl.Series) -> np.ndarray:
 
 if AVAILABLE:
     from curate.content_id_jit import _bytes_at, _load8
-    from curate.langid_jit import _decode
+    from curate.utf8_jit import decode as _decode
     from numba.core import types as _types
     from numba.extending import intrinsic as _intrinsic
 

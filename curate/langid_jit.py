@@ -143,6 +143,8 @@ def aligned_slots(slots: np.ndarray) -> np.ndarray:
 
 
 if AVAILABLE:
+    from curate.utf8_jit import decode as _decode
+
     _u64 = numba.types.uint64
     _FNV_INIT = 0xCBF29CE484222325
     _FNV_PRIME = 0x100000001B3
@@ -283,19 +285,6 @@ if AVAILABLE:
                 if same:
                     return _SLOT * s
             s = (s + _u64(1)) & mask
-
-    @numba.njit(inline="always", cache=True)
-    def _decode(data, i):
-        """(code point, next byte index) of the UTF-8 sequence at ``data[i]`` (valid UTF-8)."""
-        b = np.int32(data[i])
-        if b < 0x80:
-            return b, i + 1
-        if b < 0xE0:
-            return ((b & 0x1F) << 6) | (np.int32(data[i + 1]) & 0x3F), i + 2
-        if b < 0xF0:
-            return ((b & 0x0F) << 12) | ((np.int32(data[i + 1]) & 0x3F) << 6) | (np.int32(data[i + 2]) & 0x3F), i + 3
-        return (((b & 0x07) << 18) | ((np.int32(data[i + 1]) & 0x3F) << 12)
-                | ((np.int32(data[i + 2]) & 0x3F) << 6) | (np.int32(data[i + 3]) & 0x3F)), i + 4
 
     @numba.njit(inline="always", cache=True)
     def _before(data, lo, i):

@@ -29,6 +29,8 @@ _SENT = 0xFFFFFFFF
 
 
 if AVAILABLE:
+    from curate.utf8_jit import decode as _decode
+
     _u64 = numba.types.uint64
 
     @numba.njit(inline="always", cache=True)
@@ -197,18 +199,6 @@ if AVAILABLE:
         return np.int64(u)
 
     @numba.njit(inline="always", cache=True)
-    def _code_at(data, p, b):
-        """(code point, length) of the UTF-8 character at ``data[p]``, whose lead byte ``b`` is >= 0x80
-        (all unsigned)."""
-        if b >= _u64(0xF0):
-            return ((b & _u64(0x07)) << _u64(18)) | ((_u64(data[p + _u64(1)]) & _u64(0x3F)) << _u64(12)) \
-                | ((_u64(data[p + _u64(2)]) & _u64(0x3F)) << _u64(6)) | (_u64(data[p + _u64(3)]) & _u64(0x3F)), _u64(4)
-        if b >= _u64(0xE0):
-            return ((b & _u64(0x0F)) << _u64(12)) | ((_u64(data[p + _u64(1)]) & _u64(0x3F)) << _u64(6)) \
-                | (_u64(data[p + _u64(2)]) & _u64(0x3F)), _u64(3)
-        return ((b & _u64(0x1F)) << _u64(6)) | (_u64(data[p + _u64(1)]) & _u64(0x3F)), _u64(2)
-
-    @numba.njit(inline="always", cache=True)
     def _space_if(out, t, cond):
         """A separator's one space written at ``out[t]`` when ``cond``; the new end."""
         if cond:
@@ -244,7 +234,9 @@ if AVAILABLE:
                     t += _u64(1)
                 p += _u64(1)
                 continue
-            cp, k = _code_at(data, p, b)
+            code, after = _decode(data, p)
+            cp = _u64(code)
+            k = _u64(after) - p
             if cp >= size:
                 return -1
             e = table[cp]
@@ -288,11 +280,12 @@ if AVAILABLE:
                 if b < _u64(0x80):
                     p += _u64(1)
                     continue
-                cp, k = _code_at(data, p, b)
+                code, after = _decode(data, p)
+                cp = _u64(code)
                 if cp >= size or table[cp] < 0:
                     out[i] = True
                     break
-                p += k
+                p = _u64(after)
         return out
 
     @numba.njit(inline="always", cache=True)
