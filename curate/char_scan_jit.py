@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from curate.arrow_text import string_views
+
 try:  # numba is a dependency; without it callers use the regex
     from curate.jit_import import numba
 except ImportError:  # pragma: no cover - exercised only without numba
@@ -49,19 +51,11 @@ _ASTRAL = np.array([r for r in LETTERS if r[0] >= 0x10000], np.int64).reshape(-1
 
 
 def _views(texts: pl.Series):
-    """(the Arrow array, kept alive while a kernel reads it; its views as uint32 words, 4 a text;
+    """(the string views, kept alive while a kernel reads them; the views as uint32 words, 4 a text;
     the views' own address; the data buffers' addresses) of a String column without nulls."""
-    import pyarrow as pa
-
-    arr = texts.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if arr.type != pa.string_view():  # another layout: Arrow's string views of it
-        arr = arr.cast(pa.string_view())
-    bufs = arr.buffers()
-    views = np.frombuffer(bufs[1], dtype=np.uint32)[4 * arr.offset: 4 * (arr.offset + len(arr))]
-    data = np.array([b.address if b is not None else 0 for b in bufs[2:]] or [0], dtype=np.int64)
-    return arr, views, views.ctypes.data, data
+    sv = string_views(texts)
+    views = sv.own().reshape(-1)
+    return sv, views, views.ctypes.data, np.ascontiguousarray(sv.buffers[:, 0])
 
 
 def letter_counts(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:

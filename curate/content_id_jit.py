@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from curate.arrow_text import string_views
+
 try:  # numba is a dependency; the Python path stays for platforms without its wheels
     from curate.jit_import import numba
 except ImportError:  # pragma: no cover - exercised only without numba
@@ -276,18 +278,17 @@ def ids(kind: str, columns: list) -> "pa.StringArray":  # noqa: F821
     if not 1 <= len(columns) <= 3:
         raise ValueError("1 to 3 string columns")
     n = len(columns[0])
-    columns = [col if col.type == pa.string_view() else col.cast(pa.string_view()) for col in columns]
+    columns = [string_views(col) for col in columns]
     parts = []
     for col in columns:
-        if len(col) != n:
+        if len(col.array) != n:
             raise ValueError("columns of different lengths")
-        bits, views, *data = col.buffers()
+        bits = col.array.buffers()[0]
         # every array read-only, as the buffers' own are: one compiled signature whatever the data
-        inline = np.frombuffer(views if views is not None else _NONE, dtype=np.uint8)
-        buffers = np.array([(b.address, b.size) for b in data if b is not None] or [(0, 0)], dtype=np.int64)
-        has = bits is not None and col.null_count > 0
+        inline = col.views.reshape(-1).view(np.uint8)
+        has = bits is not None and col.array.null_count > 0
         bit = np.frombuffer(bits if has else _NONE, dtype=np.uint8)
-        parts.append((inline.view(np.uint32), inline, buffers, bit, has, col.offset))
+        parts.append((col.views.reshape(-1), inline, col.buffers, bit, has, col.offset))
     while len(parts) < 3:
         parts.append(parts[0])
     out = np.empty(16 * n, dtype=np.uint8)

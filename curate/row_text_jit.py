@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from curate.arrow_text import string_views
+
 try:  # numba is a dependency; without it callers keep the polars expression
     from curate.jit_import import numba
 except ImportError:  # pragma: no cover - exercised only without numba
@@ -29,20 +31,12 @@ def join_cut(columns: list[pl.Series], sep: str, chars: int | None = None) -> tu
     """(UTF-8 bytes, int64 offsets) of each row's text: the non-null values of ``columns`` (String,
     same length) joined by ``sep``, cut after ``chars`` characters (None: whole); row i is
     ``data[offsets[i]:offsets[i+1]]``."""
-    import pyarrow as pa
-
     chars = _WHOLE if chars is None else chars
     n = len(columns[0])
-    arrays, views, valid, addresses = [], [], [], []
-    for col in columns:
-        arr = col.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
-        if arr.type != pa.string_view():  # another layout: Arrow's string views of it
-            arr = arr.cast(pa.string_view())
-        arrays.append(arr)  # its buffers stay alive while the kernel reads them by address
-        bufs = arr.buffers()
-        views.append(np.frombuffer(bufs[1], dtype=np.int32).reshape(-1, 4)[arr.offset:arr.offset + n])
-        valid.append(col.is_not_null().to_numpy() if col.null_count() else np.ones(n, np.bool_))
-        addresses.append([b.address if b is not None else 0 for b in bufs[2:]] or [0])
+    arrays = [string_views(col) for col in columns]  # their buffers stay alive while the kernel reads them by address
+    views = [sv.own().view(np.int32) for sv in arrays]
+    valid = [col.is_not_null().to_numpy() if col.null_count() else np.ones(n, np.bool_) for col in columns]
+    addresses = [sv.buffers[:, 0] for sv in arrays]
     k = len(columns)
     address = np.zeros((k, max(map(len, addresses))), np.int64)
     for j, a in enumerate(addresses):
