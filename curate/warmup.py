@@ -143,10 +143,10 @@ def load_duplicates() -> None:
     """The duplicate pass's kernels from numba's cache (~0.5 s of CPU, numba's import included), for a
     big input's clean; :func:`warm_duplicates` (which also compiles them) when none is cached: it
     loads them by running the pass on 20k rows (~1.3 s of CPU)."""
-    from curate import dedupe
+    from curate import dedupe, row_text_jit
 
     jit = dedupe._jit()
-    if jit is not None and not load_cached(jit):
+    if jit is not None and not (load_cached(jit) and load_cached(row_text_jit)):  # (the pass joins the text columns)
         warm_duplicates()
 
 

@@ -43,13 +43,14 @@ def test_load_duplicates_loads_every_kernel_the_duplicate_pass_runs_from_the_cac
     import sys
 
     def loaded(call: str) -> list[str]:
-        code = ("import json; from numba.core.registry import CPUDispatcher; from curate import warmup, minhash_jit as m; "
-                f"{call}; print(json.dumps(sorted(k for k, v in vars(m).items() "
+        code = ("import json; from numba.core.registry import CPUDispatcher; "
+                "from curate import warmup, minhash_jit as m, row_text_jit as r; "
+                f"{call}; print(json.dumps(sorted(k for k, v in [*vars(m).items(), *vars(r).items()] "
                 "if isinstance(v, CPUDispatcher) and v.signatures)))")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     ran = loaded("warmup.warm_duplicates()")  # (compiles and caches them if nothing is cached yet)
-    assert "normalize_sketch" in ran and "jaccard_rows" in ran
-    assert set(ran) <= set(loaded("assert warmup.load_cached(m) >= len(" + repr(ran) + ")"))
+    assert "normalize_sketch" in ran and "jaccard_rows" in ran and "_join" in ran  # (the text columns joined)
+    assert set(ran) <= set(loaded("assert warmup.load_cached(m) + warmup.load_cached(r) >= len(" + repr(ran) + ")"))
     assert set(ran) <= set(loaded("warmup.load_duplicates()"))
