@@ -235,10 +235,17 @@ def lingua_mode(pending: "_Pending") -> str:
 
     Not all 12 languages at every n-gram length (what curate did before): their models cost ~1.7 s
     of CPU to load, for a few short texts. The verdicts this changed: README (ingest)."""
-    words = _WORD.findall(lingua_text(pending.text))
+    return lingua_item(pending)[0]
+
+
+def lingua_item(pending: "_Pending") -> tuple[str, str]:
+    """(:func:`lingua_mode`, :func:`lingua_text`) of a hard text, what it is sent to lingua as: its
+    lingua text made once (the mode is read from it)."""
+    text = lingua_text(pending.text)
+    words = _WORD.findall(text)
     if sum(map(len, words)) >= _LONG_LETTERS:
-        return "trigrams"
-    return "family" if pending.vocab >= max(2, pending.n / 3) or len(words) == 1 else "trigrams"
+        return "trigrams", text
+    return ("family" if pending.vocab >= max(2, pending.n / 3) or len(words) == 1 else "trigrams"), text
 
 
 def _lingua_guess(pending: "_Pending") -> tuple[str, float, float]:
@@ -756,7 +763,7 @@ def start_detect_utf8(data: np.ndarray, offsets: np.ndarray, *, fallback: bool =
     pending = [i for i, r in late.items() if isinstance(r, _Pending)]
     guesses: Callable[[], list[tuple[str, float, float]]] | None = None
     if pending and fallback:
-        seen = {i: (lingua_mode(late[i]), lingua_text(late[i].text)) for i in pending}  # type: ignore[arg-type,union-attr]
+        seen = {i: lingua_item(late[i]) for i in pending}  # type: ignore[arg-type]
         distinct = list(dict.fromkeys(seen.values()))  # repeated labels, headings, templates: once each
         guesses = worker.submit(distinct) if worker is not None else (lambda: _lingua_guesses(distinct))
     else:
