@@ -177,6 +177,8 @@ def test_lingua_detector_of_each_hard_text():
     for text, (mode, label) in cases.items():
         assert langid.lingua_mode(det.cheap(text)) == mode, text
         assert langid.detect(text)[0] == label, text
+    # what a hard text is sent to lingua as: its detector and its lingua text, made once
+    assert [langid.lingua_item(p) for p in hard] == [(langid.lingua_mode(p), langid.lingua_text(p.text)) for p in hard]
 
 
 def test_texts_differing_only_in_their_numbers_go_to_lingua_once():
