@@ -119,12 +119,21 @@ def _end_local_instance() -> None:
 
     import ray
 
+    import time
+
     with contextlib.suppress(Exception):
         if ray.is_initialized():
             ray.shutdown()
-    for pid in _descendants(os.getpid()):
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
+    # again until none is left (for up to a second): a process orphaned meanwhile (its parent killed
+    # in this round) is re-parented to this process and found by the next scan
+    for _ in range(20):
+        left = _descendants(os.getpid())
+        if not left:
+            break
+        for pid in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 def _descendants(root: int) -> list[int]:
