@@ -122,11 +122,7 @@ def _rules_block(batch, kind: str, config: CleanConfig, side: str | None, keys: 
         _write_side(out.select(small + rows), Path(side), first_pos)
         # the block keeps what passes B and C read of it: the driver has the stats, keys and texts now
         out = out.drop([c for c in small if c not in (POS, "_q")] + [c for c in rows if c == TEXT])
-    # string views, as polars holds them: no copy of the kept rows' strings (~95 MB per 100k-row block)
-    # into large_string here and back into views in the finish pass (one traced 1M run: 1.8-2.2 -> 1.6-1.9
-    # CPU s a pass-A task, 0.46-0.53 -> 0.30-0.42 a finish task; see docs/scale.md); only curate's
-    # functions read these blocks
-    return to_arrow(out, views=True)
+    return to_arrow(out)
 
 
 def _with_keys(kept: pl.DataFrame, kind: str, near: tuple[float, str] | None, est: bool = False,

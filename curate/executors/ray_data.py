@@ -39,11 +39,9 @@ def resolve(value):
     return ray.get(value) if isinstance(value, ray.ObjectRef) else value
 
 
-def to_arrow(df: pl.DataFrame, *, views: bool = False):
-    """A polars frame as an Arrow table Ray Data moves around: plain large_string, no view types;
-    with ``views``, polars' own string views (no copy of the strings: for a block only curate's own
-    functions read, :func:`from_arrow` included, which takes them back without a copy either)."""
-    return df.to_arrow() if views else df.to_arrow(compat_level=pl.CompatLevel.oldest())
+def to_arrow(df: pl.DataFrame):
+    """A polars frame as an Arrow table Ray Data moves around (plain large_string, no view types)."""
+    return df.to_arrow(compat_level=pl.CompatLevel.oldest())
 
 
 def from_arrow(table) -> pl.DataFrame:
