@@ -116,10 +116,9 @@ def _end_local_instance() -> None:
     """Shut Ray down if still connected, then SIGKILL every descendant of this process still
     running (:func:`_own_local_instance`): the processes of the local instance it started."""
     import signal
+    import time
 
     import ray
-
-    import time
 
     with contextlib.suppress(Exception):
         if ray.is_initialized():
