@@ -55,21 +55,9 @@ def load() -> str:
 
 def _tree(root: int) -> list[int]:
     """``root`` and every process under it (Ray's GCS, raylet and workers are the command's descendants)."""
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(d))
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += kids.get(p, [])
-    return out
+    from curate.executors.ray_session import descendants
+
+    return [root, *descendants(root, zombies=True)]
 
 
 def _title(pid: int) -> str:

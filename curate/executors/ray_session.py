@@ -126,7 +126,7 @@ def _end_local_instance() -> None:
     # again until none is left (for up to a second): a process orphaned meanwhile (its parent killed
     # in this round) is re-parented to this process and found by the next scan
     for _ in range(20):
-        left = _descendants(os.getpid())
+        left = descendants(os.getpid())
         if not left:
             break
         for pid in left:
@@ -135,8 +135,9 @@ def _end_local_instance() -> None:
         time.sleep(0.05)
 
 
-def _descendants(root: int) -> list[int]:
-    """The processes under ``root`` that are still running (from /proc; zombies left out)."""
+def descendants(root: int, *, zombies: bool = False) -> list[int]:
+    """The processes under ``root`` (from /proc; zombies left out unless ``zombies``): what the exit
+    hook kills, and what ``bench/scale.py`` charges a command's CPU to."""
     kids: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -146,7 +147,7 @@ def _descendants(root: int) -> list[int]:
                 fields = fh.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[0] != "Z":
+        if zombies or fields[0] != "Z":
             kids.setdefault(int(fields[1]), []).append(int(d))
     out, todo = [], list(kids.get(root, []))
     while todo:
