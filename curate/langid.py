@@ -12,9 +12,10 @@ How a text is decided (cheap steps first, lingua only as a fallback):
    that belong to each vocabulary (wordfreq-derived lists of words at least
    10x rarer in the other languages, plus function-word lists). Texts with
    too little evidence (labels, headings, other Latin-script languages) go
-   to lingua, restricted to 12 languages (by trigrams, or English/Malay/
-   Indonesian at every n-gram length: :func:`lingua_mode`). A text of a few
-   words gets a confidence of at most ~0.5.
+   to lingua, restricted to 12 languages by trigrams (a short mix of
+   English/Malay/Indonesian: those 3 languages' values only,
+   :func:`lingua_mode`). A text of a few words gets a confidence of at most
+   ~0.5.
 4. Malay vs Indonesian: a linear score summed over words,
    ``score = bias + sum_w (a*lex(w) + b*nb(w) + c*wf(w))`` where
 
@@ -56,7 +57,7 @@ import numpy as np
 import polars as pl
 
 from curate.arrow_text import utf8_buffers
-from curate.lingua_worker import CHARS as LINGUA_CHARS, DETECTORS as LINGUA_DETECTORS
+from curate.lingua_worker import CHARS as LINGUA_CHARS, DETECTORS as LINGUA_DETECTORS, MODES as LINGUA_MODES
 
 __all__ = [
     "LANGS",
@@ -169,9 +170,9 @@ _MSID_STOP = frozenset(
 )
 _EN_SAFE = _EN_STOP - _MSID_STOP
 
-# lingua fallback: two detectors (curate.lingua_worker.DETECTORS), a hard text going to one of them
-# (lingua_mode). Each is built on first use; their models load in ~0.5 s of CPU and take ~100 MB once
-# per process (all n-gram lengths of all 12 languages took ~1.7 s and ~250 MB).
+# lingua fallback: one detector (curate.lingua_worker.DETECTORS), 12 languages by trigrams, a hard text
+# decided by all of them or by English/Malay/Indonesian only (lingua_mode). Built on first use; its
+# models load in ~0.15 s of CPU (all n-gram lengths of all 12 languages took ~1.7 s and ~250 MB).
 _LINGUA_CODE = {"ENGLISH": "en", "MALAY": "ms", "INDONESIAN": "id"}
 
 
@@ -181,13 +182,13 @@ class _Lingua:
     def __init__(self) -> None:
         self.detectors: dict[str, object] = {}
 
-    def __getitem__(self, mode: str):
-        if mode not in self.detectors:
+    def __getitem__(self, name: str):
+        if name not in self.detectors:
             from curate.lingua_worker import detector
 
-            languages, low_accuracy = LINGUA_DETECTORS[mode]
-            self.detectors[mode] = detector(languages, low_accuracy)
-        return self.detectors[mode]
+            languages, low_accuracy = LINGUA_DETECTORS[name]
+            self.detectors[name] = detector(languages, low_accuracy)
+        return self.detectors[name]
 
     def unload_language_models(self) -> None:
         """Every detector's models unloaded (a later use loads them again)."""
@@ -221,20 +222,22 @@ _LONG_LETTERS = 120
 
 
 def lingua_mode(pending: "_Pending") -> str:
-    """Which of lingua's detectors decides a hard text (:data:`curate.lingua_worker.DETECTORS`).
+    """How lingua decides a hard text (:data:`curate.lingua_worker.MODES`).
 
     ``trigrams`` (the 12 languages, trigram models only): a text of at least :data:`_LONG_LETTERS`
     letters, where lingua's high-accuracy mode reads the same trigrams (the same verdicts on all
     ~5,000 such texts of the two 1M benchmark corpora); and a short text of several words, few of
     them (fewer than 2, or than a third of its counted words) English or ms/id vocabulary: another
     language ('Le gouvernement a annoncé ...'), names, code.
-    ``family`` (English, Malay and Indonesian, every n-gram length): a short text with more of that
-    vocabulary, a mix of the three, which the trigrams alone often take for Tagalog or Turkish
-    ('The dog ate the cake. Saya faham.'); and a single word ('yes', 'Pandemik'), which the
-    trigrams alone mostly take for another language.
+    ``family`` (the same trigram values, English's, Malay's and Indonesian's only): a short text
+    with more of that vocabulary, a mix of the three, which all 12 languages' trigrams often take for
+    Tagalog or Turkish ('The dog ate the cake. Saya faham.'); and a single word ('yes', 'Pandemik'),
+    which they mostly take for another language.
 
-    Not all 12 languages at every n-gram length (what curate did before): their models cost ~1.7 s
-    of CPU to load, for a few short texts. The verdicts this changed: README (ingest)."""
+    Not all 12 languages at every n-gram length (what curate did first: their models cost ~1.7 s of
+    CPU to load, for a few short texts), nor the 3 languages at every n-gram length (until
+    2026-12-01: ~0.55 s of CPU for the ~150 short mixes of a 1M-row corpus). The verdicts each
+    change made: README (ingest)."""
     return lingua_item(pending)[0]
 
 
@@ -254,13 +257,13 @@ def _lingua_guess(pending: "_Pending") -> tuple[str, float, float]:
 
 
 def _lingua_guesses(items: list[tuple[str, str]]) -> list[tuple[str, float, float]]:
-    """:func:`_lingua_guess` of many ``(detector, text)`` items (:func:`lingua_mode`), each
+    """:func:`_lingua_guess` of many ``(mode, text)`` items (:func:`lingua_mode`), each
     detector's texts in one parallel lingua call."""
     from curate.lingua_worker import guesses
 
     lingua = _lingua()
-    detectors = {mode: lingua[mode] for mode in dict.fromkeys(mode for mode, _ in items)}
-    return [_guess_of(v) for v in guesses(detectors, [(mode, lingua_text(t)) for mode, t in items])]
+    detectors = {name: lingua[name] for name in dict.fromkeys(LINGUA_MODES[mode][0] for mode, _ in items)}
+    return [_guess_of_pairs(p) for p in guesses(detectors, [(mode, lingua_text(t)) for mode, t in items])]
 
 
 def _guess_of(values) -> tuple[str, float, float]:

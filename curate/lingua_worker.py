@@ -9,14 +9,17 @@ works on the next block (:func:`curate.langid.start_detect_column`). The child c
 values sent back as JSON floats, which round-trip exactly), so the verdicts are the same; if the
 child fails, the parent computes the rest itself.
 
-Two detectors (:data:`DETECTORS`), a hard text going to one of them (:func:`curate.langid.lingua_mode`):
-``trigrams``, the 12 languages in lingua's low-accuracy mode (trigram models only, ~0.1 s to load),
-and ``family``, English, Malay and Indonesian in its high-accuracy mode (every n-gram length, the
-3 languages' models ~0.4 s to load; all 12 languages' took ~1.7 s, fivegrams alone ~1.2 s).
+One detector (:data:`DETECTORS`): the 12 languages in lingua's low-accuracy mode (trigram models
+only, ~0.15 s to load). A hard text is decided by it in one of two modes (:data:`MODES`, chosen by
+:func:`curate.langid.lingua_mode`): ``trigrams``, all 12 languages' values, and ``family``, only
+English's, Malay's and Indonesian's (scaled to sum to 1), for short mixes of those languages, which
+the 12 languages' trigrams often take for Tagalog or Turkish. ``family`` once had a detector of its
+own, the 3 languages at every n-gram length: its models cost ~0.55 s of CPU to load for the ~150
+short mixes of a 1M-row corpus, and its verdicts differ on 14 of them (README, ingest).
 
 Protocol on the pipes, one message each way per batch: 4-byte little-endian length, then JSON. The
-first message names the detectors (:data:`DETECTORS`); then a list of ``[detector, text]`` -> a list
-of ``[[language, value], ...]``.
+first message names the detectors (:data:`DETECTORS`); then a list of ``[mode, text]`` (:data:`MODES`)
+-> a list of ``[[language, value], ...]``.
 """
 
 from __future__ import annotations
@@ -43,9 +46,12 @@ LANGUAGES = ("ENGLISH MALAY INDONESIAN FRENCH GERMAN SPANISH PORTUGUESE ITALIAN 
 FAMILY = ["ENGLISH", "MALAY", "INDONESIAN"]
 CHARS = 300
 
-#: The detectors, by name: (languages, low-accuracy mode). Which one a hard text goes to:
-#: :func:`curate.langid.lingua_mode`.
-DETECTORS = {"trigrams": (LANGUAGES, True), "family": (FAMILY, False)}
+#: The detectors, by name: (languages, low-accuracy mode).
+DETECTORS = {"trigrams": (LANGUAGES, True)}
+#: How a hard text is decided, by mode (:func:`curate.langid.lingua_mode`): the detector computing
+#: its values, and the languages whose values count (None: every language's; else only these, scaled
+#: to sum to 1, as a detector of only these languages gives them).
+MODES = {"trigrams": ("trigrams", None), "family": ("trigrams", FAMILY)}
 
 #: An input file at least this big has lingua's share of its language id done in a helper process:
 #: its ~0.5 s of model loading is only worth hiding on a long job.
@@ -71,7 +77,7 @@ def _recv(fh) -> Any:
 
 class LinguaWorker:
     """A child process running lingua's ``detectors`` (:data:`DETECTORS`); :meth:`submit`
-    ``(detector, text)`` pairs, call the returned function for the guesses (``(label, confidence,
+    ``(mode, text)`` pairs (:data:`MODES`), call the returned function for the guesses (``(label, confidence,
     p_malay)`` per text, as :func:`curate.langid._lingua_guesses`)."""
 
     def __init__(self, detectors: dict[str, tuple[list[str], bool]], chars: int):
@@ -112,7 +118,7 @@ class LinguaWorker:
             future.set_result(pairs if ok else None)
 
     def submit(self, items: list[tuple[str, str]]) -> Callable[[], list[tuple[str, float, float]]]:
-        """Send ``items`` (``(detector, text)`` pairs) to the child; the returned function gives
+        """Send ``items`` (``(mode, text)`` pairs) to the child; the returned function gives
         their guesses (waiting for them), and its ``done()`` tells, without waiting, whether they are in."""
         from curate import langid
 
@@ -215,21 +221,30 @@ def detector(languages: list[str], low_accuracy: bool = False, preload: bool = T
     return (builder.with_preloaded_language_models() if preload else builder).build()
 
 
-def guesses(detectors: dict[str, Any], items: list[tuple[str, str]]) -> list[list]:
-    """lingua's confidence values of each ``(detector, text)`` item, in order: each detector's texts
-    in one parallel call."""
-    out: list[list] = [[] for _ in items]
+def guesses(detectors: dict[str, Any], items: list[tuple[str, str]]) -> list[list[tuple[str, float]]]:
+    """lingua's ``(language, confidence)`` pairs, best first, of each ``(mode, text)`` item
+    (:data:`MODES`), in order: each detector's texts in one parallel call."""
+    out: list[list[tuple[str, float]]] = [[] for _ in items]
     for name, lingua in detectors.items():
-        at = [i for i, (mode, _) in enumerate(items) if mode == name]
+        at = [i for i, (mode, _) in enumerate(items) if MODES[mode][0] == name]
         if at:
             for i, values in zip(at, lingua.compute_language_confidence_values_in_parallel([items[i][1] for i in at])):
-                out[i] = values
+                out[i] = _kept([(v.language.name, v.value) for v in values], MODES[items[i][0]][1])
     return out
 
 
-#: A short text of plain ASCII words: what lingua needs to compute it is every n-gram length (1 to 5;
-#: a text of 120 letters or more takes trigrams only) of each language, so computing it loads the
-#: models a short hard text needs, one after another, at once.
+def _kept(pairs: list[tuple[str, float]], languages: list[str] | None) -> list[tuple[str, float]]:
+    """The pairs of ``languages`` only (all if None), their values scaled to sum to 1 (lingua's
+    values of the languages it was asked about sum to 1; none left above 0: left as they are)."""
+    if languages is None:
+        return pairs
+    pairs = [(name, value) for name, value in pairs if name in languages]
+    total = sum(value for _, value in pairs)
+    return [(name, value / total) for name, value in pairs] if total else pairs
+
+
+#: A short text of plain ASCII words: computing it loads the detectors' models, one after another,
+#: at once.
 _WARM_UP = "Siapakah pemilik asal filem Home Alone?"
 
 
@@ -246,7 +261,7 @@ def main() -> None:
         except EOFError:  # the parent is done: exit without freeing the models one by one (~0.1-0.2 s it waits)
             stdout.flush()
             os._exit(0)
-        _send(stdout, [[[v.language.name, v.value] for v in vals] for vals in guesses(detectors, items)])
+        _send(stdout, guesses(detectors, items))
 
 
 if __name__ == "__main__":

@@ -159,9 +159,10 @@ def test_detect_column_agrees_with_detect_and_batches_lingua():
 def test_lingua_detector_of_each_hard_text():
     """A hard text of 120 letters or more goes to lingua's 12-language trigram detector: lingua's
     high-accuracy mode reads only the trigrams of such a text, so the verdicts are those of all 12
-    languages at every n-gram length (what curate used for every hard text). A short text goes to the
-    English/Malay/Indonesian detector when it holds their vocabulary (a mix of them is not taken for
-    Tagalog or Turkish) or is a single word; a sentence of another language stays ``other``."""
+    languages at every n-gram length (what curate used for every hard text). A short text is decided by
+    English's, Malay's and Indonesian's values only when it holds their vocabulary (a mix of them is
+    not taken for Tagalog or Turkish) or is a single word; a sentence of another language stays
+    ``other``."""
     from curate.lingua_worker import LANGUAGES, detector
 
     det = langid._default_detector()
@@ -188,8 +189,10 @@ def test_texts_differing_only_in_their_numbers_go_to_lingua_once():
     hard = [t for t in fixture_json.every_string() if isinstance(langid._default_detector().cheap(t), langid._Pending)]
     numbered = [f"{t[:k]} {n} {t[k:]}" for t in hard[:40] for k, n in ((0, 7), (len(t) // 2, 2024), (len(t), 31))]
     numbered += ["Ciao (1), come stai?", "Ciao (22), come stai?", "12 Muito obrigado 3", "1234 Muito obrigado 5"]
-    for mode in ("trigrams", "family"):  # each of lingua's detectors (curate.lingua_worker.DETECTORS)
-        lingua = langid._lingua()[mode]
+    from curate.lingua_worker import DETECTORS
+
+    for name in DETECTORS:  # each of lingua's detectors
+        lingua = langid._lingua()[name]
         for t in numbered:
             plain = [(v.language.name, v.value) for v in lingua.compute_language_confidence_values(t[:300])]
             folded = [(v.language.name, v.value) for v in lingua.compute_language_confidence_values(langid.lingua_text(t))]
