@@ -797,6 +797,7 @@ def _scan(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
     from curate import langid_jit as jit
 
     n = len(offsets) - 1
+    data, offsets = _read_only(data), _read_only(offsets)
     out = (np.empty(n, np.int8), np.empty(n), np.empty(n), np.empty(n, np.int64), np.empty(n, np.int64),
            np.empty(n, np.bool_))
     flags, lower, table, bias = _jit_tables()
@@ -814,6 +815,16 @@ def _scan(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(part, cuts[:-1], cuts[1:]))
     return out
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """``a`` as a read-only view. numba compiles, caches and loads the scan apart for each layout of
+    its arguments: Arrow's buffers are read-only, ``row_text_jit.join_cut``'s arrays are not, so
+    without this ingest used a second compiled scan, which ``python -m curate.warmup`` did not make
+    (the first ingest after it compiled it: ~6 s of CPU)."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 #: Rows per thread of the scan: an ingest frame (~29k rows of a 16 MB block) is split over the cores, so
