@@ -12,11 +12,14 @@ each one's peak memory (ru_maxrss from wait4):
 
 Each run prints wall and CPU seconds (user + system), both also as a multiple of the floor's, and
 the load average when it started: the machine is shared, so quote the ratios of one run.
+``--repeat N`` runs the whole list N times, interleaved, and ends with each run's medians: the
+median of the rounds' own ratios, and the median wall over the median floor (on a shared host the
+floor alone moves by a third between runs, so one round's ratio says little).
 
 ``--corpus recombined`` builds every row new from real en/ms/id/ko sentences instead
 (bench/recombined.py): ~20x as many distinct texts reach lingua, as in a real corpus.
 
-Rerun: .venv/bin/python bench/ingest.py [--rows 1000000] [--skip-lang] [--corpus recombined]
+Rerun: .venv/bin/python bench/ingest.py [--rows 1000000] [--skip-lang] [--corpus recombined] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -79,6 +83,8 @@ def main() -> None:
                     help="cycled: the fixtures' SFT rows again and again, a counter in each instruction; "
                          "recombined: every row new, from en/ms/id/ko sentences (bench/recombined.py), "
                          "like issue 15's independent benchmark")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds of the whole list, interleaved; medians printed at the end")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     corpus = OUT / (f"alpaca_{args.rows}.jsonl" if args.corpus == "cycled" else f"recombined_{args.rows}.jsonl")
@@ -107,14 +113,23 @@ def main() -> None:
           f"(load average {os.getloadavg()[0]:.1f})")
     print("x floor: a multiple of the first line's figure (issue 15's floor: read and write JSONL)")
     print(f"{'run':<28} {'seconds':>8} {'rows/s':>10} {'peak MB':>8} {'x floor':>8} {'CPU s':>7} {'x floor':>8} {'load':>5}")
-    floor = floor_cpu = None
-    for name, cmd in runs:
-        load = os.getloadavg()[0]
-        secs, cpu, peak = run(cmd)
-        floor, floor_cpu = floor or secs, floor_cpu or cpu
-        print(f"{name:<28} {secs:>8.2f} {args.rows / secs:>10,.0f} {peak:>8,.0f} {secs / floor:>8.2f} "
-              f"{cpu:>7.2f} {cpu / floor_cpu:>8.2f} {load:>5.1f}", flush=True)
-
+    results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name, _ in runs}
+    for _ in range(max(1, args.repeat)):
+        floor = floor_cpu = None
+        for name, cmd in runs:
+            load = os.getloadavg()[0]
+            secs, cpu, peak = run(cmd)
+            floor, floor_cpu = floor or secs, floor_cpu or cpu
+            results[name].append((secs, cpu, secs / floor, cpu / floor_cpu))
+            print(f"{name:<28} {secs:>8.2f} {args.rows / secs:>10,.0f} {peak:>8,.0f} {secs / floor:>8.2f} "
+                  f"{cpu:>7.2f} {cpu / floor_cpu:>8.2f} {load:>5.1f}", flush=True)
+    if args.repeat > 1:
+        floor_wall = statistics.median(r[0] for r in results[runs[0][0]])
+        print(f"medians of {args.repeat} rounds: wall s, CPU s, the rounds' own x floor, median wall / median floor")
+        for name, rows in results.items():
+            wall = statistics.median(r[0] for r in rows)
+            print(f"{name:<28} {wall:>8.2f} {statistics.median(r[1] for r in rows):>7.2f} "
+                  f"{statistics.median(r[2] for r in rows):>8.2f} {wall / floor_wall:>8.2f}")
 
 if __name__ == "__main__":
     main()
