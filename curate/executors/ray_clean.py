@@ -8,9 +8,14 @@ A. ``map_batches(_rules_block)``: every rule except the duplicate rules runs on 
    here once by :func:`curate.dedupe.row_keys`, the local executor's own compiled pass: the exact
    key ``_h1, _h2, _n`` and the LSH band keys ``_bk``), the block's quarantine entries (``_q``, as
    the rows of ``quarantine.parquet``, so the driver only concatenates them) and its
-   rule counts (``_stats``). The result is materialized (object store, spilled if big); each task
-   also writes those small columns (``_small``: quarantine entries, stats, keys) as an Arrow IPC
-   side file beside the output, which the driver reads (no second Ray pass over the blocks).
+   rule counts (``_stats``). Each task writes its whole block (those columns and the kept rows with
+   their texts) as an Arrow IPC side file beside the output, which the driver reads (no second Ray
+   pass over the blocks) and the finish pass takes the kept rows from: through Ray's object store
+   goes only each block's first position (the kept rows took ~1 GB of it per million rows until
+   the finish). A dry run (no output beside which to write) and keys too many for the driver
+   (grouped by Ray shuffles over the blocks) keep the kept rows and keys in the blocks,
+   materialized in the object store, and write only the small columns (``_small``: quarantine
+   entries, stats, keys) to side files, if any.
 B. Duplicates over every block, as the local executor finds them in one frame. The keys (28 bytes
    + 4 per band a row) are grouped on the driver while they fit (``CURATE_RAY_DRIVER_KEYS_MB``, 2 GB:
    about 13M rows at threshold 0.8; beyond, by two Ray Data hash shuffles, the exact keys then the
@@ -28,7 +33,8 @@ B. Duplicates over every block, as the local executor finds them in one frame. T
    read as pass A writes them (:class:`_SideReader`). The kept row of a cluster is the first in
    input order, as locally.
 C. ``map_batches(_finish_block)``: drop the duplicates (quarantined with the same entry the local
-   executor writes), write the kept rows as parquet shards ``<kind>/part-<pos>.parquet`` into the
+   executor writes), write the kept rows (from the block's side file, memory-mapped, or the block)
+   as parquet shards ``<kind>/part-<pos>.parquet`` into the
    output's staging directory.
 
 Quarantine entries are written in input order per kind; report.json has the same figures.
@@ -79,7 +85,8 @@ class RayCleanResult:
 
 
 # --------------------------------------------------------------------------- pass A (workers)
-def _rules_block(batch, kind: str, config: CleanConfig, side: str | None, keys: dict[str, Any] | None = None):
+def _rules_block(batch, kind: str, config: CleanConfig, side: str | None, keys: dict[str, Any] | None = None,
+                whole: bool = False):
     """Every rule but the duplicate rules on one block, read here from its input piece (``batch``:
     one piece; read straight into polars, no Arrow round trip). With ``keys`` (the duplicate rules are on),
     the kept rows also get their duplicate keys (:func:`_with_keys`; the band keys with
@@ -87,7 +94,11 @@ def _rules_block(batch, kind: str, config: CleanConfig, side: str | None, keys: 
     so the driver never sketches the candidates again); null for a row whose normalized text is
     empty (it has no duplicates). The small columns the driver needs next (:func:`_small`) are also written to the
     directory ``side`` (:func:`_write_side`), so no second Ray pass reads them out of the blocks
-    (``side`` None: a dry run, which has no output directory the driver shares with the workers)."""
+    (``side`` None: a dry run, which has no output directory the driver shares with the workers).
+    With ``whole``, the side file holds every column of the block (its kept rows first) and the
+    block returned is one row, its first position: the finish pass reads the rows from the file
+    (:func:`_finish_block`); without, the block keeps its kept rows (the Ray shuffles of too many
+    keys for the driver read the keys and rows from the blocks)."""
     first_pos = int(batch["pos"][0].as_py())
     df = ray_data.read_frame(batch, kind)
     pos = df[POS]
@@ -116,6 +127,13 @@ def _rules_block(batch, kind: str, config: CleanConfig, side: str | None, keys: 
         pl.lit(None, qfile.ENTRY).alias("_q"))
     block_stats = orjson.dumps({"rules": stats.rules, "engine": stats.engine}).decode()
     out = out.with_columns(pl.Series("_stats", [block_stats] + [None] * (out.height - 1), dtype=pl.String))
+    if side is not None and whole:
+        # the whole block in its side file, not in Ray's object store (which held ~95 MB a block
+        # until the finish pass: ~1 GB per million rows, spilled past its size on a big input); the
+        # finish pass reads the kept rows from the file (memory-mapped), so Ray Data only carries
+        # the block's first position
+        _write_side(out, Path(side), first_pos)
+        return to_arrow(pl.DataFrame({POS: [first_pos]}, schema={POS: pl.Int64}))
     if side is not None:
         small = _small(out.columns, keys is not None and keys["side_keys"])
         rows = [c for c in ROW_COLS if TEXT in out.columns]
@@ -258,9 +276,11 @@ def _side_frame(table) -> pl.DataFrame:
     small columns: an Arrow table), as a copy: nothing keeps the table (a memory-mapped side file)
     alive, so its mapping goes as soon as it is read, while pass A runs (a quarantine frame still
     holding the mappings of every side file, ~900 MB per million rows, took ~0.3 s to unmap once the
-    command was done)."""
+    command was done). Gathered, not filtered: a filter keeps a record batch of the file whose rows
+    all pass (the quarantined rows, after the kept ones) as it is, and its integers then stay views
+    into the mapping through :func:`_owned`."""
     side = pl.from_arrow(table.select([c for c in (POS, "_q", "_stats") if c in table.column_names]))
-    return _owned(side.filter(pl.col("_q").is_not_null() | pl.col("_stats").is_not_null()))
+    return _owned(side[side.select(pl.arg_where(pl.col("_q").is_not_null() | pl.col("_stats").is_not_null()))[:, 0]])
 
 
 class _SideReader(threading.Thread):
@@ -434,18 +454,21 @@ def _rows_of(table, kind: str, want):
 
 
 # --------------------------------------------------------------------------- pass C (workers)
-def _finish_block(table, kind: str, config: CleanConfig, drops, root: str | None, side: str | None = None):
+def _finish_block(table, kind: str, config: CleanConfig, drops, root: str | None, side: str | None = None,
+                  blocks: str | None = None):
     """Drop the block's duplicates (quarantine entries as the local executor makes them), write the
     kept rows as one shard. Out: ``_file``, ``_rows`` and the quarantine entries ``_pos, _q``; with
     ``side`` (a directory), the entries are written there instead (``<first pos>.arrow``, as pass A's
     side files: :func:`_read_entries`), not sent through Ray's object store. Only the rows pass A
     kept are converted to polars (a slice of the block: :func:`_kept`), their hits only for the
-    duplicates."""
-    import pyarrow as pa
+    duplicates. ``blocks``: the directory of pass A's side files, when they hold the whole blocks
+    (``_rules_block(whole=True)``: ``table`` is then the block's first position only)."""
     import pyarrow.compute as pc
 
     drops = ray_data.resolve(drops)
     first_pos = pc.min(table[POS]).as_py()
+    if blocks is not None:
+        table = _mapped(Path(blocks) / f"{first_pos:012d}.arrow")
     table = _kept(table)
     content = [c for c in table.column_names if c not in INTERNAL]
     rows = from_arrow(table.select([POS, *content])).with_row_index("_row")
@@ -455,7 +478,8 @@ def _finish_block(table, kind: str, config: CleanConfig, drops, root: str | None
     if gone_hits.height:
         dup_hits = gone_hits.select("_row", pl.col("rule"), pl.lit("row").alias("field"), "evidence").cast(HIT_SCHEMA)
         gone_at = gone_hits["_row"]
-        prior = (from_arrow(table.select(["_hits"]).take(pa.array(gone_at.to_numpy()))).with_columns(gone_at)
+        # gathered in polars: Arrow has no take of the side files' string views
+        prior = (from_arrow(table.select(["_hits"]))[gone_at].with_columns(gone_at)
                  .select("_row", "_hits").explode("_hits").filter(pl.col("_hits").is_not_null()).unnest("_hits"))
         prior = prior.cast(HIT_SCHEMA) if prior.height else pl.DataFrame(schema=HIT_SCHEMA)
         gone = rows.filter(pl.col("_row").is_in(gone_hits["_row"].implode())).select("_row", *content)
@@ -812,12 +836,15 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
     keys = {"near": _near_params(dups), "side_keys": on_driver,
             "est": on_driver and side_dir is not None and "near_duplicate" in dups,
             "rows": on_driver and side_dir is not None} if dups else None
+    # with side files and the keys grouped here (or no duplicate rule), the blocks live in their side
+    # files and only their first positions go through Ray's object store
+    whole = side_dir is not None and (not dups or on_driver)
     reader = _SideReader(side_dir, [p["pos"] for p in items], sum(p["length"] for p in items)) \
         if side_dir is not None else None
     try:
         a = ds.map_batches(_rules_block, batch_format="pyarrow", batch_size=1,
                            fn_kwargs={"kind": kind, "config": config, "side": side_dir and str(side_dir),
-                                      "keys": keys}).materialize()
+                                      "keys": keys, "whole": whole}).materialize()
     finally:
         if reader is not None:
             reader.stop()
@@ -839,9 +866,10 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
                         side_rows=bool(keys is not None and side_files)) if dups else \
         pl.DataFrame(schema={POS: pl.Int64, "rule": pl.String, "evidence": pl.String})
     # the side files (~420 MB per million rows) are deleted while the finish pass runs, not before
-    # it (~0.1 s of the kernel freeing their pages, on the driver's path while every worker waited)
+    # it (~0.1 s of the kernel freeing their pages, on the driver's path while every worker waited);
+    # those holding the whole blocks, which the finish pass reads, with the spill directory at the end
     removed = None
-    if side_dir is not None:
+    if side_dir is not None and not whole:
         removed = threading.Thread(target=shutil.rmtree, args=(side_dir,), kwargs={"ignore_errors": True},
                                    name="curate-side-files", daemon=True)
         removed.start()
@@ -849,7 +877,9 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
     try:
         fin = _collect(a.map_batches(_finish_block, batch_format="pyarrow", batch_size=None,
                                      fn_kwargs={"kind": kind, "config": config, "drops": ray.put(drops), "root": root,
-                                                "side": entries_dir and str(entries_dir)}))
+                                                "side": entries_dir and str(entries_dir),
+                                                "blocks": str(side_dir) if whole else None},
+                                     **_finish_cap(whole, len(items))))
     finally:
         if removed is not None:
             removed.join()
@@ -865,6 +895,21 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
         parts = [ray_data.write_part(schemas.empty(kind), Path(root), kind, 0)]
     entries = quarantined.sort(POS)["_q"].struct.unnest()
     return kind, stats, int(fin["_rows"].sum()), entries, parts
+
+
+def _finish_cap(whole: bool, blocks: int) -> dict[str, Any]:
+    """``map_batches`` arguments of the finish pass: with the blocks in their side files
+    (``whole``), at most one task per CPU of the cluster at a time (and no more than the
+    ``blocks``: Ray Data warns of a cap above its inputs). Its input blocks are then a row each,
+    and Ray Data sent more of their tasks at once than there are CPUs; the raylet started a worker
+    process for the tasks queued beyond its idle workers (2-3 more, ~0.7 CPU s each to boot, never
+    given a task: traced). Not capped when the blocks are in the object store, where the cap only
+    delayed each next task (~0.15-0.3 s a pass)."""
+    if not whole:
+        return {}
+    from curate.executors.ray_session import num_cpus
+
+    return {"concurrency": max(1, min(num_cpus(), blocks))}
 
 
 def _warm_worker(near: tuple[float, str] | None, keys: bool) -> None:
