@@ -4,7 +4,8 @@ Loading lingua's models costs ~0.5 s of CPU and holds the GIL all along, and the
 language steps leave undecided (~0.3% of real rows) then cost ~0.3 ms each. :class:`LinguaWorker`
 starts ``python -m curate.lingua_worker`` at once: the child loads the models on the other core while
 the parent reads and parses the first blocks, then answers each batch of texts while the parent
-works on the next block (:func:`curate.langid.start_detect_column`). The child computes exactly what
+works on the next block (:func:`curate.langid.start_detect_column`); a text an earlier batch held is
+read from the values kept then, not computed again. The child computes exactly what
 :func:`curate.langid._lingua_guesses` would (the same detectors, the same calls, the confidence
 values sent back as JSON floats, which round-trip exactly), so the verdicts are the same; if the
 child fails, the parent computes the rest itself.
@@ -221,16 +222,20 @@ def detector(languages: list[str], low_accuracy: bool = False, preload: bool = T
     return (builder.with_preloaded_language_models() if preload else builder).build()
 
 
-def guesses(detectors: dict[str, Any], items: list[tuple[str, str]]) -> list[list[tuple[str, float]]]:
+def guesses(detectors: dict[str, Any], items: list[tuple[str, str]],
+            seen: dict[tuple[str, str], list[tuple[str, float]]] | None = None) -> list[list[tuple[str, float]]]:
     """lingua's ``(language, confidence)`` pairs, best first, of each ``(mode, text)`` item
-    (:data:`MODES`), in order: each detector's texts in one parallel call."""
-    out: list[list[tuple[str, float]]] = [[] for _ in items]
+    (:data:`MODES`), in order: each detector's texts in one parallel call. ``seen``: each detector's
+    values of the texts computed before, by (detector, text), read instead of computed again and
+    given the new ones (the helper process keeps them across batches: :func:`main`)."""
+    seen = {} if seen is None else seen
     for name, lingua in detectors.items():
-        at = [i for i, (mode, _) in enumerate(items) if MODES[mode][0] == name]
-        if at:
-            for i, values in zip(at, lingua.compute_language_confidence_values_in_parallel([items[i][1] for i in at])):
-                out[i] = _kept([(v.language.name, v.value) for v in values], MODES[items[i][0]][1])
-    return out
+        new = list(dict.fromkeys(t for mode, t in items if MODES[mode][0] == name and (name, t) not in seen))
+        if new:
+            for text, values in zip(new, lingua.compute_language_confidence_values_in_parallel(new)):
+                seen[name, text] = [(v.language.name, v.value) for v in values]
+    detector_of = {mode: name for mode, (name, _) in MODES.items() if name in detectors}
+    return [_kept(seen[detector_of[mode], t], MODES[mode][1]) if mode in detector_of else [] for mode, t in items]
 
 
 def _kept(pairs: list[tuple[str, float]], languages: list[str] | None) -> list[tuple[str, float]]:
@@ -242,6 +247,9 @@ def _kept(pairs: list[tuple[str, float]], languages: list[str] | None) -> list[t
     total = sum(value for _, value in pairs)
     return [(name, value / total) for name, value in pairs] if total else pairs
 
+
+#: At most this many texts' values are kept by the helper process between batches (:func:`main`).
+_SEEN_MAX = 100_000
 
 #: A short text of plain ASCII words: computing it loads the detectors' models, one after another,
 #: at once.
@@ -255,13 +263,18 @@ def main() -> None:
     detectors = {name: detector(languages, low, preload=False) for name, (languages, low) in _recv(stdin).items()}
     for lingua in detectors.values():
         lingua.compute_language_confidence_values(_WARM_UP)
+    # a hard text seen in an earlier batch (each batch is one frame's distinct texts; a corpus
+    # repeats headings, templates, quoted passages across frames) is not computed again
+    seen: dict[tuple[str, str], list[tuple[str, float]]] = {}
     while True:
         try:
             items = _recv(stdin)
         except EOFError:  # the parent is done: exit without freeing the models one by one (~0.1-0.2 s it waits)
             stdout.flush()
             os._exit(0)
-        _send(stdout, guesses(detectors, items))
+        if len(seen) > _SEEN_MAX:  # a bound on the helper's memory for a long job (~1 KB a text)
+            seen.clear()
+        _send(stdout, guesses(detectors, items, seen))
 
 
 if __name__ == "__main__":

@@ -211,6 +211,30 @@ def test_texts_differing_only_in_their_numbers_go_to_lingua_once():
     assert list(zip(got["lang"].to_list(), got["lang_conf"].to_list())) == [langid.detect(t) for t in texts]
 
 
+
+def test_lingua_helper_computes_a_text_of_an_earlier_batch_once():
+    """lingua's helper process keeps each text's values across batches (one frame's distinct hard texts
+    each; a corpus repeats headings and quoted passages across frames): a text sent again, in either
+    mode, is read from them, and the guesses are those of the in-process path."""
+    from curate.lingua_worker import DETECTORS, LinguaWorker, guesses
+
+    det = langid._default_detector()
+    hard = list(dict.fromkeys(langid.lingua_text(p.text) for t in fixture_json.every_string()
+                              if isinstance(p := det.cheap(t), langid._Pending)))[:30]
+    first = [("trigrams", t) for t in hard[:20]]
+    second = [("family", t) for t in hard[10:15]] + [("trigrams", t) for t in hard[10:30]]
+    seen: dict = {}
+    lingua = {name: langid._lingua()[name] for name in DETECTORS}
+    kept = [guesses(lingua, batch, seen) for batch in (first, second)]
+    assert sorted(seen) == sorted(("trigrams", t) for t in hard)  # 30 texts, each computed once
+    with LinguaWorker(DETECTORS, langid._LINGUA_CHARS) as worker:
+        helped = [worker.submit(batch)() for batch in (first, second)]
+    for batch, pairs, got in zip((first, second), kept, helped):
+        local = langid._lingua_guesses(batch)
+        for a, b, c in zip(local, [langid._guess_of_pairs(p) for p in pairs], got, strict=True):
+            assert a[0] == b[0] == c[0] and all(abs(x - y) < 1e-9 and abs(x - z) < 1e-9  # lingua's sums vary in the last bits
+                                                for x, y, z in zip(a[1:], b[1:], c[1:]))
+
 # What the compiled path must treat exactly as the per-text path: "Anda" mid-sentence or not, after
 # , ; : or a digit or "_", letters whose lower case is not one code point (İ, ﬁ), the Greek capital
 # sigma (lower case by context), the Kelvin sign (lower case is ASCII "k"), astral letters and emoji,
