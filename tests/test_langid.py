@@ -211,7 +211,6 @@ def test_texts_differing_only_in_their_numbers_go_to_lingua_once():
     assert list(zip(got["lang"].to_list(), got["lang_conf"].to_list())) == [langid.detect(t) for t in texts]
 
 
-
 def test_lingua_helper_computes_a_text_of_an_earlier_batch_once():
     """lingua's helper process keeps each text's values across batches (one frame's distinct hard texts
     each; a corpus repeats headings and quoted passages across frames): a text sent again, in either
@@ -234,6 +233,7 @@ def test_lingua_helper_computes_a_text_of_an_earlier_batch_once():
         for a, b, c in zip(local, [langid._guess_of_pairs(p) for p in pairs], got, strict=True):
             assert a[0] == b[0] == c[0] and all(abs(x - y) < 1e-9 and abs(x - z) < 1e-9  # lingua's sums vary in the last bits
                                                 for x, y, z in zip(a[1:], b[1:], c[1:]))
+
 
 # What the compiled path must treat exactly as the per-text path: "Anda" mid-sentence or not, after
 # , ; : or a digit or "_", letters whose lower case is not one code point (İ, ﬁ), the Greek capital
