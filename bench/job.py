@@ -20,31 +20,19 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 
-FLOOR = """
-import polars as pl, sys
-pl.read_ndjson(sys.argv[1]).write_ndjson(sys.argv[2])
-"""
+sys.path.insert(0, str(ROOT / "bench"))
+from ingest import FLOOR, run as run_process  # noqa: E402  (bench/ingest.py: the floor, one timed process)
 
 
 def run(cmd: list[str], tree: Path) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds and peak RSS (MB) of ``cmd`` run with ``tree``'s curate."""
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - t0
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed in {tree}: {' '.join(cmd)}\n{err[-2000:]}")
-    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    return run_process(cmd, cwd=tree, env=dict(os.environ, PYTHONPATH=str(tree)))
 
 
 def main() -> None:
@@ -59,7 +47,6 @@ def main() -> None:
     corpus = OUT / f"recombined_{args.rows}.jsonl"
     if not corpus.exists():
         print(f"building {corpus} ...", flush=True)
-        sys.path.insert(0, str(ROOT / "bench"))
         import recombined
 
         recombined.build(corpus, args.rows)
