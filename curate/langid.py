@@ -266,10 +266,6 @@ def _lingua_guesses(items: list[tuple[str, str]]) -> list[tuple[str, float, floa
     return [_guess_of_pairs(p) for p in guesses(detectors, [(mode, lingua_text(t)) for mode, t in items])]
 
 
-def _guess_of(values) -> tuple[str, float, float]:
-    return _guess_of_pairs([(v.language.name, v.value) for v in values])
-
-
 def _guess_of_pairs(pairs) -> tuple[str, float, float]:
     """(label, confidence, p_malay_given_family) from lingua's (language name, confidence) pairs, best first."""
     if not pairs:

@@ -171,7 +171,8 @@ def test_lingua_detector_of_each_hard_text():
     assert len(long) >= 10 and all(langid.lingua_mode(p) == "trigrams" for p in long)
     full = detector(LANGUAGES, preload=False)
     for p in long:
-        every_ngram = det.finish(p, langid._guess_of(full.compute_language_confidence_values(langid.lingua_text(p.text))))
+        values = full.compute_language_confidence_values(langid.lingua_text(p.text))
+        every_ngram = det.finish(p, langid._guess_of_pairs([(v.language.name, v.value) for v in values]))
         assert det.finish(p, langid._lingua_guess(p)) == every_ngram, p.text
     cases = {"The dog ate the cake.\n\nSaya faham.": ("family", "ms"), "yes": ("family", "en"),
              "Le gouvernement a annoncé de nouvelles mesures contre l'inflation cette semaine.": ("trigrams", "other")}
