@@ -253,3 +253,55 @@ def test_find_corrupt_parquet_names_the_damaged_file_under_a_hidden_parent(tmp_p
     (root / "sft" / "part-1.parquet").write_bytes(bad)
     assert find_corrupt_parquet([root]) == root / "sft" / "part-1.parquet"
     assert find_corrupt_parquet([root / "sft" / "good.parquet"]) is None
+
+
+def _codecs(d) -> dict[str, set[str]]:
+    """``{file: {compression of each column chunk}}`` of the Parquet files under ``d``."""
+    import pyarrow.parquet as pq
+
+    out = {}
+    for p in sorted(d.rglob("*.parquet")):
+        md = pq.ParquetFile(p).metadata
+        out[p.relative_to(d).as_posix()] = {md.row_group(g).column(c).compression
+                                            for g in range(md.num_row_groups) for c in range(md.num_columns)}
+    return out
+
+
+def test_compression_option_sets_every_parquet_file_a_stage_writes(fixtures, tmp_path, monkeypatch):
+    """Stage outputs are uncompressed by default, ``--compression`` (or ``$CURATE_COMPRESSION``)
+    chooses another codec for every Parquet file of the output, the rows are the same whatever the
+    codec, and quarantine files stay zstd."""
+    from click.testing import CliRunner
+
+    from curate.cli import cli
+
+    monkeypatch.delenv("CURATE_COMPRESSION", raising=False)
+    src = [str(fixtures / n) for n in ("malay_alpaca_anomalies.json", "kochatgpt_ppo.jsonl")]
+    run = CliRunner().invoke
+    assert run(cli, ["ingest", *src, "-o", str(tmp_path / "plain"), "-q"]).exit_code == 0
+    assert run(cli, ["--compression", "zstd", "ingest", *src, "-o", str(tmp_path / "zstd"), "-q"]).exit_code == 0
+    plain, packed = _codecs(tmp_path / "plain"), _codecs(tmp_path / "zstd")
+    assert set(plain) == set(packed) == {"sft.parquet", "ppo.parquet"}
+    assert all(c == {"UNCOMPRESSED"} for c in plain.values()), plain
+    assert all(c == {"ZSTD"} for c in packed.values()), packed
+    for name in plain:
+        assert pl.read_parquet(tmp_path / "plain" / name).equals(pl.read_parquet(tmp_path / "zstd" / name))
+
+    # a stage other than ingest, through the environment; then the setting is not left over
+    monkeypatch.setenv("CURATE_COMPRESSION", "lz4")
+    res = run(cli, ["clean", str(tmp_path / "plain"), "-o", str(tmp_path / "lz4"), "--target-lang", "any", "-q"])
+    assert res.exit_code == 0, res.output
+    codecs = _codecs(tmp_path / "lz4")
+    assert codecs.pop("quarantine.parquet") == {"ZSTD"}  # dropped rows are always compressed
+    assert codecs and all(c <= {"LZ4", "LZ4_RAW"} for c in codecs.values()), codecs
+    monkeypatch.delenv("CURATE_COMPRESSION")
+    res = run(cli, ["clean", str(tmp_path / "zstd"), "-o", str(tmp_path / "again"), "--target-lang", "any", "-q"])
+    assert res.exit_code == 0, res.output
+    assert {n: c for n, c in _codecs(tmp_path / "again").items() if n != "quarantine.parquet"} == \
+        {n: {"UNCOMPRESSED"} for n in codecs}
+    for name in codecs:
+        assert pl.read_parquet(tmp_path / "lz4" / name).equals(pl.read_parquet(tmp_path / "again" / name))
+
+    monkeypatch.setenv("CURATE_COMPRESSION", "gzip")  # a bad setting: a usage error naming it, nothing written
+    res = run(cli, ["ingest", *src, "-o", str(tmp_path / "bad")])
+    assert res.exit_code == 2 and "CURATE_COMPRESSION" in res.output and not (tmp_path / "bad").exists()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from curate.clean import CleanConfig, clean_dir
@@ -97,12 +98,18 @@ def assert_same_dataset(local: Path, other: Path) -> None:
     assert strip_timing(ra) == strip_timing(rb)
 
 
-def test_clean_ray_equals_local(ray_local, normalized, tmp_path):
+def test_clean_ray_equals_local(ray_local, normalized, tmp_path, monkeypatch):
     from curate.executors.ray_clean import clean_dir_ray
 
     cfg = CleanConfig.load(target_lang="any")
     local = clean_dir(normalized, tmp_path / "local", cfg, progress=False)
+    # the driver's compression setting reaches the workers' shards (they were started before it was
+    # set, so they do not see it in their environment)
+    monkeypatch.setenv("CURATE_COMPRESSION", "zstd")
     res = clean_dir_ray(normalized, tmp_path / "ray", cfg, rows_per_block=BLOCK)
+    monkeypatch.delenv("CURATE_COMPRESSION")
+    shards = list((tmp_path / "ray").rglob("part-*.parquet"))
+    assert shards and {pq.ParquetFile(p).metadata.row_group(0).column(0).compression for p in shards} == {"ZSTD"}
     assert res.report["rows_dropped"] == local.report["rows_dropped"] > 0
     dup = {r["code"]: r for r in res.report["rules"]}
     # found across blocks; the near duplicates verified from pass A's sketches (side files), the dry

@@ -454,8 +454,8 @@ def _rows_of(table, kind: str, want):
 
 
 # --------------------------------------------------------------------------- pass C (workers)
-def _finish_block(table, kind: str, config: CleanConfig, drops, root: str | None, side: str | None = None,
-                  blocks: str | None = None):
+def _finish_block(table, kind: str, config: CleanConfig, drops, root: str | None, compression: str,
+                  side: str | None = None, blocks: str | None = None):
     """Drop the block's duplicates (quarantine entries as the local executor makes them), write the
     kept rows as one shard. Out: ``_file``, ``_rows`` and the quarantine entries ``_pos, _q``; with
     ``side`` (a directory), the entries are written there instead (``<first pos>.arrow``, as pass A's
@@ -489,7 +489,7 @@ def _finish_block(table, kind: str, config: CleanConfig, drops, root: str | None
     kept = rows.select(content)
     files = []
     if kept.height and root is not None:
-        files.append(ray_data.write_part(kept, Path(root), kind, first_pos))
+        files.append(ray_data.write_part(kept, Path(root), kind, first_pos, compression))
     block_stats = orjson.dumps({"rules": stats.rules, "engine": {}}).decode()
     res = pl.DataFrame({"_file": files or [None], "_rows": [kept.height], "_stats": [block_stats]})
     if out and side is not None:
@@ -816,8 +816,9 @@ def _duplicates(a, keys: _Keys | None, kind: str, config: CleanConfig, dups: dic
 
 
 def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: dict[str, Any], nrows: int,
-                    root: str | None, side_root: Path | None):
+                    root: str | None, compression: str, side_root: Path | None):
     """Passes A, B and C over one kind: ``(kind, stats, rows kept, quarantine entries, shard paths)``.
+    ``root``: the output's staging directory (None: a dry run), its shards compressed as ``compression``.
     ``side_root``: where pass A's blocks write their small columns (beside the output; None: a dry
     run, one more Ray pass reads them out of the blocks)."""
     import ray
@@ -877,6 +878,7 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
     try:
         fin = _collect(a.map_batches(_finish_block, batch_format="pyarrow", batch_size=None,
                                      fn_kwargs={"kind": kind, "config": config, "drops": ray.put(drops), "root": root,
+                                                "compression": compression,
                                                 "side": entries_dir and str(entries_dir),
                                                 "blocks": str(side_dir) if whole else None},
                                      **_finish_cap(whole, len(items))))
@@ -892,7 +894,7 @@ def _clean_kind_ray(kind: str, kfiles: list[Path], config: CleanConfig, dups: di
         quarantined = pl.concat([quarantined, fin.filter(pl.col("_q").is_not_null()).select(POS, "_q")])
     parts = sorted(fin["_file"].drop_nulls().to_list())
     if root is not None and not parts:  # every row dropped: an empty shard still carries the kind's schema
-        parts = [ray_data.write_part(schemas.empty(kind), Path(root), kind, 0)]
+        parts = [ray_data.write_part(schemas.empty(kind), Path(root), kind, 0, compression)]
     entries = quarantined.sort(POS)["_q"].struct.unnest()
     return kind, stats, int(fin["_rows"].sum()), entries, parts
 
@@ -1029,11 +1031,13 @@ def clean_dir_ray(inp: str | Path | list, out: str | Path, config: CleanConfig |
         spill = Path(tmp) if w is None else w.path / ".input"
         data, files = ray_data.open_input(inputs, fmt, spill)
         root = None if w is None else str(w.path)
+        compression = "none" if w is None else w.compression
         # the kinds run at the same time (their Ray Data jobs overlap); results are merged in kind order
         side_root = None if w is None else spill / "side"  # pass A's small columns, per kind and block
         _wait_warm_up(warming)
         with ThreadPoolExecutor(max(1, len(files))) as pool:
-            done = list(pool.map(lambda kv: _clean_kind_ray(kv[0], kv[1], config, dups, nrows, root, side_root),
+            done = list(pool.map(lambda kv: _clean_kind_ray(kv[0], kv[1], config, dups, nrows, root, compression,
+                                                                side_root),
                                  files.items()))
         if ray_done is not None and side_root is None:
             # a dry run's entries' strings may be views into the finish pass's blocks, in the object

@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 
 from curate import io, schemas
-from curate.io.writer import PAGE_BYTES
+from curate.io.writer import parquet_options
 
 POS = "_pos"
 DEFAULT_BLOCK_ROWS = 100_000
@@ -137,22 +137,23 @@ def read_kind(files: list[Path], kind: str, rows_per_block: int):
 
 
 # ------------------------------------------------------------------------------------------- out
-def write_part(df: pl.DataFrame, root: Path, kind: str, first_pos: int) -> str:
+def write_part(df: pl.DataFrame, root: Path, kind: str, first_pos: int, compression: str) -> str:
     """Write one shard atomically (a retried task rewrites the same name); returns its relative path."""
     rel = f"{kind}/part-{first_pos:012d}.parquet"
-    rewrite_part(df, root, rel)
+    rewrite_part(df, root, rel, compression)
     return rel
 
 
-def rewrite_part(df: pl.DataFrame, root: Path, rel: str) -> None:
+def rewrite_part(df: pl.DataFrame, root: Path, rel: str, compression: str) -> None:
     """Write ``df`` as the shard ``root/rel`` atomically (a temporary file renamed over it), with the
-    data pages the local executor's writer uses (``io.writer.PAGE_BYTES``: a smaller file, less CPU)."""
+    settings of the local executor's writer (``io.writer.parquet_options``). ``compression``: the
+    output's (``DatasetWriter.compression``, chosen on the driver: a worker does not see its setting)."""
     target = Path(root) / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
-        df.write_parquet(tmp, data_page_size=PAGE_BYTES)
+        df.write_parquet(tmp, **parquet_options(compression))
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:

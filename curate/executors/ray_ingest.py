@@ -96,7 +96,7 @@ def _tasks(parts: list, nbytes: int) -> list[dict[str, Any]]:
     return out
 
 
-def _ingest_task(batch, detect_lang: bool, root: str):
+def _ingest_task(batch, detect_lang: bool, root: str, compression: str):
     import pyarrow as pa
 
     from curate.ingest.formats import BY_NAME
@@ -118,7 +118,7 @@ def _ingest_task(batch, detect_lang: bool, root: str):
         out["j"].append(j)
         out["i"].append(i)
         out["kind"].append(f.kind)
-        out["file"].append(ray_data.write_part(df, Path(root), f.kind, j) if df.height else None)
+        out["file"].append(ray_data.write_part(df, Path(root), f.kind, j, compression) if df.height else None)
         out["rows"].append(df.height)
         out["quarantine"].append(b"".join(lines))
         out["summary"].append(orjson.dumps(summary.as_dict()).decode())
@@ -158,7 +158,7 @@ def ingest_ray(paths: list[str | Path], out_dir: str | Path, fmt: str | None = N
         with writer as w:
             ds = ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
                 _ingest_task, batch_size=1, batch_format="pyarrow",
-                fn_kwargs={"detect_lang": detect_lang, "root": str(w.path)})
+                fn_kwargs={"detect_lang": detect_lang, "root": str(w.path), "compression": w.compression})
             done = sorted(ds.take_all(), key=lambda r: r["j"])
             rows_by_kind: dict[str, int] = {}
             parts: dict[str, list[str]] = {}

@@ -82,11 +82,12 @@ def _share(config: EngineConfig, n: int) -> EngineConfig:
 class _Worker:
     """One actor of the pool (Ray restarts it if its process dies; its block then runs again)."""
 
-    def __init__(self, job: Job, actors: int, root: str, budgets: list):
+    def __init__(self, job: Job, actors: int, root: str, compression: str, budgets: list):
         self.job = job
         self.configs = [_share(c, actors) for c in job.configs]
         self.budgets = budgets
         self.root = Path(root)
+        self.compression = compression  # the output's (a worker does not see the driver's setting)
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -102,7 +103,8 @@ class _Worker:
             engines = [Engine(cfg, description=d, shared=b)
                        for cfg, d, b in zip(self.configs, self.job.descriptions, self.budgets)]
             frames, quarantine, report, sub = self.job.block(rows, *engines)
-            files = [[k, ray_data.write_part(fr, self.root, k, pos), fr.height] for k, fr in frames.items()]
+            files = [[k, ray_data.write_part(fr, self.root, k, pos, self.compression), fr.height]
+                     for k, fr in frames.items()]
             out["i"].append(i)
             out["files"].append(orjson.dumps(files).decode())
             out["quarantine"].append(orjson.dumps(quarantine, default=str, option=orjson.OPT_NON_STR_KEYS).decode())
@@ -180,8 +182,8 @@ def run(job: Job, inp: str | Path, out_dir: str | Path, *, block_rows: int = 20_
         # A lost actor is restarted and its block retried: Ray Data's actor pools default to
         # max_restarts=-1 and max_task_retries=-1 (passing them is deprecated since Ray 2.60).
         ds = ray.data.from_items(blocks, override_num_blocks=len(blocks)).map_batches(
-            _Worker, fn_constructor_args=(job, n, str(w.path), budgets), batch_size=1, batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=n), num_cpus=1)
+            _Worker, fn_constructor_args=(job, n, str(w.path), w.compression, budgets), batch_size=1,
+            batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=n), num_cpus=1)
         try:
             rows = sorted(ds.take_all(), key=lambda r: r["i"])
         except Exception as exc:  # an actor's StageStopped (endpoint down, budget spent): the user's message
@@ -207,7 +209,7 @@ def run(job: Job, inp: str | Path, out_dir: str | Path, *, block_rows: int = 20_
         if clash:  # two blocks wrote the same shard: one's rows would be lost
             raise RuntimeError(f"{job.stage}: blocks wrote the same output shard {clash[0]}")
         if job.on_duplicates is not None:
-            parts, dropped = _drop_repeated_ids(w.path, parts)
+            parts, dropped = _drop_repeated_ids(w.path, parts, w.compression)
             report = job.on_duplicates(report or {}, dropped)
         for kind, rel, height in parts:
             w.add_part(kind, rel)
@@ -224,7 +226,8 @@ def run(job: Job, inp: str | Path, out_dir: str | Path, *, block_rows: int = 20_
     return report, written
 
 
-def _drop_repeated_ids(root: Path, parts: list[tuple[str, str, int]]) -> tuple[list, dict[str, int]]:
+def _drop_repeated_ids(root: Path, parts: list[tuple[str, str, int]],
+                       compression: str) -> tuple[list, dict[str, int]]:
     """Drop from each shard (in block order) the rows whose id an earlier shard of the kind holds;
     returns the shards with their new heights and ``{kind: rows dropped}``. (The ids of one kind
     are held on the driver: 16 bytes a row.)"""
@@ -238,7 +241,7 @@ def _drop_repeated_ids(root: Path, parts: list[tuple[str, str, int]]) -> tuple[l
         had.update(ids)
         if not all(keep):
             df = pl.read_parquet(root / rel).filter(pl.Series(keep))
-            ray_data.rewrite_part(df, root, rel)
+            ray_data.rewrite_part(df, root, rel, compression)
             dropped[kind] = dropped.get(kind, 0) + height - df.height
             height = df.height
         out.append((kind, rel, height))
