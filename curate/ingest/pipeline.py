@@ -603,9 +603,9 @@ def _parquet_writer(open_writers: dict[str, Any], files: contextlib.ExitStack, k
                     df: pl.DataFrame, compression: str):
     """The pyarrow ParquetWriter of ``kind`` (opened on its first batch, with that batch's schema, the
     kind's canonical one; ``compression``: the output's, :func:`curate.io.writer.compression`), closed
-    by ``files``. Columns are dictionary
-    encoded but ``id`` and ``line``, whose values are a row's own (a dictionary of them is as long
-    as the column: building it cost ~11% of the writing's CPU and the file ~12% of its size).
+    by ``files``. Columns are dictionary encoded but ``id`` and ``line``, whose values are a row's own
+    (a dictionary of them is as long as the column: building it cost ~11% of the writing's CPU and the
+    file ~12% of its size; dictionaries only for the short columns: no gain, uncompressed either).
 
     A kind without nested columns (sft, ppo) is handed over as polars holds it (:func:`_arrow`) and
     its file keeps Parquet's own types only, not an Arrow schema naming string views: every reader
