@@ -131,5 +131,6 @@ def main() -> None:
             print(f"{name:<28} {wall:>8.2f} {statistics.median(r[1] for r in rows):>7.2f} "
                   f"{statistics.median(r[2] for r in rows):>8.2f} {wall / floor_wall:>8.2f}")
 
+
 if __name__ == "__main__":
     main()

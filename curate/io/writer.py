@@ -49,10 +49,9 @@ def compression() -> str:
     return choice
 
 
-def parquet_options(choice: str | None = None) -> dict[str, Any]:
+def parquet_options(choice: str) -> dict[str, Any]:
     """polars ``write_parquet``/``sink_parquet`` settings of a stage output compressed as ``choice``
-    (default: :func:`compression`)."""
-    choice = choice or compression()
+    (an output's :attr:`DatasetWriter.compression`)."""
     return {"compression": "uncompressed" if choice == "none" else choice, "data_page_size": PAGE_BYTES}
 
 
