@@ -97,6 +97,25 @@ def test_quiet_silences_one_invocation_only(fixtures, tmp_path):
     assert bad.exit_code != 0 and bad.output.startswith("Error:")
 
 
+@pytest.mark.parametrize("data, line, why", [
+    (b"[\n", 2, "JSON array is not closed"),  # cut where the first element should start
+    (b"[" * 100_000, 1, "JSON nested too deeply"),
+    (b'\n{"instruction": "a\n{"output": \n', 2, "invalid JSON"),
+])
+def test_a_file_with_no_readable_record_is_refused_naming_the_first_broken_one(tmp_path, data, line, why):
+    """Not "an empty JSON array" nor "could not recognise the format": the file's first broken
+    record, with its line, and how to keep every record in the quarantine instead."""
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(data)
+    result = CliRunner().invoke(cli, ["ingest", str(bad), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {bad}:{line}: {why}")
+    assert "--format" in result.output and "Traceback" not in result.output and not (tmp_path / "o").exists()
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"[ ]")
+    result = CliRunner().invoke(cli, ["ingest", str(empty), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "an empty JSON array" in result.output
+
+
 def test_errors_are_messages_not_tracebacks(tmp_path):
     runner = CliRunner()
     weird = tmp_path / "weird.jsonl"

@@ -1,7 +1,7 @@
 """Every registered command on hostile inputs: no traceback, non-zero where the input is unusable,
 nothing written on a refusal, and every record accounted for (records = kept + quarantined).
 
-The inputs are generated here (empty, 0-byte, an empty JSON array, a FIFO, binary, UTF-16 with and without BOM, Latin-1, BOM,
+The inputs are generated here (empty, 0-byte, an empty JSON array, arrays and lines none of which parses, a FIFO, binary, UTF-16 with and without BOM, Latin-1, BOM,
 NaN/Infinity, duplicate keys, 100k-level nesting, a 50 MB line, CSV, foreign, truncated and
 damaged Parquet, a single JSON object, bare line numbers), plus one real raw file of every known source
 format. Commands come from ``curate.cli.COMMANDS``, so a new command is covered automatically: it
@@ -73,6 +73,10 @@ def build(d: Path, fixtures: Path) -> dict[str, tuple[Path, dict | None]]:
     add("zero.jsonl", b"", None)
     add("blank.json", b"  \n\n \t\n", None)
     add("empty_array.json", b"[\n]\n", None)
+    # no record readable at all: the format cannot be told (the refusal names the first broken record)
+    add("unclosed_array.json", b"[\n", None)
+    add("deep_array.json", b"[" * 100_000, None)
+    add("broken_lines.jsonl", b'{"instruction": "a\n{"output": \n', None)
     os.mkfifo(d / "pipe.jsonl")  # opening it would block for ever: it must be refused before that
     cases["pipe.jsonl"] = (d / "pipe.jsonl", None)
     add("binary.jsonl", bytes(range(256)) * 64, None)

@@ -160,8 +160,8 @@ def detect_format(path: str | os.PathLike, name: str | None = None) -> SourceFor
         candidates = [(f.score(head), f) for f in FORMATS if f.container == "text"]
     else:
         sample = peek_objects(path, container)
-        if not sample and container == "array":
-            raise DatasetError(f"{name}: an empty JSON array; there are no records to read.")
+        if not sample:
+            raise DatasetError(_no_records(path, container, name))
         if sample and not data_objects(sample):
             # Only {} / {"message": ...} rows: every record goes to quarantine whatever the format,
             # so take the format the file name suggests (for the report) or plain Alpaca.
@@ -173,6 +173,18 @@ def detect_format(path: str | os.PathLike, name: str | None = None) -> SourceFor
         raise DatasetError(f"{name}: could not recognise the format (best guess {best.name}, fitting "
                            f"{best_score:.0%} of the sample). If that is right, {format_hint(best.name)}")
     return best
+
+
+def _no_records(path: Path, container: str, name: str) -> str:
+    """Why a JSON file gave no record to tell its format by: an empty array, or the first broken
+    record (a truncated array, nesting too deep, every line invalid) with its line."""
+    items = iter_jsonl(path) if container == "jsonl" else iter_json_array(path)
+    broken = next((it for it in items if it.error), None)
+    if broken is None:
+        return f"{name}: an empty JSON array; there are no records to read."
+    return (f"{name}:{broken.line}: {broken.error}; no record in the file could be read, so its format cannot be told. "
+            "Repair the file, or name its format to keep each record in the quarantine with its reason: "
+            + format_hint("FORMAT"))
 
 
 def format_hint(name: str) -> str:
