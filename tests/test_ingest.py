@@ -251,6 +251,46 @@ def test_broken_element_in_array_is_quarantined_and_rest_read(fixtures, tmp_path
     assert len(result.quarantine) == 1 and result.quarantine[0]["code"] == "parse_error"
 
 
+@pytest.mark.parametrize("broken", [
+    '{"instruction": "rosak", "input": "", "output": tru}',  # a bad literal
+    '{"instruction": "a},{\\"b", "input": [1, {"x": "]"}], "output": tru}',  # brackets and quotes inside strings
+    'tru',  # a broken scalar
+    '{"instruction": "ok" junk, "output": "x"}',  # garbage between a key's value and the next key
+])
+def test_broken_element_in_a_minified_array_loses_no_other_record(fixtures, tmp_path, broken):
+    """A minified array (json.dump without indent: one line) has no next line to resynchronise at:
+    the elements after a broken one were swallowed into its quarantine entry (5 of 10 records lost)."""
+    data = json.loads((fixtures / "malay_alpaca.json").read_text())[:10]
+    parts = [json.dumps(r, ensure_ascii=False) for r in data]
+    path = tmp_path / "minified.json"
+    path.write_text("[" + ",".join(parts[:5] + [broken] + parts[5:]) + "]")
+    result = ingest([path], detect_lang=False)
+    assert result.frames["sft"]["instruction"].to_list() == [r["instruction"] for r in data]
+    assert len(result.quarantine) == 1 and result.quarantine[0]["raw"] == broken
+    assert result.files[0].records == 11
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_json_array_elements_cut_anywhere_by_the_read_buffer_are_read_whole(tmp_path, monkeypatch, indent):
+    """The reader reads a JSON array in chunks and grows its buffer only when an element may be cut
+    by it (a string not closed, an error near the buffer's end): with a 97-character buffer the
+    cuts fall inside strings, escapes, numbers and literals, and every element still comes out
+    as json.loads reads it; a broken one (a bad literal) is the only one reported."""
+    from curate.ingest import readers
+
+    rows = [{"instruction": f"Soalan {i} \"petikan\" \\ \u00e9?", "n": i * 7919 ** 3, "f": i / 7, "flag": [True, False, None][i % 3],
+             "input": "", "output": "x" * (i % 200)} for i in range(300)]
+    text = json.dumps(rows, indent=indent, ensure_ascii=False)
+    broken = text.replace('"flag": false', '"flag": fals', 1)  # row 1
+    monkeypatch.setattr(readers, "CHUNK", 97)
+    for data, bad in ((text, 0), (broken, 1)):
+        path = tmp_path / "cut.json"
+        path.write_text(data, encoding="utf-8")
+        items = list(readers.iter_json_array(path))
+        assert [i.obj for i in items if i.error is None] == [r for j, r in enumerate(rows) if not (bad and j == 1)]
+        assert sum(1 for i in items if i.error) == bad
+
+
 def test_ids_are_stable_and_content_based(fixtures, tmp_path):
     a = ingest([fixtures / "malay_alpaca.json"], detect_lang=False).frames["sft"]
     # same content in another container (JSONL) under another name gives the same ids
