@@ -1,8 +1,9 @@
 """Every registered command on hostile inputs: no traceback, non-zero where the input is unusable,
 nothing written on a refusal, and every record accounted for (records = kept + quarantined).
 
-The inputs are generated here (empty, 0-byte, an empty JSON array, arrays and lines none of which parses, a FIFO, binary, UTF-16 with and without BOM, Latin-1, BOM,
-NaN/Infinity, duplicate keys, 100k-level nesting, a 50 MB line, CSV, foreign, truncated and
+The inputs are generated here (empty, 0-byte, an empty JSON array, arrays and lines none of which
+parses, commented JSON Lines, concatenated arrays, text after an array, a FIFO, binary, UTF-16 with
+and without BOM, Latin-1, BOM, NaN/Infinity, duplicate keys, 100k-level nesting, a 50 MB line, CSV, foreign, truncated and
 damaged Parquet, a single JSON object, bare line numbers), plus one real raw file of every known source
 format. Commands come from ``curate.cli.COMMANDS``, so a new command is covered automatically: it
 runs as ``curate NAME INPUT -o OUT`` unless ``ARGV`` says otherwise. LLM commands get an
@@ -112,6 +113,13 @@ def build(d: Path, fixtures: Path) -> dict[str, tuple[Path, dict | None]]:
         {"records": n + 1, "quarantined": 0, "recovered": 1})
     add("deep.jsonl", _jsonl(ALPACA[:2]) + b'{"instruction": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
         + _jsonl(ALPACA[2:]), {"records": n + 1, "quarantined": 1})
+    # JSON Lines with comment lines (the first one included): not a plain-text prompt list
+    add("commented.jsonl", b"// exported 2026-12-01\n" + _jsonl(ALPACA) + b"# end\n", {"records": n + 2, "quarantined": 2})
+    # arrays written back to back (cat a.json b.json), then an array followed by stray text
+    add("concatenated.json", json.dumps(ALPACA).encode() + b"\n" + json.dumps(ALPACA, indent=1).encode(),
+        {"records": 2 * n, "quarantined": 0})
+    add("text_after_array.json", json.dumps(ALPACA, indent=2).encode() + b"\nEND OF EXPORT\n",
+        {"records": n + 1, "quarantined": 1})
     huge = orjson.dumps({"instruction": "long", "input": "", "output": "x" * (50 << 20)})
     add("huge.jsonl", _jsonl(ALPACA[:1]) + huge + b"\n" + _jsonl(ALPACA[1:]), {"records": n + 1, "quarantined": 1})
     add("alpaca.csv", pl.DataFrame(ALPACA).write_csv().encode(), {"records": n, "quarantined": 0})

@@ -44,7 +44,22 @@ def sniff_container(path: Path, head: str) -> str:
         return "array"
     if stripped.startswith("{"):
         return "jsonl" if _first_line_is_object(path) else "object"
-    return "text"
+    return "jsonl" if _mostly_objects(head) else "text"
+
+
+def _mostly_objects(head: str) -> bool:
+    """Whether most lines of ``head`` (its last, maybe cut, excluded) are JSON objects: JSON Lines
+    whose first line is something else (a ``//`` or ``#`` comment, a stray header). Read as text,
+    every line became a prompt of the question list, JSON and all; as JSON Lines, that line goes
+    to the quarantine with its reason."""
+    lines = [line for line in head.splitlines()[:-1] if line.strip()][:100]
+    objects = 0
+    for line in lines:
+        try:
+            objects += isinstance(orjson.loads(line), dict)
+        except orjson.JSONDecodeError:
+            pass
+    return bool(lines) and objects * 2 > len(lines)
 
 
 def _first_line_is_object(path: Path) -> bool:
@@ -305,19 +320,21 @@ def iter_json_array(path: Path) -> Iterator[Item]:
         pos += 1
         eof = False
         while True:
-            # skip separators
-            while True:
-                while pos < len(buf) and buf[pos] in " \t\r\n,":
-                    if buf[pos] == "\n":
-                        line += 1
-                    pos += 1
-                if pos < len(buf) or eof:
-                    break
-                buf, pos, eof = _refill(fh, buf, pos)
+            buf, pos, line, eof = _skip(fh, buf, pos, line, eof, " \t\r\n,")
             if pos >= len(buf):
                 yield Item(line, raw="", error="JSON array is not closed (file truncated?)")
                 return
             if buf[pos] == "]":
+                # what follows: nothing, another array (files concatenated: cat a.json b.json), or
+                # text that is reported, never ignored
+                buf, pos, line, eof = _skip(fh, buf, pos + 1, line, eof, " \t\r\n")
+                if pos >= len(buf):
+                    return
+                if buf[pos] == "[":
+                    pos += 1
+                    continue
+                yield Item(line, raw=buf[pos:pos + 2000],
+                           error="text after the end of the JSON array (only another array may follow it)")
                 return
             indent = _line_before(buf, pos)  # to resynchronise after a broken element (before a refill moves pos)
             while True:
@@ -353,6 +370,18 @@ def iter_json_array(path: Path) -> Iterator[Item]:
 
 
 _SKIP = object()
+
+
+def _skip(fh, buf: str, pos: int, line: int, eof: bool, chars: str) -> tuple[str, int, int, bool]:
+    """Move ``pos`` past ``chars`` (reading on at the buffer's end), counting newlines."""
+    while True:
+        while pos < len(buf) and buf[pos] in chars:
+            if buf[pos] == "\n":
+                line += 1
+            pos += 1
+        if pos < len(buf) or eof:
+            return buf, pos, line, eof
+        buf, pos, eof = _refill(fh, buf, pos)
 
 
 def _refill(fh, buf: str, pos: int, grow: bool = False) -> tuple[str, int, bool]:
