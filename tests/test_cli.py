@@ -116,6 +116,22 @@ def test_a_file_with_no_readable_record_is_refused_naming_the_first_broken_one(t
     assert result.exit_code == 1 and "an empty JSON array" in result.output
 
 
+@pytest.mark.parametrize("text, line, why", [
+    ('instruction,input,output\nSoalan satu?,,Jawapan.\n"Soalan\ndua?",,Jawapan, dua.\nSoalan tiga?,,Ya.\n', 3,
+     "a row of 4 fields (lines 3-4) under a header of 3"),
+    ('instruction,input,output\nSoalan satu?,,Jawapan.\n"Soalan dua?,,Jawapan.\nSoalan tiga?,,Ya.\n', 3,
+     "unexpected end of data"),
+])
+def test_a_csv_polars_cannot_read_is_refused_naming_the_row(tmp_path, text, line, why):
+    """polars refuses the whole file ("found more fields than defined in 'Schema'"): the refusal
+    names the row's first line and what is wrong with it."""
+    bad = tmp_path / "export.csv"
+    bad.write_text(text)
+    result = CliRunner().invoke(cli, ["ingest", str(bad), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {bad}:{line}: {why}")
+    assert "Schema" not in result.output and not (tmp_path / "o").exists()
+
+
 def test_errors_are_messages_not_tracebacks(tmp_path):
     runner = CliRunner()
     weird = tmp_path / "weird.jsonl"

@@ -88,6 +88,7 @@ def build(d: Path, fixtures: Path) -> dict[str, tuple[Path, dict | None]]:
     add("unknown.jsonl", _jsonl([{"foo": 1, "bar": 2}] * 5), None)
     add("table.txt", b"instruction,input,output\n" + b"".join(f"q{i},,a{i}\n".encode() for i in range(20)), None)
     add("columns.csv", b"a,b\n1,2\n3,4\n", None)
+    add("ragged.csv", b"instruction,input,output\nq1,,a1\nq2,,a2,stray\nq3,,a3\n", None)
     p = d / "foreign.parquet"
     pl.DataFrame({"x": [1, 2, 3], "y": ["a", "b", "c"]}).write_parquet(p)
     cases[p.name] = (p, None)

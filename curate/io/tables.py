@@ -116,9 +116,38 @@ def read_table(path: Path, name: str, fmt: str) -> pl.LazyFrame:
             return pl.read_csv(path, separator=sep, infer_schema=False, encoding="utf8", quote_char=quote).lazy()
         except Exception as exc:  # polars raises ComputeError/NoDataError/... for a broken CSV
             if i == len(quotes) - 1:
-                raise DatasetError(f"{name}: not a readable {fmt.upper()} file "
+                where = _csv_problem(path, sep, quotes[0])
+                raise DatasetError(f"{name}:{where}; fix that row and re-run (a field holding the separator or a "
+                                   "newline is quoted, a quote inside it doubled)."
+                                   if where else f"{name}: not a readable {fmt.upper()} file "
                                    f"({str(exc).splitlines()[0][:200]}).") from None
     raise AssertionError("unreachable")
+
+
+def _csv_problem(path: Path, sep: str, quote: str) -> str | None:
+    """``line: what`` of the first row that makes a CSV unreadable, found with Python's csv module
+    (polars only says "found more fields than defined in 'Schema'", without the line): a row of
+    more fields than the header, or a quote that breaks the row. None when it finds none."""
+    import csv
+
+    start = 1
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = csv.reader(fh, delimiter=sep, quotechar=quote, strict=True)
+            header = next(rows, None)
+            if header is None:
+                return None
+            start = rows.line_num  # the last line of the previous row: this row starts on the next
+            for row in rows:
+                if len(row) > len(header):
+                    spans = f" (lines {start + 1}-{rows.line_num})" if rows.line_num > start + 1 else ""
+                    return f"{start + 1}: a row of {len(row)} fields{spans} under a header of {len(header)}"
+                start = rows.line_num
+    except csv.Error as exc:
+        return f"{start + 1}: {exc} (a quote never closed, or text after a closing quote?)"
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
