@@ -186,6 +186,28 @@ def test_conversations_roles_and_labels(fixtures):
     assert all("empty conversation block" in q["reason"] for q in result.quarantine)
 
 
+def test_what_a_turn_holds_beyond_role_and_text_is_kept_in_meta(tmp_path):
+    """OpenAI chats carry tool calls, names, training weights and image parts per message; the
+    canonical turn is role and text, so the rest is kept in meta (extra.turns), never dropped."""
+    chats = [
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "Apakah ini?"},
+                                                   {"type": "image_url", "image_url": {"url": "https://x/k.png"}}]},
+                      {"role": "assistant", "content": "Seekor kucing.", "weight": 0}]},
+        {"messages": [{"role": "user", "content": "Cuaca di KL?", "name": "ali"},
+                      {"role": "assistant", "content": None,
+                       "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "cuaca", "arguments": "{}"}}]},
+                      {"role": "assistant", "content": "Cerah."}]},
+    ]
+    path = tmp_path / "chats.jsonl"
+    path.write_text("\n".join(json.dumps(c, ensure_ascii=False) for c in chats) + "\n")
+    rows = ingest([path], detect_lang=False).frames["chat"]
+    metas = [json.loads(m) for m in rows["meta"]]
+    assert rows["messages"][0].to_list()[0]["content"] == "Apakah ini?"
+    assert metas[0]["extra"]["turns"] == {"0": {"content": chats[0]["messages"][0]["content"]}, "1": {"weight": 0}}
+    assert metas[1]["extra"]["turns"] == {"0": {"name": "ali"}, "1": {"tool_calls": chats[1]["messages"][1]["tool_calls"]}}
+    assert metas[1]["recovered"] == ["turn 1: no content (null), read as empty"]
+
+
 def test_sharegpt(fixtures):
     df = ingest([fixtures / "sharegpt.json"], detect_lang=False).frames["chat"]
     assert df["messages"].list.len().to_list() == [10, 2, 2]
