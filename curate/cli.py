@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import re
 import sys
 
 # OpenBLAS, numpy's and scipy's (numba loads scipy's to check for BLAS), starts a thread per core for
@@ -158,17 +159,21 @@ def describe(exc: BaseException, args: "list[str] | tuple" = ()) -> tuple[str, i
                     "or copy it again from where it came."), EXIT_USER
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
-        if exc.errno == errno.ENOSPC:
+        code = exc.errno
+        if code is None:  # polars raises OSError("No space left on device (os error 28)") without an errno
+            found = re.search(r"\(os error (\d+)\)", str(exc))
+            code = int(found.group(1)) if found else None
+        if code == errno.ENOSPC:
             return (f"{where}no space left on the device. Nothing was published (the previous output is "
                     "unchanged); free some space and re-run."), EXIT_ENV
-        if exc.errno == errno.EFBIG:
+        if code == errno.EFBIG:
             return (f"{where}file too large for this file system or limit. Nothing was published; "
                     "choose another -o."), EXIT_ENV
-        if exc.errno == errno.EROFS:
+        if code == errno.EROFS:
             return f"{where}read-only file system; choose an -o on a writable disk.", EXIT_USER
-        if exc.errno in (errno.EACCES, errno.EPERM):
+        if code in (errno.EACCES, errno.EPERM):
             return f"{where}permission denied; choose a path you can write to.", EXIT_USER
-        if exc.errno == errno.ENOENT:
+        if code == errno.ENOENT:
             return f"{where}no such file or directory.", EXIT_USER
         return f"{where}{exc.strerror or exc}.", EXIT_ENV
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -119,12 +119,12 @@ def _limited(limit: int):
     return pre
 
 
-@pytest.mark.parametrize("command", ["ingest", "clean"])
+@pytest.mark.parametrize("command", ["ingest", "clean", "export"])  # export: polars' write error has no errno
 def test_full_disk_leaves_the_old_output_and_says_so(command, fixtures, tmp_path):
     a = _corpus(tmp_path / "a.jsonl", fixtures, 500, "a")
     b = _corpus(tmp_path / "b.jsonl", fixtures, 8000, "b")  # ~1 MB of output: over the 300 kB limit
     out = tmp_path / "out"
-    extra = ["--no-lang", "-q"] if command == "ingest" else ["-q", "--target-lang", "any"]
+    extra = {"ingest": ["--no-lang", "-q"], "clean": ["-q", "--target-lang", "any"], "export": ["-q"]}[command]
     subprocess.run([*CURATE, command, str(a), "-o", str(out), *extra], cwd=ROOT, env=_env(), check=True,
                    capture_output=True)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
