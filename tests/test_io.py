@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import polars as pl
 import pytest
@@ -92,6 +93,23 @@ def test_foreign_directory_is_not_replaced(tmp_path):
         with io.DatasetWriter(tmp_path / "home", stage="t"):
             pass
     assert (tmp_path / "home" / "thesis.docx").read_bytes() == b"precious"
+
+
+def test_a_file_copied_into_a_dataset_is_named_not_silently_ignored(fixtures, tmp_path):
+    """A dataset is what its manifest lists: a file copied into its directory by hand is not read,
+    and the reader says so, naming it (and the way to read it)."""
+    from curate.ingest import ingest_to_dir
+
+    d = tmp_path / "ds"
+    ingest_to_dir([fixtures / "malay_alpaca.json"], d, detect_lang=False)
+    assert io.read_input(d).warnings == []
+    shutil.copy(d / "sft.parquet", d / "more.parquet")
+    (d / "extra").mkdir()
+    shutil.copy(fixtures / "chatdoctor.json", d / "extra" / "chatdoctor.json")
+    inp = io.read_input(d)
+    assert inp.rows() == {"sft": 200}
+    (w,) = inp.warnings
+    assert "2 file(s)" in w and "extra/chatdoctor.json, more.parquet" in w and "input of its own" in w
 
 
 def test_same_path_twice_is_read_once_and_skips_are_listed(fixtures, tmp_path):

@@ -112,6 +112,12 @@ class Plan:
         if (d / mf.NAME).is_file() or (top and _looks_like_dataset(d)):
             data = mf.read(d)  # refuses an incomplete or foreign directory, saying what to re-run
             self.parts.append(_Part("dataset", d, d.as_posix(), manifest=data))
+            stray = _unlisted(d, data)
+            if stray:
+                self.warnings.append(
+                    f"{d}: {len(stray)} file(s) the stage that wrote this dataset did not write (not in its "
+                    f"manifest.json) are not read: {', '.join(stray[:3])}{', ...' if len(stray) > 3 else ''}. "
+                    "To read one, give it as an input of its own.")
             return
         for root, dirs, files in os.walk(d):
             root_p = Path(root)
@@ -273,6 +279,22 @@ class Plan:
         total = {k: sum(f.get(k) or 0 for f in files) for k in ("records", "kept", "rows", "recovered", "quarantined")}
         total["accounted"] = total["records"] == total["kept"] + total["quarantined"]
         return {"files": files, "total": total, "skipped": self.skipped, "warnings": self.warnings}
+
+
+def _unlisted(d: Path, data: dict[str, Any]) -> list[str]:
+    """Files in the dataset directory ``d`` (hidden ones aside) its manifest does not list: copied
+    in by hand, say. The manifest says what the dataset holds; these are not read, and are named."""
+    listed = data.get("files")
+    if not isinstance(listed, dict):  # a manifest from before curate listed its files
+        return []
+    out = []
+    for root, dirs, files in os.walk(d):
+        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+        for name in sorted(files):
+            rel = (Path(root) / name).relative_to(d).as_posix()
+            if not name.startswith(".") and rel != mf.NAME and rel not in listed:
+                out.append(rel)
+    return sorted(out)
 
 
 def _pending_message(name: str, data: dict[str, Any]) -> str:
