@@ -76,6 +76,20 @@ def test_validate_reports_each_problem_with_its_line(tmp_path):
     assert f"{f}:6: error: instances[0].input is '<noinput>'" in res.output
 
 
+def test_validate_takes_a_directory_of_seed_files(tmp_path):
+    """A contributor's directory of seed files, as the default seeds/ is read: every *.jsonl in it."""
+    d = tmp_path / "mine"
+    d.mkdir()
+    _write(d / "a.jsonl", [_task(0, "Senaraikan tiga buah negeri di Pantai Timur Semenanjung Malaysia.")])
+    _write(d / "b.jsonl", ['{"id": "seed_task_0", "name": "rosak", '])
+    res = CliRunner().invoke(cli, ["seeds", "validate", str(d)])
+    assert res.exit_code == 1 and f"{d / 'b.jsonl'}:1: error: not valid JSON" in res.output
+    assert "2 file(s): 1 error(s)" in res.output
+    (tmp_path / "empty").mkdir()
+    res = CliRunner().invoke(cli, ["seeds", "validate", str(tmp_path / "empty")])
+    assert res.exit_code == 1 and "no seed files (*.jsonl) here" in res.output
+
+
 def test_validate_clean_file_passes_strict_without_langid_findings(tmp_path):
     f = _write(tmp_path / "s.jsonl", [
         _task(0, "Senaraikan tiga buah negeri di Pantai Timur Semenanjung Malaysia.",

@@ -26,7 +26,7 @@ def seeds():
 
 
 @seeds.command()
-@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--lang", help="Expected language of every file (default: the file's `lang` in seeds.toml, "
                              "else the majority language of its tasks).")
 @click.option("--strict", is_flag=True, help="Fail on warnings too, and on the known defects listed in seeds.toml.")
@@ -39,14 +39,16 @@ def validate(files, lang, strict, threshold, errors_only):
     Errors: broken JSON/schema, empty text, duplicate id/name/row, near-duplicate instruction,
     <noinput>-style marker, wrong language. Warnings (fail only with --strict): id gaps, name
     format, untranslated names, doubly escaped text, unsure language, and the known defects of the
-    shipped files (seeds.toml `known`). With no FILES, every *.jsonl under seeds/.
+    shipped files (seeds.toml `known`). With no FILES, every *.jsonl under seeds/; a directory
+    stands for every *.jsonl in it.
 
     \b
     Example:
       curate seeds validate
       curate seeds validate --strict my_new_seeds.jsonl --lang ms
+      curate seeds validate my_seeds/
     """
-    files = list(files) or S.default_files()
+    files = [x for f in files for x in (S.default_files(f) if f.is_dir() else [f])] or S.default_files()
     n_err = n_warn = 0
     for f in files:
         for x in S.validate(f, lang=lang, strict=strict, near_dup=threshold):
