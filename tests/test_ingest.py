@@ -313,6 +313,43 @@ def test_json_array_elements_cut_anywhere_by_the_read_buffer_are_read_whole(tmp_
         assert sum(1 for i in items if i.error) == bad
 
 
+def test_gzip_bzip2_and_xz_files_are_read_as_the_files_they_hold(fixtures, tmp_path):
+    """Hub datasets ship *.jsonl.gz: a compressed JSON, JSON Lines or text file (alone or in a
+    directory) gives the rows, quarantine and counts of the file it holds; a cut stream and a
+    compressed CSV are refused naming the file."""
+    import bz2
+    import gzip
+    import lzma
+
+    plain, packed = tmp_path / "plain", tmp_path / "packed"
+    plain.mkdir()
+    packed.mkdir()
+    for name, module in (("malay_alpaca.json", gzip), ("malay_gpt4all_anomalies.jsonl", bz2),
+                         ("kochatgpt_seed_data.txt", lzma)):
+        data = (fixtures / name).read_bytes()
+        (plain / name).write_bytes(data)
+        (packed / (name + {gzip: ".gz", bz2: ".bz2", lzma: ".xz"}[module])).write_bytes(module.compress(data))
+    a, b = ingest(sorted(plain.iterdir()), detect_lang=False), ingest(sorted(packed.iterdir()), detect_lang=False)
+    for kind in ("sft", "ppo"):
+        assert a.frames[kind].height and a.frames[kind].drop("source").equals(b.frames[kind].drop("source")), kind
+    assert [(q["line"], q["code"]) for q in a.quarantine] == [(q["line"], q["code"]) for q in b.quarantine]
+    assert sorted(f.encoding for f in b.files) == ["bzip2, utf-8", "gzip, utf-8", "xz, utf-8"]
+    # a directory of compressed files is walked as one of plain files
+    ingest_to_dir([plain], tmp_path / "a", detect_lang=False)
+    ingest_to_dir([packed], tmp_path / "b", detect_lang=False)
+    for kind in ("sft", "ppo"):
+        assert pl.read_parquet(tmp_path / "a" / f"{kind}.parquet").drop("source").equals(
+            pl.read_parquet(tmp_path / "b" / f"{kind}.parquet").drop("source"))
+    cut = tmp_path / "cut.json.gz"
+    cut.write_bytes((packed / "malay_alpaca.json.gz").read_bytes()[:2000])
+    with pytest.raises(UserError, match=r"cut\.json\.gz: the gzip stream is cut short or damaged"):
+        ingest([cut], detect_lang=False)
+    table = tmp_path / "t.csv.gz"
+    table.write_bytes(gzip.compress(b"instruction,input,output\nq,,a\n"))
+    with pytest.raises(UserError, match="a compressed CSV file; decompress it first"):
+        ingest_to_dir([table], tmp_path / "o", detect_lang=False)
+
+
 def test_ids_are_stable_and_content_based(fixtures, tmp_path):
     a = ingest([fixtures / "malay_alpaca.json"], detect_lang=False).frames["sft"]
     # same content in another container (JSONL) under another name gives the same ids

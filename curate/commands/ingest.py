@@ -41,8 +41,9 @@ def ingest(paths, out_dir, fmt, no_lang, output_format, quiet, report_html, **kw
 
     Every record ends up either as a row (repairs recorded in its meta) or in
     quarantine.jsonl with file:line and a reason. Directories are read recursively; files
-    there that curate can't read are skipped and listed in report.json. The output directory
-    is committed at once with a manifest.json (a killed run leaves the previous output).
+    there that curate can't read are skipped and listed in report.json; gzip, bzip2 and xz
+    files (data.jsonl.gz) are read decompressed. The output directory is committed at once
+    with a manifest.json (a killed run leaves the previous output).
 
     \b
     Example:

@@ -41,6 +41,18 @@ MAGIC: list[tuple[bytes, str]] = [
     (b"\xd0\xcf\x11\xe0", "a Microsoft Office document"),
 ]
 
+# gzip, bzip2 and xz streams (Python's own modules): a compressed JSON, JSON Lines or text file is
+# read from a decompressed temporary copy (curate.ingest.pipeline.open_source), its lines numbered
+# as in the decompressed text; zstd and archives are still refused (MAGIC)
+COMPRESSED = {b"\x1f\x8b": ("gzip", "gzip"), b"BZh": ("bzip2", "bz2"), b"\xfd7zXZ\x00": ("xz", "lzma")}
+COMPRESSED_SUFFIXES = {".gz", ".bz2", ".xz"}
+
+
+def compression_of(head: bytes) -> tuple[str, str] | None:
+    """(name, module) of the compressed stream ``head`` starts, or None."""
+    return next((v for magic, v in COMPRESSED.items() if head.startswith(magic)), None)
+
+
 # longest first, so UTF-32-LE is not mistaken for UTF-16-LE
 BOMS: list[tuple[bytes, str]] = [
     (codecs.BOM_UTF32_BE, "utf-32-be"),

@@ -25,7 +25,7 @@ import polars as pl
 from curate import lingua_worker, schemas
 from curate.errors import UserError
 from curate.ingest.base import Record, Reject, SourceFormat, data_objects, precheck, unwrap_nested
-from curate.ingest.encoding import CP1252_NOTE, check_text_head, decode_line
+from curate.ingest.encoding import COMPRESSED_SUFFIXES, CP1252_NOTE, check_text_head, compression_of, decode_line
 from curate.ingest.formats import BY_NAME, FORMATS
 from curate.ingest import lines_jit
 from curate.ingest.readers import (MAX_RECORD, Span, iter_json_array, iter_jsonl, jsonl_blocks, parse_line,
@@ -68,7 +68,7 @@ class Source:
 @contextlib.contextmanager
 def open_source(path: str | os.PathLike, name: str | None = None) -> Iterator[Source]:
     """Check a source file's bytes (binary refused, BOMs honoured) and yield it as a :class:`Source`.
-    A recoded temporary copy, if one was needed, is removed afterwards."""
+    A recoded or decompressed temporary copy, if one was needed, is removed afterwards."""
     path = Path(path)
     name = name or path.as_posix()
     require_file(path, name)
@@ -76,6 +76,14 @@ def open_source(path: str | os.PathLike, name: str | None = None) -> Iterator[So
         head = fh.read(1 << 16)
     if not head.strip():
         raise DatasetError(f"{name}: the file is empty; nothing to read.")
+    packed = compression_of(head)
+    if packed is not None:
+        inner = path.with_suffix("") if path.suffix.lower() in COMPRESSED_SUFFIXES else path
+        with _temp_copy(inner) as tmp:
+            _decompress(path, tmp, name, *packed)
+            with open_source(tmp, name) as src:
+                yield Source(src.path, name, f"{packed[0]}, {src.encoding}", src.recoded_lines)
+        return
     try:
         enc = check_text_head(Path(name), head)
     except UserError as exc:
@@ -101,6 +109,29 @@ def _temp_copy(path: Path) -> Iterator[Path]:
         yield Path(tmp)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _decompress(path: Path, dest: Path, name: str, what: str, module: str) -> None:
+    """Write the decompressed stream of ``path`` to ``dest``; a damaged or cut stream is refused
+    (a full disk while writing is the disk's error, not the file's)."""
+    import importlib
+    import lzma
+    import zlib
+
+    opener = importlib.import_module(module).open
+    try:
+        with opener(path, "rb") as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    except OSError as exc:
+        if exc.errno is not None:  # the disk (full, read-only), not the stream
+            raise
+        broken: Exception = exc
+    except (EOFError, zlib.error, lzma.LZMAError) as exc:
+        broken = exc
+    else:
+        return
+    raise DatasetError(f"{name}: the {what} stream is cut short or damaged ({broken}); download or compress it "
+                       "again.")
 
 
 def _recode(path: Path, enc: str, dest: Path, name: str) -> None:

@@ -23,6 +23,7 @@ import orjson
 import polars as pl
 
 from curate import schemas
+from curate.ingest.encoding import COMPRESSED_SUFFIXES
 from curate.io import manifest as mf
 from curate.io.files import DatasetError
 from curate.io.tables import TABLE_SUFFIXES, canonical_kind, check_parquet, read_table, sample, table_items
@@ -137,7 +138,7 @@ class Plan:
                 if name.startswith("."):
                     self.skipped.append({"path": f.as_posix(), "reason": "hidden file"})
                     continue
-                if f.suffix.lower() not in SUFFIXES:
+                if _data_suffix(f) not in SUFFIXES:
                     self.skipped.append({"path": f.as_posix(),
                                          "reason": f"not a format curate reads ({f.suffix or 'no extension'})"})
                     continue
@@ -170,6 +171,9 @@ class Plan:
         except OSError as exc:
             raise DatasetError(f"{name}: cannot read ({exc.strerror}).") from None
         suffix = path.suffix.lower()
+        if suffix in COMPRESSED_SUFFIXES and _data_suffix(path) in TABLE_SUFFIXES:
+            raise DatasetError(f"{name}: a compressed {_data_suffix(path)[1:].upper()} file; decompress it first "
+                               "(curate decompresses JSON, JSON Lines and text files itself).")
         if suffix == ".parquet" or head == b"PAR1":
             names = check_parquet(path, name).names()
             kind = canonical_kind(names)
@@ -279,6 +283,15 @@ class Plan:
         total = {k: sum(f.get(k) or 0 for f in files) for k in ("records", "kept", "rows", "recovered", "quarantined")}
         total["accounted"] = total["records"] == total["kept"] + total["quarantined"]
         return {"files": files, "total": total, "skipped": self.skipped, "warnings": self.warnings}
+
+
+def _data_suffix(path: Path) -> str:
+    """The suffix that says what a file holds: ``.jsonl`` for ``x.jsonl.gz`` (gzip, bzip2 and xz
+    files are read decompressed: :func:`curate.ingest.pipeline.open_source`)."""
+    suffix = path.suffix.lower()
+    if suffix in COMPRESSED_SUFFIXES:
+        return Path(path.stem).suffix.lower() or suffix
+    return suffix
 
 
 def _unlisted(d: Path, data: dict[str, Any]) -> list[str]:
