@@ -199,6 +199,42 @@ def test_empty_output_in_chat_and_rm(load):
         assert any(not (t or "").strip() for t in texts)
 
 
+def test_turn_order_flags_chats_strict_templates_refuse(load):
+    """Real ShareGPT/KoChatGPT chats whose turns repeat a role or end on the user are flagged (and
+    dropped when asked), each with the turn and what is wrong; alternating chats, with or without a
+    leading system message, are left alone."""
+    def chat(*roles):
+        return {"messages": [{"role": r, "content": f"giliran {i}"} for i, r in enumerate(roles)],
+                "source": "t.jsonl", "line": 1}
+
+    made = [chat("system", "user", "assistant", "user", "assistant"),   # fine
+            chat("user", "assistant"),                                  # fine
+            chat("user", "assistant", "assistant"),                     # two assistant turns
+            chat("user", "user", "assistant"),                          # two user turns
+            chat("assistant", "user", "assistant"),                     # starts with the assistant
+            chat("system", "assistant", "user", "assistant"),           # starts with it after the system
+            chat("user", "assistant", "user"),                          # ends with the user
+            chat("user", "system", "assistant")]                        # a system message later on
+    frames = {"chat": pl.concat([schemas.from_rows("chat", made), *load("malay_kochatgpt_conversation.jsonl").values()],
+                                how="vertical_relaxed")}
+    res = clean(frames, only("turn_order"))
+    flagged = {}
+    for i, m in enumerate(res.frames["chat"]["meta"].to_list()):
+        flagged[i] = [(f["field"], f["evidence"]) for f in schemas.meta_of(m).get("flags", []) if f["rule"] == "turn_order"]
+    assert [flagged[i] for i in range(len(made))] == [
+        [], [], [("messages[2]", "two assistant turns in a row")], [("messages[1]", "two user turns in a row")],
+        [("messages[0]", "the chat starts with the assistant")], [("messages[1]", "the chat starts with the assistant")],
+        [("messages[2]", "the chat ends with a user turn")], [("messages[1]", "a system message after the chat began")]]
+    real = res.frames["chat"][len(made):]
+    for row, marks in zip(real.iter_rows(named=True), list(flagged.values())[len(made):]):
+        roles = [m["role"] for m in row["messages"]]
+        alternating = roles[0] == "user" and roles[-1] == "assistant" and all(a != b for a, b in zip(roles, roles[1:]))
+        assert bool(marks) != alternating, roles
+    dropped_res = clean(frames, only("turn_order", "drop"))
+    assert dropped_res.frames["chat"].height == res.frames["chat"].height - sum(1 for v in flagged.values() if v)
+    assert rule_report(dropped_res, "turn_order")["dropped"] == sum(1 for v in flagged.values() if v)
+
+
 def test_na_output_dropped(cases):
     res = clean(case_frames(cases, "na_output", "right_math_question"), only("na_output"))
     q = dropped(res, "na_output")

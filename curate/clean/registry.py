@@ -5,6 +5,7 @@ from __future__ import annotations
 from curate.clean.base import Rule
 from curate.clean.rules.alpaca import EmptyCode, MediaRequest, MergedInstruction, NeedsInternet, UnclearInstruction
 from curate.clean.rules.arith import WrongMath
+from curate.clean.rules.chat import TurnOrder
 from curate.clean.rules.contamination import Contaminated
 from curate.clean.rules.duplicates import ExactDuplicate, NearDuplicate
 from curate.clean.rules.encoding import ControlChars, LiteralEscapes, Mojibake
@@ -18,7 +19,7 @@ RULES: tuple[type[Rule], ...] = (
     # fixes, in the order they run
     Mojibake, LiteralEscapes, ControlChars, NoInputMarker, LabelPrefix, FixIndonesian,
     # cheap detectors on every row
-    EmptyPrompt, EmptyOutput, NAOutput, NeedsInternet, MergedInstruction, EmptyCode, MediaRequest,
+    EmptyPrompt, EmptyOutput, NAOutput, TurnOrder, NeedsInternet, MergedInstruction, EmptyCode, MediaRequest,
     Refusal, WrongMath, UntranslatedField, LengthLimit, TooManyTokens, UnclearInstruction,
     # on the rows still kept: language identification, eval-set contamination, then duplicates
     WrongLanguage, Indonesian, Contaminated, ExactDuplicate, NearDuplicate,
