@@ -53,6 +53,12 @@ def compression_of(head: bytes) -> tuple[str, str] | None:
     return next((v for magic, v in COMPRESSED.items() if head.startswith(magic)), None)
 
 
+def decompressed_name(path: Path) -> Path:
+    """The file a compressed ``path`` holds, by its name: ``x.jsonl`` for ``x.jsonl.gz`` (``path``
+    itself when its suffix is not a compressed one)."""
+    return path.with_suffix("") if path.suffix.lower() in COMPRESSED_SUFFIXES else path
+
+
 # longest first, so UTF-32-LE is not mistaken for UTF-16-LE
 BOMS: list[tuple[bytes, str]] = [
     (codecs.BOM_UTF32_BE, "utf-32-be"),

@@ -25,7 +25,7 @@ import polars as pl
 from curate import lingua_worker, schemas
 from curate.errors import UserError
 from curate.ingest.base import Record, Reject, SourceFormat, data_objects, precheck, unwrap_nested
-from curate.ingest.encoding import COMPRESSED_SUFFIXES, CP1252_NOTE, check_text_head, compression_of, decode_line
+from curate.ingest.encoding import CP1252_NOTE, check_text_head, compression_of, decode_line, decompressed_name
 from curate.ingest.formats import BY_NAME, FORMATS
 from curate.ingest import lines_jit
 from curate.ingest.readers import (MAX_RECORD, Span, iter_json_array, iter_jsonl, jsonl_blocks, parse_line,
@@ -78,8 +78,7 @@ def open_source(path: str | os.PathLike, name: str | None = None) -> Iterator[So
         raise DatasetError(f"{name}: the file is empty; nothing to read.")
     packed = compression_of(head)
     if packed is not None:
-        inner = path.with_suffix("") if path.suffix.lower() in COMPRESSED_SUFFIXES else path
-        with _temp_copy(inner) as tmp:
+        with _temp_copy(decompressed_name(path)) as tmp:
             _decompress(path, tmp, name, *packed)
             with open_source(tmp, name) as src:
                 yield Source(src.path, name, f"{packed[0]}, {src.encoding}", src.recoded_lines)

@@ -23,7 +23,7 @@ import orjson
 import polars as pl
 
 from curate import schemas
-from curate.ingest.encoding import COMPRESSED_SUFFIXES
+from curate.ingest.encoding import COMPRESSED_SUFFIXES, decompressed_name
 from curate.io import manifest as mf
 from curate.io.files import DatasetError
 from curate.io.tables import TABLE_SUFFIXES, canonical_kind, check_parquet, read_table, sample, table_items
@@ -171,8 +171,9 @@ class Plan:
         except OSError as exc:
             raise DatasetError(f"{name}: cannot read ({exc.strerror}).") from None
         suffix = path.suffix.lower()
-        if suffix in COMPRESSED_SUFFIXES and _data_suffix(path) in TABLE_SUFFIXES:
-            raise DatasetError(f"{name}: a compressed {_data_suffix(path)[1:].upper()} file; decompress it first "
+        inner = _data_suffix(path)
+        if suffix in COMPRESSED_SUFFIXES and inner in TABLE_SUFFIXES:
+            raise DatasetError(f"{name}: a compressed {inner[1:].upper()} file; decompress it first "
                                "(curate decompresses JSON, JSON Lines and text files itself).")
         if suffix == ".parquet" or head == b"PAR1":
             names = check_parquet(path, name).names()
@@ -288,10 +289,7 @@ class Plan:
 def _data_suffix(path: Path) -> str:
     """The suffix that says what a file holds: ``.jsonl`` for ``x.jsonl.gz`` (gzip, bzip2 and xz
     files are read decompressed: :func:`curate.ingest.pipeline.open_source`)."""
-    suffix = path.suffix.lower()
-    if suffix in COMPRESSED_SUFFIXES:
-        return Path(path.stem).suffix.lower() or suffix
-    return suffix
+    return decompressed_name(path).suffix.lower() or path.suffix.lower()
 
 
 def _unlisted(d: Path, data: dict[str, Any]) -> list[str]:
